@@ -1,0 +1,10 @@
+//! hopscope: one live, read-only picture of a Kubernetes node's network state.
+//!
+//! Facts flow one way: `source` (kernel, procfs) → `model::NodeState` → `view` (text, JSON).
+//! `explain` names what Cilium's marks and tables mean; it is read by views only.
+
+pub mod cli;
+pub mod explain;
+pub mod model;
+pub mod source;
+pub mod view;

@@ -1,0 +1,124 @@
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[serde(rename = "inet")]
+    V4,
+    #[serde(rename = "inet6")]
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: &IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "inet",
+            Family::V6 => "inet6",
+        }
+    }
+}
+
+/// An address with a prefix length, printed the way `ip` prints it: `10.0.1.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn new(addr: IpAddr, len: u8) -> Self {
+        Prefix { addr, len }
+    }
+    pub fn family(&self) -> Family {
+        Family::of(&self.addr)
+    }
+    pub fn max_len(&self) -> u8 {
+        match self.addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        }
+    }
+    pub fn is_any(&self) -> bool {
+        self.len == 0
+    }
+    /// Does this prefix contain `ip`? Families must agree.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(*ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(*ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl Serialize for Prefix {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A netfilter/XFRM mark with its mask: matches when `(skb_mark & mask) == value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Mark {
+    pub value: u32,
+    pub mask: u32,
+}
+
+impl Mark {
+    pub fn matches(&self, skb_mark: u32) -> bool {
+        skb_mark & self.mask == self.value
+    }
+}
+
+impl fmt::Display for Mark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}/{:#x}", self.value, self.mask)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_contains_respects_length_and_family() {
+        let p = Prefix::new("10.0.1.0".parse().unwrap(), 24);
+        assert!(p.contains(&"10.0.1.52".parse().unwrap()));
+        assert!(!p.contains(&"10.0.2.1".parse().unwrap()));
+        assert!(!p.contains(&"::1".parse().unwrap()));
+        let any = Prefix::new("0.0.0.0".parse().unwrap(), 0);
+        assert!(any.contains(&"192.0.2.1".parse().unwrap()));
+        let v6 = Prefix::new("fc00:f853::".parse().unwrap(), 32);
+        assert!(v6.contains(&"fc00:f853:ccd::3".parse().unwrap()));
+        assert!(!v6.contains(&"fc00:f854::3".parse().unwrap()));
+    }
+
+    #[test]
+    fn mark_matches_under_mask() {
+        let m = Mark { value: 0xe00, mask: 0xf00 };
+        assert!(m.matches(0x3e00));
+        assert!(!m.matches(0xd00));
+        assert_eq!(m.to_string(), "0xe00/0xf00");
+        assert_eq!(Mark { value: 0, mask: 0xf00 }.to_string(), "0x0/0xf00");
+    }
+}

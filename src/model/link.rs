@@ -1,0 +1,63 @@
+use super::{Family, Prefix};
+use serde::Serialize;
+
+/// An interface named by both name and index, as the JSON schema wants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkRef {
+    pub index: u32,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// IFLA_INFO_KIND: veth, bridge, vxlan, ... (None for physical/loopback devices).
+    pub kind: Option<String>,
+    pub flags: Vec<String>,
+    pub mtu: Option<u32>,
+    pub mac: Option<String>,
+    pub master: Option<LinkRef>,
+    pub qdisc: Option<String>,
+    pub oper_state: String,
+    /// The other end of a veth (IFLA_LINK), possibly in another netns (`netns_id`).
+    pub peer: Option<Peer>,
+    pub addresses: Vec<LinkAddress>,
+    pub stats: LinkStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    pub index: u32,
+    /// Known only when the peer lives in the same netns.
+    pub name: Option<String>,
+    pub netns_id: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkAddress {
+    pub family: Family,
+    pub address: String,
+    pub prefix_len: u8,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl LinkAddress {
+    pub fn prefix(&self) -> Option<Prefix> {
+        Some(Prefix::new(self.address.parse().ok()?, self.prefix_len))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LinkStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}

@@ -1,0 +1,21 @@
+//! Plain data: what a node's network state is, independent of where it was read from.
+//! No I/O here; sources fill it, views read it.
+
+mod addr;
+mod link;
+mod node;
+mod route;
+mod rule;
+mod secret;
+mod xfrm;
+
+pub use addr::{Family, Mark, Prefix};
+pub use link::{Link, LinkAddress, LinkRef, LinkStats, Peer};
+pub use node::{NetnsInfo, NodeInfo, NodeState};
+pub use route::{NextHop, Route, TableRef};
+pub use rule::Rule;
+pub use secret::{Secret, reveal_secrets};
+pub use xfrm::{
+    AlgInfo, Encap, Lifetime, Selector, Template, XfrmCounts, XfrmPolicy, XfrmSaStats, XfrmState,
+    XfrmStats,
+};

@@ -1,0 +1,49 @@
+use super::{Link, Route, Rule, XfrmCounts, XfrmPolicy, XfrmState, XfrmStats};
+use serde::{Serialize, Serializer, ser::SerializeMap};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetnsInfo {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    pub hostname: String,
+    pub kernel: String,
+    pub netns: NetnsInfo,
+}
+
+/// Everything hopscope knows about one node (one network namespace) at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeState {
+    pub node: NodeInfo,
+    /// What could not be read and why (missing rights, interrupted dumps, ...).
+    pub warnings: Vec<String>,
+    pub links: Vec<Link>,
+    pub routes: Vec<Route>,
+    pub rules: Vec<Rule>,
+    pub xfrm_states: Vec<XfrmState>,
+    pub xfrm_policies: Vec<XfrmPolicy>,
+    #[serde(serialize_with = "ordered_map")]
+    pub xfrm_stats: XfrmStats,
+    pub xfrm_counts: XfrmCounts,
+}
+
+impl NodeState {
+    pub fn link(&self, index: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.index == index)
+    }
+    pub fn link_by_name(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+}
+
+fn ordered_map<S: Serializer>(pairs: &XfrmStats, s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
+}

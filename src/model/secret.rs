@@ -1,0 +1,87 @@
+//! Key material. Redacted in every rendering (Debug, Display, Serialize) unless the caller
+//! explicitly reveals secrets for the duration of one rendering (`--show-keys`).
+
+use serde::{Serialize, Serializer};
+use std::cell::Cell;
+use std::fmt;
+
+pub const REDACTED: &str = "redacted";
+
+thread_local! {
+    static REVEAL: Cell<bool> = const { Cell::new(false) };
+}
+
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Secret(bytes)
+    }
+    /// The bytes, for code that uses the key (decryption); never for printing.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+    pub fn len_bits(&self) -> usize {
+        self.0.len() * 8
+    }
+    fn render(&self) -> String {
+        if REVEAL.with(Cell::get) {
+            let mut s = String::from("0x");
+            for b in &self.0 {
+                s.push_str(&format!("{b:02x}"));
+            }
+            s
+        } else {
+            REDACTED.to_string()
+        }
+    }
+}
+
+/// Run `f` with secrets rendered in clear on this thread, restoring redaction afterwards
+/// even if `f` panics.
+pub fn reveal_secrets<T>(reveal: bool, f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REVEAL.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(REVEAL.with(|r| r.replace(reveal)));
+    f()
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Debug output ends up in logs and panics: never reveal there.
+        write!(f, "Secret({} bits, {REDACTED})", self.len_bits())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.render())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_unless_revealed() {
+        let k = Secret::new(vec![0xd5, 0x28, 0xe7]);
+        assert_eq!(k.to_string(), "redacted");
+        assert_eq!(serde_json::to_string(&k).unwrap(), "\"redacted\"");
+        assert_eq!(reveal_secrets(true, || k.to_string()), "0xd528e7");
+        assert_eq!(k.to_string(), "redacted", "reveal must not outlive its scope");
+        assert!(!format!("{k:?}").contains("d528"));
+        assert!(!reveal_secrets(true, || format!("{k:?}")).contains("d528"));
+    }
+}

@@ -1,0 +1,300 @@
+//! Links, addresses, routes and rules over NETLINK_ROUTE, converted into the model.
+//! The conversions are pure functions of the decoded messages so they are tested on bytes.
+
+use super::names;
+use super::netlink::{DumpReport, NlError, NlSocket};
+use super::rt_tables::TableNames;
+use crate::model::{Family, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix, Route, Rule, TableRef};
+use crate::model::NextHop;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteMetric};
+use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Raw dumps as the kernel gave them; converted once the link names are known.
+#[derive(Default)]
+pub struct RtDump {
+    pub links: Vec<LinkMessage>,
+    pub addrs: Vec<AddressMessage>,
+    pub routes: Vec<RouteMessage>,
+    pub rules: Vec<RuleMessage>,
+    pub reports: Vec<(&'static str, DumpReport)>,
+}
+
+pub fn dump_all(sock: &mut NlSocket) -> Result<RtDump, NlError> {
+    let mut d = RtDump::default();
+    let r = sock.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), |m| {
+        if let RouteNetlinkMessage::NewLink(l) = m {
+            d.links.push(l)
+        }
+    })?;
+    d.reports.push(("links", r));
+    let r = sock.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()), |m| {
+        if let RouteNetlinkMessage::NewAddress(a) = m {
+            d.addrs.push(a)
+        }
+    })?;
+    d.reports.push(("addresses", r));
+    // AF_UNSPEC with no table filter: every table of every family in one dump.
+    let r = sock.dump(RouteNetlinkMessage::GetRoute(RouteMessage::default()), |m| {
+        if let RouteNetlinkMessage::NewRoute(rt) = m {
+            d.routes.push(rt)
+        }
+    })?;
+    d.reports.push(("routes", r));
+    let r = sock.dump(RouteNetlinkMessage::GetRule(RuleMessage::default()), |m| {
+        if let RouteNetlinkMessage::NewRule(rl) = m {
+            d.rules.push(rl)
+        }
+    })?;
+    d.reports.push(("rules", r));
+    Ok(d)
+}
+
+pub fn family_of(f: AddressFamily) -> Option<Family> {
+    match f {
+        AddressFamily::Inet => Some(Family::V4),
+        AddressFamily::Inet6 => Some(Family::V6),
+        _ => None,
+    }
+}
+
+fn mac(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Convert links and attach their addresses.
+pub fn links(msgs: &[LinkMessage], addrs: &[AddressMessage]) -> Vec<Link> {
+    let names: HashMap<u32, String> = msgs
+        .iter()
+        .filter_map(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some((m.header.index, n.clone())),
+                _ => None,
+            })
+        })
+        .collect();
+    let mut out: Vec<Link> = msgs.iter().map(|m| link(m, &names)).collect();
+    for a in addrs {
+        if let (Some(addr), Some(l)) = (address(a), out.iter_mut().find(|l| l.index == a.header.index)) {
+            l.addresses.push(addr);
+        }
+    }
+    out.sort_by_key(|l| l.index);
+    out
+}
+
+fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
+    let mut l = Link {
+        index: m.header.index,
+        name: String::new(),
+        kind: None,
+        flags: names::link_flags(m.header.flags.bits()),
+        mtu: None,
+        mac: None,
+        master: None,
+        qdisc: None,
+        oper_state: "UNKNOWN".into(),
+        peer: None,
+        addresses: Vec::new(),
+        stats: LinkStats::default(),
+    };
+    let mut iflink = None;
+    let mut link_netns = None;
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Mtu(v) => l.mtu = Some(*v),
+            LinkAttribute::Address(b) if !b.is_empty() => l.mac = Some(mac(b)),
+            LinkAttribute::Controller(i) => {
+                l.master = Some(LinkRef { index: *i, name: names.get(i).cloned() })
+            }
+            LinkAttribute::Qdisc(q) => l.qdisc = Some(q.clone()),
+            LinkAttribute::OperState(s) => l.oper_state = s.to_string(),
+            LinkAttribute::Link(i) => iflink = Some(*i),
+            LinkAttribute::LinkNetNsId(id) => link_netns = Some(*id),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = Some(kind_name(k));
+                    }
+                }
+            }
+            LinkAttribute::Stats64(s) => {
+                l.stats = LinkStats {
+                    rx_bytes: s.rx_bytes,
+                    rx_packets: s.rx_packets,
+                    rx_errors: s.rx_errors,
+                    rx_dropped: s.rx_dropped,
+                    tx_bytes: s.tx_bytes,
+                    tx_packets: s.tx_packets,
+                    tx_errors: s.tx_errors,
+                    tx_dropped: s.tx_dropped,
+                }
+            }
+            _ => {}
+        }
+    }
+    // IFLA_LINK names the peer/lower device; a self-reference carries no information.
+    if let Some(i) = iflink.filter(|i| *i != l.index || link_netns.is_some()) {
+        let name = if link_netns.is_none() { names.get(&i).cloned() } else { None };
+        l.peer = Some(Peer { index: i, name, netns_id: link_netns });
+    }
+    l
+}
+
+fn kind_name(k: &InfoKind) -> String {
+    // InfoKind's Display gives the kernel's IFLA_INFO_KIND string (veth, bridge, ...).
+    k.to_string()
+}
+
+fn address(a: &AddressMessage) -> Option<LinkAddress> {
+    let family = family_of(a.header.family)?;
+    let mut local = None;
+    let mut address = None;
+    let mut label = None;
+    for attr in &a.attributes {
+        match attr {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            AddressAttribute::Label(s) => label = Some(s.clone()),
+            _ => {}
+        }
+    }
+    // IFA_LOCAL is the interface's own address on point-to-point links; prefer it.
+    let ip = local.or(address)?;
+    Some(LinkAddress {
+        family,
+        address: ip.to_string(),
+        prefix_len: a.header.prefix_len,
+        scope: names::scope(a.header.scope.into()),
+        label,
+    })
+}
+
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+pub fn table_ref(id: u32, tables: &TableNames) -> TableRef {
+    TableRef { id, name: tables.get(&id).cloned() }
+}
+
+fn link_ref(index: u32, links: &[Link]) -> LinkRef {
+    LinkRef { index, name: links.iter().find(|l| l.index == index).map(|l| l.name.clone()) }
+}
+
+pub fn route(m: &RouteMessage, links: &[Link], tables: &TableNames) -> Option<Route> {
+    let family = family_of(m.header.address_family)?;
+    let mut table = u32::from(m.header.table);
+    let (mut dst, mut src, mut gateway, mut dev, mut prefsrc) = (None, None, None, None, None);
+    let (mut metric, mut mtu, mut mtu_locked) = (None, None, false);
+    let mut nexthops = Vec::new();
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = route_ip(d),
+            RouteAttribute::Source(s) => src = route_ip(s),
+            RouteAttribute::Gateway(g) => gateway = route_ip(g).map(|g| g.to_string()),
+            RouteAttribute::Oif(i) => dev = Some(link_ref(*i, links)),
+            RouteAttribute::PrefSource(p) => prefsrc = route_ip(p).map(|p| p.to_string()),
+            RouteAttribute::Priority(p) => metric = Some(*p),
+            RouteAttribute::Metrics(ms) => {
+                for metric in ms {
+                    match metric {
+                        RouteMetric::Mtu(v) => mtu = Some(*v),
+                        // RTAX_LOCK is a bitmask indexed by RTAX_*; RTAX_MTU is 2.
+                        RouteMetric::Lock(bits) => mtu_locked = bits & (1 << 2) != 0,
+                        _ => {}
+                    }
+                }
+            }
+            RouteAttribute::MultiPath(hops) => {
+                for h in hops {
+                    let gw = h.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Gateway(g) => route_ip(g).map(|g| g.to_string()),
+                        _ => None,
+                    });
+                    nexthops.push(NextHop {
+                        gateway: gw,
+                        dev: Some(link_ref(h.interface_index, links)),
+                        weight: u16::from(h.hops) + 1,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let dst_len = m.header.destination_prefix_length;
+    let dst = match dst {
+        Some(ip) => Some(Prefix::new(ip, dst_len)),
+        None if dst_len == 0 => None,
+        None => return None,
+    };
+    let src = src.map(|ip| Prefix::new(ip, m.header.source_prefix_length));
+    Some(Route {
+        family,
+        table: table_ref(table, tables),
+        kind: names::route_type(m.header.kind.into()),
+        dst,
+        src,
+        gateway,
+        dev,
+        prefsrc,
+        protocol: names::route_protocol(m.header.protocol.into()),
+        scope: names::scope(m.header.scope.into()),
+        metric,
+        mtu,
+        mtu_locked,
+        tos: m.header.tos,
+        nexthops,
+    })
+}
+
+pub fn rule(m: &RuleMessage, tables: &TableNames) -> Option<Rule> {
+    let family = family_of(m.header.family)?;
+    let mut table = u32::from(m.header.table);
+    let (mut priority, mut src, mut dst, mut iif, mut oif) = (0, None, None, None, None);
+    let (mut mark, mut mask, mut goto) = (None, None, None);
+    for a in &m.attributes {
+        match a {
+            RuleAttribute::Priority(p) => priority = *p,
+            RuleAttribute::Source(ip) => src = Some(Prefix::new(*ip, m.header.src_len)),
+            RuleAttribute::Destination(ip) => dst = Some(Prefix::new(*ip, m.header.dst_len)),
+            RuleAttribute::Iifname(n) => iif = Some(n.clone()),
+            RuleAttribute::Oifname(n) => oif = Some(n.clone()),
+            RuleAttribute::FwMark(v) => mark = Some(*v),
+            RuleAttribute::FwMask(v) => mask = Some(*v),
+            RuleAttribute::Table(t) => table = *t,
+            RuleAttribute::Goto(g) => goto = Some(*g),
+            _ => {}
+        }
+    }
+    let action_code: u8 = m.header.action.into();
+    // The kernel reports a mark without mask when the mask is all ones.
+    let fwmark = match (mark, mask) {
+        (None, None) => None,
+        (v, m) => Some(Mark { value: v.unwrap_or(0), mask: m.unwrap_or(u32::MAX) }),
+    };
+    Some(Rule {
+        family,
+        priority,
+        src,
+        dst,
+        iif,
+        oif,
+        fwmark,
+        table: (action_code == 1).then(|| table_ref(table, tables)),
+        action: names::rule_action(action_code),
+        goto,
+        invert: m.header.flags.bits() & 0x2 != 0,
+        tos: m.header.tos,
+    })
+}

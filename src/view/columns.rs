@@ -1,0 +1,202 @@
+//! One definition of how each kind of object is shown as a row of cells: headers and cell
+//! text shared by the text output and the TUI tables, named the way `ip` names things.
+
+use crate::explain::cilium;
+use crate::model::{Link, Mark, NodeState, Route, Rule, Selector, TableRef, XfrmPolicy, XfrmState};
+
+pub const LINK_HEADERS: [&str; 10] =
+    ["IDX", "NAME", "KIND", "STATE", "FLAGS", "MTU", "MAC", "MASTER", "ADDRESSES", "RX/TX PKTS"];
+
+pub fn link_name(l: &Link) -> String {
+    // `cilium_host@cilium_net` as ip prints it; `@if9` when the peer lives in another netns.
+    match &l.peer {
+        Some(p) => match &p.name {
+            Some(n) => format!("{}@{}", l.name, n),
+            None => format!("{}@if{}", l.name, p.index),
+        },
+        None => l.name.clone(),
+    }
+}
+
+pub fn link_row(l: &Link) -> Vec<String> {
+    let addrs: Vec<String> =
+        l.addresses.iter().map(|a| format!("{}/{}", a.address, a.prefix_len)).collect();
+    vec![
+        l.index.to_string(),
+        link_name(l),
+        l.kind.clone().unwrap_or_default(),
+        l.oper_state.clone(),
+        l.flags.join(","),
+        l.mtu.map(|m| m.to_string()).unwrap_or_default(),
+        l.mac.clone().unwrap_or_default(),
+        l.master.as_ref().and_then(|m| m.name.clone()).unwrap_or_default(),
+        addrs.join(" "),
+        format!("{}/{}", l.stats.rx_packets, l.stats.tx_packets),
+    ]
+}
+
+/// `0xe00/0xf00 (encrypt)`: the mark, with Cilium's meaning where recognised.
+pub fn mark(m: &Mark) -> String {
+    match cilium::mark_meaning(m) {
+        Some(meaning) => format!("{m} ({meaning})"),
+        None => m.to_string(),
+    }
+}
+
+/// `200 (cilium ipsec)`, `main`, `local`.
+pub fn table(t: &TableRef) -> String {
+    match (&t.name, cilium::table_meaning(t.id)) {
+        (Some(name), _) => name.clone(),
+        (None, Some(meaning)) => format!("{} ({meaning})", t.id),
+        (None, None) => t.id.to_string(),
+    }
+}
+
+pub const ROUTE_HEADERS: [&str; 10] =
+    ["TABLE", "TYPE", "DST", "GATEWAY", "DEV", "PREFSRC", "PROTO", "SCOPE", "METRIC", "MTU"];
+
+pub fn route_dst(r: &Route) -> String {
+    r.dst.map_or_else(|| "default".to_string(), |d| d.to_string())
+}
+
+pub fn route_row(r: &Route) -> Vec<String> {
+    let gw = if r.nexthops.is_empty() {
+        r.gateway.clone().unwrap_or_default()
+    } else {
+        r.nexthops.iter().filter_map(|h| h.gateway.clone()).collect::<Vec<_>>().join(",")
+    };
+    vec![
+        table(&r.table),
+        r.kind.clone(),
+        route_dst(r),
+        gw,
+        r.dev.as_ref().and_then(|d| d.name.clone()).unwrap_or_default(),
+        r.prefsrc.clone().unwrap_or_default(),
+        r.protocol.clone(),
+        r.scope.clone(),
+        r.metric.map(|m| m.to_string()).unwrap_or_default(),
+        r.mtu.map(|m| if r.mtu_locked { format!("lock {m}") } else { m.to_string() }).unwrap_or_default(),
+    ]
+}
+
+pub const RULE_HEADERS: [&str; 6] = ["PRIO", "FAMILY", "FROM", "TO", "MATCH", "ACTION"];
+
+pub fn rule_row(r: &Rule) -> Vec<String> {
+    let mut matches = Vec::new();
+    if let Some(i) = &r.iif {
+        matches.push(format!("iif {i}"));
+    }
+    if let Some(o) = &r.oif {
+        matches.push(format!("oif {o}"));
+    }
+    if let Some(m) = &r.fwmark {
+        matches.push(format!("fwmark {}", mark(m)));
+    }
+    if r.tos != 0 {
+        matches.push(format!("tos {:#x}", r.tos));
+    }
+    let action = match (&r.table, r.goto) {
+        (Some(t), _) => format!("lookup {}", table(t)),
+        (None, Some(g)) => format!("goto {g}"),
+        (None, None) => r.action.clone(),
+    };
+    vec![
+        r.priority.to_string(),
+        r.family.name().to_string(),
+        format!("{}{}", if r.invert { "not " } else { "" }, r.src.map_or("all".into(), |p| p.to_string())),
+        r.dst.map(|p| p.to_string()).unwrap_or_default(),
+        matches.join(" "),
+        action,
+    ]
+}
+
+pub fn selector(s: &Selector) -> String {
+    let mut out = format!("{} → {}", s.src, s.dst);
+    if let Some(p) = s.proto {
+        out.push_str(&format!(" proto {}", crate::source::names::ip_proto(p)));
+    }
+    if let Some(p) = s.sport {
+        out.push_str(&format!(" sport {p}"));
+    }
+    if let Some(p) = s.dport {
+        out.push_str(&format!(" dport {p}"));
+    }
+    if let Some(d) = &s.dev {
+        out.push_str(&format!(" dev {d}"));
+    }
+    out
+}
+
+pub const SA_HEADERS: [&str; 11] =
+    ["SRC", "DST", "PROTO", "SPI", "REQID", "MODE", "MARK", "OUTPUT-MARK", "ALG", "PKTS", "BYTES"];
+
+pub fn sa_alg(s: &XfrmState) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = &s.aead {
+        parts.push(format!("{} {}b icv {}", a.name, a.key_bits, a.icv_bits.unwrap_or(0)));
+    }
+    if let Some(a) = &s.enc {
+        parts.push(format!("{} {}b", a.name, a.key_bits));
+    }
+    if let Some(a) = &s.auth {
+        parts.push(format!("{} {}b", a.name, a.key_bits));
+    }
+    parts.join(" + ")
+}
+
+pub fn opt_mark(m: &Option<Mark>) -> String {
+    m.as_ref().map(mark).unwrap_or_default()
+}
+
+pub fn sa_row(s: &XfrmState) -> Vec<String> {
+    vec![
+        s.src.clone(),
+        s.dst.clone(),
+        s.proto.clone(),
+        format!("{:#010x}", s.spi),
+        s.reqid.to_string(),
+        s.mode.clone(),
+        opt_mark(&s.mark),
+        opt_mark(&s.output_mark),
+        sa_alg(s),
+        s.lifetime.packets.to_string(),
+        s.lifetime.bytes.to_string(),
+    ]
+}
+
+pub const POLICY_HEADERS: [&str; 7] = ["DIR", "PRIO", "SELECTOR", "MARK", "ACTION", "TEMPLATES", "INDEX"];
+
+pub fn policy_templates(p: &XfrmPolicy) -> String {
+    p.templates
+        .iter()
+        .map(|t| {
+            let spi = if t.spi != 0 { format!(" spi {:#x}", t.spi) } else { String::new() };
+            let level = if t.level == "use" { " level use" } else { "" };
+            format!("{} → {} {}{spi} reqid {} {}{level}", t.src, t.dst, t.proto, t.reqid, t.mode)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn policy_row(p: &XfrmPolicy) -> Vec<String> {
+    vec![
+        p.dir.clone(),
+        p.priority.to_string(),
+        selector(&p.selector),
+        opt_mark(&p.mark),
+        p.action.clone(),
+        policy_templates(p),
+        p.index.to_string(),
+    ]
+}
+
+pub const STAT_HEADERS: [&str; 3] = ["COUNTER", "VALUE", "MEANING"];
+
+pub fn stat_rows(st: &NodeState) -> Vec<Vec<String>> {
+    st.xfrm_stats
+        .iter()
+        .map(|(k, v)| {
+            vec![k.clone(), v.to_string(), crate::explain::xfrm_stat::meaning(k).unwrap_or("").to_string()]
+        })
+        .collect()
+}
