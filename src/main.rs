@@ -22,7 +22,11 @@ fn main() -> ExitCode {
 
 fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
     let state = source::collect(&cli.target.target())?;
-    let out = if json { view::json::render(&state, show_keys) } else { view::text::render(&state, show_keys) };
+    let out = if json {
+        view::json::render(&state, show_keys)
+    } else {
+        view::text::render(&state, show_keys)
+    };
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (| head) is not an error worth a message.
     match writeln!(stdout, "{out}") {

@@ -42,7 +42,10 @@ pub fn mark_meaning(m: &Mark) -> Option<String> {
 
 /// Meaning of a plain skb mark value (no mask), e.g. one given with `trace --mark`.
 pub fn mark_value_meaning(value: u32) -> Option<String> {
-    mark_meaning(&Mark { value, mask: 0xffff_ffff })
+    mark_meaning(&Mark {
+        value,
+        mask: 0xffff_ffff,
+    })
 }
 
 pub fn table_meaning(id: u32) -> Option<&'static str> {
@@ -66,11 +69,17 @@ mod tests {
 
     #[test]
     fn seed_marks_are_named() {
-        assert_eq!(mark_meaning(&m(0x3e00, 0xff00)).as_deref(), Some("encrypt, key 3"));
+        assert_eq!(
+            mark_meaning(&m(0x3e00, 0xff00)).as_deref(),
+            Some("encrypt, key 3")
+        );
         assert_eq!(mark_meaning(&m(0xe00, 0xf00)).as_deref(), Some("encrypt"));
         assert_eq!(mark_meaning(&m(0xd00, 0xf00)).as_deref(), Some("decrypt"));
         assert_eq!(mark_meaning(&m(0x200, 0xf00)).as_deref(), Some("to-proxy"));
-        assert_eq!(mark_meaning(&m(0xa00, 0xf00)).as_deref(), Some("proxy-ingress"));
+        assert_eq!(
+            mark_meaning(&m(0xa00, 0xf00)).as_deref(),
+            Some("proxy-ingress")
+        );
         assert_eq!(mark_meaning(&m(0, 0xf00)), None);
         assert_eq!(mark_meaning(&m(0x1, 0xff)), None);
     }

@@ -57,7 +57,9 @@ impl Prefix {
                 u32::from(net) & mask == u32::from(*ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(*ip) & mask
             }
             _ => false,
@@ -115,10 +117,20 @@ mod tests {
 
     #[test]
     fn mark_matches_under_mask() {
-        let m = Mark { value: 0xe00, mask: 0xf00 };
+        let m = Mark {
+            value: 0xe00,
+            mask: 0xf00,
+        };
         assert!(m.matches(0x3e00));
         assert!(!m.matches(0xd00));
         assert_eq!(m.to_string(), "0xe00/0xf00");
-        assert_eq!(Mark { value: 0, mask: 0xf00 }.to_string(), "0x0/0xf00");
+        assert_eq!(
+            Mark {
+                value: 0,
+                mask: 0xf00
+            }
+            .to_string(),
+            "0x0/0xf00"
+        );
     }
 }

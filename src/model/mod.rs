@@ -2,6 +2,8 @@
 //! No I/O here; sources fill it, views read it.
 
 mod addr;
+#[doc(hidden)]
+pub mod fixtures;
 mod link;
 mod node;
 mod route;

@@ -80,7 +80,11 @@ mod tests {
         assert_eq!(k.to_string(), "redacted");
         assert_eq!(serde_json::to_string(&k).unwrap(), "\"redacted\"");
         assert_eq!(reveal_secrets(true, || k.to_string()), "0xd528e7");
-        assert_eq!(k.to_string(), "redacted", "reveal must not outlive its scope");
+        assert_eq!(
+            k.to_string(),
+            "redacted",
+            "reveal must not outlive its scope"
+        );
         assert!(!format!("{k:?}").contains("d528"));
         assert!(!reveal_secrets(true, || format!("{k:?}")).contains("d528"));
     }

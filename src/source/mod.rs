@@ -23,7 +23,11 @@ pub fn collect(target: &Target) -> Result<NodeState> {
     let opened = netns::open(target)?;
     let tables = rt_tables::load();
     let mut state = netns::run_in(opened.file.as_ref(), || collect_here(&tables))??;
-    state.node = NodeInfo { hostname: hostname(), kernel: kernel(), netns: opened.info };
+    state.node = NodeInfo {
+        hostname: hostname(),
+        kernel: kernel(),
+        netns: opened.info,
+    };
     Ok(state)
 }
 
@@ -35,10 +39,23 @@ fn collect_here(tables: &rt_tables::TableNames) -> Result<NodeState> {
         st.warnings.extend(report.warnings(what));
     }
     st.links = rtnl::links(&dump.links, &dump.addrs);
-    st.routes = dump.routes.iter().filter_map(|m| rtnl::route(m, &st.links, tables)).collect();
-    st.rules = dump.rules.iter().filter_map(|m| rtnl::rule(m, tables)).collect();
+    st.routes = dump
+        .routes
+        .iter()
+        .filter_map(|m| rtnl::route(m, &st.links, tables))
+        .collect();
+    st.rules = dump
+        .rules
+        .iter()
+        .filter_map(|m| rtnl::rule(m, tables))
+        .collect();
 
-    let dev_name = |idx: i32| st.links.iter().find(|l| l.index as i32 == idx).map(|l| l.name.clone());
+    let dev_name = |idx: i32| {
+        st.links
+            .iter()
+            .find(|l| l.index as i32 == idx)
+            .map(|l| l.name.clone())
+    };
     match NlSocket::open(NETLINK_XFRM).and_then(|mut s| xfrm::dump_all(&mut s)) {
         Ok(x) => {
             for (what, report) in &x.reports {
@@ -67,9 +84,13 @@ fn collect_here(tables: &rt_tables::TableNames) -> Result<NodeState> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }

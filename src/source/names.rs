@@ -2,10 +2,22 @@
 
 pub fn route_type(t: u8) -> String {
     const NAMES: [&str; 12] = [
-        "unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole",
-        "unreachable", "prohibit", "throw", "nat", "xresolve",
+        "unspec",
+        "unicast",
+        "local",
+        "broadcast",
+        "anycast",
+        "multicast",
+        "blackhole",
+        "unreachable",
+        "prohibit",
+        "throw",
+        "nat",
+        "xresolve",
     ];
-    NAMES.get(usize::from(t)).map_or_else(|| t.to_string(), |s| s.to_string())
+    NAMES
+        .get(usize::from(t))
+        .map_or_else(|| t.to_string(), |s| s.to_string())
 }
 
 pub fn scope(s: u8) -> String {
@@ -84,7 +96,11 @@ pub fn link_flags(flags: u32) -> Vec<String> {
         (1 << 17, "DORMANT"),
         (1 << 18, "ECHO"),
     ];
-    NAMES.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, n)| n.to_string()).collect()
+    NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 /// IP protocol numbers as XFRM selectors and `ip xfrm` name them.
@@ -114,7 +130,10 @@ mod tests {
         assert_eq!(route_protocol(2), "kernel");
         assert_eq!(route_protocol(50), "50");
         assert_eq!(rule_action(1), "lookup");
-        assert_eq!(link_flags(0x1_1083), ["BROADCAST", "MULTICAST", "NOARP", "UP", "LOWER_UP"]);
+        assert_eq!(
+            link_flags(0x1_1083),
+            ["BROADCAST", "MULTICAST", "NOARP", "UP", "LOWER_UP"]
+        );
         assert_eq!(ip_proto(50), "esp");
     }
 }

@@ -74,7 +74,11 @@ impl NlSocket {
         sock.connect(&SocketAddr::new(0, 0))?;
         // Dumps of 100k routes are large; a bigger receive buffer avoids ENOBUFS.
         let _ = sock.set_rx_buf_sz(8 << 20);
-        Ok(NlSocket { sock, seq: 0, buf: vec![0; RECV_BUF] })
+        Ok(NlSocket {
+            sock,
+            seq: 0,
+            buf: vec![0; RECV_BUF],
+        })
     }
 
     /// Send `req` as a dump request and hand every answer to `on_msg`.
@@ -93,7 +97,12 @@ impl NlSocket {
         self.request(req, NLM_F_REQUEST, on_msg)
     }
 
-    fn request<M>(&mut self, req: M, flags: u16, mut on_msg: impl FnMut(M)) -> Result<DumpReport, NlError>
+    fn request<M>(
+        &mut self,
+        req: M,
+        flags: u16,
+        mut on_msg: impl FnMut(M),
+    ) -> Result<DumpReport, NlError>
     where
         M: NetlinkSerializable + NetlinkDeserializable + Debug,
     {
@@ -116,7 +125,9 @@ impl NlSocket {
                 let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().unwrap()) as usize;
                 if len < 16 || off + len > n {
                     report.undecodable += 1;
-                    report.first_decode_error.get_or_insert_with(|| format!("bad netlink length {len}"));
+                    report
+                        .first_decode_error
+                        .get_or_insert_with(|| format!("bad netlink length {len}"));
                     break;
                 }
                 let bytes = &self.buf[off..off + len];
@@ -134,7 +145,9 @@ impl NlSocket {
                         NetlinkPayload::Done(_) => return Ok(report),
                         NetlinkPayload::Error(e) => match e.code {
                             Some(code) => {
-                                return Err(NlError::Kernel(io::Error::from_raw_os_error(-code.get())));
+                                return Err(NlError::Kernel(io::Error::from_raw_os_error(
+                                    -code.get(),
+                                )));
                             }
                             None => return Ok(report), // an ACK
                         },
@@ -149,7 +162,9 @@ impl NlSocket {
                     },
                     Err(e) => {
                         report.undecodable += 1;
-                        report.first_decode_error.get_or_insert_with(|| e.to_string());
+                        report
+                            .first_decode_error
+                            .get_or_insert_with(|| e.to_string());
                         // A DONE we could not decode still ends the dump.
                         let ty = u16::from_ne_bytes(bytes[4..6].try_into().unwrap());
                         if ty == netlink_packet_core::NLMSG_DONE {

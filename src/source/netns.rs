@@ -26,7 +26,11 @@ pub struct Opened {
 
 pub fn list_named() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(NETNS_RUN_DIR)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -43,7 +47,10 @@ fn known_list() -> String {
 
 pub fn open(target: &Target) -> Result<Opened> {
     match target {
-        Target::Current => Ok(Opened { file: None, info: NetnsInfo::default() }),
+        Target::Current => Ok(Opened {
+            file: None,
+            info: NetnsInfo::default(),
+        }),
         Target::Netns(spec) => {
             let (path, name) = if spec.contains('/') {
                 (spec.clone(), None)
@@ -51,21 +58,41 @@ pub fn open(target: &Target) -> Result<Opened> {
                 (format!("{NETNS_RUN_DIR}/{spec}"), Some(spec.clone()))
             };
             if !Path::new(&path).exists() {
-                bail!("netns {spec:?} not found ({path} does not exist); {}", known_list());
+                bail!(
+                    "netns {spec:?} not found ({path} does not exist); {}",
+                    known_list()
+                );
             }
             let file = File::open(&path).with_context(|| format!("cannot open netns {path}"))?;
-            Ok(Opened { file: Some(file), info: NetnsInfo { name, path: Some(path), pid: None } })
+            Ok(Opened {
+                file: Some(file),
+                info: NetnsInfo {
+                    name,
+                    path: Some(path),
+                    pid: None,
+                },
+            })
         }
         Target::Pid(pid) => {
             let path = format!("/proc/{pid}/ns/net");
             let file = File::open(&path).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    anyhow!("no process with pid {pid} (or it has exited); {}", known_list())
+                    anyhow!(
+                        "no process with pid {pid} (or it has exited); {}",
+                        known_list()
+                    )
                 } else {
                     anyhow!("cannot open {path}: {e} (needs root or CAP_SYS_PTRACE)")
                 }
             })?;
-            Ok(Opened { file: Some(file), info: NetnsInfo { name: None, path: Some(path), pid: Some(*pid) } })
+            Ok(Opened {
+                file: Some(file),
+                info: NetnsInfo {
+                    name: None,
+                    path: Some(path),
+                    pid: Some(*pid),
+                },
+            })
         }
     }
 }

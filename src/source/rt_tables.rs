@@ -21,7 +21,10 @@ pub fn load() -> TableNames {
         if let Ok(entries) = std::fs::read_dir(dir.join("rt_tables.d")) {
             let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
             files.sort();
-            for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "conf")) {
+            for f in files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "conf"))
+            {
                 if let Ok(text) = std::fs::read_to_string(f) {
                     parse_into(&text, &mut names);
                 }
@@ -36,7 +39,9 @@ pub fn parse_into(text: &str, names: &mut TableNames) {
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
         let mut parts = line.split_whitespace();
-        let (Some(id), Some(name)) = (parts.next(), parts.next()) else { continue };
+        let (Some(id), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
         let id = if let Some(hex) = id.strip_prefix("0x") {
             u32::from_str_radix(hex, 16).ok()
         } else {
@@ -55,7 +60,10 @@ mod tests {
     #[test]
     fn parses_numbers_names_and_comments() {
         let mut names = TableNames::new();
-        parse_into("# reserved\n255\tlocal\n254 main # the main one\n0x64 hundred\nbogus\n", &mut names);
+        parse_into(
+            "# reserved\n255\tlocal\n254 main # the main one\n0x64 hundred\nbogus\n",
+            &mut names,
+        );
         assert_eq!(names.get(&255).map(String::as_str), Some("local"));
         assert_eq!(names.get(&254).map(String::as_str), Some("main"));
         assert_eq!(names.get(&100).map(String::as_str), Some("hundred"));

@@ -4,8 +4,10 @@
 use super::names;
 use super::netlink::{DumpReport, NlError, NlSocket};
 use super::rt_tables::TableNames;
-use crate::model::{Family, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix, Route, Rule, TableRef};
 use crate::model::NextHop;
+use crate::model::{
+    Family, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix, Route, Rule, TableRef,
+};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteMetric};
@@ -32,18 +34,24 @@ pub fn dump_all(sock: &mut NlSocket) -> Result<RtDump, NlError> {
         }
     })?;
     d.reports.push(("links", r));
-    let r = sock.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()), |m| {
-        if let RouteNetlinkMessage::NewAddress(a) = m {
-            d.addrs.push(a)
-        }
-    })?;
+    let r = sock.dump(
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        |m| {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                d.addrs.push(a)
+            }
+        },
+    )?;
     d.reports.push(("addresses", r));
     // AF_UNSPEC with no table filter: every table of every family in one dump.
-    let r = sock.dump(RouteNetlinkMessage::GetRoute(RouteMessage::default()), |m| {
-        if let RouteNetlinkMessage::NewRoute(rt) = m {
-            d.routes.push(rt)
-        }
-    })?;
+    let r = sock.dump(
+        RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+        |m| {
+            if let RouteNetlinkMessage::NewRoute(rt) = m {
+                d.routes.push(rt)
+            }
+        },
+    )?;
     d.reports.push(("routes", r));
     let r = sock.dump(RouteNetlinkMessage::GetRule(RuleMessage::default()), |m| {
         if let RouteNetlinkMessage::NewRule(rl) = m {
@@ -63,7 +71,11 @@ pub fn family_of(f: AddressFamily) -> Option<Family> {
 }
 
 fn mac(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Convert links and attach their addresses.
@@ -79,7 +91,10 @@ pub fn links(msgs: &[LinkMessage], addrs: &[AddressMessage]) -> Vec<Link> {
         .collect();
     let mut out: Vec<Link> = msgs.iter().map(|m| link(m, &names)).collect();
     for a in addrs {
-        if let (Some(addr), Some(l)) = (address(a), out.iter_mut().find(|l| l.index == a.header.index)) {
+        if let (Some(addr), Some(l)) = (
+            address(a),
+            out.iter_mut().find(|l| l.index == a.header.index),
+        ) {
             l.addresses.push(addr);
         }
     }
@@ -110,7 +125,10 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
             LinkAttribute::Mtu(v) => l.mtu = Some(*v),
             LinkAttribute::Address(b) if !b.is_empty() => l.mac = Some(mac(b)),
             LinkAttribute::Controller(i) => {
-                l.master = Some(LinkRef { index: *i, name: names.get(i).cloned() })
+                l.master = Some(LinkRef {
+                    index: *i,
+                    name: names.get(i).cloned(),
+                })
             }
             LinkAttribute::Qdisc(q) => l.qdisc = Some(q.clone()),
             LinkAttribute::OperState(s) => l.oper_state = s.to_string(),
@@ -140,8 +158,16 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
     }
     // IFLA_LINK names the peer/lower device; a self-reference carries no information.
     if let Some(i) = iflink.filter(|i| *i != l.index || link_netns.is_some()) {
-        let name = if link_netns.is_none() { names.get(&i).cloned() } else { None };
-        l.peer = Some(Peer { index: i, name, netns_id: link_netns });
+        let name = if link_netns.is_none() {
+            names.get(&i).cloned()
+        } else {
+            None
+        };
+        l.peer = Some(Peer {
+            index: i,
+            name,
+            netns_id: link_netns,
+        });
     }
     l
 }
@@ -184,11 +210,20 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
 }
 
 pub fn table_ref(id: u32, tables: &TableNames) -> TableRef {
-    TableRef { id, name: tables.get(&id).cloned() }
+    TableRef {
+        id,
+        name: tables.get(&id).cloned(),
+    }
 }
 
 fn link_ref(index: u32, links: &[Link]) -> LinkRef {
-    LinkRef { index, name: links.iter().find(|l| l.index == index).map(|l| l.name.clone()) }
+    LinkRef {
+        index,
+        name: links
+            .iter()
+            .find(|l| l.index == index)
+            .map(|l| l.name.clone()),
+    }
 }
 
 pub fn route(m: &RouteMessage, links: &[Link], tables: &TableNames) -> Option<Route> {
@@ -281,7 +316,10 @@ pub fn rule(m: &RuleMessage, tables: &TableNames) -> Option<Rule> {
     // The kernel reports a mark without mask when the mask is all ones.
     let fwmark = match (mark, mask) {
         (None, None) => None,
-        (v, m) => Some(Mark { value: v.unwrap_or(0), mask: m.unwrap_or(u32::MAX) }),
+        (v, m) => Some(Mark {
+            value: v.unwrap_or(0),
+            mask: m.unwrap_or(u32::MAX),
+        }),
     };
     Some(Rule {
         family,

@@ -7,11 +7,13 @@ use crate::model::{
     AlgInfo, Encap, Lifetime, Mark, Prefix, Secret, Selector, Template, XfrmCounts, XfrmPolicy,
     XfrmSaStats, XfrmState,
 };
-use netlink_packet_xfrm::policy::{DelGetMessage as PolicyGet, GetSpdInfoMessage, ModifyMessage as PolicyMsg};
+use netlink_packet_xfrm::policy::{
+    DelGetMessage as PolicyGet, GetSpdInfoMessage, ModifyMessage as PolicyMsg,
+};
 use netlink_packet_xfrm::state::{GetDumpMessage, GetSadInfoMessage, ModifyMessage as StateMsg};
 use netlink_packet_xfrm::{
-    Address, XfrmAttrs, XfrmMessage, constants as c,
-    policy::spdinfo::SpdInfoAttrs, state::sadinfo::SadInfoAttrs,
+    Address, XfrmAttrs, XfrmMessage, constants as c, policy::spdinfo::SpdInfoAttrs,
+    state::sadinfo::SadInfoAttrs,
 };
 use std::net::IpAddr;
 
@@ -69,7 +71,11 @@ pub fn dump_all(sock: &mut NlSocket) -> Result<XfrmDump, NlError> {
 }
 
 fn family_ip(family: u16, a: &Address) -> IpAddr {
-    if family == c::AF_INET6 { IpAddr::V6(a.to_ipv6()) } else { IpAddr::V4(a.to_ipv4()) }
+    if family == c::AF_INET6 {
+        IpAddr::V6(a.to_ipv6())
+    } else {
+        IpAddr::V4(a.to_ipv4())
+    }
 }
 
 pub fn mode_name(m: u8) -> String {
@@ -124,7 +130,12 @@ fn key(bits: u32, bytes: &[u8]) -> Secret {
 }
 
 fn lifetime(l: &netlink_packet_xfrm::Lifetime) -> Lifetime {
-    Lifetime { bytes: l.bytes, packets: l.packets, add_time: l.add_time, use_time: l.use_time }
+    Lifetime {
+        bytes: l.bytes,
+        packets: l.packets,
+        add_time: l.add_time,
+        use_time: l.use_time,
+    }
 }
 
 pub fn state(m: &StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
@@ -159,7 +170,12 @@ pub fn state(m: &StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
     let (mut set_mark, mut set_mask) = (None, None);
     for a in &m.nlas {
         match a {
-            XfrmAttrs::Mark(mk) => s.mark = Some(Mark { value: mk.value, mask: mk.mask }),
+            XfrmAttrs::Mark(mk) => {
+                s.mark = Some(Mark {
+                    value: mk.value,
+                    mask: mk.mask,
+                })
+            }
             XfrmAttrs::MarkVal(v) => set_mark = Some(*v),
             XfrmAttrs::MarkMask(v) => set_mask = Some(*v),
             XfrmAttrs::IfId(v) => s.if_id = Some(*v),
@@ -219,7 +235,8 @@ pub fn state(m: &StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
                     },
                     sport: e.encap_sport,
                     dport: e.encap_dport,
-                    oa: (e.encap_oa.addr != [0; 16]).then(|| family_ip(i.family, &e.encap_oa).to_string()),
+                    oa: (e.encap_oa.addr != [0; 16])
+                        .then(|| family_ip(i.family, &e.encap_oa).to_string()),
                 })
             }
             _ => {}
@@ -227,7 +244,10 @@ pub fn state(m: &StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
     }
     // Output mark (XFRMA_SET_MARK); the kernel omits the mask when it is all ones.
     if let Some(v) = set_mark {
-        s.output_mark = Some(Mark { value: v, mask: set_mask.unwrap_or(u32::MAX) });
+        s.output_mark = Some(Mark {
+            value: v,
+            mask: set_mask.unwrap_or(u32::MAX),
+        });
     }
     s
 }
@@ -246,7 +266,11 @@ pub fn policy(m: &PolicyMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmPolicy 
     let mut p = XfrmPolicy {
         dir: dir_name(i.direction),
         priority: i.priority,
-        action: if i.action == c::XFRM_POLICY_BLOCK { "block".into() } else { "allow".into() },
+        action: if i.action == c::XFRM_POLICY_BLOCK {
+            "block".into()
+        } else {
+            "allow".into()
+        },
         index: i.index,
         selector: selector(&i.selector, &dev),
         mark: None,
@@ -256,7 +280,12 @@ pub fn policy(m: &PolicyMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmPolicy 
     };
     for a in &m.nlas {
         match a {
-            XfrmAttrs::Mark(mk) => p.mark = Some(Mark { value: mk.value, mask: mk.mask }),
+            XfrmAttrs::Mark(mk) => {
+                p.mark = Some(Mark {
+                    value: mk.value,
+                    mask: mk.mask,
+                })
+            }
             XfrmAttrs::IfId(v) => p.if_id = Some(*v),
             XfrmAttrs::Template(ts) => {
                 p.templates = ts
@@ -268,7 +297,11 @@ pub fn policy(m: &PolicyMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmPolicy 
                         spi: t.id.spi,
                         reqid: t.reqid,
                         mode: mode_name(t.mode),
-                        level: if t.optional != 0 { "use".into() } else { "required".into() },
+                        level: if t.optional != 0 {
+                            "use".into()
+                        } else {
+                            "required".into()
+                        },
                     })
                     .collect()
             }

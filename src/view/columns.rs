@@ -4,8 +4,18 @@
 use crate::explain::cilium;
 use crate::model::{Link, Mark, NodeState, Route, Rule, Selector, TableRef, XfrmPolicy, XfrmState};
 
-pub const LINK_HEADERS: [&str; 10] =
-    ["IDX", "NAME", "KIND", "STATE", "FLAGS", "MTU", "MAC", "MASTER", "ADDRESSES", "RX/TX PKTS"];
+pub const LINK_HEADERS: [&str; 10] = [
+    "IDX",
+    "NAME",
+    "KIND",
+    "STATE",
+    "FLAGS",
+    "MTU",
+    "MAC",
+    "MASTER",
+    "ADDRESSES",
+    "RX/TX PKTS",
+];
 
 pub fn link_name(l: &Link) -> String {
     // `cilium_host@cilium_net` as ip prints it; `@if9` when the peer lives in another netns.
@@ -19,8 +29,11 @@ pub fn link_name(l: &Link) -> String {
 }
 
 pub fn link_row(l: &Link) -> Vec<String> {
-    let addrs: Vec<String> =
-        l.addresses.iter().map(|a| format!("{}/{}", a.address, a.prefix_len)).collect();
+    let addrs: Vec<String> = l
+        .addresses
+        .iter()
+        .map(|a| format!("{}/{}", a.address, a.prefix_len))
+        .collect();
     vec![
         l.index.to_string(),
         link_name(l),
@@ -29,7 +42,10 @@ pub fn link_row(l: &Link) -> Vec<String> {
         l.flags.join(","),
         l.mtu.map(|m| m.to_string()).unwrap_or_default(),
         l.mac.clone().unwrap_or_default(),
-        l.master.as_ref().and_then(|m| m.name.clone()).unwrap_or_default(),
+        l.master
+            .as_ref()
+            .and_then(|m| m.name.clone())
+            .unwrap_or_default(),
         addrs.join(" "),
         format!("{}/{}", l.stats.rx_packets, l.stats.tx_packets),
     ]
@@ -52,30 +68,47 @@ pub fn table(t: &TableRef) -> String {
     }
 }
 
-pub const ROUTE_HEADERS: [&str; 10] =
-    ["TABLE", "TYPE", "DST", "GATEWAY", "DEV", "PREFSRC", "PROTO", "SCOPE", "METRIC", "MTU"];
+pub const ROUTE_HEADERS: [&str; 10] = [
+    "TABLE", "TYPE", "DST", "GATEWAY", "DEV", "PREFSRC", "PROTO", "SCOPE", "METRIC", "MTU",
+];
 
 pub fn route_dst(r: &Route) -> String {
-    r.dst.map_or_else(|| "default".to_string(), |d| d.to_string())
+    r.dst
+        .map_or_else(|| "default".to_string(), |d| d.to_string())
 }
 
 pub fn route_row(r: &Route) -> Vec<String> {
     let gw = if r.nexthops.is_empty() {
         r.gateway.clone().unwrap_or_default()
     } else {
-        r.nexthops.iter().filter_map(|h| h.gateway.clone()).collect::<Vec<_>>().join(",")
+        r.nexthops
+            .iter()
+            .filter_map(|h| h.gateway.clone())
+            .collect::<Vec<_>>()
+            .join(",")
     };
     vec![
         table(&r.table),
         r.kind.clone(),
         route_dst(r),
         gw,
-        r.dev.as_ref().and_then(|d| d.name.clone()).unwrap_or_default(),
+        r.dev
+            .as_ref()
+            .and_then(|d| d.name.clone())
+            .unwrap_or_default(),
         r.prefsrc.clone().unwrap_or_default(),
         r.protocol.clone(),
         r.scope.clone(),
         r.metric.map(|m| m.to_string()).unwrap_or_default(),
-        r.mtu.map(|m| if r.mtu_locked { format!("lock {m}") } else { m.to_string() }).unwrap_or_default(),
+        r.mtu
+            .map(|m| {
+                if r.mtu_locked {
+                    format!("lock {m}")
+                } else {
+                    m.to_string()
+                }
+            })
+            .unwrap_or_default(),
     ]
 }
 
@@ -103,7 +136,11 @@ pub fn rule_row(r: &Rule) -> Vec<String> {
     vec![
         r.priority.to_string(),
         r.family.name().to_string(),
-        format!("{}{}", if r.invert { "not " } else { "" }, r.src.map_or("all".into(), |p| p.to_string())),
+        format!(
+            "{}{}",
+            if r.invert { "not " } else { "" },
+            r.src.map_or("all".into(), |p| p.to_string())
+        ),
         r.dst.map(|p| p.to_string()).unwrap_or_default(),
         matches.join(" "),
         action,
@@ -127,13 +164,29 @@ pub fn selector(s: &Selector) -> String {
     out
 }
 
-pub const SA_HEADERS: [&str; 11] =
-    ["SRC", "DST", "PROTO", "SPI", "REQID", "MODE", "MARK", "OUTPUT-MARK", "ALG", "PKTS", "BYTES"];
+pub const SA_HEADERS: [&str; 11] = [
+    "SRC",
+    "DST",
+    "PROTO",
+    "SPI",
+    "REQID",
+    "MODE",
+    "MARK",
+    "OUTPUT-MARK",
+    "ALG",
+    "PKTS",
+    "BYTES",
+];
 
 pub fn sa_alg(s: &XfrmState) -> String {
     let mut parts = Vec::new();
     if let Some(a) = &s.aead {
-        parts.push(format!("{} {}b icv {}", a.name, a.key_bits, a.icv_bits.unwrap_or(0)));
+        parts.push(format!(
+            "{} {}b icv {}",
+            a.name,
+            a.key_bits,
+            a.icv_bits.unwrap_or(0)
+        ));
     }
     if let Some(a) = &s.enc {
         parts.push(format!("{} {}b", a.name, a.key_bits));
@@ -164,15 +217,30 @@ pub fn sa_row(s: &XfrmState) -> Vec<String> {
     ]
 }
 
-pub const POLICY_HEADERS: [&str; 7] = ["DIR", "PRIO", "SELECTOR", "MARK", "ACTION", "TEMPLATES", "INDEX"];
+pub const POLICY_HEADERS: [&str; 7] = [
+    "DIR",
+    "PRIO",
+    "SELECTOR",
+    "MARK",
+    "ACTION",
+    "TEMPLATES",
+    "INDEX",
+];
 
 pub fn policy_templates(p: &XfrmPolicy) -> String {
     p.templates
         .iter()
         .map(|t| {
-            let spi = if t.spi != 0 { format!(" spi {:#x}", t.spi) } else { String::new() };
+            let spi = if t.spi != 0 {
+                format!(" spi {:#x}", t.spi)
+            } else {
+                String::new()
+            };
             let level = if t.level == "use" { " level use" } else { "" };
-            format!("{} → {} {}{spi} reqid {} {}{level}", t.src, t.dst, t.proto, t.reqid, t.mode)
+            format!(
+                "{} → {} {}{spi} reqid {} {}{level}",
+                t.src, t.dst, t.proto, t.reqid, t.mode
+            )
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -196,7 +264,13 @@ pub fn stat_rows(st: &NodeState) -> Vec<Vec<String>> {
     st.xfrm_stats
         .iter()
         .map(|(k, v)| {
-            vec![k.clone(), v.to_string(), crate::explain::xfrm_stat::meaning(k).unwrap_or("").to_string()]
+            vec![
+                k.clone(),
+                v.to_string(),
+                crate::explain::xfrm_stat::meaning(k)
+                    .unwrap_or("")
+                    .to_string(),
+            ]
         })
         .collect()
 }

@@ -43,26 +43,55 @@ pub fn render(st: &NodeState, show_keys: bool) -> String {
         (None, None, Some(p)) => format!("netns {p}"),
         _ => "own netns".into(),
     };
-    let _ = writeln!(out, "node {}  kernel {}  {where_}", st.node.hostname, st.node.kernel);
+    let _ = writeln!(
+        out,
+        "node {}  kernel {}  {where_}",
+        st.node.hostname, st.node.kernel
+    );
     for w in &st.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
 
     let rows: Vec<_> = st.links.iter().map(col::link_row).collect();
-    section(&mut out, "links", rows.len(), table(&col::LINK_HEADERS, &rows));
+    section(
+        &mut out,
+        "links",
+        rows.len(),
+        table(&col::LINK_HEADERS, &rows),
+    );
     let rows: Vec<_> = st.routes.iter().map(col::route_row).collect();
-    section(&mut out, "routes, all tables", rows.len(), table(&col::ROUTE_HEADERS, &rows));
+    section(
+        &mut out,
+        "routes, all tables",
+        rows.len(),
+        table(&col::ROUTE_HEADERS, &rows),
+    );
     let rows: Vec<_> = st.rules.iter().map(col::rule_row).collect();
-    section(&mut out, "rules", rows.len(), table(&col::RULE_HEADERS, &rows));
+    section(
+        &mut out,
+        "rules",
+        rows.len(),
+        table(&col::RULE_HEADERS, &rows),
+    );
 
     let _ = writeln!(out, "\n== xfrm states ({}) ==", st.xfrm_states.len());
     for s in &st.xfrm_states {
         out.push_str(&sa_block(s, show_keys));
     }
     let rows: Vec<_> = st.xfrm_policies.iter().map(col::policy_row).collect();
-    section(&mut out, "xfrm policies", rows.len(), table(&col::POLICY_HEADERS, &rows));
+    section(
+        &mut out,
+        "xfrm policies",
+        rows.len(),
+        table(&col::POLICY_HEADERS, &rows),
+    );
     let rows = col::stat_rows(st);
-    section(&mut out, "xfrm_stat", rows.len(), table(&col::STAT_HEADERS, &rows));
+    section(
+        &mut out,
+        "xfrm_stat",
+        rows.len(),
+        table(&col::STAT_HEADERS, &rows),
+    );
     out
 }
 
@@ -70,33 +99,68 @@ pub fn render(st: &NodeState, show_keys: bool) -> String {
 fn sa_block(s: &crate::model::XfrmState, show_keys: bool) -> String {
     let mut b = String::new();
     let _ = writeln!(b, "src {} dst {}", s.src, s.dst);
-    let _ = writeln!(b, "    proto {} spi {:#010x} reqid {} mode {}", s.proto, s.spi, s.reqid, s.mode);
+    let _ = writeln!(
+        b,
+        "    proto {} spi {:#010x} reqid {} mode {}",
+        s.proto, s.spi, s.reqid, s.mode
+    );
     let _ = writeln!(
         b,
         "    replay-window {}{}{}",
         s.replay_window,
         if s.esn { " esn" } else { "" },
-        if s.flags.is_empty() { String::new() } else { format!(" flag {}", s.flags.join(" ")) }
+        if s.flags.is_empty() {
+            String::new()
+        } else {
+            format!(" flag {}", s.flags.join(" "))
+        }
     );
     if s.mark.is_some() || s.output_mark.is_some() {
-        let _ = writeln!(b, "    mark {}  output-mark {}", col::opt_mark(&s.mark), col::opt_mark(&s.output_mark));
+        let _ = writeln!(
+            b,
+            "    mark {}  output-mark {}",
+            col::opt_mark(&s.mark),
+            col::opt_mark(&s.output_mark)
+        );
     }
     reveal_secrets(show_keys, || {
         for (label, a) in [("aead", &s.aead), ("enc", &s.enc), ("auth", &s.auth)] {
             if let Some(a) = a {
-                let extra = a.icv_bits.or(a.trunc_bits).map(|n| format!(" {n}")).unwrap_or_default();
-                let _ = writeln!(b, "    {label} {} key {} ({} bits){extra}", a.name, a.key, a.key_bits);
+                let extra = match (a.icv_bits, a.trunc_bits) {
+                    (Some(n), _) => format!(" icv {n}"),
+                    (None, Some(n)) => format!(" trunc {n}"),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    b,
+                    "    {label} {} key {} ({} bits){extra}",
+                    a.name, a.key, a.key_bits
+                );
             }
         }
     });
     if let Some(e) = &s.encap {
-        let _ = writeln!(b, "    encap type {} sport {} dport {}", e.kind, e.sport, e.dport);
+        let _ = writeln!(
+            b,
+            "    encap type {} sport {} dport {}",
+            e.kind, e.sport, e.dport
+        );
     }
-    let _ = writeln!(b, "    seq {:#x} oseq {:#x}  sel {}", s.seq, s.oseq, col::selector(&s.selector));
+    let _ = writeln!(
+        b,
+        "    seq {:#x} oseq {:#x}  sel {}",
+        s.seq,
+        s.oseq,
+        col::selector(&s.selector)
+    );
     let _ = writeln!(
         b,
         "    lifetime {} bytes, {} packets  stats replay-window {} replay {} failed {}",
-        s.lifetime.bytes, s.lifetime.packets, s.stats.replay_window, s.stats.replay, s.stats.integrity_failed
+        s.lifetime.bytes,
+        s.lifetime.packets,
+        s.stats.replay_window,
+        s.stats.replay,
+        s.stats.integrity_failed
     );
     b
 }
