@@ -96,11 +96,16 @@ pub fn link_flags(flags: u32) -> Vec<String> {
         (1 << 17, "DORMANT"),
         (1 << 18, "ECHO"),
     ];
-    NAMES
+    let mut names: Vec<String> = NAMES
         .iter()
         .filter(|(bit, _)| flags & bit != 0)
         .map(|(_, n)| n.to_string())
-        .collect()
+        .collect();
+    // Up but no carrier: ip leads with NO-CARRIER, the first thing a reader should see.
+    if flags & 1 != 0 && flags & (1 << 16) == 0 {
+        names.insert(0, "NO-CARRIER".into());
+    }
+    names
 }
 
 /// IP protocol numbers as XFRM selectors and `ip xfrm` name them.
@@ -135,5 +140,9 @@ mod tests {
             ["BROADCAST", "MULTICAST", "NOARP", "UP", "LOWER_UP"]
         );
         assert_eq!(ip_proto(50), "esp");
+        assert_eq!(
+            link_flags(0x1003),
+            ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"]
+        );
     }
 }

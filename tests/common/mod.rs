@@ -1,0 +1,106 @@
+//! Shared helpers for tests that need a throwaway network namespace on the host kernel (root).
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A network namespace that is deleted when dropped, even if the test panics.
+pub struct Netns {
+    pub name: String,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!(
+            "hs-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        run("ip", &["netns", "add", &name]);
+        Netns { name }
+    }
+    /// `ip -n NAME <args>`; panics with ip's stderr on failure.
+    pub fn ip(&self, args: &str) -> String {
+        let mut full = vec!["-n", &self.name];
+        full.extend(args.split_whitespace());
+        run("ip", &full)
+    }
+    pub fn ip_json(&self, args: &str) -> serde_json::Value {
+        let text = self.ip(&format!("-j {args}"));
+        serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text })
+            .expect("ip -j output is JSON")
+    }
+    /// Feed many commands to one `ip -batch` (fast setup of big tables).
+    pub fn ip_batch(&self, lines: &str) {
+        use std::io::Write;
+        let mut child = Command::new("ip")
+            .args(["-n", &self.name, "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("ip");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "ip -batch failed");
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn hopscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args(args)
+        .output()
+        .expect("run hopscope")
+}
+
+/// `hopscope snapshot --json` of a netns, parsed; panics with stderr if it failed.
+pub fn snapshot_json(netns: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["snapshot", "--json", "--netns", netns];
+    args.extend_from_slice(extra);
+    let out = hopscope(&args);
+    assert!(
+        out.status.success(),
+        "hopscope failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("hopscope --json is JSON")
+}
+
+/// Tests touching netns need root; on a machine without it they must fail loudly, not skip.
+pub fn require_root() {
+    let uid = unsafe { libc_geteuid() };
+    assert_eq!(
+        uid, 0,
+        "these tests need root (they create network namespaces); run as root"
+    );
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
