@@ -1,7 +1,7 @@
 use clap::Parser;
 use hopscope::cli::{Cli, Command};
 use hopscope::{source, view};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -22,14 +22,18 @@ fn main() -> ExitCode {
 
 fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
     let state = source::collect(&cli.target.target())?;
-    let out = if json {
-        view::json::render(&state, show_keys)
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let written = if json {
+        view::json::write(&state, show_keys, tty, &mut out)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
     } else {
-        view::text::render(&state, show_keys)
+        write!(out, "{}", view::text::render(&state, show_keys))
     };
-    let mut stdout = std::io::stdout().lock();
     // A closed pipe (| head) is not an error worth a message.
-    match writeln!(stdout, "{out}") {
+    match written.and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(Into::into),
     }

@@ -8,6 +8,8 @@ pub struct TableRef {
     pub name: Option<String>,
 }
 
+/// Optional fields that are unset are left out of JSON (absent = null): a node with 100k
+/// routes would otherwise print mostly nulls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Route {
     pub family: Family,
@@ -17,15 +19,22 @@ pub struct Route {
     /// `None` is the default route (prefix length 0).
     #[serde(serialize_with = "dst_or_default")]
     pub dst: Option<Prefix>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub src: Option<Prefix>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
     pub dev: Option<LinkRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prefsrc: Option<String>,
     pub protocol: String,
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metric: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub mtu_locked: bool,
+    #[serde(skip_serializing_if = "is_zero")]
     pub tos: u8,
     /// Multipath next hops (gateway, dev); empty for single-path routes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -34,6 +43,7 @@ pub struct Route {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NextHop {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
     pub dev: Option<LinkRef>,
     pub weight: u16,
@@ -44,4 +54,8 @@ fn dst_or_default<S: serde::Serializer>(dst: &Option<Prefix>, s: S) -> Result<S:
         Some(p) => s.collect_str(p),
         None => s.serialize_str("default"),
     }
+}
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
 }

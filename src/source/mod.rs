@@ -33,47 +33,25 @@ pub fn collect(target: &Target) -> Result<NodeState> {
 
 fn collect_here(tables: &rt_tables::TableNames) -> Result<NodeState> {
     let mut st = NodeState::default();
-    let mut rt = NlSocket::open(NETLINK_ROUTE).context("opening a NETLINK_ROUTE socket")?;
-    let dump = rtnl::dump_all(&mut rt).context("dumping links/addresses/routes/rules")?;
-    for (what, report) in &dump.reports {
+    let mut sock = NlSocket::open(NETLINK_ROUTE).context("opening a NETLINK_ROUTE socket")?;
+    let (links, reports) = rtnl::dump_links(&mut sock).context("dumping links and addresses")?;
+    st.links = links;
+    // Routes (NETLINK_ROUTE) and XFRM (NETLINK_XFRM) are independent dumps: read them side by
+    // side. The scoped thread starts in this thread's netns.
+    let links = &st.links;
+    let (rr, xfrm) = std::thread::scope(|s| {
+        let xfrm = s.spawn(|| collect_xfrm(links));
+        let rr = rtnl::dump_routes_and_rules(&mut sock, links, tables);
+        (rr, xfrm.join())
+    });
+    let rr = rr.context("dumping routes and rules")?;
+    let xfrm = xfrm.map_err(|_| anyhow::anyhow!("XFRM reader panicked"))??;
+    for (what, report) in reports.iter().chain(&rr.reports) {
         st.warnings.extend(report.warnings(what));
     }
-    st.links = rtnl::links(&dump.links, &dump.addrs);
-    st.routes = dump
-        .routes
-        .iter()
-        .filter_map(|m| rtnl::route(m, &st.links, tables))
-        .collect();
-    st.rules = dump
-        .rules
-        .iter()
-        .filter_map(|m| rtnl::rule(m, tables))
-        .collect();
-
-    let dev_name = |idx: i32| {
-        st.links
-            .iter()
-            .find(|l| l.index as i32 == idx)
-            .map(|l| l.name.clone())
-    };
-    match NlSocket::open(NETLINK_XFRM).and_then(|mut s| xfrm::dump_all(&mut s)) {
-        Ok(x) => {
-            for (what, report) in &x.reports {
-                st.warnings.extend(report.warnings(what));
-            }
-            st.xfrm_states = x.states.iter().map(|m| xfrm::state(m, dev_name)).collect();
-            st.xfrm_policies = x.policies.iter().map(|m| xfrm::policy(m, dev_name)).collect();
-            st.xfrm_counts = x.counts;
-        }
-        Err(e) if e.is_permission() => st.warnings.push(format!(
-            "CAP_NET_ADMIN missing: XFRM SAs and policies are not shown (the kernel refuses XFRM dumps without it); {}",
-            caps::how_to_fix(caps::CAP_NET_ADMIN)
-        )),
-        Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => {
-            st.warnings.push("this kernel has no XFRM netlink (xfrm_user not loaded): no SAs or policies shown".into())
-        }
-        Err(e) => return Err(e).context("dumping XFRM states and policies"),
-    }
+    (st.routes, st.rules) = (rr.routes, rr.rules);
+    st.warnings.extend(xfrm.warnings);
+    (st.xfrm_states, st.xfrm_policies, st.xfrm_counts) = (xfrm.states, xfrm.policies, xfrm.counts);
     match procfs::read_xfrm_stat() {
         Ok(stats) => st.xfrm_stats = stats,
         Err(e) => st.warnings.push(format!(
@@ -81,6 +59,42 @@ fn collect_here(tables: &rt_tables::TableNames) -> Result<NodeState> {
         )),
     }
     Ok(st)
+}
+
+#[derive(Default)]
+struct XfrmPart {
+    states: Vec<crate::model::XfrmState>,
+    policies: Vec<crate::model::XfrmPolicy>,
+    counts: crate::model::XfrmCounts,
+    warnings: Vec<String>,
+}
+
+/// SAs and policies; a missing right or a kernel without XFRM is a warning, not a failure.
+fn collect_xfrm(links: &[crate::model::Link]) -> Result<XfrmPart> {
+    let dev_name = |idx: i32| {
+        links
+            .iter()
+            .find(|l| l.index as i32 == idx)
+            .map(|l| l.name.clone())
+    };
+    let mut part = XfrmPart::default();
+    match NlSocket::open(NETLINK_XFRM).and_then(|mut s| xfrm::dump_all(&mut s, dev_name)) {
+        Ok(x) => {
+            for (what, report) in &x.reports {
+                part.warnings.extend(report.warnings(what));
+            }
+            (part.states, part.policies, part.counts) = (x.states, x.policies, x.counts);
+        }
+        Err(e) if e.is_permission() => part.warnings.push(format!(
+            "CAP_NET_ADMIN missing: XFRM SAs and policies are not shown (the kernel refuses XFRM dumps without it); {}",
+            caps::how_to_fix(caps::CAP_NET_ADMIN)
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => part.warnings.push(
+            "this kernel has no XFRM netlink (xfrm_user not loaded): no SAs or policies shown".into(),
+        ),
+        Err(e) => return Err(e).context("dumping XFRM states and policies"),
+    }
+    Ok(part)
 }
 
 fn hostname() -> String {

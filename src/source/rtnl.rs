@@ -16,50 +16,65 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// Raw dumps as the kernel gave them; converted once the link names are known.
+/// Routes and rules of a netns, converted while they are read: message by message, so
+/// 100k routes never sit in memory twice.
 #[derive(Default)]
-pub struct RtDump {
-    pub links: Vec<LinkMessage>,
-    pub addrs: Vec<AddressMessage>,
-    pub routes: Vec<RouteMessage>,
-    pub rules: Vec<RuleMessage>,
+pub struct RoutesAndRules {
+    pub routes: Vec<Route>,
+    pub rules: Vec<Rule>,
     pub reports: Vec<(&'static str, DumpReport)>,
 }
 
-pub fn dump_all(sock: &mut NlSocket) -> Result<RtDump, NlError> {
-    let mut d = RtDump::default();
-    let r = sock.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), |m| {
+/// Links with their addresses (routes need their names, so they come first).
+pub fn dump_links(
+    sock: &mut NlSocket,
+) -> Result<(Vec<Link>, Vec<(&'static str, DumpReport)>), NlError> {
+    let mut link_msgs = Vec::new();
+    let r1 = sock.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), |m| {
         if let RouteNetlinkMessage::NewLink(l) = m {
-            d.links.push(l)
+            link_msgs.push(l)
         }
     })?;
-    d.reports.push(("links", r));
-    let r = sock.dump(
+    let mut addr_msgs = Vec::new();
+    let r2 = sock.dump(
         RouteNetlinkMessage::GetAddress(AddressMessage::default()),
         |m| {
             if let RouteNetlinkMessage::NewAddress(a) = m {
-                d.addrs.push(a)
+                addr_msgs.push(a)
             }
         },
     )?;
-    d.reports.push(("addresses", r));
+    Ok((
+        links(&link_msgs, &addr_msgs),
+        vec![("links", r1), ("addresses", r2)],
+    ))
+}
+
+pub fn dump_routes_and_rules(
+    sock: &mut NlSocket,
+    links: &[Link],
+    tables: &TableNames,
+) -> Result<RoutesAndRules, NlError> {
+    let mut st = RoutesAndRules::default();
+    let routes = &mut st.routes;
     // AF_UNSPEC with no table filter: every table of every family in one dump.
     let r = sock.dump(
         RouteNetlinkMessage::GetRoute(RouteMessage::default()),
         |m| {
             if let RouteNetlinkMessage::NewRoute(rt) = m {
-                d.routes.push(rt)
+                routes.extend(route(&rt, links, tables))
             }
         },
     )?;
-    d.reports.push(("routes", r));
+    st.reports.push(("routes", r));
+    let rules = &mut st.rules;
     let r = sock.dump(RouteNetlinkMessage::GetRule(RuleMessage::default()), |m| {
         if let RouteNetlinkMessage::NewRule(rl) = m {
-            d.rules.push(rl)
+            rules.extend(rule(&rl, tables))
         }
     })?;
-    d.reports.push(("rules", r));
-    Ok(d)
+    st.reports.push(("rules", r));
+    Ok(st)
 }
 
 pub fn family_of(f: AddressFamily) -> Option<Family> {

@@ -17,25 +17,30 @@ use netlink_packet_xfrm::{
 };
 use std::net::IpAddr;
 
+/// SAs, policies and counts, converted while read (10k policies are not held twice).
 #[derive(Default)]
 pub struct XfrmDump {
-    pub states: Vec<StateMsg>,
-    pub policies: Vec<PolicyMsg>,
+    pub states: Vec<XfrmState>,
+    pub policies: Vec<XfrmPolicy>,
     pub counts: XfrmCounts,
     pub reports: Vec<(&'static str, DumpReport)>,
 }
 
-pub fn dump_all(sock: &mut NlSocket) -> Result<XfrmDump, NlError> {
+/// `dev` names an ifindex found in a selector.
+pub fn dump_all(
+    sock: &mut NlSocket,
+    dev: impl Fn(i32) -> Option<String>,
+) -> Result<XfrmDump, NlError> {
     let mut d = XfrmDump::default();
     let r = sock.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
         if let XfrmMessage::AddSa(s) = m {
-            d.states.push(s)
+            d.states.push(state(&s, &dev))
         }
     })?;
     d.reports.push(("xfrm states", r));
     let r = sock.dump(XfrmMessage::GetPolicy(PolicyGet::default()), |m| {
         if let XfrmMessage::AddPolicy(p) = m {
-            d.policies.push(p)
+            d.policies.push(policy(&p, &dev))
         }
     })?;
     d.reports.push(("xfrm policies", r));
