@@ -22,13 +22,13 @@ use std::net::IpAddr;
 pub struct RoutesAndRules {
     pub routes: Vec<Route>,
     pub rules: Vec<Rule>,
-    pub reports: Vec<(&'static str, DumpReport)>,
+    pub reports: Reports,
 }
 
+pub type Reports = Vec<(&'static str, DumpReport)>;
+
 /// Links with their addresses (routes need their names, so they come first).
-pub fn dump_links(
-    sock: &mut NlSocket,
-) -> Result<(Vec<Link>, Vec<(&'static str, DumpReport)>), NlError> {
+pub fn dump_links(sock: &mut NlSocket) -> Result<(Vec<Link>, Reports), NlError> {
     let mut link_msgs = Vec::new();
     let r1 = sock.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), |m| {
         if let RouteNetlinkMessage::NewLink(l) = m {
