@@ -120,59 +120,181 @@ impl NlSocket {
         let mut report = DumpReport::default();
         loop {
             let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().unwrap()) as usize;
-                if len < 16 || off + len > n {
-                    report.undecodable += 1;
-                    report
-                        .first_decode_error
-                        .get_or_insert_with(|| format!("bad netlink length {len}"));
-                    break;
-                }
-                let bytes = &self.buf[off..off + len];
-                off += (len + 3) & !3;
-                let seq = u32::from_ne_bytes(bytes[8..12].try_into().unwrap());
-                if seq != self.seq {
-                    continue; // a stale answer to an earlier request
-                }
-                let msg_flags = u16::from_ne_bytes(bytes[6..8].try_into().unwrap());
-                if msg_flags & NLM_F_DUMP_INTR != 0 {
-                    report.interrupted = true;
-                }
-                match NetlinkMessage::<M>::deserialize(bytes) {
-                    Ok(m) => match m.payload {
-                        NetlinkPayload::Done(_) => return Ok(report),
-                        NetlinkPayload::Error(e) => match e.code {
-                            Some(code) => {
-                                return Err(NlError::Kernel(io::Error::from_raw_os_error(
-                                    -code.get(),
-                                )));
-                            }
-                            None => return Ok(report), // an ACK
-                        },
-                        NetlinkPayload::InnerMessage(inner) => {
-                            on_msg(inner);
-                            if !multipart {
-                                return Ok(report);
-                            }
+            if read_batch(
+                &self.buf[..n],
+                self.seq,
+                multipart,
+                &mut report,
+                &mut on_msg,
+            )? {
+                return Ok(report);
+            }
+        }
+    }
+}
+
+/// Decode one recv()'s worth of netlink messages answering request `seq`.
+/// Returns true when the answer is complete (DONE, an ACK, or a single reply).
+/// Messages that do not decode are counted in `report`, never silently dropped.
+pub fn read_batch<M>(
+    buf: &[u8],
+    seq: u32,
+    multipart: bool,
+    report: &mut DumpReport,
+    on_msg: &mut impl FnMut(M),
+) -> Result<bool, NlError>
+where
+    M: NetlinkDeserializable + Debug,
+{
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+        if len < 16 || off + len > buf.len() {
+            report.undecodable += 1;
+            report
+                .first_decode_error
+                .get_or_insert_with(|| format!("bad netlink length {len}"));
+            return Ok(false);
+        }
+        let bytes = &buf[off..off + len];
+        off += (len + 3) & !3;
+        if u32::from_ne_bytes(bytes[8..12].try_into().unwrap()) != seq {
+            continue; // a stale answer to an earlier request
+        }
+        if u16::from_ne_bytes(bytes[6..8].try_into().unwrap()) & NLM_F_DUMP_INTR != 0 {
+            report.interrupted = true;
+        }
+        match NetlinkMessage::<M>::deserialize(bytes) {
+            Ok(m) => match m.payload {
+                NetlinkPayload::Done(_) => return Ok(true),
+                NetlinkPayload::Error(e) => {
+                    return match e.code {
+                        Some(code) => {
+                            Err(NlError::Kernel(io::Error::from_raw_os_error(-code.get())))
                         }
-                        NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => {}
-                        _ => {}
-                    },
-                    Err(e) => {
-                        report.undecodable += 1;
-                        report
-                            .first_decode_error
-                            .get_or_insert_with(|| e.to_string());
-                        // A DONE we could not decode still ends the dump.
-                        let ty = u16::from_ne_bytes(bytes[4..6].try_into().unwrap());
-                        if ty == netlink_packet_core::NLMSG_DONE {
-                            return Ok(report);
-                        }
+                        None => Ok(true), // an ACK
+                    };
+                }
+                NetlinkPayload::InnerMessage(inner) => {
+                    on_msg(inner);
+                    if !multipart {
+                        return Ok(true);
                     }
+                }
+                _ => {}
+            },
+            Err(e) => {
+                report.undecodable += 1;
+                report
+                    .first_decode_error
+                    .get_or_insert_with(|| e.to_string());
+                // A DONE we could not decode still ends the dump.
+                if u16::from_ne_bytes(bytes[4..6].try_into().unwrap())
+                    == netlink_packet_core::NLMSG_DONE
+                {
+                    return Ok(true);
                 }
             }
         }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::{DoneMessage, ErrorMessage, NLM_F_MULTIPART, NLMSG_ERROR};
+    use netlink_packet_route::RouteNetlinkMessage;
+    use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
+
+    fn wire(payload: NetlinkPayload<RouteNetlinkMessage>, seq: u32, flags: u16) -> Vec<u8> {
+        let mut h = NetlinkHeader::default();
+        h.sequence_number = seq;
+        h.flags = flags;
+        let mut m = NetlinkMessage::new(h, payload);
+        m.finalize();
+        let mut b = vec![0; m.buffer_len()];
+        m.serialize(&mut b);
+        b
+    }
+
+    fn rule(prio: u32) -> NetlinkPayload<RouteNetlinkMessage> {
+        let mut r = RuleMessage::default();
+        r.header.family = netlink_packet_route::AddressFamily::Inet;
+        r.attributes.push(RuleAttribute::Priority(prio));
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(r))
+    }
+
+    /// A raw message of a given type whose body cannot decode as that type.
+    fn garbage(ty: u16, seq: u32) -> Vec<u8> {
+        let mut b = vec![0u8; 20];
+        b[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        b[4..6].copy_from_slice(&ty.to_ne_bytes());
+        b[8..12].copy_from_slice(&seq.to_ne_bytes());
+        b
+    }
+
+    fn collect(buf: &[u8]) -> (Result<bool, NlError>, Vec<RouteNetlinkMessage>, DumpReport) {
+        let mut got = Vec::new();
+        let mut report = DumpReport::default();
+        let r = read_batch(buf, 7, true, &mut report, &mut |m| got.push(m));
+        (r, got, report)
+    }
+
+    #[test]
+    fn dump_batch_delivers_messages_and_reports_trouble() {
+        let mut buf = wire(rule(1), 7, NLM_F_MULTIPART);
+        buf.extend(wire(rule(9), 7, NLM_F_MULTIPART | NLM_F_DUMP_INTR));
+        buf.extend(wire(rule(5), 6, NLM_F_MULTIPART)); // stale: other request
+        buf.extend(garbage(32, 7)); // RTM_NEWRULE too short to decode
+        buf.extend(wire(
+            NetlinkPayload::Done(DoneMessage::default()),
+            7,
+            NLM_F_MULTIPART,
+        ));
+        let (r, got, report) = collect(&buf);
+        assert!(r.unwrap(), "DONE ends the dump");
+        assert_eq!(got.len(), 2);
+        assert!(report.interrupted);
+        assert_eq!(report.undecodable, 1);
+        let w = report.warnings("rules");
+        assert!(
+            w.iter().any(|w| w.contains("interrupted"))
+                && w.iter().any(|w| w.contains("1 message(s)"))
+        );
+    }
+
+    #[test]
+    fn dump_batch_without_done_asks_for_more() {
+        let (r, got, _) = collect(&wire(rule(1), 7, NLM_F_MULTIPART));
+        assert!(!r.unwrap());
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn truncated_batch_is_counted_not_hidden() {
+        let mut buf = wire(rule(1), 7, NLM_F_MULTIPART);
+        let mut cut = wire(rule(2), 7, NLM_F_MULTIPART);
+        cut.truncate(cut.len() - 4);
+        buf.extend(cut);
+        let (r, got, report) = collect(&buf);
+        assert!(!r.unwrap());
+        assert_eq!(got.len(), 1);
+        assert_eq!(report.undecodable, 1);
+        assert!(report.first_decode_error.unwrap().contains("length"));
+    }
+
+    #[test]
+    fn kernel_error_becomes_an_error() {
+        let mut e = ErrorMessage::default();
+        e.code = std::num::NonZeroI32::new(-libc::EPERM);
+        let buf = wire(NetlinkPayload::Error(e), 7, 0);
+        let (r, _, _) = collect(&buf);
+        let err = r.unwrap_err();
+        assert!(err.is_permission(), "{err}");
+        assert_eq!(
+            u16::from_ne_bytes(buf[4..6].try_into().unwrap()),
+            NLMSG_ERROR
+        );
     }
 }
