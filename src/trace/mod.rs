@@ -1,0 +1,3 @@
+//! Following one flow: the path the kernel would choose (pure functions of NodeStates).
+
+pub mod fib;
