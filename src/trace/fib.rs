@@ -76,38 +76,21 @@ fn family_of(ip: &IpAddr) -> Family {
 }
 
 fn rule_matches(r: &Rule, k: &FibKey) -> bool {
-    let m = (|| {
-        if let Some(p) = &r.src {
-            if !k.src.is_some_and(|s| p.contains(&s)) {
-                return false;
-            }
-        }
-        if let Some(p) = &r.dst {
-            if !p.contains(&k.dst) {
-                return false;
-            }
-        }
-        if let Some(i) = &r.iif {
-            if k.iif.as_deref().unwrap_or("lo") != i {
-                return false;
-            }
-        }
-        if let Some(o) = &r.oif {
-            if k.oif.as_deref() != Some(o.as_str()) {
-                return false;
-            }
-        }
-        if let Some(m) = &r.fwmark {
-            if !m.matches(k.mark) {
-                return false;
-            }
-        }
-        if r.tos != 0 && r.tos != k.tos {
-            return false;
-        }
-        true
-    })();
-    m != r.invert
+    // fib_rule_match: every selector the rule has must hold; `not` inverts the result.
+    let src_ok = r.src.is_none_or(|p| k.src.is_some_and(|s| p.contains(&s)));
+    let dst_ok = r.dst.is_none_or(|p| p.contains(&k.dst));
+    // Locally generated packets come from `lo` as far as rules are concerned.
+    let iif_ok = r
+        .iif
+        .as_ref()
+        .is_none_or(|i| k.iif.as_deref().unwrap_or("lo") == i);
+    let oif_ok = r
+        .oif
+        .as_ref()
+        .is_none_or(|o| k.oif.as_deref() == Some(o.as_str()));
+    let mark_ok = r.fwmark.is_none_or(|m| m.matches(k.mark));
+    let tos_ok = r.tos == 0 || r.tos == k.tos;
+    (src_ok && dst_ok && iif_ok && oif_ok && mark_ok && tos_ok) != r.invert
 }
 
 /// Longest prefix, then lowest metric, among the table's routes of the packet's family.
