@@ -1,0 +1,24 @@
+#!/bin/bash
+# tests/lab/checks/no-out-policy.sh HOPSCOPE — guest side of tests/lab.rs' group booted with
+# --variant no-out-policy --variant wrong-key.
+#   snap-worker.json, snap-worker2-keys.json   worker without out policies; worker2's wrong key
+#   count-worker.{before,after}.json           around $N pings netshoot -> cni-worker2: requests
+#                                              leave in plaintext, replies (ESP, wrong key) fail
+#                                              integrity on worker
+#   cap-worker-eth0.txt                        tcpdump on worker eth0 during the pings
+set -u
+HOPSCOPE=$1
+# shellcheck disable=SC1091
+. "$LAB_DIR/lib.sh"
+R=$LAB_RESULTS
+N=3
+echo "N=$N" > "$R/params"
+snap snap-worker.json --json --netns worker
+snap snap-worker2-keys.json --json --netns worker2 --show-keys
+snap count-worker.before.json --json --netns worker
+capture_start worker eth0 cap-worker-eth0
+ip netns exec netshoot ping -c "$N" -i 0.2 -W 1 10.0.0.249 > "$R/ping.txt" 2>&1
+echo "rc=$?" >> "$R/ping.txt"
+capture_stop cap-worker-eth0
+snap count-worker.after.json --json --netns worker
+exit 0
