@@ -5,6 +5,7 @@ mod addr;
 #[doc(hidden)]
 pub mod fixtures;
 mod link;
+mod netfilter;
 mod node;
 mod route;
 mod rule;
@@ -13,6 +14,7 @@ mod xfrm;
 
 pub use addr::{Family, Mark, Prefix};
 pub use link::{Link, LinkAddress, LinkRef, LinkStats, Peer};
+pub use netfilter::{Netfilter, NfCond, NfMatch, NfRule, NfTarget};
 pub use node::{NetnsInfo, NodeInfo, NodeState};
 pub use route::{NextHop, Route, TableRef};
 pub use rule::Rule;

@@ -3,6 +3,7 @@
 
 pub mod caps;
 pub mod names;
+pub mod netfilter;
 pub mod netlink;
 pub mod netns;
 pub mod procfs;
