@@ -4,6 +4,7 @@
 //! `explain` names what Cilium's marks and tables mean; it is read by views only.
 
 pub mod cli;
+pub mod decode;
 pub mod explain;
 pub mod model;
 pub mod source;

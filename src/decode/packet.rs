@@ -1,0 +1,903 @@
+//! Frame bytes → a packet summary: link (Ethernet, Linux cooked SLL/SLL2, raw IP) → IPv4/IPv6 →
+//! TCP/UDP/ICMP/ICMPv6/ESP (also ESP in UDP 4500). Pure, no I/O, never panics: whatever cannot be
+//! read ends the decoding with a `Malformed` note beside the fields that could be read.
+//!
+//! IP and transport headers are sliced by `etherparse` (lax mode, so a truncated capture still
+//! yields its outer headers); link headers, ARP and ESP are read here.
+
+use etherparse::{EtherType, Icmpv4Type, Icmpv6Type, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use serde::Serialize;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Range;
+
+/// The link-layer header types hopscope reads (libpcap DLT numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkType {
+    Ethernet,
+    /// DLT_LINUX_SLL (113): `-i any` on most libpcap versions.
+    LinuxSll,
+    /// DLT_LINUX_SLL2 (276): `-i any` on libpcap ≥ 1.10 when asked for it.
+    LinuxSll2,
+    /// DLT_RAW (12 or 101) / DLT_IPV4 (228) / DLT_IPV6 (229): tun, xfrm and ipip devices.
+    RawIp,
+    /// Anything else: shown by length only.
+    Other(i32),
+}
+
+impl LinkType {
+    pub fn from_dlt(dlt: i32) -> LinkType {
+        match dlt {
+            1 => LinkType::Ethernet,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            12 | 14 | 101 | 228 | 229 => LinkType::RawIp,
+            d => LinkType::Other(d),
+        }
+    }
+    /// The pcap/pcapng LINKTYPE_ value (DLT_RAW is written as LINKTYPE_RAW 101).
+    pub fn linktype(self) -> u16 {
+        match self {
+            LinkType::Ethernet => 1,
+            LinkType::LinuxSll => 113,
+            LinkType::LinuxSll2 => 276,
+            LinkType::RawIp => 101,
+            LinkType::Other(d) => d as u16,
+        }
+    }
+}
+
+/// Which way a packet crossed the interface, when the frame tells (cooked captures) or the
+/// caller can tell (source MAC = the interface's own MAC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    In,
+    Out,
+    Unknown,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+            Direction::Unknown => "?",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_mac: Option<Mac>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_mac: Option<Mac>,
+    pub ethertype: u16,
+    /// The kernel's packet type in cooked captures (0 host, 1 broadcast, 2 multicast,
+    /// 3 other host, 4 outgoing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkttype: Option<u16>,
+    /// SLL2 only: the interface index the packet was seen on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mac, String> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for b in &mut out {
+            let p = parts.next().ok_or_else(|| format!("bad MAC {s:?}"))?;
+            *b = u8::from_str_radix(p, 16).map_err(|_| format!("bad MAC {s:?}"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("bad MAC {s:?}"));
+        }
+        Ok(Mac(out))
+    }
+}
+
+/// The IP layer as read from its header (lengths are the header's, not the captured bytes').
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IpInfo {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// Transport protocol number (after IPv6 extension headers).
+    pub proto: u8,
+    pub ttl: u8,
+    /// Total length of the IP packet by its header (IPv4 total length; IPv6 40 + payload length).
+    pub total_len: u32,
+    /// Length of what follows the IP header(s), by the header.
+    pub payload_len: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fragment: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "proto", rename_all = "snake_case")]
+pub enum Transport {
+    Icmp {
+        #[serde(rename = "icmp_type")]
+        ty: u8,
+        code: u8,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u16>,
+        /// ICMP message length (header included), as tcpdump's "length".
+        len: u32,
+    },
+    Icmp6 {
+        #[serde(rename = "icmp_type")]
+        ty: u8,
+        code: u8,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u16>,
+        len: u32,
+    },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: TcpFlags,
+        seq: u32,
+        ack: u32,
+        win: u16,
+        /// Payload bytes by the IP header's length.
+        len: u32,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+        len: u32,
+    },
+    Esp(EspHeader),
+    Arp {
+        op: u16,
+        sender: Option<Ipv4Addr>,
+        target: Option<Ipv4Addr>,
+    },
+    /// An IP protocol or ethertype we do not decode further.
+    Other {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ip_proto: Option<u8>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ethertype: Option<u16>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+}
+
+impl fmt::Display for TcpFlags {
+    /// tcpdump's notation: `[S]`, `[S.]`, `[P.]`, `[F.]`, `[.]`, `[R]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        for (bit, c) in [
+            (Self::FIN, 'F'),
+            (Self::SYN, 'S'),
+            (Self::RST, 'R'),
+            (Self::PSH, 'P'),
+            (Self::URG, 'U'),
+            (Self::ECE, 'E'),
+            (Self::CWR, 'W'),
+        ] {
+            if self.0 & bit != 0 {
+                s.push(c);
+            }
+        }
+        if self.0 & Self::ACK != 0 {
+            s.push('.');
+        }
+        if s.is_empty() {
+            s.push_str("none");
+        }
+        write!(f, "[{s}]")
+    }
+}
+
+/// The clear part of an ESP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct EspHeader {
+    pub spi: u32,
+    pub seq: u32,
+    /// ESP length as tcpdump prints it: the IP payload length (SPI .. ICV).
+    pub len: u32,
+    /// ESP in UDP (RFC 3948, NAT traversal): the UDP ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp_encap: Option<(u16, u16)>,
+}
+
+/// Where decoding stopped, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Malformed {
+    /// The layer that could not be read ("ethernet", "ipv4", "tcp", "esp", ...).
+    pub layer: &'static str,
+    pub why: String,
+}
+
+/// Everything read from one frame. Fields are filled from the outside in; `malformed` says
+/// where reading stopped. `esp` is the byte range of the ESP packet (SPI to end) within the
+/// frame, for decryption; `ip` the range of the (outermost) IP packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decoded {
+    pub link: Option<LinkInfo>,
+    pub ip: Option<IpInfo>,
+    pub transport: Option<Transport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<Malformed>,
+    #[serde(skip)]
+    pub ip_range: Option<Range<usize>>,
+    #[serde(skip)]
+    pub esp_range: Option<Range<usize>>,
+}
+
+impl Decoded {
+    fn empty() -> Decoded {
+        Decoded {
+            link: None,
+            ip: None,
+            transport: None,
+            malformed: None,
+            ip_range: None,
+            esp_range: None,
+        }
+    }
+    fn stop(mut self, layer: &'static str, why: impl Into<String>) -> Decoded {
+        self.malformed = Some(Malformed {
+            layer,
+            why: why.into(),
+        });
+        self
+    }
+    pub fn esp(&self) -> Option<&EspHeader> {
+        match &self.transport {
+            Some(Transport::Esp(e)) => Some(e),
+            _ => None,
+        }
+    }
+    pub fn is_esp(&self) -> bool {
+        self.esp().is_some()
+    }
+    /// Direction the frame itself tells: cooked captures carry the kernel's packet type.
+    pub fn direction_hint(&self) -> Direction {
+        match self.link.as_ref().and_then(|l| l.pkttype) {
+            Some(4) => Direction::Out,
+            Some(0..=3) => Direction::In,
+            _ => Direction::Unknown,
+        }
+    }
+}
+
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+pub const IPPROTO_ESP: u8 = 50;
+pub const NAT_T_PORT: u16 = 4500;
+
+/// Decode one captured frame of link type `link`.
+pub fn decode(link: LinkType, frame: &[u8]) -> Decoded {
+    let d = Decoded::empty();
+    match link {
+        LinkType::Ethernet => decode_ethernet(d, frame),
+        LinkType::LinuxSll => decode_sll(d, frame),
+        LinkType::LinuxSll2 => decode_sll2(d, frame),
+        LinkType::RawIp => match frame.first().map(|b| b >> 4) {
+            Some(4) => decode_l3(d, ETH_P_IPV4, frame, 0),
+            Some(6) => decode_l3(d, ETH_P_IPV6, frame, 0),
+            Some(v) => d.stop("ip", format!("IP version {v}")),
+            None => d.stop("ip", "empty frame"),
+        },
+        LinkType::Other(dlt) => d.stop("link", format!("link type {dlt} is not decoded")),
+    }
+}
+
+/// Decode a bare IP packet (e.g. the inner packet of tunnel-mode ESP).
+pub fn decode_ip(packet: &[u8]) -> Decoded {
+    decode(LinkType::RawIp, packet)
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn mac_at(b: &[u8], at: usize) -> Mac {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&b[at..at + 6]);
+    Mac(m)
+}
+
+fn decode_ethernet(mut d: Decoded, f: &[u8]) -> Decoded {
+    if f.len() < 14 {
+        return d.stop(
+            "ethernet",
+            format!("{} bytes, an Ethernet header needs 14", f.len()),
+        );
+    }
+    let mut ethertype = be16(f, 12);
+    let mut off = 14;
+    // VLAN tags (802.1Q / QinQ): skip them, keep the inner ethertype.
+    while matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD) {
+        if f.len() < off + 4 {
+            d.link = Some(LinkInfo {
+                src_mac: Some(mac_at(f, 6)),
+                dst_mac: Some(mac_at(f, 0)),
+                ethertype,
+                pkttype: None,
+                ifindex: None,
+            });
+            return d.stop("vlan", "truncated VLAN tag");
+        }
+        ethertype = be16(f, off + 2);
+        off += 4;
+    }
+    d.link = Some(LinkInfo {
+        src_mac: Some(mac_at(f, 6)),
+        dst_mac: Some(mac_at(f, 0)),
+        ethertype,
+        pkttype: None,
+        ifindex: None,
+    });
+    decode_l3(d, ethertype, f, off)
+}
+
+/// SLL: pkttype(2) arphrd(2) addrlen(2) addr(8) protocol(2) = 16 bytes.
+fn decode_sll(mut d: Decoded, f: &[u8]) -> Decoded {
+    if f.len() < 16 {
+        return d.stop(
+            "linux_sll",
+            format!("{} bytes, an SLL header needs 16", f.len()),
+        );
+    }
+    let addr_len = usize::from(be16(f, 4)).min(8);
+    let src_mac = (addr_len == 6).then(|| mac_at(f, 6));
+    let proto = be16(f, 14);
+    d.link = Some(LinkInfo {
+        src_mac,
+        dst_mac: None,
+        ethertype: proto,
+        pkttype: Some(be16(f, 0)),
+        ifindex: None,
+    });
+    decode_l3(d, proto, f, 16)
+}
+
+/// SLL2: protocol(2) reserved(2) ifindex(4) arphrd(2) pkttype(1) addrlen(1) addr(8) = 20 bytes.
+fn decode_sll2(mut d: Decoded, f: &[u8]) -> Decoded {
+    if f.len() < 20 {
+        return d.stop(
+            "linux_sll2",
+            format!("{} bytes, an SLL2 header needs 20", f.len()),
+        );
+    }
+    let proto = be16(f, 0);
+    let src_mac = (f[11] == 6).then(|| mac_at(f, 12));
+    d.link = Some(LinkInfo {
+        src_mac,
+        dst_mac: None,
+        ethertype: proto,
+        pkttype: Some(u16::from(f[10])),
+        ifindex: Some(be32(f, 4)),
+    });
+    decode_l3(d, proto, f, 20)
+}
+
+fn decode_l3(mut d: Decoded, ethertype: u16, f: &[u8], off: usize) -> Decoded {
+    let payload = &f[off.min(f.len())..];
+    match ethertype {
+        ETH_P_ARP => decode_arp(d, payload),
+        ETH_P_IPV4 | ETH_P_IPV6 => {
+            let pkt = LaxSlicedPacket::from_ether_type(EtherType(ethertype), payload);
+            d = read_ip(d, &pkt, f, off);
+            if d.ip.is_none() && d.malformed.is_none() {
+                let why = match &pkt.stop_err {
+                    Some((e, _)) => e.to_string(),
+                    None => "no IP header".into(),
+                };
+                let layer = if ethertype == ETH_P_IPV4 {
+                    "ipv4"
+                } else {
+                    "ipv6"
+                };
+                return d.stop(layer, why);
+            }
+            d
+        }
+        other => {
+            d.transport = Some(Transport::Other {
+                ip_proto: None,
+                ethertype: Some(other),
+            });
+            d
+        }
+    }
+}
+
+fn decode_arp(mut d: Decoded, p: &[u8]) -> Decoded {
+    if p.len() < 8 {
+        return d.stop("arp", format!("{} bytes, an ARP header needs 8", p.len()));
+    }
+    let (hlen, plen) = (usize::from(p[4]), usize::from(p[5]));
+    let op = be16(p, 6);
+    let ip_at = |at: usize| {
+        (plen == 4 && p.len() >= at + 4)
+            .then(|| Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3]))
+    };
+    let sender = ip_at(8 + hlen);
+    let target = ip_at(8 + 2 * hlen + plen);
+    d.transport = Some(Transport::Arp { op, sender, target });
+    if plen == 4 && (sender.is_none() || target.is_none()) {
+        return d.stop("arp", "truncated ARP addresses");
+    }
+    d
+}
+
+fn layer_name(l: etherparse::err::Layer) -> &'static str {
+    use etherparse::err::Layer as L;
+    match l {
+        L::Ipv4Header | L::Ipv4Packet => "ipv4",
+        L::Ipv6Header | L::Ipv6Packet | L::Ipv6ExtHeader => "ipv6",
+        L::IpHeader => "ip",
+        L::TcpHeader => "tcp",
+        L::UdpHeader => "udp",
+        L::Icmpv4 | L::Icmpv4Timestamp | L::Icmpv4TimestampReply => "icmp",
+        L::Icmpv6 => "icmp6",
+        _ => "ip",
+    }
+}
+
+fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> Decoded {
+    let (ip, payload, payload_fragmented) = match &pkt.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            let hlen = u32::from(h.ihl()) * 4;
+            let total = u32::from(h.total_len());
+            let frag = v4.is_payload_fragmented();
+            (
+                IpInfo {
+                    src: IpAddr::V4(h.source_addr()),
+                    dst: IpAddr::V4(h.destination_addr()),
+                    proto: v4.payload().ip_number.0,
+                    ttl: h.ttl(),
+                    total_len: total,
+                    payload_len: total.saturating_sub(hlen),
+                    fragment: frag,
+                },
+                v4.payload(),
+                frag,
+            )
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            let plen = u32::from(h.payload_length());
+            let ext = v6.extensions().slice().len() as u32;
+            let frag = v6.is_payload_fragmented();
+            (
+                IpInfo {
+                    src: IpAddr::V6(h.source_addr()),
+                    dst: IpAddr::V6(h.destination_addr()),
+                    proto: v6.payload().ip_number.0,
+                    ttl: h.hop_limit(),
+                    total_len: 40 + plen,
+                    payload_len: plen.saturating_sub(ext),
+                    fragment: frag,
+                },
+                v6.payload(),
+                frag,
+            )
+        }
+        _ => return d,
+    };
+    let ip_start = off;
+    let payload_start = offset_in(f, payload.payload).unwrap_or(f.len());
+    let ip_end = (ip_start + ip.total_len as usize)
+        .min(f.len())
+        .max(payload_start);
+    d.ip_range = Some(ip_start..ip_end);
+    let proto = ip.proto;
+    let payload_len = ip.payload_len;
+    d.ip = Some(ip);
+
+    if payload_fragmented {
+        d.transport = Some(Transport::Other {
+            ip_proto: Some(proto),
+            ethertype: None,
+        });
+        return d;
+    }
+    // ESP is not decoded by etherparse: its clear part is 8 bytes (SPI, sequence number).
+    if proto == IPPROTO_ESP {
+        let esp = payload.payload;
+        if esp.len() < 8 {
+            return d.stop(
+                "esp",
+                format!("{} bytes captured, the ESP header needs 8", esp.len()),
+            );
+        }
+        d.transport = Some(Transport::Esp(EspHeader {
+            spi: be32(esp, 0),
+            seq: be32(esp, 4),
+            len: payload_len,
+            udp_encap: None,
+        }));
+        d.esp_range = Some(payload_start..(payload_start + esp.len()));
+        return d;
+    }
+    match &pkt.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let mut flags = 0u8;
+            for (set, bit) in [
+                (t.fin(), TcpFlags::FIN),
+                (t.syn(), TcpFlags::SYN),
+                (t.rst(), TcpFlags::RST),
+                (t.psh(), TcpFlags::PSH),
+                (t.ack(), TcpFlags::ACK),
+                (t.urg(), TcpFlags::URG),
+                (t.ece(), TcpFlags::ECE),
+                (t.cwr(), TcpFlags::CWR),
+            ] {
+                if set {
+                    flags |= bit;
+                }
+            }
+            d.transport = Some(Transport::Tcp {
+                sport: t.source_port(),
+                dport: t.destination_port(),
+                flags: TcpFlags(flags),
+                seq: t.sequence_number(),
+                ack: t.acknowledgment_number(),
+                win: t.window_size(),
+                len: payload_len.saturating_sub(u32::from(t.data_offset()) * 4),
+            });
+        }
+        Some(TransportSlice::Udp(u)) => {
+            let (sport, dport) = (u.source_port(), u.destination_port());
+            let body = u.payload();
+            // RFC 3948: ESP in UDP 4500 unless the first 4 bytes are the zero non-ESP marker
+            // (IKE) or it is a 1-byte NAT keepalive.
+            if (sport == NAT_T_PORT || dport == NAT_T_PORT) && body.len() >= 8 && be32(body, 0) != 0
+            {
+                let start = offset_in(f, body).unwrap_or(f.len());
+                d.transport = Some(Transport::Esp(EspHeader {
+                    spi: be32(body, 0),
+                    seq: be32(body, 4),
+                    len: payload_len.saturating_sub(8),
+                    udp_encap: Some((sport, dport)),
+                }));
+                d.esp_range = Some(start..start + body.len());
+                return d;
+            }
+            d.transport = Some(Transport::Udp {
+                sport,
+                dport,
+                len: payload_len.saturating_sub(8),
+            });
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            let (id, seq) = match i.icmp_type() {
+                Icmpv4Type::EchoRequest(e) | Icmpv4Type::EchoReply(e) => (Some(e.id), Some(e.seq)),
+                _ => (None, None),
+            };
+            let raw = i.slice();
+            d.transport = Some(Transport::Icmp {
+                ty: raw[0],
+                code: raw[1],
+                id,
+                seq,
+                len: payload_len,
+            });
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            let (id, seq) = match i.icmp_type() {
+                Icmpv6Type::EchoRequest(e) | Icmpv6Type::EchoReply(e) => (Some(e.id), Some(e.seq)),
+                _ => (None, None),
+            };
+            let raw = i.slice();
+            d.transport = Some(Transport::Icmp6 {
+                ty: raw[0],
+                code: raw[1],
+                id,
+                seq,
+                len: payload_len,
+            });
+        }
+        _ => {
+            if let Some((err, layer)) = &pkt.stop_err {
+                return d.stop(layer_name(*layer), err.to_string());
+            }
+            d.transport = Some(Transport::Other {
+                ip_proto: Some(proto),
+                ethertype: None,
+            });
+            return d;
+        }
+    }
+    if let Some((err, layer)) = &pkt.stop_err {
+        return d.stop(layer_name(*layer), err.to_string());
+    }
+    d
+}
+
+/// Where `inner` starts within `outer`, if it is a subslice of it.
+fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
+    let o = outer.as_ptr() as usize;
+    let i = inner.as_ptr() as usize;
+    (i >= o && i + inner.len() <= o + outer.len()).then(|| i - o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
+        let total = (20 + payload.len()) as u16;
+        let mut h = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h.extend(src);
+        h.extend(dst);
+        h.extend(payload);
+        h
+    }
+
+    fn eth(src: &str, dst: &str, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = dst.parse::<Mac>().unwrap().0.to_vec();
+        f.extend(src.parse::<Mac>().unwrap().0);
+        f.extend(ethertype.to_be_bytes());
+        f.extend(payload);
+        f
+    }
+
+    fn icmp_echo(ty: u8, id: u16, seq: u16, data: usize) -> Vec<u8> {
+        let mut p = vec![ty, 0, 0, 0];
+        p.extend(id.to_be_bytes());
+        p.extend(seq.to_be_bytes());
+        p.extend(std::iter::repeat_n(0xabu8, data));
+        p
+    }
+
+    /// The seed's `tcpdump -pne -i eth0` in the pod: length 98, ICMP echo request id 87 seq 0.
+    #[test]
+    fn seed_icmp_echo_frame() {
+        let ip = ipv4([10, 0, 1, 52], [10, 0, 0, 249], 1, &icmp_echo(8, 87, 0, 56));
+        let f = eth("6e:7b:6a:37:31:ab", "4e:0d:10:48:00:05", ETH_P_IPV4, &ip);
+        assert_eq!(f.len(), 98);
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(d.malformed, None);
+        let ip = d.ip.as_ref().unwrap();
+        assert_eq!(ip.src.to_string(), "10.0.1.52");
+        assert_eq!(ip.dst.to_string(), "10.0.0.249");
+        assert_eq!(
+            d.transport,
+            Some(Transport::Icmp {
+                ty: 8,
+                code: 0,
+                id: Some(87),
+                seq: Some(0),
+                len: 64
+            })
+        );
+        assert_eq!(
+            d.link.unwrap().src_mac.unwrap().to_string(),
+            "6e:7b:6a:37:31:ab"
+        );
+    }
+
+    /// The seed's `tcpdump -pne -i eth0 esp` on the worker: length 154, ESP(spi=0x3,seq=0x1a),
+    /// length 120.
+    #[test]
+    fn seed_esp_frame() {
+        let mut esp = 3u32.to_be_bytes().to_vec();
+        esp.extend(0x1au32.to_be_bytes());
+        esp.extend([0u8; 112]);
+        let ip = ipv4([10, 0, 1, 138], [10, 0, 0, 40], 50, &esp);
+        let f = eth("02:42:ac:12:00:03", "02:42:ac:12:00:04", ETH_P_IPV4, &ip);
+        assert_eq!(f.len(), 154);
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(d.malformed, None);
+        assert_eq!(
+            d.esp(),
+            Some(&EspHeader {
+                spi: 3,
+                seq: 0x1a,
+                len: 120,
+                udp_encap: None
+            })
+        );
+        assert_eq!(d.esp_range, Some(34..154));
+        assert_eq!(d.ip_range, Some(14..154));
+    }
+
+    #[test]
+    fn tcp_flags_and_ports() {
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&48858u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&32000u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&1069156627u32.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = TcpFlags::SYN | TcpFlags::ACK;
+        tcp[14..16].copy_from_slice(&64437u16.to_be_bytes());
+        tcp.extend([1u8; 10]);
+        let ip = ipv4([172, 18, 0, 3], [10, 0, 1, 52], 6, &tcp);
+        let d = decode(LinkType::RawIp, &ip);
+        match d.transport.unwrap() {
+            Transport::Tcp {
+                sport,
+                dport,
+                flags,
+                seq,
+                win,
+                len,
+                ..
+            } => {
+                assert_eq!(
+                    (sport, dport, seq, win, len),
+                    (48858, 32000, 1069156627, 64437, 10)
+                );
+                assert_eq!(flags.to_string(), "[S.]");
+            }
+            t => panic!("{t:?}"),
+        }
+    }
+
+    #[test]
+    fn udp_and_nat_t_esp() {
+        let mut udp = vec![0u8; 8];
+        udp[0..2].copy_from_slice(&4500u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&4500u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&(8u16 + 40).to_be_bytes());
+        let mut body = 7u32.to_be_bytes().to_vec();
+        body.extend(9u32.to_be_bytes());
+        body.extend([0u8; 32]);
+        udp.extend(&body);
+        let d = decode(LinkType::RawIp, &ipv4([1, 1, 1, 1], [2, 2, 2, 2], 17, &udp));
+        let e = d.esp().unwrap();
+        assert_eq!(
+            (e.spi, e.seq, e.len, e.udp_encap),
+            (7, 9, 40, Some((4500, 4500)))
+        );
+        // Port 53 is plain UDP.
+        udp[2..4].copy_from_slice(&53u16.to_be_bytes());
+        udp[0..2].copy_from_slice(&5353u16.to_be_bytes());
+        let d = decode(LinkType::RawIp, &ipv4([1, 1, 1, 1], [2, 2, 2, 2], 17, &udp));
+        assert_eq!(
+            d.transport,
+            Some(Transport::Udp {
+                sport: 5353,
+                dport: 53,
+                len: 40
+            })
+        );
+    }
+
+    #[test]
+    fn ipv6_icmp6_echo() {
+        let mut p = vec![0x60, 0, 0, 0];
+        let icmp = icmp_echo(128, 5, 6, 16);
+        p.extend((icmp.len() as u16).to_be_bytes());
+        p.extend([58, 64]);
+        p.extend("fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p.extend("fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p.extend(icmp);
+        let d = decode(LinkType::RawIp, &p);
+        assert_eq!(
+            d.transport,
+            Some(Transport::Icmp6 {
+                ty: 128,
+                code: 0,
+                id: Some(5),
+                seq: Some(6),
+                len: 24
+            })
+        );
+    }
+
+    #[test]
+    fn cooked_sll_and_sll2_direction() {
+        let ip = ipv4([10, 0, 1, 52], [10, 0, 0, 249], 1, &icmp_echo(8, 1, 2, 0));
+        let mut sll = vec![
+            0, 4, 0, 1, 0, 6, 2, 0x42, 0xac, 0x12, 0, 3, 0, 0, 0x08, 0x00,
+        ];
+        sll.extend(&ip);
+        let d = decode(LinkType::LinuxSll, &sll);
+        assert_eq!(d.direction_hint(), Direction::Out);
+        assert_eq!(d.ip.unwrap().dst.to_string(), "10.0.0.249");
+        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 7, 0, 1, 0, 6];
+        sll2.extend([2, 0x42, 0xac, 0x12, 0, 4, 0, 0]);
+        sll2.extend(&ip);
+        let d = decode(LinkType::LinuxSll2, &sll2);
+        assert_eq!(d.direction_hint(), Direction::In);
+        assert_eq!(d.link.as_ref().unwrap().ifindex, Some(7));
+        assert_eq!(d.malformed, None);
+    }
+
+    #[test]
+    fn truncated_frames_keep_what_was_read() {
+        let mut esp = 3u32.to_be_bytes().to_vec();
+        esp.extend(5u32.to_be_bytes());
+        esp.extend([0u8; 112]);
+        let ip = ipv4([10, 0, 1, 138], [10, 0, 0, 40], 50, &esp);
+        let f = eth("02:42:ac:12:00:03", "02:42:ac:12:00:04", ETH_P_IPV4, &ip);
+        // Snap length 40: IPv4 header complete, ESP header cut after 6 bytes.
+        let d = decode(LinkType::Ethernet, &f[..40]);
+        assert_eq!(d.ip.as_ref().unwrap().dst.to_string(), "10.0.0.40");
+        assert_eq!(d.malformed.as_ref().unwrap().layer, "esp");
+        // Snap length 42: ESP header readable, length still by the IP header.
+        let d = decode(LinkType::Ethernet, &f[..42]);
+        assert_eq!(d.esp().unwrap().len, 120);
+        // Every prefix of every shape decodes without panicking.
+        for n in 0..f.len() {
+            let _ = decode(LinkType::Ethernet, &f[..n]);
+            let _ = decode(LinkType::LinuxSll, &f[..n]);
+            let _ = decode(LinkType::LinuxSll2, &f[..n]);
+            let _ = decode(LinkType::RawIp, &f[14..14 + n.min(f.len() - 14)]);
+        }
+        let d = decode(LinkType::Ethernet, &f[..10]);
+        assert_eq!(d.malformed.unwrap().layer, "ethernet");
+        let d = decode(LinkType::Ethernet, &f[..20]);
+        assert_eq!(d.malformed.unwrap().layer, "ipv4");
+    }
+
+    #[test]
+    fn arp_request() {
+        let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
+        a.extend([2, 0x42, 0xac, 0x12, 0, 3, 172, 18, 0, 3]);
+        a.extend([0, 0, 0, 0, 0, 0, 172, 18, 0, 1]);
+        let f = eth("02:42:ac:12:00:03", "ff:ff:ff:ff:ff:ff", ETH_P_ARP, &a);
+        let d = decode(LinkType::Ethernet, &f);
+        assert_eq!(
+            d.transport,
+            Some(Transport::Arp {
+                op: 1,
+                sender: Some(Ipv4Addr::new(172, 18, 0, 3)),
+                target: Some(Ipv4Addr::new(172, 18, 0, 1))
+            })
+        );
+    }
+}
