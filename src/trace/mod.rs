@@ -1,3 +1,6 @@
 //! Following one flow: the path the kernel would choose (pure functions of NodeStates).
 
 pub mod fib;
+pub mod netfilter;
+pub mod path;
+pub mod xfrm;
