@@ -84,3 +84,25 @@ fn text_names_cilium_marks_and_tables() {
     assert!(out.contains("cilium_host@cilium_net"));
     assert!(out.contains("eth0@if8"));
 }
+
+#[test]
+fn json_reads_back_into_the_same_state() {
+    use hopscope::model::NodeState;
+    let state = seed_worker();
+    let with_keys: NodeState = serde_json::from_str(&json::render(&state, true)).unwrap();
+    assert_eq!(
+        with_keys, state,
+        "a --show-keys snapshot is a faithful recording"
+    );
+    let redacted: NodeState = serde_json::from_str(&json::render(&state, false)).unwrap();
+    assert_eq!(redacted.routes, state.routes);
+    assert_eq!(
+        redacted.xfrm_stats, state.xfrm_stats,
+        "counter order is kept"
+    );
+    let key = redacted.xfrm_states[0].aead.as_ref().unwrap().key.expose();
+    assert!(
+        key.is_empty(),
+        "a redacted key reads back as no key, not as the marker's bytes"
+    );
+}

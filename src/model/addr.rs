@@ -1,8 +1,8 @@
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 use std::net::IpAddr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     #[serde(rename = "inet")]
@@ -73,6 +73,33 @@ impl fmt::Display for Prefix {
     }
 }
 
+impl std::str::FromStr for Prefix {
+    type Err = String;
+    /// `10.0.1.0/24`, or a bare address meaning a host prefix.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a.parse().map_err(|e| format!("{s:?}: {e}"))?;
+        let p = Prefix::new(addr, 0);
+        let len = if l.is_empty() {
+            p.max_len()
+        } else {
+            l.parse().map_err(|e| format!("{s:?}: {e}"))?
+        };
+        if len > p.max_len() {
+            return Err(format!("{s:?}: prefix length over {}", p.max_len()));
+        }
+        Ok(Prefix::new(addr, len))
+    }
+}
+
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl Serialize for Prefix {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -80,7 +107,7 @@ impl Serialize for Prefix {
 }
 
 /// A netfilter/XFRM mark with its mask: matches when `(skb_mark & mask) == value`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Mark {
     pub value: u32,
     pub mask: u32,

@@ -1,14 +1,14 @@
 use super::{Family, Prefix};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An interface named by both name and index, as the JSON schema wants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRef {
     pub index: u32,
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub index: u32,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct Link {
     pub stats: LinkStats,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
     pub index: u32,
     /// Known only when the peer lives in the same netns.
@@ -34,13 +34,13 @@ pub struct Peer {
     pub netns_id: Option<i32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkAddress {
     pub family: Family,
     pub address: String,
     pub prefix_len: u8,
     pub scope: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
 }
 
@@ -50,7 +50,7 @@ impl LinkAddress {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkStats {
     pub rx_bytes: u64,
     pub rx_packets: u64,

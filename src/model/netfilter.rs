@@ -2,16 +2,16 @@
 //! (interfaces, addresses, protocol, ports, marks) is understood; the rest is kept verbatim.
 
 use super::{Mark, Prefix};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Netfilter {
     /// Which tool the rules came from (`iptables-legacy-save`, `iptables-nft-save`).
     pub backends: Vec<String>,
     pub rules: Vec<NfRule>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfRule {
     pub table: String,
     pub chain: String,
@@ -21,13 +21,13 @@ pub struct NfRule {
     pub line: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfMatch {
     pub negated: bool,
     pub what: NfCond,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum NfCond {
     /// `-i lxc+`: a trailing `+` is a prefix match.
@@ -46,7 +46,7 @@ pub enum NfCond {
     Unknown(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NfTarget {
     Jump {

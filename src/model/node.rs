@@ -1,14 +1,14 @@
 use super::{Link, Route, Rule, XfrmCounts, XfrmPolicy, XfrmState, XfrmStats};
-use serde::{Serialize, Serializer, ser::SerializeMap};
+use serde::{Deserialize, Serialize, Serializer, ser::SerializeMap};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetnsInfo {
     pub name: Option<String>,
     pub path: Option<String>,
     pub pid: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub hostname: String,
     pub kernel: String,
@@ -16,7 +16,7 @@ pub struct NodeInfo {
 }
 
 /// Everything hopscope knows about one node (one network namespace) at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
     pub node: NodeInfo,
     /// What could not be read and why (missing rights, interrupted dumps, ...).
@@ -26,7 +26,7 @@ pub struct NodeState {
     pub rules: Vec<Rule>,
     pub xfrm_states: Vec<XfrmState>,
     pub xfrm_policies: Vec<XfrmPolicy>,
-    #[serde(serialize_with = "ordered_map")]
+    #[serde(serialize_with = "ordered_map", deserialize_with = "map_in_order")]
     pub xfrm_stats: XfrmStats,
     pub xfrm_counts: XfrmCounts,
 }
@@ -46,4 +46,22 @@ fn ordered_map<S: Serializer>(pairs: &XfrmStats, s: S) -> Result<S::Ok, S::Error
         m.serialize_entry(k, v)?;
     }
     m.end()
+}
+
+fn map_in_order<'de, D: serde::Deserializer<'de>>(d: D) -> Result<XfrmStats, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = XfrmStats;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of counter names to numbers")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<XfrmStats, A::Error> {
+            let mut out = Vec::new();
+            while let Some(kv) = m.next_entry::<String, u64>()? {
+                out.push(kv);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V)
 }

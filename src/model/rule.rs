@@ -1,8 +1,8 @@
 use super::{Family, Mark, Prefix, TableRef};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One `ip rule`: a selector (from/to/iif/oif/fwmark) and what happens on a match.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     pub family: Family,
     pub priority: u32,

@@ -1,7 +1,7 @@
 //! Key material. Redacted in every rendering (Debug, Display, Serialize) unless the caller
 //! explicitly reveals secrets for the duration of one rendering (`--show-keys`).
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::cell::Cell;
 use std::fmt;
 
@@ -67,6 +67,26 @@ impl fmt::Display for Secret {
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.render())
+    }
+}
+
+/// A recorded snapshot holds either the key (`--show-keys`) or the redaction marker; the
+/// latter reads back as an empty key (nothing to decrypt with), never as the marker's bytes.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let Some(hex) = s.strip_prefix("0x") else {
+            return Ok(Secret::default());
+        };
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|b| u8::from_str_radix(b, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .map(Secret)
+            .ok_or_else(|| serde::de::Error::custom("key is not hex"))
     }
 }
 

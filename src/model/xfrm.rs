@@ -1,9 +1,9 @@
 use super::{Mark, Prefix, Secret};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Traffic selector of an SA or policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selector {
     pub src: Prefix,
     pub dst: Prefix,
@@ -15,18 +15,18 @@ pub struct Selector {
 }
 
 /// An algorithm with its key. `icv_bits` for AEAD, `trunc_bits` for auth.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlgInfo {
     pub name: String,
     pub key_bits: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icv_bits: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trunc_bits: Option<u32>,
     pub key: Secret,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Encap {
     #[serde(rename = "type")]
     pub kind: String,
@@ -36,7 +36,7 @@ pub struct Encap {
 }
 
 /// Current lifetime use: how much went through, and when it was added / last used (unix s).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lifetime {
     pub bytes: u64,
     pub packets: u64,
@@ -44,14 +44,14 @@ pub struct Lifetime {
     pub use_time: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XfrmSaStats {
     pub replay_window: u32,
     pub replay: u32,
     pub integrity_failed: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XfrmState {
     pub src: String,
     pub dst: String,
@@ -76,7 +76,7 @@ pub struct XfrmState {
     pub stats: XfrmSaStats,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Template {
     pub src: String,
     pub dst: String,
@@ -88,7 +88,7 @@ pub struct Template {
     pub level: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XfrmPolicy {
     pub dir: String,
     pub priority: u32,
@@ -105,7 +105,7 @@ pub struct XfrmPolicy {
 pub type XfrmStats = Vec<(String, u64)>;
 
 /// SAD/SPD sizes as the kernel reports them (XFRM_MSG_GETSADINFO / GETSPDINFO).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XfrmCounts {
     pub sad: Option<u32>,
     pub spd: BTreeMap<String, u32>,
