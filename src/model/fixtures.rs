@@ -208,17 +208,195 @@ fn policy(
     }
 }
 
+/// The seed's three nodes: (netns name, eth0 address, cilium_host router IP, pod CIDR).
+pub const SEED_NODES: [(&str, &str, &str, &str); 3] = [
+    ("control-plane", "172.18.0.2", "10.0.2.52", "10.0.2.0/24"),
+    ("worker", "172.18.0.3", "10.0.1.138", "10.0.1.0/24"),
+    ("worker2", "172.18.0.4", "10.0.0.40", "10.0.0.0/24"),
+];
+
 /// The seed's `cilium-ipsec-native-routing-worker` as `ip a`, `ip r`, `ip rule`, `ip x s`, `ip x p` show it.
 pub fn seed_worker() -> NodeState {
+    seed_node("worker")
+}
+
+/// One node of the seed's cluster (`control-plane`, `worker`, `worker2`), built the way the
+/// seed shows the worker: Cilium 1.13 native routing with IPsec SPI 3.
+pub fn seed_node(name: &str) -> NodeState {
+    let (_, eth, router, cidr) = *SEED_NODES
+        .iter()
+        .find(|n| n.0 == name)
+        .expect("a seed node");
+    let others: Vec<_> = SEED_NODES.iter().filter(|n| n.0 != name).collect();
     let main = || table(254, Some("main"));
+    let local = || table(255, Some("local"));
     let t200 = || table(200, None);
+    let mut routes = vec![route(
+        main(),
+        "unicast",
+        None,
+        Some("172.18.0.1"),
+        dev(7, "eth0"),
+        "boot",
+        "global",
+    )];
+    for o in &others {
+        routes.push(route(
+            main(),
+            "unicast",
+            Some(o.3),
+            Some(o.1),
+            dev(7, "eth0"),
+            "boot",
+            "global",
+        ));
+    }
+    routes.push(Route {
+        prefsrc: Some(router.into()),
+        ..route(
+            main(),
+            "unicast",
+            Some(cidr),
+            Some(router),
+            dev(3, "cilium_host"),
+            "boot",
+            "global",
+        )
+    });
+    routes.push(route(
+        main(),
+        "unicast",
+        Some(&format!("{router}/32")),
+        None,
+        dev(3, "cilium_host"),
+        "boot",
+        "link",
+    ));
+    routes.push(Route {
+        prefsrc: Some(eth.into()),
+        ..route(
+            main(),
+            "unicast",
+            Some("172.18.0.0/16"),
+            None,
+            dev(7, "eth0"),
+            "kernel",
+            "link",
+        )
+    });
+    for o in &others {
+        routes.push(Route {
+            mtu: Some(1500),
+            ..route(
+                t200(),
+                "unicast",
+                Some(o.3),
+                None,
+                dev(3, "cilium_host"),
+                "boot",
+                "global",
+            )
+        });
+    }
+    routes.push(route(
+        t200(),
+        "local",
+        Some(cidr),
+        None,
+        dev(7, "eth0"),
+        "50",
+        "host",
+    ));
+    routes.push(route(
+        local(),
+        "local",
+        Some(&format!("{router}/32")),
+        None,
+        dev(3, "cilium_host"),
+        "kernel",
+        "host",
+    ));
+    routes.push(route(
+        local(),
+        "local",
+        Some(&format!("{eth}/32")),
+        None,
+        dev(7, "eth0"),
+        "kernel",
+        "host",
+    ));
+
+    let mut xfrm_states: Vec<XfrmState> = others
+        .iter()
+        .map(|o| {
+            sa(
+                router,
+                o.2,
+                (0x3e00, 0xff00),
+                (0xe00, 0xf00),
+                if o.0 == "worker2" { 42 } else { 0 },
+            )
+        })
+        .collect();
+    xfrm_states.push(sa("0.0.0.0", router, (0xd00, 0xf00), (0xd00, 0xf00), 40));
+    let mut xfrm_policies: Vec<XfrmPolicy> = others
+        .iter()
+        .map(|o| {
+            policy(
+                "out",
+                0,
+                cidr,
+                o.3,
+                (0x3e00, 0xff00),
+                router,
+                o.2,
+                3,
+                "required",
+            )
+        })
+        .collect();
+    xfrm_policies.push(policy(
+        "fwd",
+        2975,
+        "0.0.0.0/0",
+        cidr,
+        (0, 0xf00),
+        "0.0.0.0",
+        router,
+        0,
+        "use",
+    ));
+    xfrm_policies.push(policy(
+        "in",
+        0,
+        "0.0.0.0/0",
+        cidr,
+        (0xd00, 0xf00),
+        "0.0.0.0",
+        router,
+        0,
+        "required",
+    ));
+    xfrm_policies.push(policy(
+        "in",
+        0,
+        "0.0.0.0/0",
+        cidr,
+        (0x200, 0xf00),
+        "0.0.0.0",
+        router,
+        0,
+        "use",
+    ));
+    let host_no = eth.rsplit('.').next().unwrap_or("0");
+
     NodeState {
         node: NodeInfo {
-            hostname: "cilium-ipsec-native-routing-worker".into(),
+            hostname: format!("cilium-ipsec-native-routing-{name}"),
             kernel: "6.1.0-lab".into(),
             netns: NetnsInfo {
-                name: Some("worker".into()),
-                path: Some("/run/netns/worker".into()),
+                name: Some(name.into()),
+                path: Some(format!("/run/netns/{name}")),
                 pid: None,
             },
         },
@@ -244,7 +422,7 @@ pub fn seed_worker() -> NodeState {
                     name: Some("cilium_net".into()),
                     netns_id: None,
                 }),
-                &[("10.0.1.138", 32, "link")],
+                &[(router, 32, "link")],
             ),
             link(
                 7,
@@ -256,8 +434,8 @@ pub fn seed_worker() -> NodeState {
                     netns_id: Some(0),
                 }),
                 &[
-                    ("172.18.0.3", 16, "global"),
-                    ("fc00:f853:ccd:e793::3", 64, "global"),
+                    (eth, 16, "global"),
+                    (&format!("fc00:f853:ccd:e793::{host_no}"), 64, "global"),
                 ],
             ),
             link(
@@ -272,101 +450,7 @@ pub fn seed_worker() -> NodeState {
                 &[],
             ),
         ],
-        routes: vec![
-            route(
-                main(),
-                "unicast",
-                None,
-                Some("172.18.0.1"),
-                dev(7, "eth0"),
-                "boot",
-                "global",
-            ),
-            route(
-                main(),
-                "unicast",
-                Some("10.0.0.0/24"),
-                Some("172.18.0.4"),
-                dev(7, "eth0"),
-                "boot",
-                "global",
-            ),
-            Route {
-                prefsrc: Some("10.0.1.138".into()),
-                ..route(
-                    main(),
-                    "unicast",
-                    Some("10.0.1.0/24"),
-                    Some("10.0.1.138"),
-                    dev(3, "cilium_host"),
-                    "boot",
-                    "global",
-                )
-            },
-            route(
-                main(),
-                "unicast",
-                Some("10.0.1.138/32"),
-                None,
-                dev(3, "cilium_host"),
-                "boot",
-                "link",
-            ),
-            route(
-                main(),
-                "unicast",
-                Some("10.0.2.0/24"),
-                Some("172.18.0.2"),
-                dev(7, "eth0"),
-                "boot",
-                "global",
-            ),
-            Route {
-                prefsrc: Some("172.18.0.3".into()),
-                ..route(
-                    main(),
-                    "unicast",
-                    Some("172.18.0.0/16"),
-                    None,
-                    dev(7, "eth0"),
-                    "kernel",
-                    "link",
-                )
-            },
-            Route {
-                mtu: Some(1500),
-                ..route(
-                    t200(),
-                    "unicast",
-                    Some("10.0.0.0/24"),
-                    None,
-                    dev(3, "cilium_host"),
-                    "boot",
-                    "global",
-                )
-            },
-            route(
-                t200(),
-                "local",
-                Some("10.0.1.0/24"),
-                None,
-                dev(7, "eth0"),
-                "50",
-                "host",
-            ),
-            Route {
-                mtu: Some(1500),
-                ..route(
-                    t200(),
-                    "unicast",
-                    Some("10.0.2.0/24"),
-                    None,
-                    dev(3, "cilium_host"),
-                    "boot",
-                    "global",
-                )
-            },
-        ],
+        routes,
         rules: vec![
             rule(1, Some((0xd00, 0xf00)), t200()),
             rule(1, Some((0xe00, 0xf00)), t200()),
@@ -376,80 +460,8 @@ pub fn seed_worker() -> NodeState {
             rule(32766, None, main()),
             rule(32767, None, table(253, Some("default"))),
         ],
-        xfrm_states: vec![
-            sa(
-                "10.0.1.138",
-                "10.0.2.52",
-                (0x3e00, 0xff00),
-                (0xe00, 0xf00),
-                0,
-            ),
-            sa(
-                "10.0.1.138",
-                "10.0.0.40",
-                (0x3e00, 0xff00),
-                (0xe00, 0xf00),
-                42,
-            ),
-            sa("0.0.0.0", "10.0.1.138", (0xd00, 0xf00), (0xd00, 0xf00), 40),
-        ],
-        xfrm_policies: vec![
-            policy(
-                "out",
-                0,
-                "10.0.1.0/24",
-                "10.0.2.0/24",
-                (0x3e00, 0xff00),
-                "10.0.1.138",
-                "10.0.2.52",
-                3,
-                "required",
-            ),
-            policy(
-                "out",
-                0,
-                "10.0.1.0/24",
-                "10.0.0.0/24",
-                (0x3e00, 0xff00),
-                "10.0.1.138",
-                "10.0.0.40",
-                3,
-                "required",
-            ),
-            policy(
-                "fwd",
-                2975,
-                "0.0.0.0/0",
-                "10.0.1.0/24",
-                (0, 0xf00),
-                "0.0.0.0",
-                "10.0.1.138",
-                0,
-                "use",
-            ),
-            policy(
-                "in",
-                0,
-                "0.0.0.0/0",
-                "10.0.1.0/24",
-                (0xd00, 0xf00),
-                "0.0.0.0",
-                "10.0.1.138",
-                0,
-                "required",
-            ),
-            policy(
-                "in",
-                0,
-                "0.0.0.0/0",
-                "10.0.1.0/24",
-                (0x200, 0xf00),
-                "0.0.0.0",
-                "10.0.1.138",
-                0,
-                "use",
-            ),
-        ],
+        xfrm_states,
+        xfrm_policies,
         xfrm_stats: vec![
             ("XfrmInError".into(), 0),
             ("XfrmInNoStates".into(), 5),

@@ -149,13 +149,17 @@ pub fn lookup(state: &NodeState, k: &FibKey) -> FibResult {
         match r.action.as_str() {
             "lookup" => {
                 let table = r.table.as_ref().map_or(254, |t| t.id);
+                let table_name = r
+                    .table
+                    .as_ref()
+                    .map_or("main".to_string(), crate::view::columns::table);
                 match table_lookup(state, table, k) {
                     Some(idx) => {
                         let route = &state.routes[idx];
                         match route.kind.as_str() {
                             "throw" => {
                                 steps.last_mut().unwrap().note =
-                                    Some(format!("table {table}: throw route, next rule"));
+                                    Some(format!("table {table_name}: throw route, next rule"));
                             }
                             "blackhole" | "unreachable" | "prohibit" => {
                                 return FibResult {
@@ -182,7 +186,7 @@ pub fn lookup(state: &NodeState, k: &FibKey) -> FibResult {
                     }
                     None => {
                         steps.last_mut().unwrap().note =
-                            Some(format!("table {table}: no route, next rule"))
+                            Some(format!("table {table_name}: no route, next rule"))
                     }
                 }
             }

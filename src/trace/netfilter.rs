@@ -1,7 +1,7 @@
 //! Running a packet through iptables chains (mangle marks, nat DNAT), as far as the rules
 //! can be evaluated from their text. Pure function of the parsed rules.
 
-use crate::model::{NfCond, NfRule, NfTarget, Netfilter};
+use crate::model::{Netfilter, NfCond, NfRule, NfTarget};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -64,8 +64,12 @@ fn cond(c: &NfCond, p: &NfPacket) -> Cond {
         NfCond::Dport(a, z) => b(p.dport.is_some_and(|s| (*a..=*z).contains(&s))),
         NfCond::Mark(m) => b(m.matches(p.mark)),
         NfCond::Comment(_) => Cond::Yes,
-        NfCond::Random(prob) => Cond::Unknown(format!("random choice (probability {prob}); following this one")),
-        NfCond::Unknown(what) => Cond::Unknown(format!("cannot evaluate `{what}`; assumed not to match")),
+        NfCond::Random(prob) => Cond::Unknown(format!(
+            "random choice (probability {prob}); following this one"
+        )),
+        NfCond::Unknown(what) => {
+            Cond::Unknown(format!("cannot evaluate `{what}`; assumed not to match"))
+        }
     }
 }
 
@@ -78,7 +82,10 @@ fn rule_matches(r: &NfRule, p: &NfPacket, steps: &mut Vec<NfStep>) -> bool {
             Cond::Yes | Cond::No => {}
             Cond::Unknown(why) => {
                 let take = matches!(m.what, NfCond::Random(_));
-                steps.push(NfStep { rule: r.line.clone(), effect: why });
+                steps.push(NfStep {
+                    rule: r.line.clone(),
+                    effect: why,
+                });
                 if !take {
                     return false;
                 }
@@ -94,12 +101,26 @@ enum Flow {
     Stop,
 }
 
-fn run(nf: &Netfilter, table: &str, chain: &str, p: &mut NfPacket, out: &mut NfResult, depth: usize) -> Flow {
+fn run(
+    nf: &Netfilter,
+    table: &str,
+    chain: &str,
+    p: &mut NfPacket,
+    out: &mut NfResult,
+    depth: usize,
+) -> Flow {
     if depth > 32 {
-        out.steps.push(NfStep { rule: format!("chain {chain}"), effect: "too deep: stopped evaluating".into() });
+        out.steps.push(NfStep {
+            rule: format!("chain {chain}"),
+            effect: "too deep: stopped evaluating".into(),
+        });
         return Flow::Stop;
     }
-    for r in nf.rules.iter().filter(|r| r.table == table && r.chain == chain) {
+    for r in nf
+        .rules
+        .iter()
+        .filter(|r| r.table == table && r.chain == chain)
+    {
         if !rule_matches(r, p, &mut out.steps) {
             continue;
         }
@@ -107,7 +128,10 @@ fn run(nf: &Netfilter, table: &str, chain: &str, p: &mut NfPacket, out: &mut NfR
             NfTarget::SetMark { value, mask } => {
                 let before = p.mark;
                 p.mark = (p.mark & !mask) ^ value;
-                out.steps.push(NfStep { rule: r.line.clone(), effect: format!("mark {before:#x} → {:#x}", p.mark) });
+                out.steps.push(NfStep {
+                    rule: r.line.clone(),
+                    effect: format!("mark {before:#x} → {:#x}", p.mark),
+                });
             }
             NfTarget::Jump { chain: c } => match run(nf, table, c, p, out, depth + 1) {
                 Flow::Stop => return Flow::Stop,
@@ -118,19 +142,26 @@ fn run(nf: &Netfilter, table: &str, chain: &str, p: &mut NfPacket, out: &mut NfR
             NfTarget::Accept => return Flow::Stop,
             NfTarget::Drop => {
                 out.dropped = true;
-                out.steps.push(NfStep { rule: r.line.clone(), effect: "dropped".into() });
+                out.steps.push(NfStep {
+                    rule: r.line.clone(),
+                    effect: "dropped".into(),
+                });
                 return Flow::Stop;
             }
             NfTarget::Dnat { to } => {
                 let (addr, port) = match to.rsplit_once(':') {
-                    Some((a, p)) if !a.contains(':') || a.starts_with('[') => {
-                        (a.trim_matches(|c| c == '[' || c == ']').to_string(), p.parse().ok())
-                    }
+                    Some((a, p)) if !a.contains(':') || a.starts_with('[') => (
+                        a.trim_matches(|c| c == '[' || c == ']').to_string(),
+                        p.parse().ok(),
+                    ),
                     _ => (to.clone(), None),
                 };
                 if let Ok(ip) = addr.parse() {
                     out.dnat = Some((ip, port));
-                    out.steps.push(NfStep { rule: r.line.clone(), effect: format!("DNAT {} → {to}", p.dst) });
+                    out.steps.push(NfStep {
+                        rule: r.line.clone(),
+                        effect: format!("DNAT {} → {to}", p.dst),
+                    });
                     p.dst = ip;
                     if port.is_some() {
                         p.dport = port;
@@ -148,7 +179,10 @@ fn run(nf: &Netfilter, table: &str, chain: &str, p: &mut NfPacket, out: &mut NfR
 /// Run `table`'s built-in `chain` (PREROUTING, OUTPUT, ...) for a packet.
 pub fn traverse(nf: &Netfilter, table: &str, chain: &str, p: &NfPacket) -> NfResult {
     let mut p = p.clone();
-    let mut out = NfResult { mark: p.mark, ..Default::default() };
+    let mut out = NfResult {
+        mark: p.mark,
+        ..Default::default()
+    };
     run(nf, table, chain, &mut p, &mut out, 0);
     out.mark = p.mark;
     out
@@ -160,11 +194,29 @@ mod tests {
     use crate::source::netfilter::parse_save;
 
     fn nf(text: &str) -> Netfilter {
-        Netfilter { backends: vec!["test".into()], rules: parse_save(text) }
+        Netfilter {
+            backends: vec!["test".into()],
+            rules: parse_save(text),
+        }
     }
 
-    fn pkt<'a>(src: &str, dst: &str, proto: u8, dport: Option<u16>, mark: u32, iif: &'a str) -> NfPacket<'a> {
-        NfPacket { src: src.parse().unwrap(), dst: dst.parse().unwrap(), proto, sport: Some(40000), dport, mark, iif: Some(iif) }
+    fn pkt<'a>(
+        src: &str,
+        dst: &str,
+        proto: u8,
+        dport: Option<u16>,
+        mark: u32,
+        iif: &'a str,
+    ) -> NfPacket<'a> {
+        NfPacket {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            proto,
+            sport: Some(40000),
+            dport,
+            mark,
+            iif: Some(iif),
+        }
     }
 
     const LAB_MANGLE: &str = "*mangle\n\
@@ -177,14 +229,34 @@ mod tests {
     #[test]
     fn lab_marks() {
         let n = nf(LAB_MANGLE);
-        let r = traverse(&n, "mangle", "PREROUTING", &pkt("10.0.1.52", "10.0.0.249", 1, None, 0, "lxc1234"));
+        let r = traverse(
+            &n,
+            "mangle",
+            "PREROUTING",
+            &pkt("10.0.1.52", "10.0.0.249", 1, None, 0, "lxc1234"),
+        );
         assert_eq!(r.mark, 0x3e00);
         assert_eq!(r.steps.len(), 1);
-        let r = traverse(&n, "mangle", "PREROUTING", &pkt("10.0.1.138", "10.0.0.40", 50, None, 0, "eth0"));
+        let r = traverse(
+            &n,
+            "mangle",
+            "PREROUTING",
+            &pkt("10.0.1.138", "10.0.0.40", 50, None, 0, "eth0"),
+        );
         assert_eq!(r.mark, 0xd00);
-        let r = traverse(&n, "mangle", "PREROUTING", &pkt("10.0.1.52", "10.0.0.249", 1, None, 0xd00, "eth0"));
+        let r = traverse(
+            &n,
+            "mangle",
+            "PREROUTING",
+            &pkt("10.0.1.52", "10.0.0.249", 1, None, 0xd00, "eth0"),
+        );
         assert_eq!(r.mark, 0);
-        let r = traverse(&n, "mangle", "PREROUTING", &pkt("10.0.1.138", "10.0.0.40", 50, None, 0x3e00, "cilium_net"));
+        let r = traverse(
+            &n,
+            "mangle",
+            "PREROUTING",
+            &pkt("10.0.1.138", "10.0.0.40", 50, None, 0x3e00, "cilium_net"),
+        );
         assert_eq!(r.mark, 0);
     }
 
@@ -199,13 +271,31 @@ mod tests {
 -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
 -A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination 10.0.0.249:80\n\
 -A KUBE-SEP-B -p tcp -m tcp -j DNAT --to-destination 10.0.1.103:80\n");
-        let r = traverse(&n, "nat", "PREROUTING", &pkt("10.0.1.52", "10.96.169.246", 6, Some(80), 0, "lxc1"));
+        let r = traverse(
+            &n,
+            "nat",
+            "PREROUTING",
+            &pkt("10.0.1.52", "10.96.169.246", 6, Some(80), 0, "lxc1"),
+        );
         assert_eq!(r.dnat, Some(("10.0.0.249".parse().unwrap(), Some(80))));
-        assert_eq!(r.mark, 0, "pod source is inside 10.0.0.0/8: no masquerade mark");
+        assert_eq!(
+            r.mark, 0,
+            "pod source is inside 10.0.0.0/8: no masquerade mark"
+        );
         assert!(r.steps.iter().any(|s| s.effect.contains("random")));
-        let r = traverse(&n, "nat", "PREROUTING", &pkt("192.168.9.9", "10.96.169.246", 6, Some(80), 0, "eth0"));
+        let r = traverse(
+            &n,
+            "nat",
+            "PREROUTING",
+            &pkt("192.168.9.9", "10.96.169.246", 6, Some(80), 0, "eth0"),
+        );
         assert_eq!(r.mark, 0x4000);
-        let r = traverse(&n, "nat", "PREROUTING", &pkt("10.0.1.52", "10.96.169.246", 6, Some(443), 0, "lxc1"));
+        let r = traverse(
+            &n,
+            "nat",
+            "PREROUTING",
+            &pkt("10.0.1.52", "10.96.169.246", 6, Some(443), 0, "lxc1"),
+        );
         assert_eq!(r.dnat, None);
     }
 }

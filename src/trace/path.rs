@@ -3,7 +3,10 @@
 
 use super::fib::{self, FibKey, FibOutcome};
 use super::netfilter::{NfPacket, traverse};
-use super::xfrm::{XfrmKey, apply_output_mark, choose_policy, describe_policy, describe_sa, find_inbound_sa, find_sa, sa_mismatch};
+use super::xfrm::{
+    XfrmKey, apply_output_mark, choose_policy, describe_policy, describe_sa, find_inbound_sa,
+    find_sa, sa_mismatch,
+};
 use crate::explain::cilium;
 use crate::model::{Link, Netfilter, NodeState};
 use serde::Serialize;
@@ -72,11 +75,23 @@ pub struct Hop {
 #[serde(tag = "end", rename_all = "snake_case")]
 pub enum End {
     /// Reached its destination (a pod, or the node itself).
-    Delivered { node: String, dev: Option<String>, what: String },
+    Delivered {
+        node: String,
+        dev: Option<String>,
+        what: String,
+    },
     /// Left the last known node on the wire; more nodes (--netns) would continue it.
-    Wire { node: String, dev: String, next_hop: String },
+    Wire {
+        node: String,
+        dev: String,
+        next_hop: String,
+    },
     /// Cannot continue: why, and the counter that rises when packets die here.
-    Stopped { node: String, reason: String, counter: Option<String> },
+    Stopped {
+        node: String,
+        reason: String,
+        counter: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,7 +101,7 @@ pub struct Trace {
     pub end: End,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Packet {
     src: IpAddr,
     dst: IpAddr,
@@ -106,14 +121,23 @@ impl Packet {
             (Some(s), Some(d)) if matches!(self.proto, 6 | 17 | 132) => format!(" {s}→{d}"),
             _ => String::new(),
         };
-        let esp = self.esp.as_ref().map(|(spi, _)| format!(" spi {spi:#x}")).unwrap_or_default();
+        let esp = self
+            .esp
+            .as_ref()
+            .map(|(spi, _)| format!(" spi {spi:#x}"))
+            .unwrap_or_default();
         let mark = if self.mark != 0 {
-            let meaning = cilium::mark_value_meaning(self.mark).map(|m| format!(" ({m})")).unwrap_or_default();
+            let meaning = cilium::mark_value_meaning(self.mark)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
             format!(" mark {:#x}{meaning}", self.mark)
         } else {
             String::new()
         };
-        format!("{} → {} {proto}{ports}{esp} len {}{mark}", self.src, self.dst, self.size)
+        format!(
+            "{} → {} {proto}{ports}{esp} len {}{mark}",
+            self.src, self.dst, self.size
+        )
     }
 }
 
@@ -124,7 +148,11 @@ pub fn esp_tunnel_len(inner: u32, iv: u32, icv: u32) -> u32 {
 }
 
 fn is_local(st: &NodeState, ip: &IpAddr) -> bool {
-    st.links.iter().any(|l| l.addresses.iter().any(|a| a.address.parse::<IpAddr>().is_ok_and(|x| x == *ip)))
+    st.links.iter().any(|l| {
+        l.addresses
+            .iter()
+            .any(|a| a.address.parse::<IpAddr>().is_ok_and(|x| x == *ip))
+    })
 }
 
 fn link<'a>(st: &'a NodeState, name: &str) -> Option<&'a Link> {
@@ -140,7 +168,10 @@ fn leads_elsewhere(l: &Link) -> bool {
 /// how we know).
 fn locate(nodes: &[Node], flow: &Flow) -> Option<(usize, Option<String>, String)> {
     if let Some(iif) = &flow.iif {
-        let i = nodes.iter().position(|n| link(&n.state, iif).is_some()).unwrap_or(0);
+        let i = nodes
+            .iter()
+            .position(|n| link(&n.state, iif).is_some())
+            .unwrap_or(0);
         return Some((i, Some(iif.clone()), format!("--iif {iif}")));
     }
     for (i, n) in nodes.iter().enumerate() {
@@ -150,11 +181,19 @@ fn locate(nodes: &[Node], flow: &Flow) -> Option<(usize, Option<String>, String)
     }
     // A /32 route to the source over a device leading to another netns: a pod behind it.
     for (i, n) in nodes.iter().enumerate() {
-        for r in n.state.routes.iter().filter(|r| r.table.id == 254 && r.dst.is_some_and(|d| d.len == d.max_len() && d.contains(&flow.src))) {
-            if let Some(dev) = r.dev.as_ref().and_then(|d| d.name.clone()) {
-                if link(&n.state, &dev).is_some_and(leads_elsewhere) {
-                    return Some((i, Some(dev.clone()), format!("route {} dev {dev}", flow.src)));
-                }
+        for r in n.state.routes.iter().filter(|r| {
+            r.table.id == 254
+                && r.dst
+                    .is_some_and(|d| d.len == d.max_len() && d.contains(&flow.src))
+        }) {
+            if let Some(dev) = r.dev.as_ref().and_then(|d| d.name.clone())
+                && link(&n.state, &dev).is_some_and(leads_elsewhere)
+            {
+                return Some((
+                    i,
+                    Some(dev.clone()),
+                    format!("route {} dev {dev}", flow.src),
+                ));
             }
         }
     }
@@ -164,11 +203,22 @@ fn locate(nodes: &[Node], flow: &Flow) -> Option<(usize, Option<String>, String)
         let own = n.state.routes.iter().any(|r| {
             r.table.id == 254
                 && r.dev.as_ref().and_then(|d| d.name.as_deref()) == Some("cilium_host")
-                && r.dst.is_some_and(|d| d.len < d.max_len() && d.contains(&flow.src))
-                && r.gateway.as_ref().and_then(|g| g.parse::<IpAddr>().ok()).is_some_and(|g| is_local(&n.state, &g))
+                && r.dst
+                    .is_some_and(|d| d.len < d.max_len() && d.contains(&flow.src))
+                && r.gateway
+                    .as_ref()
+                    .and_then(|g| g.parse::<IpAddr>().ok())
+                    .is_some_and(|g| is_local(&n.state, &g))
         });
         if own {
-            return Some((i, Some("lxc+".into()), format!("{} is in {}'s pod CIDR; its lxc is in Cilium's endpoint map (pass --iif to name it)", flow.src, n.name)));
+            return Some((
+                i,
+                Some("lxc+".into()),
+                format!(
+                    "{} is in {}'s pod CIDR; its lxc is in Cilium's endpoint map (pass --iif to name it)",
+                    flow.src, n.name
+                ),
+            ));
         }
     }
     None
@@ -180,7 +230,14 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn hop(&mut self, node: usize, step: Step, dev: Option<&str>, pkt: &Packet, what: String, decided_by: String, details: Vec<String>) {
+    fn hop(
+        &mut self,
+        (node, step, dev): (usize, Step, Option<&str>),
+        pkt: &Packet,
+        what: String,
+        decided_by: String,
+        details: Vec<String>,
+    ) {
         self.hops.push(Hop {
             node: self.nodes[node].name.clone(),
             step,
@@ -193,90 +250,194 @@ impl Walk<'_> {
     }
 
     fn stop(&mut self, node: usize, pkt: &Packet, reason: String, counter: Option<&str>) -> End {
-        self.hop(node, Step::Stop, None, pkt, reason.clone(), counter.map(|c| format!("{c} rises")).unwrap_or_default(), vec![]);
-        End::Stopped { node: self.nodes[node].name.clone(), reason, counter: counter.map(str::to_string) }
+        self.hop(
+            (node, Step::Stop, None),
+            pkt,
+            reason.clone(),
+            counter.map(|c| format!("{c} rises")).unwrap_or_default(),
+            vec![],
+        );
+        End::Stopped {
+            node: self.nodes[node].name.clone(),
+            reason,
+            counter: counter.map(str::to_string),
+        }
     }
 }
 
 /// Follow `flow` through `nodes` (one per network namespace; more nodes continue the path
 /// across the wire).
 pub fn trace(nodes: &[Node], flow: &Flow) -> Trace {
-    let mut w = Walk { nodes, hops: Vec::new() };
+    let mut w = Walk {
+        nodes,
+        hops: Vec::new(),
+    };
     let end = walk(&mut w, flow);
-    Trace { flow: flow.clone(), hops: w.hops, end }
+    Trace {
+        flow: flow.clone(),
+        hops: w.hops,
+        end,
+    }
 }
 
 fn walk(w: &mut Walk, flow: &Flow) -> End {
     let Some((mut ni, mut iif, how)) = locate(w.nodes, flow) else {
         return End::Stopped {
             node: w.nodes.first().map(|n| n.name.clone()).unwrap_or_default(),
-            reason: format!("no node owns {} (not a local address, no route to it over a pod device, not in a pod CIDR); pass --iif", flow.src),
+            reason: format!(
+                "no node owns {} (not a local address, no route to it over a pod device, not in a pod CIDR); pass --iif",
+                flow.src
+            ),
             counter: None,
         };
     };
-    let mut pkt = Packet { src: flow.src, dst: flow.dst, proto: flow.proto, sport: flow.sport, dport: flow.dport, mark: flow.mark.unwrap_or(0), size: flow.size, esp: None };
+    let mut pkt = Packet {
+        src: flow.src,
+        dst: flow.dst,
+        proto: flow.proto,
+        sport: flow.sport,
+        dport: flow.dport,
+        mark: flow.mark.unwrap_or(0),
+        size: flow.size,
+        esp: None,
+    };
     let what = match &iif {
         Some(d) => format!("enters {} on {d}", w.nodes[ni].name),
         None => format!("sent by {} itself", w.nodes[ni].name),
     };
-    w.hop(ni, Step::Ingress, iif.as_deref(), &pkt, what, how, vec![]);
+    w.hop((ni, Step::Ingress, iif.as_deref()), &pkt, what, how, vec![]);
     // Packets made by XFRM (the ESP outer packet) skip PREROUTING: they are output packets.
     let mut generated_by_xfrm = false;
     let mut mark_given = flow.mark.is_some();
     let mut decrypted_by: Option<usize> = None;
 
+    let mut seen = std::collections::HashSet::new();
     for _ in 0..64 {
+        if !seen.insert((ni, iif.clone(), pkt.clone(), generated_by_xfrm)) {
+            return w.stop(
+                ni,
+                &pkt,
+                format!(
+                    "routing loop: the packet comes back to {} on {} unchanged",
+                    w.nodes[ni].name,
+                    iif.as_deref().unwrap_or("lo")
+                ),
+                None,
+            );
+        }
         let node = &w.nodes[ni];
         let st = &node.state;
         // 1. PREROUTING: marks (mangle) and DNAT (nat), for packets that arrived on a device.
         if let (Some(dev), false) = (iif.as_deref(), generated_by_xfrm) {
-            let nfp = NfPacket { src: pkt.src, dst: pkt.dst, proto: pkt.proto, sport: pkt.sport, dport: pkt.dport, mark: pkt.mark, iif: Some(dev) };
+            let nfp = NfPacket {
+                src: pkt.src,
+                dst: pkt.dst,
+                proto: pkt.proto,
+                sport: pkt.sport,
+                dport: pkt.dport,
+                mark: pkt.mark,
+                iif: Some(dev),
+            };
             if !mark_given {
                 let r = traverse(&node.netfilter, "mangle", "PREROUTING", &nfp);
                 for s in &r.steps {
                     let mut p = pkt.clone();
                     p.mark = r.mark;
-                    w.hop(ni, Step::Mark, Some(dev), &p, s.effect.clone(), format!("iptables mangle: {}", s.rule), vec![]);
+                    w.hop(
+                        (ni, Step::Mark, Some(dev)),
+                        &p,
+                        s.effect.clone(),
+                        format!("iptables mangle: {}", s.rule),
+                        vec![],
+                    );
                 }
                 pkt.mark = r.mark;
                 if r.dropped {
                     return w.stop(ni, &pkt, "dropped by iptables mangle".into(), None);
                 }
-                // Cilium's bpf_lxc marks pod traffic for encryption; iptables cannot show it.
-                if r.steps.is_empty() && dev.starts_with("lxc") && pkt.esp.is_none() {
-                    let k = XfrmKey { src: pkt.src, dst: pkt.dst, proto: pkt.proto, sport: pkt.sport, dport: pkt.dport, mark: 0 };
-                    let guess = st.xfrm_policies.iter().filter(|p| p.dir == "out").find(|p| {
-                        p.mark.is_some_and(|m| m.value & 0xf00 == 0xe00) && super::xfrm::selector_matches(&p.selector, &k, None)
-                    });
-                    if let Some(m) = guess.and_then(|p| p.mark) {
-                        pkt.mark = m.value;
-                        w.hop(ni, Step::Mark, Some(dev), &pkt, format!("mark {:#x} ({})", m.value, cilium::mark_meaning(&m).unwrap_or_default()), "assumed: Cilium's bpf_lxc marks pod → remote pod traffic with the out policy's mark (pass --mark to override)".into(), vec![]);
-                    }
+                if r.steps.is_empty() {
+                    cilium_mark(w, ni, dev, &mut pkt);
                 }
             }
             mark_given = false; // later hops (after decrypt, after a veth) get marks from the node
-            let r = traverse(&node.netfilter, "nat", "PREROUTING", &NfPacket { mark: pkt.mark, ..nfp });
+            let r = traverse(
+                &node.netfilter,
+                "nat",
+                "PREROUTING",
+                &NfPacket {
+                    mark: pkt.mark,
+                    ..nfp
+                },
+            );
             if let Some((ip, port)) = r.dnat {
                 let rules: Vec<String> = r.steps.iter().map(|s| s.rule.clone()).collect();
                 let before = pkt.dst;
                 pkt.dst = ip;
                 pkt.dport = port.or(pkt.dport);
-                w.hop(ni, Step::Nat, Some(dev), &pkt, format!("DNAT {before} → {ip}{}", port.map(|p| format!(":{p}")).unwrap_or_default()), format!("iptables nat: {}", rules.last().cloned().unwrap_or_default()), rules);
+                w.hop(
+                    (ni, Step::Nat, Some(dev)),
+                    &pkt,
+                    format!(
+                        "DNAT {before} → {ip}{}",
+                        port.map(|p| format!(":{p}")).unwrap_or_default()
+                    ),
+                    format!(
+                        "iptables nat: {}",
+                        rules.last().cloned().unwrap_or_default()
+                    ),
+                    rules,
+                );
             }
         }
 
         // 2. Route lookup.
-        let key = FibKey { src: Some(pkt.src), dst: pkt.dst, mark: pkt.mark, iif: if generated_by_xfrm { None } else { iif.clone() }, oif: None, tos: 0 };
+        let key = FibKey {
+            src: Some(pkt.src),
+            dst: pkt.dst,
+            mark: pkt.mark,
+            iif: if generated_by_xfrm { None } else { iif.clone() },
+            oif: None,
+            tos: 0,
+        };
         let res = fib::lookup(st, &key);
-        let rule_text = res.rule_priority.and_then(|p| res.rules.iter().rev().find(|s| s.priority == p && s.matched)).map(|s| format!("rule {}: {}", s.priority, s.rule)).unwrap_or_default();
-        let skipped: Vec<String> = res.rules.iter().filter(|s| s.matched && s.note.is_some()).map(|s| format!("rule {}: {}", s.priority, s.note.clone().unwrap_or_default())).collect();
+        let rule_text = res
+            .rule_priority
+            .and_then(|p| {
+                res.rules
+                    .iter()
+                    .rev()
+                    .find(|s| s.priority == p && s.matched)
+            })
+            .map(|s| format!("rule {}: {}", s.priority, s.rule))
+            .unwrap_or_default();
+        let skipped: Vec<String> = res
+            .rules
+            .iter()
+            .filter(|s| s.matched && s.note.is_some())
+            .map(|s| {
+                format!(
+                    "rule {}: {}",
+                    s.priority,
+                    s.note.clone().unwrap_or_default()
+                )
+            })
+            .collect();
         let (table, route_idx, kind) = match &res.outcome {
-            FibOutcome::Route { table, route_index, kind } => (*table, *route_index, kind.clone()),
+            FibOutcome::Route {
+                table,
+                route_index,
+                kind,
+            } => (*table, *route_index, kind.clone()),
             other => {
                 let err = other.kernel_error().unwrap_or("no route");
                 let reason = match other {
-                    FibOutcome::Refused { what, table: Some(t) } => format!("{what} route in table {t}: {err}"),
-                    FibOutcome::Refused { what, table: None } => format!("{rule_text} ({what}): {err}"),
+                    FibOutcome::Refused {
+                        what,
+                        table: Some(t),
+                    } => format!("{what} route in table {t}: {err}"),
+                    FibOutcome::Refused { what, table: None } => {
+                        format!("{rule_text} ({what}): {err}")
+                    }
                     _ => format!("no route to {}: {err}", pkt.dst),
                 };
                 return w.stop(ni, &pkt, reason, None);
@@ -285,25 +446,48 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
         let route = &st.routes[route_idx];
         let dev = route.dev.as_ref().and_then(|d| d.name.clone());
         let table_name = crate::view::columns::table(&route.table);
-        let route_text = format!("table {table_name}: {} {}", crate::view::columns::route_dst(route), {
-            let mut s = String::new();
-            if let Some(g) = &route.gateway {
-                s += &format!("via {g} ");
+        let route_text = format!(
+            "table {table_name}: {} {}",
+            crate::view::columns::route_dst(route),
+            {
+                let mut s = String::new();
+                if let Some(g) = &route.gateway {
+                    s += &format!("via {g} ");
+                }
+                if let Some(d) = &dev {
+                    s += &format!("dev {d}");
+                }
+                s.trim().to_string()
             }
-            if let Some(d) = &dev {
-                s += &format!("dev {d}");
-            }
-            s.trim().to_string()
-        });
-        w.hop(ni, Step::Route, dev.as_deref(), &pkt, format!("{kind} route: {route_text}"), rule_text.clone(), skipped);
+        );
+        w.hop(
+            (ni, Step::Route, dev.as_deref()),
+            &pkt,
+            format!("{kind} route: {route_text}"),
+            rule_text.clone(),
+            skipped,
+        );
         let _ = table;
 
         // 3. Local delivery: ESP is decrypted, anything else has arrived.
         if kind == "local" {
             if let Some((spi, inner)) = pkt.esp.clone() {
                 let Some(sa_idx) = find_inbound_sa(st, &pkt.dst, spi, "esp", pkt.mark) else {
-                    let near: Vec<String> = st.xfrm_states.iter().filter(|s| s.spi == spi || s.dst == pkt.dst.to_string()).map(describe_sa).collect();
-                    let mut end = w.stop(ni, &pkt, format!("no inbound SA for spi {spi:#x} dst {} mark {:#x}: the kernel drops it", pkt.dst, pkt.mark), Some("XfrmInNoStates"));
+                    let near: Vec<String> = st
+                        .xfrm_states
+                        .iter()
+                        .filter(|s| s.spi == spi || s.dst == pkt.dst.to_string())
+                        .map(describe_sa)
+                        .collect();
+                    let mut end = w.stop(
+                        ni,
+                        &pkt,
+                        format!(
+                            "no inbound SA for spi {spi:#x} dst {} mark {:#x}: the kernel drops it",
+                            pkt.dst, pkt.mark
+                        ),
+                        Some("XfrmInNoStates"),
+                    );
                     if let (Some(h), false) = (w.hops.last_mut(), near.is_empty()) {
                         h.details = near.iter().map(|s| format!("not matching: {s}")).collect();
                     }
@@ -315,61 +499,193 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
                 let sa = &st.xfrm_states[sa_idx];
                 let mut p = *inner;
                 p.mark = apply_output_mark(pkt.mark, sa.output_mark);
-                w.hop(ni, Step::Decrypt, iif.as_deref(), &p, format!("decrypted (output mark {})", sa.output_mark.map(|m| crate::view::columns::mark(&m)).unwrap_or("none".into())), describe_sa(sa), vec![]);
+                w.hop(
+                    (ni, Step::Decrypt, iif.as_deref()),
+                    &p,
+                    format!(
+                        "decrypted (output mark {})",
+                        sa.output_mark
+                            .map(|m| crate::view::columns::mark(&m))
+                            .unwrap_or("none".into())
+                    ),
+                    describe_sa(sa),
+                    vec![],
+                );
                 pkt = p;
                 decrypted_by = Some(sa_idx);
                 generated_by_xfrm = false;
                 continue; // re-enters on the same device
             }
-            w.hop(ni, Step::Deliver, dev.as_deref(), &pkt, format!("delivered to {} itself", node.name), format!("local route in table {table_name}"), vec![]);
-            return End::Delivered { node: node.name.clone(), dev, what: "the node's own stack".into() };
+            w.hop(
+                (ni, Step::Deliver, dev.as_deref()),
+                &pkt,
+                format!("delivered to {} itself", node.name),
+                format!("local route in table {table_name}"),
+                vec![],
+            );
+            return End::Delivered {
+                node: node.name.clone(),
+                dev,
+                what: "the node's own stack".into(),
+            };
         }
 
         // 4. Inbound policy check for a decrypted packet being forwarded.
         if let Some(sa_idx) = decrypted_by.take() {
-            let k = XfrmKey { src: pkt.src, dst: pkt.dst, proto: pkt.proto, sport: pkt.sport, dport: pkt.dport, mark: pkt.mark };
+            let k = XfrmKey {
+                src: pkt.src,
+                dst: pkt.dst,
+                proto: pkt.proto,
+                sport: pkt.sport,
+                dport: pkt.dport,
+                mark: pkt.mark,
+            };
             let c = choose_policy(st, "fwd", &k, iif.as_deref());
             let reqid = st.xfrm_states[sa_idx].reqid;
             match c.chosen.map(|i| &st.xfrm_policies[i]) {
-                Some(p) if p.action == "block" => return w.stop(ni, &pkt, format!("blocked by {}", describe_policy(p)), Some("XfrmFwdHdrError")),
-                Some(p) => {
-                    let ok = p.templates.iter().all(|t| t.level == "use" || t.reqid == 0 || t.reqid == reqid);
-                    if !ok {
-                        return w.stop(ni, &pkt, format!("{} requires a transform this packet did not get", describe_policy(p)), Some("XfrmInTmplMismatch"));
-                    }
-                    w.hop(ni, Step::PolicyCheck, iif.as_deref(), &pkt, "forward policy check passed".into(), describe_policy(p), vec![]);
+                Some(p) if p.action == "block" => {
+                    return w.stop(
+                        ni,
+                        &pkt,
+                        format!("blocked by {}", describe_policy(p)),
+                        Some("XfrmFwdHdrError"),
+                    );
                 }
-                None => w.hop(ni, Step::PolicyCheck, iif.as_deref(), &pkt, "no fwd policy matches: allowed".into(), String::new(), c.candidates.iter().map(|c| format!("did not match ({}): {}", if c.selector_ok { "mark" } else { "selector" }, describe_policy(&st.xfrm_policies[c.index]))).collect()),
+                Some(p) => {
+                    let ok = p
+                        .templates
+                        .iter()
+                        .all(|t| t.level == "use" || t.reqid == 0 || t.reqid == reqid);
+                    if !ok {
+                        return w.stop(
+                            ni,
+                            &pkt,
+                            format!(
+                                "{} requires a transform this packet did not get",
+                                describe_policy(p)
+                            ),
+                            Some("XfrmInTmplMismatch"),
+                        );
+                    }
+                    w.hop(
+                        (ni, Step::PolicyCheck, iif.as_deref()),
+                        &pkt,
+                        "forward policy check passed".into(),
+                        describe_policy(p),
+                        vec![],
+                    );
+                }
+                None => w.hop(
+                    (ni, Step::PolicyCheck, iif.as_deref()),
+                    &pkt,
+                    "no fwd policy matches: allowed".into(),
+                    String::new(),
+                    c.candidates
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "did not match ({}): {}",
+                                if c.selector_ok { "mark" } else { "selector" },
+                                describe_policy(&st.xfrm_policies[c.index])
+                            )
+                        })
+                        .collect(),
+                ),
             }
         }
 
         // 5. XFRM output: a matching out policy sends the packet through its SA.
         if !generated_by_xfrm {
-            let k = XfrmKey { src: pkt.src, dst: pkt.dst, proto: pkt.proto, sport: pkt.sport, dport: pkt.dport, mark: pkt.mark };
+            let k = XfrmKey {
+                src: pkt.src,
+                dst: pkt.dst,
+                proto: pkt.proto,
+                sport: pkt.sport,
+                dport: pkt.dport,
+                mark: pkt.mark,
+            };
             let c = choose_policy(st, "out", &k, dev.as_deref());
             if let Some(pi) = c.chosen {
                 let pol = &st.xfrm_policies[pi];
-                let losers: Vec<String> = c.candidates.iter().filter(|x| x.index != pi).map(|x| {
-                    let why = match (x.selector_ok, x.mark_ok) {
-                        (true, true) => "matched, higher priority number",
-                        (true, false) => "selector matched, mark did not",
-                        _ => "mark matched, selector did not",
-                    };
-                    format!("{why}: {}", describe_policy(&st.xfrm_policies[x.index]))
-                }).collect();
+                let losers: Vec<String> = c
+                    .candidates
+                    .iter()
+                    .filter(|x| x.index != pi)
+                    .map(|x| {
+                        let why = match (x.selector_ok, x.mark_ok) {
+                            (true, true) => "matched, higher priority number",
+                            (true, false) => "selector matched, mark did not",
+                            _ => "mark matched, selector did not",
+                        };
+                        format!("{why}: {}", describe_policy(&st.xfrm_policies[x.index]))
+                    })
+                    .collect();
                 if pol.action == "block" {
-                    return w.stop(ni, &pkt, format!("blocked by {}", describe_policy(pol)), Some("XfrmOutPolBlock"));
+                    return w.stop(
+                        ni,
+                        &pkt,
+                        format!("blocked by {}", describe_policy(pol)),
+                        Some("XfrmOutPolBlock"),
+                    );
                 }
-                w.hop(ni, Step::XfrmPolicy, None, &pkt, format!("out policy matches (selector and mark), {} template(s)", pol.templates.len()), describe_policy(pol), losers);
-                let Some(t) = pol.templates.first() else { continue };
+                w.hop(
+                    (ni, Step::XfrmPolicy, None),
+                    &pkt,
+                    format!(
+                        "out policy matches (selector and mark), {} template(s)",
+                        pol.templates.len()
+                    ),
+                    describe_policy(pol),
+                    losers,
+                );
+                let Some(t) = pol.templates.first() else {
+                    continue;
+                };
                 let Some(si) = find_sa(st, t, pkt.mark) else {
-                    let near: Vec<String> = st.xfrm_states.iter().map(|s| format!("{} differs: {}", sa_mismatch(s, t, pkt.mark).unwrap_or("?"), describe_sa(s))).collect();
-                    w.hop(ni, Step::XfrmState, None, &pkt, format!("no SA for template {} → {} {} reqid {}", t.src, t.dst, t.proto, t.reqid), describe_policy(pol), near);
-                    return w.stop(ni, &pkt, format!("no SA for the out policy's template (dst {} reqid {} mark {:#x})", t.dst, t.reqid, pkt.mark), Some("XfrmOutNoStates"));
+                    let near: Vec<String> = st
+                        .xfrm_states
+                        .iter()
+                        .map(|s| {
+                            format!(
+                                "{} differs: {}",
+                                sa_mismatch(s, t, pkt.mark).unwrap_or("?"),
+                                describe_sa(s)
+                            )
+                        })
+                        .collect();
+                    w.hop(
+                        (ni, Step::XfrmState, None),
+                        &pkt,
+                        format!(
+                            "no SA for template {} → {} {} reqid {}",
+                            t.src, t.dst, t.proto, t.reqid
+                        ),
+                        describe_policy(pol),
+                        near,
+                    );
+                    return w.stop(
+                        ni,
+                        &pkt,
+                        format!(
+                            "no SA for the out policy's template (dst {} reqid {} mark {:#x})",
+                            t.dst, t.reqid, pkt.mark
+                        ),
+                        Some("XfrmOutNoStates"),
+                    );
                 };
                 let sa = &st.xfrm_states[si];
-                w.hop(ni, Step::XfrmState, None, &pkt, format!("template selects SA spi {:#x}", sa.spi), describe_sa(sa), vec![]);
-                let icv = sa.aead.as_ref().and_then(|a| a.icv_bits).map_or(16, |b| b / 8);
+                w.hop(
+                    (ni, Step::XfrmState, None),
+                    &pkt,
+                    format!("template selects SA spi {:#x}", sa.spi),
+                    describe_sa(sa),
+                    vec![],
+                );
+                let icv = sa
+                    .aead
+                    .as_ref()
+                    .and_then(|a| a.icv_bits)
+                    .map_or(16, |b| b / 8);
                 let outer = Packet {
                     src: sa.src.parse().unwrap_or(pkt.src),
                     dst: sa.dst.parse().unwrap_or(pkt.dst),
@@ -380,7 +696,23 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
                     size: esp_tunnel_len(pkt.size, 8, icv),
                     esp: Some((sa.spi, Box::new(pkt.clone()))),
                 };
-                w.hop(ni, Step::Encrypt, None, &outer, format!("ESP tunnel {} → {} (ESP payload {} bytes)", outer.src, outer.dst, outer.size - 20), format!("SA output mark {}", sa.output_mark.map(|m| crate::view::columns::mark(&m)).unwrap_or("none".into())), vec![]);
+                w.hop(
+                    (ni, Step::Encrypt, None),
+                    &outer,
+                    format!(
+                        "ESP tunnel {} → {} (ESP payload {} bytes)",
+                        outer.src,
+                        outer.dst,
+                        outer.size - 20
+                    ),
+                    format!(
+                        "SA output mark {}",
+                        sa.output_mark
+                            .map(|m| crate::view::columns::mark(&m))
+                            .unwrap_or("none".into())
+                    ),
+                    vec![],
+                );
                 pkt = outer;
                 generated_by_xfrm = true;
                 continue; // the outer packet is routed again, with the output mark
@@ -397,44 +729,194 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
         if pkt.size > mtu {
             notes.push(format!("packet ({} bytes) exceeds MTU {mtu} of this route: it will be fragmented or dropped with ICMP frag-needed", pkt.size));
         }
-        w.hop(ni, Step::Egress, Some(&dev), &pkt, format!("leaves on {dev} (mtu {mtu})"), route_text.clone(), notes);
+        w.hop(
+            (ni, Step::Egress, Some(&dev)),
+            &pkt,
+            format!("leaves on {dev} (mtu {mtu})"),
+            route_text.clone(),
+            notes,
+        );
         generated_by_xfrm = false;
 
-        let Some(l) = l else { return w.stop(ni, &pkt, format!("device {dev} is not in this netns"), None) };
+        let Some(l) = l else {
+            return w.stop(ni, &pkt, format!("device {dev} is not in this netns"), None);
+        };
         // A veth whose peer is here: the packet re-enters on the peer.
-        if let Some(peer) = l.peer.as_ref().filter(|p| p.netns_id.is_none()).and_then(|p| p.name.clone()) {
+        if let Some(peer) = l
+            .peer
+            .as_ref()
+            .filter(|p| p.netns_id.is_none())
+            .and_then(|p| p.name.clone())
+        {
             // Cilium's cilium_host program hands traffic for local pods to their lxc.
             if dev == "cilium_host" && pkt.esp.is_none() && own_pod_cidr(st, &pkt.dst) {
-                w.hop(ni, Step::Deliver, Some(&dev), &pkt, format!("to the local pod {} (Cilium's datapath on cilium_host redirects it to its lxc)", pkt.dst), route_text, vec![]);
-                return End::Delivered { node: node.name.clone(), dev: Some(dev), what: format!("pod {}", pkt.dst) };
+                w.hop((ni, Step::Deliver, Some(&dev)), &pkt, format!("to the local pod {} (Cilium's datapath on cilium_host redirects it to its lxc)", pkt.dst), route_text, vec![]);
+                return End::Delivered {
+                    node: node.name.clone(),
+                    dev: Some(dev),
+                    what: format!("pod {}", pkt.dst),
+                };
             }
-            w.hop(ni, Step::Veth, Some(&peer), &pkt, format!("crosses veth {dev} → {peer}"), format!("{dev}@{peer}"), vec![]);
+            w.hop(
+                (ni, Step::Veth, Some(&peer)),
+                &pkt,
+                format!("crosses veth {dev} → {peer}"),
+                format!("{dev}@{peer}"),
+                vec![],
+            );
             iif = Some(peer);
             continue;
         }
         // A device leading to another netns: a pod (lxc) or the wire (eth0).
-        let next_hop: IpAddr = route.gateway.as_ref().and_then(|g| g.parse().ok()).unwrap_or(pkt.dst);
-        if dev.starts_with("lxc") || route.dst.is_some_and(|d| d.len == d.max_len() && d.contains(&pkt.dst)) && leads_elsewhere(l) {
-            w.hop(ni, Step::Deliver, Some(&dev), &pkt, format!("to the pod behind {dev}"), route_text, vec![]);
-            return End::Delivered { node: node.name.clone(), dev: Some(dev), what: format!("pod {}", pkt.dst) };
+        let next_hop: IpAddr = route
+            .gateway
+            .as_ref()
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(pkt.dst);
+        if dev.starts_with("lxc")
+            || route
+                .dst
+                .is_some_and(|d| d.len == d.max_len() && d.contains(&pkt.dst))
+                && leads_elsewhere(l)
+        {
+            w.hop(
+                (ni, Step::Deliver, Some(&dev)),
+                &pkt,
+                format!("to the pod behind {dev}"),
+                route_text,
+                vec![],
+            );
+            return End::Delivered {
+                node: node.name.clone(),
+                dev: Some(dev),
+                what: format!("pod {}", pkt.dst),
+            };
         }
         let Some(nj) = w.nodes.iter().position(|n| is_local(&n.state, &next_hop)) else {
-            w.hop(ni, Step::Wire, Some(&dev), &pkt, format!("on the wire towards {next_hop}"), "no given node owns that address".into(), vec![]);
-            return End::Wire { node: node.name.clone(), dev, next_hop: next_hop.to_string() };
+            w.hop(
+                (ni, Step::Wire, Some(&dev)),
+                &pkt,
+                format!("on the wire towards {next_hop}"),
+                "no given node owns that address".into(),
+                vec![],
+            );
+            return End::Wire {
+                node: node.name.clone(),
+                dev,
+                next_hop: next_hop.to_string(),
+            };
         };
         let in_dev = w.nodes[nj]
             .state
             .links
             .iter()
-            .find(|l| l.addresses.iter().any(|a| a.address.parse::<IpAddr>().is_ok_and(|x| x == next_hop)))
+            .find(|l| {
+                l.addresses
+                    .iter()
+                    .any(|a| a.address.parse::<IpAddr>().is_ok_and(|x| x == next_hop))
+            })
             .map(|l| l.name.clone());
-        w.hop(ni, Step::Wire, Some(&dev), &pkt, format!("on the wire to {} ({next_hop})", w.nodes[nj].name), format!("{next_hop} is an address of {}", w.nodes[nj].name), vec![]);
+        w.hop(
+            (ni, Step::Wire, Some(&dev)),
+            &pkt,
+            format!("on the wire to {} ({next_hop})", w.nodes[nj].name),
+            format!("{next_hop} is an address of {}", w.nodes[nj].name),
+            vec![],
+        );
         ni = nj;
         iif = in_dev;
-        let what = format!("enters {} on {}", w.nodes[ni].name, iif.as_deref().unwrap_or("?"));
-        w.hop(ni, Step::Ingress, iif.as_deref(), &pkt, what, String::new(), vec![]);
+        let what = format!(
+            "enters {} on {}",
+            w.nodes[ni].name,
+            iif.as_deref().unwrap_or("?")
+        );
+        w.hop(
+            (ni, Step::Ingress, iif.as_deref()),
+            &pkt,
+            what,
+            String::new(),
+            vec![],
+        );
     }
-    w.stop(ni, &Packet { src: flow.src, dst: flow.dst, proto: flow.proto, sport: None, dport: None, mark: 0, size: flow.size, esp: None }, "more than 64 steps: a routing loop?".into(), None)
+    w.stop(
+        ni,
+        &Packet {
+            src: flow.src,
+            dst: flow.dst,
+            proto: flow.proto,
+            sport: None,
+            dport: None,
+            mark: 0,
+            size: flow.size,
+            esp: None,
+        },
+        "more than 64 steps: a routing loop?".into(),
+        None,
+    )
+}
+
+/// Marks Cilium's BPF programs set, which iptables cannot show: only used where no iptables
+/// rule decided the mark, and always said to be an assumption.
+fn cilium_mark(w: &mut Walk, ni: usize, dev: &str, pkt: &mut Packet) {
+    let st = &w.nodes[ni].state;
+    let (mark, why) = if dev.starts_with("lxc") && pkt.esp.is_none() {
+        // bpf_lxc: pod → remote pod traffic gets the out policy's encrypt mark.
+        let k = XfrmKey {
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            sport: pkt.sport,
+            dport: pkt.dport,
+            mark: 0,
+        };
+        let pol = st
+            .xfrm_policies
+            .iter()
+            .filter(|p| p.dir == "out")
+            .find(|p| {
+                p.mark.is_some_and(|m| m.value & 0xf00 == 0xe00)
+                    && super::xfrm::selector_matches(&p.selector, &k, None)
+            });
+        match pol.and_then(|p| p.mark) {
+            Some(m) => (
+                m.value,
+                "assumed: Cilium's bpf_lxc marks pod → remote pod traffic with the out policy's mark (pass --mark to override)",
+            ),
+            None => return,
+        }
+    } else if let (Some((spi, _)), false) = (&pkt.esp, dev.starts_with("cilium_")) {
+        // bpf_host on the node's interface: ESP for this node gets the decrypt mark.
+        let sa = st.xfrm_states.iter().find(|s| {
+            s.spi == *spi
+                && s.dst == pkt.dst.to_string()
+                && s.mark.is_some_and(|m| m.value & 0xf00 == 0xd00)
+        });
+        match sa.and_then(|s| s.mark) {
+            Some(m) => (
+                m.value,
+                "assumed: Cilium's bpf_host marks ESP for this node for decryption (the inbound SA's mark)",
+            ),
+            None => return,
+        }
+    } else if dev == "cilium_net" && pkt.esp.is_some() && pkt.mark & 0xf00 == 0xe00 {
+        (
+            pkt.mark & !0xff00,
+            "assumed: Cilium hands the encrypted packet on from cilium_net without its encrypt mark",
+        )
+    } else {
+        return;
+    };
+    pkt.mark = mark;
+    let meaning = cilium::mark_value_meaning(mark)
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    w.hop(
+        (ni, Step::Mark, Some(dev)),
+        pkt,
+        format!("mark {mark:#x}{meaning}"),
+        why.into(),
+        vec![],
+    );
 }
 
 /// Is `ip` in this node's own pod CIDR (Cilium routes it `via <router ip> dev cilium_host`)?
@@ -443,6 +925,9 @@ fn own_pod_cidr(st: &NodeState, ip: &IpAddr) -> bool {
         r.table.id == 254
             && r.dev.as_ref().and_then(|d| d.name.as_deref()) == Some("cilium_host")
             && r.dst.is_some_and(|d| d.len < d.max_len() && d.contains(ip))
-            && r.gateway.as_ref().and_then(|g| g.parse::<IpAddr>().ok()).is_some_and(|g| is_local(st, &g))
+            && r.gateway
+                .as_ref()
+                .and_then(|g| g.parse::<IpAddr>().ok())
+                .is_some_and(|g| is_local(st, &g))
     })
 }

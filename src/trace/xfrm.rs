@@ -50,20 +50,33 @@ pub struct PolicyChoice {
 pub fn choose_policy(st: &NodeState, dir: &str, k: &XfrmKey, dev: Option<&str>) -> PolicyChoice {
     let mut candidates = Vec::new();
     let mut chosen: Option<(usize, u32)> = None;
-    for (i, p) in st.xfrm_policies.iter().enumerate().filter(|(_, p)| p.dir == dir) {
+    for (i, p) in st
+        .xfrm_policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.dir == dir)
+    {
         if p.selector.src.family() != crate::model::Family::of(&k.src) {
             continue;
         }
         let selector_ok = selector_matches(&p.selector, k, dev);
         let mark_ok = mark_matches(&p.mark, k.mark);
         if selector_ok || mark_ok {
-            candidates.push(Candidate { index: i, priority: p.priority, selector_ok, mark_ok });
+            candidates.push(Candidate {
+                index: i,
+                priority: p.priority,
+                selector_ok,
+                mark_ok,
+            });
         }
         if selector_ok && mark_ok && chosen.is_none_or(|(_, prio)| p.priority < prio) {
             chosen = Some((i, p.priority));
         }
     }
-    PolicyChoice { chosen: chosen.map(|(i, _)| i), candidates }
+    PolicyChoice {
+        chosen: chosen.map(|(i, _)| i),
+        candidates,
+    }
 }
 
 /// Why an SA does not serve a template (first reason found), or None when it does.
@@ -95,13 +108,24 @@ pub fn sa_mismatch(sa: &XfrmState, t: &Template, mark: u32) -> Option<&'static s
 
 /// The SA a template selects for a packet carrying `mark` (xfrm_state_find).
 pub fn find_sa(st: &NodeState, t: &Template, mark: u32) -> Option<usize> {
-    st.xfrm_states.iter().position(|sa| sa_mismatch(sa, t, mark).is_none())
+    st.xfrm_states
+        .iter()
+        .position(|sa| sa_mismatch(sa, t, mark).is_none())
 }
 
 /// The inbound SA an ESP packet finds (xfrm_state_lookup: dst, SPI, proto, mark).
-pub fn find_inbound_sa(st: &NodeState, dst: &IpAddr, spi: u32, proto: &str, mark: u32) -> Option<usize> {
+pub fn find_inbound_sa(
+    st: &NodeState,
+    dst: &IpAddr,
+    spi: u32,
+    proto: &str,
+    mark: u32,
+) -> Option<usize> {
     st.xfrm_states.iter().position(|sa| {
-        sa.spi == spi && sa.proto == proto && sa.dst.parse::<IpAddr>().is_ok_and(|d| d == *dst) && mark_matches(&sa.mark, mark)
+        sa.spi == spi
+            && sa.proto == proto
+            && sa.dst.parse::<IpAddr>().is_ok_and(|d| d == *dst)
+            && mark_matches(&sa.mark, mark)
     })
 }
 
@@ -114,7 +138,10 @@ pub fn apply_output_mark(mark: u32, out: Option<Mark>) -> u32 {
 }
 
 pub fn describe_policy(p: &XfrmPolicy) -> String {
-    let mark = p.mark.map(|m| format!(" mark {}", crate::view::columns::mark(&m))).unwrap_or_default();
+    let mark = p
+        .mark
+        .map(|m| format!(" mark {}", crate::view::columns::mark(&m)))
+        .unwrap_or_default();
     format!(
         "policy {} {} priority {}{mark} (index {})",
         p.dir,
@@ -125,8 +152,14 @@ pub fn describe_policy(p: &XfrmPolicy) -> String {
 }
 
 pub fn describe_sa(s: &XfrmState) -> String {
-    let mark = s.mark.map(|m| format!(" mark {}", crate::view::columns::mark(&m))).unwrap_or_default();
-    format!("SA {} → {} {} spi {:#010x} reqid {}{mark}", s.src, s.dst, s.proto, s.spi, s.reqid)
+    let mark = s
+        .mark
+        .map(|m| format!(" mark {}", crate::view::columns::mark(&m)))
+        .unwrap_or_default();
+    format!(
+        "SA {} → {} {} spi {:#010x} reqid {}{mark}",
+        s.src, s.dst, s.proto, s.spi, s.reqid
+    )
 }
 
 #[cfg(test)]
@@ -135,7 +168,14 @@ mod tests {
     use crate::model::fixtures::seed_worker;
 
     fn key(src: &str, dst: &str, mark: u32) -> XfrmKey {
-        XfrmKey { src: src.parse().unwrap(), dst: dst.parse().unwrap(), proto: 1, sport: None, dport: None, mark }
+        XfrmKey {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            proto: 1,
+            sport: None,
+            dport: None,
+            mark,
+        }
     }
 
     #[test]
@@ -145,7 +185,11 @@ mod tests {
         assert_eq!(c.chosen, Some(1));
         let c = choose_policy(&st, "out", &key("10.0.1.52", "10.0.0.249", 0xe00), None);
         assert_eq!(c.chosen, None, "0xe00 & 0xff00 != 0x3e00");
-        assert!(c.candidates.iter().any(|c| c.index == 1 && c.selector_ok && !c.mark_ok));
+        assert!(
+            c.candidates
+                .iter()
+                .any(|c| c.index == 1 && c.selector_ok && !c.mark_ok)
+        );
     }
 
     #[test]
@@ -157,7 +201,11 @@ mod tests {
         st.xfrm_policies.push(better);
         let c = choose_policy(&st, "out", &key("10.0.1.52", "10.0.0.249", 0x3e00), None);
         assert_eq!(c.chosen, Some(st.xfrm_policies.len() - 1));
-        assert_eq!(c.candidates.len(), 3, "the other out policy matches by mark only");
+        assert_eq!(
+            c.candidates.len(),
+            3,
+            "the other out policy matches by mark only"
+        );
     }
 
     #[test]
@@ -174,14 +222,36 @@ mod tests {
         let st = seed_worker();
         let dst: IpAddr = "10.0.1.138".parse().unwrap();
         assert_eq!(find_inbound_sa(&st, &dst, 3, "esp", 0xd00), Some(2));
-        assert_eq!(find_inbound_sa(&st, &dst, 3, "esp", 0), None, "without Cilium's decrypt mark: XfrmInNoStates");
+        assert_eq!(
+            find_inbound_sa(&st, &dst, 3, "esp", 0),
+            None,
+            "without Cilium's decrypt mark: XfrmInNoStates"
+        );
         assert_eq!(find_inbound_sa(&st, &dst, 4, "esp", 0xd00), None);
     }
 
     #[test]
     fn output_mark_replaces_masked_bits() {
-        assert_eq!(apply_output_mark(0x3e00, Some(Mark { value: 0xe00, mask: 0xf00 })), 0x3e00);
-        assert_eq!(apply_output_mark(0x3d00, Some(Mark { value: 0xe00, mask: 0xf00 })), 0x3e00);
+        assert_eq!(
+            apply_output_mark(
+                0x3e00,
+                Some(Mark {
+                    value: 0xe00,
+                    mask: 0xf00
+                })
+            ),
+            0x3e00
+        );
+        assert_eq!(
+            apply_output_mark(
+                0x3d00,
+                Some(Mark {
+                    value: 0xe00,
+                    mask: 0xf00
+                })
+            ),
+            0x3e00
+        );
         assert_eq!(apply_output_mark(0x12, None), 0x12);
     }
 }

@@ -1,0 +1,66 @@
+//! A trace as text: one block per hop (what happened, the packet, what decided it), then
+//! where the path ends.
+
+use crate::trace::path::{End, Trace};
+use std::fmt::Write;
+
+pub fn render(t: &Trace) -> String {
+    let mut out = String::new();
+    let proto = crate::source::names::ip_proto(t.flow.proto);
+    let _ = writeln!(
+        out,
+        "trace {} → {} {proto} ({} bytes)",
+        t.flow.src, t.flow.dst, t.flow.size
+    );
+    for (i, h) in t.hops.iter().enumerate() {
+        let step = serde_json::to_value(h.step)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let dev = h
+            .dev
+            .as_deref()
+            .map(|d| format!(" · {d}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "\n[{:>2}] {} · {step}{dev}", i + 1, h.node);
+        let _ = writeln!(out, "     {}", h.what);
+        let _ = writeln!(out, "     packet  {}", h.packet);
+        if !h.decided_by.is_empty() {
+            let _ = writeln!(out, "     by      {}", h.decided_by);
+        }
+        for d in &h.details {
+            let _ = writeln!(out, "       - {d}");
+        }
+    }
+    let _ = writeln!(out);
+    let _ = match &t.end {
+        End::Delivered { node, what, dev } => writeln!(
+            out,
+            "=> delivered on {node}: {what}{}",
+            dev.as_deref()
+                .map(|d| format!(" (via {d})"))
+                .unwrap_or_default()
+        ),
+        End::Wire {
+            node,
+            dev,
+            next_hop,
+        } => writeln!(
+            out,
+            "=> leaves {node} on {dev} towards {next_hop}; add that node's netns (--netns) to follow it further"
+        ),
+        End::Stopped {
+            node,
+            reason,
+            counter,
+        } => writeln!(
+            out,
+            "=> STOPS on {node}: {reason}{}",
+            counter
+                .as_deref()
+                .map(|c| format!("; counter: {c}"))
+                .unwrap_or_default()
+        ),
+    };
+    out
+}

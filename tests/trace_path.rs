@@ -1,0 +1,273 @@
+//! The predicted path of the seed's flow (pod 10.0.1.52 on worker → pod 10.0.0.249 on
+//! worker2) over hand-built node states, with the lab's iptables stand-ins for Cilium's BPF
+//! and without them (Cilium's conventions assumed), and its failure variants.
+
+use hopscope::model::fixtures::seed_node;
+use hopscope::model::{Netfilter, XfrmState};
+use hopscope::source::netfilter::parse_save;
+use hopscope::trace::path::{End, Flow, Node, Step, trace};
+
+/// The lab's mangle rules for `node` (see tests/lab/cluster.sh), standing in for Cilium's BPF.
+fn lab_mangle(node: &str) -> Netfilter {
+    let remote: Vec<&str> = [
+        ("control-plane", "10.0.2.0/24"),
+        ("worker", "10.0.1.0/24"),
+        ("worker2", "10.0.0.0/24"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n != node)
+    .map(|(_, c)| *c)
+    .collect();
+    let mut text = String::from(
+        "*mangle\n-A PREROUTING -j CILIUM_PRE_mangle\n\
+         -A CILIUM_PRE_mangle -i eth0 -p esp -j MARK --set-xmark 0xd00/0xf00\n\
+         -A CILIUM_PRE_mangle -i eth0 ! -p esp -m mark --mark 0xd00/0xf00 -j MARK --set-xmark 0x0/0xf00\n\
+         -A CILIUM_PRE_mangle -i cilium_net -j MARK --set-xmark 0x0/0xff00\n",
+    );
+    for c in remote {
+        text += &format!("-A CILIUM_PRE_mangle -i lxc+ -d {c} -j MARK --set-xmark 0x3e00/0xff00\n");
+    }
+    Netfilter {
+        backends: vec!["iptables-legacy-save".into()],
+        rules: parse_save(&text),
+    }
+}
+
+fn cluster(with_iptables: bool) -> Vec<Node> {
+    ["worker", "worker2", "control-plane"]
+        .iter()
+        .map(|n| Node {
+            name: n.to_string(),
+            state: seed_node(n),
+            netfilter: if with_iptables {
+                lab_mangle(n)
+            } else {
+                Netfilter::default()
+            },
+        })
+        .collect()
+}
+
+fn ping() -> Flow {
+    Flow {
+        src: "10.0.1.52".parse().unwrap(),
+        dst: "10.0.0.249".parse().unwrap(),
+        proto: 1,
+        sport: None,
+        dport: None,
+        mark: None,
+        iif: Some("lxcda1dd0af135e".into()),
+        size: 84,
+    }
+}
+
+fn steps(t: &hopscope::trace::path::Trace) -> Vec<(String, Step)> {
+    t.hops.iter().map(|h| (h.node.clone(), h.step)).collect()
+}
+
+#[test]
+fn seed_flow_follows_the_seeds_hops() {
+    let t = trace(&cluster(true), &ping());
+    let text = hopscope::view::trace::render(&t);
+    use Step::*;
+    let w = |s| ("worker".to_string(), s);
+    let w2 = |s| ("worker2".to_string(), s);
+    assert_eq!(
+        steps(&t),
+        vec![
+            w(Ingress),
+            w(Mark),
+            w(Route),
+            w(XfrmPolicy),
+            w(XfrmState),
+            w(Encrypt),
+            w(Route),
+            w(Egress),
+            w(Veth),
+            w(Mark),
+            w(Route),
+            w(Egress),
+            w(Wire),
+            w2(Ingress),
+            w2(Mark),
+            w2(Route),
+            w2(Decrypt),
+            w2(Mark),
+            w2(Route),
+            w2(PolicyCheck),
+            w2(Egress),
+            w2(Deliver),
+        ],
+        "{text}"
+    );
+    // What decided each hop is named the way the seed reasons about it.
+    let h = &t.hops;
+    assert!(
+        h[1].what.contains("0x3e00") && h[1].decided_by.contains("iptables mangle"),
+        "{text}"
+    );
+    assert!(
+        h[2].decided_by.contains("rule 1: ") && h[2].decided_by.contains("0xe00/0xf00"),
+        "{text}"
+    );
+    assert!(
+        h[2].what
+            .contains("table 200 (cilium ipsec): 10.0.0.0/24 dev cilium_host"),
+        "{text}"
+    );
+    assert!(
+        h[3].decided_by
+            .contains("policy out 10.0.1.0/24 → 10.0.0.0/24 priority 0 mark 0x3e00/0xff00"),
+        "{text}"
+    );
+    assert!(
+        h[3].details
+            .iter()
+            .any(|d| d.contains("10.0.2.0/24") && d.contains("mark matched, selector did not")),
+        "the other out policy lost: {text}"
+    );
+    assert!(
+        h[4].decided_by
+            .contains("10.0.1.138 → 10.0.0.40 esp spi 0x00000003 reqid 1"),
+        "{text}"
+    );
+    assert!(
+        h[5].packet
+            .starts_with("10.0.1.138 → 10.0.0.40 esp spi 0x3 len 140"),
+        "ESP of an 84-byte ping: {text}"
+    );
+    assert!(
+        h[6].what.contains("cilium_host"),
+        "the ESP packet goes to cilium_host (table 200), as in the seed: {text}"
+    );
+    assert!(
+        h[10]
+            .what
+            .contains("main: 10.0.0.0/24 via 172.18.0.4 dev eth0"),
+        "{text}"
+    );
+    assert_eq!(h[12].what, "on the wire to worker2 (172.18.0.4)");
+    assert!(h[14].what.contains("0xd00"), "{text}");
+    assert!(
+        h[16]
+            .decided_by
+            .contains("0.0.0.0 → 10.0.0.40 esp spi 0x00000003"),
+        "{text}"
+    );
+    assert!(
+        h[19].decided_by.contains("policy fwd") && h[19].decided_by.contains("priority 2975"),
+        "{text}"
+    );
+    assert_eq!(
+        t.end,
+        End::Delivered {
+            node: "worker2".into(),
+            dev: Some("cilium_host".into()),
+            what: "pod 10.0.0.249".into()
+        },
+        "{text}"
+    );
+}
+
+#[test]
+fn without_iptables_cilium_conventions_are_assumed_and_said() {
+    let mut flow = ping();
+    flow.iif = None; // located from the pod CIDR
+    let t = trace(&cluster(false), &flow);
+    let text = hopscope::view::trace::render(&t);
+    assert_eq!(t.hops[0].dev.as_deref(), Some("lxc+"), "{text}");
+    let assumed: Vec<_> = t
+        .hops
+        .iter()
+        .filter(|h| h.decided_by.starts_with("assumed: Cilium"))
+        .map(|h| (h.node.as_str(), h.packet.clone()))
+        .collect();
+    assert_eq!(
+        assumed.len(),
+        3,
+        "encrypt mark, cilium_net hand-off, decrypt mark: {text}"
+    );
+    assert!(
+        matches!(t.end, End::Delivered { ref node, .. } if node == "worker2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_inbound_sa_stops_at_worker2_and_names_the_counter() {
+    let mut nodes = cluster(true);
+    nodes[1]
+        .state
+        .xfrm_states
+        .retain(|s: &XfrmState| s.src != "0.0.0.0");
+    let t = trace(&nodes, &ping());
+    let text = hopscope::view::trace::render(&t);
+    match &t.end {
+        End::Stopped {
+            node,
+            reason,
+            counter,
+        } => {
+            assert_eq!(node, "worker2");
+            assert!(
+                reason.contains("no inbound SA for spi 0x3 dst 10.0.0.40"),
+                "{reason}"
+            );
+            assert_eq!(counter.as_deref(), Some("XfrmInNoStates"));
+        }
+        e => panic!("{e:?}\n{text}"),
+    }
+    assert!(
+        text.contains("STOPS on worker2") && text.contains("XfrmInNoStates"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_out_policy_leaves_in_plaintext() {
+    let mut nodes = cluster(true);
+    nodes[0].state.xfrm_policies.retain(|p| p.dir != "out");
+    let t = trace(&nodes, &ping());
+    let text = hopscope::view::trace::render(&t);
+    assert!(!t.hops.iter().any(|h| h.step == Step::Encrypt), "{text}");
+    let wire = t.hops.iter().find(|h| h.step == Step::Wire).expect(&text);
+    assert!(
+        wire.packet.starts_with("10.0.1.52 → 10.0.0.249 icmp"),
+        "plaintext on the wire: {text}"
+    );
+}
+
+#[test]
+fn missing_sa_for_template_stops_with_out_no_states() {
+    let mut nodes = cluster(true);
+    nodes[0].state.xfrm_states.retain(|s| s.dst != "10.0.0.40");
+    let t = trace(&nodes, &ping());
+    assert!(
+        matches!(&t.end, End::Stopped { node, counter: Some(c), .. } if node == "worker" && c == "XfrmOutNoStates"),
+        "{:?}",
+        t.end
+    );
+}
+
+#[test]
+fn one_node_ends_at_the_wire() {
+    let nodes: Vec<Node> = cluster(true).into_iter().take(1).collect();
+    let t = trace(&nodes, &ping());
+    assert_eq!(
+        t.end,
+        End::Wire {
+            node: "worker".into(),
+            dev: "eth0".into(),
+            next_hop: "172.18.0.4".into()
+        }
+    );
+    assert!(hopscope::view::trace::render(&t).contains("add that node's netns"));
+}
+
+#[test]
+fn trace_text_snapshot() {
+    insta::assert_snapshot!(hopscope::view::trace::render(&trace(
+        &cluster(true),
+        &ping()
+    )));
+}
