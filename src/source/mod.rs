@@ -32,6 +32,13 @@ pub fn collect(target: &Target) -> Result<NodeState> {
     Ok(state)
 }
 
+/// The iptables rules of `target` (mangle marks, nat DNAT), read with the `*-save` tools
+/// inside that netns; empty when neither backend has rules or the tools are missing.
+pub fn collect_netfilter(target: &Target) -> Result<crate::model::Netfilter> {
+    let opened = netns::open(target)?;
+    netns::run_in(opened.file.as_ref(), netfilter::read)
+}
+
 fn collect_here(tables: &rt_tables::TableNames) -> Result<NodeState> {
     let mut st = NodeState::default();
     let mut sock = NlSocket::open(NETLINK_ROUTE).context("opening a NETLINK_ROUTE socket")?;
