@@ -21,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the node's network state once (text, or --json) and exit.
     Snapshot(SnapshotArgs),
+    /// Capture packets on several interfaces at once: ESP vs plaintext per interface, ESP
+    /// decrypted with the node's own SA keys (--decrypt), leaks flagged (docs/capture.md).
+    Capture(CaptureArgs),
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -51,4 +54,56 @@ pub struct SnapshotArgs {
     /// Print XFRM key material instead of "redacted". Keys are secrets: mind where output goes.
     #[arg(long)]
     pub show_keys: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Interface to capture on (repeatable); `any` for all at once (Linux cooked headers).
+    #[arg(short = 'i', long = "interface", value_name = "IF")]
+    pub interfaces: Vec<String>,
+    /// Capture on every interface that is up, one reader each.
+    #[arg(long)]
+    pub all: bool,
+    /// BPF capture filter, as tcpdump takes it (e.g. "esp or icmp").
+    #[arg(short = 'f', long = "filter", value_name = "BPF")]
+    pub filter: Option<String>,
+    /// Decrypt ESP with the keys of the node's own SAs (kept in memory, never printed).
+    #[arg(long)]
+    pub decrypt: bool,
+    /// One JSON object per packet (and per --stats interval); a summary object at the end.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the frames to a pcapng file (one interface block per interface; no keys).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+    /// Stop after N packets (over all interfaces).
+    #[arg(short = 'c', long = "count", value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after S seconds.
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
+    /// Print the SA keys used for --decrypt (stderr). Keys are secrets: mind where output goes.
+    #[arg(long)]
+    pub show_keys: bool,
+    /// Print per-interface ESP and plaintext packets/s every S seconds (stderr; JSON records).
+    #[arg(long, value_name = "S")]
+    pub stats: Option<f64>,
+    /// Do not print packets; only the totals at the end (with -w, or to measure).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Bytes captured per packet.
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = 262144)]
+    pub snaplen: i32,
+    /// Kernel capture buffer per interface, in KiB (as tcpdump -B).
+    #[arg(
+        short = 'B',
+        long = "buffer-size",
+        value_name = "KIB",
+        default_value_t = 4096
+    )]
+    pub buffer_kib: i32,
+    /// Packets queued between each interface's reader and the decoder; beyond, counted as
+    /// dropped by hopscope.
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub queue: usize,
 }

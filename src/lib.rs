@@ -3,6 +3,7 @@
 //! Facts flow one way: `source` (kernel, procfs) → `model::NodeState` → `view` (text, JSON).
 //! `explain` names what Cilium's marks and tables mean; it is read by views only.
 
+pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod explain;

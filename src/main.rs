@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Snapshot(args)) => snapshot(&cli, args.json, args.show_keys),
+        Some(Command::Capture(args)) => capture(&cli, args),
         // The TUI is not built yet: the default is the text snapshot of this node.
         None => snapshot(&cli, false, false),
     };
@@ -37,4 +38,27 @@ fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(Into::into),
     }
+}
+
+fn capture(cli: &Cli, a: &hopscope::cli::CaptureArgs) -> anyhow::Result<()> {
+    use hopscope::capture::{Options, run};
+    let args = run::RunArgs {
+        opts: Options {
+            ifaces: a.interfaces.clone(),
+            all: a.all,
+            filter: a.filter.clone(),
+            decrypt: a.decrypt,
+            count: a.count,
+            duration: a.duration.map(std::time::Duration::from_secs_f64),
+            snaplen: a.snaplen,
+            buffer_bytes: a.buffer_kib.saturating_mul(1024),
+            queue: a.queue,
+        },
+        json: a.json,
+        write: a.write.clone(),
+        show_keys: a.show_keys,
+        stats_every: a.stats.map(std::time::Duration::from_secs_f64),
+        quiet: a.quiet,
+    };
+    run::run(&cli.target.target(), &args)
 }

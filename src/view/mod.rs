@@ -2,5 +2,6 @@
 
 pub mod columns;
 pub mod json;
+pub mod packet;
 pub mod text;
 pub mod trace;

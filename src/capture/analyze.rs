@@ -1,0 +1,603 @@
+//! What one captured frame means on this node: decoded headers, direction, the SA an ESP packet
+//! belongs to (and its decryption), whether a plaintext packet is the kernel's re-injection of a
+//! packet it just decrypted, and whether it leaks (plaintext where XFRM says ESP). Pure: a
+//! NodeState and frames in, records and counters out; the live capture and tests share it.
+
+use crate::decode::esp::{Outcome, SaTable};
+use crate::decode::packet::{self, Decoded, Direction, LinkType, Mac, Transport};
+use crate::model::{NodeState, Prefix, Selector, XfrmPolicy};
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+
+/// Capture time: seconds and nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Ts {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+impl Ts {
+    pub fn as_secs_f64(self) -> f64 {
+        self.sec as f64 + f64::from(self.nsec) / 1e9
+    }
+    fn nanos(self) -> i128 {
+        i128::from(self.sec) * 1_000_000_000 + i128::from(self.nsec)
+    }
+}
+
+/// What decryption of one ESP packet gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Decrypt {
+    /// Verified and decrypted: the inner packet, decoded.
+    Ok {
+        next_header: u8,
+        inner: Box<Decoded>,
+    },
+    /// The ICV did not verify with the key of any matching SA: never shown as plaintext.
+    AuthFailed {
+        tried: usize,
+    },
+    NoSa,
+    Unsupported {
+        why: String,
+    },
+    Malformed {
+        why: String,
+    },
+}
+
+/// The kernel decrypted an ESP packet and handed the inner packet back on the same interface:
+/// the same packet seen twice, counted once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reinjected {
+    pub esp_spi: u32,
+    pub esp_seq: u32,
+    /// true: our decryption of that ESP packet gave these very bytes; false: paired by time
+    /// and SA only (no --decrypt).
+    pub exact: bool,
+}
+
+/// One captured packet, with everything hopscope knows about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PacketRecord {
+    pub ts: Ts,
+    pub iface: String,
+    pub dir: Direction,
+    /// On-wire length and captured length.
+    pub len: u32,
+    pub caplen: u32,
+    #[serde(flatten)]
+    pub decoded: Decoded,
+    /// The SA an ESP packet belongs to (by SPI + dst), as `src->dst spi 0x3 mark 0x3e00/0xff00`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sa: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decrypt: Option<Decrypt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_decrypted: Option<Reinjected>,
+    /// Why this plaintext packet should have been encrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leak: Option<String>,
+}
+
+/// Per-interface counters. `esp` + `plaintext` + `kernel_decrypted` + `other` = `packets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IfaceCounts {
+    pub packets: u64,
+    pub bytes: u64,
+    pub esp: u64,
+    /// IP packets that are not ESP (and not the kernel's re-injected decryptions).
+    pub plaintext: u64,
+    pub kernel_decrypted: u64,
+    /// ARP and other non-IP frames.
+    pub other: u64,
+    pub malformed: u64,
+    pub leaks: u64,
+    pub decrypted: u64,
+    pub auth_failed: u64,
+    pub no_sa: u64,
+}
+
+/// Packets per second over the last whole second, per interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Rates {
+    pub esp_pps: f64,
+    pub plaintext_pps: f64,
+}
+
+#[derive(Debug, Default)]
+struct RateWindow {
+    sec: i64,
+    esp: u64,
+    plain: u64,
+    last: Rates,
+}
+
+impl RateWindow {
+    fn add(&mut self, ts: Ts, esp: bool, plain: bool) {
+        self.roll(ts.sec);
+        self.esp += u64::from(esp);
+        self.plain += u64::from(plain);
+    }
+    fn roll(&mut self, sec: i64) {
+        if sec != self.sec {
+            self.last = if sec == self.sec + 1 {
+                Rates {
+                    esp_pps: self.esp as f64,
+                    plaintext_pps: self.plain as f64,
+                }
+            } else {
+                Rates::default()
+            };
+            (self.sec, self.esp, self.plain) = (sec, 0, 0);
+        }
+    }
+}
+
+/// A recent inbound ESP packet, waiting for the kernel's re-injection of its decryption.
+#[derive(Debug)]
+struct PendingEsp {
+    ts: Ts,
+    spi: u32,
+    seq: u32,
+    inner: Option<Vec<u8>>,
+}
+
+/// How long after an inbound ESP packet its decrypted inner packet may show up on the same
+/// interface (the kernel does it in the same softirq, microseconds later).
+const REINJECT_WINDOW_NS: i128 = 200_000_000;
+
+/// An out policy that wants ESP, reduced to what a leak check needs.
+#[derive(Debug, Clone)]
+struct OutRule {
+    policy: usize,
+    egress: Option<String>,
+    tmpl_dst: String,
+    spi: u32,
+}
+
+#[derive(Debug, Clone)]
+struct InRule {
+    policy: usize,
+}
+
+pub struct Analyzer {
+    sas: SaTable,
+    decrypt: bool,
+    macs: BTreeMap<String, Mac>,
+    ifnames: BTreeMap<u32, String>,
+    policies: Vec<XfrmPolicy>,
+    out_rules: Vec<OutRule>,
+    in_rules: Vec<InRule>,
+    routes: Vec<(Prefix, String)>,
+    pending: BTreeMap<String, VecDeque<PendingEsp>>,
+    pub counts: BTreeMap<String, IfaceCounts>,
+    rates: BTreeMap<String, RateWindow>,
+}
+
+fn is_esp_tmpl(p: &XfrmPolicy) -> bool {
+    p.action == "allow" && p.templates.iter().any(|t| t.proto == "esp")
+}
+
+impl Analyzer {
+    pub fn new(state: &NodeState, decrypt: bool) -> Analyzer {
+        let macs = state
+            .links
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), l.mac.as_deref()?.parse().ok()?)))
+            .collect();
+        let ifnames = state
+            .links
+            .iter()
+            .map(|l| (l.index, l.name.clone()))
+            .collect();
+        // The main table, longest prefix first: where a packet to an address leaves.
+        let mut routes: Vec<(Prefix, String)> = state
+            .routes
+            .iter()
+            .filter(|r| r.table.id == 254 && r.kind == "unicast")
+            .filter_map(|r| {
+                let dev = r
+                    .dev
+                    .as_ref()
+                    .or_else(|| r.nexthops.first().and_then(|n| n.dev.as_ref()))?;
+                let dst = r.dst.unwrap_or_else(|| {
+                    let any: IpAddr = match r.family {
+                        crate::model::Family::V4 => "0.0.0.0".parse().unwrap(),
+                        crate::model::Family::V6 => "::".parse().unwrap(),
+                    };
+                    Prefix::new(any, 0)
+                });
+                Some((dst, dev.name.clone()?))
+            })
+            .collect();
+        routes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len));
+        let mut a = Analyzer {
+            sas: SaTable::from_states(&state.xfrm_states),
+            decrypt,
+            macs,
+            ifnames,
+            policies: state.xfrm_policies.clone(),
+            out_rules: vec![],
+            in_rules: vec![],
+            routes,
+            pending: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            rates: BTreeMap::new(),
+        };
+        for (i, p) in a.policies.iter().enumerate() {
+            if !is_esp_tmpl(p) {
+                continue;
+            }
+            match p.dir.as_str() {
+                "out" => {
+                    let t = p.templates.iter().find(|t| t.proto == "esp").unwrap();
+                    let egress = t.dst.parse::<IpAddr>().ok().and_then(|d| a.route_dev(&d));
+                    a.out_rules.push(OutRule {
+                        policy: i,
+                        egress,
+                        tmpl_dst: t.dst.clone(),
+                        spi: t.spi,
+                    });
+                }
+                // Only a required template says "must arrive encrypted"; `level use`
+                // (optional) lets plaintext through on purpose.
+                "in" | "fwd"
+                    if p.templates
+                        .iter()
+                        .any(|t| t.proto == "esp" && t.level != "use") =>
+                {
+                    a.in_rules.push(InRule { policy: i });
+                }
+                _ => {}
+            }
+        }
+        a
+    }
+
+    /// The interface the main table sends `dst` out of.
+    fn route_dev(&self, dst: &IpAddr) -> Option<String> {
+        self.routes
+            .iter()
+            .find(|(p, _)| p.contains(dst))
+            .map(|(_, d)| d.clone())
+    }
+
+    pub fn sa_label(&self, i: usize) -> String {
+        self.sas.entries[i].label()
+    }
+
+    pub fn rates(&self, iface: &str) -> Rates {
+        self.rates.get(iface).map(|r| r.last).unwrap_or_default()
+    }
+
+    /// Rates as of `now` (a quiet second counts as zero).
+    pub fn rates_at(&mut self, now: Ts) -> BTreeMap<String, Rates> {
+        self.rates
+            .iter_mut()
+            .map(|(k, w)| {
+                w.roll(now.sec);
+                (k.clone(), w.last)
+            })
+            .collect()
+    }
+
+    pub fn analyze(
+        &mut self,
+        iface: &str,
+        link: LinkType,
+        ts: Ts,
+        len: u32,
+        frame: &[u8],
+    ) -> PacketRecord {
+        let decoded = packet::decode(link, frame);
+        // `-i any` (SLL2) names the real interface.
+        let iface = decoded
+            .link
+            .as_ref()
+            .and_then(|l| l.ifindex)
+            .and_then(|i| self.ifnames.get(&i).cloned())
+            .unwrap_or_else(|| iface.to_string());
+        let dir = match decoded.direction_hint() {
+            Direction::Unknown => match (
+                decoded.link.as_ref().and_then(|l| l.src_mac),
+                self.macs.get(&iface),
+            ) {
+                (Some(src), Some(own)) if src == *own => Direction::Out,
+                (Some(_), Some(_)) => Direction::In,
+                _ => Direction::Unknown,
+            },
+            d => d,
+        };
+        let mut rec = PacketRecord {
+            ts,
+            iface: iface.clone(),
+            dir,
+            len,
+            caplen: frame.len() as u32,
+            decoded,
+            sa: None,
+            decrypt: None,
+            kernel_decrypted: None,
+            leak: None,
+        };
+        let c = self.counts.entry(iface.clone()).or_default();
+        c.packets += 1;
+        c.bytes += u64::from(len);
+        c.malformed += u64::from(rec.decoded.malformed.is_some());
+
+        let ip = rec.decoded.ip.clone();
+        if let (Some(esp), Some(ip)) = (rec.decoded.esp().copied(), ip.as_ref()) {
+            rec.sa = self
+                .sas
+                .lookup(esp.spi, ip.src, ip.dst)
+                .map(|i| self.sa_label(i));
+            let mut inner_bytes = None;
+            if self.decrypt {
+                let range = rec.decoded.esp_range.clone().unwrap_or(0..0);
+                // The ESP packet runs to the end of the IP payload, not of the frame (padding).
+                let end = range.start + esp.len as usize;
+                let bytes = frame.get(range.start..end.min(frame.len())).unwrap_or(&[]);
+                let d = if (end as u64) > frame.len() as u64 {
+                    Decrypt::Malformed {
+                        why: format!(
+                            "captured {} of {} ESP bytes (snap length)",
+                            bytes.len(),
+                            esp.len
+                        ),
+                    }
+                } else {
+                    match self.sas.open(esp.spi, ip.src, ip.dst, bytes) {
+                        Outcome::Opened { sa, opened } => {
+                            rec.sa = Some(self.sa_label(sa));
+                            let inner = match opened.next_header {
+                                4 | 41 => packet::decode_ip(&opened.payload),
+                                nh => transport_only(&rec.decoded, nh, &opened.payload),
+                            };
+                            if matches!(opened.next_header, 4 | 41) {
+                                inner_bytes = Some(opened.payload.clone());
+                            }
+                            Decrypt::Ok {
+                                next_header: opened.next_header,
+                                inner: Box::new(inner),
+                            }
+                        }
+                        Outcome::AuthFailed { sa, tried } => {
+                            rec.sa = Some(self.sa_label(sa));
+                            Decrypt::AuthFailed { tried }
+                        }
+                        Outcome::NoSa => Decrypt::NoSa,
+                        Outcome::Unsupported { why, .. } => Decrypt::Unsupported { why },
+                        Outcome::Malformed { error, .. } => Decrypt::Malformed {
+                            why: error.to_string(),
+                        },
+                    }
+                };
+                let c = self.counts.get_mut(&iface).unwrap();
+                match &d {
+                    Decrypt::Ok { .. } => c.decrypted += 1,
+                    Decrypt::AuthFailed { .. } => c.auth_failed += 1,
+                    Decrypt::NoSa => c.no_sa += 1,
+                    _ => {}
+                }
+                rec.decrypt = Some(d);
+            } else if rec.sa.is_none() {
+                self.counts.get_mut(&iface).unwrap().no_sa += 1;
+            }
+            // An inbound ESP packet for one of our inbound SAs: its decryption may come back.
+            if dir != Direction::Out {
+                let q = self.pending.entry(iface.clone()).or_default();
+                q.push_back(PendingEsp {
+                    ts,
+                    spi: esp.spi,
+                    seq: esp.seq,
+                    inner: inner_bytes,
+                });
+                if q.len() > 4096 {
+                    q.pop_front();
+                }
+            }
+            self.counts.get_mut(&iface).unwrap().esp += 1;
+            self.rates.entry(iface).or_default().add(ts, true, false);
+            return rec;
+        }
+
+        let Some(ip) = ip else {
+            self.counts.get_mut(&iface).unwrap().other += 1;
+            self.rates.entry(iface).or_default().add(ts, false, false);
+            return rec;
+        };
+        // Plaintext IP: first, is it the kernel's re-injection of a decrypted ESP packet?
+        if dir != Direction::Out {
+            let ip_bytes = rec
+                .decoded
+                .ip_range
+                .clone()
+                .and_then(|r| frame.get(r))
+                .unwrap_or(&[]);
+            if let Some(r) = self.take_pending(&iface, ts, ip_bytes, &ip) {
+                rec.kernel_decrypted = Some(r);
+                self.counts.get_mut(&iface).unwrap().kernel_decrypted += 1;
+                self.rates.entry(iface).or_default().add(ts, false, false);
+                return rec;
+            }
+        }
+        rec.leak = self.leak(&rec, &ip, dir);
+        let c = self.counts.get_mut(&iface).unwrap();
+        c.plaintext += 1;
+        c.leaks += u64::from(rec.leak.is_some());
+        self.rates.entry(iface).or_default().add(ts, false, true);
+        rec
+    }
+
+    fn take_pending(
+        &mut self,
+        iface: &str,
+        ts: Ts,
+        ip_bytes: &[u8],
+        ip: &packet::IpInfo,
+    ) -> Option<Reinjected> {
+        let q = self.pending.get_mut(iface)?;
+        while q
+            .front()
+            .is_some_and(|p| ts.nanos() - p.ts.nanos() > REINJECT_WINDOW_NS)
+        {
+            q.pop_front();
+        }
+        // Exact: our decryption of a pending ESP packet is this very IP packet.
+        if let Some(i) = q
+            .iter()
+            .position(|p| p.inner.as_deref().is_some_and(|b| b == ip_bytes))
+        {
+            let p = q.remove(i)?;
+            return Some(Reinjected {
+                esp_spi: p.spi,
+                esp_seq: p.seq,
+                exact: true,
+            });
+        }
+        // Without the plaintext: the oldest pending ESP not decrypted by us, when an inbound
+        // policy covers this packet (it is what that ESP would carry).
+        let covered = self.policies.iter().any(|p| {
+            matches!(p.dir.as_str(), "in" | "fwd")
+                && is_esp_tmpl(p)
+                && selector_matches(&p.selector, ip, None)
+        });
+        if !covered {
+            return None;
+        }
+        let i = q.iter().position(|p| p.inner.is_none())?;
+        let p = q.remove(i)?;
+        Some(Reinjected {
+            esp_spi: p.spi,
+            esp_seq: p.seq,
+            exact: false,
+        })
+    }
+
+    /// Plaintext where this node's XFRM policies say ESP.
+    fn leak(&self, rec: &PacketRecord, ip: &packet::IpInfo, dir: Direction) -> Option<String> {
+        let ports = ports(&rec.decoded);
+        let iface = rec.iface.as_str();
+        // 1. Leaving through the interface an out policy's ESP would leave through.
+        if dir != Direction::In {
+            for r in &self.out_rules {
+                let p = &self.policies[r.policy];
+                if r.egress.as_deref() == Some(iface) && selector_matches(&p.selector, ip, ports) {
+                    return Some(format!(
+                        "out policy {} -> {}{} wants ESP spi {:#x} to {}",
+                        p.selector.src,
+                        p.selector.dst,
+                        mark_str(p),
+                        r.spi,
+                        r.tmpl_dst
+                    ));
+                }
+            }
+        }
+        for r in &self.in_rules {
+            let p = &self.policies[r.policy];
+            // 2. Arriving in plaintext from the side its source lies on, where an in/fwd policy
+            //    requires ESP.
+            if dir != Direction::Out
+                && self.route_dev(&ip.src).as_deref() == Some(iface)
+                && selector_matches(&p.selector, ip, ports)
+            {
+                return Some(format!(
+                    "{} policy {} -> {}{} requires ESP, arrived in plaintext",
+                    p.dir,
+                    p.selector.src,
+                    p.selector.dst,
+                    mark_str(p)
+                ));
+            }
+            // 3. Leaving in plaintext although this node requires the reverse flow encrypted,
+            //    and no out policy covers it (e.g. the out policy is missing).
+            if dir != Direction::In && self.route_dev(&ip.dst).as_deref() == Some(iface) {
+                let rev = packet::IpInfo {
+                    src: ip.dst,
+                    dst: ip.src,
+                    ..ip.clone()
+                };
+                if selector_matches(&p.selector, &rev, ports.map(|(s, d)| (d, s))) {
+                    return Some(format!(
+                        "replies must arrive encrypted ({} policy {} -> {}{}), but no out policy encrypts this",
+                        p.dir,
+                        p.selector.src,
+                        p.selector.dst,
+                        mark_str(p)
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn mark_str(p: &XfrmPolicy) -> String {
+    p.mark.map(|m| format!(" mark {m}")).unwrap_or_default()
+}
+
+fn ports(d: &Decoded) -> Option<(u16, u16)> {
+    match d.transport {
+        Some(Transport::Tcp { sport, dport, .. }) | Some(Transport::Udp { sport, dport, .. }) => {
+            Some((sport, dport))
+        }
+        _ => None,
+    }
+}
+
+/// Does an XFRM selector cover this packet? (Marks are not visible in a capture.)
+pub fn selector_matches(sel: &Selector, ip: &packet::IpInfo, ports: Option<(u16, u16)>) -> bool {
+    if sel.src.family() != crate::model::Family::of(&ip.src) {
+        return false;
+    }
+    if !sel.src.contains(&ip.src) || !sel.dst.contains(&ip.dst) {
+        return false;
+    }
+    if let Some(p) = sel.proto
+        && p != 0
+        && p != ip.proto
+    {
+        return false;
+    }
+    match ports {
+        Some((s, d)) => {
+            sel.sport.is_none_or(|p| p == 0 || p == s) && sel.dport.is_none_or(|p| p == 0 || p == d)
+        }
+        None => sel.sport.unwrap_or(0) == 0 && sel.dport.unwrap_or(0) == 0,
+    }
+}
+
+/// Transport-mode ESP: the payload is the transport header itself, under the outer IP.
+fn transport_only(outer: &Decoded, next_header: u8, payload: &[u8]) -> Decoded {
+    let Some(ip) = &outer.ip else {
+        return packet::decode_ip(payload);
+    };
+    // Rebuild a minimal IPv4/IPv6 header around the payload so the decoder reads it.
+    let mut pkt = Vec::with_capacity(payload.len() + 40);
+    match (ip.src, ip.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let total = (20 + payload.len()).min(65535) as u16;
+            pkt.extend([0x45, 0]);
+            pkt.extend(total.to_be_bytes());
+            pkt.extend([0, 0, 0, 0, ip.ttl]);
+            pkt.push(next_header);
+            pkt.extend([0, 0]);
+            pkt.extend(s.octets());
+            pkt.extend(d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            pkt.extend([0x60, 0, 0, 0]);
+            pkt.extend((payload.len().min(65535) as u16).to_be_bytes());
+            pkt.extend([next_header, ip.ttl]);
+            pkt.extend(s.octets());
+            pkt.extend(d.octets());
+        }
+        _ => return packet::decode_ip(payload),
+    }
+    pkt.extend(payload);
+    packet::decode_ip(&pkt)
+}

@@ -1,0 +1,387 @@
+//! Live capture: libpcap handles opened inside the target netns, one reader thread per
+//! interface, bounded queues to one analyzer (the caller's thread), kernel and queue drops per
+//! interface, pcapng output. `analyze` turns frames into records; `view::packet` prints them.
+
+pub mod analyze;
+pub mod pcapng;
+pub mod run;
+
+use crate::model::NodeState;
+use crate::source::{self, Target, netns};
+use crate::view::packet::IfaceTotals;
+use analyze::{Analyzer, PacketRecord, Ts};
+use anyhow::{Context, Result, anyhow, bail};
+use pcap::{Active, Capture, Linktype, Precision};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use crate::decode::packet::LinkType;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ifaces: Vec<String>,
+    pub all: bool,
+    pub filter: Option<String>,
+    pub decrypt: bool,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    pub snaplen: i32,
+    /// Kernel capture buffer per interface, bytes.
+    pub buffer_bytes: i32,
+    /// Packets queued between each reader and the analyzer.
+    pub queue: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ifaces: vec![],
+            all: false,
+            filter: None,
+            decrypt: false,
+            count: None,
+            duration: None,
+            snaplen: 262_144,
+            buffer_bytes: 4 << 20,
+            queue: 65_536,
+        }
+    }
+}
+
+/// A frame copied out of libpcap's ring.
+pub struct Frame {
+    pub handle: usize,
+    pub ts: Ts,
+    pub len: u32,
+    pub data: Vec<u8>,
+}
+
+enum Msg {
+    Frame(Frame),
+    Gone { handle: usize, why: String },
+}
+
+/// Counters a reader thread shares with the analyzer.
+#[derive(Default)]
+struct HandleStats {
+    received: AtomicU64,
+    kernel_dropped: AtomicU64,
+    if_dropped: AtomicU64,
+    queue_dropped: AtomicU64,
+}
+
+pub struct Handle {
+    pub name: String,
+    pub link: LinkType,
+    pub dlt: i32,
+    cap: Option<Capture<Active>>,
+    stats: Arc<HandleStats>,
+}
+
+/// Which interfaces to capture on, checked against the links of the netns.
+pub fn resolve_ifaces(state: &NodeState, opts: &Options) -> Result<Vec<String>> {
+    let known: Vec<&str> = state.links.iter().map(|l| l.name.as_str()).collect();
+    let mut out: Vec<String> = vec![];
+    if opts.all {
+        for l in &state.links {
+            if l.flags.iter().any(|f| f == "UP") {
+                out.push(l.name.clone());
+            }
+        }
+    }
+    for i in &opts.ifaces {
+        if i != "any" && !known.contains(&i.as_str()) {
+            bail!(
+                "no interface {i:?} here; interfaces: {}",
+                if known.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+        if !out.contains(i) {
+            out.push(i.clone());
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "name interfaces with -i (or --all); interfaces: {}",
+            known.join(", ")
+        );
+    }
+    Ok(out)
+}
+
+/// Open one pcap handle per interface. Must run inside the target netns.
+fn open_here(names: &[String], opts: &Options) -> Result<Vec<Handle>> {
+    names
+        .iter()
+        .map(|name| {
+            let mut cap = Capture::from_device(name.as_str())
+                .and_then(|c| {
+                    c.snaplen(opts.snaplen)
+                        .timeout(100)
+                        .buffer_size(opts.buffer_bytes)
+                        .precision(Precision::Nano)
+                        .promisc(false)
+                        .open()
+                })
+                .map_err(|e| anyhow!("cannot capture on {name}: {e}"))?;
+            if name == "any" {
+                // SLL2 names the interface of every packet and its direction.
+                let _ = cap.set_datalink(Linktype(276));
+            }
+            if let Some(f) = &opts.filter {
+                cap.filter(f, true)
+                    .map_err(|e| anyhow!("bad capture filter {f:?}: {e}"))?;
+            }
+            let dlt = cap.get_datalink().0;
+            Ok(Handle {
+                name: name.clone(),
+                link: LinkType::from_dlt(dlt),
+                dlt,
+                cap: Some(cap),
+                stats: Arc::new(HandleStats::default()),
+            })
+        })
+        .collect()
+}
+
+/// Check a BPF filter without opening an interface (for messages and the TUI's live check).
+pub fn check_filter(filter: &str, link: LinkType) -> Result<()> {
+    let cap =
+        Capture::dead(Linktype(i32::from(link.linktype()))).map_err(|e| anyhow!("libpcap: {e}"))?;
+    cap.compile(filter, true)
+        .map(|_| ())
+        .map_err(|e| anyhow!("bad capture filter {filter:?}: {e}"))
+}
+
+/// A running capture: reader threads feeding one queue.
+pub struct Session {
+    pub state: NodeState,
+    pub handles: Vec<Handle>,
+    rx: Receiver<Msg>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    gone: BTreeMap<usize, String>,
+}
+
+impl Session {
+    /// Read the node (links, routes, XFRM incl. keys), open the handles in its netns and start
+    /// one reader per interface.
+    pub fn start(target: &Target, opts: &Options, stop: Arc<AtomicBool>) -> Result<Session> {
+        let state = source::collect(target).context("reading the node's links and XFRM state")?;
+        let names = resolve_ifaces(&state, opts)?;
+        let opened = netns::open(target)?;
+        let mut handles = netns::run_in(opened.file.as_ref(), || open_here(&names, opts))??;
+        let (tx, rx) = sync_channel::<Msg>(opts.queue.max(1));
+        let mut threads = vec![];
+        for (i, h) in handles.iter_mut().enumerate() {
+            let cap = h.cap.take().expect("fresh handle");
+            let stats = h.stats.clone();
+            let tx = tx.clone();
+            let stop = stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("pcap-{}", h.name))
+                    .spawn(move || reader(i, cap, tx, stats, stop))?,
+            );
+        }
+        Ok(Session {
+            state,
+            handles,
+            rx,
+            stop,
+            threads,
+            gone: BTreeMap::new(),
+        })
+    }
+
+    /// The next frame, or None after `timeout` (also when every reader has ended).
+    pub fn next(&mut self, timeout: Duration) -> Option<Frame> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Frame(f)) => return Some(f),
+                Ok(Msg::Gone { handle, why }) => {
+                    self.gone.insert(handle, why);
+                }
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(left);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Interfaces that went away since the last call, with libpcap's reason.
+    pub fn gone(&self) -> &BTreeMap<usize, String> {
+        &self.gone
+    }
+
+    pub fn all_gone(&self) -> bool {
+        self.gone.len() == self.handles.len()
+    }
+
+    /// Stop the readers and collect their final stats; frames still queued are returned.
+    pub fn stop(&mut self) -> Vec<Frame> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let mut rest = vec![];
+        while let Ok(m) = self.rx.try_recv() {
+            match m {
+                Msg::Frame(f) => rest.push(f),
+                Msg::Gone { handle, why } => {
+                    self.gone.insert(handle, why);
+                }
+            }
+        }
+        rest
+    }
+
+    /// Per-handle totals (kernel and queue drops) merged with the analyzer's per-interface
+    /// counts.
+    pub fn totals(&self, an: &mut Analyzer, now: Ts, secs: f64) -> Vec<IfaceTotals> {
+        let rates = an.rates_at(now);
+        let mut out = vec![];
+        let mut seen = vec![];
+        for (i, h) in self.handles.iter().enumerate() {
+            let s = &h.stats;
+            let counts = an.counts.get(&h.name).cloned().unwrap_or_default();
+            seen.push(h.name.clone());
+            out.push(IfaceTotals {
+                iface: h.name.clone(),
+                captured: counts.packets,
+                received_by_filter: s.received.load(Ordering::Relaxed),
+                dropped_by_kernel: s.kernel_dropped.load(Ordering::Relaxed),
+                dropped_by_interface: s.if_dropped.load(Ordering::Relaxed),
+                dropped_by_hopscope: s.queue_dropped.load(Ordering::Relaxed),
+                esp_pps: avg(counts.esp, secs),
+                plaintext_pps: avg(counts.plaintext, secs),
+                counts,
+                gone: self.gone.get(&i).cloned(),
+            });
+        }
+        // `-i any`: the real interfaces seen through it.
+        for (name, counts) in &an.counts {
+            if seen.contains(name) {
+                continue;
+            }
+            out.push(IfaceTotals {
+                iface: name.clone(),
+                captured: counts.packets,
+                esp_pps: avg(counts.esp, secs),
+                plaintext_pps: avg(counts.plaintext, secs),
+                counts: counts.clone(),
+                ..Default::default()
+            });
+        }
+        let _ = rates;
+        out
+    }
+}
+
+fn avg(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn reader(
+    handle: usize,
+    mut cap: Capture<Active>,
+    tx: SyncSender<Msg>,
+    stats: Arc<HandleStats>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last_stats = Instant::now();
+    let update = |cap: &mut Capture<Active>, stats: &HandleStats| {
+        if let Ok(s) = cap.stats() {
+            stats
+                .received
+                .store(u64::from(s.received), Ordering::Relaxed);
+            stats
+                .kernel_dropped
+                .store(u64::from(s.dropped), Ordering::Relaxed);
+            stats
+                .if_dropped
+                .store(u64::from(s.if_dropped), Ordering::Relaxed);
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match cap.next_packet() {
+            Ok(p) => {
+                let h = p.header;
+                let f = Frame {
+                    handle,
+                    ts: Ts {
+                        sec: h.ts.tv_sec,
+                        // Nanosecond precision was asked for: tv_usec holds nanoseconds.
+                        nsec: h.ts.tv_usec as u32,
+                    },
+                    len: h.len,
+                    data: p.data.to_vec(),
+                };
+                match tx.try_send(Msg::Frame(f)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(TrySendError::Disconnected(_)) => return,
+                }
+            }
+            Err(pcap::Error::TimeoutExpired) => {}
+            Err(e) => {
+                update(&mut cap, &stats);
+                let _ = tx.send(Msg::Gone {
+                    handle,
+                    why: e.to_string(),
+                });
+                return;
+            }
+        }
+        if last_stats.elapsed() >= Duration::from_millis(500) {
+            update(&mut cap, &stats);
+            last_stats = Instant::now();
+        }
+    }
+    update(&mut cap, &stats);
+}
+
+/// Shared flag set by Ctrl-C (installed once per process).
+pub fn ctrl_c_flag() -> Arc<AtomicBool> {
+    static FLAG: Mutex<Option<Arc<AtomicBool>>> = Mutex::new(None);
+    let mut g = FLAG.lock().unwrap();
+    if let Some(f) = g.as_ref() {
+        return f.clone();
+    }
+    let f = Arc::new(AtomicBool::new(false));
+    let f2 = f.clone();
+    let _ = ctrlc::set_handler(move || f2.store(true, Ordering::SeqCst));
+    *g = Some(f.clone());
+    f
+}
+
+/// `PacketRecord` for JSON lines: one object per packet with `"type":"packet"`.
+#[derive(serde::Serialize)]
+pub struct JsonPacket<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub rec: &'a PacketRecord,
+}

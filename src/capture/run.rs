@@ -1,0 +1,246 @@
+//! `hopscope capture`: headless packet streams, as text lines or JSON lines.
+
+use super::analyze::{Analyzer, Ts};
+use super::pcapng::{EpbDir, PcapngWriter};
+use super::{JsonPacket, Options, Session, ctrl_c_flag};
+use crate::decode::packet::Direction;
+use crate::model::reveal_secrets;
+use crate::source::Target;
+use crate::view::packet as pv;
+use anyhow::{Context, Result};
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    pub opts: Options,
+    pub json: bool,
+    pub write: Option<PathBuf>,
+    pub show_keys: bool,
+    /// Print per-interface ESP / plaintext rates every this often (stderr; JSON: records).
+    pub stats_every: Option<Duration>,
+    /// Do not print packets (count only; for benchmarks with -w or alone).
+    pub quiet: bool,
+}
+
+fn now_ts() -> Ts {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ts {
+        sec: d.as_secs() as i64,
+        nsec: d.subsec_nanos(),
+    }
+}
+
+pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
+    if let Some(f) = &a.opts.filter {
+        super::check_filter(f, super::LinkType::Ethernet)?;
+    }
+    let stop = ctrl_c_flag();
+    let mut session = Session::start(target, &a.opts, stop.clone())?;
+    let mut an = Analyzer::new(&session.state, a.opts.decrypt);
+    let mut err = std::io::stderr().lock();
+
+    let names: Vec<String> = session
+        .handles
+        .iter()
+        .map(|h| format!("{} (link type {})", h.name, h.dlt))
+        .collect();
+    writeln!(
+        err,
+        "hopscope: capturing on {}{}{}",
+        names.join(", "),
+        a.opts
+            .filter
+            .as_ref()
+            .map(|f| format!(", filter {f:?}"))
+            .unwrap_or_default(),
+        match target {
+            Target::Current => String::new(),
+            Target::Netns(n) => format!(", netns {n}"),
+            Target::Pid(p) => format!(", netns of pid {p}"),
+        }
+    )?;
+    if a.opts.decrypt {
+        let esp: Vec<_> = session
+            .state
+            .xfrm_states
+            .iter()
+            .filter(|s| s.proto == "esp")
+            .collect();
+        writeln!(
+            err,
+            "hopscope: decrypting with the keys of {} ESP SA{}{}",
+            esp.len(),
+            if esp.len() == 1 { "" } else { "s" },
+            if a.show_keys {
+                ""
+            } else {
+                " (keys redacted; --show-keys prints them)"
+            }
+        )?;
+        if a.show_keys {
+            for s in &esp {
+                let key = s.aead.as_ref().or(s.enc.as_ref());
+                let line = reveal_secrets(true, || {
+                    format!(
+                        "  {}->{} spi {:#x}{}: {} {}",
+                        s.src,
+                        s.dst,
+                        s.spi,
+                        s.mark.map(|m| format!(" mark {m}")).unwrap_or_default(),
+                        key.map(|k| k.name.as_str()).unwrap_or("?"),
+                        key.map(|k| k.key.to_string()).unwrap_or_default()
+                    )
+                });
+                writeln!(err, "{line}")?;
+            }
+        }
+    }
+
+    let mut pcapng = match &a.write {
+        Some(p) => {
+            let f =
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            let ifaces: Vec<(String, u16, u32)> = session
+                .handles
+                .iter()
+                .map(|h| (h.name.clone(), h.link.linktype(), a.opts.snaplen as u32))
+                .collect();
+            Some(PcapngWriter::new(
+                BufWriter::with_capacity(1 << 20, f),
+                &ifaces,
+            )?)
+        }
+        None => None,
+    };
+
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    let mut last_stats = Instant::now();
+    let mut broken_pipe = false;
+    let mut reported_gone = 0;
+
+    let mut handle_frame = |f: super::Frame,
+                            an: &mut Analyzer,
+                            out: &mut BufWriter<std::io::StdoutLock<'_>>,
+                            session: &Session|
+     -> Result<bool> {
+        let h = &session.handles[f.handle];
+        let rec = an.analyze(&h.name, h.link, f.ts, f.len, &f.data);
+        if let Some(w) = pcapng.as_mut() {
+            let dir = match rec.dir {
+                Direction::In => EpbDir::In,
+                Direction::Out => EpbDir::Out,
+                Direction::Unknown => EpbDir::Unknown,
+            };
+            let ns = (f.ts.sec as u64) * 1_000_000_000 + u64::from(f.ts.nsec);
+            w.packet(f.handle as u32, ns, f.len, &f.data, dir)?;
+        }
+        if !a.quiet {
+            let r = if a.json {
+                serde_json::to_writer(
+                    &mut *out,
+                    &JsonPacket {
+                        kind: "packet",
+                        rec: &rec,
+                    },
+                )
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
+            } else {
+                writeln!(out, "{}", pv::line(&rec))
+            };
+            if let Err(e) = r.and_then(|()| if tty { out.flush() } else { Ok(()) }) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(false);
+                }
+                return Err(e.into());
+            }
+        }
+        Ok(true)
+    };
+
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if a.opts.count.is_some_and(|c| n >= c) {
+            break;
+        }
+        if a.opts.duration.is_some_and(|d| start.elapsed() >= d) {
+            break;
+        }
+        if session.all_gone() {
+            break;
+        }
+        if let Some(f) = session.next(Duration::from_millis(100)) {
+            n += 1;
+            if !handle_frame(f, &mut an, &mut out, &session)? {
+                broken_pipe = true;
+                break;
+            }
+        }
+        if session.gone().len() > reported_gone {
+            for (i, why) in session.gone().iter().skip(reported_gone) {
+                writeln!(
+                    err,
+                    "hopscope: {} gone ({why}); the other interfaces go on",
+                    session.handles[*i].name
+                )?;
+            }
+            reported_gone = session.gone().len();
+        }
+        if let Some(every) = a.stats_every
+            && last_stats.elapsed() >= every
+        {
+            last_stats = Instant::now();
+            let rates: Vec<_> = an.rates_at(now_ts()).into_iter().collect();
+            if a.json {
+                let _ = serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({"type": "rates", "ts": now_ts(), "interfaces": rates.iter().map(|(i, r)| serde_json::json!({"iface": i, "esp_pps": r.esp_pps, "plaintext_pps": r.plaintext_pps})).collect::<Vec<_>>()}),
+                );
+                let _ = writeln!(out);
+            } else {
+                writeln!(err, "rates: {}", pv::rates_text(&rates))?;
+            }
+        }
+    }
+    let rest = session.stop();
+    if !broken_pipe {
+        for f in rest {
+            if a.opts.count.is_some_and(|c| n >= c) {
+                break;
+            }
+            n += 1;
+            if !handle_frame(f, &mut an, &mut out, &session)? {
+                break;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let totals = session.totals(&mut an, now_ts(), secs);
+    if let Some(mut w) = pcapng.take() {
+        w.flush()?;
+    }
+    if a.json && !broken_pipe {
+        let _ = serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({"type": "summary", "duration_s": secs, "interfaces": totals}),
+        );
+        let _ = writeln!(out);
+    }
+    let _ = out.flush();
+    writeln!(err)?;
+    for t in &totals {
+        writeln!(err, "{}", pv::totals_text(t))?;
+    }
+    Ok(())
+}

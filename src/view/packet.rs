@@ -1,0 +1,270 @@
+//! One line per packet, in tcpdump's words so lines can be compared with the seed's:
+//!
+//! ```text
+//! 06:57:23.984250 eth0 out 10.0.1.138 > 10.0.0.40: ESP(spi=0x00000003,seq=0x1a), length 120 [sa 10.0.1.138->10.0.0.40 spi 0x3 mark 0x3e00/0xff00] => 10.0.1.52 > 10.0.0.249: ICMP echo request, id 87, seq 26, length 64
+//! 06:57:23.984790 eth0 in  10.0.0.249 > 10.0.1.52: ICMP echo reply, id 87, seq 26, length 64 [kernel-decrypted ESP spi 0x3 seq 0x1a]
+//! 06:57:24.001000 eth0 out 10.0.1.52 > 10.0.0.249: ICMP echo request, id 88, seq 0, length 64 LEAK: out policy ...
+//! ```
+//! Shared by `hopscope capture` and the TUI's Packets pane. Reads records, never sockets.
+
+use crate::capture::analyze::{Decrypt, IfaceCounts, PacketRecord, Rates, Ts};
+use crate::decode::packet::{Decoded, Transport};
+use std::fmt::Write;
+
+/// `HH:MM:SS.micro` in local time, as tcpdump prints it.
+pub fn hms(ts: Ts) -> String {
+    let t = ts.sec as libc::time_t;
+    // SAFETY: localtime_r writes into the zeroed tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    let (h, m, s) = if ok {
+        (tm.tm_hour, tm.tm_min, tm.tm_sec)
+    } else {
+        let d = ts.sec.rem_euclid(86400);
+        ((d / 3600) as i32, (d / 60 % 60) as i32, (d % 60) as i32)
+    };
+    format!("{h:02}:{m:02}:{s:02}.{:06}", ts.nsec / 1000)
+}
+
+/// The protocol part of a line: `10.0.1.52 > 10.0.0.249: ICMP echo request, id 87, seq 0, length 64`.
+pub fn summary(d: &Decoded) -> String {
+    let mut s = String::new();
+    let (src, dst) = match &d.ip {
+        Some(ip) => (ip.src.to_string(), ip.dst.to_string()),
+        None => (String::new(), String::new()),
+    };
+    let addr_port = |a: &str, p: u16| format!("{a}.{p}");
+    match &d.transport {
+        Some(Transport::Esp(e)) => {
+            let _ = write!(
+                s,
+                "{src} > {dst}: {}ESP(spi={:#010x},seq={:#x}), length {}",
+                if let Some((sp, dp)) = e.udp_encap {
+                    format!("UDP-encap {sp}>{dp} ")
+                } else {
+                    String::new()
+                },
+                e.spi,
+                e.seq,
+                e.len
+            );
+        }
+        Some(Transport::Icmp {
+            ty,
+            code,
+            id,
+            seq,
+            len,
+        }) => {
+            let what = match (ty, id, seq) {
+                (8, Some(id), Some(seq)) => format!("echo request, id {id}, seq {seq}"),
+                (0, Some(id), Some(seq)) => format!("echo reply, id {id}, seq {seq}"),
+                (3, _, _) => format!("unreachable code {code}"),
+                (11, _, _) => "time exceeded in-transit".to_string(),
+                _ => format!("type {ty} code {code}"),
+            };
+            let _ = write!(s, "{src} > {dst}: ICMP {what}, length {len}");
+        }
+        Some(Transport::Icmp6 {
+            ty,
+            code,
+            id,
+            seq,
+            len,
+        }) => {
+            let what = match (ty, id, seq) {
+                (128, Some(id), Some(seq)) => format!("echo request, id {id}, seq {seq}"),
+                (129, Some(id), Some(seq)) => format!("echo reply, id {id}, seq {seq}"),
+                (135, _, _) => "neighbor solicitation".into(),
+                (136, _, _) => "neighbor advertisement".into(),
+                (133, _, _) => "router solicitation".into(),
+                (134, _, _) => "router advertisement".into(),
+                _ => format!("type {ty} code {code}"),
+            };
+            let _ = write!(s, "{src} > {dst}: ICMP6, {what}, length {len}");
+        }
+        Some(Transport::Tcp {
+            sport,
+            dport,
+            flags,
+            seq,
+            ack,
+            win,
+            len,
+        }) => {
+            let _ = write!(
+                s,
+                "{} > {}: Flags {flags}, seq {seq}",
+                addr_port(&src, *sport),
+                addr_port(&dst, *dport)
+            );
+            if flags.0 & crate::decode::packet::TcpFlags::ACK != 0 {
+                let _ = write!(s, ", ack {ack}");
+            }
+            let _ = write!(s, ", win {win}, length {len}");
+        }
+        Some(Transport::Udp { sport, dport, len }) => {
+            let _ = write!(
+                s,
+                "{} > {}: UDP, length {len}",
+                addr_port(&src, *sport),
+                addr_port(&dst, *dport)
+            );
+        }
+        Some(Transport::Arp { op, sender, target }) => {
+            let ip = |a: &Option<std::net::Ipv4Addr>| a.map_or("?".to_string(), |a| a.to_string());
+            let _ = match op {
+                1 => write!(s, "ARP, Request who-has {} tell {}", ip(target), ip(sender)),
+                2 => write!(s, "ARP, Reply {} is-at", ip(sender)),
+                _ => write!(s, "ARP, op {op}"),
+            };
+        }
+        Some(Transport::Other {
+            ip_proto: Some(p), ..
+        }) => {
+            let _ = write!(s, "{src} > {dst}: ip-proto-{p}");
+            if let Some(ip) = &d.ip {
+                let _ = write!(s, ", length {}", ip.payload_len);
+            }
+        }
+        Some(Transport::Other {
+            ethertype: Some(e), ..
+        }) => {
+            let _ = write!(s, "ethertype {e:#06x}");
+        }
+        _ => {
+            if d.ip.is_some() {
+                let _ = write!(s, "{src} > {dst}:");
+            }
+        }
+    }
+    if let Some(m) = &d.malformed {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        let _ = write!(s, "[malformed {}: {}]", m.layer, m.why);
+    }
+    s
+}
+
+/// One full line for a captured packet.
+pub fn line(r: &PacketRecord) -> String {
+    let mut s = format!(
+        "{} {} {:<3} {}",
+        hms(r.ts),
+        r.iface,
+        r.dir.as_str(),
+        summary(&r.decoded)
+    );
+    if r.decoded.esp().is_some() {
+        match &r.sa {
+            Some(sa) => {
+                let _ = write!(s, " [sa {sa}]");
+            }
+            None => s.push_str(" [no SA]"),
+        }
+    }
+    match &r.decrypt {
+        Some(Decrypt::Ok { inner, next_header }) => {
+            let _ = match next_header {
+                59 => write!(s, " => dummy (TFC padding)"),
+                _ => write!(s, " => {}", summary(inner)),
+            };
+        }
+        Some(Decrypt::AuthFailed { tried }) => {
+            let _ = write!(
+                s,
+                " => AUTH FAILED: ICV mismatch with the key of {tried} SA{}",
+                if *tried == 1 { "" } else { "s" }
+            );
+        }
+        Some(Decrypt::NoSa) => s.push_str(" => not decrypted: no SA for this SPI/dst"),
+        Some(Decrypt::Unsupported { why }) => {
+            let _ = write!(s, " => not decrypted: {why}");
+        }
+        Some(Decrypt::Malformed { why }) => {
+            let _ = write!(s, " => not decrypted: {why}");
+        }
+        None => {}
+    }
+    if let Some(k) = &r.kernel_decrypted {
+        let _ = write!(
+            s,
+            " [kernel-decrypted ESP spi {:#x} seq {:#x}{}]",
+            k.esp_spi,
+            k.esp_seq,
+            if k.exact { "" } else { ", by time" }
+        );
+    }
+    if let Some(l) = &r.leak {
+        let _ = write!(s, " LEAK: {l}");
+    }
+    s
+}
+
+/// Per-interface totals as tcpdump prints them at the end, plus what hopscope adds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IfaceTotals {
+    pub iface: String,
+    /// Packets hopscope processed (printed / written).
+    pub captured: u64,
+    /// Packets the kernel passed to the capture filter (pcap stats "received").
+    pub received_by_filter: u64,
+    /// Dropped by the kernel: the capture buffer was full (pcap stats "dropped").
+    pub dropped_by_kernel: u64,
+    /// Dropped by the interface/driver (pcap stats "if_dropped").
+    pub dropped_by_interface: u64,
+    /// Dropped by hopscope: its queue from the reader to the decoder was full.
+    pub dropped_by_hopscope: u64,
+    #[serde(flatten)]
+    pub counts: IfaceCounts,
+    pub esp_pps: f64,
+    pub plaintext_pps: f64,
+    /// The interface vanished mid-capture (with libpcap's message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gone: Option<String>,
+}
+
+pub fn totals_text(t: &IfaceTotals) -> String {
+    let c = &t.counts;
+    let mut s = format!(
+        "{}: {} packets captured, {} received by filter, {} dropped by kernel, {} dropped by interface, {} dropped by hopscope",
+        t.iface,
+        t.captured,
+        t.received_by_filter,
+        t.dropped_by_kernel,
+        t.dropped_by_interface,
+        t.dropped_by_hopscope
+    );
+    let _ = write!(
+        s,
+        "\n  {} ESP ({:.1}/s), {} plaintext ({:.1}/s), {} kernel-decrypted, {} other",
+        c.esp, t.esp_pps, c.plaintext, t.plaintext_pps, c.kernel_decrypted, c.other
+    );
+    if c.decrypted + c.auth_failed + c.no_sa > 0 {
+        let _ = write!(
+            s,
+            "; {} decrypted, {} auth failures, {} without SA",
+            c.decrypted, c.auth_failed, c.no_sa
+        );
+    }
+    if c.leaks > 0 {
+        let _ = write!(s, "; {} LEAKS", c.leaks);
+    }
+    if c.malformed > 0 {
+        let _ = write!(s, "; {} malformed", c.malformed);
+    }
+    if let Some(g) = &t.gone {
+        let _ = write!(s, "\n  gone: {g}");
+    }
+    s
+}
+
+/// The periodic "is traffic here encrypted?" line: ESP and plaintext pps side by side.
+pub fn rates_text(rates: &[(String, Rates)]) -> String {
+    rates
+        .iter()
+        .map(|(i, r)| format!("{i}: esp {:.0}/s plain {:.0}/s", r.esp_pps, r.plaintext_pps))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
