@@ -21,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the node's network state once (text, or --json) and exit.
     Snapshot(SnapshotArgs),
+    /// Follow one flow: the path the kernel would take, hop by hop, what decided each hop,
+    /// and where it stops. Give --netns once per node to follow it across nodes.
+    Trace(crate::trace::cmd::TraceArgs),
     /// Capture packets on several interfaces at once: ESP vs plaintext per interface, ESP
     /// decrypted with the node's own SA keys (--decrypt), leaks flagged (docs/capture.md).
     Capture(CaptureArgs),
@@ -29,19 +32,26 @@ pub enum Command {
 #[derive(Debug, Args, Clone, Default)]
 pub struct TargetArgs {
     /// Read another network namespace: a name under /run/netns or a path (e.g. /proc/PID/ns/net).
+    /// `trace` takes it once per node.
     #[arg(long, global = true, value_name = "NAME|PATH", conflicts_with = "pid")]
-    pub netns: Option<String>,
+    pub netns: Vec<String>,
     /// Read the network namespace of this process (e.g. a kind node container's init).
     #[arg(long, global = true, value_name = "PID")]
     pub pid: Option<u32>,
 }
 
 impl TargetArgs {
+    /// The one netns a single-node command reads (the first --netns if several are given).
     pub fn target(&self) -> Target {
-        match (&self.netns, self.pid) {
-            (Some(n), _) => Target::Netns(n.clone()),
-            (None, Some(p)) => Target::Pid(p),
-            (None, None) => Target::Current,
+        self.targets().swap_remove(0)
+    }
+
+    /// Every node asked for, in order; the caller's own netns when none is.
+    pub fn targets(&self) -> Vec<Target> {
+        match (&self.netns[..], self.pid) {
+            ([], Some(p)) => vec![Target::Pid(p)],
+            ([], None) => vec![Target::Current],
+            (names, _) => names.iter().cloned().map(Target::Netns).collect(),
         }
     }
 }

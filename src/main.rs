@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Snapshot(args)) => snapshot(&cli, args.json, args.show_keys),
+        Some(Command::Trace(args)) => trace(&cli, args),
         Some(Command::Capture(args)) => capture(&cli, args),
         // The TUI is not built yet: the default is the text snapshot of this node.
         None => snapshot(&cli, false, false),
@@ -18,6 +19,25 @@ fn main() -> ExitCode {
             eprintln!("hopscope: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()> {
+    // Recorded states alone are enough; the own netns is read only when nothing else is given.
+    let targets = if cli.target.netns.is_empty() && cli.target.pid.is_none() && !args.states.is_empty() {
+        vec![]
+    } else {
+        cli.target.targets()
+    };
+    let t = hopscope::trace::cmd::run(args, &targets)?;
+    let out = if args.json {
+        serde_json::to_string_pretty(&t)? + "\n"
+    } else {
+        hopscope::view::trace::render(&t)
+    };
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(Into::into),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Following one flow: the path the kernel would choose (pure functions of NodeStates).
 
+pub mod cmd;
 pub mod fib;
 pub mod netfilter;
 pub mod path;
