@@ -24,11 +24,12 @@ fn main() -> ExitCode {
 
 fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()> {
     // Recorded states alone are enough; the own netns is read only when nothing else is given.
-    let targets = if cli.target.netns.is_empty() && cli.target.pid.is_none() && !args.states.is_empty() {
-        vec![]
-    } else {
-        cli.target.targets()
-    };
+    let targets =
+        if cli.target.netns.is_empty() && cli.target.pid.is_none() && !args.states.is_empty() {
+            vec![]
+        } else {
+            cli.target.targets()
+        };
     let t = hopscope::trace::cmd::run(args, &targets)?;
     let out = if args.json {
         serde_json::to_string_pretty(&t)? + "\n"
