@@ -1,0 +1,166 @@
+//! `hopscope trace` end to end: across two live network namespaces on the host kernel, and
+//! over recorded snapshots (`--state`).
+
+mod common;
+use common::{Netns, hopscope, require_root};
+use serde_json::Value;
+
+fn trace_json(args: &[&str]) -> Value {
+    let mut a = vec!["trace"];
+    a.extend_from_slice(args);
+    a.push("--json");
+    let out = hopscope(&a);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn follows_a_flow_across_two_live_nodes_to_a_pod() {
+    require_root();
+    let a = Netns::new("tra");
+    let b = Netns::new("trb");
+    let pod = Netns::new("trp");
+    a.ip(&format!(
+        "link add eth0 type veth peer name eth0 netns {}",
+        b.name
+    ));
+    b.ip(&format!(
+        "link add lxc1 type veth peer name eth0 netns {}",
+        pod.name
+    ));
+    for (ns, cmds) in [
+        (
+            &a,
+            vec![
+                "addr add 172.30.0.1/24 dev eth0",
+                "link set eth0 up",
+                "route add 10.9.0.0/24 via 172.30.0.2 dev eth0",
+            ],
+        ),
+        (
+            &b,
+            vec![
+                "addr add 172.30.0.2/24 dev eth0",
+                "link set eth0 up",
+                "link set lxc1 up",
+                "route add 10.9.0.5/32 dev lxc1",
+            ],
+        ),
+        (
+            &pod,
+            vec!["addr add 10.9.0.5/32 dev eth0", "link set eth0 up"],
+        ),
+    ] {
+        for c in cmds {
+            ns.ip(c);
+        }
+    }
+    let t = trace_json(&[
+        "172.30.0.1",
+        "10.9.0.5",
+        "--netns",
+        &a.name,
+        "--netns",
+        &b.name,
+    ]);
+    let steps: Vec<&str> = t["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "ingress", "route", "egress", "wire", "ingress", "route", "egress", "deliver"
+        ],
+        "{t:#}"
+    );
+    assert_eq!(
+        t["hops"][1]["what"],
+        "unicast route: table main: 10.9.0.0/24 via 172.30.0.2 dev eth0"
+    );
+    assert_eq!(t["hops"][4]["node"], b.name.as_str());
+    assert_eq!(t["hops"][4]["dev"], "eth0");
+    assert_eq!(
+        t["end"],
+        serde_json::json!({"end": "delivered", "node": b.name, "dev": "lxc1", "what": "pod 10.9.0.5"})
+    );
+
+    // With only the first node, the path ends at the wire and says how to go on.
+    let out = hopscope(&["trace", "172.30.0.1", "10.9.0.5", "--netns", &a.name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("=> leaves") && text.contains("towards 172.30.0.2"),
+        "{text}"
+    );
+
+    // No route: the trace stops and says the kernel's error.
+    let t = trace_json(&["172.30.0.1", "192.0.2.9", "--netns", &a.name]);
+    assert_eq!(t["end"]["end"], "stopped");
+    assert!(
+        t["end"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Network is unreachable"),
+        "{t:#}"
+    );
+
+    // An unknown input interface is named, with the ones that exist.
+    let out = hopscope(&[
+        "trace",
+        "172.30.0.1",
+        "10.9.0.5",
+        "--iif",
+        "nope0",
+        "--netns",
+        &a.name,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope0") && err.contains("eth0"), "{err}");
+}
+
+#[test]
+fn traces_recorded_snapshots() {
+    let dir = std::env::temp_dir().join(format!("hs-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut args: Vec<String> = vec![
+        "10.0.1.52".into(),
+        "10.0.0.249".into(),
+        "--iif".into(),
+        "lxcda1dd0af135e".into(),
+    ];
+    for n in ["worker", "worker2", "control-plane"] {
+        let f = dir.join(format!("{n}.json"));
+        std::fs::write(
+            &f,
+            hopscope::view::json::render(&hopscope::model::fixtures::seed_node(n), false),
+        )
+        .unwrap();
+        args.push("--state".into());
+        args.push(f.display().to_string());
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t = trace_json(&a);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(t["end"]["end"], "delivered", "{t:#}");
+    assert_eq!(t["end"]["node"], "worker2");
+    let encrypt = t["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["step"] == "encrypt")
+        .expect("encrypted");
+    assert!(
+        encrypt["packet"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.0.1.138 → 10.0.0.40 esp spi 0x3")
+    );
+    assert_eq!(t["flow"]["size"], 84);
+}
