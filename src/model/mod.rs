@@ -2,6 +2,7 @@
 //! No I/O here; sources fill it, views read it.
 
 mod addr;
+pub mod event;
 #[doc(hidden)]
 pub mod fixtures;
 mod link;
