@@ -2,6 +2,7 @@
 
 pub mod cmd;
 pub mod fib;
+pub mod live;
 pub mod netfilter;
 pub mod path;
 pub mod xfrm;

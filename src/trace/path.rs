@@ -69,6 +69,20 @@ pub struct Hop {
     /// Further facts: the rules that did not match, policies that lost, ...
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
+    /// For hops at a device: what a capture there should see (`--follow` matches on it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// The packet as a capture on `dev` of `node` would see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expect {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    /// For ESP: the SPI; the packet inside is `inner`.
+    pub spi: Option<u32>,
+    pub inner: Option<(IpAddr, IpAddr)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -238,7 +252,23 @@ impl Walk<'_> {
         decided_by: String,
         details: Vec<String>,
     ) {
+        // Where a capture can see the packet. A delivery on cilium_host is a tc redirect, done
+        // before a capture there would see it; `lxc+` stands for "one of the lxc devices".
+        let observable = match step {
+            // A decrypted packet is re-injected on the device the ESP came in on.
+            Step::Ingress | Step::Egress | Step::Veth | Step::Decrypt => true,
+            Step::Deliver => dev.is_some_and(|d| d.starts_with("lxc")),
+            _ => false,
+        } && dev.is_some_and(|d| !d.ends_with('+'));
+        let expect = observable.then(|| Expect {
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            spi: pkt.esp.as_ref().map(|(spi, _)| *spi),
+            inner: pkt.esp.as_ref().map(|(_, i)| (i.src, i.dst)),
+        });
         self.hops.push(Hop {
+            expect,
             node: self.nodes[node].name.clone(),
             step,
             dev: dev.map(str::to_string),
