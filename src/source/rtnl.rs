@@ -192,7 +192,7 @@ fn kind_name(k: &InfoKind) -> String {
     k.to_string()
 }
 
-fn address(a: &AddressMessage) -> Option<LinkAddress> {
+pub fn address(a: &AddressMessage) -> Option<LinkAddress> {
     let family = family_of(a.header.family)?;
     let mut local = None;
     let mut address = None;

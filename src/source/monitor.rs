@@ -1,0 +1,495 @@
+//! The live source: netlink multicast (what changed) plus a counter sampler (how much
+//! went through), both inside the target netns, feeding one bounded channel of `Event`s.
+//!
+//! Read-only: the sockets only join multicast groups and send dump/get requests.
+//!
+//! - The monitor thread joins NETLINK_ROUTE (link, v4/v6 address, route, rule) and
+//!   NETLINK_XFRM (SA, policy, expire) groups, *then* dumps everything once (so no change
+//!   falls between the dump and the subscription) and sends it as `Event::Resync`. Each
+//!   multicast message is converted by the same functions the dump uses (`rtnl`, `xfrm`).
+//!   When the kernel overruns the socket (ENOBUFS) events were lost: it says so
+//!   (`Event::ResyncNeeded`) and dumps again.
+//! - The sampler thread re-reads link stats, SA lifetimes and /proc/net/xfrm_stat every
+//!   interval and sends an `Event::Sample`.
+//!
+//! Changes are sent with back-pressure (a full queue makes the kernel overrun the socket,
+//! which ends in a resync); samples are dropped when the queue is full, and counted.
+
+use super::netlink::NlSocket;
+use super::rt_tables::TableNames;
+use super::{Target, caps, names, netns, procfs, rt_tables, rtnl, xfrm};
+use crate::model::XfrmState;
+use crate::model::event::{Event, SaKey, Sample};
+use netlink_packet_core::{NLM_F_REPLACE, NetlinkDeserializable, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_xfrm::policy::ModifyMessage as PolicyMsg;
+use netlink_packet_xfrm::state::GetDumpMessage;
+use netlink_packet_xfrm::{Address, XfrmAttrs, XfrmMessage};
+use netlink_sys::Socket;
+use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_XFRM};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+/// rtnetlink multicast groups (linux/rtnetlink.h, enum rtnetlink_groups).
+pub const RTNLGRP_LINK: u32 = 1;
+pub const RTNLGRP_IPV4_IFADDR: u32 = 5;
+pub const RTNLGRP_IPV4_ROUTE: u32 = 7;
+pub const RTNLGRP_IPV4_RULE: u32 = 8;
+pub const RTNLGRP_IPV6_IFADDR: u32 = 9;
+pub const RTNLGRP_IPV6_ROUTE: u32 = 11;
+pub const RTNLGRP_IPV6_RULE: u32 = 19;
+/// XFRM multicast groups (linux/xfrm.h, enum xfrm_nlgroups).
+pub const XFRMNLGRP_EXPIRE: u32 = 2;
+pub const XFRMNLGRP_SA: u32 = 3;
+pub const XFRMNLGRP_POLICY: u32 = 4;
+
+pub const ROUTE_GROUPS: [u32; 7] = [
+    RTNLGRP_LINK,
+    RTNLGRP_IPV4_IFADDR,
+    RTNLGRP_IPV6_IFADDR,
+    RTNLGRP_IPV4_ROUTE,
+    RTNLGRP_IPV6_ROUTE,
+    RTNLGRP_IPV4_RULE,
+    RTNLGRP_IPV6_RULE,
+];
+pub const XFRM_GROUPS: [u32; 3] = [XFRMNLGRP_SA, XFRMNLGRP_POLICY, XFRMNLGRP_EXPIRE];
+
+/// How long a thread waits on its sockets before looking at the stop flag.
+const POLL_MS: i32 = 200;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Counter sampling interval.
+    pub interval: Duration,
+    /// Channel capacity (events).
+    pub queue: usize,
+    /// Receive buffer of the multicast sockets (tests shrink it to provoke ENOBUFS).
+    pub rcvbuf: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            interval: Duration::from_secs(1),
+            queue: 8192,
+            rcvbuf: 8 << 20,
+        }
+    }
+}
+
+/// A running live source. Dropping it stops its threads (within POLL_MS).
+pub struct Monitor {
+    rx: Receiver<Event>,
+    dropped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    pub target: Target,
+    pub info: crate::model::NetnsInfo,
+}
+
+impl Monitor {
+    /// Start following `target`. A netns that cannot be opened fails here, at once;
+    /// everything later (rights, kernel support) arrives as events.
+    pub fn start(target: &Target, opts: &Options) -> anyhow::Result<Monitor> {
+        let info = netns::open(target)?.info;
+        let (tx, rx) = sync_channel(opts.queue.max(16));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = Ctx {
+            target: target.clone(),
+            tx,
+            dropped: dropped.clone(),
+            stop: stop.clone(),
+        };
+        let s = t.clone();
+        let (interval, rcvbuf) = (opts.interval, opts.rcvbuf);
+        std::thread::Builder::new()
+            .name("hs-monitor".into())
+            .spawn(move || t.in_netns("monitor", |c| c.monitor(rcvbuf)))?;
+        std::thread::Builder::new()
+            .name("hs-sampler".into())
+            .spawn(move || s.in_netns("sampler", |c| c.sampler(interval)))?;
+        Ok(Monitor {
+            rx,
+            dropped,
+            stop,
+            target: target.clone(),
+            info,
+        })
+    }
+
+    /// Events waiting now, at most `max` (so one frame never waits on a flood).
+    pub fn drain(&self, max: usize) -> Vec<Event> {
+        self.rx.try_iter().take(max).collect()
+    }
+
+    /// Wait up to `timeout` for the next event.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Samples dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    target: Target,
+    tx: SyncSender<Event>,
+    dropped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Ctx {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Send a change, waiting for room. False when nobody listens any more.
+    fn send(&self, ev: Event) -> bool {
+        self.tx.send(ev).is_ok()
+    }
+
+    fn in_netns(&self, what: &str, f: impl FnOnce(&Ctx) + Send) {
+        let r = netns::open(&self.target).and_then(|o| netns::run_in(o.file.as_ref(), || f(self)));
+        if let Err(e) = r {
+            self.send(Event::SourceError(format!("{what}: {e:#}")));
+        }
+    }
+
+    fn full_dump(&self) -> Option<Event> {
+        match super::collect(&self.target) {
+            Ok(st) => Some(Event::Resync(Box::new(st))),
+            Err(e) => {
+                self.send(Event::SourceError(format!("dump failed: {e:#}")));
+                None
+            }
+        }
+    }
+
+    fn monitor(&self, rcvbuf: usize) {
+        let route = match subscribe(NETLINK_ROUTE, &ROUTE_GROUPS, rcvbuf) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.send(Event::SourceError(format!(
+                    "cannot follow link/address/route/rule changes ({e}); the view will not update"
+                )));
+                None
+            }
+        };
+        let xfrm = match subscribe(NETLINK_XFRM, &XFRM_GROUPS, rcvbuf) {
+            Ok(s) => Some(s),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+                self.send(Event::SourceError(format!(
+                    "CAP_NET_ADMIN missing: XFRM SA/policy changes are not followed live; {}",
+                    caps::how_to_fix(caps::CAP_NET_ADMIN)
+                )));
+                None
+            }
+            Err(e) => {
+                self.send(Event::SourceError(format!(
+                    "cannot follow XFRM changes ({e}); SAs and policies will not update"
+                )));
+                None
+            }
+        };
+        // Subscribed first, dumped second: a change during the dump is seen twice at
+        // worst, and applying an event twice is harmless.
+        match self.full_dump() {
+            Some(ev) => {
+                if !self.send(ev) {
+                    return;
+                }
+            }
+            None => return,
+        }
+        let tables = rt_tables::load();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut fds: Vec<libc::pollfd> = [&route, &xfrm]
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.as_ref().map_or(-1, |s| s.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        while !self.stopped() {
+            // SAFETY: fds is a valid array of pollfd for the call; a negative fd is ignored.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_MS) };
+            if n <= 0 {
+                continue;
+            }
+            let mut overrun = None;
+            for (i, sock) in [&route, &xfrm].iter().enumerate() {
+                let Some(sock) = sock else { continue };
+                if fds[i].revents == 0 {
+                    continue;
+                }
+                match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
+                    Ok(len) => {
+                        let events = if i == 0 {
+                            decode(&buf[..len], |m, f| route_event(m, f, &tables))
+                        } else {
+                            decode(&buf[..len], |m, _| xfrm_event(m))
+                        };
+                        for ev in events {
+                            if matches!(ev, Event::ResyncNeeded { .. }) {
+                                overrun = Some(ev);
+                            } else if !self.send(ev) {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        overrun = Some(Event::ResyncNeeded {
+                            reason: format!(
+                                "{} monitor overran (ENOBUFS, changes lost): resynced after overrun",
+                                if i == 0 { "netlink route" } else { "XFRM" }
+                            ),
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.send(Event::SourceError(format!("netlink monitor: {e}")));
+                        std::thread::sleep(Duration::from_millis(POLL_MS as u64));
+                    }
+                }
+            }
+            if let Some(ev) = overrun {
+                if !self.send(ev) {
+                    return;
+                }
+                if let Some(ev) = self.full_dump()
+                    && !self.send(ev)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn sampler(&self, interval: Duration) {
+        let mut route = NlSocket::open(NETLINK_ROUTE).ok();
+        let mut xfrm = NlSocket::open(NETLINK_XFRM).ok();
+        let mut next = Instant::now();
+        while !self.stopped() {
+            let now = Instant::now();
+            if now < next {
+                std::thread::sleep((next - now).min(Duration::from_millis(POLL_MS as u64)));
+                continue;
+            }
+            next += interval;
+            if next < now {
+                next = now + interval; // fell behind (suspend): do not catch up in a burst
+            }
+            let sample = Sample {
+                at: Instant::now(),
+                links: route.as_mut().and_then(|s| {
+                    rtnl::dump_links(s)
+                        .ok()
+                        .map(|(ls, _)| ls.into_iter().map(|l| (l.index, l.stats)).collect())
+                }),
+                sas: xfrm.as_mut().and_then(|s| dump_sa_counters(s).ok()),
+                xfrm_stat: procfs::read_xfrm_stat().ok(),
+            };
+            match self.tx.try_send(Event::Sample(sample)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
+
+/// A socket in the calling thread's netns, joined to `groups`.
+pub fn subscribe(protocol: isize, groups: &[u32], rcvbuf: usize) -> std::io::Result<Socket> {
+    let mut s = Socket::new(protocol)?;
+    s.bind_auto()?;
+    // Bursts (a CNI setting up 1000 routes) must not overrun us at the first hiccup.
+    let _ = s.set_rx_buf_sz(rcvbuf);
+    for g in groups {
+        s.add_membership(*g)?;
+    }
+    Ok(s)
+}
+
+fn dump_sa_counters(
+    s: &mut NlSocket,
+) -> Result<Vec<(SaKey, crate::model::Lifetime, crate::model::XfrmSaStats)>, super::netlink::NlError>
+{
+    let mut out = Vec::new();
+    s.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
+        if let XfrmMessage::AddSa(sa) = m {
+            let st: XfrmState = xfrm::state(&sa, |_| None);
+            out.push((SaKey::of(&st), st.lifetime, st.stats));
+        }
+    })?;
+    Ok(out)
+}
+
+/// Decode one recv()'s worth of multicast messages. A message that does not decode is
+/// reported (the view may now be stale), never silently dropped.
+pub fn decode<M: NetlinkDeserializable + std::fmt::Debug>(
+    buf: &[u8],
+    mut convert: impl FnMut(M, u16) -> Option<Event>,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    let mut bad = 0usize;
+    let mut first_err = None;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+        if len < 16 || off + len > buf.len() {
+            bad += 1;
+            first_err.get_or_insert_with(|| format!("bad netlink length {len}"));
+            break;
+        }
+        let bytes = &buf[off..off + len];
+        off += (len + 3) & !3;
+        let flags = u16::from_ne_bytes(bytes[6..8].try_into().unwrap());
+        match NetlinkMessage::<M>::deserialize(bytes) {
+            Ok(m) => {
+                if let NetlinkPayload::InnerMessage(inner) = m.payload
+                    && let Some(ev) = convert(inner, flags)
+                {
+                    out.push(ev);
+                }
+            }
+            Err(e) => {
+                bad += 1;
+                first_err.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    if bad > 0 {
+        out.push(Event::SourceError(format!(
+            "{bad} change notification(s) could not be decoded ({}); the view may be stale until the next resync",
+            first_err.unwrap_or_default()
+        )));
+    }
+    out
+}
+
+/// One NETLINK_ROUTE notification as an event (the dump's converters, message by message).
+pub fn route_event(m: RouteNetlinkMessage, flags: u16, tables: &TableNames) -> Option<Event> {
+    use RouteNetlinkMessage as R;
+    Some(match m {
+        R::NewLink(l) => Event::LinkNew(rtnl::links(&[l], &[]).pop()?),
+        R::DelLink(l) => Event::LinkDel {
+            index: l.header.index,
+        },
+        R::NewAddress(a) => Event::AddrNew {
+            index: a.header.index,
+            addr: rtnl::address(&a)?,
+        },
+        R::DelAddress(a) => Event::AddrDel {
+            index: a.header.index,
+            addr: rtnl::address(&a)?,
+        },
+        R::NewRoute(r) => Event::RouteNew {
+            route: rtnl::route(&r, &[], tables)?,
+            replace: flags & NLM_F_REPLACE != 0,
+        },
+        R::DelRoute(r) => Event::RouteDel(rtnl::route(&r, &[], tables)?),
+        R::NewRule(r) => Event::RuleNew(rtnl::rule(&r, tables)?),
+        R::DelRule(r) => Event::RuleDel(rtnl::rule(&r, tables)?),
+        _ => return None,
+    })
+}
+
+fn ip(family: u16, a: &Address) -> IpAddr {
+    if family == netlink_packet_xfrm::constants::AF_INET6 {
+        IpAddr::V6(a.to_ipv6())
+    } else {
+        IpAddr::V4(a.to_ipv4())
+    }
+}
+
+fn mark_of(nlas: &[XfrmAttrs]) -> Option<crate::model::Mark> {
+    nlas.iter().find_map(|a| match a {
+        XfrmAttrs::Mark(m) => Some(crate::model::Mark {
+            value: m.value,
+            mask: m.mask,
+        }),
+        _ => None,
+    })
+}
+
+/// One NETLINK_XFRM notification as an event. A flush has no list of what went: it asks
+/// for a resync.
+pub fn xfrm_event(m: XfrmMessage) -> Option<Event> {
+    use XfrmMessage as X;
+    Some(match m {
+        X::AddSa(s) | X::UpdateSa(s) => Event::SaNew(Box::new(xfrm::state(&s, |_| None))),
+        X::DeleteSa(d) => {
+            let id = &d.user_sa_id;
+            Event::SaDel(SaKey {
+                dst: ip(id.family, &id.daddr).to_string(),
+                spi: id.spi,
+                proto: names::ip_proto(id.proto),
+                mark: mark_of(&d.nlas),
+            })
+        }
+        X::Expire(e) => {
+            let s = &e.expire.state;
+            Event::SaExpire {
+                key: SaKey {
+                    dst: ip(s.family, &s.id.daddr).to_string(),
+                    spi: s.id.spi,
+                    proto: names::ip_proto(s.id.proto),
+                    mark: None,
+                },
+                hard: e.expire.hard != 0,
+            }
+        }
+        X::AddPolicy(p) | X::UpdatePolicy(p) => Event::PolicyNew(xfrm::policy(&p, |_| None)),
+        X::DeletePolicy(d) => {
+            // The kernel's delete notification carries the whole policy (XFRMA_POLICY).
+            let info = d.nlas.iter().find_map(|a| match a {
+                XfrmAttrs::PolicyInfo(i) => Some(*i),
+                _ => None,
+            });
+            match info {
+                Some(user_policy_info) => {
+                    let p = xfrm::policy(
+                        &PolicyMsg {
+                            user_policy_info,
+                            nlas: d.nlas.clone(),
+                        },
+                        |_| None,
+                    );
+                    Event::PolicyDel {
+                        dir: p.dir,
+                        index: p.index,
+                        selector: Some(p.selector),
+                        mark: p.mark,
+                    }
+                }
+                None => Event::PolicyDel {
+                    dir: xfrm::dir_name(d.user_policy_id.direction),
+                    index: d.user_policy_id.index,
+                    selector: None,
+                    mark: None,
+                },
+            }
+        }
+        X::FlushSa(_) | X::FlushPolicy(_) => Event::ResyncNeeded {
+            reason: "XFRM flush: resynced".into(),
+        },
+        _ => return None,
+    })
+}
