@@ -126,6 +126,133 @@ fn follows_a_flow_across_two_live_nodes_to_a_pod() {
 }
 
 #[test]
+fn follow_sees_the_pings_at_every_hop() {
+    require_root();
+    let a = Netns::new("tfa");
+    let b = Netns::new("tfb");
+    let pod = Netns::new("tfp");
+    a.ip(&format!(
+        "link add eth0 type veth peer name eth0 netns {}",
+        b.name
+    ));
+    b.ip(&format!(
+        "link add lxc1 type veth peer name eth0 netns {}",
+        pod.name
+    ));
+    for (ns, cmds) in [
+        (
+            &a,
+            vec![
+                "addr add 172.31.0.1/24 dev eth0",
+                "link set eth0 up",
+                "route add 10.9.0.0/24 via 172.31.0.2 dev eth0",
+            ],
+        ),
+        (
+            &b,
+            vec![
+                "addr add 172.31.0.2/24 dev eth0",
+                "link set eth0 up",
+                "link set lxc1 up",
+                "route add 10.9.0.5/32 dev lxc1",
+            ],
+        ),
+        (
+            &pod,
+            vec![
+                "addr add 10.9.0.5/32 dev eth0",
+                "link set eth0 up",
+                "route add default dev eth0",
+            ],
+        ),
+    ] {
+        for c in cmds {
+            ns.ip(c);
+        }
+    }
+    common::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &b.name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.lxc1.proxy_arp=1",
+        ],
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args([
+            "trace",
+            "172.31.0.1",
+            "10.9.0.5",
+            "--netns",
+            &a.name,
+            "--netns",
+            &b.name,
+            "--follow",
+            "4",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let ping = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &a.name, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.9.0.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "the path works: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &t["follow"];
+    let seen: Vec<(String, String, u64)> = f["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["node"].as_str().unwrap().to_string(),
+                h["dev"].as_str().unwrap().to_string(),
+                h["seen"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (a.name.clone(), "eth0".into(), 3),
+            (b.name.clone(), "eth0".into(), 3),
+            (b.name.clone(), "lxc1".into(), 3)
+        ],
+        "{f:#}"
+    );
+    assert_eq!(f["verdict"], "seen at every observable hop", "{f:#}");
+    assert!(f["hops"][1]["ms_after_previous"].as_f64().is_some());
+    assert!(
+        f["counters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["trouble"] == false),
+        "{f:#}"
+    );
+}
+
+#[test]
 fn traces_recorded_snapshots() {
     let dir = std::env::temp_dir().join(format!("hs-trace-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

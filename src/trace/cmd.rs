@@ -37,6 +37,10 @@ pub struct TraceArgs {
     /// Print the trace as one JSON document (schema: docs/trace.md).
     #[arg(long)]
     pub json: bool,
+    /// Capture on every device of the path for S seconds (default 5) while the flow runs, and
+    /// say which hops saw it, with latencies, and which counters moved (needs live --netns).
+    #[arg(long, value_name = "S", num_args = 0..=1, default_missing_value = "5")]
+    pub follow: Option<f64>,
 }
 
 fn parse_mark(s: &str) -> Result<u32, String> {
@@ -134,5 +138,95 @@ pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
             names.join(", ")
         );
     }
-    Ok(trace(&nodes, &flow))
+    let mut t = trace(&nodes, &flow);
+    if let Some(secs) = args.follow {
+        if targets.is_empty() {
+            bail!(
+                "--follow captures live: give the nodes with --netns (recorded --state files cannot be followed)"
+            );
+        }
+        t.follow = Some(follow(
+            &t,
+            &nodes[..targets.len()],
+            targets,
+            std::time::Duration::from_secs_f64(secs),
+        )?);
+    }
+    Ok(t)
+}
+
+/// Capture on each live node's path devices for `dur`, then compare with the prediction.
+fn follow(
+    t: &Trace,
+    nodes: &[Node],
+    targets: &[Target],
+    dur: std::time::Duration,
+) -> Result<super::live::Followed> {
+    use super::live::{Observation, counter_deltas};
+    use crate::capture::{Options, Session, ctrl_c_flag};
+    use crate::decode::packet::{Transport, decode};
+    use std::time::{Duration, Instant};
+
+    let stop = ctrl_c_flag();
+    let mut sessions = Vec::new();
+    for (node, target) in nodes.iter().zip(targets) {
+        let mut devs: Vec<String> = t
+            .hops
+            .iter()
+            .filter(|h| h.node == node.name && h.expect.is_some())
+            .filter_map(|h| h.dev.clone())
+            .collect();
+        devs.sort();
+        devs.dedup();
+        if devs.is_empty() {
+            continue;
+        }
+        let opts = Options {
+            ifaces: devs,
+            ..Options::default()
+        };
+        let s = Session::start(target, &opts, stop.clone())
+            .with_context(|| format!("capturing on {}", node.name))?;
+        sessions.push((node.name.clone(), s));
+    }
+    eprintln!(
+        "following for {:.0} s on {} node(s): send the flow's traffic now (Ctrl-C ends early)",
+        dur.as_secs_f64(),
+        sessions.len()
+    );
+    let end = Instant::now() + dur;
+    let mut obs = Vec::new();
+    while Instant::now() < end && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        for (name, s) in sessions.iter_mut() {
+            while let Some(f) = s.next(Duration::from_millis(5)) {
+                let h = &s.handles[f.handle];
+                let d = decode(h.link, &f.data);
+                let Some(ip) = d.ip.as_ref() else { continue };
+                let spi = match &d.transport {
+                    Some(Transport::Esp(e)) => Some(e.spi),
+                    _ => None,
+                };
+                obs.push(Observation {
+                    node: name.clone(),
+                    iface: h.name.clone(),
+                    ts: f.ts.as_secs_f64(),
+                    src: ip.src,
+                    dst: ip.dst,
+                    proto: ip.proto,
+                    spi,
+                });
+            }
+        }
+    }
+    for (_, s) in sessions.iter_mut() {
+        s.stop();
+    }
+    let before: Vec<NodeState> = nodes.iter().map(|n| n.state.clone()).collect();
+    let after: Vec<NodeState> = targets.iter().map(source::collect).collect::<Result<_>>()?;
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    Ok(super::live::follow(
+        t,
+        &obs,
+        counter_deltas(&before, &after, &names),
+    ))
 }

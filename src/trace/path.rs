@@ -108,11 +108,14 @@ pub enum End {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Trace {
     pub flow: Flow,
     pub hops: Vec<Hop>,
     pub end: End,
+    /// With `--follow`: what captures on the path saw, and which counters moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow: Option<super::live::Followed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -252,14 +255,13 @@ impl Walk<'_> {
         decided_by: String,
         details: Vec<String>,
     ) {
-        // Where a capture can see the packet. A delivery on cilium_host is a tc redirect, done
-        // before a capture there would see it; `lxc+` stands for "one of the lxc devices".
-        let observable = match step {
-            // A decrypted packet is re-injected on the device the ESP came in on.
-            Step::Ingress | Step::Egress | Step::Veth | Step::Decrypt => true,
-            Step::Deliver => dev.is_some_and(|d| d.starts_with("lxc")),
-            _ => false,
-        } && dev.is_some_and(|d| !d.ends_with('+'));
+        // Where a capture can see the packet (a delivery is seen at its egress hop; one via
+        // cilium_host is a tc redirect a capture there never sees). A decrypted packet is
+        // re-injected on the device the ESP came in on. `lxc+` means "one of the lxc devices".
+        let observable = matches!(
+            step,
+            Step::Ingress | Step::Egress | Step::Veth | Step::Decrypt
+        ) && dev.is_some_and(|d| !d.ends_with('+'));
         let expect = observable.then(|| Expect {
             src: pkt.src,
             dst: pkt.dst,
@@ -307,6 +309,7 @@ pub fn trace(nodes: &[Node], flow: &Flow) -> Trace {
         flow: flow.clone(),
         hops: w.hops,
         end,
+        follow: None,
     }
 }
 
@@ -780,6 +783,10 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
         {
             // Cilium's cilium_host program hands traffic for local pods to their lxc.
             if dev == "cilium_host" && pkt.esp.is_none() && own_pod_cidr(st, &pkt.dst) {
+                // tc on cilium_host redirects before a capture there would see the packet.
+                if let Some(h) = w.hops.last_mut() {
+                    h.expect = None;
+                }
                 w.hop((ni, Step::Deliver, Some(&dev)), &pkt, format!("to the local pod {} (Cilium's datapath on cilium_host redirects it to its lxc)", pkt.dst), route_text, vec![]);
                 return End::Delivered {
                     node: node.name.clone(),

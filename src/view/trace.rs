@@ -33,6 +33,29 @@ pub fn render(t: &Trace) -> String {
         }
     }
     let _ = writeln!(out);
+    if let Some(f) = &t.follow {
+        let _ = writeln!(out, "followed:");
+        for h in &f.hops {
+            let lat = h
+                .ms_after_previous
+                .map(|ms| format!(" (+{ms:.2} ms)"))
+                .unwrap_or_default();
+            let mark = if h.seen > 0 { "seen" } else { "NOT seen" };
+            let _ = writeln!(
+                out,
+                "  [{:>2}] {mark} {}× on {} of {}{lat}",
+                h.hop + 1,
+                h.seen,
+                h.dev,
+                h.node
+            );
+        }
+        for c in &f.counters {
+            let flag = if c.trouble { "!" } else { " " };
+            let _ = writeln!(out, "  {flag} {} {} +{}", c.node, c.counter, c.delta);
+        }
+        let _ = writeln!(out, "=> {}", f.verdict);
+    }
     let _ = match &t.end {
         End::Delivered { node, what, dev } => writeln!(
             out,
