@@ -15,6 +15,8 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub kube: crate::kube::KubeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +29,10 @@ pub enum Command {
     /// Capture packets on several interfaces at once: ESP vs plaintext per interface, ESP
     /// decrypted with the node's own SA keys (--decrypt), leaks flagged (docs/capture.md).
     Capture(CaptureArgs),
+    /// Run hopscope on a Kubernetes node: a debug pod pinned to it (host network and PID,
+    /// NET_ADMIN/NET_RAW/SYS_ADMIN), the terminal attached, the pod deleted afterwards
+    /// (docs/kube.md). As a kubectl plugin: `kubectl hopscope node/NAME`.
+    Attach(crate::kube::attach::AttachArgs),
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -5,11 +5,22 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `trace pod/NS/NAME svc/NS/NAME`: objects stand in as placeholder addresses until parsed.
+    let (argv, endpoints) = hopscope::kube::resolve::take_endpoints(plugin_argv());
+    let mut cli = Cli::parse_from(argv);
+    if let Err(e) = resolve_endpoints(&mut cli, &endpoints) {
+        eprintln!("hopscope: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match &cli.command {
         Some(Command::Snapshot(args)) => snapshot(&cli, args.json, args.show_keys),
         Some(Command::Trace(args)) => trace(&cli, args),
         Some(Command::Capture(args)) => capture(&cli, args),
+        Some(Command::Attach(args)) => match hopscope::kube::attach::run(&cli.kube, args) {
+            Ok(0) => Ok(()),
+            Ok(code) => return ExitCode::from(code.clamp(1, 255) as u8),
+            Err(e) => Err(e),
+        },
         // The TUI is not built yet: the default is the text snapshot of this node.
         None => snapshot(&cli, false, false),
     };
@@ -22,7 +33,65 @@ fn main() -> ExitCode {
     }
 }
 
+/// The command line; as the kubectl plugin (`kubectl-hopscope`, run as `kubectl hopscope`),
+/// `kubectl hopscope node/NAME …` means `attach node/NAME …`.
+fn plugin_argv() -> Vec<std::ffi::OsString> {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let plugin = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n.to_string_lossy().starts_with("kubectl-"));
+    if plugin
+        && argv
+            .get(1)
+            .is_some_and(|a| a.to_string_lossy().starts_with("node/"))
+    {
+        argv.insert(1, "attach".into());
+    }
+    argv
+}
+
+/// Replace the placeholders of `trace pod/…`/`svc/…` arguments by the objects' addresses.
+fn resolve_endpoints(
+    cli: &mut Cli,
+    endpoints: &[(std::net::IpAddr, hopscope::kube::resolve::Endpoint)],
+) -> anyhow::Result<()> {
+    let Some(Command::Trace(args)) = &mut cli.command else {
+        return Ok(());
+    };
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    let eps: Vec<_> = endpoints.iter().map(|(_, e)| e.clone()).collect();
+    let ips = hopscope::kube::resolve::resolve(&cli.kube, &eps)?;
+    for ((placeholder, ep), ip) in endpoints.iter().zip(ips) {
+        eprintln!("hopscope: {ep} is {ip}");
+        for a in [&mut args.src, &mut args.dst] {
+            if a == placeholder {
+                *a = ip;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Start reading names from Kubernetes (in the background; nothing without credentials).
+fn start_names(cli: &Cli) -> hopscope::kube::names::NamesWatch {
+    hopscope::kube::names::NamesWatch::start(&cli.kube)
+}
+
+/// The names read so far, waiting up to the budget for the first lists; the notice (one
+/// line) goes to stderr.
+fn finish_names(w: hopscope::kube::names::NamesWatch) -> std::sync::Arc<hopscope::model::Names> {
+    let (names, notice) = hopscope::kube::names::finish(w, hopscope::kube::names::NAMES_BUDGET);
+    if let Some(n) = notice {
+        eprintln!("hopscope: {n}");
+    }
+    names
+}
+
 fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()> {
+    let names = start_names(cli);
     // Recorded states alone are enough; the own netns is read only when nothing else is given.
     let targets =
         if cli.target.netns.is_empty() && cli.target.pid.is_none() && !args.states.is_empty() {
@@ -31,10 +100,17 @@ fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()
             cli.target.targets()
         };
     let t = hopscope::trace::cmd::run(args, &targets)?;
+    let names = finish_names(names);
     let out = if args.json {
-        serde_json::to_string_pretty(&t)? + "\n"
+        // The trace document, plus `names`: address → name for the addresses in it.
+        let mut v = serde_json::to_value(&t)?;
+        let found = names.in_text(&v.to_string());
+        if let (Some(obj), false) = (v.as_object_mut(), found.is_empty()) {
+            obj.insert("names".into(), serde_json::to_value(found)?);
+        }
+        serde_json::to_string_pretty(&v)? + "\n"
     } else {
-        hopscope::view::trace::render(&t)
+        hopscope::model::names::with_names(names, || hopscope::view::trace::render(&t))
     };
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -43,7 +119,9 @@ fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()
 }
 
 fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
+    let names = start_names(cli);
     let state = source::collect(&cli.target.target())?;
+    let names = finish_names(names);
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -52,7 +130,9 @@ fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
-        write!(out, "{}", view::text::render(&state, show_keys))
+        let text =
+            hopscope::model::names::with_names(names, || view::text::render(&state, show_keys));
+        write!(out, "{text}")
     };
     // A closed pipe (| head) is not an error worth a message.
     match written.and_then(|()| out.flush()) {

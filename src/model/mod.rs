@@ -6,6 +6,7 @@ pub mod event;
 #[doc(hidden)]
 pub mod fixtures;
 mod link;
+pub mod names;
 mod netfilter;
 mod node;
 mod route;
@@ -15,6 +16,7 @@ mod xfrm;
 
 pub use addr::{Family, Mark, Prefix};
 pub use link::{Link, LinkAddress, LinkRef, LinkStats, Peer};
+pub use names::Names;
 pub use netfilter::{Netfilter, NfCond, NfMatch, NfRule, NfTarget};
 pub use node::{NetnsInfo, NodeInfo, NodeState};
 pub use route::{NextHop, Route, TableRef};

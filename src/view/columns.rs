@@ -17,6 +17,12 @@ pub const LINK_HEADERS: [&str; 10] = [
     "RX/TX PKTS",
 ];
 
+/// An address (or `addr/len`) with its Kubernetes name, when a names table is in scope for
+/// this rendering (`model::names::with_names`): `10.0.1.52 (default/net)`; unchanged otherwise.
+pub fn addr(a: &str) -> String {
+    crate::model::names::annotate_current(a)
+}
+
 pub fn link_name(l: &Link) -> String {
     // `cilium_host@cilium_net` as ip prints it; `@if9` when the peer lives in another netns.
     match &l.peer {
@@ -32,7 +38,7 @@ pub fn link_row(l: &Link) -> Vec<String> {
     let addrs: Vec<String> = l
         .addresses
         .iter()
-        .map(|a| format!("{}/{}", a.address, a.prefix_len))
+        .map(|a| addr(&format!("{}/{}", a.address, a.prefix_len)))
         .collect();
     vec![
         l.index.to_string(),
@@ -79,24 +85,24 @@ pub fn route_dst(r: &Route) -> String {
 
 pub fn route_row(r: &Route) -> Vec<String> {
     let gw = if r.nexthops.is_empty() {
-        r.gateway.clone().unwrap_or_default()
+        r.gateway.as_deref().map(addr).unwrap_or_default()
     } else {
         r.nexthops
             .iter()
-            .filter_map(|h| h.gateway.clone())
+            .filter_map(|h| h.gateway.as_deref().map(addr))
             .collect::<Vec<_>>()
             .join(",")
     };
     vec![
         table(&r.table),
         r.kind.clone(),
-        route_dst(r),
+        addr(&route_dst(r)),
         gw,
         r.dev
             .as_ref()
             .and_then(|d| d.name.clone())
             .unwrap_or_default(),
-        r.prefsrc.clone().unwrap_or_default(),
+        r.prefsrc.as_deref().map(addr).unwrap_or_default(),
         r.protocol.clone(),
         r.scope.clone(),
         r.metric.map(|m| m.to_string()).unwrap_or_default(),
@@ -148,7 +154,11 @@ pub fn rule_row(r: &Rule) -> Vec<String> {
 }
 
 pub fn selector(s: &Selector) -> String {
-    let mut out = format!("{} → {}", s.src, s.dst);
+    let mut out = format!(
+        "{} → {}",
+        addr(&s.src.to_string()),
+        addr(&s.dst.to_string())
+    );
     if let Some(p) = s.proto {
         out.push_str(&format!(" proto {}", crate::source::names::ip_proto(p)));
     }
@@ -203,8 +213,8 @@ pub fn opt_mark(m: &Option<Mark>) -> String {
 
 pub fn sa_row(s: &XfrmState) -> Vec<String> {
     vec![
-        s.src.clone(),
-        s.dst.clone(),
+        addr(&s.src),
+        addr(&s.dst),
         s.proto.clone(),
         format!("{:#010x}", s.spi),
         s.reqid.to_string(),
@@ -239,7 +249,11 @@ pub fn policy_templates(p: &XfrmPolicy) -> String {
             let level = if t.level == "use" { " level use" } else { "" };
             format!(
                 "{} → {} {}{spi} reqid {} {}{level}",
-                t.src, t.dst, t.proto, t.reqid, t.mode
+                addr(&t.src),
+                addr(&t.dst),
+                t.proto,
+                t.reqid,
+                t.mode
             )
         })
         .collect::<Vec<_>>()

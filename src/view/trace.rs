@@ -10,7 +10,9 @@ pub fn render(t: &Trace) -> String {
     let _ = writeln!(
         out,
         "trace {} → {} {proto} ({} bytes)",
-        t.flow.src, t.flow.dst, t.flow.size
+        super::columns::addr(&t.flow.src.to_string()),
+        super::columns::addr(&t.flow.dst.to_string()),
+        t.flow.size
     );
     for (i, h) in t.hops.iter().enumerate() {
         let step = serde_json::to_value(h.step)
@@ -85,5 +87,15 @@ pub fn render(t: &Trace) -> String {
                 .unwrap_or_default()
         ),
     };
+    // The Kubernetes names of the addresses above, when a names table is in scope.
+    if let Some(names) = crate::model::names::current() {
+        let found = names.in_text(&out);
+        if !found.is_empty() {
+            let _ = writeln!(out, "\nnames:");
+            for (ip, label) in found {
+                let _ = writeln!(out, "  {ip:<15}  {label}");
+            }
+        }
+    }
     out
 }

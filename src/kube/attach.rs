@@ -1,0 +1,813 @@
+//! `hopscope attach node/NAME`: run hopscope on a node in a debug pod, attach the terminal to
+//! it, and delete the pod afterwards.
+//!
+//! This is the only place hopscope writes to anything: it creates one pod of its own and
+//! deletes it again — when the session ends, on Ctrl-C/SIGINT, SIGTERM, SIGHUP (terminal gone)
+//! or a dropped connection — unless `--keep`.
+
+use super::{Connect, KubeArgs, describe_error, status_code};
+use anyhow::{Result, anyhow, bail};
+use clap::Args;
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, Event, HostPathVolumeSource, Node, Pod, PodSpec,
+    SecurityContext, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use kube::api::{Api, AttachParams, DeleteParams, ListParams, PostParams};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// The image `attach` runs unless `--image` (or $HOPSCOPE_IMAGE) says otherwise: the
+/// project's release image, tagged with this version (docs/kube.md).
+pub fn default_image() -> String {
+    std::env::var("HOPSCOPE_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("ghcr.io/hopscope/hopscope:{}", env!("CARGO_PKG_VERSION")))
+}
+
+/// The label every pod hopscope creates carries (`kubectl delete pod -l` finds leftovers).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "hopscope");
+const CONTAINER: &str = "hopscope";
+/// Each API call of the lifecycle may take this long.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Deleting on the way out may take this long before we give up and say how to do it.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(15);
+const POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Args, Clone)]
+pub struct AttachArgs {
+    /// The node: node/NAME or NAME (a unique short name such as `worker2` works too).
+    #[arg(value_name = "node/NAME")]
+    pub node: String,
+    /// Image that has hopscope in it [default: ghcr.io/hopscope/hopscope:VERSION, or
+    /// $HOPSCOPE_IMAGE].
+    #[arg(long, value_name = "IMG")]
+    pub image: Option<String>,
+    /// Run privileged instead of adding only NET_ADMIN, NET_RAW and SYS_ADMIN.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Keep the pod when the session ends (default: delete it).
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the pod manifest (YAML) and exit; contacts nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Namespace for the pod [default: the context's namespace, else `default`].
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Seconds to wait for the pod to run.
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub timeout: u64,
+    /// Arguments for hopscope in the pod, after `--` (e.g. `-- capture -i eth0 --json`).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// Everything the pod manifest depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPlan {
+    pub name: String,
+    pub namespace: String,
+    /// The node's full name (pinned with `nodeName`: no scheduler involved).
+    pub node: String,
+    pub image: String,
+    pub privileged: bool,
+    pub args: Vec<String>,
+    /// Allocate a TTY (the local terminal is one).
+    pub tty: bool,
+    /// $TERM to pass to a TTY session.
+    pub term: Option<String>,
+}
+
+/// `node/worker2` → `worker2`.
+pub fn node_arg(s: &str) -> Result<&str> {
+    let name = match s.split_once('/') {
+        Some(("node" | "nodes" | "no", n)) => n,
+        Some((kind, _)) => bail!("attach takes a node (node/NAME), not {kind:?}"),
+        None => s,
+    };
+    if name.is_empty() {
+        bail!("attach needs a node name: node/NAME");
+    }
+    Ok(name)
+}
+
+/// `hopscope-worker2-k3x9a`: a DNS label, unique enough to run several at once.
+pub fn pod_name(node: &str, suffix: &str) -> String {
+    let short: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let short = short.trim_matches('-');
+    // 63 characters at most: "hopscope-" + node + "-" + suffix.
+    let room = 63 - "hopscope-".len() - 1 - suffix.len();
+    let short = short[..short.len().min(room)].trim_end_matches('-');
+    format!("hopscope-{short}-{suffix}")
+}
+
+/// Five base-36 characters from the clock and our pid.
+pub fn random_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut x = (nanos as u64) ^ (u64::from(std::process::id()) << 32);
+    // xorshift so neighbouring clocks do not give neighbouring names.
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (0..5)
+        .map(|_| {
+            let d = (x % 36) as u32;
+            x /= 36;
+            std::char::from_digit(d, 36).unwrap_or('x')
+        })
+        .collect()
+}
+
+/// The debug pod: pinned to the node, host network and PID namespace, the capabilities
+/// hopscope needs (or privileged), tolerating every taint, running hopscope with `args`.
+pub fn manifest(p: &PodPlan) -> Pod {
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "hopscope".to_string()),
+        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+    ]);
+    let security = if p.privileged {
+        SecurityContext {
+            privileged: Some(true),
+            ..Default::default()
+        }
+    } else {
+        SecurityContext {
+            capabilities: Some(Capabilities {
+                add: Some(vec![
+                    "NET_ADMIN".into(),
+                    "NET_RAW".into(),
+                    "SYS_ADMIN".into(),
+                ]),
+                drop: None,
+            }),
+            ..Default::default()
+        }
+    };
+    let env = match (&p.term, p.tty) {
+        (Some(t), true) => Some(vec![EnvVar {
+            name: "TERM".into(),
+            value: Some(t.clone()),
+            value_from: None,
+        }]),
+        _ => None,
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(p.name.clone()),
+            namespace: Some(p.namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(
+                "hopscope/node".to_string(),
+                p.node.clone(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(p.node.clone()),
+            host_network: Some(true),
+            host_pid: Some(true),
+            dns_policy: Some("ClusterFirstWithHostNet".into()),
+            restart_policy: Some("Never".into()),
+            termination_grace_period_seconds: Some(1),
+            // hopscope reads names with its own credentials when asked; the pod needs none.
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            tolerations: Some(vec![Toleration {
+                operator: Some("Exists".into()),
+                ..Default::default()
+            }]),
+            containers: vec![Container {
+                name: CONTAINER.into(),
+                image: Some(p.image.clone()),
+                image_pull_policy: Some("IfNotPresent".into()),
+                command: Some(vec!["hopscope".into()]),
+                args: (!p.args.is_empty()).then(|| p.args.clone()),
+                env,
+                stdin: Some(true),
+                stdin_once: Some(true),
+                tty: Some(p.tty),
+                security_context: Some(security),
+                // Named network namespaces of the node (`--netns cni-…`).
+                volume_mounts: Some(vec![VolumeMount {
+                    name: "netns".into(),
+                    mount_path: "/run/netns".into(),
+                    read_only: Some(true),
+                    mount_propagation: Some("HostToContainer".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }],
+            volumes: Some(vec![Volume {
+                name: "netns".into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: "/run/netns".into(),
+                    type_: Some("DirectoryOrCreate".into()),
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The manifest as YAML (what `--dry-run` prints and `kubectl apply -f` takes).
+pub fn manifest_yaml(p: &PodPlan) -> Result<String> {
+    let mut v = serde_json::to_value(manifest(p))?;
+    // apiVersion/kind first, as kubectl prints them.
+    if let Some(o) = v.as_object_mut() {
+        let mut ordered = serde_json::Map::new();
+        for k in ["apiVersion", "kind", "metadata", "spec"] {
+            if let Some(x) = o.remove(k) {
+                ordered.insert(k.into(), x);
+            }
+        }
+        ordered.extend(std::mem::take(o));
+        v = serde_json::Value::Object(ordered);
+    }
+    serde_saphyr::to_string(&v).map_err(|e| anyhow!("writing the manifest as YAML: {e}"))
+}
+
+/// The namespace the kubeconfig's context names, read without contacting anything.
+fn context_namespace(kube: &KubeArgs) -> Option<String> {
+    use kube::config::Kubeconfig;
+    let kc = match &kube.kubeconfig {
+        Some(p) => Kubeconfig::read_from(p).ok()?,
+        None => Kubeconfig::read().ok()?,
+    };
+    let ctx = kube.context.clone().or(kc.current_context.clone())?;
+    kc.contexts
+        .iter()
+        .find(|c| c.name == ctx)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.namespace.clone())
+}
+
+fn plan(a: &AttachArgs, node: String, namespace: String) -> PodPlan {
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    PodPlan {
+        name: pod_name(
+            crate::model::names::short_node_labels([node.as_str()])
+                .get(&node)
+                .map(String::as_str)
+                .unwrap_or(&node),
+            &random_suffix(),
+        ),
+        namespace,
+        node,
+        image: a.image.clone().unwrap_or_else(default_image),
+        privileged: a.privileged,
+        args: a.args.clone(),
+        tty,
+        term: std::env::var("TERM").ok(),
+    }
+}
+
+/// Why the session ended, for the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// hopscope in the pod exited with this code.
+    Exited(i32),
+    /// Ctrl-C / SIGINT, SIGTERM or SIGHUP here.
+    Signal(i32),
+}
+
+/// `hopscope attach`: the whole lifecycle. Returns the exit code to leave with.
+pub fn run(kube: &KubeArgs, a: &AttachArgs) -> Result<i32> {
+    let node = node_arg(&a.node)?.to_string();
+    if a.dry_run {
+        let ns = a
+            .namespace
+            .clone()
+            .or_else(|| context_namespace(kube))
+            .unwrap_or_else(|| "default".into());
+        print!("{}", manifest_yaml(&plan(a, node, ns))?);
+        return Ok(0);
+    }
+    let rt = super::runtime()?;
+    let r = rt.block_on(lifecycle(kube, a, node));
+    // Reading the local stdin happens on a blocking thread that may sit in read(2): do not
+    // wait for it.
+    rt.shutdown_background();
+    r.map(|e| match e {
+        Ended::Exited(c) => c,
+        Ended::Signal(s) => 128 + s,
+    })
+}
+
+fn say(msg: &str) {
+    eprintln!("hopscope: {msg}");
+}
+
+/// Resolves when SIGINT, SIGTERM or SIGHUP arrives; the signal's number.
+async fn signalled(
+    int: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+    hup: &mut tokio::signal::unix::Signal,
+) -> i32 {
+    tokio::select! {
+        _ = int.recv() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+        _ = hup.recv() => libc::SIGHUP,
+    }
+}
+
+async fn lifecycle(kube: &KubeArgs, a: &AttachArgs, node: String) -> Result<Ended> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let conn = match super::connect(kube, true).await? {
+        Connect::Ready(c) => c,
+        Connect::Off => bail!("attach needs the Kubernetes API, but --no-kube was given"),
+        Connect::NoCredentials => bail!(
+            "attach needs a cluster: no kubeconfig found ($KUBECONFIG, ~/.kube/config or \
+             --kubeconfig) and not running in a pod with a service account"
+        ),
+    };
+    let ns = a
+        .namespace
+        .clone()
+        .unwrap_or_else(|| conn.default_namespace.clone());
+    let node = find_node(&conn.client, &node).await?;
+    let plan = plan(a, node, ns.clone());
+    let pods: Api<Pod> = Api::namespaced(conn.client.clone(), &ns);
+
+    // Signals are ours from before the pod exists until it is gone again.
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+
+    say(&format!(
+        "creating pod {ns}/{} on node {} (image {})",
+        plan.name, plan.node, plan.image
+    ));
+    let (pp, pod) = (PostParams::default(), manifest(&plan));
+    let create = timed(pods.create(&pp, &pod));
+    let created = tokio::select! {
+        r = create => Some(r),
+        s = signalled(&mut int, &mut term, &mut hup) => {
+            // The request may have reached the server: delete by name all the same.
+            let _ = cleanup(&pods, &plan.name, a.keep).await;
+            return Ok(Ended::Signal(s));
+        }
+    };
+    match created {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => {
+            return Err(anyhow!(explain(
+                &e,
+                "create",
+                "pods",
+                &ns,
+                &format!("create pod {ns}/{}", plan.name)
+            )));
+        }
+        None => unreachable!(),
+    }
+
+    let outcome = tokio::select! {
+        r = session(&conn.client, &pods, &plan, a) => r,
+        s = signalled(&mut int, &mut term, &mut hup) => {
+            eprintln!();
+            say(&format!("interrupted ({})", match s { libc::SIGINT => "SIGINT", libc::SIGTERM => "SIGTERM", _ => "SIGHUP" }));
+            Ok(Ended::Signal(s))
+        }
+    };
+    // Drop raw mode etc. before talking again (session's guards are gone here).
+    let cleaned = tokio::select! {
+        r = cleanup(&pods, &plan.name, a.keep) => r,
+        // A second Ctrl-C while deleting: stop waiting, say what is left behind.
+        _ = signalled(&mut int, &mut term, &mut hup) => Err(anyhow!("interrupted while deleting")),
+    };
+    if let Err(e) = cleaned {
+        say(&format!(
+            "could not delete pod {ns}/{}: {e:#}; delete it with: kubectl delete pod -n {ns} {}",
+            plan.name, plan.name
+        ));
+    }
+    outcome
+}
+
+async fn timed<T>(f: impl Future<Output = Result<T, kube::Error>>) -> Result<T, kube::Error> {
+    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(r) => r,
+        Err(_) => Err(kube::Error::Service(
+            format!("no answer within {CALL_TIMEOUT:?}").into(),
+        )),
+    }
+}
+
+/// An API error with what to do about it: RBAC (which verb on which resource), not found.
+fn explain(e: &kube::Error, verb: &str, resource: &str, ns: &str, doing: &str) -> String {
+    match status_code(e) {
+        Some(403) => {
+            let scope = if ns.is_empty() {
+                "cluster-wide".to_string()
+            } else {
+                format!("in namespace {ns}")
+            };
+            format!(
+                "{doing}: forbidden: your credentials lack `{verb}` on `{resource}` {scope} \
+                 (RBAC); the API said: {}",
+                match e {
+                    kube::Error::Api(s) => s.message.clone(),
+                    _ => String::new(),
+                }
+            )
+        }
+        Some(401) => format!(
+            "{doing}: unauthorized: the API server did not accept the kubeconfig's credentials"
+        ),
+        _ => describe_error(doing, e),
+    }
+}
+
+/// The node's full name: exact, or the one node whose name ends in `-NAME`.
+async fn find_node(client: &kube::Client, name: &str) -> Result<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match timed(nodes.get(name)).await {
+        Ok(n) => return Ok(n.name_any()),
+        Err(e) if status_code(&e) == Some(404) => {}
+        Err(e) => {
+            return Err(anyhow!(explain(
+                &e,
+                "get",
+                "nodes",
+                "",
+                &format!("get node {name}")
+            )));
+        }
+    }
+    let list = timed(nodes.list(&ListParams::default()))
+        .await
+        .map_err(|e| anyhow!(explain(&e, "list", "nodes", "", "list nodes")))?;
+    let all: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
+    let suffix = format!("-{name}");
+    let m: Vec<&String> = all.iter().filter(|n| n.ends_with(&suffix)).collect();
+    if let [one] = m[..] {
+        return Ok(one.clone());
+    }
+    bail!(
+        "node {name} not found; nodes: {}",
+        if all.is_empty() {
+            "none".to_string()
+        } else {
+            all.join(", ")
+        }
+    )
+}
+
+/// Delete the pod (unless `keep`), without waiting for it to be gone.
+async fn cleanup(pods: &Api<Pod>, name: &str, keep: bool) -> Result<()> {
+    let ns = pods.namespace().unwrap_or("default").to_string();
+    if keep {
+        say(&format!(
+            "keeping pod {ns}/{name} (--keep); delete it with: kubectl delete pod -n {ns} {name}"
+        ));
+        return Ok(());
+    }
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::background()
+    };
+    match tokio::time::timeout(DELETE_TIMEOUT, pods.delete(name, &dp)).await {
+        Ok(Ok(_)) => {
+            say(&format!("deleted pod {ns}/{name}"));
+            Ok(())
+        }
+        Ok(Err(e)) if status_code(&e) == Some(404) => Ok(()),
+        Ok(Err(e)) => Err(anyhow!(explain(
+            &e,
+            "delete",
+            "pods",
+            &ns,
+            &format!("delete pod {ns}/{name}")
+        ))),
+        Err(_) => Err(anyhow!("no answer within {DELETE_TIMEOUT:?}")),
+    }
+}
+
+/// Reasons of a waiting container that will not go away by waiting.
+const STUCK: [&str; 6] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// `Pending (ContainerCreating)`: the phase, and why the container is not running yet.
+pub fn pod_progress(p: &Pod) -> (String, Option<String>) {
+    let st = p.status.as_ref();
+    let phase = st
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Pending".into());
+    let waiting = st
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER))
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.clone());
+    (phase, waiting)
+}
+
+/// The newest Warning event of the pod, as `Reason: message`.
+async fn last_warning(client: &kube::Client, ns: &str, pod: &str) -> Option<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+    let list = timed(events.list(&lp)).await.ok()?;
+    list.items
+        .iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .max_by_key(|e| {
+            e.last_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .or(e.event_time.as_ref().map(|t| t.0.as_second()))
+                .unwrap_or(0)
+        })
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.as_deref().unwrap_or("Warning"),
+                e.message.as_deref().unwrap_or("")
+            )
+        })
+}
+
+/// Wait for the pod to run (progress on stderr), then attach to it.
+async fn session(
+    client: &kube::Client,
+    pods: &Api<Pod>,
+    plan: &PodPlan,
+    a: &AttachArgs,
+) -> Result<Ended> {
+    wait_running(client, pods, plan, Duration::from_secs(a.timeout)).await?;
+    attach(pods, plan).await
+}
+
+async fn wait_running(
+    client: &kube::Client,
+    pods: &Api<Pod>,
+    plan: &PodPlan,
+    limit: Duration,
+) -> Result<()> {
+    let ns = &plan.namespace;
+    let start = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut last_line = String::new();
+    loop {
+        let pod = timed(pods.get(&plan.name)).await.map_err(|e| {
+            anyhow!(explain(
+                &e,
+                "get",
+                "pods",
+                ns,
+                &format!("get pod {ns}/{}", plan.name)
+            ))
+        })?;
+        let (phase, waiting) = pod_progress(&pod);
+        let line = format!(
+            "waiting for pod {ns}/{} on {}: {phase}{}",
+            plan.name,
+            plan.node,
+            waiting
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
+        );
+        if line != last_line {
+            if tty {
+                eprint!("\r\x1b[2K{line} {}s", start.elapsed().as_secs());
+            } else {
+                eprintln!("hopscope: {line}");
+            }
+            last_line = line;
+        } else if tty {
+            eprint!("\r\x1b[2K{line} {}s", start.elapsed().as_secs());
+        }
+        let done_line = || {
+            if tty {
+                eprintln!();
+            }
+        };
+        match phase.as_str() {
+            "Running" => {
+                done_line();
+                return Ok(());
+            }
+            "Succeeded" | "Failed" => {
+                done_line();
+                bail!(
+                    "pod {ns}/{} ended ({phase}) before hopscope could attach; see: kubectl \
+                     logs -n {ns} {}",
+                    plan.name,
+                    plan.name
+                );
+            }
+            _ => {}
+        }
+        if let Some(w) = waiting.as_deref()
+            && STUCK.contains(&w)
+        {
+            done_line();
+            let event = last_warning(client, ns, &plan.name).await;
+            let what = if w.contains("Image") {
+                format!("image {} cannot be pulled", plan.image)
+            } else {
+                "the container cannot be created".to_string()
+            };
+            bail!(
+                "pod {ns}/{}: {what} ({w}){}; try --image",
+                plan.name,
+                event.map(|e| format!(": {e}")).unwrap_or_default()
+            );
+        }
+        if start.elapsed() >= limit {
+            done_line();
+            let event = last_warning(client, ns, &plan.name).await;
+            bail!(
+                "pod {ns}/{} is not running after {}s (phase {phase}{}){}",
+                plan.name,
+                limit.as_secs(),
+                waiting.map(|w| format!(", {w}")).unwrap_or_default(),
+                event
+                    .map(|e| format!("; last event: {e}"))
+                    .unwrap_or_else(|| format!("; is node {} Ready?", plan.node))
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Puts the terminal in raw mode for as long as it lives.
+struct RawMode(bool);
+impl RawMode {
+    fn on(tty: bool) -> RawMode {
+        RawMode(tty && crossterm::terminal::enable_raw_mode().is_ok())
+    }
+}
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = crossterm::terminal::disable_raw_mode();
+        }
+    }
+}
+
+/// Attach the terminal to hopscope in the pod until it exits or the connection drops.
+async fn attach(pods: &Api<Pod>, plan: &PodPlan) -> Result<Ended> {
+    use futures::SinkExt;
+    use tokio::io::AsyncWriteExt;
+    let ns = &plan.namespace;
+    let ap = AttachParams::default()
+        .container(CONTAINER)
+        .stdin(true)
+        .stdout(true)
+        .stderr(!plan.tty)
+        .tty(plan.tty);
+    let mut proc = timed(pods.attach(&plan.name, &ap)).await.map_err(|e| {
+        anyhow!(explain(
+            &e,
+            "create",
+            "pods/attach",
+            ns,
+            &format!("attach to pod {ns}/{}", plan.name)
+        ))
+    })?;
+    if plan.tty {
+        say("attached; hopscope's own keys work (q quits), the pod goes when it exits");
+    }
+    let raw = RawMode::on(plan.tty);
+    if let Some(mut tx) = proc.terminal_size()
+        && let Ok((w, h)) = crossterm::terminal::size()
+    {
+        let _ = tx
+            .send(kube::api::TerminalSize {
+                width: w,
+                height: h,
+            })
+            .await;
+        // Follow window size changes for as long as the session lasts.
+        tokio::spawn(async move {
+            let Ok(mut winch) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+            else {
+                return;
+            };
+            while winch.recv().await.is_some() {
+                if let Ok((width, height)) = crossterm::terminal::size()
+                    && tx
+                        .send(kube::api::TerminalSize { width, height })
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+    let mut stdin_remote = proc.stdin();
+    let stdin_pump = async {
+        if let Some(w) = stdin_remote.as_mut() {
+            let mut local = tokio::io::stdin();
+            let _ = tokio::io::copy(&mut local, w).await;
+            let _ = w.shutdown().await;
+        }
+        std::future::pending::<()>().await
+    };
+    let out = proc.stdout();
+    let err = proc.stderr();
+    let out_pump = async {
+        if let Some(mut r) = out {
+            let _ = tokio::io::copy(&mut r, &mut tokio::io::stdout()).await;
+        }
+    };
+    let err_pump = async {
+        if let Some(mut r) = err {
+            let _ = tokio::io::copy(&mut r, &mut tokio::io::stderr()).await;
+        }
+    };
+    let status = proc.take_status();
+    tokio::select! {
+        _ = async { tokio::join!(out_pump, err_pump) } => {}
+        _ = stdin_pump => {}
+    }
+    let status = match status {
+        Some(s) => tokio::time::timeout(Duration::from_secs(2), s)
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let joined = tokio::time::timeout(Duration::from_secs(2), proc.join()).await;
+    drop(raw);
+    let code = exit_code(status.as_ref());
+    match (code, joined) {
+        (Some(c), _) => Ok(Ended::Exited(c)),
+        (None, Ok(Err(e))) => Err(anyhow!(
+            "the connection to pod {ns}/{} broke: {e}",
+            plan.name
+        )),
+        (None, _) => Ok(Ended::Exited(0)),
+    }
+}
+
+/// The exit code in the status the API sends when the attached process ends
+/// (`Success`, or `Failure` with reason `NonZeroExitCode` and an `ExitCode` cause).
+pub fn exit_code(
+    s: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>,
+) -> Option<i32> {
+    let s = s?;
+    if s.status.as_deref() == Some("Success") {
+        return Some(0);
+    }
+    s.details
+        .as_ref()
+        .and_then(|d| d.causes.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+        .and_then(|c| c.message.as_deref()?.parse().ok())
+        .or(Some(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_argument_forms() {
+        assert_eq!(node_arg("node/worker2").unwrap(), "worker2");
+        assert_eq!(node_arg("worker2").unwrap(), "worker2");
+        assert!(node_arg("pod/x").is_err());
+        assert!(node_arg("node/").is_err());
+    }
+
+    #[test]
+    fn pod_names_are_dns_labels() {
+        assert_eq!(pod_name("worker2", "abcde"), "hopscope-worker2-abcde");
+        let long = "n".repeat(100) + ".example.com";
+        let n = pod_name(&long, "abcde");
+        assert!(n.len() <= 63, "{n}");
+        assert!(
+            n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+        let s = random_suffix();
+        assert_eq!(s.len(), 5);
+    }
+}
