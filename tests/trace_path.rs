@@ -271,3 +271,24 @@ fn trace_text_snapshot() {
         &ping()
     )));
 }
+
+#[test]
+fn too_big_for_the_path_stops_at_the_mtu() {
+    // 1460-byte inner packet: ESP makes it 20 + 8 + 8 + 1464 + 16 = 1516 > eth0's 1500.
+    let mut flow = ping();
+    flow.size = 1460;
+    let t = trace(&cluster(true), &flow);
+    match &t.end {
+        End::Stopped { node, reason, .. } => {
+            assert_eq!(node, "worker");
+            assert!(reason.contains("1516 bytes exceeds MTU 1500"), "{reason}");
+        }
+        e => panic!("{e:?}"),
+    }
+    // The pod MTU of the seed (1423) fits.
+    flow.size = 1423;
+    assert!(matches!(
+        trace(&cluster(true), &flow).end,
+        End::Delivered { .. }
+    ));
+}

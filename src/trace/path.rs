@@ -758,10 +758,17 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
         };
         let l = link(st, &dev);
         let mtu = route.mtu.or(l.and_then(|l| l.mtu)).unwrap_or(1500);
-        let mut notes = Vec::new();
         if pkt.size > mtu {
-            notes.push(format!("packet ({} bytes) exceeds MTU {mtu} of this route: it will be fragmented or dropped with ICMP frag-needed", pkt.size));
+            // With DF (TCP, ping -M do, and every ESP packet of an inner DF packet) the kernel
+            // answers "fragmentation needed" instead of sending.
+            return w.stop(
+                ni,
+                &pkt,
+                format!("packet of {} bytes exceeds MTU {mtu} on {dev} ({route_text}): dropped with ICMP fragmentation-needed when DF is set, fragmented otherwise", pkt.size),
+                None,
+            );
         }
+        let notes = Vec::new();
         w.hop(
             (ni, Step::Egress, Some(&dev)),
             &pkt,
