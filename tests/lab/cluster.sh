@@ -264,27 +264,33 @@ run_batch() { # run_batch FILE CMD... : run, and on failure show the file
     "$@" < "$f" || { echo "cluster.sh: failed: $* < $f" >&2; cat -n "$f" >&2; exit 1; }
 }
 run_batch "$B/ip.root" ip -batch -
-for n in $NODES; do
+# Nodes and pods are independent from here: set them up in parallel (2 vCPUs).
+setup_node() {
+    local n=$1
     run_batch "$B/ip.$n" ip -n "$n" -batch -
     # shellcheck disable=SC2046
     ip netns exec "$n" sysctl -qw $(cat "$B/sysctl.$n")
     run_batch "$B/tc.$n" tc -n "$n" -batch -
     run_batch "$B/ipt.$n" ip netns exec "$n" $IPT-restore
-done
-for p in $PODS; do
-    run_batch "$B/ip.$p" ip -n "$p" -batch -
-done
+}
+pids=()
+for n in $NODES; do setup_node "$n" & pids+=($!); done
+for p in $PODS; do run_batch "$B/ip.$p" ip -n "$p" -batch - & pids+=($!); done
+for pid in "${pids[@]}"; do wait "$pid" || { echo "cluster.sh: setup failed" >&2; exit 1; }; done
 
 # ---- self-check: every pod reaches every other pod (across nodes only when no variant breaks it)
 broken=0
 has_variant no-inbound-sa && broken=1
 has_variant wrong-key && broken=1
+pids=()
 for p in $PODS; do
     for q in $PODS; do
         [ "$p" = "$q" ] && continue
         [ $broken = 1 ] && [ "${POD_NODE[$p]}" != "${POD_NODE[$q]}" ] && continue
-        ip netns exec "$p" ping -c 1 -W 3 "${POD_IP[$q]}" >/dev/null \
-            || { echo "cluster.sh: $p cannot ping $q (${POD_IP[$q]})" >&2; exit 1; }
+        { ip netns exec "$p" ping -c 1 -W 5 "${POD_IP[$q]}" >/dev/null \
+            || { echo "cluster.sh: $p cannot ping $q (${POD_IP[$q]})" >&2; exit 1; }; } &
+        pids+=($!)
     done
 done
+for pid in "${pids[@]}"; do wait "$pid" || exit 1; done
 echo "cluster.sh: cluster up${variants[*]:+ (variants: ${variants[*]})}"

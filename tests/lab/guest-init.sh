@@ -40,18 +40,20 @@ console "booted in ${up}s (uptime), kernel $(uname -r)"
 hostname lab
 
 # --- modules -------------------------------------------------------------------------------
-# modprobe reads <MODROOT>/lib/modules/<kver> (the cache dir, on the shared fs). The kernel's own
-# module requests (e.g. crypto templates) go through the same dir via a wrapper.
+# modprobe reads <MODROOT>/lib/modules/<kver> (the cache dir on the shared fs): `modprobe -d`.
 [ "$(uname -r)" = "$KVER" ] || lab_fail "booted $(uname -r), expected $KVER"
-mkdir -p /run/hopscope-lab
-printf '#!/bin/sh\nexec /sbin/modprobe -d %s "$@"\n' "$MODROOT" > /run/hopscope-lab/modprobe
-chmod +x /run/hopscope-lab/modprobe
-echo /run/hopscope-lab/modprobe > /proc/sys/kernel/modprobe
-# LAB.md's list, plus what cluster.sh's tc/iptables rules and tcpdump need.
-MODULES="xfrm_user esp4 veth gcm ghash-generic ctr aes_generic seqiv bridge
+# LAB.md's list, plus what cluster.sh's tc/iptables rules need, plus the RNG that ESP's seqiv IV
+# generator pulls in (drbg and friends).
+# Order matters where a module's init uses the crypto API (no autoload, see below).
+MODULES="xfrm_user esp4 veth gcm ghash-generic ctr aes_generic seqiv
+  sha512_generic sha3_generic jitterentropy_rng drbg ansi_cprng bridge
   sch_ingress cls_matchall cls_flower act_skbedit act_pedit act_mirred
   iptable_mangle iptable_nat iptable_filter xt_mark xt_conntrack xt_comment xt_tcpudp
   xt_statistic xt_nat xt_MASQUERADE xt_addrtype xt_policy nf_conntrack_netlink"
+# Kernel module autoloading off: everything needed is loaded here, and under TCG each request
+# (the crypto API asks for "crypto-rfc4106(gcm(aes))" and a dozen more that no module provides)
+# costs a second or more. By hand, in `run.sh shell`: lab-modprobe NAME.
+echo > /proc/sys/kernel/modprobe
 # One modprobe call (each process start costs ~0.3 s under TCG), then check every module is
 # really there: loaded (/sys/module/NAME) or built into the kernel.
 out=$(modprobe -d "$MODROOT" -a $MODULES 2>&1) || lab_fail "modprobe failed: $out"
@@ -61,6 +63,10 @@ for m in $MODULES; do
         || grep -q "/${m//_/-}\.ko\$" "$MODROOT/lib/modules/$KVER/modules.builtin" \
         || lab_fail "module $m did not load"
 done
+mkdir -p /run/hopscope-lab/bin
+printf '#!/bin/sh\nexec /sbin/modprobe -d %s "$@"\n' "$MODROOT" > /run/hopscope-lab/bin/lab-modprobe
+chmod +x /run/hopscope-lab/bin/lab-modprobe
+export PATH=$PATH:/run/hopscope-lab/bin
 read -r up _ < /proc/uptime; echo "modules_loaded_uptime_s=$up" >> "$JOB/timings"
 
 # --- cluster -------------------------------------------------------------------------------
@@ -81,7 +87,8 @@ if [ "$LAB_MODE" = shell ]; then
     cat > /dev/ttyS0 <<EOF
 
 hopscope lab: cluster built${LAB_VARIANTS:+ (variants: $LAB_VARIANTS)}. Node netns: control-plane worker worker2;
-pods: netshoot cni-worker (on worker), cni-worker2 (on worker2). Try:
+pods: netshoot cni-worker (on worker), cni-worker2 (on worker2). Module autoload is off:
+lab-modprobe NAME loads one from the lab kernel. Try:
   ip netns exec worker ip -s xfrm state
   ip netns exec netshoot ping -c 3 10.0.0.249
   ip netns exec worker tcpdump -pni eth0 esp
