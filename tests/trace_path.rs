@@ -30,6 +30,7 @@ fn lab_mangle(node: &str) -> Netfilter {
     Netfilter {
         backends: vec!["iptables-legacy-save".into()],
         rules: parse_save(&text),
+        conntrack: vec![],
     }
 }
 
@@ -291,4 +292,88 @@ fn too_big_for_the_path_stops_at_the_mtu() {
         trace(&cluster(true), &flow).end,
         End::Delivered { .. }
     ));
+}
+
+const KUBE_NAT: &str = "*nat\n\
+-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+-A KUBE-SERVICES -d 10.96.169.246/32 -p tcp -m comment --comment \"default/serversvc:cni cluster IP\" -m tcp --dport 80 -j KUBE-SVC-CU7F3MNN62CF4ANP\n\
+-A KUBE-SVC-CU7F3MNN62CF4ANP ! -s 10.0.0.0/8 -d 10.96.169.246/32 -p tcp -m tcp --dport 80 -j KUBE-MARK-MASQ\n\
+-A KUBE-SVC-CU7F3MNN62CF4ANP -m comment --comment \"default/serversvc:cni -> 10.0.0.249:80\" -j KUBE-SEP-CNIWORKER2ZZZZZ\n\
+-A KUBE-SEP-CNIWORKER2ZZZZZ -p tcp -m tcp -j DNAT --to-destination 10.0.0.249:80\n";
+
+fn cluster_ip_flow() -> Flow {
+    Flow {
+        dst: "10.96.169.246".parse().unwrap(),
+        proto: 6,
+        sport: Some(48858),
+        dport: Some(80),
+        ..ping()
+    }
+}
+
+#[test]
+fn cluster_ip_is_a_dnat_hop_then_the_pod_path() {
+    let mut nodes = cluster(true);
+    let mut nf = lab_mangle("worker");
+    nf.rules.extend(parse_save(KUBE_NAT));
+    nf.conntrack = vec![hopscope::source::conntrack::parse_line(
+        "ipv4 2 tcp 6 117 SYN_SENT src=10.0.1.52 dst=10.96.169.246 sport=48858 dport=80 src=10.0.0.249 dst=10.0.1.52 sport=80 dport=48858 mark=0 use=1",
+    )
+    .unwrap()];
+    nodes[0].netfilter = nf;
+    let t = trace(&nodes, &cluster_ip_flow());
+    let text = hopscope::view::trace::render(&t);
+    let nat = t.hops.iter().find(|h| h.step == Step::Nat).expect(&text);
+    assert_eq!(nat.what, "DNAT 10.96.169.246 → 10.0.0.249:80");
+    assert!(
+        nat.decided_by.contains("KUBE-SEP-CNIWORKER2ZZZZZ")
+            && nat
+                .decided_by
+                .contains("DNAT --to-destination 10.0.0.249:80"),
+        "{text}"
+    );
+    assert!(
+        nat.details
+            .iter()
+            .any(|d| d.starts_with("conntrack: ipv4 2 tcp")),
+        "{text}"
+    );
+    // mangle PREROUTING runs before nat PREROUTING: the encrypt-mark rule saw the ClusterIP,
+    // not the pod, so (in the lab's iptables stand-in) the DNATed packet crosses unencrypted.
+    assert!(!t.hops.iter().any(|h| h.step == Step::Encrypt), "{text}");
+    let wire = t.hops.iter().find(|h| h.step == Step::Wire).expect(&text);
+    assert!(
+        wire.packet
+            .starts_with("10.0.1.52 → 10.0.0.249 tcp 48858→80"),
+        "{text}"
+    );
+    assert_eq!(
+        t.end,
+        End::Delivered {
+            node: "worker2".into(),
+            dev: Some("cilium_host".into()),
+            what: "pod 10.0.0.249".into()
+        },
+        "{text}"
+    );
+}
+
+#[test]
+fn conntrack_alone_reveals_nat_the_rules_do_not_show() {
+    let mut nodes = cluster(true);
+    nodes[0].netfilter.conntrack = vec![hopscope::source::conntrack::parse_line(
+        "ipv4 2 tcp 6 86399 ESTABLISHED src=10.0.1.52 dst=10.96.169.246 sport=48858 dport=80 src=10.0.0.249 dst=10.0.1.52 sport=80 dport=48858 [ASSURED] mark=0 use=1",
+    )
+    .unwrap()];
+    let t = trace(&nodes, &cluster_ip_flow());
+    let nat = t
+        .hops
+        .iter()
+        .find(|h| h.step == Step::Nat)
+        .expect("nat hop");
+    assert_eq!(
+        nat.decided_by,
+        "conntrack entry (no readable iptables rule)"
+    );
+    assert_eq!(nat.what, "DNAT 10.96.169.246 → 10.0.0.249:80");
 }

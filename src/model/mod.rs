@@ -17,7 +17,7 @@ mod xfrm;
 pub use addr::{Family, Mark, Prefix};
 pub use link::{Link, LinkAddress, LinkRef, LinkStats, Peer};
 pub use names::Names;
-pub use netfilter::{Netfilter, NfCond, NfMatch, NfRule, NfTarget};
+pub use netfilter::{Conntrack, Netfilter, NfCond, NfMatch, NfRule, NfTarget};
 pub use node::{NetnsInfo, NodeInfo, NodeState};
 pub use route::{NextHop, Route, TableRef};
 pub use rule::Rule;

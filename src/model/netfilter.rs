@@ -9,6 +9,9 @@ pub struct Netfilter {
     /// Which tool the rules came from (`iptables-legacy-save`, `iptables-nft-save`).
     pub backends: Vec<String>,
     pub rules: Vec<NfRule>,
+    /// Connection tracking entries (/proc/net/nf_conntrack), when readable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conntrack: Vec<Conntrack>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,5 +84,30 @@ impl NfCond {
             Some(prefix) => dev.starts_with(prefix),
             None => dev == pattern,
         }
+    }
+}
+
+/// A connection tracking entry: the original direction and the reply the kernel expects
+/// (a reply source that differs from the original destination means DNAT).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conntrack {
+    pub proto: String,
+    pub state: Option<String>,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub reply_src: std::net::IpAddr,
+    pub reply_dst: std::net::IpAddr,
+    pub reply_sport: Option<u16>,
+    pub reply_dport: Option<u16>,
+    pub flags: Vec<String>,
+    pub mark: u32,
+    pub line: String,
+}
+
+impl Conntrack {
+    pub fn is_dnat(&self) -> bool {
+        self.reply_src != self.dst
     }
 }

@@ -2,6 +2,7 @@
 //! faithful NodeState from the kernel of a network namespace.
 
 pub mod caps;
+pub mod conntrack;
 pub mod monitor;
 pub mod names;
 pub mod netfilter;

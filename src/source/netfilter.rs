@@ -4,7 +4,7 @@
 use crate::model::{Mark, Netfilter, NfCond, NfMatch, NfRule, NfTarget, Prefix};
 use std::process::Command;
 
-/// Read mangle and nat rules of the calling thread's netns. Missing tools are not an error:
+/// Read mangle and nat rules (and conntrack entries) of the calling thread's netns. Missing tools are not an error:
 /// they just mean no rules to show (and the trace says so).
 pub fn read() -> Netfilter {
     let mut nf = Netfilter::default();
@@ -21,6 +21,8 @@ pub fn read() -> Netfilter {
             nf.rules.extend(rules);
         }
     }
+    // Without nf_conntrack loaded the file is absent: no entries, nothing to say.
+    nf.conntrack = super::conntrack::read().unwrap_or_default();
     nf
 }
 

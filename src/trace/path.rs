@@ -402,23 +402,44 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
                     ..nfp
                 },
             );
-            if let Some((ip, port)) = r.dnat {
-                let rules: Vec<String> = r.steps.iter().map(|s| s.rule.clone()).collect();
+            // The conntrack entry of this flow, if the kernel has one (shows the NAT it chose).
+            let ct = node.netfilter.conntrack.iter().find(|c| {
+                c.src == pkt.src
+                    && c.dst == pkt.dst
+                    && crate::source::names::ip_proto(pkt.proto) == c.proto
+                    && (pkt.dport.is_none() || c.dport == pkt.dport)
+            });
+            let ct_line = ct.map(|c| format!("conntrack: {}", c.line));
+            let nat = match (r.dnat, ct) {
+                (Some((ip, port)), _) => {
+                    let mut rules: Vec<String> = r.steps.iter().map(|s| s.rule.clone()).collect();
+                    let by = format!(
+                        "iptables nat: {}",
+                        rules.last().cloned().unwrap_or_default()
+                    );
+                    rules.extend(ct_line);
+                    Some((ip, port, by, rules))
+                }
+                // NAT we cannot read from rules (IPVS, nft-only), but the kernel's entry shows.
+                (None, Some(c)) if c.is_dnat() => Some((
+                    c.reply_src,
+                    c.reply_sport,
+                    "conntrack entry (no readable iptables rule)".to_string(),
+                    ct_line.into_iter().collect(),
+                )),
+                _ => None,
+            };
+            if let Some((ip, port, by, details)) = nat {
                 let before = pkt.dst;
                 pkt.dst = ip;
                 pkt.dport = port.or(pkt.dport);
+                let to = format!("{ip}{}", port.map(|p| format!(":{p}")).unwrap_or_default());
                 w.hop(
                     (ni, Step::Nat, Some(dev)),
                     &pkt,
-                    format!(
-                        "DNAT {before} → {ip}{}",
-                        port.map(|p| format!(":{p}")).unwrap_or_default()
-                    ),
-                    format!(
-                        "iptables nat: {}",
-                        rules.last().cloned().unwrap_or_default()
-                    ),
-                    rules,
+                    format!("DNAT {before} → {to}"),
+                    by,
+                    details,
                 );
             }
         }
