@@ -197,6 +197,7 @@ mod tests {
         Netfilter {
             backends: vec!["test".into()],
             rules: parse_save(text),
+            conntrack: vec![],
         }
     }
 
