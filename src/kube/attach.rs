@@ -203,7 +203,8 @@ pub fn manifest(p: &PodPlan) -> Pod {
                 stdin_once: Some(true),
                 tty: Some(p.tty),
                 security_context: Some(security),
-                // Named network namespaces of the node (`--netns cni-…`).
+                // Named network namespaces of the node (`--netns cni-…`). Type `Directory`:
+                // it must exist (containerd and CRI-O keep pods' netns there); never created.
                 volume_mounts: Some(vec![VolumeMount {
                     name: "netns".into(),
                     mount_path: "/run/netns".into(),
@@ -217,7 +218,7 @@ pub fn manifest(p: &PodPlan) -> Pod {
                 name: "netns".into(),
                 host_path: Some(HostPathVolumeSource {
                     path: "/run/netns".into(),
-                    type_: Some("DirectoryOrCreate".into()),
+                    type_: Some("Directory".into()),
                 }),
                 ..Default::default()
             }]),
@@ -262,13 +263,8 @@ fn context_namespace(kube: &KubeArgs) -> Option<String> {
 fn plan(a: &AttachArgs, node: String, namespace: String) -> PodPlan {
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     PodPlan {
-        name: pod_name(
-            crate::model::names::short_node_labels([node.as_str()])
-                .get(&node)
-                .map(String::as_str)
-                .unwrap_or(&node),
-            &random_suffix(),
-        ),
+        // Named after the node as it was typed (`worker2`), which is usually the short name.
+        name: pod_name(node_arg(&a.node).unwrap_or(&node), &random_suffix()),
         namespace,
         node,
         image: a.image.clone().unwrap_or_else(default_image),

@@ -156,7 +156,7 @@ async fn resolve_one(conn: &super::Connection, ep: &Endpoint) -> Result<IpAddr> 
                 Err(e) if status_code(&e) == Some(404) => {
                     let all: Api<Pod> = Api::namespaced(c.clone(), ns);
                     let names = list_names(&all).await;
-                    let elsewhere = elsewhere::<Pod>(&c, name).await;
+                    let elsewhere = elsewhere::<Pod>(&c).await;
                     Err(not_found(ep, "pods", ns, name, &names, &elsewhere, "pod"))
                 }
                 Err(e) => Err(anyhow!(describe_error(&format!("get {ep}"), &e))),
@@ -176,7 +176,7 @@ async fn resolve_one(conn: &super::Connection, ep: &Endpoint) -> Result<IpAddr> 
                     }),
                 Err(e) if status_code(&e) == Some(404) => {
                     let names = list_names(&api).await;
-                    let elsewhere = elsewhere::<Service>(&c, name).await;
+                    let elsewhere = elsewhere::<Service>(&c).await;
                     Err(not_found(
                         ep, "services", ns, name, &names, &elsewhere, "svc",
                     ))
@@ -233,8 +233,8 @@ where
         .unwrap_or_default()
 }
 
-/// Namespaces where an object of this name exists (for "did you mean").
-async fn elsewhere<K>(c: &kube::Client, name: &str) -> Vec<String>
+/// Every object of this kind in the cluster, as (namespace, name), for "did you mean".
+async fn elsewhere<K>(c: &kube::Client) -> Vec<(String, String)>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -243,9 +243,14 @@ where
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::all(c.clone());
-    api.list(&ListParams::default().fields(&format!("metadata.name={name}")))
+    api.list(&ListParams::default().limit(5000))
         .await
-        .map(|l| l.items.iter().filter_map(|i| i.namespace()).collect())
+        .map(|l| {
+            l.items
+                .iter()
+                .map(|i| (i.namespace().unwrap_or_default(), i.name_any()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -255,16 +260,27 @@ fn not_found(
     ns: &str,
     name: &str,
     names: &[String],
-    elsewhere: &[String],
+    all: &[(String, String)],
     prefix: &str,
 ) -> anyhow::Error {
-    let close = close_matches(name, names);
     let mut msg = format!("{ep}: no {plural} named {name:?} in namespace {ns}");
-    let mut hints: Vec<String> = elsewhere
+    // Close names here first, then the same or close names in other namespaces.
+    let mut hints: Vec<String> = close_matches(name, names)
         .iter()
-        .map(|other| format!("{prefix}/{other}/{name}"))
+        .map(|n| format!("{prefix}/{ns}/{n}"))
         .collect();
-    hints.extend(close.iter().map(|n| format!("{prefix}/{ns}/{n}")));
+    let other: Vec<String> = all
+        .iter()
+        .filter(|(o, _)| o != ns)
+        .map(|(_, n)| n.clone())
+        .collect();
+    for n in close_matches(name, &other) {
+        for (o, _) in all.iter().filter(|(o, m)| o != ns && *m == n) {
+            hints.push(format!("{prefix}/{o}/{n}"));
+        }
+    }
+    hints.dedup();
+    hints.truncate(5);
     if !hints.is_empty() {
         msg.push_str(&format!("; did you mean: {}", hints.join(", ")));
     } else if !names.is_empty() {
