@@ -285,17 +285,15 @@ fn lab_snapshot_worker_xfrm_states_match_seed() {
     let states = arr(&w, "xfrm_states");
     assert_eq!(states.len(), 3, "worker has 3 SAs in the seed");
     // Same SAs, same order as `ip xfrm state` (the kernel's dump order).
+    // In `ip xfrm state` an SA starts with "src A dst B" followed by "proto ..."; a policy's
+    // "src A dst B" line is followed by "dir ...".
     let dump = text(d, "state-worker.before");
-    let xfrm_state_section = dump
-        .split("### ip xfrm state")
-        .nth(1)
-        .and_then(|t| t.split("### ip xfrm policy").next())
-        .expect("ip xfrm state section");
-    let ip_pairs: Vec<(String, String)> = xfrm_state_section
-        .lines()
-        .filter(|l| l.starts_with("src "))
-        .map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
+    let lines: Vec<&str> = dump.lines().collect();
+    let ip_pairs: Vec<(String, String)> = lines
+        .windows(2)
+        .filter(|w| w[0].starts_with("src ") && w[1].trim_start().starts_with("proto "))
+        .map(|w| {
+            let w: Vec<&str> = w[0].split_whitespace().collect();
             (w[1].to_string(), w[3].to_string())
         })
         .collect();
@@ -697,7 +695,7 @@ fn lab_snapshot_is_read_only() {
         let before = text(d, &format!("state-{ns}.before"));
         let after = text(d, &format!("state-{ns}.after"));
         assert!(
-            before.contains("### ip xfrm policy") && before.len() > 500,
+            before.contains("dir in") && before.contains("### tc qdisc") && before.len() > 500,
             "dump of {ns} too short"
         );
         assert_eq!(

@@ -2,16 +2,16 @@
 # Everything writes into $LAB_RESULTS (the results dir on the shared fs) unless told otherwise.
 
 # dump_state NETNS FILE: the netns's configuration with no live counters, for before/after
-# comparisons (read-only checks). IPv6 and every table included.
+# comparisons (read-only checks): ip -d link/addr, routes of every table and family, rules of
+# both families, xfrm state/policy (no -s), iptables-legacy-save, tc qdisc.
 dump_state() {
     local ns=$1 out=$2
     {
-        for c in "-d link" "addr" "route show table all" "-6 route show table all" "rule" "-6 rule" \
-                 "xfrm state" "xfrm policy"; do
-            echo "### ip $c"
-            # shellcheck disable=SC2086
-            ip -n "$ns" $c
-        done
+        # two `ip -batch` runs instead of eight processes (each start costs ~0.3 s under TCG);
+        # "route show table all" lists both families, the -6 run adds the IPv6 rules.
+        printf '%s\n' "link show" "addr show" "route show table all" "rule show" \
+            "xfrm state" "xfrm policy" | ip -d -n "$ns" -batch -
+        printf '%s\n' "route show table all" "rule show" | ip -6 -n "$ns" -batch -
         echo "### iptables-legacy-save (counters stripped)"
         ip netns exec "$ns" iptables-legacy-save | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[-]/'
         echo "### tc qdisc"
@@ -48,4 +48,18 @@ snap() {
     local name=$1; shift
     "$HOPSCOPE" snapshot "$@" > "$LAB_RESULTS/$name" 2> "$LAB_RESULTS/$name.err"
     echo "$?" > "$LAB_RESULTS/$name.rc"
+}
+
+# local_bin PATH: a copy of the binary PATH in the guest's tmpfs, debug info stripped, printed.
+# Executing a 200 MB debug build straight from the 9p share costs ~3 s a run under TCG; the
+# local copy ~0.5 s. Same code: only the debug sections are dropped (plain copy without strip).
+local_bin() {
+    local out
+    out=/tmp/lab-bin/$(basename "$1")
+    mkdir -p /tmp/lab-bin
+    if command -v strip >/dev/null; then
+        strip --strip-debug -o "$out" "$1"
+    else
+        cp "$1" "$out"
+    fi && echo "$out"
 }

@@ -7,9 +7,9 @@
 #   xs-*.{before,after}, count-*.json       `ip -s xfrm state` and hopscope around $N pings
 #   cap-*.txt, ping.txt, params             tcpdump on worker eth0/cilium_host during the pings
 set -u
-HOPSCOPE=$1
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
+HOPSCOPE=$(local_bin "$1")
 R=$LAB_RESULTS
 N=5 SIZE=200
 echo "N=$N SIZE=$SIZE" > "$R/params"

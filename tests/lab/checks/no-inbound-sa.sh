@@ -6,9 +6,9 @@
 #   snap-worker-keys.json              worker with SPI 3 and SPI 4 (rotation), keys shown
 #   ipt-worker.txt, conntrack.txt      kube-proxy nat chains; the ClusterIP DNAT of a connection
 set -u
-HOPSCOPE=$1
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
+HOPSCOPE=$(local_bin "$1")
 R=$LAB_RESULTS
 N=3
 echo "N=$N" > "$R/params"

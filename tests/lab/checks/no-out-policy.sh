@@ -7,9 +7,9 @@
 #                                              integrity on worker
 #   cap-worker-eth0.txt                        tcpdump on worker eth0 during the pings
 set -u
-HOPSCOPE=$1
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
+HOPSCOPE=$(local_bin "$1")
 R=$LAB_RESULTS
 N=3
 echo "N=$N" > "$R/params"
