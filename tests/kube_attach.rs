@@ -3,11 +3,11 @@
 //! SIGINT and when attaching fails.
 //!
 //! What is exercised: every API call of the lifecycle (get/list nodes, create pod, get pod
-//! while waiting, list events, the attach request, delete pod), the errors a cluster gives
+//! while waiting, list events, the attach websocket, delete pod), the errors a cluster gives
 //! (404 node, 403 create, image pull failure with its event, not running in time, attach
-//! failing with 500 or hanging), and signals (SIGINT while waiting and while attaching). What
-//! is not: the attach stream itself — the fake answers the websocket upgrade with an error
-//! or not at all, so terminal I/O through a real attach is not tested here (docs/kube.md).
+//! failing with 500 or hanging), signals (SIGINT while waiting and while attaching, SIGTERM
+//! with --keep), and the attach stream itself through kube's websocket client (output on
+//! channel 1, the exit status on channel 3). What is not: a TTY session (no terminal here).
 
 mod kube_support;
 
@@ -351,4 +351,40 @@ fn clear_errors_before_anything_is_created() {
     let err = text(&out.stderr);
     assert!(err.to_lowercase().contains("connection refused"), "{err}");
     assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn attach_streams_output_and_passes_the_exit_code_then_deletes() {
+    let fake = FakeApi::start();
+    fake.with(|s| {
+        s.attach = AttachReply::Stream {
+            stdout: "node cilium-ipsec-native-routing-worker2  kernel 5.11.5  own netns\n".into(),
+            exit: 3,
+        }
+    });
+    let (out, took) = run(Some(&fake), &["attach", "node/worker2", "--", "snapshot"]);
+    let err = text(&out.stderr);
+    assert_eq!(
+        text(&out.stdout),
+        "node cilium-ipsec-native-routing-worker2  kernel 5.11.5  own netns\n",
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("deleted pod default/hopscope-worker2-"),
+        "{err}"
+    );
+    assert_eq!(created_and_deleted(&fake), (1, 1));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    fake.with(|s| {
+        s.attach = AttachReply::Stream {
+            stdout: "ok\n".into(),
+            exit: 0,
+        }
+    });
+    let (out, _) = run(Some(&fake), &["attach", "node/worker2"]);
+    assert_eq!(text(&out.stdout), "ok\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(created_and_deleted(&fake), (2, 2));
 }

@@ -669,7 +669,6 @@ impl Drop for RawMode {
 /// Attach the terminal to hopscope in the pod until it exits or the connection drops.
 async fn attach(pods: &Api<Pod>, plan: &PodPlan) -> Result<Ended> {
     use futures::SinkExt;
-    use tokio::io::AsyncWriteExt;
     let ns = &plan.namespace;
     let ap = AttachParams::default()
         .container(CONTAINER)
@@ -723,7 +722,9 @@ async fn attach(pods: &Api<Pod>, plan: &PodPlan) -> Result<Ended> {
         if let Some(w) = stdin_remote.as_mut() {
             let mut local = tokio::io::stdin();
             let _ = tokio::io::copy(&mut local, w).await;
-            let _ = w.shutdown().await;
+            // Local stdin ended (`< /dev/null`, a pipe): stop sending, but do not close the
+            // remote stdin: over the v4 protocol that closes the whole stream, and hopscope
+            // in the pod does not need the EOF.
         }
         std::future::pending::<()>().await
     };

@@ -46,6 +46,9 @@ pub enum AttachReply {
     Forbidden,
     /// Read the upgrade request and never answer (a connection that died on the way).
     Hang,
+    /// Accept the websocket upgrade (v5.channel.k8s.io), send `stdout` on channel 1, then the
+    /// exit status on channel 3 as the kubelet does, then close.
+    Stream { stdout: String, exit: i32 },
 }
 
 pub struct State {
@@ -251,6 +254,7 @@ fn serve(mut c: TcpStream, st: &Arc<Mutex<State>>, stop: &AtomicBool) -> std::io
     let target = parts.next().unwrap_or("").to_string();
     let mut len = 0usize;
     let mut upgrade = false;
+    let mut ws_key = String::new();
     loop {
         let mut h = String::new();
         r.read_line(&mut h)?;
@@ -264,6 +268,9 @@ fn serve(mut c: TcpStream, st: &Arc<Mutex<State>>, stop: &AtomicBool) -> std::io
         }
         if lower.starts_with("upgrade:") {
             upgrade = true;
+        }
+        if lower.starts_with("sec-websocket-key:") {
+            ws_key = h["sec-websocket-key:".len()..].trim().to_string();
         }
     }
     let mut body = vec![0; len];
@@ -430,8 +437,15 @@ fn serve(mut c: TcpStream, st: &Arc<Mutex<State>>, stop: &AtomicBool) -> std::io
         }
         ("GET", ["api", "v1", "namespaces", _ns, "pods", _name, "attach"]) => {
             let reply = st.lock().unwrap().attach.clone();
-            let _ = upgrade;
             match reply {
+                AttachReply::Stream { stdout, exit } if upgrade => {
+                    websocket(&mut c, &ws_key, &stdout, exit)
+                }
+                AttachReply::Stream { .. } => json_reply(
+                    &mut c,
+                    400,
+                    &status(400, "BadRequest", "Upgrade request required"),
+                ),
                 AttachReply::DialError => {
                     json_reply(&mut c, 500, &fixture("status-500-attach.json"))
                 }
@@ -514,4 +528,80 @@ fn watch(
     }
     write!(c, "0\r\n\r\n")?;
     c.flush()
+}
+
+/// RFC 6455 accept key: base64(SHA-1(key + GUID)).
+fn ws_accept(key: &str) -> String {
+    use sha1::Digest;
+    let d = sha1::Sha1::digest(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes());
+    base64(&d)
+}
+
+fn base64(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One unmasked binary frame (server to client).
+fn ws_frame(c: &mut TcpStream, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(n as u8),
+        n if n < 65536 => {
+            f.push(126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(payload);
+    c.write_all(&f)?;
+    c.flush()
+}
+
+/// The attach stream as the API server relays it from the kubelet (remotecommand, v5).
+fn websocket(c: &mut TcpStream, key: &str, stdout: &str, exit: i32) -> std::io::Result<()> {
+    write!(
+        c,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
+        ws_accept(key)
+    )?;
+    c.flush()?;
+    // Drain what the client sends (stdin, its close of stdin, pings) without answering.
+    let mut r = c.try_clone()?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut out = vec![1u8];
+    out.extend_from_slice(stdout.as_bytes());
+    ws_frame(c, 0x2, &out)?;
+    let st = if exit == 0 {
+        json!({"metadata": {}, "status": "Success"})
+    } else {
+        json!({"metadata": {}, "status": "Failure",
+               "message": format!("command terminated with non-zero exit code: error executing command [hopscope], exit code {exit}"),
+               "reason": "NonZeroExitCode",
+               "details": {"causes": [{"reason": "ExitCode", "message": exit.to_string()}]}})
+    };
+    let mut msg = vec![3u8];
+    msg.extend_from_slice(st.to_string().as_bytes());
+    ws_frame(c, 0x2, &msg)?;
+    ws_frame(c, 0x8, &[0x03, 0xe8])
 }
