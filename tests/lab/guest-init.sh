@@ -94,6 +94,7 @@ lab-modprobe NAME loads one from the lab kernel. Try:
   ip netns exec worker tcpdump -pni eth0 esp
 Exit the shell to power off.
 EOF
+    stty -F /dev/ttyS0 rows "${LAB_TTY_ROWS:-24}" cols "${LAB_TTY_COLS:-80}" 2>/dev/null
     setsid -c bash -i </dev/ttyS0 >/dev/ttyS0 2>&1
     poweroff_now
 fi

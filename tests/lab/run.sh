@@ -75,6 +75,10 @@ case "$results$LAB_DIR" in *[[:space:]]*) die "paths with spaces are not support
     printf 'LAB_DIR=%q\nREPO=%q\nLAB_RESULTS=%q\n' "$LAB_DIR" "$REPO" "$results"
     printf 'MODROOT=%q\nKVER=%q\n' "$MODROOT" "$KVER"
     printf 'HOST_PATH=%q\n' "$PATH"
+    if [ "$mode" = shell ]; then  # the guest's serial tty gets the host terminal's size
+        read -r rows cols < <(stty size 2>/dev/null || echo "24 80")
+        printf 'LAB_TTY_ROWS=%q\nLAB_TTY_COLS=%q\n' "$rows" "$cols"
+    fi
     if [ "$mode" = script ]; then
         printf 'LAB_CMD=(%q' "$script"; for a in "$@"; do printf ' %q' "$a"; done; echo ')'
     fi
