@@ -7,7 +7,8 @@
 //! (404 node, 403 create, image pull failure with its event, not running in time, attach
 //! failing with 500 or hanging), signals (SIGINT while waiting and while attaching, SIGTERM
 //! with --keep), and the attach stream itself through kube's websocket client (output on
-//! channel 1, the exit status on channel 3). What is not: a TTY session (no terminal here).
+//! channel 1, the exit status on channel 3, our stdin on 0, the terminal size on 4 under a
+//! `script` terminal). What is not: keys in a live TUI session, window-size changes.
 
 mod kube_support;
 
@@ -387,4 +388,83 @@ fn attach_streams_output_and_passes_the_exit_code_then_deletes() {
     assert_eq!(text(&out.stdout), "ok\n");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(created_and_deleted(&fake), (2, 2));
+}
+
+#[test]
+fn attach_sends_local_stdin_to_the_pod() {
+    let fake = FakeApi::start();
+    fake.with(|s| {
+        s.attach = AttachReply::Stream {
+            stdout: "bye\n".into(),
+            exit: 0,
+        }
+    });
+    let mut child = cmd(Some(&fake), &["attach", "node/worker2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"q\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let got = fake.with(|s| s.ws_received.clone());
+    assert!(got.contains(&(0, b"q\n".to_vec())), "{got:?}");
+    assert_eq!(created_and_deleted(&fake), (1, 1));
+}
+
+/// Under a terminal (util-linux `script` gives one): the pod gets `tty: true`, our terminal's
+/// size goes to it on the resize channel (4), and the session still ends with the pod deleted.
+#[test]
+fn attach_under_a_terminal_sends_its_size() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` (util-linux) to make a terminal");
+        return;
+    }
+    let fake = FakeApi::start();
+    fake.with(|s| {
+        s.attach = AttachReply::Stream {
+            stdout: "tui\r\n".into(),
+            exit: 0,
+        }
+    });
+    let line = format!(
+        "stty cols 100 rows 30; {} attach node/worker2",
+        env!("CARGO_BIN_EXE_hopscope")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("KUBECONFIG", fake.kubeconfig())
+        .env("TERM", "xterm-256color")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("HOPSCOPE_IMAGE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let all = text(&out.stdout);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("tui"), "{all}");
+    assert!(
+        all.contains("deleted pod default/hopscope-worker2-"),
+        "{all}"
+    );
+    let created: Vec<String> = fake.log();
+    assert!(
+        created.iter().any(|l| l.contains("tty=true")),
+        "{created:?}"
+    );
+    let got = fake.with(|s| s.ws_received.clone());
+    let sizes: Vec<String> = got
+        .iter()
+        .filter(|(ch, _)| *ch == 4)
+        .map(|(_, p)| text(p))
+        .collect();
+    assert!(
+        sizes.contains(&r#"{"Width":100,"Height":30}"#.to_string()),
+        "{got:?}"
+    );
 }

@@ -70,6 +70,8 @@ pub struct State {
     pub refuse: Vec<(String, String, Value)>,
     pub events: Value,
     pub attach: AttachReply,
+    /// Websocket messages the client sent on the attach stream: (channel, payload).
+    pub ws_received: Vec<(u8, Vec<u8>)>,
 }
 
 pub struct FakeApi {
@@ -102,6 +104,7 @@ impl FakeApi {
             refuse: vec![],
             events: json!({"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": "1600"}, "items": []}),
             attach: AttachReply::DialError,
+            ws_received: vec![],
         }));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -439,7 +442,7 @@ fn serve(mut c: TcpStream, st: &Arc<Mutex<State>>, stop: &AtomicBool) -> std::io
             let reply = st.lock().unwrap().attach.clone();
             match reply {
                 AttachReply::Stream { stdout, exit } if upgrade => {
-                    websocket(&mut c, &ws_key, &stdout, exit)
+                    websocket(&mut c, st, &ws_key, &stdout, exit)
                 }
                 AttachReply::Stream { .. } => json_reply(
                     &mut c,
@@ -575,20 +578,38 @@ fn ws_frame(c: &mut TcpStream, opcode: u8, payload: &[u8]) -> std::io::Result<()
 }
 
 /// The attach stream as the API server relays it from the kubelet (remotecommand, v5).
-fn websocket(c: &mut TcpStream, key: &str, stdout: &str, exit: i32) -> std::io::Result<()> {
+fn websocket(
+    c: &mut TcpStream,
+    st: &Arc<Mutex<State>>,
+    key: &str,
+    stdout: &str,
+    exit: i32,
+) -> std::io::Result<()> {
     write!(
         c,
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
         ws_accept(key)
     )?;
     c.flush()?;
-    // Drain what the client sends (stdin, its close of stdin, pings) without answering.
-    let mut r = c.try_clone()?;
+    // Record what the client sends (stdin on 0, terminal size on 4, its close of stdin).
+    let r = c.try_clone()?;
+    let st = st.clone();
     std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+        let mut r = BufReader::new(r);
+        while let Ok((opcode, payload)) = read_frame(&mut r) {
+            if opcode == 0x2 && !payload.is_empty() {
+                st.lock()
+                    .unwrap()
+                    .ws_received
+                    .push((payload[0], payload[1..].to_vec()));
+            }
+            if opcode == 0x8 {
+                break;
+            }
+        }
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // Give the client a moment to send stdin / its terminal size, as a running process would.
+    std::thread::sleep(Duration::from_millis(300));
     let mut out = vec![1u8];
     out.extend_from_slice(stdout.as_bytes());
     ws_frame(c, 0x2, &out)?;
@@ -604,4 +625,34 @@ fn websocket(c: &mut TcpStream, key: &str, stdout: &str, exit: i32) -> std::io::
     msg.extend_from_slice(st.to_string().as_bytes());
     ws_frame(c, 0x2, &msg)?;
     ws_frame(c, 0x8, &[0x03, 0xe8])
+}
+
+/// One client frame (masked, as RFC 6455 requires of clients): (opcode, unmasked payload).
+fn read_frame(r: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    r.read_exact(&mut h)?;
+    let opcode = h[0] & 0x0f;
+    let masked = h[1] & 0x80 != 0;
+    let mut len = u64::from(h[1] & 0x7f);
+    if len == 126 {
+        let mut b = [0u8; 2];
+        r.read_exact(&mut b)?;
+        len = u64::from(u16::from_be_bytes(b));
+    } else if len == 127 {
+        let mut b = [0u8; 8];
+        r.read_exact(&mut b)?;
+        len = u64::from_be_bytes(b);
+    }
+    let mut mask = [0u8; 4];
+    if masked {
+        r.read_exact(&mut mask)?;
+    }
+    let mut p = vec![0u8; len as usize];
+    r.read_exact(&mut p)?;
+    if masked {
+        for (i, b) in p.iter_mut().enumerate() {
+            *b ^= mask[i % 4];
+        }
+    }
+    Ok((opcode, p))
 }
