@@ -304,7 +304,7 @@ impl Drop for Session {
 
 fn reader(
     handle: usize,
-    mut cap: Capture<Active>,
+    cap: Capture<Active>,
     tx: SyncSender<Msg>,
     stats: Arc<HandleStats>,
     stop: Arc<AtomicBool>,
@@ -323,36 +323,60 @@ fn reader(
                 .store(u64::from(s.if_dropped), Ordering::Relaxed);
         }
     };
+    // libpcap's own timeout does not fire on an idle TPACKET_V3 socket (it waits for the
+    // kernel to retire a block, which an empty block never is): read non-blocking and poll the
+    // fd ourselves, so Ctrl-C, -c and --duration end an idle capture within 100 ms.
+    let mut cap = match cap.setnonblock() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Msg::Gone {
+                handle,
+                why: format!("cannot make the capture non-blocking: {e}"),
+            });
+            return;
+        }
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
     while !stop.load(Ordering::Relaxed) {
-        match cap.next_packet() {
-            Ok(p) => {
-                let h = p.header;
-                let f = Frame {
-                    handle,
-                    ts: Ts {
-                        sec: h.ts.tv_sec,
-                        // Nanosecond precision was asked for: tv_usec holds nanoseconds.
-                        nsec: h.ts.tv_usec as u32,
-                    },
-                    len: h.len,
-                    data: p.data.to_vec(),
-                };
-                match tx.try_send(Msg::Frame(f)) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        // Drain what is there (bounded, so stop and stats stay responsive).
+        for _ in 0..4096 {
+            match cap.next_packet() {
+                Ok(p) => {
+                    let h = p.header;
+                    let f = Frame {
+                        handle,
+                        ts: Ts {
+                            sec: h.ts.tv_sec,
+                            // Nanosecond precision was asked for: tv_usec holds nanoseconds.
+                            nsec: h.ts.tv_usec as u32,
+                        },
+                        len: h.len,
+                        data: p.data.to_vec(),
+                    };
+                    match tx.try_send(Msg::Frame(f)) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Disconnected(_)) => return,
                     }
-                    Err(TrySendError::Disconnected(_)) => return,
                 }
-            }
-            Err(pcap::Error::TimeoutExpired) => {}
-            Err(e) => {
-                update(&mut cap, &stats);
-                let _ = tx.send(Msg::Gone {
-                    handle,
-                    why: e.to_string(),
-                });
-                return;
+                Err(pcap::Error::TimeoutExpired) => break,
+                Err(e) => {
+                    update(&mut cap, &stats);
+                    let _ = tx.send(Msg::Gone {
+                        handle,
+                        why: e.to_string(),
+                    });
+                    return;
+                }
             }
         }
         if last_stats.elapsed() >= Duration::from_millis(500) {

@@ -1,0 +1,301 @@
+//! `hopscope capture` on the host kernel (root): a veth pair between two throwaway netns, pings
+//! across, hopscope and tcpdump on the same veth at the same time must see the same packets.
+//! Also: unknown interface, bad filter, an interface deleted mid-capture, pcapng read back by
+//! tcpdump. (ESP needs the qemu lab: tests/lab_capture.rs.)
+
+mod common;
+
+use common::{Netns, require_root};
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn need(tool: &str, pkg: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "{tool} missing: apt-get install {pkg}");
+}
+
+/// Two netns joined by a veth pair: a/va 192.0.2.1 <-> b/vb 192.0.2.2.
+fn pair() -> (Netns, Netns) {
+    require_root();
+    let a = Netns::new("cap");
+    let b = Netns::new("cap");
+    a.ip(&format!(
+        "link add va type veth peer name vb netns {}",
+        b.name
+    ));
+    a.ip("addr add 192.0.2.1/24 dev va");
+    b.ip("addr add 192.0.2.2/24 dev vb");
+    a.ip("link set va up");
+    b.ip("link set vb up");
+    a.ip("link set lo up");
+    // No IPv6 chatter (router solicitations) in the comparison.
+    for ns in [&a, &b] {
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+            ])
+            .output();
+    }
+    (a, b)
+}
+
+/// Wait until a child has written `needle` to its stderr file, or fail.
+fn wait_file(path: &std::path::Path, needle: &str) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        if std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{} never said {needle:?}: {}",
+        path.display(),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+fn sigint(child: &Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+#[test]
+fn ping_over_veth_matches_tcpdump() {
+    need("tcpdump", "tcpdump");
+    need("ping", "iputils-ping");
+    let (a, _b) = pair();
+    let tmp = std::env::temp_dir().join(format!("hs-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let pcapng = tmp.join("va.pcapng");
+    let hs_err = tmp.join("hs.err");
+    let td_err = tmp.join("td.err");
+    let hs = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args([
+            "capture", "--netns", &a.name, "-i", "va", "-i", "lo", "--json", "-w",
+        ])
+        .arg(&pcapng)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&hs_err).unwrap())
+        .spawn()
+        .unwrap();
+    let td = Command::new("ip")
+        .args([
+            "netns", "exec", &a.name, "tcpdump", "-l", "-nn", "-i", "va", "icmp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&td_err).unwrap())
+        .spawn()
+        .unwrap();
+    wait_file(&hs_err, "capturing on");
+    wait_file(&td_err, "listening on");
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a.name,
+            "ping",
+            "-c",
+            "5",
+            "-i",
+            "0.2",
+            "192.0.2.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    sigint(&hs);
+    sigint(&td);
+    let hs = hs.wait_with_output().unwrap();
+    let td = td.wait_with_output().unwrap();
+    let err = std::fs::read_to_string(&hs_err).unwrap();
+    assert!(hs.status.success(), "hopscope: {err}");
+
+    let recs: Vec<Value> = String::from_utf8_lossy(&hs.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // ICMP lines, hopscope vs tcpdump, same words.
+    let ours: Vec<String> = recs
+        .iter()
+        .filter(|r| {
+            r["type"] == "packet" && r["iface"] == "va" && r["transport"]["proto"] == "icmp"
+        })
+        .map(|r| {
+            let t = &r["transport"];
+            format!(
+                "{} > {}: ICMP echo {}, id {}, seq {}, length {}",
+                r["ip"]["src"].as_str().unwrap(),
+                r["ip"]["dst"].as_str().unwrap(),
+                if t["icmp_type"] == 8 {
+                    "request"
+                } else {
+                    "reply"
+                },
+                t["id"],
+                t["seq"],
+                t["len"]
+            )
+        })
+        .collect();
+    let theirs: Vec<String> = String::from_utf8_lossy(&td.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split_once(" IP ")
+                .unwrap_or_else(|| panic!("tcpdump line {l:?}"))
+                .1
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ours.len(), 10, "{ours:#?}");
+    assert_eq!(ours, theirs);
+    // Direction by the veth's own MAC: requests leave, replies arrive.
+    for r in recs.iter().filter(|r| r["transport"]["proto"] == "icmp") {
+        let want = if r["transport"]["icmp_type"] == 8 {
+            "out"
+        } else {
+            "in"
+        };
+        assert_eq!(r["dir"], want, "{r}");
+    }
+    // Summary record and tcpdump-style totals on stderr, per interface.
+    let summary = recs
+        .iter()
+        .find(|r| r["type"] == "summary")
+        .expect("summary");
+    let ifs = summary["interfaces"].as_array().unwrap();
+    assert_eq!(ifs.len(), 2);
+    let va = ifs.iter().find(|i| i["iface"] == "va").unwrap();
+    assert!(va["captured"].as_u64().unwrap() >= 10);
+    assert_eq!(
+        va["plaintext"].as_u64().unwrap() + va["other"].as_u64().unwrap(),
+        va["captured"].as_u64().unwrap()
+    );
+    assert_eq!(va["dropped_by_hopscope"], 0);
+    assert!(
+        err.contains("va: ")
+            && err.contains("packets captured")
+            && err.contains("dropped by kernel")
+            && err.contains("dropped by hopscope"),
+        "{err}"
+    );
+    assert!(err.contains("lo: "), "{err}");
+
+    // The pcapng: tcpdump reads it back, both interfaces named, same ICMP count.
+    let r = Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(&pcapng)
+        .arg("icmp")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(String::from_utf8_lossy(&r.stdout).lines().count(), 10);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn unknown_interface_lists_the_existing_ones() {
+    let (a, _b) = pair();
+    let out = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args(["capture", "--netns", &a.name, "-i", "nosuch0", "-c", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("\"nosuch0\"") && e.contains("lo, va"), "{e}");
+}
+
+#[test]
+fn bad_filter_shows_the_filter_and_libpcaps_message() {
+    let (a, _b) = pair();
+    let out = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args([
+            "capture",
+            "--netns",
+            &a.name,
+            "-i",
+            "va",
+            "-f",
+            "icmp and (",
+            "-c",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("\"icmp and (\"") && e.contains("syntax error"),
+        "{e}"
+    );
+}
+
+/// A veth deleted mid-capture: its stream says gone, the other interface goes on.
+#[test]
+fn interface_gone_mid_capture_others_go_on() {
+    let (a, _b) = pair();
+    a.ip("link add vx type veth peer name vy");
+    a.ip("link set vx up");
+    a.ip("link set vy up");
+    let tmp = std::env::temp_dir().join(format!("hs-gone-{}.err", std::process::id()));
+    let hs = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args([
+            "capture", "--netns", &a.name, "-i", "vx", "-i", "va", "--json", "-f", "icmp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&tmp).unwrap())
+        .spawn()
+        .unwrap();
+    wait_file(&tmp, "capturing on");
+    a.ip("link del vx");
+    wait_file(&tmp, "vx gone");
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a.name,
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "192.0.2.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(ping.status.success());
+    std::thread::sleep(Duration::from_millis(400));
+    sigint(&hs);
+    let out = hs.wait_with_output().unwrap();
+    let err = std::fs::read_to_string(&tmp).unwrap();
+    let _ = std::fs::remove_file(&tmp);
+    assert!(out.status.success(), "{err}");
+    let summary: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["type"] == "summary")
+        .unwrap();
+    let ifs = summary["interfaces"].as_array().unwrap();
+    let vx = ifs.iter().find(|i| i["iface"] == "vx").unwrap();
+    assert!(vx["gone"].is_string(), "{vx}");
+    let va = ifs.iter().find(|i| i["iface"] == "va").unwrap();
+    assert_eq!(va["captured"], 4, "{va}");
+}
