@@ -66,12 +66,15 @@ fn placeholder(i: usize) -> IpAddr {
 /// Replace object arguments of `trace` by placeholder addresses; returns the new command line
 /// and (placeholder, object) pairs. Other commands are returned unchanged.
 pub fn take_endpoints(argv: Vec<OsString>) -> (Vec<OsString>, Vec<(IpAddr, Endpoint)>) {
-    let Some(at) = argv
-        .iter()
-        .skip(1)
-        .position(|a| a == "trace")
-        .map(|p| p + 1)
-    else {
+    // The subcommand is the first of these words; after `--` everything belongs to someone
+    // else (`attach node/x -- trace pod/a/b …` is for hopscope in the pod).
+    let sub = argv.iter().enumerate().skip(1).find(|(_, a)| {
+        matches!(
+            a.to_str(),
+            Some("trace" | "snapshot" | "capture" | "attach" | "help" | "--")
+        )
+    });
+    let Some((at, _)) = sub.filter(|(_, a)| *a == "trace") else {
         return (argv, vec![]);
     };
     let mut found = Vec::new();
@@ -374,6 +377,15 @@ mod tests {
         assert_eq!(out[3], "192.0.2.201");
         assert_eq!(out[4], "--json");
         assert_eq!(eps.len(), 2);
+        let argv: Vec<OsString> = [
+            "hopscope", "attach", "node/w", "--", "trace", "pod/a/b", "10.0.0.1",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let (out, eps) = take_endpoints(argv.clone());
+        assert!(eps.is_empty());
+        assert_eq!(out, argv);
         let argv: Vec<OsString> = ["hopscope", "snapshot"]
             .iter()
             .map(OsString::from)
