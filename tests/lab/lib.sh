@@ -7,10 +7,12 @@
 dump_state() {
     local ns=$1 out=$2
     {
-        # two `ip -batch` runs instead of eight processes (each start costs ~0.3 s under TCG);
-        # "route show table all" lists both families, the -6 run adds the IPv6 rules.
-        printf '%s\n' "link show" "addr show" "route show table all" "rule show" \
-            "xfrm state" "xfrm policy" | ip -d -n "$ns" -batch -
+        # `ip -batch` saves process starts (~0.3 s each under TCG); "route show table all"
+        # lists both families, the -6 run adds the IPv6 rules. iproute2 6.1's batch mode prints
+        # only the first xfrm dump of a batch, hence xfrm policy on its own.
+        printf '%s\n' "link show" "addr show" "route show table all" "rule show" "xfrm state" \
+            | ip -d -n "$ns" -batch -
+        ip -n "$ns" xfrm policy
         printf '%s\n' "route show table all" "rule show" | ip -6 -n "$ns" -batch -
         echo "### iptables-legacy-save (counters stripped)"
         ip netns exec "$ns" iptables-legacy-save | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[-]/'
