@@ -134,6 +134,8 @@ fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
             hopscope::model::names::with_names(names, || view::text::render(&state, show_keys));
         write!(out, "{text}")
     };
+    // The process ends next: freeing 100k routes one by one would only cost time.
+    std::mem::forget(state);
     // A closed pipe (| head) is not an error worth a message.
     match written.and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
