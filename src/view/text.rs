@@ -98,7 +98,7 @@ pub fn render(st: &NodeState, show_keys: bool) -> String {
 /// An SA as a block like `ip -s xfrm state`, with marks named and keys redacted.
 fn sa_block(s: &crate::model::XfrmState, show_keys: bool) -> String {
     let mut b = String::new();
-    let _ = writeln!(b, "src {} dst {}", s.src, s.dst);
+    let _ = writeln!(b, "src {} dst {}", col::addr(&s.src), col::addr(&s.dst));
     let _ = writeln!(
         b,
         "    proto {} spi {:#010x} reqid {} mode {}",
