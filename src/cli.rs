@@ -17,6 +17,8 @@ pub struct Cli {
     pub target: TargetArgs,
     #[command(flatten)]
     pub kube: crate::kube::KubeArgs,
+    #[command(flatten)]
+    pub tui: TuiArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,4 +124,19 @@ pub struct CaptureArgs {
     /// dropped by hopscope.
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub queue: usize,
+}
+
+/// Options of the live view (`hopscope` with no subcommand). Defaults come from the
+/// config file (docs/tui.md); these win over it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TuiArgs {
+    /// Colours: dark, light, mono, or a theme .toml file (default dark; mono under NO_COLOR).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+    /// How often counters are sampled: 1s (default), 500ms, 2.5s.
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+    /// Show XFRM keys in the detail view instead of "redacted". Keys are secrets.
+    #[arg(long = "show-keys", id = "tui_show_keys")]
+    pub show_keys: bool,
 }

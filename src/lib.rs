@@ -11,4 +11,5 @@ pub mod kube;
 pub mod model;
 pub mod source;
 pub mod trace;
+pub mod tui;
 pub mod view;

@@ -21,7 +21,15 @@ fn main() -> ExitCode {
             Ok(code) => return ExitCode::from(code.clamp(1, 255) as u8),
             Err(e) => Err(e),
         },
-        // The TUI is not built yet: the default is the text snapshot of this node.
+        // The live TUI; without a terminal (piped, cron) the text snapshot instead.
+        None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
+            match hopscope::tui::run_cli(cli.target.target(), &cli.tui) {
+                Ok(0) => Ok(()),
+                // Ended by a signal: the shell convention, 128 + signal number.
+                Ok(sig) => return ExitCode::from((128 + sig).clamp(1, 255) as u8),
+                Err(e) => Err(e),
+            }
+        }
         None => snapshot(&cli, false, false),
     };
     match result {

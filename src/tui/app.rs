@@ -1,0 +1,711 @@
+//! The TUI's logic, apart from drawing and terminals: state, `Action`s, keys and commands.
+//! Every method takes the data (`&Live`) as an argument, so tests drive it with
+//! hand-built states and no terminal.
+
+use super::filter::{Filter, sort_key};
+use super::keymap::{Action, Keymap};
+use super::rows::{self, PANES, Pane};
+use crate::model::event::Live;
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use ratatui::layout::Rect;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing a `/` filter.
+    Filter,
+    /// Typing a `:` command.
+    Command,
+    Help,
+    Detail,
+}
+
+/// What the runtime must do after an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    Quit,
+    /// Follow another netns (`:netns NAME`).
+    Netns(String),
+    /// Pause toggled: freeze or unfreeze the data shown.
+    Pause,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CacheKey {
+    epoch: u64,
+    structure: u64,
+    counters: u64,
+    filter: Filter,
+    sort: Option<(usize, bool)>,
+    table: Option<u32>,
+}
+
+/// One pane's view: its filter, sort and selection, and the rows they leave (indexes
+/// into the state's vector, in display order).
+#[derive(Debug, Default)]
+pub struct PaneView {
+    pub filter_text: String,
+    pub filter: Filter,
+    /// (column, descending)
+    pub sort: Option<(usize, bool)>,
+    pub selected: usize,
+    /// First row shown; kept by the renderer so the selection stays visible.
+    pub offset: Cell<usize>,
+    pub rows: Vec<usize>,
+    key: Option<CacheKey>,
+}
+
+impl PaneView {
+    pub fn selected_index(&self) -> Option<usize> {
+        self.rows.get(self.selected).copied()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub pane: Pane,
+    /// Index in the state; None once the row is gone.
+    pub index: Option<usize>,
+    pub identity: String,
+    pub scroll: usize,
+}
+
+/// Screen regions of the last frame, for mouse clicks.
+#[derive(Debug, Default, Clone)]
+pub struct Hits {
+    pub tabs_y: u16,
+    pub tabs: Vec<(u16, u16, Pane)>,
+    pub table: Rect,
+}
+
+pub const COMMANDS: [&str; 14] = [
+    "links", "routes", "rules", "xfrm", "sas", "policies", "stats", "table", "netns", "sort",
+    "filter", "pause", "help", "quit",
+];
+
+pub struct App {
+    pub pane: Pane,
+    pub mode: Mode,
+    pub views: Vec<PaneView>,
+    /// The filter or command line being typed.
+    pub input: String,
+    pub input_error: Option<String>,
+    /// The filter in force when `/` was pressed (esc goes back to it).
+    filter_before: String,
+    pub completions: Vec<String>,
+    /// `:table N`: only routes of this table.
+    pub table: Option<u32>,
+    pub paused: bool,
+    pub show_keys: bool,
+    pub detail: Option<Detail>,
+    pub help_scroll: usize,
+    /// A one-line answer to the last command or jump (text, is_error).
+    pub message: Option<(String, bool)>,
+    /// Named netns, for `:netns` completion (the runtime refreshes it).
+    pub netns_names: Vec<String>,
+    pub keymap: Keymap,
+    pub interval: Duration,
+    /// What is shown: `netns worker`, `own netns`, `pid 1234`.
+    pub target_label: String,
+    pub since: SystemTime,
+    pub now: SystemTime,
+    /// Samples the source dropped (queue full).
+    pub dropped: u64,
+    epoch: u64,
+    pub hits: RefCell<Hits>,
+    /// Rows in the table body in the last frame (page size).
+    pub page: Cell<usize>,
+}
+
+impl App {
+    pub fn new(keymap: Keymap, interval: Duration, target_label: String, since: SystemTime) -> App {
+        App {
+            pane: Pane::Links,
+            mode: Mode::Normal,
+            views: PANES.iter().map(|_| PaneView::default()).collect(),
+            input: String::new(),
+            input_error: None,
+            filter_before: String::new(),
+            completions: Vec::new(),
+            table: None,
+            paused: false,
+            show_keys: false,
+            detail: None,
+            help_scroll: 0,
+            message: None,
+            netns_names: Vec::new(),
+            keymap,
+            interval,
+            target_label,
+            since,
+            now: since,
+            dropped: 0,
+            epoch: 0,
+            hits: RefCell::new(Hits::default()),
+            page: Cell::new(20),
+        }
+    }
+
+    pub fn view(&self) -> &PaneView {
+        &self.views[self.pane.index()]
+    }
+    fn view_mut(&mut self) -> &mut PaneView {
+        let i = self.pane.index();
+        &mut self.views[i]
+    }
+
+    /// The data behind the view was swapped (paused, unpaused, other netns).
+    pub fn invalidate(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// Recompute the rows of the shown pane (and the detail's row) if anything they
+    /// depend on changed. Cheap when nothing did.
+    pub fn refresh(&mut self, live: &Live) {
+        self.refresh_pane(self.pane, live);
+        if let Some(d) = &mut self.detail {
+            let st = &live.state;
+            let still = d
+                .index
+                .filter(|&i| i < d.pane.len(st) && rows::identity(d.pane, st, i) == d.identity);
+            d.index = still.or_else(|| rows::find_identity(d.pane, st, &d.identity));
+        }
+    }
+
+    fn refresh_pane(&mut self, pane: Pane, live: &Live) {
+        let table = (pane == Pane::Routes).then_some(self.table).flatten();
+        let epoch = self.epoch;
+        let v = &mut self.views[pane.index()];
+        let key = CacheKey {
+            epoch,
+            structure: live.structure_gen,
+            counters: if pane.has_counters() {
+                live.counter_gen
+            } else {
+                0
+            },
+            filter: v.filter.clone(),
+            sort: v.sort,
+            table,
+        };
+        if v.key.as_ref() == Some(&key) {
+            return;
+        }
+        let st = &live.state;
+        let n = pane.len(st);
+        let mut out: Vec<usize> = match table {
+            Some(t) => (0..n).filter(|&i| st.routes[i].table.id == t).collect(),
+            None => (0..n).collect(),
+        };
+        if !v.filter.is_empty() || v.sort.is_some() {
+            let mut keyed = Vec::with_capacity(out.len());
+            for i in out {
+                let c = rows::cells(pane, live, i);
+                if v.filter.matches(&c) {
+                    let k = v
+                        .sort
+                        .map(|(col, _)| sort_key(c.get(col).map_or("", |s| s)));
+                    keyed.push((k, i));
+                }
+            }
+            if let Some((_, desc)) = v.sort {
+                keyed.sort_by(|a, b| a.0.cmp(&b.0));
+                if desc {
+                    keyed.reverse();
+                }
+            }
+            out = keyed.into_iter().map(|(_, i)| i).collect();
+        }
+        v.rows = out;
+        v.selected = v.selected.min(v.rows.len().saturating_sub(1));
+        v.key = Some(key);
+    }
+
+    pub fn handle_key(&mut self, ev: KeyEvent, live: &Live) -> Effect {
+        if ev.kind != KeyEventKind::Press {
+            return Effect::None;
+        }
+        match self.mode {
+            Mode::Filter => self.filter_key(ev, live),
+            Mode::Command => self.command_key(ev, live),
+            _ => match self.keymap.lookup(&ev) {
+                Some(a) => self.apply(a, live),
+                None => Effect::None,
+            },
+        }
+    }
+
+    pub fn handle_mouse(&mut self, ev: MouseEvent, live: &Live) -> Effect {
+        match ev.kind {
+            MouseEventKind::ScrollDown => {
+                for _ in 0..3 {
+                    self.apply(Action::Down, live);
+                }
+            }
+            MouseEventKind::ScrollUp => {
+                for _ in 0..3 {
+                    self.apply(Action::Up, live);
+                }
+            }
+            MouseEventKind::Down(MouseButton::Left) => {
+                let hits = self.hits.borrow().clone();
+                if ev.row == hits.tabs_y {
+                    if let Some((_, _, p)) = hits
+                        .tabs
+                        .iter()
+                        .find(|(a, b, _)| ev.column >= *a && ev.column < *b)
+                    {
+                        self.switch(*p, live);
+                    }
+                } else if self.mode == Mode::Normal
+                    && ev.row > hits.table.y
+                    && ev.row < hits.table.y + hits.table.height
+                {
+                    let i = self.view().offset.get() + usize::from(ev.row - hits.table.y - 1);
+                    if i < self.view().rows.len() {
+                        self.view_mut().selected = i;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Effect::None
+    }
+
+    fn switch(&mut self, p: Pane, live: &Live) {
+        self.pane = p;
+        if matches!(self.mode, Mode::Detail | Mode::Help) {
+            self.mode = Mode::Normal;
+            self.detail = None;
+        }
+        self.refresh(live);
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        match self.mode {
+            Mode::Detail => {
+                if let Some(d) = &mut self.detail {
+                    d.scroll = d.scroll.saturating_add_signed(delta);
+                }
+            }
+            Mode::Help => self.help_scroll = self.help_scroll.saturating_add_signed(delta),
+            _ => {
+                let v = self.view_mut();
+                let last = v.rows.len().saturating_sub(1);
+                v.selected = v.selected.saturating_add_signed(delta).min(last);
+            }
+        }
+    }
+
+    pub fn apply(&mut self, a: Action, live: &Live) -> Effect {
+        let page = self.page.get().max(1) as isize;
+        match a {
+            Action::Quit => return Effect::Quit,
+            Action::Help => {
+                self.mode = if self.mode == Mode::Help {
+                    Mode::Normal
+                } else {
+                    self.help_scroll = 0;
+                    Mode::Help
+                };
+            }
+            Action::Back => match self.mode {
+                Mode::Help => self.mode = Mode::Normal,
+                Mode::Detail => {
+                    self.mode = Mode::Normal;
+                    self.detail = None;
+                }
+                _ => {
+                    self.message = None;
+                    if !self.view().filter.is_empty() {
+                        self.set_filter("", live);
+                    } else if self.pane == Pane::Routes && self.table.is_some() {
+                        self.table = None;
+                        self.refresh(live);
+                    }
+                }
+            },
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-page),
+            Action::PageDown => self.move_by(page),
+            Action::Top => self.move_by(isize::MIN / 2),
+            Action::Bottom => self.move_by(isize::MAX / 2),
+            Action::NextPane => self.switch(PANES[(self.pane.index() + 1) % PANES.len()], live),
+            Action::PrevPane => self.switch(
+                PANES[(self.pane.index() + PANES.len() - 1) % PANES.len()],
+                live,
+            ),
+            Action::Pane(i) => {
+                if let Some(p) = PANES.get(i) {
+                    self.switch(*p, live)
+                }
+            }
+            Action::Detail => {
+                if let Some(i) = self.view().selected_index() {
+                    self.detail = Some(Detail {
+                        pane: self.pane,
+                        index: Some(i),
+                        identity: rows::identity(self.pane, &live.state, i),
+                        scroll: 0,
+                    });
+                    self.mode = Mode::Detail;
+                }
+            }
+            Action::Filter => {
+                self.mode = Mode::Filter;
+                self.input = self.view().filter_text.clone();
+                self.filter_before = self.input.clone();
+                self.input_error = None;
+            }
+            Action::Command => {
+                self.mode = Mode::Command;
+                self.input.clear();
+                self.input_error = None;
+                self.completions.clear();
+            }
+            Action::SortNext => {
+                let n = self.pane.headers().len();
+                let v = self.view_mut();
+                v.sort = match v.sort {
+                    None => Some((0, false)),
+                    Some((c, _)) if c + 1 < n => Some((c + 1, false)),
+                    Some(_) => None,
+                };
+                self.refresh(live);
+            }
+            Action::SortReverse => {
+                let v = self.view_mut();
+                v.sort = Some(match v.sort {
+                    None => (0, true),
+                    Some((c, d)) => (c, !d),
+                });
+                self.refresh(live);
+            }
+            Action::Pause => {
+                self.paused = !self.paused;
+                return Effect::Pause;
+            }
+            Action::Jump => self.jump(live),
+        }
+        Effect::None
+    }
+
+    /// Apply a filter text to the shown pane; false (and the reason) if it is invalid.
+    pub fn set_filter(&mut self, text: &str, live: &Live) -> bool {
+        match Filter::parse(text, &self.pane.headers()) {
+            Ok(f) => {
+                let v = self.view_mut();
+                v.filter = f;
+                v.filter_text = text.trim().to_string();
+                self.input_error = None;
+                self.refresh(live);
+                true
+            }
+            Err(e) => {
+                self.input_error = Some(e);
+                false
+            }
+        }
+    }
+
+    fn filter_key(&mut self, ev: KeyEvent, live: &Live) -> Effect {
+        match ev.code {
+            KeyCode::Esc => {
+                let before = self.filter_before.clone();
+                self.set_filter(&before, live);
+                self.mode = Mode::Normal;
+            }
+            KeyCode::Enter if self.input_error.is_none() => self.mode = Mode::Normal,
+            KeyCode::Backspace => {
+                self.input.pop();
+                let t = self.input.clone();
+                self.set_filter(&t, live);
+            }
+            KeyCode::Char('u') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.input.clear();
+                self.set_filter("", live);
+            }
+            KeyCode::Char('c') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
+                return Effect::Quit;
+            }
+            KeyCode::Char(c) => {
+                self.input.push(c);
+                let t = self.input.clone();
+                // Validated as typed: an invalid filter keeps the last valid one in force.
+                self.set_filter(&t, live);
+            }
+            _ => {}
+        }
+        Effect::None
+    }
+
+    fn command_key(&mut self, ev: KeyEvent, live: &Live) -> Effect {
+        match ev.code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                self.completions.clear();
+            }
+            KeyCode::Enter => {
+                let line = std::mem::take(&mut self.input);
+                self.mode = Mode::Normal;
+                self.completions.clear();
+                return self.run_command(&line, live);
+            }
+            KeyCode::Tab => self.complete(live),
+            KeyCode::Backspace => {
+                self.input.pop();
+                self.completions.clear();
+            }
+            KeyCode::Char('c') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
+                return Effect::Quit;
+            }
+            KeyCode::Char(c) => {
+                self.input.push(c);
+                self.completions.clear();
+            }
+            _ => {}
+        }
+        Effect::None
+    }
+
+    /// Candidates for the word being typed on the command line.
+    pub fn candidates(&self, live: &Live) -> Vec<String> {
+        let (head, word) = match self.input.rsplit_once(' ') {
+            Some((h, w)) => (Some(h.trim()), w),
+            None => (None, self.input.as_str()),
+        };
+        let all: Vec<String> = match head {
+            None => COMMANDS.iter().map(|s| s.to_string()).collect(),
+            Some("netns") => self.netns_names.clone(),
+            Some("table") => {
+                let mut t: Vec<String> = vec!["all".into()];
+                let mut ids: Vec<u32> = live.state.routes.iter().map(|r| r.table.id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for id in ids {
+                    t.push(id.to_string());
+                }
+                for r in &live.state.routes {
+                    if let Some(n) = &r.table.name
+                        && !t.contains(n)
+                    {
+                        t.push(n.clone());
+                    }
+                }
+                t
+            }
+            Some("sort") => self
+                .pane
+                .headers()
+                .iter()
+                .map(|h| h.to_lowercase())
+                .collect(),
+            Some(_) => vec![],
+        };
+        all.into_iter().filter(|c| c.starts_with(word)).collect()
+    }
+
+    fn complete(&mut self, live: &Live) {
+        let c = self.candidates(live);
+        let word_start = self.input.rfind(' ').map_or(0, |i| i + 1);
+        match c.len() {
+            0 => self.completions = vec![],
+            1 => {
+                self.input.truncate(word_start);
+                self.input.push_str(&c[0]);
+                if word_start == 0 && matches!(c[0].as_str(), "table" | "netns" | "sort" | "filter")
+                {
+                    self.input.push(' ');
+                }
+                self.completions.clear();
+            }
+            _ => {
+                let mut lcp = c[0].clone();
+                for s in &c[1..] {
+                    while !s.starts_with(&lcp) {
+                        lcp.pop();
+                    }
+                }
+                self.input.truncate(word_start);
+                self.input.push_str(&lcp);
+                self.completions = c;
+            }
+        }
+    }
+
+    fn say(&mut self, text: impl Into<String>, error: bool) {
+        self.message = Some((text.into(), error));
+    }
+
+    pub fn run_command(&mut self, line: &str, live: &Live) -> Effect {
+        let mut words = line.split_whitespace();
+        let Some(cmd) = words.next() else {
+            return Effect::None;
+        };
+        let rest: Vec<&str> = words.collect();
+        if let Some(p) = Pane::from_name(cmd) {
+            self.switch(p, live);
+            return Effect::None;
+        }
+        match cmd {
+            "q" | "quit" | "q!" => return Effect::Quit,
+            "help" | "h" | "?" => self.mode = Mode::Help,
+            "pause" => return self.apply(Action::Pause, live),
+            "table" => {
+                let arg = rest.first().copied().unwrap_or("all");
+                let id = match arg {
+                    "all" => None,
+                    a => match a.parse::<u32>() {
+                        Ok(n) => Some(n),
+                        Err(_) => {
+                            let by_name = live
+                                .state
+                                .routes
+                                .iter()
+                                .find(|r| r.table.name.as_deref() == Some(a))
+                                .map(|r| r.table.id)
+                                .or(match a {
+                                    "main" => Some(254),
+                                    "local" => Some(255),
+                                    "default" => Some(253),
+                                    _ => None,
+                                });
+                            match by_name {
+                                Some(n) => Some(n),
+                                None => {
+                                    self.say(format!("unknown table {a:?}: a number, a name from rt_tables, or all"), true);
+                                    return Effect::None;
+                                }
+                            }
+                        }
+                    },
+                };
+                self.table = id;
+                self.switch(Pane::Routes, live);
+                let v = self.view_mut();
+                v.selected = 0;
+                let n = v.rows.len();
+                match id {
+                    Some(t) => self.say(format!("table {t}: {n} route(s)"), false),
+                    None => self.say("all tables", false),
+                }
+            }
+            "netns" => match rest.first() {
+                Some(name) => return Effect::Netns(name.to_string()),
+                None => {
+                    let known = if self.netns_names.is_empty() {
+                        "none in /run/netns".to_string()
+                    } else {
+                        self.netns_names.join(", ")
+                    };
+                    self.say(format!(":netns NAME|PATH (known: {known})"), true);
+                }
+            },
+            "sort" => match rest.first() {
+                None => {
+                    self.view_mut().sort = None;
+                    self.refresh(live);
+                }
+                Some(c) => {
+                    let headers = self.pane.headers();
+                    match headers.iter().position(|h| h.eq_ignore_ascii_case(c)) {
+                        Some(i) => {
+                            let desc = rest.get(1).is_some_and(|d| d.starts_with("desc"));
+                            self.view_mut().sort = Some((i, desc));
+                            self.refresh(live);
+                        }
+                        None => self.say(
+                            format!(
+                                "no column {c:?} here; columns: {}",
+                                headers.join(" ").to_lowercase()
+                            ),
+                            true,
+                        ),
+                    }
+                }
+            },
+            "filter" => {
+                let text = rest.join(" ");
+                if !self.set_filter(&text, live) {
+                    let e = self.input_error.take().unwrap_or_default();
+                    self.say(e, true);
+                }
+            }
+            other => self.say(
+                format!(
+                    "unknown command {other:?}; commands: {}",
+                    COMMANDS.join(" ")
+                ),
+                true,
+            ),
+        }
+        Effect::None
+    }
+
+    /// From an SA to the policies whose templates select it, and back.
+    fn jump(&mut self, live: &Live) {
+        let st = &live.state;
+        let Some(i) = self.view().selected_index() else {
+            return;
+        };
+        let (to, targets, what) = match self.pane {
+            Pane::Sas => (
+                Pane::Policies,
+                rows::policies_of_sa(st, &st.xfrm_states[i]),
+                "polic(y/ies) select this SA",
+            ),
+            Pane::Policies => (
+                Pane::Sas,
+                rows::sas_of_policy(st, &st.xfrm_policies[i]),
+                "SA(s) serve this policy",
+            ),
+            _ => {
+                self.say(
+                    "x jumps between an SA and its policies: use it on pane 4 or 5",
+                    true,
+                );
+                return;
+            }
+        };
+        let Some(&first) = targets.first() else {
+            self.say(
+                format!("no {}", what.replace("(s)", "").replace("(y/ies)", "y")),
+                true,
+            );
+            return;
+        };
+        self.mode = Mode::Normal;
+        self.detail = None;
+        self.pane = to;
+        self.refresh(live);
+        if !self.view().rows.contains(&first) {
+            // The target is filtered out: show it anyway.
+            self.set_filter("", live);
+        }
+        let pos = self
+            .view()
+            .rows
+            .iter()
+            .position(|&r| r == first)
+            .unwrap_or(0);
+        self.view_mut().selected = pos;
+        self.say(
+            format!(
+                "{} {what}{}",
+                targets.len(),
+                if targets.len() > 1 {
+                    " (all listed in its detail: enter)"
+                } else {
+                    ""
+                }
+            ),
+            false,
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The live terminal UI (`hopscope` with no subcommand).
+//!
+//! One loop owns the state: it drains the source's events into a `Live`, lets `App`
+//! (pure logic: keys → actions → view state) react to input, and draws with
+//! `render::draw`, a function of `&App` and `&Live`. Paused, it draws a frozen copy while
+//! the live one keeps taking events.
+
+pub mod app;
+pub mod config;
+pub mod filter;
+pub mod keymap;
+pub mod render;
+pub mod rows;
+pub mod term;
+pub mod theme;
+
+use crate::model::NetnsInfo;
+use crate::model::event::Live;
+use crate::source::Target;
+use crate::source::monitor::{self, Monitor};
+use anyhow::{Context, Result};
+use app::{App, Effect};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event as cev;
+use std::time::{Duration, Instant, SystemTime};
+
+pub struct Options {
+    pub target: Target,
+    pub interval: Duration,
+    pub theme: theme::Theme,
+    pub keymap: keymap::Keymap,
+    pub show_keys: bool,
+    pub pane: rows::Pane,
+}
+
+/// `netns worker`, `pid 1234`, `own netns`.
+pub fn target_label(info: &NetnsInfo) -> String {
+    match (&info.name, info.pid, &info.path) {
+        (Some(n), _, _) => format!("netns {n}"),
+        (None, Some(p), _) => format!("netns of pid {p}"),
+        (None, None, Some(p)) => format!("netns {p}"),
+        _ => "own netns".into(),
+    }
+}
+
+/// How long the loop waits for input when nothing happens (idle CPU stays near zero).
+const IDLE_POLL: Duration = Duration::from_millis(250);
+/// At most this many events are applied before a frame is drawn.
+const EVENTS_PER_FRAME: usize = 50_000;
+
+/// Run the TUI until quit or a termination signal. Returns the signal number if one
+/// ended it (the caller exits with 128 + signal).
+pub fn run(opts: Options) -> Result<i32> {
+    let mon_opts = monitor::Options {
+        interval: opts.interval,
+        ..Default::default()
+    };
+    // A bad --netns fails here, before the terminal is touched.
+    let mut monitor = Monitor::start(&opts.target, &mon_opts)?;
+    let signals = term::Signals::watch().context("installing signal handlers")?;
+    let mut app = App::new(
+        opts.keymap,
+        opts.interval,
+        target_label(&monitor.info),
+        SystemTime::now(),
+    );
+    app.show_keys = opts.show_keys;
+    app.pane = opts.pane;
+    app.netns_names = crate::source::netns::list_named();
+    let guard = term::Guard::enter().context("setting up the terminal")?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    terminal.clear()?;
+    let mut live = Live::default();
+    let mut frozen: Option<Live> = None;
+    let mut dirty = true;
+    let mut last_draw = Instant::now();
+    let result = loop {
+        let sig = signals.got();
+        if sig != 0 {
+            break Ok(sig);
+        }
+        let events = monitor.drain(EVENTS_PER_FRAME);
+        if !events.is_empty() {
+            let now = Instant::now();
+            for ev in events {
+                live.apply(ev, now);
+            }
+            // Paused: the frozen copy is shown; the live one keeps collecting.
+            dirty |= frozen.is_none();
+        }
+        app.dropped = monitor.dropped();
+        app.now = SystemTime::now();
+        // The header's clock ticks even when nothing arrives.
+        if last_draw.elapsed() >= Duration::from_secs(1) {
+            dirty = true;
+        }
+        if dirty {
+            let shown = frozen.as_ref().unwrap_or(&live);
+            app.refresh(shown);
+            terminal.draw(|f| render::draw(f, &app, shown, &opts.theme))?;
+            dirty = false;
+            last_draw = Instant::now();
+        }
+        if !cev::poll(IDLE_POLL)? {
+            continue;
+        }
+        let effect = {
+            let shown = frozen.as_ref().unwrap_or(&live);
+            match cev::read()? {
+                cev::Event::Key(k) => {
+                    if app.mode == app::Mode::Command {
+                        app.netns_names = crate::source::netns::list_named();
+                    }
+                    // Any key clears the last answer; the action may set a new one.
+                    app.message = None;
+                    app.handle_key(k, shown)
+                }
+                cev::Event::Mouse(m) => app.handle_mouse(m, shown),
+                _ => Effect::None, // resize and focus: just redraw
+            }
+        };
+        dirty = true;
+        match effect {
+            Effect::None => {}
+            Effect::Quit => break Ok(0),
+            Effect::Pause => {
+                frozen = app.paused.then(|| live.clone());
+                app.invalidate();
+            }
+            Effect::Netns(name) => {
+                let target = Target::Netns(name.clone());
+                match Monitor::start(&target, &mon_opts) {
+                    Ok(m) => {
+                        monitor = m; // the old one stops when dropped
+                        live = Live::default();
+                        frozen = None;
+                        app.paused = false;
+                        app.target_label = target_label(&monitor.info);
+                        app.since = SystemTime::now();
+                        app.table = None;
+                        app.invalidate();
+                        app.message = Some((format!("following {}", app.target_label), false));
+                    }
+                    Err(e) => app.message = Some((format!("{e:#}"), true)),
+                }
+            }
+        }
+    };
+    drop(terminal);
+    drop(guard);
+    result
+}
+
+/// Options from the command line over the config file over the defaults.
+pub fn options(target: Target, args: &crate::cli::TuiArgs) -> Result<Options> {
+    let cfg = config::load().map_err(|e| anyhow::anyhow!("config file: {e}"))?;
+    // NO_COLOR beats a theme from the config file, not one given on the command line.
+    let theme = if theme::no_color_env() && args.theme.is_none() {
+        theme::Theme::builtin("mono")
+    } else {
+        theme::Theme::load(args.theme.as_deref().or(cfg.theme.as_deref()), false)
+            .map_err(|e| anyhow::anyhow!(e))?
+    };
+    let interval = match args.interval.as_deref().or(cfg.interval.as_deref()) {
+        Some(s) => config::parse_interval(s).map_err(|e| anyhow::anyhow!("--interval: {e}"))?,
+        None => Duration::from_secs(1),
+    };
+    let pane = match cfg.pane.as_deref() {
+        Some(p) => rows::Pane::from_name(p)
+            .ok_or_else(|| anyhow::anyhow!("config file: unknown pane {p:?}"))?,
+        None => rows::Pane::Links,
+    };
+    let keymap = keymap::Keymap::default()
+        .with_overrides(&cfg.keys)
+        .map_err(|e| anyhow::anyhow!("config file: {e}"))?;
+    Ok(Options {
+        target,
+        interval,
+        theme,
+        keymap,
+        show_keys: args.show_keys,
+        pane,
+    })
+}
+
+/// `hopscope` with no subcommand.
+pub fn run_cli(target: Target, args: &crate::cli::TuiArgs) -> Result<i32> {
+    run(options(target, args)?)
+}

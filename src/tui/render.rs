@@ -1,0 +1,627 @@
+//! Drawing: a pure function of `&App` and `&Live` into a ratatui frame. Only the rows
+//! on screen are formatted, so 100k routes cost what 20 do.
+
+use super::app::{App, Mode};
+use super::keymap::Action;
+use super::rows::{self, PANES, Pane};
+use super::theme::{Item, Theme};
+use crate::model::event::Live;
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::widgets::{Block, Borders, Clear, Widget};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Draw one frame.
+///
+/// ```text
+///  ┌────────────────────────────────────────────────────────────────────────────┐
+///  │hopscope │ node │ netns worker │ since 12:00:03 UTC (5m) │ every 1s │ ⚠ 2 rising│ 0 header: where, since, interval, PAUSED, trouble
+///  │/dst=10.0 ✓ │ table 200 │ sort DST↑ │ ⚠ rights: CAP_NET_ADMIN missing: XFRM…   │ 1 filter/table/sort, missing rights, warnings
+///  │ 1 Links 4 │ 2 Routes 3/9 │ 3 Rules 7 │ 4 SAs 3 │ 5 Policies 5 │ 6 xfrm_stat 4 │ 2 tabs (click to switch)
+///  │TABLE  TYPE     DST            GATEWAY     DEV          PREFSRC  PROTO …      │ 3 column headers
+///  │main   unicast  default        172.18.0.1  eth0                  boot         │ 4.. rows; the selected one
+///  │200 (… unicast  10.0.0.0/24                cilium_host           boot         │     highlighted, rising trouble
+///  │ …                                                                            │     counters in the trouble style
+///  │                        (detail and help open over the rows)                  │
+///  │? help  / filter  : command  enter detail  x SA↔policy  p pause  q quit       │ h-1 keys, or the line being typed,
+///  └────────────────────────────────────────────────────────────────────────────┘     or the last answer/notice
+/// ```
+pub fn draw(f: &mut Frame, app: &App, live: &Live, theme: &Theme) {
+    let area = f.area();
+    let buf = f.buffer_mut();
+    buf.set_style(area, theme.style(Item::Base));
+    if area.height < 6 || area.width < 20 {
+        buf.set_stringn(
+            area.x,
+            area.y,
+            "hopscope: window too small",
+            area.width as usize,
+            theme.style(Item::Error),
+        );
+        return;
+    }
+    let line = |y: u16| Rect::new(area.x, area.y + y, area.width, 1);
+    header(buf, line(0), app, live, theme);
+    status(buf, line(1), app, live, theme);
+    tabs(buf, line(2), app, live, theme);
+    let body = Rect::new(area.x, area.y + 3, area.width, area.height - 4);
+    table(buf, body, app, live, theme);
+    match app.mode {
+        Mode::Help => help(buf, body, app, theme),
+        Mode::Detail => detail(buf, body, app, live, theme),
+        _ => {}
+    }
+    footer(buf, line(area.height - 1), app, live, theme);
+}
+
+/// Writes spans left to right; returns the x after the last.
+fn spans(buf: &mut Buffer, area: Rect, parts: &[(String, Style)]) -> u16 {
+    let mut x = area.x;
+    let end = area.x + area.width;
+    for (text, style) in parts {
+        if x >= end {
+            break;
+        }
+        let (nx, _) = buf.set_stringn(x, area.y, text, (end - x) as usize, *style);
+        x = nx;
+    }
+    x
+}
+
+fn ago(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+fn hms_utc(t: SystemTime) -> String {
+    let s = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() % 86400;
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s % 3600 / 60, s % 60)
+}
+
+fn interval_label(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn header(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
+    let rising = live.rising_trouble();
+    let base = if rising > 0 {
+        theme.style(Item::HeaderWarn)
+    } else {
+        theme.style(Item::Header)
+    };
+    buf.set_style(area, base);
+    let host = &live.state.node.hostname;
+    // Most important first: a narrow terminal cuts from the right.
+    let mut parts = vec![(" hopscope ".to_string(), base)];
+    let sep = || (" │ ".to_string(), base);
+    parts.push((app.target_label.clone(), base));
+    if app.paused {
+        parts.push(sep());
+        parts.push((" PAUSED ".into(), theme.style(Item::Paused)));
+    }
+    if rising > 0 {
+        parts.push(sep());
+        parts.push((format!("⚠ {rising} rising"), base));
+    }
+    parts.push(sep());
+    parts.push((format!("every {}", interval_label(app.interval)), base));
+    parts.push(sep());
+    parts.push((
+        format!(
+            "since {} ({})",
+            hms_utc(app.since),
+            ago(app.now.duration_since(app.since).unwrap_or_default())
+        ),
+        base,
+    ));
+    if !host.is_empty() {
+        parts.push(sep());
+        parts.push((format!("node {host}"), base));
+    }
+    spans(buf, area, &parts);
+}
+
+/// Warnings that hide data because a right is missing.
+fn rights_warning(live: &Live) -> Option<&str> {
+    live.state
+        .warnings
+        .iter()
+        .chain(live.notices.iter().map(|n| &n.text))
+        .find(|w| w.contains("CAP_") || w.contains("missing"))
+        .map(|s| s.as_str())
+}
+
+fn status(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
+    let v = app.view();
+    let mut parts: Vec<(String, Style)> = Vec::new();
+    let sep = (" │ ".to_string(), theme.style(Item::Dim));
+    let typing = app.mode == Mode::Filter;
+    if !v.filter_text.is_empty() || typing {
+        let text = if typing { &app.input } else { &v.filter_text };
+        match (&app.input_error, typing) {
+            (Some(_), true) => parts.push((format!("/{text} ✗"), theme.style(Item::FilterErr))),
+            _ => parts.push((format!("/{text} ✓"), theme.style(Item::FilterOk))),
+        }
+        parts.push(sep.clone());
+    }
+    if app.pane == Pane::Routes
+        && let Some(t) = app.table
+    {
+        parts.push((format!("table {t}"), theme.style(Item::FilterOk)));
+        parts.push(sep.clone());
+    }
+    if let Some((c, desc)) = v.sort {
+        let h = app.pane.headers();
+        parts.push((
+            format!(
+                "sort {}{}",
+                h.get(c).unwrap_or(&"?"),
+                if desc { "↓" } else { "↑" }
+            ),
+            theme.style(Item::Key),
+        ));
+        parts.push(sep.clone());
+    }
+    if app.dropped > 0 {
+        parts.push((
+            format!("{} samples dropped", app.dropped),
+            theme.style(Item::Warning),
+        ));
+        parts.push(sep.clone());
+    }
+    if live.resyncs > 0 {
+        parts.push((
+            format!("resynced {}×", live.resyncs),
+            theme.style(Item::Warning),
+        ));
+        parts.push(sep.clone());
+    }
+    match rights_warning(live) {
+        Some(w) => parts.push((format!("⚠ rights: {w}"), theme.style(Item::Warning))),
+        None if !live.state.warnings.is_empty() => parts.push((
+            format!(
+                "⚠ {} warning(s): {}",
+                live.state.warnings.len(),
+                live.state.warnings[0]
+            ),
+            theme.style(Item::Warning),
+        )),
+        None if parts.is_empty() => {
+            parts.push(("all rights present".into(), theme.style(Item::Dim)))
+        }
+        None => {
+            parts.pop();
+        }
+    }
+    spans(buf, area, &parts);
+}
+
+fn tabs(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
+    let narrow = area.width < 100;
+    let mut x = area.x;
+    let mut hits = Vec::new();
+    for (i, p) in PANES.iter().enumerate() {
+        let title = match (p, narrow) {
+            (Pane::Sas, true) => "SAs",
+            (Pane::Policies, true) => "Policies",
+            (Pane::Stats, true) => "Stats",
+            _ => p.title(),
+        };
+        let total = p.len(&live.state);
+        let count = if *p == app.pane && app.view().rows.len() != total {
+            format!("{}/{}", app.view().rows.len(), total)
+        } else {
+            total.to_string()
+        };
+        let text = format!(" {} {title} {count} ", i + 1);
+        let style = if *p == app.pane {
+            theme.style(Item::TabActive)
+        } else {
+            theme.style(Item::Tab)
+        };
+        let end = area.x + area.width;
+        if x >= end {
+            break;
+        }
+        let (nx, _) = buf.set_stringn(x, area.y, &text, (end - x) as usize, style);
+        hits.push((x, nx, *p));
+        x = nx;
+        if x < end {
+            buf.set_stringn(x, area.y, "│", 1, theme.style(Item::Dim));
+            x += 1;
+        }
+    }
+    let mut h = app.hits.borrow_mut();
+    h.tabs_y = area.y;
+    h.tabs = hits;
+}
+
+/// Which columns to show and how wide, for `width` cells: first columns that are empty on
+/// screen, then columns in the pane's drop order, are hidden (width None) while the rest
+/// does not fit; then the widest columns are cut (with …).
+pub fn layout_columns(
+    drop_order: &[usize],
+    natural: &[usize],
+    empty: &[bool],
+    width: usize,
+) -> Vec<Option<usize>> {
+    let mut shown: Vec<bool> = vec![true; natural.len()];
+    let need = |shown: &[bool]| {
+        let cols: Vec<usize> = natural
+            .iter()
+            .zip(shown)
+            .filter(|(_, s)| **s)
+            .map(|(w, _)| *w)
+            .collect();
+        cols.iter().sum::<usize>() + cols.len().saturating_sub(1) * 2
+    };
+    let order: Vec<usize> = drop_order
+        .iter()
+        .filter(|&&i| empty.get(i).copied().unwrap_or(false))
+        .chain(drop_order.iter())
+        .copied()
+        .collect();
+    for i in order {
+        if need(&shown) <= width {
+            break;
+        }
+        if i < shown.len() {
+            shown[i] = false;
+        }
+    }
+    let kept: Vec<usize> = natural
+        .iter()
+        .zip(&shown)
+        .filter(|(_, s)| **s)
+        .map(|(w, _)| *w)
+        .collect();
+    let mut fitted = fit_widths(&kept, width).into_iter();
+    shown
+        .iter()
+        .map(|s| if *s { fitted.next() } else { None })
+        .collect()
+}
+
+/// Fit column widths into `width`: the widest columns give way first.
+pub fn fit_widths(natural: &[usize], width: usize) -> Vec<usize> {
+    let gaps = natural.len().saturating_sub(1) * 2;
+    let avail = width.saturating_sub(gaps);
+    if natural.iter().sum::<usize>() <= avail {
+        return natural.to_vec();
+    }
+    // The largest cap c with sum(min(w, c)) <= avail.
+    let (mut lo, mut hi) = (1usize, natural.iter().copied().max().unwrap_or(1));
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if natural.iter().map(|w| (*w).min(mid)).sum::<usize>() <= avail {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    natural.iter().map(|w| (*w).min(lo)).collect()
+}
+
+fn clip(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        s.to_string()
+    } else if w == 0 {
+        String::new()
+    } else {
+        let mut t: String = s.chars().take(w - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
+    app.hits.borrow_mut().table = area;
+    let body_rows = area.height.saturating_sub(1) as usize;
+    app.page.set(body_rows.max(1));
+    let v = app.view();
+    let headers = app.pane.headers();
+    if !live.loaded {
+        buf.set_stringn(
+            area.x,
+            area.y + 1,
+            format!("reading {} …", app.target_label),
+            area.width as usize,
+            theme.style(Item::Dim),
+        );
+        return;
+    }
+    // Keep the selection on screen.
+    let mut off = v.offset.get().min(v.rows.len().saturating_sub(1));
+    if v.selected < off {
+        off = v.selected;
+    } else if v.selected >= off + body_rows {
+        off = v.selected + 1 - body_rows;
+    }
+    v.offset.set(off);
+    let shown: Vec<(usize, Vec<String>, bool)> = v.rows[off.min(v.rows.len())..]
+        .iter()
+        .take(body_rows)
+        .map(|&i| {
+            (
+                i,
+                rows::cells(app.pane, live, i),
+                rows::trouble(app.pane, live, i),
+            )
+        })
+        .collect();
+    let mut natural: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for (_, c, _) in &shown {
+        for (w, s) in natural.iter_mut().zip(c) {
+            *w = (*w).max(s.chars().count());
+        }
+    }
+    let empty: Vec<bool> = (0..headers.len())
+        .map(|c| {
+            shown
+                .iter()
+                .all(|(_, cells, _)| cells.get(c).is_none_or(|s| s.is_empty()))
+        })
+        .collect();
+    let widths = layout_columns(app.pane.drop_order(), &natural, &empty, area.width as usize);
+    let put_row = |buf: &mut Buffer, y: u16, cells: &[String], style: Style| {
+        let mut x = area.x;
+        let end = area.x + area.width;
+        for (c, w) in cells.iter().zip(&widths) {
+            let Some(w) = w else { continue };
+            if x >= end {
+                break;
+            }
+            buf.set_stringn(x, y, clip(c, *w), (end - x) as usize, style);
+            x = x.saturating_add(*w as u16 + 2);
+        }
+    };
+    let hs: Vec<String> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| match v.sort {
+            Some((c, d)) if c == i => format!("{h}{}", if d { "↓" } else { "↑" }),
+            _ => h.to_string(),
+        })
+        .collect();
+    put_row(buf, area.y, &hs, theme.style(Item::TableHeader));
+    if shown.is_empty() {
+        let why = if app.pane.len(&live.state) == 0 {
+            format!("no {} in this netns", app.pane.title())
+        } else {
+            "no row matches the filter (esc clears it)".to_string()
+        };
+        buf.set_stringn(
+            area.x,
+            area.y + 1,
+            why,
+            area.width as usize,
+            theme.style(Item::Dim),
+        );
+        return;
+    }
+    for (n, (_, cells, trouble)) in shown.iter().enumerate() {
+        let y = area.y + 1 + n as u16;
+        let mut style = if *trouble {
+            theme.style(Item::Trouble)
+        } else {
+            theme.style(Item::Base)
+        };
+        if off + n == v.selected {
+            style = style.patch(theme.style(Item::Selected));
+            buf.set_style(Rect::new(area.x, y, area.width, 1), style);
+        }
+        put_row(buf, y, cells, style);
+    }
+}
+
+fn overlay(buf: &mut Buffer, area: Rect, title: &str, theme: &Theme) -> Rect {
+    Clear.render(area, buf);
+    buf.set_style(area, theme.style(Item::Base));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.style(Item::Border))
+        .title(title.to_string())
+        .title_style(theme.style(Item::Title));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    inner
+}
+
+fn kv_lines(
+    buf: &mut Buffer,
+    inner: Rect,
+    lines: &[(String, String)],
+    scroll: usize,
+    theme: &Theme,
+) {
+    let kw = lines
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(inner.width as usize / 2);
+    for (n, (k, v)) in lines
+        .iter()
+        .skip(scroll)
+        .take(inner.height as usize)
+        .enumerate()
+    {
+        let y = inner.y + n as u16;
+        if v.is_empty() {
+            buf.set_stringn(
+                inner.x,
+                y,
+                k,
+                inner.width as usize,
+                theme.style(Item::Title),
+            );
+            continue;
+        }
+        buf.set_stringn(inner.x, y, clip(k, kw), kw, theme.style(Item::Key));
+        let x = inner.x + kw as u16 + 2;
+        if x < inner.x + inner.width {
+            buf.set_stringn(
+                x,
+                y,
+                v,
+                (inner.x + inner.width - x) as usize,
+                theme.style(Item::Base),
+            );
+        }
+    }
+}
+
+fn detail(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
+    let Some(d) = &app.detail else { return };
+    let title = format!(" {} — detail (esc back, ↑↓ scroll) ", d.pane.title());
+    let inner = overlay(buf, area, &title, theme);
+    match d.index {
+        Some(i) => {
+            let lines = rows::detail(d.pane, live, i, app.show_keys);
+            kv_lines(
+                buf,
+                inner,
+                &lines,
+                d.scroll.min(lines.len().saturating_sub(1)),
+                theme,
+            );
+        }
+        None => {
+            buf.set_stringn(
+                inner.x,
+                inner.y,
+                "this row is gone (the kernel removed it)",
+                inner.width as usize,
+                theme.style(Item::Warning),
+            );
+        }
+    }
+}
+
+/// Every binding of the keymap, then commands, filter syntax and mouse.
+pub fn help_lines(app: &App) -> Vec<(String, String)> {
+    let mut out = vec![("── keys".to_string(), String::new())];
+    for b in &app.keymap.bindings {
+        let keys: Vec<String> = b.keys.iter().map(|k| k.to_string()).collect();
+        out.push((keys.join(" "), b.help.to_string()));
+    }
+    out.push(("── commands (:)".into(), String::new()));
+    for (c, h) in [
+        (":links :routes :rules", "switch pane"),
+        (":xfrm :sas :policies :stats", "switch pane"),
+        (":table N|NAME|all", "routes of one table (tab completes)"),
+        (":netns NAME|PATH", "follow another netns (tab completes)"),
+        (":sort COLUMN [desc]", "sort the pane by a column"),
+        (":filter TEXT", "same as /"),
+        (":pause  :help  :q", "pause, this help, quit"),
+    ] {
+        out.push((c.into(), h.into()));
+    }
+    out.push(("── filter (/)".into(), String::new()));
+    for (c, h) in [
+        ("word", "rows with a cell containing word (any case)"),
+        ("column=word", "that column contains word (column:word too)"),
+        ("!word", "rows without word; words combine with AND"),
+    ] {
+        out.push((c.into(), h.into()));
+    }
+    out.push(("── mouse".into(), String::new()));
+    out.push((
+        "wheel / click".into(),
+        "scroll / select a row or a tab".into(),
+    ));
+    out.push(("── marks".into(), String::new()));
+    out.push((
+        "0x?e00 0x?d00".into(),
+        "Cilium encrypt / decrypt (key id in bits 12-15, node id from 1.14)".into(),
+    ));
+    out
+}
+
+fn help(buf: &mut Buffer, area: Rect, app: &App, theme: &Theme) {
+    let inner = overlay(buf, area, " help — every key binding (esc back) ", theme);
+    let lines = help_lines(app);
+    kv_lines(
+        buf,
+        inner,
+        &lines,
+        app.help_scroll.min(lines.len().saturating_sub(1)),
+        theme,
+    );
+}
+
+fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
+    match app.mode {
+        Mode::Filter => {
+            let mut parts = vec![
+                ("/".to_string(), theme.style(Item::Key)),
+                (format!("{}▏", app.input), theme.style(Item::Base)),
+            ];
+            match &app.input_error {
+                Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
+                None => parts.push((
+                    format!(
+                        "  ✓ {} rows  (enter keep, esc cancel)",
+                        app.view().rows.len()
+                    ),
+                    theme.style(Item::FilterOk),
+                )),
+            }
+            spans(buf, area, &parts);
+        }
+        Mode::Command => {
+            let mut parts = vec![
+                (":".to_string(), theme.style(Item::Key)),
+                (format!("{}▏", app.input), theme.style(Item::Base)),
+            ];
+            if !app.completions.is_empty() {
+                parts.push((
+                    format!("  {}", app.completions.join(" ")),
+                    theme.style(Item::Dim),
+                ));
+            }
+            spans(buf, area, &parts);
+        }
+        _ => {
+            if let Some((m, err)) = &app.message {
+                let st = if *err { Item::Error } else { Item::Notice };
+                spans(buf, area, &[(m.clone(), theme.style(st))]);
+                return;
+            }
+            if let Some(n) = live.notices.back()
+                && n.at.elapsed() < Duration::from_secs(15)
+            {
+                spans(buf, area, &[(n.text.clone(), theme.style(Item::Notice))]);
+                return;
+            }
+            let k = |a| app.keymap.first_key(a);
+            let mut parts = Vec::new();
+            for (a, what) in [
+                (Action::Help, "help"),
+                (Action::Filter, "filter"),
+                (Action::Command, "cmd"),
+                (Action::Detail, "detail"),
+                (Action::SortNext, "sort"),
+                (Action::Jump, "SA↔policy"),
+                (Action::Pause, if app.paused { "resume" } else { "pause" }),
+                (Action::Quit, "quit"),
+            ] {
+                parts.push((k(a), theme.style(Item::Key)));
+                parts.push((format!(" {what}  "), theme.style(Item::Dim)));
+            }
+            spans(buf, area, &parts);
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! Every pane drawn with ratatui's TestBackend from hand-built states (insta snapshots):
+//! empty, the seed's Cilium worker with SAs, 100k routes, 80×24, missing rights, loading.
+//! Plus app logic without a terminal: filter, sort, pane switch, SA ↔ policy jump, pause.
+
+use hopscope::model::event::{Event, Live, Sample};
+use hopscope::model::fixtures::seed_worker;
+use hopscope::model::{Family, LinkRef, LinkStats, NodeState, Prefix, Route, TableRef};
+use hopscope::tui::app::{App, Effect, Mode};
+use hopscope::tui::keymap::{Action, Keymap};
+use hopscope::tui::render;
+use hopscope::tui::rows::{PANES, Pane};
+use hopscope::tui::theme::{Item, Theme};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+fn app() -> App {
+    let since = UNIX_EPOCH + Duration::from_secs(1_720_000_000);
+    let mut a = App::new(
+        Keymap::default(),
+        Duration::from_secs(1),
+        "netns worker".into(),
+        since,
+    );
+    a.now = since + Duration::from_secs(300);
+    a
+}
+
+/// The seed worker after three samples: eth0 drops and XfrmInNoStates rising, SA traffic.
+fn seed_live() -> Live {
+    let t0 = Instant::now();
+    let mut live = Live::new(seed_worker());
+    let base = live.state.clone();
+    for s in 0..3u64 {
+        let at = t0 + Duration::from_secs(s);
+        let links = base
+            .links
+            .iter()
+            .map(|l| {
+                let mut st = l.stats;
+                st.rx_bytes += 1500 * s;
+                st.tx_bytes += 3000 * s;
+                if l.name == "eth0" {
+                    st.rx_dropped = 2 * s;
+                }
+                (l.index, st)
+            })
+            .collect();
+        let sas = base
+            .xfrm_states
+            .iter()
+            .map(|sa| {
+                let mut lt = sa.lifetime;
+                lt.packets += 10 * s;
+                lt.bytes += 1040 * s;
+                (hopscope::model::event::SaKey::of(sa), lt, sa.stats)
+            })
+            .collect();
+        let stat = base
+            .xfrm_stats
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    if n == "XfrmInNoStates" { v + 3 * s } else { *v },
+                )
+            })
+            .collect();
+        live.apply(
+            Event::Sample(Sample {
+                at,
+                links: Some(links),
+                sas: Some(sas),
+                xfrm_stat: Some(stat),
+            }),
+            at,
+        );
+    }
+    live
+}
+
+fn big_live(routes: usize, policies: usize) -> Live {
+    let mut st = seed_worker();
+    for i in 0..routes {
+        let n = i as u32;
+        st.routes.push(Route {
+            family: Family::V4,
+            table: TableRef {
+                id: if i % 2 == 0 { 254 } else { 200 },
+                name: (i % 2 == 0).then(|| "main".to_string()),
+            },
+            kind: "unicast".into(),
+            dst: Some(Prefix::new(
+                std::net::Ipv4Addr::from(0x0a00_0000 | (n << 8)).into(),
+                24,
+            )),
+            src: None,
+            gateway: Some("172.18.0.1".into()),
+            dev: Some(LinkRef {
+                index: 7,
+                name: Some("eth0".into()),
+            }),
+            prefsrc: None,
+            protocol: "static".into(),
+            scope: "global".into(),
+            metric: None,
+            mtu: None,
+            mtu_locked: false,
+            tos: 0,
+            nexthops: vec![],
+        });
+    }
+    let p0 = st.xfrm_policies[0].clone();
+    for i in 0..policies {
+        let mut p = p0.clone();
+        p.index = 1000 + i as u32 * 8;
+        p.selector.dst = Prefix::new(
+            std::net::Ipv4Addr::from(0x0b00_0000 | ((i as u32) << 8)).into(),
+            24,
+        );
+        st.xfrm_policies.push(p);
+    }
+    Live::new(st)
+}
+
+fn draw(app: &mut App, live: &Live, w: u16, h: u16) -> Terminal<TestBackend> {
+    app.refresh(live);
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let theme = Theme::builtin("dark");
+    t.draw(|f| render::draw(f, app, live, &theme)).unwrap();
+    // Draw twice: the first frame fixes the scroll offset and page size.
+    t.draw(|f| render::draw(f, app, live, &theme)).unwrap();
+    t
+}
+
+fn screen(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        for x in 0..buf.area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn render(app: &mut App, live: &Live, w: u16, h: u16) -> String {
+    screen(&draw(app, live, w, h))
+}
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+fn code(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+fn typed(app: &mut App, live: &Live, s: &str) {
+    for c in s.chars() {
+        app.handle_key(key(c), live);
+    }
+}
+
+#[test]
+fn every_pane_of_the_seed_worker_wide() {
+    let live = seed_live();
+    for p in PANES {
+        let mut a = app();
+        a.pane = p;
+        insta::assert_snapshot!(
+            format!("seed_{}_140x30", p.name()),
+            render(&mut a, &live, 140, 30)
+        );
+    }
+}
+
+#[test]
+fn every_pane_of_the_seed_worker_at_80x24() {
+    let live = seed_live();
+    for p in PANES {
+        let mut a = app();
+        a.pane = p;
+        insta::assert_snapshot!(
+            format!("seed_{}_80x24", p.name()),
+            render(&mut a, &live, 80, 24)
+        );
+    }
+}
+
+#[test]
+fn empty_state_and_loading() {
+    let live = Live::new(NodeState::default());
+    let mut a = app();
+    a.pane = Pane::Sas;
+    let s = render(&mut a, &live, 80, 24);
+    assert!(s.contains("no XFRM SAs in this netns"), "{s}");
+    insta::assert_snapshot!("empty_sas_80x24", s);
+    let loading = Live::default();
+    let s = render(&mut app(), &loading, 80, 24);
+    assert!(s.contains("reading netns worker"), "{s}");
+}
+
+#[test]
+fn missing_rights_are_in_the_header() {
+    let mut st = seed_worker();
+    st.xfrm_states.clear();
+    st.xfrm_policies.clear();
+    st.warnings.push(
+        "CAP_NET_ADMIN missing: XFRM SAs and policies are not shown (the kernel refuses XFRM dumps without it)".into(),
+    );
+    let live = Live::new(st);
+    let mut a = app();
+    a.pane = Pane::Policies;
+    let s = render(&mut a, &live, 80, 24);
+    assert!(s.contains("⚠ rights: CAP_NET_ADMIN missing"), "{s}");
+    insta::assert_snapshot!("missing_rights_80x24", s);
+}
+
+#[test]
+fn source_error_and_resync_are_shown() {
+    let mut live = seed_live();
+    let now = Instant::now();
+    live.apply(
+        Event::ResyncNeeded {
+            reason: "netlink route monitor overran (ENOBUFS, changes lost): resynced after overrun"
+                .into(),
+        },
+        now,
+    );
+    live.apply(Event::Resync(Box::new(seed_worker())), now);
+    let s = render(&mut app(), &live, 100, 24);
+    assert!(s.contains("resynced 1×"), "{s}");
+    assert!(
+        s.contains("resynced after overrun"),
+        "the notice is in the footer: {s}"
+    );
+}
+
+#[test]
+fn hundred_thousand_routes() {
+    let live = big_live(100_000, 0);
+    let mut a = app();
+    a.pane = Pane::Routes;
+    let t0 = Instant::now();
+    let s = render(&mut a, &live, 80, 24);
+    let n = live.state.routes.len();
+    assert!(s.contains(&format!("2 Routes {n}")), "{s}");
+    insta::assert_snapshot!("routes_100k_80x24", s);
+    a.apply(Action::Bottom, &live);
+    let s = render(&mut a, &live, 80, 24);
+    let last = hopscope::view::columns::route_dst(live.state.routes.last().unwrap());
+    assert!(
+        s.contains(&last),
+        "last route {last} shown at the bottom: {s}"
+    );
+    // `:table 200` keeps half of them.
+    a.run_command("table 200", &live);
+    let s = render(&mut a, &live, 80, 24);
+    let in200 = live
+        .state
+        .routes
+        .iter()
+        .filter(|r| r.table.id == 200)
+        .count();
+    assert!(s.contains(&format!("Routes {in200}/{n}")), "{s}");
+    assert!(
+        s.contains("table 200"),
+        "the table filter is in the header: {s}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "slow: {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn rising_trouble_is_highlighted_and_counted() {
+    let live = seed_live();
+    assert_eq!(live.rising_trouble(), 2, "eth0 drops and XfrmInNoStates");
+    let mut a = app();
+    a.pane = Pane::Stats;
+    let t = draw(&mut a, &live, 120, 24);
+    let s = screen(&t);
+    assert!(s.lines().next().unwrap().contains("⚠ 2 rising"), "{s}");
+    let theme = Theme::builtin("dark");
+    let buf = t.backend().buffer();
+    let y = s
+        .lines()
+        .position(|l| l.starts_with("XfrmInNoStates"))
+        .unwrap() as u16;
+    assert_eq!(
+        buf[(0, y)].fg,
+        theme.style(Item::Trouble).fg.unwrap(),
+        "rising counter in trouble colour"
+    );
+    let quiet = s
+        .lines()
+        .position(|l| l.starts_with("XfrmInError"))
+        .unwrap() as u16;
+    assert_ne!(buf[(0, quiet)].fg, theme.style(Item::Trouble).fg.unwrap());
+    assert!(s.contains("+6"), "delta shown: {s}");
+    assert_eq!(
+        buf[(0, 0)].bg,
+        theme.style(Item::HeaderWarn).bg.unwrap(),
+        "header turns to warning"
+    );
+}
+
+#[test]
+fn keys_are_redacted_unless_asked() {
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Sas;
+    a.refresh(&live);
+    a.apply(Action::Detail, &live);
+    let s = render(&mut a, &live, 120, 60);
+    assert!(s.contains("aead.key") && s.contains("redacted"), "{s}");
+    assert!(!s.contains("0xd528e76e"), "{s}");
+    insta::assert_snapshot!("sa_detail_120x60", s);
+    a.show_keys = true;
+    let s = render(&mut a, &live, 120, 60);
+    assert!(
+        s.contains("0xd528e76e15ded4e1"),
+        "--show-keys shows the key: {s}"
+    );
+}
+
+#[test]
+fn help_lists_every_binding() {
+    let live = seed_live();
+    let mut a = app();
+    a.handle_key(key('?'), &live);
+    assert_eq!(a.mode, Mode::Help);
+    let s = render(&mut a, &live, 100, 60);
+    for b in &a.keymap.bindings {
+        assert!(s.contains(b.help), "help lacks {:?}: {s}", b.help);
+        for k in &b.keys {
+            assert!(
+                s.contains(&k.to_string()),
+                "help lacks key {k} of {}",
+                b.name
+            );
+        }
+    }
+    insta::assert_snapshot!("help_100x60", s);
+    a.handle_key(code(KeyCode::Esc), &live);
+    assert_eq!(a.mode, Mode::Normal);
+}
+
+#[test]
+fn filter_is_validated_as_typed_and_shown() {
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Routes;
+    a.refresh(&live);
+    let n = live.state.routes.len();
+    let on_cilium = live
+        .state
+        .routes
+        .iter()
+        .filter(|r| {
+            r.dev
+                .as_ref()
+                .and_then(|d| d.name.as_deref())
+                .is_some_and(|d| d.contains("cilium"))
+        })
+        .count();
+    assert!(on_cilium > 0 && on_cilium < n);
+    a.handle_key(key('/'), &live);
+    typed(&mut a, &live, "dev=cilium");
+    assert_eq!(a.view().rows.len(), on_cilium, "filtering while typing");
+    typed(&mut a, &live, " gw=");
+    assert!(a.input_error.as_deref().unwrap().contains("unknown column"));
+    assert_eq!(
+        a.view().filter_text,
+        "dev=cilium gw",
+        "the last valid filter stays in force"
+    );
+    for _ in 0..3 {
+        a.handle_key(code(KeyCode::Backspace), &live);
+    }
+    typed(&mut a, &live, "!");
+    assert!(
+        a.input_error
+            .as_deref()
+            .unwrap()
+            .contains("needs something")
+    );
+    assert_eq!(
+        a.view().rows.len(),
+        on_cilium,
+        "an invalid filter keeps the last valid one"
+    );
+    let s = render(&mut a, &live, 100, 24);
+    assert!(
+        s.contains("✗ \"!\" needs something"),
+        "the reason is shown while typing: {s}"
+    );
+    a.handle_key(code(KeyCode::Enter), &live);
+    assert_eq!(a.mode, Mode::Filter, "enter refuses an invalid filter");
+    for _ in 0..2 {
+        a.handle_key(code(KeyCode::Backspace), &live);
+    }
+    a.handle_key(code(KeyCode::Enter), &live);
+    assert_eq!(a.mode, Mode::Normal);
+    let s = render(&mut a, &live, 100, 24);
+    assert!(
+        s.contains("/dev=cilium ✓"),
+        "filter shown in the header: {s}"
+    );
+    assert!(s.contains(&format!("Routes {on_cilium}/{n}")), "{s}");
+    // esc clears it.
+    a.handle_key(code(KeyCode::Esc), &live);
+    a.refresh(&live);
+    assert_eq!(a.view().rows.len(), n);
+}
+
+#[test]
+fn sort_orders_naturally_and_reverses() {
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Rules;
+    a.refresh(&live);
+    a.handle_key(key('S'), &live); // PRIO descending
+    let prios: Vec<u32> = a
+        .view()
+        .rows
+        .iter()
+        .map(|&i| live.state.rules[i].priority)
+        .collect();
+    assert_eq!(prios, vec![32767, 32766, 100, 10, 9, 1, 1]);
+    a.run_command("sort prio", &live);
+    let prios: Vec<u32> = a
+        .view()
+        .rows
+        .iter()
+        .map(|&i| live.state.rules[i].priority)
+        .collect();
+    assert_eq!(
+        prios,
+        vec![1, 1, 9, 10, 100, 32766, 32767],
+        "numbers, not text"
+    );
+    let s = render(&mut a, &live, 100, 24);
+    assert!(s.contains("PRIO↑"), "{s}");
+}
+
+#[test]
+fn panes_switch_by_number_tab_command_and_click() {
+    let live = seed_live();
+    let mut a = app();
+    a.handle_key(key('4'), &live);
+    assert_eq!(a.pane, Pane::Sas);
+    a.handle_key(code(KeyCode::Tab), &live);
+    assert_eq!(a.pane, Pane::Policies);
+    a.handle_key(code(KeyCode::BackTab), &live);
+    a.handle_key(code(KeyCode::BackTab), &live);
+    assert_eq!(a.pane, Pane::Rules);
+    a.handle_key(key(':'), &live);
+    typed(&mut a, &live, "xfrm");
+    a.handle_key(code(KeyCode::Enter), &live);
+    assert_eq!(a.pane, Pane::Sas);
+    // Click the "2 Routes" tab.
+    draw(&mut a, &live, 100, 24);
+    let (x0, _, _) = *a
+        .hits
+        .borrow()
+        .tabs
+        .iter()
+        .find(|t| t.2 == Pane::Routes)
+        .unwrap();
+    a.handle_mouse(
+        ratatui::crossterm::event::MouseEvent {
+            kind: ratatui::crossterm::event::MouseEventKind::Down(
+                ratatui::crossterm::event::MouseButton::Left,
+            ),
+            column: x0 + 1,
+            row: 2,
+            modifiers: KeyModifiers::NONE,
+        },
+        &live,
+    );
+    assert_eq!(a.pane, Pane::Routes);
+    // Scroll and vim keys move the selection.
+    a.handle_key(key('j'), &live);
+    a.handle_key(code(KeyCode::Down), &live);
+    assert_eq!(a.view().selected, 2);
+    a.handle_key(key('G'), &live);
+    assert_eq!(a.view().selected, live.state.routes.len() - 1);
+    a.handle_key(key('g'), &live);
+    assert_eq!(a.view().selected, 0);
+}
+
+#[test]
+fn command_line_completes() {
+    let live = seed_live();
+    let mut a = app();
+    a.netns_names = vec!["worker".into(), "worker2".into(), "control".into()];
+    a.handle_key(key(':'), &live);
+    typed(&mut a, &live, "ne");
+    a.handle_key(code(KeyCode::Tab), &live);
+    assert_eq!(a.input, "netns ");
+    typed(&mut a, &live, "w");
+    a.handle_key(code(KeyCode::Tab), &live);
+    assert_eq!(a.input, "netns worker");
+    assert_eq!(a.completions, vec!["worker", "worker2"]);
+    assert_eq!(
+        a.handle_key(code(KeyCode::Enter), &live),
+        Effect::Netns("worker".into())
+    );
+    a.handle_key(key(':'), &live);
+    typed(&mut a, &live, "table 2");
+    a.handle_key(code(KeyCode::Tab), &live);
+    assert_eq!(a.input, "table 2", "200, 254, 255: no longer common prefix");
+    assert_eq!(a.completions, vec!["200", "254", "255"]);
+    typed(&mut a, &live, "0");
+    a.handle_key(code(KeyCode::Tab), &live);
+    assert_eq!(a.input, "table 200");
+    a.handle_key(code(KeyCode::Enter), &live);
+    assert_eq!((a.pane, a.table), (Pane::Routes, Some(200)));
+    let in200 = live
+        .state
+        .routes
+        .iter()
+        .filter(|r| r.table.id == 200)
+        .count();
+    assert_eq!(a.view().rows.len(), in200);
+    a.run_command("bogus", &live);
+    assert!(a.message.as_ref().unwrap().0.contains("unknown command"));
+}
+
+#[test]
+fn jump_between_sa_and_policies() {
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Sas;
+    a.refresh(&live);
+    // SA 1: 10.0.1.138 → 10.0.0.40, mark 0x3e00/0xff00.
+    a.apply(Action::Down, &live);
+    a.handle_key(key('x'), &live);
+    assert_eq!(a.pane, Pane::Policies);
+    let p = &live.state.xfrm_policies[a.view().selected_index().unwrap()];
+    assert_eq!(
+        (p.dir.as_str(), p.templates[0].dst.as_str()),
+        ("out", "10.0.0.40")
+    );
+    a.handle_key(key('x'), &live);
+    assert_eq!(a.pane, Pane::Sas);
+    let sa = &live.state.xfrm_states[a.view().selected_index().unwrap()];
+    assert_eq!(sa.dst, "10.0.0.40");
+    // The inbound SA is selected by the in policy with the decrypt mark (and the fwd one).
+    a.handle_key(key('G'), &live);
+    a.handle_key(key('x'), &live);
+    let p = &live.state.xfrm_policies[a.view().selected_index().unwrap()];
+    assert_eq!(p.templates[0].dst, "10.0.1.138");
+    // A jump target hidden by a filter is shown anyway.
+    a.set_filter("dir=out", &live);
+    a.pane = Pane::Sas;
+    a.handle_key(key('x'), &live);
+    assert_eq!(a.pane, Pane::Policies);
+    assert!(a.view().filter.is_empty());
+}
+
+#[test]
+fn pause_freezes_what_is_shown() {
+    let mut live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Routes;
+    assert_eq!(a.handle_key(key('p'), &live), Effect::Pause);
+    assert!(a.paused);
+    // The runtime draws a frozen copy while the live state keeps taking events.
+    let frozen = live.clone();
+    a.invalidate();
+    live.apply(
+        Event::RouteDel(live.state.routes[0].clone()),
+        Instant::now(),
+    );
+    let s = render(&mut a, &frozen, 100, 24);
+    let n = frozen.state.routes.len();
+    assert!(
+        s.contains("PAUSED") && s.contains(&format!("Routes {n} ")),
+        "{s}"
+    );
+    assert_eq!(live.state.routes.len(), n - 1, "data kept coming");
+    a.handle_key(key('p'), &live);
+    a.invalidate();
+    let s = render(&mut a, &live, 100, 24);
+    assert!(
+        !s.contains("PAUSED") && s.contains(&format!("Routes {} ", n - 1)),
+        "{s}"
+    );
+}
+
+#[test]
+fn detail_follows_its_row_and_says_when_it_is_gone() {
+    let mut live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Routes;
+    a.refresh(&live);
+    a.apply(Action::Down, &live);
+    a.handle_key(code(KeyCode::Enter), &live);
+    assert_eq!(a.mode, Mode::Detail);
+    let shown = live.state.routes[1].clone();
+    let dst = hopscope::view::columns::route_dst(&shown);
+    let s = render(&mut a, &live, 100, 40);
+    assert!(
+        s.contains(&format!("dst  {dst}")) || s.contains(&dst),
+        "{s}"
+    );
+    // A route before it goes: the detail still shows the same route.
+    live.apply(
+        Event::RouteDel(live.state.routes[0].clone()),
+        Instant::now(),
+    );
+    let s = render(&mut a, &live, 100, 40);
+    assert!(s.contains(&dst) && !s.contains("gone"), "{s}");
+    live.apply(
+        Event::RouteDel(live.state.routes[0].clone()),
+        Instant::now(),
+    );
+    let s = render(&mut a, &live, 100, 40);
+    assert!(s.contains("this row is gone"), "{s}");
+}
+
+#[test]
+fn marks_and_tables_are_named() {
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Rules;
+    let s = render(&mut a, &live, 120, 24);
+    assert!(
+        s.contains("0xe00/0xf00 (encrypt)") && s.contains("200 (cilium ipsec)"),
+        "{s}"
+    );
+    a.pane = Pane::Sas;
+    let s = render(&mut a, &live, 160, 24);
+    assert!(s.contains("encrypt, key 3"), "{s}");
+}
+
+#[test]
+fn resize_redraws_at_any_size() {
+    let live = big_live(1000, 100);
+    for (w, h) in [(80, 24), (40, 10), (200, 60), (20, 6), (10, 3)] {
+        for p in PANES {
+            let mut a = app();
+            a.pane = p;
+            let s = render(&mut a, &live, w, h);
+            assert_eq!(s.lines().count(), h as usize);
+        }
+    }
+}
+
+#[test]
+fn no_color_theme_is_monochrome() {
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Stats;
+    a.refresh(&live);
+    let mut t = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    let mono = Theme::builtin("mono");
+    t.draw(|f| render::draw(f, &a, &live, &mono)).unwrap();
+    let buf = t.backend().buffer();
+    for c in buf.content() {
+        assert_eq!(c.fg, ratatui::style::Color::Reset);
+        assert_eq!(c.bg, ratatui::style::Color::Reset);
+    }
+}
+
+#[test]
+fn sample_links_stats_update_rates() {
+    let live = seed_live();
+    let mut a = app();
+    let s = render(&mut a, &live, 140, 24);
+    // eth0: 1500 B/s received in the sample series.
+    let eth0 = s.lines().find(|l| l.contains("eth0@if8")).unwrap();
+    assert!(eth0.contains("1.5k") && eth0.contains("3.0k"), "{eth0}");
+    assert!(eth0.contains("4 ↑4"), "drops rising: {eth0}");
+    let _ = LinkStats::default();
+}
