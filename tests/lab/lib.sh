@@ -65,3 +65,10 @@ local_bin() {
         cp "$1" "$out"
     fi && echo "$out"
 }
+
+# phase NAME: append "NAME <guest uptime>" to $LAB_RESULTS/phases (where a check spends time).
+phase() {
+    local up _
+    read -r up _ < /proc/uptime
+    echo "$1 $up" >> "$LAB_RESULTS/phases"
+}

@@ -63,7 +63,8 @@ env_file=$("$LAB_DIR/kernel.sh") || die "kernel.sh failed (see above)"
 results=${results:-$REPO/target/lab-results/$(date +%Y%m%d-%H%M%S)-$$}
 mkdir -p "$results"
 results=$(realpath "$results")
-rm -f "$results/rc" "$results/stdout" "$results/stderr" "$results/cluster.log" "$results/console.log"
+rm -f "$results/rc" "$results/stdout" "$results/stderr" "$results/cluster.log" "$results/console.log" \
+    "$results/timings" "$results/phases"
 case "$results$LAB_DIR" in *[[:space:]]*) die "paths with spaces are not supported: $results $LAB_DIR";; esac
 
 # The job the guest runs: plain assignments plus the quoted command line.

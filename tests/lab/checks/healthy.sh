@@ -9,42 +9,57 @@
 set -u
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
+phase start
 HOPSCOPE=$(local_bin "$1")
+phase local_bin
 R=$LAB_RESULTS
 N=5 SIZE=200
 echo "N=$N SIZE=$SIZE" > "$R/params"
 
 # ---- read-only: the config before and after every kind of snapshot ------------------------
+# (Independent steps run two at a time: the guest has 2 vCPUs.)
 ip netns exec worker sleep 600 &
 pid=$!
-dump_state worker "$R/state-worker.before"
-dump_state netshoot "$R/state-netshoot.before"
-snap snap-worker.json --json --netns worker
-snap snap-worker-keys.json --json --netns worker --show-keys
-snap snap-worker.txt --netns worker
-snap snap-worker-path.json --json --netns /run/netns/worker
-snap snap-worker-pid.json --json --pid "$pid"
-snap snap-worker2.json --json --netns worker2
-snap snap-worker2-keys.json --json --netns worker2 --show-keys
-snap snap-netshoot.json --json --netns netshoot
-ip netns exec worker "$HOPSCOPE" snapshot --json > "$R/snap-worker-inside.json" 2> "$R/snap-worker-inside.json.err"
-dump_state worker "$R/state-worker.after"
-dump_state netshoot "$R/state-netshoot.after"
+dump_state worker "$R/state-worker.before" & a=$!
+dump_state netshoot "$R/state-netshoot.before" & b=$!
+wait $a $b
+phase dump_before
+{
+    snap snap-worker.json --json --netns worker
+    snap snap-worker-keys.json --json --netns worker --show-keys
+    snap snap-worker.txt --netns worker
+    snap snap-worker-path.json --json --netns /run/netns/worker
+    snap snap-worker-pid.json --json --pid "$pid"
+} & a=$!
+{
+    snap snap-worker2.json --json --netns worker2
+    snap snap-worker2-keys.json --json --netns worker2 --show-keys
+    snap snap-netshoot.json --json --netns netshoot
+    ip netns exec worker "$HOPSCOPE" snapshot --json > "$R/snap-worker-inside.json" 2> "$R/snap-worker-inside.json.err"
+} & b=$!
+wait $a $b
+phase snapshots
+dump_state worker "$R/state-worker.after" & a=$!
+dump_state netshoot "$R/state-netshoot.after" & b=$!
+wait $a $b
 kill "$pid"
+phase dump_after
 
 # ---- ip -j views for cross-checks -----------------------------------------------------------
-ip -n worker -j -d link > "$R/ipj-link.json"
-ip -n worker -j addr > "$R/ipj-addr.json"
-ip -n worker -j route show table all > "$R/ipj-route.json"
-ip -n worker -j rule > "$R/ipj-rule.json"
+{ ip -n worker -j -d link > "$R/ipj-link.json"; ip -n worker -j addr > "$R/ipj-addr.json"; } & a=$!
+{ ip -n worker -j route show table all > "$R/ipj-route.json"; ip -n worker -j rule > "$R/ipj-rule.json"; } & b=$!
+wait $a $b
+phase ip_json
 
 # ---- live counters: N pings of SIZE bytes netshoot (worker) -> cni-worker2 (worker2) ----------
 ip -n worker -s xfrm state > "$R/xs-worker.before"
 ip -n worker2 -s xfrm state > "$R/xs-worker2.before"
 snap count-worker.before.json --json --netns worker
 snap count-worker2.before.json --json --netns worker2
+phase counters_before
 capture_start worker eth0 cap-worker-eth0
 capture_start worker cilium_host cap-worker-cilium_host
+phase captures_started
 ip netns exec netshoot ping -c "$N" -s "$SIZE" -i 0.2 -W 3 10.0.0.249 > "$R/ping.txt" 2>&1
 echo "rc=$?" >> "$R/ping.txt"
 capture_stop cap-worker-eth0
@@ -53,4 +68,5 @@ ip -n worker -s xfrm state > "$R/xs-worker.after"
 ip -n worker2 -s xfrm state > "$R/xs-worker2.after"
 snap count-worker.after.json --json --netns worker
 snap count-worker2.after.json --json --netns worker2
+phase done
 exit 0
