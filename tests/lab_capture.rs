@@ -54,7 +54,9 @@ fn boot(group: &str, variants: &[&str]) -> Result<PathBuf, String> {
     for v in variants {
         cmd.args(["--variant", v]);
     }
-    cmd.arg("--results")
+    // hopscope starts three times under TCG per boot; the default 300 s is tight for a debug build.
+    cmd.args(["--timeout", "900"])
+        .arg("--results")
         .arg(&results)
         .arg(Path::new(REPO).join("tests/lab/checks/capture.sh"))
         .arg(HOPSCOPE);
