@@ -100,6 +100,10 @@ pub fn run(opts: Options) -> Result<i32> {
             app.refresh(shown);
             terminal.draw(|f| render::draw(f, &app, shown, &opts.theme))?;
             dirty = false;
+            // For the end-to-end test of the panic hook (tests/tui_e2e.rs).
+            if live.loaded && std::env::var_os("HOPSCOPE_TEST_PANIC").is_some() {
+                panic!("HOPSCOPE_TEST_PANIC: a panic to test that the terminal is restored");
+            }
             last_draw = Instant::now();
         }
         if !cev::poll(IDLE_POLL)? {

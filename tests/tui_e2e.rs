@@ -1,0 +1,334 @@
+//! End to end in tmux against a throwaway netns (root, tmux): start `hopscope --netns`,
+//! change the netns with `ip`, read the screen with capture-pane; filter, detail, help,
+//! quit; the terminal is sane again after quit, SIGTERM, SIGINT, SIGHUP and a panic.
+
+mod common;
+
+use common::Netns;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A tmux server of our own (its own socket), killed when dropped.
+struct Tmux {
+    socket: String,
+    stty_file: std::path::PathBuf,
+}
+
+impl Tmux {
+    /// Run hopscope in a 120x30 pane; when it exits the shell records its exit code and
+    /// `stty -a` (the terminal state it left) to a file.
+    fn start(netns: &str, env: &str) -> Tmux {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let socket = format!("hs-tui-{}-{n}", std::process::id());
+        let stty_file = std::env::temp_dir().join(format!("{socket}.stty"));
+        let _ = std::fs::remove_file(&stty_file);
+        let cmd = format!(
+            "{env} {bin} --netns {netns} --interval 500ms; echo EXIT=$? > {f}; stty -a >> {f}; sleep 60",
+            bin = env!("CARGO_BIN_EXE_hopscope"),
+            f = stty_file.display(),
+        );
+        let t = Tmux { socket, stty_file };
+        t.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            "sh",
+            "-c",
+            &cmd,
+        ]);
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut a = vec!["send-keys"];
+        a.extend(keys);
+        self.tmux(&a);
+    }
+
+    fn literal(&self, text: &str) {
+        self.tmux(&["send-keys", "-l", text]);
+    }
+
+    /// Wait until the screen satisfies `cond`; returns how long it took.
+    fn wait(&self, what: &str, limit: Duration, cond: impl Fn(&str) -> bool) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let s = self.screen();
+            if cond(&s) {
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "{what}: not on screen after {limit:?}:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn hopscope_pid(&self) -> u32 {
+        let shell = self.tmux(&["display-message", "-p", "#{pane_pid}"]);
+        let out = Command::new("pgrep")
+            .args(["-P", shell.trim()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("hopscope runs")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// The exit code and terminal state the shell recorded after hopscope ended.
+    fn after_exit(&self) -> (i32, String) {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&self.stty_file)
+                && s.contains("icanon")
+            {
+                let code = s
+                    .lines()
+                    .next()
+                    .and_then(|l| l.strip_prefix("EXIT="))
+                    .and_then(|c| c.trim().parse().ok())
+                    .unwrap();
+                return (code, s);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "hopscope did not exit:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+        let _ = std::fs::remove_file(&self.stty_file);
+    }
+}
+
+/// Cooked mode again: canonical input, echo, signals, newline translation.
+fn assert_sane(stty: &str) {
+    let words: Vec<&str> = stty.split_whitespace().collect();
+    for w in ["icanon", "echo", "isig", "icrnl", "opost"] {
+        assert!(words.contains(&w), "terminal left without {w}:\n{stty}");
+        assert!(
+            !words.contains(&format!("-{w}").as_str()),
+            "terminal left with -{w}:\n{stty}"
+        );
+    }
+}
+
+const APPEAR: Duration = Duration::from_millis(1500);
+
+#[test]
+fn live_changes_filter_detail_help_quit() {
+    let ns = Netns::new("tui");
+    ns.ip("link set lo up");
+    let t = Tmux::start(&ns.name, "");
+    t.wait("first frame", Duration::from_secs(5), |s| {
+        s.contains(&format!("netns {}", ns.name)) && s.contains("1 Links 1")
+    });
+    let mut worst = Duration::ZERO;
+
+    // A link.
+    ns.ip("link add hs-v0 type veth peer name hs-v1");
+    ns.ip("link set hs-v0 up");
+    worst = worst.max(t.wait("veth", APPEAR, |s| s.contains("hs-v0@hs-v1")));
+
+    // A route in table 200, on the Routes pane.
+    t.keys(&["2"]);
+    ns.ip("route add 198.51.100.0/24 dev hs-v0 table 200");
+    worst = worst.max(t.wait("route", APPEAR, |s| {
+        s.lines()
+            .any(|l| l.contains("198.51.100.0/24") && l.contains("200 (cilium ipsec)"))
+    }));
+
+    // A rule, with its mark named.
+    t.keys(&["3"]);
+    ns.ip("rule add fwmark 0xe00/0xf00 lookup 200 pref 123");
+    worst = worst.max(t.wait("rule", APPEAR, |s| {
+        s.lines()
+            .any(|l| l.starts_with("123 ") && l.contains("0xe00/0xf00 (encrypt)"))
+    }));
+
+    // An XFRM policy.
+    t.keys(&["5"]);
+    ns.ip(
+        "xfrm policy add src 10.0.1.0/24 dst 10.0.2.0/24 dir out mark 0x3e00 mask 0xff00 \
+         tmpl src 10.0.1.138 dst 10.0.2.52 proto esp spi 3 reqid 1 mode tunnel",
+    );
+    worst = worst.max(t.wait("policy", APPEAR, |s| {
+        s.contains("10.0.1.0/24 → 10.0.2.0/24")
+    }));
+    // Its template finds no SA: highlighted as trouble; SAS column says 0.
+    eprintln!("slowest change to appear: {worst:?}");
+
+    // Detail view of the policy, then back.
+    t.keys(&["Enter"]);
+    t.wait("policy detail", APPEAR, |s| {
+        s.contains("detail (esc back")
+            && s.contains("selects 0 SAs")
+            && s.contains("encrypt, key 3")
+    });
+    t.keys(&["Escape"]);
+    t.wait("detail closed", APPEAR, |s| !s.contains("detail (esc back"));
+
+    // Filter the routes, shown in the header; an invalid one says why.
+    t.keys(&["2", "/"]);
+    t.literal("bogus=1");
+    t.wait("invalid filter", APPEAR, |s| {
+        s.contains("✗ unknown column \"bogus\"")
+    });
+    t.keys(&["C-u"]);
+    t.literal("198.51");
+    t.keys(&["Enter"]);
+    t.wait("filter", APPEAR, |s| {
+        s.contains("/198.51 ✓") && s.contains("198.51.100.0/24") && !s.contains("127.0.0.1")
+    });
+    t.keys(&["Escape"]);
+    t.wait("filter cleared", APPEAR, |s| {
+        s.contains("127.0.0.1") && !s.contains("/198.51")
+    });
+
+    // Sort by the next column: the header marks it.
+    t.keys(&["s"]);
+    t.wait("sorted", APPEAR, |s| {
+        s.contains("TABLE↑") && s.contains("sort TABLE↑")
+    });
+
+    // :table with completion.
+    t.keys(&[":"]);
+    t.literal("tab");
+    t.keys(&["Tab"]);
+    t.literal("200");
+    t.keys(&["Enter"]);
+    t.wait(":table 200", APPEAR, |s| {
+        s.contains("table 200") && !s.contains("127.0.0.1")
+    });
+    t.keys(&["Escape"]);
+    t.wait("all tables", APPEAR, |s| s.contains("127.0.0.1"));
+
+    // Help lists bindings.
+    t.keys(&["?"]);
+    t.wait("help", APPEAR, |s| {
+        s.contains("every key binding") && s.contains("filter rows (validated as typed)")
+    });
+    t.keys(&["Escape"]);
+    // (ESC followed at once by a key reads as alt-key: wait for it to land.)
+    t.wait("help closed", APPEAR, |s| !s.contains("every key binding"));
+
+    // And everything goes away again.
+    t.keys(&["5"]);
+    ns.ip("xfrm policy del src 10.0.1.0/24 dst 10.0.2.0/24 dir out mark 0x3e00 mask 0xff00");
+    t.wait("policy gone", APPEAR, |s| {
+        s.contains("no XFRM Policies in this netns")
+    });
+    t.keys(&["3"]);
+    ns.ip("rule del pref 123");
+    t.wait("rule gone", APPEAR, |s| {
+        !s.lines().any(|l| l.starts_with("123 "))
+    });
+    t.keys(&["2"]);
+    ns.ip("route del 198.51.100.0/24 table 200");
+    t.wait("route gone", APPEAR, |s| !s.contains("198.51.100.0/24"));
+    t.keys(&["1"]);
+    ns.ip("link del hs-v0");
+    t.wait("veth gone", APPEAR, |s| {
+        !s.contains("hs-v0") && !s.contains("hs-v1")
+    });
+
+    // Pause: a change does not show until resumed.
+    t.keys(&["p"]);
+    t.wait("paused", APPEAR, |s| s.contains("PAUSED"));
+    ns.ip("link add hs-p0 type veth peer name hs-p1");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!t.screen().contains("hs-p0"), "paused view changed");
+    t.keys(&["p"]);
+    t.wait("resumed with the change", APPEAR, |s| {
+        !s.contains("PAUSED") && s.contains("hs-p0")
+    });
+
+    t.keys(&["q"]);
+    let (code, stty) = t.after_exit();
+    assert_eq!(code, 0);
+    assert_sane(&stty);
+}
+
+#[test]
+fn terminal_is_restored_after_signals() {
+    let ns = Netns::new("tuis");
+    for (sig, code) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
+        let t = Tmux::start(&ns.name, "");
+        t.wait("first frame", Duration::from_secs(5), |s| {
+            s.contains("1 Links")
+        });
+        let pid = t.hopscope_pid();
+        let out = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let (got, stty) = t.after_exit();
+        assert_eq!(got, code, "SIG{sig}");
+        assert_sane(&stty);
+        // The alternate screen was left: the shell's output is on the normal screen.
+        t.wait("normal screen", Duration::from_secs(2), |s| {
+            !s.contains("1 Links")
+        });
+    }
+}
+
+#[test]
+fn terminal_is_restored_after_a_panic() {
+    let ns = Netns::new("tuip");
+    let t = Tmux::start(&ns.name, "HOPSCOPE_TEST_PANIC=1");
+    let (code, stty) = t.after_exit();
+    assert_eq!(code, 101, "a panic exits with 101");
+    assert_sane(&stty);
+    t.wait(
+        "panic message on the normal screen",
+        Duration::from_secs(2),
+        |s| s.contains("HOPSCOPE_TEST_PANIC"),
+    );
+}
+
+#[test]
+fn unknown_netns_fails_before_touching_the_terminal() {
+    let t = Tmux::start("hs-tui-no-such-netns", "");
+    let (code, stty) = t.after_exit();
+    assert_eq!(code, 1);
+    assert_sane(&stty);
+    t.wait("error", Duration::from_secs(2), |s| s.contains("not found"));
+}
