@@ -82,14 +82,16 @@ run() {
     echo "$sent ${tdc:-0} ${tdd:-?} ${hsc:-0} ${hsd:-?}"
 }
 
-printf '%10s %10s %10s %10s %10s %10s\n' rate/s sent tcpdump-cap tcpdump-drop hopscope-cap hopscope-drop
+printf '%10s %10s %10s %10s %10s %10s %10s\n' target/s achieved/s sent tcpdump-cap tcpdump-drop hopscope-cap hopscope-drop
 best_td=0 best_hs=0
 for r in $RATES; do
     read -r sent tdc tdd hsc hsd < <(run "$r")
-    printf '%10s %10s %10s %10s %10s %10s\n' "$r" "$sent" "$tdc" "$tdd" "$hsc" "$hsd"
+    printf '%10s %10s %10s %10s %10s %10s %10s\n' "$r" "$(( sent / SECS ))" "$sent" "$tdc" "$tdd" "$hsc" "$hsd"
     # kept up = nothing dropped and (nearly) everything sent was seen
-    [ "$tdd" = 0 ] && [ "$tdc" -ge $(( sent * 99 / 100 )) ] && best_td=$r
-    [ "$hsd" = 0 ] && [ "$hsc" -ge $(( sent * 99 / 100 )) ] && best_hs=$r
+    # kept up = nothing dropped and everything sent was seen; rates are the achieved ones (the
+    # sender may fall short of its target on a busy machine)
+    [ "$tdd" = 0 ] && [ "$tdc" -ge $(( sent * 99 / 100 )) ] && [ $(( sent / SECS )) -gt "$best_td" ] && best_td=$(( sent / SECS ))
+    [ "$hsd" = 0 ] && [ "$hsc" -ge $(( sent * 99 / 100 )) ] && [ $(( sent / SECS )) -gt "$best_hs" ] && best_hs=$(( sent / SECS ))
 done
 echo "highest zero-drop rate: tcpdump -w /dev/null $best_td pps, hopscope capture $best_hs pps"
 if [ "$best_td" -gt 0 ]; then
