@@ -99,7 +99,7 @@ fn frame(c: &mut Criterion) {
             // A different text each time, so the cache cannot answer.
             n += 1;
             app.set_filter(
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     "dev=eth0 dst=10.1"
                 } else {
                     "dst=10.1 dev=eth0"
