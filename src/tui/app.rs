@@ -658,12 +658,12 @@ impl App {
             Pane::Sas => (
                 Pane::Policies,
                 rows::policies_of_sa(st, &st.xfrm_states[i]),
-                "polic(y/ies) select this SA",
+                ["policy selects", "policies select", "this SA"],
             ),
             Pane::Policies => (
                 Pane::Sas,
                 rows::sas_of_policy(st, &st.xfrm_policies[i]),
-                "SA(s) serve this policy",
+                ["SA serves", "SAs serve", "this policy"],
             ),
             _ => {
                 self.say(
@@ -674,10 +674,7 @@ impl App {
             }
         };
         let Some(&first) = targets.first() else {
-            self.say(
-                format!("no {}", what.replace("(s)", "").replace("(y/ies)", "y")),
-                true,
-            );
+            self.say(format!("no {} {}", what[0], what[2]), true);
             return;
         };
         self.mode = Mode::Normal;
@@ -697,8 +694,10 @@ impl App {
         self.view_mut().selected = pos;
         self.say(
             format!(
-                "{} {what}{}",
+                "{} {} {}{}",
                 targets.len(),
+                what[usize::from(targets.len() > 1)],
+                what[2],
                 if targets.len() > 1 {
                     " (all listed in its detail: enter)"
                 } else {
