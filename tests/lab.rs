@@ -1099,3 +1099,200 @@ fn lab_wrong_key_counts_integrity_failures() {
         count
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// trace: the path predicted on the lab's real state, and followed with real packets
+
+fn steps(t: &Value) -> Vec<(String, String)> {
+    arr(t, "hops")
+        .iter()
+        .map(|h| (s(h, "node").to_string(), s(h, "step").to_string()))
+        .collect()
+}
+
+fn hop<'a>(t: &'a Value, node: &str, step: &str) -> &'a Value {
+    arr(t, "hops")
+        .iter()
+        .find(|h| h["node"] == node && h["step"] == step)
+        .unwrap_or_else(|| panic!("no {step} hop on {node}: {t:#}"))
+}
+
+#[test]
+fn lab_trace_predicts_the_seeds_hops() {
+    let dir = healthy();
+    let t = snap(dir, "trace-pod.json");
+    let w = |s: &str| ("worker".to_string(), s.to_string());
+    let w2 = |s: &str| ("worker2".to_string(), s.to_string());
+    assert_eq!(
+        steps(&t),
+        vec![
+            w("ingress"),
+            w("mark"),
+            w("route"),
+            w("xfrm_policy"),
+            w("xfrm_state"),
+            w("encrypt"),
+            w("route"),
+            w("egress"),
+            w("veth"),
+            w("mark"),
+            w("route"),
+            w("egress"),
+            w("wire"),
+            w2("ingress"),
+            w2("mark"),
+            w2("route"),
+            w2("decrypt"),
+            w2("mark"),
+            w2("route"),
+            w2("policy_check"),
+            w2("egress"),
+            w2("deliver"),
+        ],
+        "{}",
+        text(dir, "trace-pod.txt")
+    );
+    assert_eq!(
+        s(&t["hops"][0], "dev"),
+        "lxc+",
+        "netshoot found by the pod CIDR"
+    );
+    let by = s(&t["hops"][1], "decided_by");
+    assert!(
+        by.contains("CILIUM_PRE_mangle") && by.contains("-i lxc+") && by.contains("-d 10.0.0.0/24"),
+        "{by}"
+    );
+    assert!(s(&t["hops"][2], "decided_by").starts_with("rule 1: all fwmark 0xe00/0xf00"));
+    assert!(
+        s(&t["hops"][2], "what").contains("table 200 (cilium ipsec): 10.0.0.0/24 dev cilium_host")
+    );
+    assert!(
+        s(&t["hops"][3], "decided_by")
+            .starts_with("policy out 10.0.1.0/24 → 10.0.0.0/24 priority 0 mark 0x3e00/0xff00")
+    );
+    assert!(
+        s(&t["hops"][4], "decided_by")
+            .starts_with("SA 10.0.1.138 → 10.0.0.40 esp spi 0x00000003 reqid 1")
+    );
+    // The seed's tcpdump: `10.0.1.138 > 10.0.0.40: ESP(spi=0x00000003,…), length 120` for a ping.
+    assert!(s(&t["hops"][5], "packet").starts_with("10.0.1.138 → 10.0.0.40 esp spi 0x3 len 140"));
+    assert!(s(&t["hops"][10], "what").contains("10.0.0.0/24 via 172.18.0.4 dev eth0"));
+    assert!(
+        s(hop(&t, "worker2", "decrypt"), "decided_by")
+            .starts_with("SA 0.0.0.0 → 10.0.0.40 esp spi 0x00000003")
+    );
+    assert!(
+        s(hop(&t, "worker2", "policy_check"), "decided_by")
+            .contains("policy fwd 0.0.0.0/0 → 10.0.0.0/24 priority 2975")
+    );
+    assert_eq!(
+        t["end"],
+        serde_json::json!({"end": "delivered", "node": "worker2", "dev": "cilium_host", "what": "pod 10.0.0.249"})
+    );
+}
+
+#[test]
+fn lab_trace_follow_sees_every_hop() {
+    let dir = healthy();
+    let t = snap(dir, "follow-pod.json");
+    let f = &t["follow"];
+    assert_eq!(
+        s(f, "verdict"),
+        "seen at every observable hop",
+        "{f:#}\n{}",
+        text(dir, "follow-pod.json.ping")
+    );
+    let seen: Vec<(String, String, u64)> = arr(f, "hops")
+        .iter()
+        .map(|h| (s(h, "node").into(), s(h, "dev").into(), n(h, "seen")))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("worker".into(), "cilium_host".into(), 5),
+            ("worker".into(), "cilium_net".into(), 5),
+            ("worker".into(), "eth0".into(), 5),
+            ("worker2".into(), "eth0".into(), 5),
+            ("worker2".into(), "eth0".into(), 5),
+        ],
+        "ESP on cilium_host, cilium_net and eth0 as in the seed; in and decrypted on worker2: {f:#}"
+    );
+    let counters = arr(f, "counters");
+    assert!(
+        counters.iter().all(|c| c["trouble"] == false),
+        "healthy: no trouble counter rose: {f:#}"
+    );
+    assert!(
+        counters.iter().any(|c| c["node"] == "worker"
+            && s(c, "counter") == "SA 10.0.1.138→10.0.0.40 spi 0x3 packets"
+            && n(c, "delta") == 5),
+        "the outbound SA moved by the 5 pings: {f:#}"
+    );
+}
+
+#[test]
+fn lab_trace_missing_inbound_sa_stops_at_worker2() {
+    let dir = no_inbound_sa();
+    let t = snap(dir, "trace-pod.json");
+    assert_eq!(s(&t["end"], "end"), "stopped", "{t:#}");
+    assert_eq!(s(&t["end"], "node"), "worker2");
+    assert_eq!(s(&t["end"], "counter"), "XfrmInNoStates");
+    let f = &snap(dir, "follow-pod.json")["follow"];
+    let verdict = s(f, "verdict");
+    let n_pings = params(dir)["N"];
+    assert!(
+        verdict.starts_with("stops after eth0 on worker2, as predicted: no inbound SA"),
+        "{f:#}"
+    );
+    assert!(
+        verdict.contains(&format!("worker2 XfrmInNoStates +{n_pings}")),
+        "{f:#}"
+    );
+    // Key rotation is on in this boot (SPI 3 and SPI 4 SAs and out policies): the trace chose
+    // SPI 3 and the kernel moved exactly that SA's counter, not SPI 4's.
+    assert!(
+        s(hop(&t, "worker", "xfrm_state"), "decided_by").contains("spi 0x00000003"),
+        "{t:#}"
+    );
+    let moved: Vec<&str> = arr(f, "counters")
+        .iter()
+        .filter(|c| c["node"] == "worker" && s(c, "counter").starts_with("SA 10.0.1.138→10.0.0.40"))
+        .map(|c| s(c, "counter"))
+        .collect();
+    assert_eq!(moved, ["SA 10.0.1.138→10.0.0.40 spi 0x3 packets"], "{f:#}");
+}
+
+#[test]
+fn lab_trace_cluster_ip_shows_the_dnat_hop() {
+    let dir = no_inbound_sa();
+    let t = snap(dir, "trace-clusterip.json");
+    let nat = hop(&t, "worker", "nat");
+    assert_eq!(
+        s(nat, "what"),
+        "DNAT 10.96.169.246 → 10.0.0.249:80",
+        "{t:#}"
+    );
+    assert!(
+        s(nat, "decided_by").contains("KUBE-SEP-CNIWORKER2ZZZZZ"),
+        "{nat:#}"
+    );
+    assert!(
+        arr(nat, "details")
+            .iter()
+            .any(|d| d.as_str().unwrap().starts_with("conntrack: ipv4")),
+        "the kernel's conntrack entry of the test connection: {nat:#}\n{}",
+        text(dir, "conntrack.txt")
+    );
+}
+
+#[test]
+fn lab_trace_without_out_policy_leaves_in_plaintext() {
+    let dir = no_out_policy();
+    let t = snap(dir, "trace-pod.json");
+    assert!(!steps(&t).iter().any(|(_, st)| st == "encrypt"), "{t:#}");
+    let wire = hop(&t, "worker", "wire");
+    assert!(
+        s(wire, "packet").starts_with("10.0.1.52 → 10.0.0.249 icmp"),
+        "{wire:#}"
+    );
+}

@@ -180,13 +180,20 @@ pub fn follow(t: &Trace, obs: &[Observation], counters: Vec<CounterDelta>) -> Fo
                 .filter(|h| h.seen == 0)
                 .map(|h| format!("{} on {}", h.dev, h.node))
                 .collect();
-            if missed.is_empty() {
-                "seen at every observable hop".to_string()
-            } else {
-                format!(
+            let last = &hops[i];
+            match (&t.end, missed.is_empty()) {
+                // The prediction itself ends there: say that the packets die where expected.
+                (super::path::End::Stopped { reason, .. }, true) => {
+                    format!(
+                        "stops after {} on {}, as predicted: {reason}",
+                        last.dev, last.node
+                    )
+                }
+                (_, true) => "seen at every observable hop".to_string(),
+                (_, false) => format!(
                     "reached the last observable hop; not seen at {}",
                     missed.join(", ")
-                )
+                ),
             }
         }
         Some(i) => {
@@ -343,5 +350,73 @@ mod tests {
     fn nothing_seen_says_so() {
         let (_, t) = seed_trace();
         assert!(follow(&t, &[], vec![]).verdict.starts_with("not seen"));
+    }
+}
+
+#[cfg(test)]
+mod predicted_stop {
+    use super::*;
+    use crate::model::fixtures::seed_node;
+    use crate::trace::path::{Flow, Node, trace};
+
+    #[test]
+    fn a_predicted_stop_seen_up_to_its_last_hop_is_said_as_such() {
+        let mut nodes: Vec<Node> = ["worker", "worker2"]
+            .iter()
+            .map(|n| Node {
+                name: n.to_string(),
+                state: seed_node(n),
+                netfilter: Default::default(),
+            })
+            .collect();
+        nodes[1].state.xfrm_states.retain(|s| s.src != "0.0.0.0");
+        let flow = Flow {
+            src: "10.0.1.52".parse().unwrap(),
+            dst: "10.0.0.249".parse().unwrap(),
+            proto: 1,
+            sport: None,
+            dport: None,
+            mark: None,
+            iif: Some("lxcda1dd0af135e".into()),
+            size: 84,
+        };
+        let t = trace(&nodes, &flow);
+        let obs: Vec<Observation> = t
+            .hops
+            .iter()
+            .filter_map(|h| {
+                let e = h.expect.as_ref()?;
+                Some(Observation {
+                    node: h.node.clone(),
+                    iface: h.dev.clone()?,
+                    ts: 0.0,
+                    src: e.src,
+                    dst: e.dst,
+                    proto: e.proto,
+                    spi: e.spi,
+                })
+            })
+            .collect();
+        let f = follow(
+            &t,
+            &obs,
+            vec![CounterDelta {
+                node: "worker2".into(),
+                counter: "XfrmInNoStates".into(),
+                delta: 3,
+                trouble: true,
+            }],
+        );
+        assert!(
+            f.verdict
+                .starts_with("stops after eth0 on worker2, as predicted: no inbound SA"),
+            "{}",
+            f.verdict
+        );
+        assert!(
+            f.verdict.ends_with("; worker2 XfrmInNoStates +3"),
+            "{}",
+            f.verdict
+        );
     }
 }

@@ -18,10 +18,21 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run
+JOB=$(sed -n 's/.*hopscope_lab_job=\([^ ]*\).*/\1/p' /proc/cmdline)
+# A checkout (or results dir) under the host's /tmp must stay reachable once /tmp is the
+# guest's own tmpfs: keep the host's /tmp aside and bind those trees back.
+mkdir -p /run/host-tmp && mount --bind /tmp /run/host-tmp
 mount -t tmpfs tmpfs /tmp
+for p in "$JOB" "$(dirname "$(readlink -f "$0")")"; do
+    case "$p" in
+    /tmp/?*)
+        top=${p#/tmp/}; top=${top%%/*}
+        mkdir -p "/tmp/$top" && mount --bind "/run/host-tmp/$top" "/tmp/$top"
+        ;;
+    esac
+done
 mkdir -p /run/netns /run/lock
 
-JOB=$(sed -n 's/.*hopscope_lab_job=\([^ ]*\).*/\1/p' /proc/cmdline)
 poweroff_now() { sync; echo o > /proc/sysrq-trigger 2>/dev/null; poweroff -f; sleep 10; }
 lab_fail() { # the lab itself broke (not the job): rc 125 and a reason the host prints
     console "LAB FAILURE: $*"

@@ -52,6 +52,29 @@ snap() {
     echo "$?" > "$LAB_RESULTS/$name.rc"
 }
 
+# trace NAME ARGS...: hopscope trace ARGS... > $LAB_RESULTS/NAME (stderr NAME.err, rc NAME.rc).
+trace() {
+    local name=$1; shift
+    "$HOPSCOPE" trace "$@" > "$LAB_RESULTS/$name" 2> "$LAB_RESULTS/$name.err"
+    echo "$?" > "$LAB_RESULTS/$name.rc"
+}
+
+# follow_pings NAME N TRACE-ARGS...: `hopscope trace --follow` over the lab's nodes while
+# netshoot pings cni-worker2 N times (pings start once the captures are up).
+follow_pings() {
+    local name=$1 n=$2 pid i; shift 2
+    trace "$name" 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns control-plane \
+        --json --follow 12 "$@" &
+    pid=$!
+    for i in $(seq 100); do
+        grep -q '^following' "$LAB_RESULTS/$name.err" 2>/dev/null && break
+        sleep 0.1
+    done
+    sleep 0.5
+    ip netns exec netshoot ping -c "$n" -i 0.2 -W 1 10.0.0.249 > "$LAB_RESULTS/$name.ping" 2>&1
+    wait "$pid"
+}
+
 # local_bin PATH: a copy of the binary PATH in the guest's tmpfs, debug info stripped, printed.
 # Executing a 200 MB debug build straight from the 9p share costs ~3 s a run under TCG; the
 # local copy ~0.5 s. Same code: only the debug sections are dropped (plain copy without strip).

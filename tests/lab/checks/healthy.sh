@@ -6,6 +6,7 @@
 #   ipj-*.json                              ip -j views of worker for cross-checks
 #   xs-*.{before,after}, count-*.json       `ip -s xfrm state` and hopscope around $N pings
 #   cap-*.txt, ping.txt, params             tcpdump on worker eth0/cilium_host during the pings
+#   trace-pod.{json,txt}, follow-pod.json   hopscope trace netshoot -> cni-worker2 (and --follow)
 set -u
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
@@ -68,5 +69,11 @@ ip -n worker -s xfrm state > "$R/xs-worker.after"
 ip -n worker2 -s xfrm state > "$R/xs-worker2.after"
 snap count-worker.after.json --json --netns worker
 snap count-worker2.after.json --json --netns worker2
-phase done
+phase counters_after
+
+# ---- trace: the seed's flow predicted over the three nodes, then followed while pinging ------
+trace trace-pod.json 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns control-plane --json
+trace trace-pod.txt 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns control-plane
+follow_pings follow-pod.json 5
+phase trace
 exit 0

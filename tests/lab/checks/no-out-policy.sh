@@ -6,6 +6,7 @@
 #                                              leave in plaintext, replies (ESP, wrong key) fail
 #                                              integrity on worker
 #   cap-worker-eth0.txt                        tcpdump on worker eth0 during the pings
+#   trace-pod.json                             hopscope trace: the plaintext hop on eth0
 set -u
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
@@ -21,4 +22,5 @@ ip netns exec netshoot ping -c "$N" -i 0.2 -W 1 10.0.0.249 > "$R/ping.txt" 2>&1
 echo "rc=$?" >> "$R/ping.txt"
 capture_stop cap-worker-eth0
 snap count-worker.after.json --json --netns worker
+trace trace-pod.json 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns control-plane --json
 exit 0
