@@ -105,7 +105,9 @@ fn boot(group: &str, variants: &[&str]) -> Result<PathBuf, String> {
     for v in variants {
         cmd.args(["--variant", v]);
     }
-    cmd.arg("--results")
+    // Each boot runs hopscope a dozen times under TCG (snapshots, traces, captures).
+    cmd.args(["--timeout", "900"])
+        .arg("--results")
         .arg(&results)
         .arg(Path::new(REPO).join(format!("tests/lab/checks/{group}.sh")))
         .arg(HOPSCOPE);
@@ -1296,3 +1298,9 @@ fn lab_trace_without_out_policy_leaves_in_plaintext() {
         "{wire:#}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// capture: `hopscope capture` in the same boots (tests/lab/checks/capture.sh)
+
+#[path = "lab/capture_tests.rs"]
+mod capture;

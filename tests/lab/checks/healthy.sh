@@ -76,4 +76,9 @@ trace trace-pod.json 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns
 trace trace-pod.txt 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns control-plane
 follow_pings follow-pod.json 5
 phase trace
+
+# hopscope capture in the same boot (tests/lab/capture_tests.rs reads $R/capture).
+mkdir -p "$R/capture"
+LAB_RESULTS="$R/capture" bash "$LAB_DIR/checks/capture.sh" "$HOPSCOPE" > "$R/capture/script.out" 2>&1
+echo "$?" > "$R/capture/script.rc"
 exit 0

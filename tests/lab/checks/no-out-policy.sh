@@ -23,4 +23,9 @@ echo "rc=$?" >> "$R/ping.txt"
 capture_stop cap-worker-eth0
 snap count-worker.after.json --json --netns worker
 trace trace-pod.json 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns control-plane --json
+
+# hopscope capture in the same boot (tests/lab/capture_tests.rs reads $R/capture).
+mkdir -p "$R/capture"
+LAB_RESULTS="$R/capture" bash "$LAB_DIR/checks/capture.sh" "$HOPSCOPE" > "$R/capture/script.out" 2>&1
+echo "$?" > "$R/capture/script.rc"
 exit 0
