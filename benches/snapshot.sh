@@ -43,5 +43,11 @@ ours, theirs = r["hopscope"]["median"], r["iproute2"]["median"]
 print(f"median: hopscope {ours*1000:.1f} ms, iproute2 {theirs*1000:.1f} ms, ratio hopscope/iproute2 = {ours/theirs:.2f} (<= 1.0 is the goal)")
 PY
 rm -f /tmp/hs-bench-$$.json
+# CPU time (task-clock) is steadier than wall time on a busy machine: both, same run.
+if command -v perf >/dev/null && perf stat -e task-clock true >/dev/null 2>&1; then
+  cpu() { perf stat -r "$RUNS" -x, -e task-clock sh -c "$1" 2>&1 >/dev/null | awk -F, '/task-clock/ {print $1}'; }
+  ours_ms=$(cpu "$OURS"); theirs_ms=$(cpu "$IPROUTE")
+  awk -v o="$ours_ms" -v t="$theirs_ms" 'BEGIN { printf "CPU time (perf task-clock, mean of runs): hopscope %.1f ms, iproute2 %.1f ms, ratio %.2f\n", o, t, o/t }'
+fi
 rss=$( { /usr/bin/time -f '%M' "$BIN" snapshot --json --netns "$NS" >/dev/null; } 2>&1 | tail -1)
 echo "hopscope peak RSS: $((rss / 1024)) MiB ($rss KiB)"
