@@ -77,6 +77,24 @@ trace trace-pod.txt 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns 
 follow_pings follow-pod.json 5
 phase trace
 
+# ---- the TUI's XFRM SAs pane (issue 5), in tmux: the seed's SAs, packet counters rising ------
+export TERM=xterm-256color
+tmux new-session -d -s tui -x 160 -y 40 "$HOPSCOPE --netns worker --interval 1"
+for i in $(seq 150); do
+    tmux capture-pane -p -t tui 2>/dev/null | grep -q 'XFRM SAs' && break
+    sleep 0.2
+done
+tmux send-keys -t tui 4
+sleep 2.5
+tmux capture-pane -p -t tui > "$R/tui-sas.before"
+ip netns exec netshoot ping -c 5 -i 0.2 -W 1 10.0.0.249 > "$R/tui-ping.txt" 2>&1
+sleep 3.5
+tmux capture-pane -p -t tui > "$R/tui-sas.after"
+tmux send-keys -t tui q
+sleep 1
+tmux kill-server 2>/dev/null
+phase tui
+
 # hopscope capture in the same boot (tests/lab/capture_tests.rs reads $R/capture).
 mkdir -p "$R/capture"
 LAB_RESULTS="$R/capture" bash "$LAB_DIR/checks/capture.sh" "$HOPSCOPE" > "$R/capture/script.out" 2>&1
