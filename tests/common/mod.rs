@@ -19,6 +19,20 @@ impl Netns {
             SEQ.fetch_add(1, Ordering::SeqCst)
         );
         run("ip", &["netns", "add", &name]);
+        // No IPv6 duplicate address detection: link-local addresses (and their local routes)
+        // exist as soon as a link is up, so two reads of the netns see the same state.
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &name,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.accept_dad=0",
+            ],
+        );
         Netns { name }
     }
     /// `ip -n NAME <args>`; panics with ip's stderr on failure.
