@@ -18,12 +18,12 @@ fn trace_json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[test]
-fn follows_a_flow_across_two_live_nodes_to_a_pod() {
-    require_root();
-    let a = Netns::new("tra");
-    let b = Netns::new("trb");
-    let pod = Netns::new("trp");
+/// Node `a` routes 10.9.0.0/24 to node `b` over a veth (`NET.1` ↔ `NET.2`); `b` has pod
+/// 10.9.0.5 behind `lxc1` (proxy ARP, forwarding on), like a CNI's node.
+fn two_nodes_and_a_pod(tag: &str, net: &str) -> (Netns, Netns, Netns) {
+    let a = Netns::new(&format!("{tag}a"));
+    let b = Netns::new(&format!("{tag}b"));
+    let pod = Netns::new(&format!("{tag}p"));
     a.ip(&format!(
         "link add eth0 type veth peer name eth0 netns {}",
         b.name
@@ -32,33 +32,47 @@ fn follows_a_flow_across_two_live_nodes_to_a_pod() {
         "link add lxc1 type veth peer name eth0 netns {}",
         pod.name
     ));
-    for (ns, cmds) in [
-        (
-            &a,
-            vec![
-                "addr add 172.30.0.1/24 dev eth0",
-                "link set eth0 up",
-                "route add 10.9.0.0/24 via 172.30.0.2 dev eth0",
-            ],
-        ),
-        (
-            &b,
-            vec![
-                "addr add 172.30.0.2/24 dev eth0",
-                "link set eth0 up",
-                "link set lxc1 up",
-                "route add 10.9.0.5/32 dev lxc1",
-            ],
-        ),
-        (
-            &pod,
-            vec!["addr add 10.9.0.5/32 dev eth0", "link set eth0 up"],
-        ),
+    for c in [
+        format!("addr add {net}.1/24 dev eth0"),
+        "link set eth0 up".into(),
+        format!("route add 10.9.0.0/24 via {net}.2 dev eth0"),
     ] {
-        for c in cmds {
-            ns.ip(c);
-        }
+        a.ip(&c);
     }
+    for c in [
+        format!("addr add {net}.2/24 dev eth0"),
+        "link set eth0 up".into(),
+        "link set lxc1 up".into(),
+        "route add 10.9.0.5/32 dev lxc1".into(),
+    ] {
+        b.ip(&c);
+    }
+    for c in [
+        "addr add 10.9.0.5/32 dev eth0",
+        "link set eth0 up",
+        "route add default dev eth0",
+    ] {
+        pod.ip(c);
+    }
+    common::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &b.name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.lxc1.proxy_arp=1",
+        ],
+    );
+    (a, b, pod)
+}
+
+#[test]
+fn follows_a_flow_across_two_live_nodes_to_a_pod() {
+    require_root();
+    let (a, b, _pod) = two_nodes_and_a_pod("tr", "172.30.0");
     let t = trace_json(&[
         "172.30.0.1",
         "10.9.0.5",
@@ -128,60 +142,7 @@ fn follows_a_flow_across_two_live_nodes_to_a_pod() {
 #[test]
 fn follow_sees_the_pings_at_every_hop() {
     require_root();
-    let a = Netns::new("tfa");
-    let b = Netns::new("tfb");
-    let pod = Netns::new("tfp");
-    a.ip(&format!(
-        "link add eth0 type veth peer name eth0 netns {}",
-        b.name
-    ));
-    b.ip(&format!(
-        "link add lxc1 type veth peer name eth0 netns {}",
-        pod.name
-    ));
-    for (ns, cmds) in [
-        (
-            &a,
-            vec![
-                "addr add 172.31.0.1/24 dev eth0",
-                "link set eth0 up",
-                "route add 10.9.0.0/24 via 172.31.0.2 dev eth0",
-            ],
-        ),
-        (
-            &b,
-            vec![
-                "addr add 172.31.0.2/24 dev eth0",
-                "link set eth0 up",
-                "link set lxc1 up",
-                "route add 10.9.0.5/32 dev lxc1",
-            ],
-        ),
-        (
-            &pod,
-            vec![
-                "addr add 10.9.0.5/32 dev eth0",
-                "link set eth0 up",
-                "route add default dev eth0",
-            ],
-        ),
-    ] {
-        for c in cmds {
-            ns.ip(c);
-        }
-    }
-    common::run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &b.name,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-            "net.ipv4.conf.lxc1.proxy_arp=1",
-        ],
-    );
+    let (a, b, _pod) = two_nodes_and_a_pod("tf", "172.31.0");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_hopscope"))
         .args([
             "trace",

@@ -62,6 +62,15 @@ fn ping() -> Flow {
     }
 }
 
+/// Where the seed's flow ends: cni-worker2, handed over by Cilium's datapath on cilium_host.
+fn at_cni_worker2() -> End {
+    End::Delivered {
+        node: "worker2".into(),
+        dev: Some("cilium_host".into()),
+        what: "pod 10.0.0.249".into(),
+    }
+}
+
 fn steps(t: &hopscope::trace::path::Trace) -> Vec<(String, Step)> {
     t.hops.iter().map(|h| (h.node.clone(), h.step)).collect()
 }
@@ -159,15 +168,7 @@ fn seed_flow_follows_the_seeds_hops() {
         h[19].decided_by.contains("policy fwd") && h[19].decided_by.contains("priority 2975"),
         "{text}"
     );
-    assert_eq!(
-        t.end,
-        End::Delivered {
-            node: "worker2".into(),
-            dev: Some("cilium_host".into()),
-            what: "pod 10.0.0.249".into()
-        },
-        "{text}"
-    );
+    assert_eq!(t.end, at_cni_worker2(), "{text}");
 }
 
 #[test]
@@ -347,15 +348,7 @@ fn cluster_ip_is_a_dnat_hop_then_the_pod_path() {
             .starts_with("10.0.1.52 → 10.0.0.249 tcp 48858→80"),
         "{text}"
     );
-    assert_eq!(
-        t.end,
-        End::Delivered {
-            node: "worker2".into(),
-            dev: Some("cilium_host".into()),
-            what: "pod 10.0.0.249".into()
-        },
-        "{text}"
-    );
+    assert_eq!(t.end, at_cni_worker2(), "{text}");
 }
 
 #[test]

@@ -223,7 +223,12 @@ mod tests {
     use crate::trace::path::{Flow, Node, trace};
 
     fn seed_trace() -> (Vec<Node>, Trace) {
-        let nodes: Vec<Node> = ["worker", "worker2"]
+        seed_trace_with(|_| {})
+    }
+
+    /// The seed's flow over worker and worker2, after `change` is applied to the nodes.
+    fn seed_trace_with(change: impl FnOnce(&mut Vec<Node>)) -> (Vec<Node>, Trace) {
+        let mut nodes: Vec<Node> = ["worker", "worker2"]
             .iter()
             .map(|n| Node {
                 name: n.to_string(),
@@ -231,6 +236,7 @@ mod tests {
                 netfilter: Default::default(),
             })
             .collect();
+        change(&mut nodes);
         let flow = Flow {
             src: "10.0.1.52".parse().unwrap(),
             dst: "10.0.0.249".parse().unwrap(),
@@ -351,55 +357,15 @@ mod tests {
         let (_, t) = seed_trace();
         assert!(follow(&t, &[], vec![]).verdict.starts_with("not seen"));
     }
-}
-
-#[cfg(test)]
-mod predicted_stop {
-    use super::*;
-    use crate::model::fixtures::seed_node;
-    use crate::trace::path::{Flow, Node, trace};
 
     #[test]
     fn a_predicted_stop_seen_up_to_its_last_hop_is_said_as_such() {
-        let mut nodes: Vec<Node> = ["worker", "worker2"]
-            .iter()
-            .map(|n| Node {
-                name: n.to_string(),
-                state: seed_node(n),
-                netfilter: Default::default(),
-            })
-            .collect();
-        nodes[1].state.xfrm_states.retain(|s| s.src != "0.0.0.0");
-        let flow = Flow {
-            src: "10.0.1.52".parse().unwrap(),
-            dst: "10.0.0.249".parse().unwrap(),
-            proto: 1,
-            sport: None,
-            dport: None,
-            mark: None,
-            iif: Some("lxcda1dd0af135e".into()),
-            size: 84,
-        };
-        let t = trace(&nodes, &flow);
-        let obs: Vec<Observation> = t
-            .hops
-            .iter()
-            .filter_map(|h| {
-                let e = h.expect.as_ref()?;
-                Some(Observation {
-                    node: h.node.clone(),
-                    iface: h.dev.clone()?,
-                    ts: 0.0,
-                    src: e.src,
-                    dst: e.dst,
-                    proto: e.proto,
-                    spi: e.spi,
-                })
-            })
-            .collect();
+        let (_, t) =
+            seed_trace_with(|nodes| nodes[1].state.xfrm_states.retain(|s| s.src != "0.0.0.0"));
+        let seen = t.hops.iter().filter(|h| h.expect.is_some()).count();
         let f = follow(
             &t,
-            &obs,
+            &observe(&t, seen, 1),
             vec![CounterDelta {
                 node: "worker2".into(),
                 counter: "XfrmInNoStates".into(),
