@@ -1308,7 +1308,11 @@ fn tui_sa_rows(screen: &str) -> BTreeMap<(String, String), BTreeMap<String, Stri
         .unwrap_or_else(|| panic!("no SA table header on screen:\n{screen}"));
     // Columns are separated by 2+ spaces; cells may contain single spaces ("(encrypt, key 3)").
     let split = |l: &str| -> Vec<String> {
-        l.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect()
+        l.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
     };
     let names = split(lines[header]);
     let mut rows = BTreeMap::new();
@@ -1330,17 +1334,39 @@ fn lab_tui_sa_pane_shows_the_seeds_sas_and_counters_rise() {
     let after = tui_sa_rows(&text(dir, "tui-sas.after"));
     let keys: Vec<(String, String)> = before.keys().cloned().collect();
     let k = |a: &str, b: &str| (a.to_string(), b.to_string());
-    assert_eq!(keys, vec![k("0.0.0.0", "10.0.1.138"), k("10.0.1.138", "10.0.0.40"), k("10.0.1.138", "10.0.2.52")], "{before:#?}");
+    assert_eq!(
+        keys,
+        vec![
+            k("0.0.0.0", "10.0.1.138"),
+            k("10.0.1.138", "10.0.0.40"),
+            k("10.0.1.138", "10.0.2.52")
+        ],
+        "{before:#?}"
+    );
     let out = &before[&k("10.0.1.138", "10.0.0.40")];
     assert_eq!(out["SPI"], "0x00000003");
     assert_eq!(out["MARK"], "0x3e00/0xff00 (encrypt, key 3)");
     assert_eq!(out["OUTPUT-MARK"], "0xe00/0xf00 (encrypt)");
-    let pkts = |rows: &BTreeMap<(String, String), BTreeMap<String, String>>, a: &str, b: &str| -> u64 {
-        rows[&k(a, b)]["PKTS"].parse().unwrap()
-    };
-    assert_eq!(pkts(&after, "10.0.1.138", "10.0.0.40") - pkts(&before, "10.0.1.138", "10.0.0.40"), 5, "{}", text(dir, "tui-sas.after"));
-    assert_eq!(pkts(&after, "0.0.0.0", "10.0.1.138") - pkts(&before, "0.0.0.0", "10.0.1.138"), 5, "the 5 replies decrypted");
-    assert_eq!(pkts(&after, "10.0.1.138", "10.0.2.52"), pkts(&before, "10.0.1.138", "10.0.2.52"), "no traffic to control-plane");
+    let pkts = |rows: &BTreeMap<(String, String), BTreeMap<String, String>>,
+                a: &str,
+                b: &str|
+     -> u64 { rows[&k(a, b)]["PKTS"].parse().unwrap() };
+    assert_eq!(
+        pkts(&after, "10.0.1.138", "10.0.0.40") - pkts(&before, "10.0.1.138", "10.0.0.40"),
+        5,
+        "{}",
+        text(dir, "tui-sas.after")
+    );
+    assert_eq!(
+        pkts(&after, "0.0.0.0", "10.0.1.138") - pkts(&before, "0.0.0.0", "10.0.1.138"),
+        5,
+        "the 5 replies decrypted"
+    );
+    assert_eq!(
+        pkts(&after, "10.0.1.138", "10.0.2.52"),
+        pkts(&before, "10.0.1.138", "10.0.2.52"),
+        "no traffic to control-plane"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
