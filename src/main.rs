@@ -171,5 +171,7 @@ fn capture(cli: &Cli, a: &hopscope::cli::CaptureArgs) -> anyhow::Result<()> {
         stats_every: a.stats.map(std::time::Duration::from_secs_f64),
         quiet: a.quiet,
     };
-    run::run(&cli.target.target(), &args)
+    // Kubernetes names for the packet lines (silent without credentials, bounded wait).
+    let names = finish_names(start_names(cli));
+    hopscope::model::names::with_names(names, || run::run(&cli.target.target(), &args))
 }

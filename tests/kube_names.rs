@@ -398,3 +398,87 @@ fn serve_the_fake_api() {
     std::thread::sleep(Duration::from_secs(secs));
     println!("requests:\n{}", fake.log().join("\n"));
 }
+
+#[test]
+fn capture_lines_name_the_addresses() {
+    // A veth in a throwaway netns carrying the seed pod's address: pings from 10.0.1.52
+    // (default/net in the fake cluster) to 10.0.0.249 are captured and named.
+    let ns = format!("hs-kcap-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["netns", "add", &ns]);
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+        }
+    }
+    let _del = Del(ns.clone());
+    for c in [
+        "link add v0 type veth peer name v1",
+        "link set v0 up",
+        "link set v1 up",
+        "addr add 10.0.1.52/24 dev v0",
+        "neigh add 10.0.1.249 lladdr 02:00:00:00:00:01 dev v0",
+    ] {
+        let mut a = vec!["-n", ns.as_str()];
+        a.extend(c.split_whitespace());
+        ip(&a);
+    }
+    let fake = FakeApi::start();
+    let home = std::env::temp_dir().join(format!("hopscope-kube-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args([
+            "capture",
+            "--netns",
+            &ns,
+            "-i",
+            "v1",
+            "-f",
+            "icmp",
+            "-c",
+            "2",
+            "--duration",
+            "20",
+        ])
+        .env("KUBECONFIG", fake.kubeconfig())
+        .env("HOME", &home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.3",
+            "-W",
+            "1",
+            "10.0.1.249",
+        ])
+        .output();
+    let out = child.wait_with_output().unwrap();
+    let lines = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        lines.contains("10.0.1.52 > 10.0.1.249: ICMP echo request"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("  [10.0.1.52 default/net, 10.0.1.249 worker pods]"),
+        "names on the packet lines: {lines}"
+    );
+}

@@ -27,7 +27,29 @@ pub fn hms(ts: Ts) -> String {
 }
 
 /// The protocol part of a line: `10.0.1.52 > 10.0.0.249: ICMP echo request, id 87, seq 0, length 64`.
+/// With a Kubernetes names table in scope (`model::names::with_names`) the names of the
+/// addresses follow the tcpdump-shaped part: `… length 64  [10.0.1.52 default/net]`.
 pub fn summary(d: &Decoded) -> String {
+    let line = summary_plain(d);
+    let Some(names) = crate::model::names::current() else {
+        return line;
+    };
+    let ips =
+        d.ip.as_ref()
+            .map(|ip| format!("{} {}", ip.src, ip.dst))
+            .unwrap_or_default();
+    let found = names.in_text(&ips);
+    if found.is_empty() {
+        return line;
+    }
+    let labels: Vec<String> = found
+        .iter()
+        .map(|(ip, label)| format!("{ip} {label}"))
+        .collect();
+    format!("{line}  [{}]", labels.join(", "))
+}
+
+fn summary_plain(d: &Decoded) -> String {
     let mut s = String::new();
     let (src, dst) = match &d.ip {
         Some(ip) => (ip.src.to_string(), ip.dst.to_string()),
@@ -267,4 +289,42 @@ pub fn rates_text(rates: &[(String, Rates)]) -> String {
         .map(|(i, r)| format!("{i}: esp {:.0}/s plain {:.0}/s", r.esp_pps, r.plaintext_pps))
         .collect::<Vec<_>>()
         .join(" | ")
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::*;
+    use crate::model::Names;
+    use crate::model::names::{Name, NameKind, with_names};
+    use std::sync::Arc;
+
+    /// An ICMP echo request 10.0.1.52 → 10.0.0.249, id 87, seq 0 (the seed's ping).
+    fn echo() -> Decoded {
+        let mut p = vec![
+            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 1, 52, 10, 0, 0, 249,
+        ];
+        p.extend([8, 0, 0, 0, 0, 87, 0, 0]);
+        crate::decode::packet::decode_ip(&p)
+    }
+
+    #[test]
+    fn names_follow_the_tcpdump_shaped_line_only_when_known() {
+        let plain = summary(&echo());
+        assert!(
+            plain.starts_with("10.0.1.52 > 10.0.0.249: ICMP echo request"),
+            "{plain}"
+        );
+        let mut names = Names::default();
+        names.addresses.insert(
+            "10.0.1.52".parse().unwrap(),
+            Name {
+                label: "default/net".into(),
+                kind: NameKind::Pod,
+                object: "pod default/net".into(),
+            },
+        );
+        let named = with_names(Arc::new(names), || summary(&echo()));
+        assert_eq!(named, format!("{plain}  [10.0.1.52 default/net]"));
+        assert_eq!(summary(&echo()), plain, "names only inside with_names");
+    }
 }
