@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         },
         // The live TUI; without a terminal (piped, cron) the text snapshot instead.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
-            match hopscope::tui::run_cli(cli.target.target(), &cli.tui) {
+            match hopscope::tui::run_cli(cli.target.target(), &cli.tui, &cli.kube) {
                 Ok(0) => Ok(()),
                 // Ended by a signal: the shell convention, 128 + signal number.
                 Ok(sig) => return ExitCode::from((128 + sig).clamp(1, 255) as u8),

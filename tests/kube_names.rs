@@ -399,11 +399,16 @@ fn serve_the_fake_api() {
     println!("requests:\n{}", fake.log().join("\n"));
 }
 
-#[test]
-fn capture_lines_name_the_addresses() {
-    // A veth in a throwaway netns carrying the seed pod's address: pings from 10.0.1.52
-    // (default/net in the fake cluster) to 10.0.0.249 are captured and named.
-    let ns = format!("hs-kcap-{}", std::process::id());
+/// A throwaway netns with a veth pair carrying the seed pod's address 10.0.1.52 (named
+/// `default/net` by the fake API); deleted when the guard drops.
+struct PodNetns(String);
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+fn pod_netns(tag: &str) -> PodNetns {
+    let ns = PodNetns(format!("hs-{tag}-{}", std::process::id()));
     let ip = |args: &[&str]| {
         let out = Command::new("ip").args(args).output().unwrap();
         assert!(
@@ -412,14 +417,7 @@ fn capture_lines_name_the_addresses() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    ip(&["netns", "add", &ns]);
-    struct Del(String);
-    impl Drop for Del {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-        }
-    }
-    let _del = Del(ns.clone());
+    ip(&["netns", "add", &ns.0]);
     for c in [
         "link add v0 type veth peer name v1",
         "link set v0 up",
@@ -427,10 +425,19 @@ fn capture_lines_name_the_addresses() {
         "addr add 10.0.1.52/24 dev v0",
         "neigh add 10.0.1.249 lladdr 02:00:00:00:00:01 dev v0",
     ] {
-        let mut a = vec!["-n", ns.as_str()];
+        let mut a = vec!["-n", ns.0.as_str()];
         a.extend(c.split_whitespace());
         ip(&a);
     }
+    ns
+}
+
+#[test]
+fn capture_lines_name_the_addresses() {
+    // A veth in a throwaway netns carrying the seed pod's address: pings from 10.0.1.52
+    // (default/net in the fake cluster) to 10.0.0.249 are captured and named.
+    let pod = pod_netns("kcap");
+    let ns = pod.0.clone();
     let fake = FakeApi::start();
     let home = std::env::temp_dir().join(format!("hopscope-kube-home-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
@@ -480,5 +487,53 @@ fn capture_lines_name_the_addresses() {
     assert!(
         lines.contains("  [10.0.1.52 default/net, 10.0.1.249 worker pods]"),
         "names on the packet lines: {lines}"
+    );
+}
+
+#[test]
+fn the_tui_names_addresses_in_its_panes() {
+    let pod = pod_netns("ktui");
+    let fake = FakeApi::start();
+    let home = std::env::temp_dir().join(format!("hopscope-kube-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let session = format!("hs-ktui-{}", std::process::id());
+    let cmd = format!(
+        "env KUBECONFIG={} HOME={} {} --netns {}",
+        fake.kubeconfig().display(),
+        home.display(),
+        env!("CARGO_BIN_EXE_hopscope"),
+        pod.0
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
+    assert!(
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "160",
+            "-y",
+            "30",
+            &cmd
+        ])
+        .status
+        .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut screen = String::new();
+    while Instant::now() < deadline {
+        screen = text(&tmux(&["capture-pane", "-p", "-t", &session]).stdout);
+        if screen.contains("(default/net)") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = tmux(&["send-keys", "-t", &session, "q"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert!(
+        screen.contains("10.0.1.52/24 (default/net)"),
+        "the Links pane names the pod address:\n{screen}"
     );
 }

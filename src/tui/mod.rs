@@ -32,6 +32,8 @@ pub struct Options {
     pub keymap: keymap::Keymap,
     pub show_keys: bool,
     pub pane: rows::Pane,
+    /// Where to read Kubernetes names from (silent without credentials).
+    pub kube: crate::kube::KubeArgs,
 }
 
 /// `netns worker`, `pid 1234`, `own netns`.
@@ -68,6 +70,9 @@ pub fn run(opts: Options) -> Result<i32> {
     app.show_keys = opts.show_keys;
     app.pane = opts.pane;
     app.netns_names = crate::source::netns::list_named();
+    // Names for addresses in every pane, as the watch learns them.
+    let names = crate::kube::names::NamesWatch::start(&opts.kube);
+    let mut names_gen = u64::MAX;
     let guard = term::Guard::enter().context("setting up the terminal")?;
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
@@ -95,10 +100,18 @@ pub fn run(opts: Options) -> Result<i32> {
         if last_draw.elapsed() >= Duration::from_secs(1) {
             dirty = true;
         }
+        if names.generation() != names_gen {
+            names_gen = names.generation();
+            app.invalidate(); // rows are formatted with the names: format them again
+            dirty = true;
+        }
         if dirty {
             let shown = frozen.as_ref().unwrap_or(&live);
-            app.refresh(shown);
-            terminal.draw(|f| render::draw(f, &app, shown, &opts.theme))?;
+            crate::model::names::with_names(names.names(), || -> Result<()> {
+                app.refresh(shown);
+                terminal.draw(|f| render::draw(f, &app, shown, &opts.theme))?;
+                Ok(())
+            })?;
             dirty = false;
             // For the end-to-end test of the panic hook (tests/tui_e2e.rs).
             if live.loaded && std::env::var_os("HOPSCOPE_TEST_PANIC").is_some() {
@@ -185,10 +198,18 @@ pub fn options(target: Target, args: &crate::cli::TuiArgs) -> Result<Options> {
         keymap,
         show_keys: args.show_keys,
         pane,
+        kube: Default::default(),
     })
 }
 
 /// `hopscope` with no subcommand.
-pub fn run_cli(target: Target, args: &crate::cli::TuiArgs) -> Result<i32> {
-    run(options(target, args)?)
+pub fn run_cli(
+    target: Target,
+    args: &crate::cli::TuiArgs,
+    kube: &crate::kube::KubeArgs,
+) -> Result<i32> {
+    run(Options {
+        kube: kube.clone(),
+        ..options(target, args)?
+    })
 }
