@@ -132,6 +132,18 @@ struct Packet {
 }
 
 impl Packet {
+    /// The fields XFRM policy and state lookups look at.
+    fn xfrm_key(&self) -> XfrmKey {
+        XfrmKey {
+            src: self.src,
+            dst: self.dst,
+            proto: self.proto,
+            sport: self.sport,
+            dport: self.dport,
+            mark: self.mark,
+        }
+    }
+
     fn show(&self) -> String {
         let proto = crate::source::names::ip_proto(self.proto);
         let ports = match (self.sport, self.dport) {
@@ -586,14 +598,7 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
 
         // 4. Inbound policy check for a decrypted packet being forwarded.
         if let Some(sa_idx) = decrypted_by.take() {
-            let k = XfrmKey {
-                src: pkt.src,
-                dst: pkt.dst,
-                proto: pkt.proto,
-                sport: pkt.sport,
-                dport: pkt.dport,
-                mark: pkt.mark,
-            };
+            let k = pkt.xfrm_key();
             let c = choose_policy(st, "fwd", &k, iif.as_deref());
             let reqid = st.xfrm_states[sa_idx].reqid;
             match c.chosen.map(|i| &st.xfrm_policies[i]) {
@@ -650,14 +655,7 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
 
         // 5. XFRM output: a matching out policy sends the packet through its SA.
         if !generated_by_xfrm {
-            let k = XfrmKey {
-                src: pkt.src,
-                dst: pkt.dst,
-                proto: pkt.proto,
-                sport: pkt.sport,
-                dport: pkt.dport,
-                mark: pkt.mark,
-            };
+            let k = pkt.xfrm_key();
             let c = choose_policy(st, "out", &k, dev.as_deref());
             if let Some(pi) = c.chosen {
                 let pol = &st.xfrm_policies[pi];
@@ -927,12 +925,8 @@ fn cilium_mark(w: &mut Walk, ni: usize, dev: &str, pkt: &mut Packet) {
     let (mark, why) = if dev.starts_with("lxc") && pkt.esp.is_none() {
         // bpf_lxc: pod → remote pod traffic gets the out policy's encrypt mark.
         let k = XfrmKey {
-            src: pkt.src,
-            dst: pkt.dst,
-            proto: pkt.proto,
-            sport: pkt.sport,
-            dport: pkt.dport,
             mark: 0,
+            ..pkt.xfrm_key()
         };
         let pol = st
             .xfrm_policies
