@@ -6,7 +6,14 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "hopscope",
-    version,
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("HOPSCOPE_COMMIT"),
+        ", ",
+        env!("HOPSCOPE_LINK"),
+        ")"
+    ),
     about = "Read-only node network debugger: links, routes, rules, XFRM SAs/policies and xfrm_stat of a Kubernetes node, in one picture",
     long_about = None
 )]
