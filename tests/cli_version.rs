@@ -1,5 +1,5 @@
-//! `hopscope --version` says the version, the commit it was built from, and how libpcap is
-//! linked.
+//! `hopscope --version` says the version, the commit it was built from, how glibc and libpcap
+//! are linked (and which libpcap), the target and the profile.
 
 #[test]
 fn version_names_the_commit_and_the_linking() {
@@ -24,5 +24,26 @@ fn version_names_the_commit_and_the_linking() {
     if let Some(head) = head {
         assert!(v.contains(&format!("commit {head},")), "{v} vs HEAD {head}");
     }
-    assert!(v.contains("libpcap") || v.contains("static"), "{v}");
+    // `cargo test` builds the ordinary dynamic binary; packaging/build-static.sh's static one
+    // is checked in tests/static_binary.rs.
+    assert!(v.contains(", dynamic: libpcap shared"), "{v}");
+    let pkg = std::process::Command::new("pkg-config")
+        .args(["--modversion", "libpcap"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(pkg) = pkg {
+        assert!(v.contains(&format!("built against {pkg};")), "{v} vs {pkg}");
+    }
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    assert!(
+        v.trim_end()
+            .ends_with(&format!("; x86_64-unknown-linux-gnu, {profile})")),
+        "{v}"
+    );
 }
