@@ -42,6 +42,51 @@ pub enum Command {
     /// NET_ADMIN/NET_RAW/SYS_ADMIN), the terminal attached, the pod deleted afterwards
     /// (docs/kube.md). As a kubectl plugin: `kubectl hopscope node/NAME`.
     Attach(crate::kube::attach::AttachArgs),
+    /// Shell completions and man pages, made from this command line (for packagers).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write hopscope.1 and one page per subcommand (hopscope-snapshot.1, …) into DIR;
+    /// without DIR, print hopscope.1.
+    Man { dir: Option<std::path::PathBuf> },
+}
+
+impl Generate {
+    /// Write what was asked for: the script or page to `out`, or the pages into DIR.
+    pub fn run(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        match self {
+            Generate::Completions { shell } => {
+                clap_complete::generate(*shell, &mut cmd.clone(), "hopscope", out);
+                Ok(())
+            }
+            Generate::Man { dir: Some(dir) } => {
+                std::fs::create_dir_all(dir)?;
+                clap_mangen::generate_to(cmd, dir)
+            }
+            Generate::Man { dir: None } => {
+                // As generate_to renders it: no `help` subcommand listed.
+                let mut cmd = cmd.disable_help_subcommand(true);
+                cmd.build();
+                clap_mangen::Man::new(cmd).render(out)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -16,6 +16,10 @@ fn main() -> ExitCode {
         Some(Command::Snapshot(args)) => snapshot(&cli, args.json, args.show_keys),
         Some(Command::Trace(args)) => trace(&cli, args),
         Some(Command::Capture(args)) => capture(&cli, args),
+        Some(Command::Generate(args)) => args
+            .what
+            .run(&mut std::io::stdout().lock())
+            .map_err(Into::into),
         Some(Command::Attach(args)) => match hopscope::kube::attach::run(&cli.kube, args) {
             Ok(0) => Ok(()),
             Ok(code) => return ExitCode::from(code.clamp(1, 255) as u8),
