@@ -229,22 +229,16 @@ proptest! {
 
 /// The seed's shapes end to end through the analyzer: a 64-byte ICMP echo from the netshoot pod,
 /// sealed with the seed's key and SPI 3 the way the worker's kernel would, on the worker's eth0.
-#[test]
-fn seed_worker_esp_frame_decrypts_to_the_pods_echo() {
-    let state = hopscope::model::fixtures::seed_worker();
-    let sa = state
-        .xfrm_states
-        .iter()
-        .find(|s| s.dst == "10.0.0.40")
-        .unwrap();
-    let key = sa.aead.as_ref().unwrap().key.expose().to_vec();
+/// The seed's ESP frame on the worker's eth0: the netshoot pod's 64-byte ICMP echo, sealed with
+/// `key` and SPI 3 (seq 0x1a) the way the worker's kernel would.
+fn seed_esp_frame(key: &[u8]) -> Vec<u8> {
     // Inner: 10.0.1.52 > 10.0.0.249 ICMP echo request id 87 seq 0, 56 data bytes (84 bytes).
     let mut inner = vec![
         0x45, 0, 0, 84, 0, 0, 0x40, 0, 63, 1, 0, 0, 10, 0, 1, 52, 10, 0, 0, 249,
     ];
     inner.extend([8, 0, 0, 0, 0, 87, 0, 0]);
     inner.extend([0x61; 56]);
-    let esp = seal_gcm(&key, 16, 3, 0x1a, [0, 0, 0, 0, 0, 0, 0, 0x1a], 4, &inner);
+    let esp = seal_gcm(key, 16, 3, 0x1a, [0, 0, 0, 0, 0, 0, 0, 0x1a], 4, &inner);
     assert_eq!(esp.len(), 120, "8 + 8 IV + roundup4(84+2) + 16");
     let mut ip = vec![
         0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 50, 0, 0, 10, 0, 1, 138, 10, 0, 0, 40,
@@ -254,6 +248,19 @@ fn seed_worker_esp_frame_decrypts_to_the_pods_echo() {
     let mut frame = vec![2, 0x42, 0xac, 0x12, 0, 4, 2, 0x42, 0xac, 0x12, 0, 3, 8, 0];
     frame.extend(&ip);
     assert_eq!(frame.len(), 154);
+    frame
+}
+
+#[test]
+fn seed_worker_esp_frame_decrypts_to_the_pods_echo() {
+    let state = hopscope::model::fixtures::seed_worker();
+    let sa = state
+        .xfrm_states
+        .iter()
+        .find(|s| s.dst == "10.0.0.40")
+        .unwrap();
+    let key = sa.aead.as_ref().unwrap().key.expose().to_vec();
+    let frame = seed_esp_frame(&key);
 
     let mut an = Analyzer::new(&state, true);
     let ts = Ts {
@@ -307,4 +314,52 @@ fn seed_worker_esp_frame_decrypts_to_the_pods_echo() {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The TUI's decrypt toggle and SA reload act on a running analyzer: off, ESP is only named;
+/// on, the same frame decrypts; after the SA's key changes (a rekey the capture missed), it is an
+/// authentication failure — never plaintext — and the counters so far are kept.
+#[test]
+fn decrypt_toggle_and_reload_keep_counters() {
+    let mut state = hopscope::model::fixtures::seed_worker();
+    let key = state
+        .xfrm_states
+        .iter()
+        .find(|s| s.dst == "10.0.0.40")
+        .unwrap()
+        .aead
+        .as_ref()
+        .unwrap()
+        .key
+        .expose()
+        .to_vec();
+    let frame = seed_esp_frame(&key);
+    let ts = Ts { sec: 1, nsec: 0 };
+    let mut an = Analyzer::new(&state, false);
+    let rec = an.analyze("eth0", LinkType::Ethernet, ts, 154, &frame);
+    assert_eq!(rec.decrypt, None, "decryption is off");
+    assert!(
+        rec.sa.as_deref().unwrap_or("").contains("spi 0x3"),
+        "{rec:?}"
+    );
+    an.set_decrypt(true);
+    let rec = an.analyze("eth0", LinkType::Ethernet, ts, 154, &frame);
+    assert!(matches!(rec.decrypt, Some(Decrypt::Ok { .. })), "{rec:?}");
+    // Another key for the same SA.
+    for s in &mut state.xfrm_states {
+        if let Some(a) = s.aead.as_mut() {
+            let mut k = a.key.expose().to_vec();
+            k[0] ^= 0xff;
+            a.key = hopscope::model::Secret::new(k);
+        }
+    }
+    an.reload(&state);
+    assert!(an.decrypting(), "reload keeps the toggle");
+    let rec = an.analyze("eth0", LinkType::Ethernet, ts, 154, &frame);
+    assert!(
+        matches!(rec.decrypt, Some(Decrypt::AuthFailed { .. })),
+        "{rec:?}"
+    );
+    let c = &an.counts["eth0"];
+    assert_eq!((c.packets, c.esp, c.decrypted, c.auth_failed), (3, 3, 1, 1));
 }

@@ -332,3 +332,113 @@ fn unknown_netns_fails_before_touching_the_terminal() {
     assert_sane(&stty);
     t.wait("error", Duration::from_secs(2), |s| s.contains("not found"));
 }
+
+/// A child process killed when dropped (the traffic generator).
+struct Traffic(std::process::Child);
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Packets and Trace panes as an on-call user drives them: capture on a veth chosen in the
+/// Links pane and see its pings; a capture filter that libpcap refuses is shown as typed and
+/// not applied, a good one is; `:trace` predicts the flow's hops and marks the egress seen; the
+/// veth deleted mid-capture is marked GONE while the rest goes on; q restores the terminal.
+#[test]
+fn packets_pane_capture_filter_trace_and_gone() {
+    let a = Netns::new("pkta");
+    let b = Netns::new("pktb");
+    a.ip("link set lo up");
+    a.ip(&format!(
+        "link add hs-p0 type veth peer name hs-p1 netns {}",
+        b.name
+    ));
+    a.ip("addr add 192.0.2.1/24 dev hs-p0");
+    b.ip("addr add 192.0.2.2/24 dev hs-p1");
+    a.ip("link set hs-p0 up");
+    b.ip("link set hs-p1 up");
+    let _ping = Traffic(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &a.name,
+                "ping",
+                "-q",
+                "-i",
+                "0.2",
+                "192.0.2.2",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ping"),
+    );
+    let t = Tmux::start(&a.name, "");
+    t.wait("first frame", Duration::from_secs(5), |s| {
+        s.contains("hs-p0@")
+    });
+
+    // Choose the veth in the Links pane, capture on it.
+    t.keys(&["/"]);
+    t.literal("hs-p0");
+    t.keys(&["Enter", "c"]);
+    t.wait("pings on the Packets pane", APPEAR * 2, |s| {
+        s.contains("● capture 1 if")
+            && s.lines().any(|l| {
+                l.contains("hs-p0") && l.contains("192.0.2.1 > 192.0.2.2: ICMP echo request")
+            })
+            && s.lines()
+                .any(|l| l.starts_with("hs-p0") && l.contains("capturing"))
+    });
+
+    // A capture filter libpcap refuses: said while typing, enter does not apply it.
+    t.keys(&["b"]);
+    t.literal("icmp and hostx");
+    t.wait("filter refused as typed", APPEAR, |s| {
+        s.contains("✗ bad capture filter") && s.contains("libpcap")
+    });
+    t.keys(&["Enter", "C-u"]);
+    t.literal("arp");
+    t.wait("filter accepted as typed", APPEAR, |s| {
+        s.contains("libpcap compiles it")
+    });
+    t.keys(&["Enter"]);
+    t.wait("filter in force", APPEAR, |s| {
+        s.contains("● capture 1 if · arp")
+    });
+    t.keys(&[":"]);
+    t.literal("bpf");
+    t.keys(&["Enter"]);
+    t.wait("filter cleared", APPEAR, |s| {
+        s.contains("no capture filter") && s.contains("● capture 1 if │")
+    });
+
+    // Trace the ping's flow: the hops, and the egress device seen.
+    t.keys(&[":"]);
+    t.literal("trace 192.0.2.1 192.0.2.2");
+    t.keys(&["Enter"]);
+    t.wait("trace pane with the egress seen", APPEAR * 2, |s| {
+        s.contains("flow 192.0.2.1 → 192.0.2.2 icmp")
+            && s.lines()
+                .any(|l| l.contains("egress") && l.contains("hs-p0") && l.contains("✓"))
+            && s.contains("seen: seen at every observable hop")
+    });
+
+    // The veth goes away mid-capture: its stream says GONE, the TUI goes on.
+    a.ip("link del hs-p0");
+    t.keys(&["7"]);
+    t.wait("stream gone", APPEAR * 2, |s| {
+        s.lines()
+            .any(|l| l.starts_with("hs-p0") && l.contains("GONE"))
+    });
+    t.keys(&["1"]);
+    t.wait("still answering keys", APPEAR, |s| {
+        s.contains("IDX") && !s.contains("hs-p0@")
+    });
+    t.keys(&["q"]);
+    let (code, stty) = t.after_exit();
+    assert_eq!(code, 0);
+    assert_sane(&stty);
+}

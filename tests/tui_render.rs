@@ -582,7 +582,7 @@ fn pause_freezes_what_is_shown() {
     let s = render(&mut a, &frozen, 100, 24);
     let n = frozen.state.routes.len();
     assert!(
-        s.contains("PAUSED") && s.contains(&format!("Routes {n} ")),
+        s.contains("PAUSED") && s.contains(&format!("Routes {n}│")),
         "{s}"
     );
     assert_eq!(live.state.routes.len(), n - 1, "data kept coming");
@@ -590,7 +590,7 @@ fn pause_freezes_what_is_shown() {
     a.invalidate();
     let s = render(&mut a, &live, 100, 24);
     assert!(
-        !s.contains("PAUSED") && s.contains(&format!("Routes {} ", n - 1)),
+        !s.contains("PAUSED") && s.contains(&format!("Routes {}│", n - 1)),
         "{s}"
     );
 }
@@ -680,4 +680,291 @@ fn sample_links_stats_update_rates() {
     assert!(eth0.contains("1.5k") && eth0.contains("3.0k"), "{eth0}");
     assert!(eth0.contains("4 ↑4"), "drops rising: {eth0}");
     let _ = LinkStats::default();
+}
+
+/// An Ethernet frame holding an ICMP echo request `src > dst` (id 87, seq `seq`, 56 data
+/// bytes), from a MAC that is not the node's (so it is seen coming in).
+fn echo_frame(src: [u8; 4], dst: [u8; 4], seq: u16) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+    f.extend([0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0]);
+    f.extend(src);
+    f.extend(dst);
+    f.extend([8, 0, 0, 0, 0, 87]);
+    f.extend(seq.to_be_bytes());
+    f.extend([0x61; 56]);
+    f
+}
+
+/// Records as the capture makes them, from the seed worker's state.
+fn seed_records(n: u16) -> Vec<hopscope::capture::analyze::PacketRecord> {
+    use hopscope::capture::analyze::{Analyzer, Ts};
+    use hopscope::decode::packet::LinkType;
+    let mut an = Analyzer::new(&seed_worker(), false);
+    (0..n)
+        .map(|i| {
+            let f = echo_frame([10, 0, 1, 52], [10, 0, 0, 249], i);
+            let ts = Ts {
+                sec: 1_720_000_000 + i64::from(i),
+                nsec: 0,
+            };
+            an.analyze(
+                "lxcda1dd0af135e",
+                LinkType::Ethernet,
+                ts,
+                f.len() as u32,
+                &f,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn packets_pane_shows_streams_drops_and_follows_the_newest() {
+    use hopscope::capture::HandleCounts;
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Packets;
+    let empty = render(&mut a, &live, 120, 20);
+    assert!(
+        empty.contains("no packets yet") && empty.contains(":capture"),
+        "{empty}"
+    );
+    for r in seed_records(30) {
+        a.packets.push(r);
+    }
+    let s = a.packets.stream_mut("lxcda1dd0af135e");
+    s.counts.packets = 30;
+    s.counts.plaintext = 30;
+    s.rates.plaintext_pps = 1.0;
+    s.drops = HandleCounts {
+        queue_dropped: 7,
+        kernel_dropped: 5,
+        ..Default::default()
+    };
+    let scr = render(&mut a, &live, 140, 20);
+    // The stream line: ESP and plaintext rates side by side, drops of both kinds.
+    let head = scr.lines().nth(3).unwrap();
+    assert!(
+        head.contains("lxcda1dd0af135e")
+            && head.contains("ESP       0/s")
+            && head.contains("plain       1/s")
+            && head.contains("drops kernel 5 hopscope 7"),
+        "{scr}"
+    );
+    // Drops are in the header too, never hidden.
+    assert!(
+        scr.lines().next().unwrap().contains("12 pkts dropped"),
+        "{scr}"
+    );
+    assert!(scr.contains("7 Packets 30"), "{scr}");
+    // The selection follows the newest packet as more come...
+    assert!(
+        scr.contains("ICMP echo request, id 87, seq 29"),
+        "newest shown: {scr}"
+    );
+    for r in seed_records(31).into_iter().skip(30) {
+        a.packets.push(r);
+    }
+    a.refresh(&live);
+    let v = &a.views[Pane::Packets.index()];
+    assert_eq!(v.selected + 1, v.rows.len(), "still on the newest");
+    // ...unless the user moved up: then it stays on its packet.
+    a.handle_key(key('k'), &live);
+    a.refresh(&live);
+    let held = a.views[Pane::Packets.index()].selected_index();
+    for r in seed_records(33).into_iter().skip(31) {
+        a.packets.push(r);
+    }
+    a.refresh(&live);
+    assert_eq!(a.views[Pane::Packets.index()].selected_index(), held);
+    // A filter on the packet cells.
+    a.set_filter("32,", &live);
+    assert_eq!(a.views[Pane::Packets.index()].rows.len(), 1, "only seq 32");
+}
+
+#[test]
+fn packets_pane_marks_leaks_failed_icvs_and_gone_interfaces() {
+    use hopscope::capture::analyze::Decrypt;
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Packets;
+    let mut recs = seed_records(2);
+    recs[0].leak = Some("out policy 10.0.1.0/24 → 10.0.0.0/24 wants ESP".into());
+    recs[1].decrypt = Some(Decrypt::AuthFailed { tried: 1 });
+    for r in recs {
+        a.packets.push(r);
+    }
+    a.packets.stream_mut("lxcda1dd0af135e").counts.leaks = 1;
+    a.packets.stream_mut("eth0").gone = Some("The interface disappeared".into());
+    let scr = render(&mut a, &live, 160, 20);
+    assert!(scr.contains("LEAK: out policy"), "{scr}");
+    assert!(scr.contains("AUTH FAILED"), "{scr}");
+    assert!(scr.contains("GONE (The interface disappeared)"), "{scr}");
+    assert!(scr.lines().next().unwrap().contains("1 LEAKS"), "{scr}");
+    // Both rows are drawn in the trouble style.
+    let t = draw(&mut a, &live, 160, 20);
+    let buf = t.backend().buffer();
+    let trouble = Theme::builtin("dark").style(Item::Trouble).fg;
+    let rows: Vec<u16> = (0..20)
+        .filter(|&y| {
+            let line: String = (0..160).map(|x| buf[(x, y)].symbol()).collect();
+            line.contains("ICMP echo request")
+        })
+        .collect();
+    assert_eq!(rows.len(), 2);
+    // The last row is selected (its own style); the other shows the trouble colour.
+    assert_eq!(buf[(0, rows[0])].fg, trouble.unwrap());
+}
+
+#[test]
+fn capture_keys_and_commands() {
+    let live = seed_live();
+    let mut a = app();
+    // c on a link of the Links pane asks to capture there.
+    a.refresh(&live);
+    let eth0 = a.views[0]
+        .rows
+        .iter()
+        .position(|&i| live.state.links[i].name == "eth0")
+        .unwrap();
+    a.views[0].selected = eth0;
+    assert_eq!(
+        a.handle_key(key('c'), &live),
+        Effect::Capture {
+            ifaces: vec!["eth0".into()],
+            on: true
+        }
+    );
+    // Commands: several interfaces; an unknown one lists those that exist.
+    assert_eq!(
+        a.run_command("capture eth0 cilium_host", &live),
+        Effect::Capture {
+            ifaces: vec!["eth0".into(), "cilium_host".into()],
+            on: true
+        }
+    );
+    assert_eq!(a.run_command("capture eth9", &live), Effect::None);
+    let (m, err) = a.message.clone().unwrap();
+    assert!(
+        err && m.contains("no interface \"eth9\"") && m.contains("cilium_host"),
+        "{m}"
+    );
+    // Completion of interface names.
+    a.handle_key(key(':'), &live);
+    typed(&mut a, &live, "capture cil");
+    a.handle_key(code(KeyCode::Tab), &live);
+    assert!(a.input.starts_with("capture cilium_"), "{}", a.input);
+    a.handle_key(code(KeyCode::Esc), &live);
+    // The capture filter is compiled by libpcap as it is typed; enter applies a valid one.
+    a.handle_key(key('b'), &live);
+    assert_eq!(a.mode, Mode::Bpf);
+    typed(&mut a, &live, "esp and hostx");
+    assert!(a.input_error.as_deref().unwrap_or("").contains("libpcap"));
+    assert_eq!(
+        a.handle_key(code(KeyCode::Enter), &live),
+        Effect::None,
+        "invalid: not applied"
+    );
+    for _ in 0.."x".len() {
+        a.handle_key(code(KeyCode::Backspace), &live);
+    }
+    typed(&mut a, &live, " 172.18.0.4");
+    assert_eq!(a.input_error, None, "{:?}", a.input_error);
+    assert_eq!(
+        a.handle_key(code(KeyCode::Enter), &live),
+        Effect::Bpf(Some("esp and host 172.18.0.4".into()))
+    );
+    assert_eq!(a.run_command("bpf tcp port", &live), Effect::None);
+    assert_eq!(a.run_command("bpf", &live), Effect::Bpf(None));
+    // d toggles decryption and says with how many SAs' keys, keys redacted.
+    a.handle_key(key('d'), &live);
+    assert!(a.packets.decrypt);
+    let (m, _) = a.message.clone().unwrap();
+    assert!(m.contains("keys of 3 SAs") && m.contains("redacted"), "{m}");
+    a.run_command("decrypt off", &live);
+    assert!(!a.packets.decrypt);
+}
+
+#[test]
+fn trace_from_a_packet_and_from_the_command_line() {
+    use hopscope::model::fixtures::seed_node;
+    use hopscope::trace::path::{Node, trace};
+    use hopscope::tui::flow::Traced;
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Packets;
+    for r in seed_records(3) {
+        a.packets.push(r);
+    }
+    a.refresh(&live);
+    // t on the pod's echo request: its flow, entering on the pod's lxc.
+    let Effect::Trace(flow) = a.handle_key(key('t'), &live) else {
+        panic!("no trace effect: {:?}", a.message)
+    };
+    assert_eq!(
+        (flow.src.to_string(), flow.dst.to_string(), flow.proto),
+        ("10.0.1.52".into(), "10.0.0.249".into(), 1)
+    );
+    assert_eq!(flow.iif.as_deref(), Some("lxcda1dd0af135e"));
+    assert_eq!(flow.size, 84);
+    // :trace takes the CLI's arguments; bad ones get one line of why.
+    let Effect::Trace(f2) =
+        a.run_command("trace 10.0.1.52 10.0.0.249 --proto tcp --dport 80", &live)
+    else {
+        panic!("{:?}", a.message)
+    };
+    assert_eq!((f2.proto, f2.dport), (6, Some(80)));
+    assert_eq!(
+        a.run_command("trace 10.0.1.52 nowhere", &live),
+        Effect::None
+    );
+    assert!(
+        a.message.as_ref().unwrap().0.contains("nowhere"),
+        "{:?}",
+        a.message
+    );
+    // The runtime predicts the path; the pane shows each hop and what decided it.
+    let node = Node {
+        name: "worker".into(),
+        state: seed_node("worker"),
+        netfilter: Default::default(),
+    };
+    let t = trace(std::slice::from_ref(&node), &flow);
+    let mut traced = Traced::new("worker", t, node.state.clone());
+    assert!(
+        traced.devices.contains(&"eth0".to_string()),
+        "{:?}",
+        traced.devices
+    );
+    // Packets seen on the pod's lxc only: that hop is seen, eth0 is not.
+    for r in seed_records(3) {
+        traced.observe(&r);
+    }
+    traced.update(&node.state);
+    a.traced = Some(traced);
+    a.trace_gen += 1;
+    a.pane = Pane::Trace;
+    let scr = render(&mut a, &live, 180, 30);
+    assert!(
+        scr.contains("flow 10.0.1.52 → 10.0.0.249 icmp on worker"),
+        "{scr}"
+    );
+    assert!(
+        scr.contains("xfrm_policy") && scr.contains("xfrm_state"),
+        "{scr}"
+    );
+    let lxc = scr
+        .lines()
+        .find(|l| l.contains("ingress") && l.contains("lxcda1dd0af135e"))
+        .unwrap_or_else(|| panic!("{scr}"));
+    assert!(lxc.contains("✓ 3"), "{lxc}");
+    let eth0 = scr
+        .lines()
+        .find(|l| l.contains("eth0") && l.contains("✗ 0"))
+        .unwrap_or_else(|| panic!("eth0 not marked unseen: {scr}"));
+    assert!(eth0.contains("egress") || eth0.contains("wire"), "{eth0}");
+    assert!(
+        scr.contains("seen: stops after lxcda1dd0af135e on worker"),
+        "{scr}"
+    );
 }

@@ -257,6 +257,25 @@ impl Analyzer {
         a
     }
 
+    /// Decrypt ESP from now on (or stop); the TUI's toggle.
+    pub fn set_decrypt(&mut self, on: bool) {
+        self.decrypt = on;
+    }
+
+    pub fn decrypting(&self) -> bool {
+        self.decrypt
+    }
+
+    /// The node changed (SAs rekeyed, policies or routes edited): judge packets by the new
+    /// state from now on, keeping the counters and rates so far.
+    pub fn reload(&mut self, state: &NodeState) {
+        let mut fresh = Analyzer::new(state, self.decrypt);
+        fresh.counts = std::mem::take(&mut self.counts);
+        fresh.rates = std::mem::take(&mut self.rates);
+        fresh.pending = std::mem::take(&mut self.pending);
+        *self = fresh;
+    }
+
     /// The interface the main table sends `dst` out of.
     fn route_dev(&self, dst: &IpAddr) -> Option<String> {
         self.routes

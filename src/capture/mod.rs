@@ -79,6 +79,33 @@ pub struct Handle {
     pub dlt: i32,
     cap: Option<Capture<Active>>,
     stats: Arc<HandleStats>,
+    /// Stops this reader only (the interface was taken out of the capture).
+    stop: Arc<AtomicBool>,
+}
+
+/// What one interface's reader has counted so far (kernel and queue drops included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandleCounts {
+    pub received: u64,
+    pub kernel_dropped: u64,
+    pub if_dropped: u64,
+    pub queue_dropped: u64,
+}
+
+impl Handle {
+    pub fn counts(&self) -> HandleCounts {
+        let s = &self.stats;
+        HandleCounts {
+            received: s.received.load(Ordering::Relaxed),
+            kernel_dropped: s.kernel_dropped.load(Ordering::Relaxed),
+            if_dropped: s.if_dropped.load(Ordering::Relaxed),
+            queue_dropped: s.queue_dropped.load(Ordering::Relaxed),
+        }
+    }
+    /// Taken out of the capture with `Session::remove`.
+    pub fn removed(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 /// Which interfaces to capture on, checked against the links of the netns.
@@ -146,6 +173,7 @@ fn open_here(names: &[String], opts: &Options) -> Result<Vec<Handle>> {
                 dlt,
                 cap: Some(cap),
                 stats: Arc::new(HandleStats::default()),
+                stop: Arc::new(AtomicBool::new(false)),
             })
         })
         .collect()
@@ -163,8 +191,13 @@ pub fn check_filter(filter: &str, link: LinkType) -> Result<()> {
 /// A running capture: reader threads feeding one queue.
 pub struct Session {
     pub state: NodeState,
+    /// Every interface ever captured on, by handle number (removed ones stay, marked).
     pub handles: Vec<Handle>,
     rx: Receiver<Msg>,
+    /// Kept to start readers for interfaces added later.
+    tx: SyncSender<Msg>,
+    netns: Option<std::fs::File>,
+    opts: Options,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     gone: BTreeMap<usize, String>,
@@ -176,29 +209,76 @@ impl Session {
     pub fn start(target: &Target, opts: &Options, stop: Arc<AtomicBool>) -> Result<Session> {
         let state = source::collect(target).context("reading the node's links and XFRM state")?;
         let names = resolve_ifaces(&state, opts)?;
-        let opened = netns::open(target)?;
-        let mut handles = netns::run_in(opened.file.as_ref(), || open_here(&names, opts))??;
-        let (tx, rx) = sync_channel::<Msg>(opts.queue.max(1));
-        let mut threads = vec![];
-        for (i, h) in handles.iter_mut().enumerate() {
-            let cap = h.cap.take().expect("fresh handle");
-            let stats = h.stats.clone();
-            let tx = tx.clone();
-            let stop = stop.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("pcap-{}", h.name))
-                    .spawn(move || reader(i, cap, tx, stats, stop))?,
-            );
+        let mut s = Session::empty(target, state, opts, stop)?;
+        let handles = netns::run_in(s.netns.as_ref(), || open_here(&names, opts))??;
+        for h in handles {
+            s.spawn(h)?;
         }
+        Ok(s)
+    }
+
+    /// A session with no interface yet (`add` starts them), on an already read node state.
+    pub fn empty(
+        target: &Target,
+        state: NodeState,
+        opts: &Options,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Session> {
+        let opened = netns::open(target)?;
+        let (tx, rx) = sync_channel::<Msg>(opts.queue.max(1));
         Ok(Session {
             state,
-            handles,
+            handles: vec![],
             rx,
+            tx,
+            netns: opened.file,
+            opts: opts.clone(),
             stop,
-            threads,
+            threads: vec![],
             gone: BTreeMap::new(),
         })
+    }
+
+    fn spawn(&mut self, mut h: Handle) -> Result<usize> {
+        let i = self.handles.len();
+        let cap = h.cap.take().expect("fresh handle");
+        let stats = h.stats.clone();
+        let tx = self.tx.clone();
+        let stops = [self.stop.clone(), h.stop.clone()];
+        self.threads.push(
+            std::thread::Builder::new()
+                .name(format!("pcap-{}", h.name))
+                .spawn(move || reader(i, cap, tx, stats, stops))?,
+        );
+        self.handles.push(h);
+        Ok(i)
+    }
+
+    /// Start capturing on one more interface (one that appeared, or was chosen later).
+    /// Returns its handle number; an interface already captured on is not opened twice.
+    pub fn add(&mut self, name: &str) -> Result<usize> {
+        if let Some(i) = self.active(name) {
+            return Ok(i);
+        }
+        let names = [name.to_string()];
+        let opts = self.opts.clone();
+        let mut h = netns::run_in(self.netns.as_ref(), || open_here(&names, &opts))??;
+        self.spawn(h.remove(0))
+    }
+
+    /// The live handle capturing on `name`, if any.
+    pub fn active(&self, name: &str) -> Option<usize> {
+        self.handles
+            .iter()
+            .enumerate()
+            .position(|(i, h)| h.name == name && !h.removed() && !self.gone.contains_key(&i))
+    }
+
+    /// Stop capturing on one interface; its counters stay readable.
+    pub fn remove(&mut self, handle: usize) {
+        if let Some(h) = self.handles.get(handle) {
+            h.stop.store(true, Ordering::SeqCst);
+        }
     }
 
     /// The next frame, or None after `timeout` (also when every reader has ended).
@@ -220,6 +300,32 @@ impl Session {
         }
     }
 
+    /// The next frame if one is queued (never waits).
+    pub fn try_next(&mut self) -> Option<Frame> {
+        loop {
+            match self.rx.try_recv().ok()? {
+                Msg::Frame(f) => return Some(f),
+                Msg::Gone { handle, why } => {
+                    self.gone.insert(handle, why);
+                }
+            }
+        }
+    }
+
+    /// A new capture filter: every live interface is opened again with it.
+    pub fn set_filter(&mut self, filter: Option<String>) -> Result<()> {
+        self.opts.filter = filter;
+        let live: Vec<(usize, String)> = (0..self.handles.len())
+            .filter(|&i| self.active(&self.handles[i].name) == Some(i))
+            .map(|i| (i, self.handles[i].name.clone()))
+            .collect();
+        for (i, name) in live {
+            self.remove(i);
+            self.add(&name)?;
+        }
+        Ok(())
+    }
+
     /// Interfaces that went away since the last call, with libpcap's reason.
     pub fn gone(&self) -> &BTreeMap<usize, String> {
         &self.gone
@@ -227,6 +333,11 @@ impl Session {
 
     pub fn all_gone(&self) -> bool {
         self.gone.len() == self.handles.len()
+    }
+
+    /// Why a handle stopped by itself (the interface went away), if it did.
+    pub fn gone_reason(&self, handle: usize) -> Option<&str> {
+        self.gone.get(&handle).map(String::as_str)
     }
 
     /// Stop the readers and collect their final stats; frames still queued are returned.
@@ -254,16 +365,16 @@ impl Session {
         let mut out = vec![];
         let mut seen = vec![];
         for (i, h) in self.handles.iter().enumerate() {
-            let s = &h.stats;
+            let s = h.counts();
             let counts = an.counts.get(&h.name).cloned().unwrap_or_default();
             seen.push(h.name.clone());
             out.push(IfaceTotals {
                 iface: h.name.clone(),
                 captured: counts.packets,
-                received_by_filter: s.received.load(Ordering::Relaxed),
-                dropped_by_kernel: s.kernel_dropped.load(Ordering::Relaxed),
-                dropped_by_interface: s.if_dropped.load(Ordering::Relaxed),
-                dropped_by_hopscope: s.queue_dropped.load(Ordering::Relaxed),
+                received_by_filter: s.received,
+                dropped_by_kernel: s.kernel_dropped,
+                dropped_by_interface: s.if_dropped,
+                dropped_by_hopscope: s.queue_dropped,
                 esp_pps: avg(counts.esp, secs),
                 plaintext_pps: avg(counts.plaintext, secs),
                 counts,
@@ -307,7 +418,7 @@ fn reader(
     cap: Capture<Active>,
     tx: SyncSender<Msg>,
     stats: Arc<HandleStats>,
-    stop: Arc<AtomicBool>,
+    stop: [Arc<AtomicBool>; 2],
 ) {
     let mut last_stats = Instant::now();
     let update = |cap: &mut Capture<Active>, stats: &HandleStats| {
@@ -337,7 +448,7 @@ fn reader(
         }
     };
     let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.iter().any(|s| s.load(Ordering::Relaxed)) {
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,

@@ -63,7 +63,8 @@ fn proto_number(p: &str) -> Result<u8> {
     })
 }
 
-fn node_name(st: &NodeState) -> String {
+/// What a node is called in a trace: its netns name, else its hostname.
+pub fn node_name(st: &NodeState) -> String {
     st.node
         .netns
         .name
@@ -104,24 +105,31 @@ pub fn load_nodes(targets: &[Target], states: &[PathBuf]) -> Result<Vec<Node>> {
     Ok(nodes)
 }
 
-pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
-    if args.src.is_ipv4() != args.dst.is_ipv4() {
-        bail!(
-            "source {} and destination {} are of different families",
-            args.src,
-            args.dst
-        );
+impl TraceArgs {
+    /// The flow these arguments describe.
+    pub fn flow(&self) -> Result<Flow> {
+        if self.src.is_ipv4() != self.dst.is_ipv4() {
+            bail!(
+                "source {} and destination {} are of different families",
+                self.src,
+                self.dst
+            );
+        }
+        Ok(Flow {
+            src: self.src,
+            dst: self.dst,
+            proto: proto_number(&self.proto)?,
+            sport: self.sport,
+            dport: self.dport,
+            mark: self.mark,
+            iif: self.iif.clone(),
+            size: self.size,
+        })
     }
-    let flow = Flow {
-        src: args.src,
-        dst: args.dst,
-        proto: proto_number(&args.proto)?,
-        sport: args.sport,
-        dport: args.dport,
-        mark: args.mark,
-        iif: args.iif.clone(),
-        size: args.size,
-    };
+}
+
+pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
+    let flow = args.flow()?;
     let nodes = load_nodes(targets, &args.states)?;
     if let Some(iif) = &flow.iif
         && !nodes.iter().any(|n| n.state.link_by_name(iif).is_some())
@@ -164,7 +172,7 @@ fn follow(
 ) -> Result<super::live::Followed> {
     use super::live::{Observation, counter_deltas};
     use crate::capture::{Options, Session, ctrl_c_flag};
-    use crate::decode::packet::{Transport, decode};
+    use crate::decode::packet::decode;
     use std::time::{Duration, Instant};
 
     let stop = ctrl_c_flag();
@@ -201,20 +209,7 @@ fn follow(
             while let Some(f) = s.next(Duration::from_millis(5)) {
                 let h = &s.handles[f.handle];
                 let d = decode(h.link, &f.data);
-                let Some(ip) = d.ip.as_ref() else { continue };
-                let spi = match &d.transport {
-                    Some(Transport::Esp(e)) => Some(e.spi),
-                    _ => None,
-                };
-                obs.push(Observation {
-                    node: name.clone(),
-                    iface: h.name.clone(),
-                    ts: f.ts.as_secs_f64(),
-                    src: ip.src,
-                    dst: ip.dst,
-                    proto: ip.proto,
-                    spi,
-                });
+                obs.extend(Observation::of(name, &h.name, f.ts.as_secs_f64(), &d));
             }
         }
     }

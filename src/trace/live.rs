@@ -20,6 +20,27 @@ pub struct Observation {
     pub spi: Option<u32>,
 }
 
+impl Observation {
+    /// The observation a decoded frame makes; None for frames without an IP header.
+    pub fn of(
+        node: &str,
+        iface: &str,
+        ts: f64,
+        d: &crate::decode::packet::Decoded,
+    ) -> Option<Observation> {
+        let ip = d.ip.as_ref()?;
+        Some(Observation {
+            node: node.to_string(),
+            iface: iface.to_string(),
+            ts,
+            src: ip.src,
+            dst: ip.dst,
+            proto: ip.proto,
+            spi: d.esp().map(|e| e.spi),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HopSeen {
     /// Index into the trace's hops.
@@ -173,7 +194,8 @@ pub fn follow(t: &Trace, obs: &[Observation], counters: Vec<CounterDelta>) -> Fo
         .collect();
     let last_seen = hops.iter().rposition(|h| h.seen > 0);
     let verdict = match last_seen {
-        None => "not seen at any observable hop (is traffic flowing during --follow?)".to_string(),
+        None => "not seen at any observable hop (is the flow's traffic running while following?)"
+            .to_string(),
         Some(i) if i + 1 == hops.len() => {
             let missed: Vec<String> = hops
                 .iter()

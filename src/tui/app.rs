@@ -3,9 +3,12 @@
 //! hand-built states and no terminal.
 
 use super::filter::{Filter, sort_key};
+use super::flow::{Traced, flow_of};
 use super::keymap::{Action, Keymap};
+use super::packets::{self, PacketLog};
 use super::rows::{self, PANES, Pane};
 use crate::model::event::Live;
+use crate::trace::path::Flow;
 use ratatui::crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
@@ -22,6 +25,8 @@ pub enum Mode {
     Command,
     Help,
     Detail,
+    /// Typing a capture (BPF) filter.
+    Bpf,
 }
 
 /// What the runtime must do after an input.
@@ -33,6 +38,15 @@ pub enum Effect {
     Netns(String),
     /// Pause toggled: freeze or unfreeze the data shown.
     Pause,
+    /// Start (on) or stop capturing on these interfaces.
+    Capture {
+        ifaces: Vec<String>,
+        on: bool,
+    },
+    /// A new capture filter for every stream (None: none).
+    Bpf(Option<String>),
+    /// Predict this flow's path on the node shown and follow it with captures.
+    Trace(Flow),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +57,8 @@ struct CacheKey {
     filter: Filter,
     sort: Option<(usize, bool)>,
     table: Option<u32>,
+    /// The packet log's or the trace's generation (their rows are not the node's).
+    stream: u64,
 }
 
 /// One pane's view: its filter, sort and selection, and the rows they leave (indexes
@@ -83,9 +99,9 @@ pub struct Hits {
     pub table: Rect,
 }
 
-pub const COMMANDS: [&str; 14] = [
-    "links", "routes", "rules", "xfrm", "sas", "policies", "stats", "table", "netns", "sort",
-    "filter", "pause", "help", "quit",
+pub const COMMANDS: [&str; 20] = [
+    "links", "routes", "rules", "xfrm", "sas", "policies", "stats", "packets", "trace", "table",
+    "netns", "sort", "filter", "capture", "stop", "bpf", "decrypt", "pause", "help", "quit",
 ];
 
 pub struct App {
@@ -120,6 +136,12 @@ pub struct App {
     pub hits: RefCell<Hits>,
     /// Rows in the table body in the last frame (page size).
     pub page: Cell<usize>,
+    /// What the capture brought (the Packets pane).
+    pub packets: PacketLog,
+    /// The flow being followed (the Trace pane).
+    pub traced: Option<Traced>,
+    /// Bumped when the trace or what was seen of it changes.
+    pub trace_gen: u64,
 }
 
 impl App {
@@ -148,6 +170,9 @@ impl App {
             epoch: 0,
             hits: RefCell::new(Hits::default()),
             page: Cell::new(20),
+            packets: PacketLog::default(),
+            traced: None,
+            trace_gen: 0,
         }
     }
 
@@ -164,11 +189,61 @@ impl App {
         self.epoch += 1;
     }
 
+    /// Rows of any pane: the node's, the packet log's or the trace's.
+    pub fn pane_len(&self, pane: Pane, live: &Live) -> usize {
+        match pane {
+            Pane::Packets => self.packets.len(),
+            Pane::Trace => self.traced.as_ref().map_or(0, Traced::len),
+            p => p.len(&live.state),
+        }
+    }
+
+    /// A row's cells. Packet rows are named by sequence number, the others by index.
+    pub fn row_cells(&self, pane: Pane, live: &Live, i: usize) -> Vec<String> {
+        match pane {
+            Pane::Packets => self
+                .packets
+                .get(i as u64)
+                .map(packets::cells)
+                .unwrap_or_default(),
+            Pane::Trace => self
+                .traced
+                .as_ref()
+                .filter(|t| i < t.len())
+                .map(|t| t.cells(i))
+                .unwrap_or_default(),
+            p => rows::cells(p, live, i),
+        }
+    }
+
+    pub fn row_trouble(&self, pane: Pane, live: &Live, i: usize) -> bool {
+        match pane {
+            Pane::Packets => self.packets.get(i as u64).is_some_and(packets::trouble),
+            Pane::Trace => self.traced.as_ref().is_some_and(|t| t.trouble(i)),
+            p => rows::trouble(p, live, i),
+        }
+    }
+
+    pub fn row_detail(&self, pane: Pane, live: &Live, i: usize) -> Option<Vec<(String, String)>> {
+        match pane {
+            Pane::Packets => self.packets.get(i as u64).map(packets::detail),
+            Pane::Trace => self
+                .traced
+                .as_ref()
+                .filter(|t| i < t.len())
+                .map(|t| t.detail(i)),
+            p => Some(rows::detail(p, live, i, self.show_keys)),
+        }
+    }
+
     /// Recompute the rows of the shown pane (and the detail's row) if anything they
     /// depend on changed. Cheap when nothing did.
     pub fn refresh(&mut self, live: &Live) {
         self.refresh_pane(self.pane, live);
         if let Some(d) = &mut self.detail {
+            if matches!(d.pane, Pane::Packets | Pane::Trace) {
+                return; // named by sequence number / hop: they stay what they are
+            }
             let st = &live.state;
             let still = d
                 .index
@@ -179,10 +254,9 @@ impl App {
 
     fn refresh_pane(&mut self, pane: Pane, live: &Live) {
         let table = (pane == Pane::Routes).then_some(self.table).flatten();
-        let epoch = self.epoch;
-        let v = &mut self.views[pane.index()];
+        let v = &self.views[pane.index()];
         let key = CacheKey {
-            epoch,
+            epoch: self.epoch,
             structure: live.structure_gen,
             counters: if pane.has_counters() {
                 live.counter_gen
@@ -192,20 +266,27 @@ impl App {
             filter: v.filter.clone(),
             sort: v.sort,
             table,
+            stream: match pane {
+                Pane::Packets => self.packets.generation,
+                Pane::Trace => self.trace_gen,
+                _ => 0,
+            },
         };
         if v.key.as_ref() == Some(&key) {
             return;
         }
         let st = &live.state;
-        let n = pane.len(st);
-        let mut out: Vec<usize> = match table {
-            Some(t) => (0..n).filter(|&i| st.routes[i].table.id == t).collect(),
-            None => (0..n).collect(),
+        let all: Vec<usize> = match (pane, table) {
+            (Pane::Packets, _) => self.packets.seqs().map(|s| s as usize).collect(),
+            (_, Some(t)) => (0..pane.len(st))
+                .filter(|&i| st.routes[i].table.id == t)
+                .collect(),
+            _ => (0..self.pane_len(pane, live)).collect(),
         };
-        if !v.filter.is_empty() || v.sort.is_some() {
-            let mut keyed = Vec::with_capacity(out.len());
-            for i in out {
-                let c = rows::cells(pane, live, i);
+        let out = if !v.filter.is_empty() || v.sort.is_some() {
+            let mut keyed = Vec::with_capacity(all.len());
+            for i in all {
+                let c = self.row_cells(pane, live, i);
                 if v.filter.matches(&c) {
                     let k = v
                         .sort
@@ -219,10 +300,26 @@ impl App {
                     keyed.reverse();
                 }
             }
-            out = keyed.into_iter().map(|(_, i)| i).collect();
-        }
+            keyed.into_iter().map(|(_, i)| i).collect()
+        } else {
+            all
+        };
+        let v = &mut self.views[pane.index()];
+        // Packets: a selection on the newest row stays on the newest (the stream scrolls);
+        // one further up stays on its packet while older ones are let go.
+        let sel = if pane == Pane::Packets && v.selected + 1 < v.rows.len() {
+            v.rows
+                .get(v.selected)
+                .map(|seq| out.partition_point(|s| s < seq))
+        } else if pane == Pane::Packets {
+            Some(out.len().saturating_sub(1))
+        } else {
+            None
+        };
         v.rows = out;
-        v.selected = v.selected.min(v.rows.len().saturating_sub(1));
+        v.selected = sel
+            .unwrap_or(v.selected)
+            .min(v.rows.len().saturating_sub(1));
         v.key = Some(key);
     }
 
@@ -233,6 +330,7 @@ impl App {
         match self.mode {
             Mode::Filter => self.filter_key(ev, live),
             Mode::Command => self.command_key(ev, live),
+            Mode::Bpf => self.bpf_key(ev),
             _ => match self.keymap.lookup(&ev) {
                 Some(a) => self.apply(a, live),
                 None => Effect::None,
@@ -351,7 +449,10 @@ impl App {
                     self.detail = Some(Detail {
                         pane: self.pane,
                         index: Some(i),
-                        identity: rows::identity(self.pane, &live.state, i),
+                        identity: match self.pane {
+                            Pane::Packets | Pane::Trace => i.to_string(),
+                            p => rows::identity(p, &live.state, i),
+                        },
                         scroll: 0,
                     });
                     self.mode = Mode::Detail;
@@ -392,6 +493,125 @@ impl App {
                 return Effect::Pause;
             }
             Action::Jump => self.jump(live),
+            Action::Capture => return self.capture_key(live),
+            Action::Decrypt => self.toggle_decrypt(live),
+            Action::Bpf => {
+                self.mode = Mode::Bpf;
+                self.input = self.packets.bpf.clone().unwrap_or_default();
+                self.input_error = None;
+            }
+            Action::Follow => return self.follow_selected(),
+        }
+        Effect::None
+    }
+
+    /// `c`: on the Links pane, capture on the selected link (or stop); on the Packets pane,
+    /// stop the selected packet's interface.
+    fn capture_key(&mut self, live: &Live) -> Effect {
+        let Some(i) = self.view().selected_index() else {
+            return Effect::None;
+        };
+        let iface = match self.pane {
+            Pane::Links => live.state.links[i].name.clone(),
+            Pane::Packets => match self.packets.get(i as u64) {
+                Some(r) => r.iface.clone(),
+                None => return Effect::None,
+            },
+            _ => {
+                self.say(
+                    "c captures on the selected link: use it on the Links pane (1), or :capture IF",
+                    true,
+                );
+                return Effect::None;
+            }
+        };
+        let on = !self.packets.capturing(&iface);
+        Effect::Capture {
+            ifaces: vec![iface],
+            on,
+        }
+    }
+
+    fn toggle_decrypt(&mut self, live: &Live) {
+        self.packets.decrypt = !self.packets.decrypt;
+        self.packets.generation += 1;
+        if self.packets.decrypt {
+            let n = live
+                .state
+                .xfrm_states
+                .iter()
+                .filter(|s| s.proto == "esp")
+                .count();
+            self.say(
+                format!(
+                    "decrypting ESP with the keys of {n} SA{} of this node (keys stay {})",
+                    if n == 1 { "" } else { "s" },
+                    if self.show_keys {
+                        "shown: --show-keys"
+                    } else {
+                        "redacted"
+                    }
+                ),
+                false,
+            );
+        } else {
+            self.say("ESP no longer decrypted", false);
+        }
+    }
+
+    /// `t` on a packet: its flow, hop by hop, followed live.
+    fn follow_selected(&mut self) -> Effect {
+        if self.pane != Pane::Packets {
+            self.say(
+                "t follows the selected packet's flow: use it on the Packets pane (7), or :trace SRC DST",
+                true,
+            );
+            return Effect::None;
+        }
+        let Some(r) = self
+            .view()
+            .selected_index()
+            .and_then(|i| self.packets.get(i as u64))
+        else {
+            return Effect::None;
+        };
+        match flow_of(r) {
+            Ok(f) => Effect::Trace(f),
+            Err(e) => {
+                self.say(e, true);
+                Effect::None
+            }
+        }
+    }
+
+    /// The capture filter line: libpcap compiles it as it is typed; enter applies a valid one.
+    fn bpf_key(&mut self, ev: KeyEvent) -> Effect {
+        match ev.code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                self.input_error = None;
+            }
+            KeyCode::Enter if self.input_error.is_none() => {
+                self.mode = Mode::Normal;
+                let f = std::mem::take(&mut self.input);
+                return Effect::Bpf(Some(f.trim().to_string()).filter(|f| !f.is_empty()));
+            }
+            KeyCode::Char('c') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
+                return Effect::Quit;
+            }
+            KeyCode::Char('u') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.input.clear();
+                self.input_error = None;
+            }
+            KeyCode::Backspace => {
+                self.input.pop();
+                self.input_error = check_bpf(&self.input).err();
+            }
+            KeyCode::Char(c) => {
+                self.input.push(c);
+                self.input_error = check_bpf(&self.input).err();
+            }
+            _ => {}
         }
         Effect::None
     }
@@ -483,6 +703,13 @@ impl App {
         let all: Vec<String> = match head {
             None => COMMANDS.iter().map(|s| s.to_string()).collect(),
             Some("netns") => self.netns_names.clone(),
+            Some("capture") => link_names(live),
+            Some("stop") => {
+                let mut a = self.packets.active();
+                a.push("all".into());
+                a
+            }
+            Some("decrypt") => vec!["on".into(), "off".into()],
             Some("table") => {
                 let mut t: Vec<String> = vec!["all".into()];
                 let mut ids: Vec<u32> = live.state.routes.iter().map(|r| r.table.id).collect();
@@ -519,7 +746,11 @@ impl App {
             1 => {
                 self.input.truncate(word_start);
                 self.input.push_str(&c[0]);
-                if word_start == 0 && matches!(c[0].as_str(), "table" | "netns" | "sort" | "filter")
+                if word_start == 0
+                    && matches!(
+                        c[0].as_str(),
+                        "table" | "netns" | "sort" | "filter" | "capture" | "stop" | "bpf"
+                    )
                 {
                     self.input.push(' ');
                 }
@@ -549,6 +780,15 @@ impl App {
             return Effect::None;
         };
         let rest: Vec<&str> = words.collect();
+        if cmd == "trace" && !rest.is_empty() {
+            return match parse_trace(&rest) {
+                Ok(f) => Effect::Trace(f),
+                Err(e) => {
+                    self.say(e, true);
+                    Effect::None
+                }
+            };
+        }
         if let Some(p) = Pane::from_name(cmd) {
             self.switch(p, live);
             return Effect::None;
@@ -630,6 +870,63 @@ impl App {
                     }
                 }
             },
+            "capture" | "stop" => {
+                let on = cmd == "capture";
+                let ifaces: Vec<String> = if rest == ["all"] && !on {
+                    self.packets.active()
+                } else {
+                    rest.iter().map(|s| s.to_string()).collect()
+                };
+                if ifaces.is_empty() {
+                    self.say(
+                        format!(
+                            ":{cmd} IF [IF…]{}; interfaces: {}",
+                            if on { "" } else { " (or all)" },
+                            link_names(live).join(", ")
+                        ),
+                        true,
+                    );
+                    return Effect::None;
+                }
+                if let Some(bad) = ifaces
+                    .iter()
+                    .find(|i| live.state.link_by_name(i).is_none() && i.as_str() != "any")
+                {
+                    self.say(
+                        format!(
+                            "no interface {bad:?} here; interfaces: {}",
+                            link_names(live).join(", ")
+                        ),
+                        true,
+                    );
+                    return Effect::None;
+                }
+                return Effect::Capture { ifaces, on };
+            }
+            "bpf" => {
+                let f = rest.join(" ");
+                return match check_bpf(&f) {
+                    Ok(()) => Effect::Bpf(Some(f).filter(|f| !f.is_empty())),
+                    Err(e) => {
+                        self.say(e, true);
+                        Effect::None
+                    }
+                };
+            }
+            "decrypt" => {
+                let want = match rest.first().copied() {
+                    None => !self.packets.decrypt,
+                    Some("on") => true,
+                    Some("off") => false,
+                    Some(o) => {
+                        self.say(format!(":decrypt [on|off], not {o:?}"), true);
+                        return Effect::None;
+                    }
+                };
+                if want != self.packets.decrypt {
+                    self.toggle_decrypt(live);
+                }
+            }
             "filter" => {
                 let text = rest.join(" ");
                 if !self.set_filter(&text, live) {
@@ -707,4 +1004,47 @@ impl App {
             false,
         );
     }
+}
+
+fn link_names(live: &Live) -> Vec<String> {
+    live.state.links.iter().map(|l| l.name.clone()).collect()
+}
+
+/// libpcap's verdict on a capture filter (empty: none), in one line.
+fn check_bpf(f: &str) -> Result<(), String> {
+    if f.trim().is_empty() {
+        return Ok(());
+    }
+    crate::capture::check_filter(f, crate::capture::LinkType::Ethernet)
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// `:trace SRC DST [--proto P] [--sport N] [--dport N] [--mark M] [--iif IF]`: the CLI's
+/// own arguments, so the two never disagree.
+fn parse_trace(words: &[&str]) -> Result<Flow, String> {
+    use clap::Parser;
+    #[derive(Parser)]
+    #[command(name = ":trace", no_binary_name = true, disable_help_flag = true)]
+    struct Line {
+        #[command(flatten)]
+        args: crate::trace::cmd::TraceArgs,
+    }
+    let line = Line::try_parse_from(words).map_err(|e| {
+        let text = e.to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        format!(
+            "{first} — :trace SRC DST [--proto tcp|udp|icmp] [--dport N] [--sport N] [--mark M]"
+        )
+    })?;
+    if line.args.follow.is_some() || !line.args.states.is_empty() || line.args.json {
+        return Err(
+            ":trace follows by itself; --follow, --state and --json are for the command line"
+                .into(),
+        );
+    }
+    line.args.flow().map_err(|e| format!("{e:#}"))
 }

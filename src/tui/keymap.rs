@@ -26,6 +26,13 @@ pub enum Action {
     SortReverse,
     Pause,
     Jump,
+    /// Links pane: capture on the selected link (again: stop); Packets pane: stop the
+    /// selected packet's interface.
+    Capture,
+    Decrypt,
+    Bpf,
+    /// Packets pane: trace and follow the selected packet's flow.
+    Follow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +201,18 @@ const DEFAULTS: &[(Action, &str, &str, &[&str])] = &[
     ),
     (Action::Pane(5), "pane_stats", "xfrm_stat pane", &["6"]),
     (
+        Action::Pane(6),
+        "pane_packets",
+        "Packets pane: one stream per captured interface",
+        &["7"],
+    ),
+    (
+        Action::Pane(7),
+        "pane_trace",
+        "Trace pane: one flow, hop by hop, seen or not",
+        &["8"],
+    ),
+    (
         Action::Detail,
         "detail",
         "detail view: every field of the row",
@@ -229,6 +248,30 @@ const DEFAULTS: &[(Action, &str, &str, &[&str])] = &[
         "jump",
         "jump SA ↔ the policies selecting it",
         &["x"],
+    ),
+    (
+        Action::Capture,
+        "capture",
+        "capture on the link (Links) / stop it (Packets)",
+        &["c"],
+    ),
+    (
+        Action::Decrypt,
+        "decrypt",
+        "decrypt ESP with the node's own SA keys (toggle)",
+        &["d"],
+    ),
+    (
+        Action::Bpf,
+        "bpf",
+        "capture filter (BPF, checked by libpcap as typed)",
+        &["b"],
+    ),
+    (
+        Action::Follow,
+        "follow",
+        "trace and follow the selected packet's flow",
+        &["t"],
     ),
 ];
 

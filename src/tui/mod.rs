@@ -6,9 +6,12 @@
 //! the live one keeps taking events.
 
 pub mod app;
+pub mod capturing;
 pub mod config;
 pub mod filter;
+pub mod flow;
 pub mod keymap;
+pub mod packets;
 pub mod render;
 pub mod rows;
 pub mod term;
@@ -50,6 +53,12 @@ pub fn target_label(info: &NetnsInfo) -> String {
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// At most this many events are applied before a frame is drawn.
 const EVENTS_PER_FRAME: usize = 50_000;
+/// While capturing: input is looked at this often, packets are analysed for at most
+/// `PACKET_BUDGET` between looks, and the stream is redrawn at most every `STREAM_FRAME`
+/// (a key is answered at once). A flood costs drops, counted and shown, never key latency.
+const CAPTURE_POLL: Duration = Duration::from_millis(10);
+const PACKET_BUDGET: Duration = Duration::from_millis(25);
+const STREAM_FRAME: Duration = Duration::from_millis(100);
 
 /// Run the TUI until quit or a termination signal. Returns the signal number if one
 /// ended it (the caller exits with 128 + signal).
@@ -78,6 +87,8 @@ pub fn run(opts: Options) -> Result<i32> {
     terminal.clear()?;
     let mut live = Live::default();
     let mut frozen: Option<Live> = None;
+    let mut target = opts.target.clone();
+    let mut capturing: Option<capturing::Capturing> = None;
     let mut dirty = true;
     let mut last_draw = Instant::now();
     let result = loop {
@@ -96,6 +107,12 @@ pub fn run(opts: Options) -> Result<i32> {
         }
         app.dropped = monitor.dropped();
         app.now = SystemTime::now();
+        if let Some(c) = capturing.as_mut()
+            && c.pump(PACKET_BUDGET, &live, &mut app) > 0
+            && last_draw.elapsed() >= STREAM_FRAME
+        {
+            dirty = true;
+        }
         // The header's clock ticks even when nothing arrives.
         if last_draw.elapsed() >= Duration::from_secs(1) {
             dirty = true;
@@ -119,7 +136,12 @@ pub fn run(opts: Options) -> Result<i32> {
             }
             last_draw = Instant::now();
         }
-        if !cev::poll(IDLE_POLL)? {
+        let poll = if capturing.is_some() {
+            CAPTURE_POLL
+        } else {
+            IDLE_POLL
+        };
+        if !cev::poll(poll)? {
             continue;
         }
         let effect = {
@@ -146,10 +168,15 @@ pub fn run(opts: Options) -> Result<i32> {
                 app.invalidate();
             }
             Effect::Netns(name) => {
-                let target = Target::Netns(name.clone());
-                match Monitor::start(&target, &mon_opts) {
+                let next = Target::Netns(name.clone());
+                match Monitor::start(&next, &mon_opts) {
                     Ok(m) => {
+                        target = next;
                         monitor = m; // the old one stops when dropped
+                        // Packets and traces were of the other netns.
+                        capturing = None;
+                        app.packets = packets::PacketLog::default();
+                        app.traced = None;
                         live = Live::default();
                         frozen = None;
                         app.paused = false;
@@ -162,11 +189,109 @@ pub fn run(opts: Options) -> Result<i32> {
                     Err(e) => app.message = Some((format!("{e:#}"), true)),
                 }
             }
+            Effect::Capture { ifaces, on } => {
+                let r = start_capture(&mut capturing, &target, &live, &mut app)
+                    .and_then(|c| c.set(&ifaces, on, &mut app));
+                app.message = Some(match r {
+                    Ok(m) => (m, false),
+                    Err(e) => (format!("{e:#}"), true),
+                });
+                if on {
+                    app.pane = rows::Pane::Packets;
+                    app.refresh(&live);
+                }
+            }
+            Effect::Bpf(f) => {
+                let r = match capturing.as_mut() {
+                    Some(c) => c.set_filter(f.clone(), &mut app),
+                    None => {
+                        app.packets.bpf = f.clone();
+                        Ok(())
+                    }
+                };
+                app.message = Some(match (r, f) {
+                    (Ok(()), Some(f)) => (format!("capture filter {f:?}"), false),
+                    (Ok(()), None) => ("no capture filter".into(), false),
+                    (Err(e), _) => (format!("{e:#}"), true),
+                });
+            }
+            Effect::Trace(flow) => {
+                let r = follow_flow(flow, &target, &live, &mut app).and_then(|devs| {
+                    if devs.is_empty() {
+                        return Ok(());
+                    }
+                    start_capture(&mut capturing, &target, &live, &mut app)
+                        .and_then(|c| c.set(&devs, true, &mut app))
+                        .map(|_| ())
+                });
+                if let Err(e) = r {
+                    app.message = Some((format!("{e:#}"), true));
+                }
+                app.pane = rows::Pane::Trace;
+                app.refresh(&live);
+            }
         }
     };
     drop(terminal);
     drop(guard);
     result
+}
+
+/// The capture session, started on first use.
+fn start_capture<'a>(
+    slot: &'a mut Option<capturing::Capturing>,
+    target: &Target,
+    live: &Live,
+    app: &mut App,
+) -> Result<&'a mut capturing::Capturing> {
+    if slot.is_none() {
+        *slot = Some(capturing::Capturing::new(
+            target,
+            live,
+            app.packets.bpf.clone(),
+        )?);
+    }
+    Ok(slot.as_mut().expect("just started"))
+}
+
+/// Predict the flow's path on the node shown (with its iptables rules) and make it the Trace
+/// pane's; returns the devices to capture on to follow it.
+fn follow_flow(
+    flow: crate::trace::path::Flow,
+    target: &Target,
+    live: &Live,
+    app: &mut App,
+) -> Result<Vec<String>> {
+    use crate::trace::path::{Node, trace};
+    let name = crate::trace::cmd::node_name(&live.state);
+    // Without iptables tools the trace still runs (it says what it assumed).
+    let netfilter = crate::source::collect_netfilter(target).unwrap_or_default();
+    let node = Node {
+        name: name.clone(),
+        state: live.state.clone(),
+        netfilter,
+    };
+    let t = trace(std::slice::from_ref(&node), &flow);
+    let traced = flow::Traced::new(&name, t, live.state.clone());
+    let devs = traced.devices.clone();
+    app.message = Some((
+        format!(
+            "tracing {} → {}: {} hops predicted{}",
+            flow.src,
+            flow.dst,
+            traced.len(),
+            if devs.is_empty() {
+                String::new()
+            } else {
+                format!("; following on {}", devs.join(", "))
+            }
+        ),
+        false,
+    ));
+    app.traced = Some(traced);
+    app.trace_gen += 1;
+    app.views[rows::Pane::Trace.index()].selected = 0;
+    Ok(devs)
 }
 
 /// Options from the command line over the config file over the defaults.

@@ -3,7 +3,7 @@
 
 use super::app::{App, Mode};
 use super::keymap::Action;
-use super::rows::{self, PANES, Pane};
+use super::rows::{PANES, Pane};
 use super::theme::{Item, Theme};
 use crate::model::event::Live;
 use ratatui::Frame;
@@ -47,7 +47,8 @@ pub fn draw(f: &mut Frame, app: &App, live: &Live, theme: &Theme) {
     status(buf, line(1), app, live, theme);
     tabs(buf, line(2), app, live, theme);
     let body = Rect::new(area.x, area.y + 3, area.width, area.height - 4);
-    table(buf, body, app, live, theme);
+    let table_area = stream_head(buf, body, app, theme);
+    table(buf, table_area, app, live, theme);
     match app.mode {
         Mode::Help => help(buf, body, app, theme),
         Mode::Detail => detail(buf, body, app, live, theme),
@@ -113,6 +114,36 @@ fn header(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
     if rising > 0 {
         parts.push(sep());
         parts.push((format!("⚠ {rising} rising"), base));
+    }
+    let pk = &app.packets;
+    let active = pk.streams.iter().filter(|s| s.active()).count();
+    if active > 0 {
+        parts.push(sep());
+        parts.push((
+            format!(
+                "● capture {active} if{}{}",
+                if pk.decrypt { " · decrypt" } else { "" },
+                pk.bpf
+                    .as_ref()
+                    .map(|f| format!(" · {f}"))
+                    .unwrap_or_default()
+            ),
+            base,
+        ));
+    }
+    // Drops and leaks are never hidden, even after the capture stopped.
+    let dropped = pk.dropped();
+    if dropped > 0 {
+        parts.push(sep());
+        parts.push((
+            format!("{dropped} pkts dropped"),
+            theme.style(Item::Warning),
+        ));
+    }
+    let leaks = pk.leaks();
+    if leaks > 0 {
+        parts.push(sep());
+        parts.push((format!("⚠ {leaks} LEAKS"), theme.style(Item::Trouble)));
     }
     parts.push(sep());
     parts.push((format!("every {}", interval_label(app.interval)), base));
@@ -208,23 +239,29 @@ fn status(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
 }
 
 fn tabs(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
-    let narrow = area.width < 100;
+    // Narrow terminals get short titles and no padding, so all eight tabs fit in 80 columns.
+    let narrow = area.width < 120;
     let mut x = area.x;
     let mut hits = Vec::new();
     for (i, p) in PANES.iter().enumerate() {
         let title = match (p, narrow) {
             (Pane::Sas, true) => "SAs",
-            (Pane::Policies, true) => "Policies",
+            (Pane::Policies, true) => "Pol",
             (Pane::Stats, true) => "Stats",
+            (Pane::Packets, true) => "Pkts",
             _ => p.title(),
         };
-        let total = p.len(&live.state);
+        let total = app.pane_len(*p, live);
         let count = if *p == app.pane && app.view().rows.len() != total {
             format!("{}/{}", app.view().rows.len(), total)
         } else {
             total.to_string()
         };
-        let text = format!(" {} {title} {count} ", i + 1);
+        let text = if narrow {
+            format!("{} {title} {count}", i + 1)
+        } else {
+            format!(" {} {title} {count} ", i + 1)
+        };
         let style = if *p == app.pane {
             theme.style(Item::TabActive)
         } else {
@@ -355,8 +392,8 @@ fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         .map(|&i| {
             (
                 i,
-                rows::cells(app.pane, live, i),
-                rows::trouble(app.pane, live, i),
+                app.row_cells(app.pane, live, i),
+                app.row_trouble(app.pane, live, i),
             )
         })
         .collect();
@@ -396,8 +433,13 @@ fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         .collect();
     put_row(buf, area.y, &hs, theme.style(Item::TableHeader));
     if shown.is_empty() {
-        let why = if app.pane.len(&live.state) == 0 {
-            format!("no {} in this netns", app.pane.title())
+        let why = if app.pane_len(app.pane, live) == 0 {
+            match app.pane {
+                Pane::Packets => "no packets yet: on the Links pane (1) press c on an interface, or :capture eth0 cilium_host".to_string(),
+                Pane::Trace if app.traced.is_some() => "no hop: the path stops before its first (above)".to_string(),
+                Pane::Trace => "no flow yet: t on a packet in the Packets pane (7), or :trace SRC DST [--proto tcp --dport 80]".to_string(),
+                p => format!("no {} in this netns", p.title()),
+            }
         } else {
             "no row matches the filter (esc clears it)".to_string()
         };
@@ -487,9 +529,8 @@ fn detail(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
     let Some(d) = &app.detail else { return };
     let title = format!(" {} — detail (esc back, ↑↓ scroll) ", d.pane.title());
     let inner = overlay(buf, area, &title, theme);
-    match d.index {
-        Some(i) => {
-            let lines = rows::detail(d.pane, live, i, app.show_keys);
+    match d.index.and_then(|i| app.row_detail(d.pane, live, i)) {
+        Some(lines) => {
             kv_lines(
                 buf,
                 inner,
@@ -502,7 +543,11 @@ fn detail(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
             buf.set_stringn(
                 inner.x,
                 inner.y,
-                "this row is gone (the kernel removed it)",
+                match d.pane {
+                    Pane::Packets => "this packet is gone (older ones are let go)",
+                    Pane::Trace => "this trace is gone",
+                    _ => "this row is gone (the kernel removed it)",
+                },
                 inner.width as usize,
                 theme.style(Item::Warning),
             );
@@ -524,6 +569,15 @@ pub fn help_lines(app: &App) -> Vec<(String, String)> {
         (":table N|NAME|all", "routes of one table (tab completes)"),
         (":netns NAME|PATH", "follow another netns (tab completes)"),
         (":sort COLUMN [desc]", "sort the pane by a column"),
+        (":packets :trace", "switch pane"),
+        (":capture IF [IF…]", "capture on interfaces (tab completes)"),
+        (":stop IF…|all", "stop capturing on interfaces"),
+        (":bpf EXPR", "capture filter for every stream (empty: none)"),
+        (":decrypt [on|off]", "decrypt ESP with the node's SA keys"),
+        (
+            ":trace SRC DST [--proto P] [--dport N]",
+            "predict a flow's hops here and follow it live",
+        ),
         (":filter TEXT", "same as /"),
         (":pause  :help  :q", "pause, this help, quit"),
     ] {
@@ -581,6 +635,24 @@ fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
             }
             spans(buf, area, &parts);
         }
+        Mode::Bpf => {
+            let mut parts = vec![
+                ("capture filter (BPF): ".to_string(), theme.style(Item::Key)),
+                (format!("{}▏", app.input), theme.style(Item::Base)),
+            ];
+            match &app.input_error {
+                Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
+                None if app.input.trim().is_empty() => parts.push((
+                    "  ✓ no filter  (enter apply, esc cancel)".into(),
+                    theme.style(Item::FilterOk),
+                )),
+                None => parts.push((
+                    "  ✓ libpcap compiles it  (enter apply, esc cancel)".into(),
+                    theme.style(Item::FilterOk),
+                )),
+            }
+            spans(buf, area, &parts);
+        }
         Mode::Command => {
             let mut parts = vec![
                 (":".to_string(), theme.style(Item::Key)),
@@ -608,20 +680,129 @@ fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
             }
             let k = |a| app.keymap.first_key(a);
             let mut parts = Vec::new();
-            for (a, what) in [
-                (Action::Help, "help"),
-                (Action::Filter, "filter"),
-                (Action::Command, "cmd"),
-                (Action::Detail, "detail"),
-                (Action::SortNext, "sort"),
-                (Action::Jump, "SA↔policy"),
-                (Action::Pause, if app.paused { "resume" } else { "pause" }),
-                (Action::Quit, "quit"),
-            ] {
+            let pause = if app.paused { "resume" } else { "pause" };
+            let hints: &[(Action, &str)] = match app.pane {
+                Pane::Links => &[
+                    (Action::Help, "help"),
+                    (Action::Filter, "filter"),
+                    (Action::Command, "cmd"),
+                    (Action::Detail, "detail"),
+                    (Action::Capture, "capture"),
+                    (Action::SortNext, "sort"),
+                    (Action::Pause, pause),
+                    (Action::Quit, "quit"),
+                ],
+                Pane::Packets => &[
+                    (Action::Help, "help"),
+                    (Action::Filter, "filter"),
+                    (Action::Bpf, "bpf"),
+                    (
+                        Action::Decrypt,
+                        if app.packets.decrypt {
+                            "decrypt off"
+                        } else {
+                            "decrypt"
+                        },
+                    ),
+                    (Action::Follow, "trace flow"),
+                    (Action::Capture, "stop if"),
+                    (Action::Detail, "detail"),
+                    (Action::Pause, pause),
+                    (Action::Quit, "quit"),
+                ],
+                _ => &[
+                    (Action::Help, "help"),
+                    (Action::Filter, "filter"),
+                    (Action::Command, "cmd"),
+                    (Action::Detail, "detail"),
+                    (Action::SortNext, "sort"),
+                    (Action::Jump, "SA↔policy"),
+                    (Action::Pause, pause),
+                    (Action::Quit, "quit"),
+                ],
+            };
+            for &(a, what) in hints {
                 parts.push((k(a), theme.style(Item::Key)));
                 parts.push((format!(" {what}  "), theme.style(Item::Dim)));
             }
             spans(buf, area, &parts);
         }
     }
+}
+
+/// The Packets pane's streams (one line each) or the Trace pane's summary above the rows;
+/// returns the area left for the table.
+fn stream_head(buf: &mut Buffer, body: Rect, app: &App, theme: &Theme) -> Rect {
+    let lines: Vec<(String, Style)> = match app.pane {
+        Pane::Packets => {
+            let pk = &app.packets;
+            let mut l: Vec<(String, Style)> = pk
+                .streams
+                .iter()
+                .map(|s| {
+                    let st = if s.counts.leaks > 0 || s.gone.is_some() {
+                        Item::Trouble
+                    } else if s.dropped() > 0 {
+                        Item::Warning
+                    } else {
+                        Item::Notice
+                    };
+                    (super::packets::stream_line(s), theme.style(st))
+                })
+                .collect();
+            let max = (body.height as usize / 3).max(1);
+            if l.len() > max {
+                let more = l.len() - max + 1;
+                l.truncate(max - 1);
+                l.push((
+                    format!("… and {more} more interfaces"),
+                    theme.style(Item::Dim),
+                ));
+            }
+            if pk.evicted > 0 || pk.missed_paused > 0 {
+                l.push((
+                    format!(
+                        "{} older packets let go (newest {} kept){}",
+                        pk.evicted,
+                        super::packets::KEEP,
+                        if pk.missed_paused > 0 {
+                            format!(
+                                "; {} arrived while paused (counted, not listed)",
+                                pk.missed_paused
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    theme.style(Item::Dim),
+                ));
+            }
+            l
+        }
+        Pane::Trace => match &app.traced {
+            Some(t) => t
+                .summary()
+                .into_iter()
+                .enumerate()
+                .map(|(i, line)| {
+                    let trouble = line.contains("STOPS")
+                        || line.contains('⚠')
+                        || line.contains("stops after");
+                    let st = match (i, trouble) {
+                        (_, true) => Item::Trouble,
+                        (0, _) => Item::Title,
+                        _ => Item::Notice,
+                    };
+                    (line, theme.style(st))
+                })
+                .collect(),
+            None => vec![],
+        },
+        _ => vec![],
+    };
+    let n = (lines.len() as u16).min(body.height.saturating_sub(2));
+    for (i, (text, style)) in lines.iter().take(n as usize).enumerate() {
+        buf.set_stringn(body.x, body.y + i as u16, text, body.width as usize, *style);
+    }
+    Rect::new(body.x, body.y + n, body.width, body.height - n)
 }

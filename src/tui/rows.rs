@@ -13,15 +13,21 @@ pub enum Pane {
     Sas,
     Policies,
     Stats,
+    /// Captured packets, one stream per interface (rows: the App's `PacketLog`).
+    Packets,
+    /// One flow's hops (rows: the App's `Traced`).
+    Trace,
 }
 
-pub const PANES: [Pane; 6] = [
+pub const PANES: [Pane; 8] = [
     Pane::Links,
     Pane::Routes,
     Pane::Rules,
     Pane::Sas,
     Pane::Policies,
     Pane::Stats,
+    Pane::Packets,
+    Pane::Trace,
 ];
 
 const LINK_LIVE: [&str; 3] = ["RX B/s", "TX B/s", "ERR+DROP"];
@@ -41,6 +47,8 @@ impl Pane {
             Pane::Sas => "XFRM SAs",
             Pane::Policies => "XFRM Policies",
             Pane::Stats => "xfrm_stat",
+            Pane::Packets => "Packets",
+            Pane::Trace => "Trace",
         }
     }
     /// Short name for commands and the config file.
@@ -52,6 +60,8 @@ impl Pane {
             Pane::Sas => "sas",
             Pane::Policies => "policies",
             Pane::Stats => "stats",
+            Pane::Packets => "packets",
+            Pane::Trace => "trace",
         }
     }
     pub fn from_name(s: &str) -> Option<Pane> {
@@ -62,6 +72,8 @@ impl Pane {
             "sas" | "sa" | "xfrm" | "states" | "state" => Pane::Sas,
             "policies" | "policy" | "pol" => Pane::Policies,
             "stats" | "stat" | "xfrm_stat" => Pane::Stats,
+            "packets" | "packet" | "pkts" => Pane::Packets,
+            "trace" | "follow" => Pane::Trace,
             _ => return None,
         })
     }
@@ -73,9 +85,12 @@ impl Pane {
             Pane::Sas => (&col::SA_HEADERS, &SA_LIVE),
             Pane::Policies => (&col::POLICY_HEADERS, &POLICY_LIVE),
             Pane::Stats => (&STAT_HEADERS, &[]),
+            Pane::Packets => (&super::packets::HEADERS, &[]),
+            Pane::Trace => (&super::flow::HEADERS, &[]),
         };
         base.iter().chain(live).copied().collect()
     }
+    /// Rows of a node-state pane. Packets and Trace rows are not the node's: `App::pane_len`.
     pub fn len(self, st: &NodeState) -> usize {
         match self {
             Pane::Links => st.links.len(),
@@ -84,6 +99,7 @@ impl Pane {
             Pane::Sas => st.xfrm_states.len(),
             Pane::Policies => st.xfrm_policies.len(),
             Pane::Stats => st.xfrm_stats.len(),
+            Pane::Packets | Pane::Trace => 0,
         }
     }
     /// Columns that give way when the terminal is narrow, least needed first (the detail
@@ -101,6 +117,10 @@ impl Pane {
             // INDEX ACTION PRIO
             Pane::Policies => &[6, 4, 1],
             Pane::Stats => &[],
+            // DIR TIME
+            Pane::Packets => &[2, 0],
+            // DECIDED-BY +MS #
+            Pane::Trace => &[4, 6, 0],
         }
     }
     /// Do this pane's cells change with counter samples (not only with structure)?
@@ -175,6 +195,7 @@ pub fn policy_selects(p: &XfrmPolicy, sa: &XfrmState) -> bool {
 pub fn cells(pane: Pane, live: &Live, i: usize) -> Vec<String> {
     let st = &live.state;
     match pane {
+        Pane::Packets | Pane::Trace => vec![], // not the node's rows: App::row_cells
         Pane::Links => {
             let l = &st.links[i];
             let mut c = col::link_row(l);
@@ -274,6 +295,7 @@ pub fn identity(pane: Pane, st: &NodeState, i: usize) -> String {
             format!("{} {:?} {:?}", p.dir, p.selector, p.mark)
         }
         Pane::Stats => st.xfrm_stats[i].0.clone(),
+        Pane::Packets | Pane::Trace => String::new(), // not the node's rows
     }
 }
 
@@ -338,6 +360,7 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
             let (n, v) = &st.xfrm_stats[i];
             vec![(n.clone(), v.to_string())]
         }
+        Pane::Packets | Pane::Trace => return vec![], // not the node's rows: App::row_detail
     };
     let headers = pane.headers();
     let row = cells(pane, live, i);
@@ -415,7 +438,7 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
                 ));
             }
         }
-        Pane::Stats => {}
+        Pane::Stats | Pane::Packets | Pane::Trace => {}
     }
     out.push(("── every field".into(), String::new()));
     out.extend(all);

@@ -171,13 +171,20 @@ fn summary_plain(d: &Decoded) -> String {
 
 /// One full line for a captured packet.
 pub fn line(r: &PacketRecord) -> String {
-    let mut s = format!(
-        "{} {} {:<3} {}",
+    format!(
+        "{} {} {:<3} {}{}",
         hms(r.ts),
         r.iface,
         r.dir.as_str(),
-        summary(&r.decoded)
-    );
+        summary(&r.decoded),
+        annotations(r)
+    )
+}
+
+/// What hopscope adds after tcpdump's words: the SA, the decrypted inner packet or why not,
+/// the kernel's re-injection, a leak. Empty or starting with a space.
+pub fn annotations(r: &PacketRecord) -> String {
+    let mut s = String::new();
     if r.decoded.esp().is_some() {
         match &r.sa {
             Some(sa) => {

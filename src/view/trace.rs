@@ -1,7 +1,7 @@
 //! A trace as text: one block per hop (what happened, the packet, what decided it), then
 //! where the path ends.
 
-use crate::trace::path::{End, Trace};
+use crate::trace::path::{End, Step, Trace};
 use std::fmt::Write;
 
 pub fn render(t: &Trace) -> String {
@@ -15,10 +15,7 @@ pub fn render(t: &Trace) -> String {
         t.flow.size
     );
     for (i, h) in t.hops.iter().enumerate() {
-        let step = serde_json::to_value(h.step)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let step = step_name(h.step);
         let dev = h
             .dev
             .as_deref()
@@ -58,35 +55,7 @@ pub fn render(t: &Trace) -> String {
         }
         let _ = writeln!(out, "=> {}", f.verdict);
     }
-    let _ = match &t.end {
-        End::Delivered { node, what, dev } => writeln!(
-            out,
-            "=> delivered on {node}: {what}{}",
-            dev.as_deref()
-                .map(|d| format!(" (via {d})"))
-                .unwrap_or_default()
-        ),
-        End::Wire {
-            node,
-            dev,
-            next_hop,
-        } => writeln!(
-            out,
-            "=> leaves {node} on {dev} towards {next_hop}; add that node's netns (--netns) to follow it further"
-        ),
-        End::Stopped {
-            node,
-            reason,
-            counter,
-        } => writeln!(
-            out,
-            "=> STOPS on {node}: {reason}{}",
-            counter
-                .as_deref()
-                .map(|c| format!("; counter: {c}"))
-                .unwrap_or_default()
-        ),
-    };
+    let _ = writeln!(out, "=> {}", end_line(&t.end));
     // The Kubernetes names of the addresses above, when a names table is in scope.
     if let Some(names) = crate::model::names::current() {
         let found = names.in_text(&out);
@@ -98,4 +67,42 @@ pub fn render(t: &Trace) -> String {
         }
     }
     out
+}
+
+/// `xfrm_policy`, `route`: a step as the JSON names it.
+pub fn step_name(step: Step) -> String {
+    serde_json::to_value(step)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Where the path ends, in one line.
+pub fn end_line(end: &End) -> String {
+    match end {
+        End::Delivered { node, what, dev } => format!(
+            "delivered on {node}: {what}{}",
+            dev.as_deref()
+                .map(|d| format!(" (via {d})"))
+                .unwrap_or_default()
+        ),
+        End::Wire {
+            node,
+            dev,
+            next_hop,
+        } => format!(
+            "leaves {node} on {dev} towards {next_hop}; add that node's netns (--netns) to follow it further"
+        ),
+        End::Stopped {
+            node,
+            reason,
+            counter,
+        } => format!(
+            "STOPS on {node}: {reason}{}",
+            counter
+                .as_deref()
+                .map(|c| format!("; counter: {c}"))
+                .unwrap_or_default()
+        ),
+    }
 }

@@ -1,0 +1,155 @@
+//! The TUI's live capture: a capture session whose interfaces come and go (chosen in the Links
+//! pane, or by a trace), its frames analysed into the App's packet log and followed trace
+//! within a time budget, so keys are answered however fast packets come. What does not fit
+//! waits in the bounded queue, and what does not fit there is dropped and counted per
+//! interface (shown in the Packets pane and the header).
+
+use super::app::App;
+use crate::capture::analyze::{Analyzer, Ts};
+use crate::capture::{Options, Session};
+use crate::model::event::Live;
+use crate::source::Target;
+use anyhow::Result;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often per-interface counters and the followed trace are brought up to date.
+const SYNC_EVERY: Duration = Duration::from_millis(250);
+
+pub struct Capturing {
+    session: Session,
+    an: Analyzer,
+    structure_gen: u64,
+    last_sync: Instant,
+}
+
+fn now_ts() -> Ts {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ts {
+        sec: d.as_secs() as i64,
+        nsec: d.subsec_nanos(),
+    }
+}
+
+impl Capturing {
+    /// A session on the netns shown, judging packets by its current state.
+    pub fn new(target: &Target, live: &Live, bpf: Option<String>) -> Result<Capturing> {
+        let opts = Options {
+            filter: bpf,
+            ..Options::default()
+        };
+        let session = Session::empty(
+            target,
+            live.state.clone(),
+            &opts,
+            Arc::new(AtomicBool::new(false)),
+        )?;
+        Ok(Capturing {
+            an: Analyzer::new(&live.state, false),
+            session,
+            structure_gen: live.structure_gen,
+            last_sync: Instant::now(),
+        })
+    }
+
+    /// Start or stop interfaces; the answer for the footer.
+    pub fn set(&mut self, ifaces: &[String], on: bool, app: &mut App) -> Result<String> {
+        for name in ifaces {
+            if on {
+                self.session.add(name)?;
+                let s = app.packets.stream_mut(name);
+                s.stopped = false;
+                s.gone = None;
+            } else {
+                if let Some(h) = self.session.active(name) {
+                    self.session.remove(h);
+                }
+                app.packets.stream_mut(name).stopped = true;
+            }
+        }
+        let active = app.packets.active();
+        Ok(if active.is_empty() {
+            "capture stopped".to_string()
+        } else {
+            format!(
+                "capturing on {}{}",
+                active.join(", "),
+                app.packets
+                    .bpf
+                    .as_ref()
+                    .map(|f| format!(" (filter {f:?})"))
+                    .unwrap_or_default()
+            )
+        })
+    }
+
+    pub fn set_filter(&mut self, f: Option<String>, app: &mut App) -> Result<()> {
+        self.session.set_filter(f.clone())?;
+        app.packets.bpf = f;
+        app.packets.generation += 1;
+        Ok(())
+    }
+
+    /// Analyse queued frames for at most `budget`. Returns how many were taken.
+    pub fn pump(&mut self, budget: Duration, live: &Live, app: &mut App) -> usize {
+        if live.structure_gen != self.structure_gen {
+            // SAs rekeyed, policies or routes changed: judge new packets by the new state.
+            self.an.reload(&live.state);
+            self.structure_gen = live.structure_gen;
+        }
+        self.an.set_decrypt(app.packets.decrypt);
+        let start = Instant::now();
+        let mut n = 0;
+        while let Some(f) = self.session.try_next() {
+            let h = &self.session.handles[f.handle];
+            let rec = self.an.analyze(&h.name, h.link, f.ts, f.len, &f.data);
+            if let Some(t) = app.traced.as_mut() {
+                t.observe(&rec);
+            }
+            if app.paused {
+                app.packets.missed_paused += 1;
+            } else {
+                app.packets.push(rec);
+            }
+            n += 1;
+            if n % 256 == 0 && start.elapsed() >= budget {
+                break;
+            }
+        }
+        if self.last_sync.elapsed() >= SYNC_EVERY {
+            self.last_sync = Instant::now();
+            self.sync(live, app);
+        }
+        n
+    }
+
+    /// Per-interface counters, rates, drops and gone marks into the packet log; the followed
+    /// trace matched again.
+    fn sync(&mut self, live: &Live, app: &mut App) {
+        let rates = self.an.rates_at(now_ts());
+        for (i, h) in self.session.handles.iter().enumerate() {
+            // An interface opened again (new filter) has several handles: the newest speaks.
+            if self.session.handles[i + 1..]
+                .iter()
+                .any(|o| o.name == h.name)
+            {
+                continue;
+            }
+            let gone = self.session.gone_reason(i).map(str::to_string);
+            let s = app.packets.stream_mut(&h.name);
+            s.drops = h.counts();
+            s.counts = self.an.counts.get(&h.name).cloned().unwrap_or_default();
+            s.rates = rates.get(&h.name).copied().unwrap_or_default();
+            if gone.is_some() {
+                s.gone = gone;
+            }
+        }
+        if let Some(t) = app.traced.as_mut() {
+            t.update(&live.state);
+            app.trace_gen += 1;
+        }
+    }
+}
