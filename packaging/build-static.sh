@@ -94,11 +94,14 @@ fi
 
 # --- hopscope: glibc static, explicit --target so build scripts and proc macros stay dynamic --
 log "cargo build --release (static, libpcap $upver)"
-LIBPCAP_LIBDIR=$prefix/lib LIBPCAP_VER=$upver HOPSCOPE_LIBPCAP_STATIC=$upver \
+# (Under `cargo test`, cargo's own encoded flags would override RUSTFLAGS: drop them.)
+unset CARGO_ENCODED_RUSTFLAGS
+LIBPCAP_LIBDIR=$prefix/lib LIBPCAP_VER=$upver \
   RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$build \
-  cargo build --release --locked --target "$triple" --bin hopscope >&2
+  "${CARGO:-cargo}" build --release --locked --target "$triple" --bin hopscope >&2
 mkdir -p "$out"
-cp "$build/$triple/release/hopscope" "$out/hopscope.tmp"
+# Symbols stripped (a quarter of the size; panics still name their place in the source).
+strip --strip-all -o "$out/hopscope.tmp" "$build/$triple/release/hopscope"
 mv "$out/hopscope.tmp" "$out/hopscope"
-log "$(file -b "$out/hopscope")"
+command -v file >/dev/null && log "$(file -b "$out/hopscope")"
 echo "$out/hopscope"
