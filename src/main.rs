@@ -45,20 +45,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// The command line; as the kubectl plugin (`kubectl-hopscope`, run as `kubectl hopscope`),
-/// `kubectl hopscope node/NAME …` means `attach node/NAME …`.
+/// The command line. As the kubectl plugin (`kubectl-hopscope`, run as `kubectl hopscope`),
+/// the arguments mean `attach …` (`kubectl hopscope node/NAME`, `kubectl hopscope --dry-run
+/// worker2`) unless they start with another subcommand (`kubectl hopscope snapshot`) or ask
+/// for help or the version.
 fn plugin_argv() -> Vec<std::ffi::OsString> {
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let plugin = argv
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
         .is_some_and(|n| n.to_string_lossy().starts_with("kubectl-"));
-    if plugin
-        && argv
-            .get(1)
-            .is_some_and(|a| a.to_string_lossy().starts_with("node/"))
-    {
-        argv.insert(1, "attach".into());
+    if plugin {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let first = argv.get(1).map(|a| a.to_string_lossy().into_owned());
+        let keep = first.as_deref().is_some_and(|a| {
+            matches!(a, "-h" | "--help" | "-V" | "--version" | "help")
+                || cmd.get_subcommands().any(|s| s.get_name() == a)
+        });
+        if !keep {
+            argv.insert(1, "attach".into());
+        }
     }
     argv
 }
