@@ -1374,3 +1374,9 @@ fn lab_tui_sa_pane_shows_the_seeds_sas_and_counters_rise() {
 
 #[path = "lab/capture_tests.rs"]
 mod capture;
+
+// ---------------------------------------------------------------------------------------------
+// the TUI's Packets and Trace panes in the same boots (tests/lab/checks/tui-packets.sh)
+
+#[path = "lab/tui_tests.rs"]
+mod tui_packets;

@@ -117,10 +117,8 @@ impl Pane {
             // INDEX ACTION PRIO
             Pane::Policies => &[6, 4, 1],
             Pane::Stats => &[],
-            // DIR TIME
-            Pane::Packets => &[2, 0],
-            // DECIDED-BY +MS #
-            Pane::Trace => &[4, 6, 0],
+            // Every column says something here: the long ones are cut instead (enter shows all).
+            Pane::Packets | Pane::Trace => &[],
         }
     }
     /// Do this pane's cells change with counter samples (not only with structure)?

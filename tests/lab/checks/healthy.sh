@@ -95,6 +95,11 @@ sleep 1
 tmux kill-server 2>/dev/null
 phase tui
 
+# The TUI's Packets and Trace panes in the same boot (tests/lab/tui_tests.rs reads $R/tui-packets).
+mkdir -p "$R/tui-packets"
+LAB_RESULTS="$R/tui-packets" bash "$LAB_DIR/checks/tui-packets.sh" "$HOPSCOPE" > "$R/tui-packets/script.out" 2>&1
+echo "$?" > "$R/tui-packets/script.rc"
+
 # hopscope capture in the same boot (tests/lab/capture_tests.rs reads $R/capture).
 mkdir -p "$R/capture"
 LAB_RESULTS="$R/capture" bash "$LAB_DIR/checks/capture.sh" "$HOPSCOPE" > "$R/capture/script.out" 2>&1

@@ -24,6 +24,11 @@ capture_stop cap-worker-eth0
 snap count-worker.after.json --json --netns worker
 trace trace-pod.json 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns control-plane --json
 
+# The TUI's Packets and Trace panes in the same boot (tests/lab/tui_tests.rs reads $R/tui-packets).
+mkdir -p "$R/tui-packets"
+LAB_RESULTS="$R/tui-packets" bash "$LAB_DIR/checks/tui-packets.sh" "$HOPSCOPE" > "$R/tui-packets/script.out" 2>&1
+echo "$?" > "$R/tui-packets/script.rc"
+
 # hopscope capture in the same boot (tests/lab/capture_tests.rs reads $R/capture).
 mkdir -p "$R/capture"
 LAB_RESULTS="$R/capture" bash "$LAB_DIR/checks/capture.sh" "$HOPSCOPE" > "$R/capture/script.out" 2>&1
