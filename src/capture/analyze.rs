@@ -18,6 +18,16 @@ pub struct Ts {
 }
 
 impl Ts {
+    /// The wall clock now, as capture timestamps are.
+    pub fn now() -> Ts {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ts {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        }
+    }
     pub fn as_secs_f64(self) -> f64 {
         self.sec as f64 + f64::from(self.nsec) / 1e9
     }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunArgs {
@@ -23,16 +23,6 @@ pub struct RunArgs {
     pub stats_every: Option<Duration>,
     /// Do not print packets (count only; for benchmarks with -w or alone).
     pub quiet: bool,
-}
-
-fn now_ts() -> Ts {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Ts {
-        sec: d.as_secs() as i64,
-        nsec: d.subsec_nanos(),
-    }
 }
 
 pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
@@ -201,11 +191,11 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
             && last_stats.elapsed() >= every
         {
             last_stats = Instant::now();
-            let rates: Vec<_> = an.rates_at(now_ts()).into_iter().collect();
+            let rates: Vec<_> = an.rates_at(Ts::now()).into_iter().collect();
             if a.json {
                 let _ = serde_json::to_writer(
                     &mut out,
-                    &serde_json::json!({"type": "rates", "ts": now_ts(), "interfaces": rates.iter().map(|(i, r)| serde_json::json!({"iface": i, "esp_pps": r.esp_pps, "plaintext_pps": r.plaintext_pps})).collect::<Vec<_>>()}),
+                    &serde_json::json!({"type": "rates", "ts": Ts::now(), "interfaces": rates.iter().map(|(i, r)| serde_json::json!({"iface": i, "esp_pps": r.esp_pps, "plaintext_pps": r.plaintext_pps})).collect::<Vec<_>>()}),
                 );
                 let _ = writeln!(out);
             } else {
@@ -226,7 +216,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let totals = session.totals(&mut an, now_ts(), secs);
+    let totals = session.totals(&mut an, Ts::now(), secs);
     if let Some(mut w) = pcapng.take() {
         w.flush()?;
     }

@@ -12,7 +12,7 @@ use crate::source::Target;
 use anyhow::Result;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// How often per-interface counters and the followed trace are brought up to date.
 const SYNC_EVERY: Duration = Duration::from_millis(250);
@@ -22,16 +22,6 @@ pub struct Capturing {
     an: Analyzer,
     structure_gen: u64,
     last_sync: Instant,
-}
-
-fn now_ts() -> Ts {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Ts {
-        sec: d.as_secs() as i64,
-        nsec: d.subsec_nanos(),
-    }
 }
 
 impl Capturing {
@@ -129,7 +119,7 @@ impl Capturing {
     /// Per-interface counters, rates, drops and gone marks into the packet log; the followed
     /// trace matched again.
     fn sync(&mut self, live: &Live, app: &mut App) {
-        let rates = self.an.rates_at(now_ts());
+        let rates = self.an.rates_at(Ts::now());
         for (i, h) in self.session.handles.iter().enumerate() {
             // An interface opened again (new filter) has several handles: the newest speaks.
             if self.session.handles[i + 1..]
