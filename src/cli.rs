@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
         env!("HOPSCOPE_LINK"),
         ")"
     ),
-    about = "Read-only node network debugger: links, routes, rules, XFRM SAs/policies and xfrm_stat of a Kubernetes node, in one picture",
+    about = "Read-only network debugger for a Kubernetes node. With no command: the live TUI — links, routes (every table), rules, XFRM SAs and policies, xfrm_stat, per-interface packet streams (ESP decrypted with the node's keys), and one flow followed hop by hop",
     long_about = None
 )]
 pub struct Cli {
