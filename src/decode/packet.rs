@@ -186,6 +186,9 @@ pub enum Transport {
         op: u16,
         sender: Option<Ipv4Addr>,
         target: Option<Ipv4Addr>,
+        /// The sender's hardware address (what a reply says the address "is-at").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sender_mac: Option<Mac>,
     },
     /// An IP protocol or ethertype we do not decode further.
     Other {
@@ -472,7 +475,17 @@ fn decode_arp(mut d: Decoded, p: &[u8]) -> Decoded {
     };
     let sender = ip_at(8 + hlen);
     let target = ip_at(8 + 2 * hlen + plen);
-    d.transport = Some(Transport::Arp { op, sender, target });
+    let sender_mac = (hlen == 6 && p.len() >= 14).then(|| {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&p[8..14]);
+        Mac(m)
+    });
+    d.transport = Some(Transport::Arp {
+        op,
+        sender,
+        target,
+        sender_mac,
+    });
     if plen == 4 && (sender.is_none() || target.is_none()) {
         return d.stop("arp", "truncated ARP addresses");
     }
@@ -896,8 +909,16 @@ mod tests {
             Some(Transport::Arp {
                 op: 1,
                 sender: Some(Ipv4Addr::new(172, 18, 0, 3)),
-                target: Some(Ipv4Addr::new(172, 18, 0, 1))
+                target: Some(Ipv4Addr::new(172, 18, 0, 1)),
+                sender_mac: Some("02:42:ac:12:00:03".parse().unwrap()),
             })
+        );
+        // A reply says where the address is, as tcpdump does.
+        a[7] = 2;
+        let f = eth("02:42:ac:12:00:03", "02:42:ac:12:00:01", ETH_P_ARP, &a);
+        assert_eq!(
+            crate::view::packet::summary(&decode(LinkType::Ethernet, &f)),
+            "ARP, Reply 172.18.0.3 is-at 02:42:ac:12:00:03"
         );
     }
 }

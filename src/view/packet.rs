@@ -133,11 +133,19 @@ fn summary_plain(d: &Decoded) -> String {
                 addr_port(&dst, *dport)
             );
         }
-        Some(Transport::Arp { op, sender, target }) => {
+        Some(Transport::Arp {
+            op,
+            sender,
+            target,
+            sender_mac,
+        }) => {
             let ip = |a: &Option<std::net::Ipv4Addr>| a.map_or("?".to_string(), |a| a.to_string());
             let _ = match op {
                 1 => write!(s, "ARP, Request who-has {} tell {}", ip(target), ip(sender)),
-                2 => write!(s, "ARP, Reply {} is-at", ip(sender)),
+                2 => match sender_mac {
+                    Some(m) => write!(s, "ARP, Reply {} is-at {m}", ip(sender)),
+                    None => write!(s, "ARP, Reply {} is-at ?", ip(sender)),
+                },
                 _ => write!(s, "ARP, op {op}"),
             };
         }
