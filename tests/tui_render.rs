@@ -907,6 +907,16 @@ fn trace_from_a_packet_and_from_the_command_line() {
     );
     assert_eq!(flow.iif.as_deref(), Some("lxcda1dd0af135e"));
     assert_eq!(flow.size, 84);
+    // The same packet picked where it leaves on eth0: it entered on the lxc that saw it come in.
+    let mut leaving = seed_records(1).remove(0);
+    leaving.iface = "eth0".into();
+    leaving.dir = hopscope::decode::packet::Direction::Out;
+    a.packets.push(leaving);
+    a.refresh(&live);
+    let Effect::Trace(from_eth0) = a.handle_key(key('t'), &live) else {
+        panic!("no trace effect: {:?}", a.message)
+    };
+    assert_eq!(from_eth0.iif.as_deref(), Some("lxcda1dd0af135e"));
     // :trace takes the CLI's arguments; bad ones get one line of why.
     let Effect::Trace(f2) =
         a.run_command("trace 10.0.1.52 10.0.0.249 --proto tcp --dport 80", &live)

@@ -576,7 +576,14 @@ impl App {
             return Effect::None;
         };
         match flow_of(r) {
-            Ok(f) => Effect::Trace(f),
+            Ok(mut f) => {
+                // Picked where it leaves (e.g. as ESP on eth0)? Where it entered this node is
+                // the interface that saw the same packet come in, if one was captured.
+                if f.iif.is_none() {
+                    f.iif = self.packets.entered_on(&f);
+                }
+                Effect::Trace(f)
+            }
             Err(e) => {
                 self.say(e, true);
                 Effect::None

@@ -112,6 +112,21 @@ impl PacketLog {
             .collect()
     }
 
+    /// The interface a flow's packet was captured coming in on, plaintext (a pod's lxc, say).
+    pub fn entered_on(&self, f: &crate::trace::path::Flow) -> Option<String> {
+        self.records
+            .iter()
+            .rev()
+            .filter(|r| r.dir == crate::decode::packet::Direction::In && !r.decoded.is_esp())
+            .find(|r| {
+                r.decoded
+                    .ip
+                    .as_ref()
+                    .is_some_and(|ip| ip.src == f.src && ip.dst == f.dst && ip.proto == f.proto)
+            })
+            .map(|r| r.iface.clone())
+    }
+
     /// Every drop, kernel's and ours, over all interfaces: shown in the header, never hidden.
     pub fn dropped(&self) -> u64 {
         self.streams.iter().map(Stream::dropped).sum()
