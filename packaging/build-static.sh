@@ -19,6 +19,11 @@ prefix=$pcapdir/prefix
 out=$root/target/static
 log() { echo "build-static: $*" >&2; }
 
+# One run at a time (tests and the other packaging scripts may start it concurrently).
+mkdir -p "$build"
+exec 9>"$build/.build-static.lock"
+flock 9
+
 # --- libpcap: the version Debian ships (the candidate of its -dev package) ------------------
 debver=$(apt-cache policy libpcap0.8-dev | awk '/Candidate:/ {print $2}')
 if [ -z "$debver" ] || [ "$debver" = "(none)" ]; then
@@ -101,7 +106,7 @@ LIBPCAP_LIBDIR=$prefix/lib LIBPCAP_VER=$upver \
   "${CARGO:-cargo}" build --release --locked --target "$triple" --bin hopscope >&2
 mkdir -p "$out"
 # Symbols stripped (a quarter of the size; panics still name their place in the source).
-strip --strip-all -o "$out/hopscope.tmp" "$build/$triple/release/hopscope"
-mv "$out/hopscope.tmp" "$out/hopscope"
+strip --strip-all -o "$out/hopscope.tmp.$$" "$build/$triple/release/hopscope"
+mv "$out/hopscope.tmp.$$" "$out/hopscope"
 command -v file >/dev/null && log "$(file -b "$out/hopscope")"
 echo "$out/hopscope"
