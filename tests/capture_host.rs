@@ -223,6 +223,40 @@ fn unknown_interface_lists_the_existing_ones() {
     assert!(e.contains("\"nosuch0\"") && e.contains("lo, va"), "{e}");
 }
 
+/// Without CAP_NET_RAW (root in a container without --cap-add NET_RAW) the error names the
+/// capability and how to get it, not only libpcap's "Operation not permitted".
+#[test]
+fn missing_cap_net_raw_is_named_with_the_fix() {
+    let (a, _b) = pair();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a.name,
+            "setpriv",
+            "--bounding-set=-net_raw",
+            "--inh-caps=-net_raw",
+        ])
+        .args([
+            env!("CARGO_BIN_EXE_hopscope"),
+            "capture",
+            "-i",
+            "va",
+            "-c",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("cannot capture on va")
+            && e.contains("CAP_NET_RAW")
+            && e.contains("--cap-add NET_RAW"),
+        "{e}"
+    );
+}
+
 #[test]
 fn bad_filter_shows_the_filter_and_libpcaps_message() {
     let (a, _b) = pair();

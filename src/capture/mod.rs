@@ -157,7 +157,18 @@ fn open_here(names: &[String], opts: &Options) -> Result<Vec<Handle>> {
                         .promisc(false)
                         .open()
                 })
-                .map_err(|e| anyhow!("cannot capture on {name}: {e}"))?;
+                .map_err(|e| {
+                    let why = e.to_string();
+                    if why.contains("not permitted") || why.contains("ermission denied") {
+                        // Say which right is missing and how to get it, not only libpcap's words.
+                        anyhow!(
+                            "cannot capture on {name}: {why}; capturing needs CAP_NET_RAW: {}",
+                            source::caps::how_to_fix(source::caps::CAP_NET_RAW)
+                        )
+                    } else {
+                        anyhow!("cannot capture on {name}: {why}")
+                    }
+                })?;
             if name == "any" {
                 // SLL2 names the interface of every packet and its direction.
                 let _ = cap.set_datalink(Linktype(276));
