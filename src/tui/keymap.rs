@@ -391,7 +391,15 @@ mod tests {
             km.lookup(&key(KeyCode::Char('4'), none)),
             Some(Action::Pane(3))
         );
-        assert_eq!(km.lookup(&key(KeyCode::Char('c'), none)), None);
+        assert_eq!(
+            km.lookup(&key(KeyCode::Char('c'), none)),
+            Some(Action::Capture)
+        );
+        assert_eq!(
+            km.lookup(&key(KeyCode::Char('8'), none)),
+            Some(Action::Pane(7))
+        );
+        assert_eq!(km.lookup(&key(KeyCode::Char('z'), none)), None);
     }
 
     #[test]
