@@ -4,7 +4,7 @@
 #
 #   benches/capture.sh [--rates "100000 200000 ..."] [--secs S] [--soak S] [--soak-rate PPS]
 #                      [--buffer KIB] [--queue N] [--gen flood|iperf3] [--batch N]
-#                      [--sink drop|udp] [--bin PATH] [--flood PATH]
+#                      [--threads N] [--sink drop|udp] [--bin PATH] [--flood PATH]
 #
 # A veth pair va|vb between two throwaway netns A and B. The generator floods from va (in A);
 # tcpdump -w /dev/null and hopscope capture -q (decodes and classifies every packet, prints only
@@ -48,6 +48,7 @@ BUFFER=4096
 QUEUE=65536
 GEN=flood
 BATCH=128
+THREADS=1
 SINK=drop
 BIN=""
 FLOOD=""
@@ -61,6 +62,7 @@ while [ $# -gt 0 ]; do
         --queue) QUEUE=$2; shift 2;;
         --gen) GEN=$2; shift 2;;
         --batch) BATCH=$2; shift 2;;
+        --threads) THREADS=$2; shift 2;;
         --sink) SINK=$2; shift 2;;
         --bin) BIN=$2; shift 2;;
         --flood) FLOOD=$2; shift 2;;
@@ -113,7 +115,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 flood() {
     if [ "$GEN" = flood ]; then
         ip netns exec "$A" "$FLOOD" --iface va --dst-mac "$MAC" --dst-ip 192.0.2.2 --dport 9 \
-            --len 64 --batch "$BATCH" --rate "$1" --secs "$2" > "$W/flood.out"
+            --len 64 --batch "$BATCH" --threads "$THREADS" --rate "$1" --secs "$2" > "$W/flood.out"
         awk '{print $2, $4}' "$W/flood.out"
     else
         ip netns exec "$B" iperf3 -s -1 -D >/dev/null 2>&1 || true
@@ -154,7 +156,7 @@ run() {
     echo "$sent $secs $(( vd1 - vd0 )) ${tdc:-0} ${tdd:-?} $(( (td1 - td0) * 100 / wall_cs )) ${hsc:-0} ${hsk:-?} ${hsq:-?} $(( (hs1 - hs0) * 100 / wall_cs ))"
 }
 
-echo "generator: $GEN$([ "$GEN" = flood ] && echo " (sendmmsg batch $BATCH, qdisc bypass, sink: $SINK)"); 64-byte UDP payload, 106-byte frames; ${SECS}s per rate"
+echo "generator: $GEN$([ "$GEN" = flood ] && echo " (sendmmsg batch $BATCH, $THREADS sender thread(s), qdisc bypass, sink: $SINK)"); 64-byte UDP payload, 106-byte frames; ${SECS}s per rate"
 echo "capture on vb (receiving end), filter udp; kernel buffer ${BUFFER} KiB for both (tcpdump -B $BUFFER, hopscope -B $BUFFER; defaults: tcpdump 2048, hopscope 4096); hopscope --queue $QUEUE (default 65536)"
 echo "drop-free = 0 dropped (kernel, and hopscope's queue) and captured = every frame that reached vb"
 printf '%9s %9s %9s %6s | %9s %7s %5s | %9s %7s %7s %5s\n' target/s achieved/s sent veth-lost \

@@ -4,6 +4,7 @@
 //! ```text
 //! flood --iface va --dst-mac 02:..:.. --rate 500000 --secs 5
 //!       [--src-ip 192.0.2.1] [--dst-ip 192.0.2.2] [--dport 9] [--len 64] [--batch 128]
+//!       [--threads 1]
 //! ```
 //!
 //! Pre-built Ethernet/IPv4/UDP frames (UDP payload `--len` bytes, 64 by default, as iperf3
@@ -12,7 +13,8 @@
 //! no qdisc, no queue to overflow silently). The dst MAC is the peer's, so the receiving stack
 //! takes the frames as its own (`PACKET_HOST`). Pacing is a token bucket refilled at `--rate`
 //! per second, spent a batch at a time (bursts of at most one batch); `--rate 0` = as fast as
-//! possible. At the end one line on stdout: `sent N secs T pps P errors E`.
+//! possible. `--threads N`: N senders, each with its own socket and rate/N (one core cannot
+//! both send and run the receiving veth's softirq fast enough to outrun a capturer). At the end one line on stdout: `sent N secs T pps P errors E`.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,7 @@ struct Args {
     batch: usize,
     rate: f64,
     secs: f64,
+    threads: usize,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -54,6 +57,7 @@ fn args() -> Result<Args, String> {
         batch: 128,
         rate: 100_000.0,
         secs: 5.0,
+        threads: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -69,6 +73,7 @@ fn args() -> Result<Args, String> {
             "--batch" => a.batch = (num(&v)? as usize).clamp(1, 1024),
             "--rate" => a.rate = num(&v)?,
             "--secs" => a.secs = num(&v)?,
+            "--threads" => a.threads = (num(&v)? as usize).clamp(1, 64),
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -153,6 +158,40 @@ fn main() {
 }
 
 fn run(a: &Args) -> Result<(), String> {
+    let start = Instant::now();
+    let results: Vec<Result<(u64, u64, String), String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..a.threads)
+            .map(|t| s.spawn(move || send(a, t, a.rate / a.threads as f64, start)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("sender panicked".into())))
+            .collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let (mut sent, mut errors, mut last_err) = (0, 0, String::new());
+    for r in results {
+        let (s, e, l) = r?;
+        sent += s;
+        errors += e;
+        if !l.is_empty() {
+            last_err = l;
+        }
+    }
+    println!(
+        "sent {sent} secs {secs:.3} pps {:.0} errors {errors}{}",
+        sent as f64 / secs,
+        if errors > 0 {
+            format!(" ({last_err})")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// One sender: its own socket, frames and token bucket at `rate` (0: unpaced) until `a.secs`
+/// after `start`. Returns (sent, errors, last error).
+fn send(a: &Args, t: usize, rate: f64, start: Instant) -> Result<(u64, u64, String), String> {
     let src_mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", a.iface))
         .map_err(|e| format!("no interface {}: {e}", a.iface))
         .and_then(|s| parse_mac(s.trim()))?;
@@ -205,7 +244,9 @@ fn run(a: &Args) -> Result<(), String> {
     // Slept-for deadlines as close as the timer allows (the default slack is 50 µs).
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64) };
 
-    let frames: Vec<Vec<u8>> = (0..a.batch).map(|i| frame(a, src_mac, i)).collect();
+    let frames: Vec<Vec<u8>> = (0..a.batch)
+        .map(|i| frame(a, src_mac, t * a.batch + i))
+        .collect();
     let mut iov: Vec<libc::iovec> = frames
         .iter()
         .map(|f| libc::iovec {
@@ -224,7 +265,6 @@ fn run(a: &Args) -> Result<(), String> {
         })
         .collect();
 
-    let start = Instant::now();
     let end = Duration::from_secs_f64(a.secs);
     let mut sent: u64 = 0;
     let mut errors: u64 = 0;
@@ -235,13 +275,13 @@ fn run(a: &Args) -> Result<(), String> {
             break;
         }
         let mut n = a.batch;
-        if a.rate > 0.0 {
+        if rate > 0.0 {
             // Tokens earned so far, with at most one batch of burst.
-            let due = (a.rate * el.as_secs_f64()) as u64;
+            let due = (rate * el.as_secs_f64()) as u64;
             let have = due.saturating_sub(sent);
             if have == 0 {
                 // Sleep until one more packet is due (at least 1 µs), or spin briefly.
-                let next = Duration::from_secs_f64((sent + 1) as f64 / a.rate);
+                let next = Duration::from_secs_f64((sent + 1) as f64 / rate);
                 let wait = next.saturating_sub(el);
                 if wait > Duration::from_micros(20) {
                     std::thread::sleep(wait.min(end.saturating_sub(el)));
@@ -265,16 +305,6 @@ fn run(a: &Args) -> Result<(), String> {
         }
         sent += r as u64;
     }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "sent {sent} secs {secs:.3} pps {:.0} errors {errors}{}",
-        sent as f64 / secs,
-        if errors > 0 {
-            format!(" ({last_err})")
-        } else {
-            String::new()
-        }
-    );
     unsafe { libc::close(fd) };
-    Ok(())
+    Ok((sent, errors, last_err))
 }

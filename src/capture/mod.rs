@@ -12,8 +12,8 @@ use crate::view::packet::IfaceTotals;
 use analyze::{Analyzer, PacketRecord, Ts};
 use anyhow::{Context, Result, anyhow, bail};
 use pcap::{Active, Capture, Linktype, Precision};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,9 +59,22 @@ pub struct Frame {
     pub data: Vec<u8>,
 }
 
+/// Frames travel from a reader to the analyzer in batches (what one wake-up of the reader
+/// drained, at most `BATCH`): one channel operation per batch, not per frame. The bound of the
+/// queue is still counted in frames (`Queue::queued` against `Options::queue`).
 enum Msg {
-    Frame(Frame),
+    Frames(Vec<Frame>),
     Gone { handle: usize, why: String },
+}
+
+/// Most frames a reader hands over in one message.
+const BATCH: usize = 256;
+
+/// Frames between the readers and the analyzer: sent, in the channel, or received but not yet
+/// taken by `next`. A reader drops (and counts) a frame when `queued` is at `limit`.
+struct Queue {
+    queued: AtomicUsize,
+    limit: usize,
 }
 
 /// Counters a reader thread shares with the analyzer.
@@ -207,6 +220,9 @@ pub struct Session {
     rx: Receiver<Msg>,
     /// Kept to start readers for interfaces added later.
     tx: SyncSender<Msg>,
+    queue: Arc<Queue>,
+    /// Frames of the last batch received, not yet handed out.
+    pending: VecDeque<Frame>,
     netns: Option<std::fs::File>,
     opts: Options,
     stop: Arc<AtomicBool>,
@@ -236,12 +252,19 @@ impl Session {
         stop: Arc<AtomicBool>,
     ) -> Result<Session> {
         let opened = netns::open(target)?;
+        // Every message holds at least one frame and at most `queue` frames are queued, so the
+        // channel never fills before the frame count does.
         let (tx, rx) = sync_channel::<Msg>(opts.queue.max(1));
         Ok(Session {
             state,
             handles: vec![],
             rx,
             tx,
+            queue: Arc::new(Queue {
+                queued: AtomicUsize::new(0),
+                limit: opts.queue.max(1),
+            }),
+            pending: VecDeque::new(),
             netns: opened.file,
             opts: opts.clone(),
             stop,
@@ -255,11 +278,12 @@ impl Session {
         let cap = h.cap.take().expect("fresh handle");
         let stats = h.stats.clone();
         let tx = self.tx.clone();
+        let queue = self.queue.clone();
         let stops = [self.stop.clone(), h.stop.clone()];
         self.threads.push(
             std::thread::Builder::new()
                 .name(format!("pcap-{}", h.name))
-                .spawn(move || reader(i, cap, tx, stats, stops))?,
+                .spawn(move || reader(i, cap, tx, queue, stats, stops))?,
         );
         self.handles.push(h);
         Ok(i)
@@ -292,16 +316,36 @@ impl Session {
         }
     }
 
+    /// The next frame of the pending batch, if any (it leaves the queue's count).
+    fn pop(&mut self) -> Option<Frame> {
+        let f = self.pending.pop_front()?;
+        self.queue.queued.fetch_sub(1, Ordering::Relaxed);
+        Some(f)
+    }
+
+    fn take(&mut self, m: Msg) {
+        match m {
+            Msg::Frames(v) => self.pending.extend(v),
+            Msg::Gone { handle, why } => {
+                self.gone.insert(handle, why);
+            }
+        }
+    }
+
     /// The next frame, or None after `timeout` (also when every reader has ended).
     pub fn next(&mut self, timeout: Duration) -> Option<Frame> {
+        // Frames waiting: no clock reading, no blocking.
+        if let Some(f) = self.try_next() {
+            return Some(f);
+        }
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some(f) = self.pop() {
+                return Some(f);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(Msg::Frame(f)) => return Some(f),
-                Ok(Msg::Gone { handle, why }) => {
-                    self.gone.insert(handle, why);
-                }
+                Ok(m) => self.take(m),
                 Err(RecvTimeoutError::Timeout) => return None,
                 Err(RecvTimeoutError::Disconnected) => {
                     std::thread::sleep(left);
@@ -314,12 +358,11 @@ impl Session {
     /// The next frame if one is queued (never waits).
     pub fn try_next(&mut self) -> Option<Frame> {
         loop {
-            match self.rx.try_recv().ok()? {
-                Msg::Frame(f) => return Some(f),
-                Msg::Gone { handle, why } => {
-                    self.gone.insert(handle, why);
-                }
+            if let Some(f) = self.pop() {
+                return Some(f);
             }
+            let m = self.rx.try_recv().ok()?;
+            self.take(m);
         }
     }
 
@@ -357,16 +400,11 @@ impl Session {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let mut rest = vec![];
         while let Ok(m) = self.rx.try_recv() {
-            match m {
-                Msg::Frame(f) => rest.push(f),
-                Msg::Gone { handle, why } => {
-                    self.gone.insert(handle, why);
-                }
-            }
+            self.take(m);
         }
-        rest
+        self.queue.queued.store(0, Ordering::Relaxed);
+        self.pending.drain(..).collect()
     }
 
     /// Per-handle totals (kernel and queue drops) merged with the analyzer's per-interface
@@ -428,6 +466,7 @@ fn reader(
     handle: usize,
     cap: Capture<Active>,
     tx: SyncSender<Msg>,
+    queue: Arc<Queue>,
     stats: Arc<HandleStats>,
     stop: [Arc<AtomicBool>; 2],
 ) {
@@ -459,6 +498,25 @@ fn reader(
         }
     };
     let fd = std::os::fd::AsRawFd::as_raw_fd(&cap);
+    // Hand a batch over; false when the analyzer is gone.
+    let flush = |batch: &mut Vec<Frame>| -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let n = batch.len();
+        queue.queued.fetch_add(n, Ordering::Relaxed);
+        // A fresh batch grows from empty: a slow trickle queues small Vecs, not BATCH-sized ones.
+        match tx.try_send(Msg::Frames(std::mem::take(batch))) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                queue.queued.fetch_sub(n, Ordering::Relaxed);
+                stats.queue_dropped.fetch_add(n as u64, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    };
+    let mut batch: Vec<Frame> = Vec::new();
     while !stop.iter().any(|s| s.load(Ordering::Relaxed)) {
         let mut pfd = libc::pollfd {
             fd,
@@ -471,6 +529,11 @@ fn reader(
         for _ in 0..4096 {
             match cap.next_packet() {
                 Ok(p) => {
+                    if queue.queued.load(Ordering::Relaxed) + batch.len() >= queue.limit {
+                        // The analyzer is behind by a full queue: count, do not copy.
+                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     let h = p.header;
                     let f = Frame {
                         handle,
@@ -482,16 +545,14 @@ fn reader(
                         len: h.len,
                         data: p.data.to_vec(),
                     };
-                    match tx.try_send(Msg::Frame(f)) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => {
-                            stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(TrySendError::Disconnected(_)) => return,
+                    batch.push(f);
+                    if batch.len() >= BATCH && !flush(&mut batch) {
+                        return;
                     }
                 }
                 Err(pcap::Error::TimeoutExpired) => break,
                 Err(e) => {
+                    flush(&mut batch);
                     update(&mut cap, &stats);
                     let _ = tx.send(Msg::Gone {
                         handle,
@@ -501,11 +562,16 @@ fn reader(
                 }
             }
         }
+        // What this wake-up drained goes to the analyzer now (latency: one poll, not a batch).
+        if !flush(&mut batch) {
+            return;
+        }
         if last_stats.elapsed() >= Duration::from_millis(500) {
             update(&mut cap, &stats);
             last_stats = Instant::now();
         }
     }
+    flush(&mut batch);
     update(&mut cap, &stats);
 }
 
