@@ -132,16 +132,19 @@ fn capture_in_an_empty_root_sees_pings_on_lo() {
     root.install(static_binary(), "hopscope");
     // The root shares the host's network namespace: ping lo from outside while it captures.
     let mut ping = Command::new("ping")
-        .args(["-c", "40", "-i", "0.1", "-q", "127.0.0.1"])
+        .args(["-c", "150", "-i", "0.1", "-q", "127.0.0.1"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("ping (iputils-ping)");
+    // The BPF filter is compiled by the libpcap linked in (and keeps other lo traffic out).
     let out = root.run(
         &[
             "/hopscope",
             "capture",
             "-i",
             "lo",
+            "-f",
+            "icmp",
             "-c",
             "6",
             "--duration",
