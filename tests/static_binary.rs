@@ -5,9 +5,11 @@
 //! The build is cached (libpcap once, then cargo's incremental release build in
 //! target/static-build), so every test here shares one `build-static.sh` run.
 
+mod common;
 mod packaging_support;
 
-use packaging_support::{EmptyRoot, Tmux, static_binary, text};
+use common::tmux::{Tmux, assert_sane};
+use packaging_support::{EmptyRoot, static_binary, text};
 use std::process::Command;
 use std::time::Duration;
 
@@ -190,7 +192,7 @@ fn tui_in_an_empty_root_shows_lo_and_quits_cleanly() {
         t.tmux(&["send-keys", "q"]);
         let (code, stty) = t.after_exit();
         assert_eq!(code, 0, "TERM={term:?}\n{stty}");
-        packaging_support::assert_sane(&stty);
+        assert_sane(&stty);
         // Back on the main screen, cursor shown, no mouse reporting left on.
         let flags = t.tmux(&[
             "display-message",

@@ -5,149 +5,16 @@
 mod common;
 
 use common::Netns;
+use common::tmux::{Tmux, assert_sane};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A tmux server of our own (its own socket), killed when dropped.
-struct Tmux {
-    socket: String,
-    stty_file: std::path::PathBuf,
-}
-
-impl Tmux {
-    /// Run hopscope in a 120x30 pane; when it exits the shell records its exit code and
-    /// `stty -a` (the terminal state it left) to a file.
-    fn start(netns: &str, env: &str) -> Tmux {
-        let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let socket = format!("hs-tui-{}-{n}", std::process::id());
-        let stty_file = std::env::temp_dir().join(format!("{socket}.stty"));
-        let _ = std::fs::remove_file(&stty_file);
-        let cmd = format!(
-            "{env} {bin} --netns {netns} --interval 500ms; echo EXIT=$? > {f}; stty -a >> {f}; sleep 60",
-            bin = env!("CARGO_BIN_EXE_hopscope"),
-            f = stty_file.display(),
-        );
-        let t = Tmux { socket, stty_file };
-        t.tmux(&[
-            "new-session",
-            "-d",
-            "-x",
-            "120",
-            "-y",
-            "30",
-            "sh",
-            "-c",
-            &cmd,
-        ]);
-        t
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p"])
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut a = vec!["send-keys"];
-        a.extend(keys);
-        self.tmux(&a);
-    }
-
-    fn literal(&self, text: &str) {
-        self.tmux(&["send-keys", "-l", text]);
-    }
-
-    /// Wait until the screen satisfies `cond`; returns how long it took.
-    fn wait(&self, what: &str, limit: Duration, cond: impl Fn(&str) -> bool) -> Duration {
-        let t0 = Instant::now();
-        loop {
-            let s = self.screen();
-            if cond(&s) {
-                return t0.elapsed();
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "{what}: not on screen after {limit:?}:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn hopscope_pid(&self) -> u32 {
-        let shell = self.tmux(&["display-message", "-p", "#{pane_pid}"]);
-        let out = Command::new("pgrep")
-            .args(["-P", shell.trim()])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .expect("hopscope runs")
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    /// The exit code and terminal state the shell recorded after hopscope ended.
-    fn after_exit(&self) -> (i32, String) {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&self.stty_file)
-                && s.contains("icanon")
-            {
-                let code = s
-                    .lines()
-                    .next()
-                    .and_then(|l| l.strip_prefix("EXIT="))
-                    .and_then(|c| c.trim().parse().ok())
-                    .unwrap();
-                return (code, s);
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "hopscope did not exit:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-        let _ = std::fs::remove_file(&self.stty_file);
-    }
-}
-
-/// Cooked mode again: canonical input, echo, signals, newline translation.
-fn assert_sane(stty: &str) {
-    let words: Vec<&str> = stty.split_whitespace().collect();
-    for w in ["icanon", "echo", "isig", "icrnl", "opost"] {
-        assert!(words.contains(&w), "terminal left without {w}:\n{stty}");
-        assert!(
-            !words.contains(&format!("-{w}").as_str()),
-            "terminal left with -{w}:\n{stty}"
-        );
-    }
+/// hopscope on `netns` (with `env` before it) in a tmux pane.
+fn start(netns: &str, env: &str) -> Tmux {
+    Tmux::start(&format!(
+        "{env} {bin} --netns {netns} --interval 500ms",
+        bin = env!("CARGO_BIN_EXE_hopscope")
+    ))
 }
 
 const APPEAR: Duration = Duration::from_millis(1500);
@@ -156,7 +23,7 @@ const APPEAR: Duration = Duration::from_millis(1500);
 fn live_changes_filter_detail_help_quit() {
     let ns = Netns::new("tui");
     ns.ip("link set lo up");
-    let t = Tmux::start(&ns.name, "");
+    let t = start(&ns.name, "");
     t.wait("first frame", Duration::from_secs(5), |s| {
         s.contains(&format!("netns {}", ns.name)) && s.contains("1 Links 1")
     });
@@ -290,11 +157,11 @@ fn live_changes_filter_detail_help_quit() {
 fn terminal_is_restored_after_signals() {
     let ns = Netns::new("tuis");
     for (sig, code) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
-        let t = Tmux::start(&ns.name, "");
+        let t = start(&ns.name, "");
         t.wait("first frame", Duration::from_secs(5), |s| {
             s.contains("1 Links")
         });
-        let pid = t.hopscope_pid();
+        let pid = t.command_pid();
         let out = Command::new("kill")
             .args([&format!("-{sig}"), &pid.to_string()])
             .output()
@@ -313,7 +180,7 @@ fn terminal_is_restored_after_signals() {
 #[test]
 fn terminal_is_restored_after_a_panic() {
     let ns = Netns::new("tuip");
-    let t = Tmux::start(&ns.name, "HOPSCOPE_TEST_PANIC=1");
+    let t = start(&ns.name, "HOPSCOPE_TEST_PANIC=1");
     let (code, stty) = t.after_exit();
     assert_eq!(code, 101, "a panic exits with 101");
     assert_sane(&stty);
@@ -326,7 +193,7 @@ fn terminal_is_restored_after_a_panic() {
 
 #[test]
 fn unknown_netns_fails_before_touching_the_terminal() {
-    let t = Tmux::start("hs-tui-no-such-netns", "");
+    let t = start("hs-tui-no-such-netns", "");
     let (code, stty) = t.after_exit();
     assert_eq!(code, 1);
     assert_sane(&stty);
@@ -375,7 +242,7 @@ fn packets_pane_capture_filter_trace_and_gone() {
             .spawn()
             .expect("ping"),
     );
-    let t = Tmux::start(&a.name, "");
+    let t = start(&a.name, "");
     t.wait("first frame", Duration::from_secs(5), |s| {
         s.contains("hs-p0@")
     });

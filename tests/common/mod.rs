@@ -1,6 +1,8 @@
 //! Shared helpers for tests that need a throwaway network namespace on the host kernel (root).
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,12 +1,11 @@
 //! Shared by the packaging tests: the static build (made once per test binary), an empty root
-//! to chroot into, and a private tmux server.
+//! to chroot into (tmux: tests/common/tmux.rs).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -163,112 +162,5 @@ impl Drop for EmptyRoot {
             return;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A tmux server of our own (its own socket), killed when dropped. The command runs in a
-/// 120x30 pane; when it exits the shell records its exit code and `stty -a`.
-pub struct Tmux {
-    socket: String,
-    stty_file: PathBuf,
-}
-
-impl Tmux {
-    pub fn start(cmd: &str) -> Tmux {
-        let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let socket = format!("hs-pkg-{}-{n}", std::process::id());
-        let stty_file = std::env::temp_dir().join(format!("{socket}.stty"));
-        let _ = std::fs::remove_file(&stty_file);
-        let line = format!(
-            "{cmd}; echo EXIT=$? > {f}; stty -a >> {f}; sleep 60",
-            f = stty_file.display()
-        );
-        let t = Tmux { socket, stty_file };
-        t.tmux(&[
-            "new-session",
-            "-d",
-            "-x",
-            "120",
-            "-y",
-            "30",
-            "sh",
-            "-c",
-            &line,
-        ]);
-        t
-    }
-
-    pub fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("tmux");
-        assert!(out.status.success(), "tmux {args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    }
-
-    pub fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p"])
-    }
-
-    pub fn wait(&self, what: &str, limit: Duration, cond: impl Fn(&str) -> bool) {
-        let t0 = Instant::now();
-        loop {
-            let s = self.screen();
-            if cond(&s) {
-                return;
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "{what}: not on screen after {limit:?}:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The exit code and terminal state recorded after the command ended.
-    pub fn after_exit(&self) -> (i32, String) {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&self.stty_file)
-                && s.contains("icanon")
-            {
-                let code = s
-                    .lines()
-                    .next()
-                    .and_then(|l| l.strip_prefix("EXIT="))
-                    .and_then(|c| c.trim().parse().ok())
-                    .unwrap();
-                return (code, s);
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "did not exit:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-        let _ = std::fs::remove_file(&self.stty_file);
-    }
-}
-
-/// Cooked mode again: canonical input, echo, signals, newline translation.
-pub fn assert_sane(stty: &str) {
-    let words: Vec<&str> = stty.split_whitespace().collect();
-    for w in ["icanon", "echo", "isig", "icrnl", "opost"] {
-        assert!(words.contains(&w), "terminal left without {w}:\n{stty}");
-        assert!(
-            !words.contains(&format!("-{w}").as_str()),
-            "terminal left with -{w}:\n{stty}"
-        );
     }
 }
