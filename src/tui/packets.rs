@@ -48,7 +48,7 @@ pub struct PacketLog {
     pub decrypt: bool,
     /// The BPF filter in force on new interfaces.
     pub bpf: Option<String>,
-    /// Bumped on every change, so views know when to re-filter.
+    /// Bumped when the records change, so views know when to filter them again.
     pub generation: u64,
 }
 
@@ -95,7 +95,7 @@ impl PacketLog {
                 self.streams.len() - 1
             }
         };
-        self.generation += 1;
+        // Streams are drawn straight from here: the rows (and their filtered cache) do not change.
         &mut self.streams[i]
     }
 
