@@ -780,6 +780,23 @@ fn packets_pane_shows_streams_drops_and_follows_the_newest() {
     // A filter on the packet cells.
     a.set_filter("32,", &live);
     assert_eq!(a.views[Pane::Packets.index()].rows.len(), 1, "only seq 32");
+    // More packets under a filter are filtered as they come (only the new ones): the same rows
+    // as filtering all of them again.
+    for r in seed_records(40).into_iter().skip(33) {
+        a.packets.push(r);
+    }
+    a.set_filter("seq 3", &live);
+    a.refresh(&live);
+    for mut r in seed_records(60).into_iter().skip(40) {
+        r.iface = "eth0".into();
+        a.packets.push(r);
+    }
+    a.refresh(&live);
+    let incremental = a.views[Pane::Packets.index()].rows.clone();
+    a.invalidate();
+    a.refresh(&live);
+    assert_eq!(a.views[Pane::Packets.index()].rows, incremental);
+    assert!(incremental.len() > 10, "{}", incremental.len());
 }
 
 #[test]

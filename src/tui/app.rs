@@ -74,6 +74,8 @@ pub struct PaneView {
     pub offset: Cell<usize>,
     pub rows: Vec<usize>,
     key: Option<CacheKey>,
+    /// Packets pane: the sequence number after the last packet filtered into `rows`.
+    scanned: usize,
 }
 
 impl PaneView {
@@ -255,9 +257,11 @@ impl App {
     fn refresh_pane(&mut self, pane: Pane, live: &Live) {
         let table = (pane == Pane::Routes).then_some(self.table).flatten();
         let v = &self.views[pane.index()];
+        let packets = pane == Pane::Packets;
         let key = CacheKey {
             epoch: self.epoch,
-            structure: live.structure_gen,
+            // Packet rows do not depend on the node's state (names come with the epoch).
+            structure: if packets { 0 } else { live.structure_gen },
             counters: if pane.has_counters() {
                 live.counter_gen
             } else {
@@ -275,9 +279,22 @@ impl App {
         if v.key.as_ref() == Some(&key) {
             return;
         }
+        // Only packets came and went, unsorted: filter just the new ones (a flood would
+        // otherwise format every kept packet again on every frame).
+        let only_new_packets = packets
+            && v.sort.is_none()
+            && v.key.as_ref().is_some_and(|k| {
+                CacheKey {
+                    stream: key.stream,
+                    ..k.clone()
+                } == key
+            });
+        let seqs = self.packets.seqs();
+        let (first, end) = (seqs.start as usize, seqs.end as usize);
         let st = &live.state;
         let all: Vec<usize> = match (pane, table) {
-            (Pane::Packets, _) => self.packets.seqs().map(|s| s as usize).collect(),
+            (Pane::Packets, _) if only_new_packets => (v.scanned.max(first)..end).collect(),
+            (Pane::Packets, _) => (first..end).collect(),
             (_, Some(t)) => (0..pane.len(st))
                 .filter(|&i| st.routes[i].table.id == t)
                 .collect(),
@@ -304,7 +321,15 @@ impl App {
         } else {
             all
         };
+        let out = if only_new_packets {
+            let mut kept: Vec<usize> = v.rows.iter().copied().filter(|&s| s >= first).collect();
+            kept.extend(out);
+            kept
+        } else {
+            out
+        };
         let v = &mut self.views[pane.index()];
+        v.scanned = end;
         // Packets: a selection on the newest row stays on the newest (the stream scrolls);
         // one further up stays on its packet while older ones are let go.
         let sel = if pane == Pane::Packets && v.selected + 1 < v.rows.len() {
