@@ -2,7 +2,7 @@
 # benches/tui_flood.sh — does the TUI answer keys while its Packets pane captures a flood, and
 # does it show what it could not keep?
 #
-#   benches/tui_flood.sh [--rate PPS] [--secs S] [--keys N] [--bin PATH]
+#   benches/tui_flood.sh [--rate PPS] [--secs S] [--keys N] [--filter TEXT] [--bin PATH]
 #
 # A veth between two throwaway netns; the TUI (release build, in tmux, 120x30) captures on the
 # veth from its Packets pane; iperf3 floods 64-byte UDP datagrams at --rate for --secs. Key
@@ -11,6 +11,7 @@
 # p95 and max, with the ratio flood/idle. During the flood the TUI's RSS is sampled every 5 s
 # (flat = bounded queues and ring), and at the end the drops the header shows are printed next
 # to what tcpdump -w /dev/null on the same veth, in the same run, reports.
+# --filter TEXT types `/TEXT` in the Packets pane first (rows filtered as packets come).
 # Needs root, iproute2, iperf3, tmux, tcpdump. Figures: docs/tui.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,12 +19,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RATE=100000
 SECS=60
 KEYS=30
+FILTER=""
 BIN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) RATE=$2; shift 2;;
         --secs) SECS=$2; shift 2;;
         --keys) KEYS=$2; shift 2;;
+        --filter) FILTER=$2; shift 2;;
         --bin) BIN=$2; shift 2;;
         *) echo "tui_flood.sh: unknown argument $1" >&2; exit 2;;
     esac
@@ -64,6 +67,10 @@ tmux -L "$SOCK" -f /dev/null new-session -d -x 120 -y 30 "$BIN --netns $A"
 wait_for "va@" 10000
 tmux -L "$SOCK" send-keys ":" && tmux -L "$SOCK" send-keys -l "capture va" && tmux -L "$SOCK" send-keys Enter
 wait_for "● capture 1 if" 5000
+if [ -n "$FILTER" ]; then
+    tmux -L "$SOCK" send-keys "/" && tmux -L "$SOCK" send-keys -l "$FILTER" && tmux -L "$SOCK" send-keys Enter
+    wait_for "/$FILTER ✓" 5000
+fi
 pid=$(pgrep -n -f -- "--netns $A")
 
 # latencies N FILE: toggle 1 <-> 7 N times, one latency in ms per line.
@@ -116,7 +123,7 @@ stream_line=$(screen | grep "^va .*ESP" || true)
 kill -INT "$tcpdump_pid" 2>/dev/null || true
 wait "$tcpdump_pid" 2>/dev/null || true
 
-echo "hopscope TUI capturing a ${RATE} pkt/s UDP flood on a veth for ${SECS} s (${sent} datagrams sent)"
+echo "hopscope TUI capturing a ${RATE} pkt/s UDP flood on a veth for ${SECS} s (${sent} datagrams sent)${FILTER:+, rows filtered by /$FILTER}"
 printf "key latency, idle:   median %6s ms  p95 %6s ms  max %6s ms  (%s keys)\n" "$idle_med" "$idle_p95" "$idle_max" "$idle_n"
 printf "key latency, flood:  median %6s ms  p95 %6s ms  max %6s ms  (%s keys)\n" "$fl_med" "$fl_p95" "$fl_max" "$fl_n"
 python3 -c "import sys; print(f'ratio flood/idle (median): {float(sys.argv[1]) / max(float(sys.argv[2]), 0.001):.2f}')" "$fl_med" "$idle_med"
