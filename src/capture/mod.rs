@@ -10,7 +10,7 @@ use crate::model::NodeState;
 use crate::source::{self, Target, netns};
 use crate::view::packet::IfaceTotals;
 use analyze::{Analyzer, PacketRecord, Ts};
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use pcap::{Active, Capture, Linktype, Precision};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -214,7 +214,6 @@ pub fn check_filter(filter: &str, link: LinkType) -> Result<()> {
 
 /// A running capture: reader threads feeding one queue.
 pub struct Session {
-    pub state: NodeState,
     /// Every interface ever captured on, by handle number (removed ones stay, marked).
     pub handles: Vec<Handle>,
     rx: Receiver<Msg>,
@@ -231,12 +230,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Read the node (links, routes, XFRM incl. keys), open the handles in its netns and start
-    /// one reader per interface.
-    pub fn start(target: &Target, opts: &Options, stop: Arc<AtomicBool>) -> Result<Session> {
-        let state = source::collect(target).context("reading the node's links and XFRM state")?;
-        let names = resolve_ifaces(&state, opts)?;
-        let mut s = Session::empty(target, state, opts, stop)?;
+    /// Open the handles of the interfaces `opts` names (checked against `state`, the node as
+    /// the caller read it) in the target's netns and start one reader per interface.
+    pub fn start(
+        target: &Target,
+        state: &NodeState,
+        opts: &Options,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Session> {
+        let names = resolve_ifaces(state, opts)?;
+        let mut s = Session::empty(target, opts, stop)?;
         let handles = netns::run_in(s.netns.as_ref(), || open_here(&names, opts))??;
         for h in handles {
             s.spawn(h)?;
@@ -244,19 +247,13 @@ impl Session {
         Ok(s)
     }
 
-    /// A session with no interface yet (`add` starts them), on an already read node state.
-    pub fn empty(
-        target: &Target,
-        state: NodeState,
-        opts: &Options,
-        stop: Arc<AtomicBool>,
-    ) -> Result<Session> {
+    /// A session with no interface yet (`add` starts them).
+    pub fn empty(target: &Target, opts: &Options, stop: Arc<AtomicBool>) -> Result<Session> {
         let opened = netns::open(target)?;
         // Every message holds at least one frame and at most `queue` frames are queued, so the
         // channel never fills before the frame count does.
         let (tx, rx) = sync_channel::<Msg>(opts.queue.max(1));
         Ok(Session {
-            state,
             handles: vec![],
             rx,
             tx,
@@ -387,11 +384,6 @@ impl Session {
 
     pub fn all_gone(&self) -> bool {
         self.gone.len() == self.handles.len()
-    }
-
-    /// Why a handle stopped by itself (the interface went away), if it did.
-    pub fn gone_reason(&self, handle: usize) -> Option<&str> {
-        self.gone.get(&handle).map(String::as_str)
     }
 
     /// Stop the readers and collect their final stats; frames still queued are returned.

@@ -30,8 +30,10 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         super::check_filter(f, super::LinkType::Ethernet)?;
     }
     let stop = ctrl_c_flag();
-    let mut session = Session::start(target, &a.opts, stop.clone())?;
-    let mut an = Analyzer::new(&session.state, a.opts.decrypt);
+    let state =
+        crate::source::collect(target).context("reading the node's links and XFRM state")?;
+    let mut session = Session::start(target, &state, &a.opts, stop.clone())?;
+    let mut an = Analyzer::new(&state, a.opts.decrypt);
     let mut err = std::io::stderr().lock();
 
     let names: Vec<String> = session
@@ -55,8 +57,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         }
     )?;
     if a.opts.decrypt {
-        let esp: Vec<_> = session
-            .state
+        let esp: Vec<_> = state
             .xfrm_states
             .iter()
             .filter(|s| s.proto == "esp")

@@ -193,7 +193,8 @@ fn follow(
             ifaces: devs,
             ..Options::default()
         };
-        let s = Session::start(target, &opts, stop.clone())
+        // The node was read for the prediction: the capture checks its interfaces against it.
+        let s = Session::start(target, &node.state, &opts, stop.clone())
             .with_context(|| format!("capturing on {}", node.name))?;
         sessions.push((node.name.clone(), s));
     }

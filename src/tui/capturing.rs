@@ -31,12 +31,7 @@ impl Capturing {
             filter: bpf,
             ..Options::default()
         };
-        let session = Session::empty(
-            target,
-            live.state.clone(),
-            &opts,
-            Arc::new(AtomicBool::new(false)),
-        )?;
+        let session = Session::empty(target, &opts, Arc::new(AtomicBool::new(false)))?;
         Ok(Capturing {
             an: Analyzer::new(&live.state, false),
             session,
@@ -128,7 +123,7 @@ impl Capturing {
             {
                 continue;
             }
-            let gone = self.session.gone_reason(i).map(str::to_string);
+            let gone = self.session.gone().get(&i).cloned();
             let s = app.packets.stream_mut(&h.name);
             s.drops = h.counts();
             s.counts = self.an.counts.get(&h.name).cloned().unwrap_or_default();
