@@ -29,6 +29,15 @@ pub enum Mode {
     Bpf,
 }
 
+/// What a key did to the line being typed.
+enum LineKey {
+    Edited,
+    Submit,
+    Cancel,
+    Quit,
+    Other,
+}
+
 /// What the runtime must do after an input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -618,31 +627,18 @@ impl App {
 
     /// The capture filter line: libpcap compiles it as it is typed; enter applies a valid one.
     fn bpf_key(&mut self, ev: KeyEvent) -> Effect {
-        match ev.code {
-            KeyCode::Esc => {
+        match self.edit_line(&ev) {
+            LineKey::Cancel => {
                 self.mode = Mode::Normal;
                 self.input_error = None;
             }
-            KeyCode::Enter if self.input_error.is_none() => {
+            LineKey::Submit if self.input_error.is_none() => {
                 self.mode = Mode::Normal;
                 let f = std::mem::take(&mut self.input);
                 return Effect::Bpf(Some(f.trim().to_string()).filter(|f| !f.is_empty()));
             }
-            KeyCode::Char('c') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
-                return Effect::Quit;
-            }
-            KeyCode::Char('u') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.input.clear();
-                self.input_error = None;
-            }
-            KeyCode::Backspace => {
-                self.input.pop();
-                self.input_error = check_bpf(&self.input).err();
-            }
-            KeyCode::Char(c) => {
-                self.input.push(c);
-                self.input_error = check_bpf(&self.input).err();
-            }
+            LineKey::Edited => self.input_error = check_bpf(&self.input).err(),
+            LineKey::Quit => return Effect::Quit,
             _ => {}
         }
         Effect::None
@@ -666,62 +662,67 @@ impl App {
         }
     }
 
-    fn filter_key(&mut self, ev: KeyEvent, live: &Live) -> Effect {
+    /// The keys every typed line shares (`/`, `:`, `b`): edit it, or say what else was asked.
+    fn edit_line(&mut self, ev: &KeyEvent) -> LineKey {
+        let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);
         match ev.code {
-            KeyCode::Esc => {
+            KeyCode::Esc => LineKey::Cancel,
+            KeyCode::Enter => LineKey::Submit,
+            KeyCode::Char('c') if ctrl => LineKey::Quit,
+            KeyCode::Char('u') if ctrl => {
+                self.input.clear();
+                LineKey::Edited
+            }
+            KeyCode::Backspace => {
+                self.input.pop();
+                LineKey::Edited
+            }
+            KeyCode::Char(c) => {
+                self.input.push(c);
+                LineKey::Edited
+            }
+            _ => LineKey::Other,
+        }
+    }
+
+    fn filter_key(&mut self, ev: KeyEvent, live: &Live) -> Effect {
+        match self.edit_line(&ev) {
+            LineKey::Cancel => {
                 let before = self.filter_before.clone();
                 self.set_filter(&before, live);
                 self.mode = Mode::Normal;
             }
-            KeyCode::Enter if self.input_error.is_none() => self.mode = Mode::Normal,
-            KeyCode::Backspace => {
-                self.input.pop();
-                let t = self.input.clone();
-                self.set_filter(&t, live);
-            }
-            KeyCode::Char('u') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.input.clear();
-                self.set_filter("", live);
-            }
-            KeyCode::Char('c') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
-                return Effect::Quit;
-            }
-            KeyCode::Char(c) => {
-                self.input.push(c);
+            LineKey::Submit if self.input_error.is_none() => self.mode = Mode::Normal,
+            LineKey::Edited => {
                 let t = self.input.clone();
                 // Validated as typed: an invalid filter keeps the last valid one in force.
                 self.set_filter(&t, live);
             }
+            LineKey::Quit => return Effect::Quit,
             _ => {}
         }
         Effect::None
     }
 
     fn command_key(&mut self, ev: KeyEvent, live: &Live) -> Effect {
-        match ev.code {
-            KeyCode::Esc => {
+        if ev.code == KeyCode::Tab {
+            self.complete(live);
+            return Effect::None;
+        }
+        match self.edit_line(&ev) {
+            LineKey::Cancel => {
                 self.mode = Mode::Normal;
                 self.completions.clear();
             }
-            KeyCode::Enter => {
+            LineKey::Submit => {
                 let line = std::mem::take(&mut self.input);
                 self.mode = Mode::Normal;
                 self.completions.clear();
                 return self.run_command(&line, live);
             }
-            KeyCode::Tab => self.complete(live),
-            KeyCode::Backspace => {
-                self.input.pop();
-                self.completions.clear();
-            }
-            KeyCode::Char('c') if ev.modifiers.contains(KeyModifiers::CONTROL) => {
-                return Effect::Quit;
-            }
-            KeyCode::Char(c) => {
-                self.input.push(c);
-                self.completions.clear();
-            }
-            _ => {}
+            LineKey::Edited => self.completions.clear(),
+            LineKey::Quit => return Effect::Quit,
+            LineKey::Other => {}
         }
         Effect::None
     }
