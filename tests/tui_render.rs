@@ -994,4 +994,19 @@ fn trace_from_a_packet_and_from_the_command_line() {
         scr.contains("seen: stops after lxcda1dd0af135e on worker"),
         "{scr}"
     );
+    // That verdict is bad news: drawn in the trouble style; the flow line is not.
+    let t = draw(&mut a, &live, 180, 30);
+    let buf = t.backend().buffer();
+    let style_of = |prefix: &str| {
+        let y = (0..30)
+            .find(|&y| {
+                let line: String = (0..180).map(|x| buf[(x, y)].symbol()).collect();
+                line.starts_with(prefix)
+            })
+            .unwrap_or_else(|| panic!("no line {prefix}"));
+        buf[(0, y)].fg
+    };
+    let trouble = Theme::builtin("dark").style(Item::Trouble).fg.unwrap();
+    assert_eq!(style_of("seen: stops after"), trouble);
+    assert_ne!(style_of("flow 10.0.1.52"), trouble);
 }

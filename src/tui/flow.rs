@@ -6,7 +6,7 @@ use crate::capture::analyze::{Decrypt, PacketRecord};
 use crate::decode::packet::{Decoded, Direction, Transport};
 use crate::model::NodeState;
 use crate::trace::live::{self, Followed, Observation, counter_deltas};
-use crate::trace::path::{Flow, Trace};
+use crate::trace::path::{End, Flow, Trace};
 use crate::view::trace::{end_line, step_name};
 
 pub const HEADERS: [&str; 7] = ["#", "STEP", "DEV", "WHAT", "DECIDED BY", "SEEN", "+MS"];
@@ -140,23 +140,31 @@ impl Traced {
         out
     }
 
-    /// The pane's head: the flow, where it ends, what following it found.
-    pub fn summary(&self) -> Vec<String> {
+    /// The pane's head: the flow, where it ends, what following it found; each line with
+    /// whether it is bad news (a predicted stop, an observable hop missed, a trouble counter).
+    pub fn summary(&self) -> Vec<(String, bool)> {
         let f = &self.trace.flow;
+        let stopped = matches!(self.trace.end, End::Stopped { .. });
+        let seen_any = self.followed.hops.iter().any(|h| h.seen > 0);
+        // Packets seen, and then a hop missed or the predicted stop reached.
+        let stops = seen_any && (stopped || self.followed.hops.iter().any(|h| h.seen == 0));
         let mut out = vec![
-            format!(
-                "flow {} → {} {}{} on {}",
-                f.src,
-                f.dst,
-                crate::source::names::ip_proto(f.proto),
-                match (f.sport, f.dport) {
-                    (Some(s), Some(d)) => format!(" {s}→{d}"),
-                    (None, Some(d)) => format!(" →{d}"),
-                    _ => String::new(),
-                },
-                self.node
+            (
+                format!(
+                    "flow {} → {} {}{} on {}",
+                    f.src,
+                    f.dst,
+                    crate::source::names::ip_proto(f.proto),
+                    match (f.sport, f.dport) {
+                        (Some(s), Some(d)) => format!(" {s}→{d}"),
+                        (None, Some(d)) => format!(" →{d}"),
+                        _ => String::new(),
+                    },
+                    self.node
+                ),
+                false,
             ),
-            format!("predicted: {}", end_line(&self.trace.end)),
+            (format!("predicted: {}", end_line(&self.trace.end)), stopped),
         ];
         let moved: Vec<String> = self
             .followed
@@ -171,17 +179,23 @@ impl Traced {
                 )
             })
             .collect();
-        out.push(format!(
-            "seen: {}{}",
-            self.followed.verdict,
-            if self.devices.is_empty() {
-                " (no device of this node to capture on)".to_string()
-            } else {
-                format!(" — capturing on {}", self.devices.join(", "))
-            }
+        out.push((
+            format!(
+                "seen: {}{}",
+                self.followed.verdict,
+                if self.devices.is_empty() {
+                    " (no device of this node to capture on)".to_string()
+                } else {
+                    format!(" — capturing on {}", self.devices.join(", "))
+                }
+            ),
+            stops,
         ));
         if !moved.is_empty() {
-            out.push(format!("counters moved: {}", moved.join(", ")));
+            out.push((
+                format!("counters moved: {}", moved.join(", ")),
+                self.followed.counters.iter().any(|c| c.trouble),
+            ));
         }
         out
     }

@@ -784,10 +784,7 @@ fn stream_head(buf: &mut Buffer, body: Rect, app: &App, theme: &Theme) -> Rect {
                 .summary()
                 .into_iter()
                 .enumerate()
-                .map(|(i, line)| {
-                    let trouble = line.contains("STOPS")
-                        || line.contains('⚠')
-                        || line.contains("stops after");
+                .map(|(i, (line, trouble))| {
                     let st = match (i, trouble) {
                         (_, true) => Item::Trouble,
                         (0, _) => Item::Title,
