@@ -341,11 +341,11 @@ impl App {
         v.scanned = end;
         // Packets: a selection on the newest row stays on the newest (the stream scrolls);
         // one further up stays on its packet while older ones are let go.
-        let sel = if pane == Pane::Packets && v.selected + 1 < v.rows.len() {
+        let sel = if packets && v.selected + 1 < v.rows.len() {
             v.rows
                 .get(v.selected)
                 .map(|seq| out.partition_point(|s| s < seq))
-        } else if pane == Pane::Packets {
+        } else if packets {
             Some(out.len().saturating_sub(1))
         } else {
             None
@@ -568,7 +568,6 @@ impl App {
 
     fn toggle_decrypt(&mut self, live: &Live) {
         self.packets.decrypt = !self.packets.decrypt;
-        self.packets.generation += 1;
         if self.packets.decrypt {
             let n = live
                 .state

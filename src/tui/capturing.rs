@@ -74,7 +74,6 @@ impl Capturing {
     pub fn set_filter(&mut self, f: Option<String>, app: &mut App) -> Result<()> {
         self.session.set_filter(f.clone())?;
         app.packets.bpf = f;
-        app.packets.generation += 1;
         Ok(())
     }
 
