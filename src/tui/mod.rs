@@ -216,15 +216,11 @@ pub fn run(opts: Options) -> Result<i32> {
                 });
             }
             Effect::Trace(flow) => {
-                let r = follow_flow(flow, &target, &live, &mut app).and_then(|devs| {
-                    if devs.is_empty() {
-                        return Ok(());
-                    }
-                    start_capture(&mut capturing, &target, &live, &mut app)
+                let devs = follow_flow(flow, &target, &live, &mut app);
+                if !devs.is_empty()
+                    && let Err(e) = start_capture(&mut capturing, &target, &live, &mut app)
                         .and_then(|c| c.set(&devs, true, &mut app))
-                        .map(|_| ())
-                });
-                if let Err(e) = r {
+                {
                     app.message = Some((format!("{e:#}"), true));
                 }
                 app.pane = rows::Pane::Trace;
@@ -261,7 +257,7 @@ fn follow_flow(
     target: &Target,
     live: &Live,
     app: &mut App,
-) -> Result<Vec<String>> {
+) -> Vec<String> {
     use crate::trace::path::{Node, trace};
     let name = crate::trace::cmd::node_name(&live.state);
     // Without iptables tools the trace still runs (it says what it assumed).
@@ -272,7 +268,8 @@ fn follow_flow(
         netfilter,
     };
     let t = trace(std::slice::from_ref(&node), &flow);
-    let traced = flow::Traced::new(&name, t, live.state.clone());
+    // The node as traced is where the moved counters are counted from.
+    let traced = flow::Traced::new(&name, t, node.state);
     let devs = traced.devices.clone();
     app.message = Some((
         format!(
@@ -291,7 +288,7 @@ fn follow_flow(
     app.traced = Some(traced);
     app.trace_gen += 1;
     app.views[rows::Pane::Trace.index()].selected = 0;
-    Ok(devs)
+    devs
 }
 
 /// Options from the command line over the config file over the defaults.
