@@ -1010,3 +1010,22 @@ fn trace_from_a_packet_and_from_the_command_line() {
     assert_eq!(style_of("seen: stops after"), trouble);
     assert_ne!(style_of("flow 10.0.1.52"), trouble);
 }
+
+#[test]
+fn packets_beyond_the_ring_are_let_go_and_counted() {
+    use hopscope::tui::packets::KEEP;
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Packets;
+    let r = seed_records(1).remove(0);
+    for _ in 0..KEEP + 5 {
+        a.packets.push(r.clone());
+    }
+    assert_eq!((a.packets.len(), a.packets.evicted()), (KEEP, 5));
+    assert_eq!(a.packets.seqs(), 5..KEEP as u64 + 5);
+    let scr = render(&mut a, &live, 120, 20);
+    assert!(
+        scr.contains("5 older packets let go (newest 20000 kept)"),
+        "{scr}"
+    );
+}

@@ -280,7 +280,7 @@ impl App {
             sort: v.sort,
             table,
             stream: match pane {
-                Pane::Packets => self.packets.generation,
+                Pane::Packets => self.packets.seqs().end,
                 Pane::Trace => self.trace_gen,
                 _ => 0,
             },

@@ -7,7 +7,7 @@ use crate::capture::analyze::{Decrypt, IfaceCounts, PacketRecord, Rates};
 use crate::view::packet as pv;
 use std::collections::VecDeque;
 
-/// Records kept for scrolling back; older ones are let go (counted in `evicted`).
+/// Records kept for scrolling back; older ones are let go (counted: `PacketLog::evicted`).
 pub const KEEP: usize = 20_000;
 
 pub const HEADERS: [&str; 5] = ["TIME", "IFACE", "DIR", "PACKET", "HOPSCOPE"];
@@ -38,18 +38,15 @@ impl Stream {
 #[derive(Debug, Default)]
 pub struct PacketLog {
     records: VecDeque<PacketRecord>,
-    /// Sequence number of `records[0]`; rows name records by sequence number, so a row
-    /// stays the same packet while older ones are let go.
+    /// Sequence number of `records[0]`, which is also how many were let go; rows name records
+    /// by sequence number, so a row stays the same packet while older ones are let go.
     first_seq: u64,
-    pub evicted: u64,
     /// Records that arrived while paused (counted, not kept).
     pub missed_paused: u64,
     pub streams: Vec<Stream>,
     pub decrypt: bool,
     /// The BPF filter in force on new interfaces.
     pub bpf: Option<String>,
-    /// Bumped when the records change, so views know when to filter them again.
-    pub generation: u64,
 }
 
 impl PacketLog {
@@ -59,7 +56,12 @@ impl PacketLog {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
-    /// Sequence numbers of the records kept, oldest first.
+    /// Records let go to keep `KEEP`.
+    pub fn evicted(&self) -> u64 {
+        self.first_seq
+    }
+    /// Sequence numbers of the records kept, oldest first; the end grows with every record,
+    /// so it also tells views when to filter again.
     pub fn seqs(&self) -> std::ops::Range<u64> {
         self.first_seq..self.first_seq + self.records.len() as u64
     }
@@ -72,16 +74,8 @@ impl PacketLog {
         if self.records.len() == KEEP {
             self.records.pop_front();
             self.first_seq += 1;
-            self.evicted += 1;
         }
         self.records.push_back(rec);
-        self.generation += 1;
-    }
-
-    pub fn clear(&mut self) {
-        self.first_seq += self.records.len() as u64;
-        self.records.clear();
-        self.generation += 1;
     }
 
     pub fn stream_mut(&mut self, iface: &str) -> &mut Stream {

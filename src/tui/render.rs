@@ -759,11 +759,11 @@ fn stream_head(buf: &mut Buffer, body: Rect, app: &App, theme: &Theme) -> Rect {
                     theme.style(Item::Dim),
                 ));
             }
-            if pk.evicted > 0 || pk.missed_paused > 0 {
+            if pk.evicted() > 0 || pk.missed_paused > 0 {
                 l.push((
                     format!(
                         "{} older packets let go (newest {} kept){}",
-                        pk.evicted,
+                        pk.evicted(),
                         super::packets::KEEP,
                         if pk.missed_paused > 0 {
                             format!(
