@@ -11,25 +11,17 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
-use super::REPO;
+use super::{REPO, text};
 
 /// hopscope capture's files from the lab's healthy boot (tests/lab.rs boots it once for both).
-fn healthy() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| super::healthy().join("capture"))
+fn healthy() -> PathBuf {
+    super::healthy().join("capture")
 }
 
 /// ... and from the no-out-policy + wrong-key boot.
-fn broken() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| super::no_out_policy().join("capture"))
-}
-
-fn text(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name))
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+fn broken() -> PathBuf {
+    super::no_out_policy().join("capture")
 }
 
 /// The JSON lines of one hopscope capture: (packet records, summary). Its exit must be 0.
@@ -91,7 +83,7 @@ fn iface_totals<'a>(summary: &'a Value, iface: &str) -> &'a Value {
 
 #[test]
 fn healthy_esp_spi3_on_eth0_and_cilium_host_with_rising_seq_and_seed_lengths() {
-    let dir = healthy();
+    let dir = &healthy();
     assert!(
         text(dir, "ping.txt").contains("rc=0"),
         "{}",
@@ -138,7 +130,7 @@ fn healthy_esp_spi3_on_eth0_and_cilium_host_with_rising_seq_and_seed_lengths() {
 
 #[test]
 fn healthy_decrypt_yields_the_pings_icmp_echo() {
-    let dir = healthy();
+    let dir = &healthy();
     let n = n_pings(dir);
     let (ps, summary) = capture(dir, "cap-worker");
     let id = ps
@@ -190,7 +182,7 @@ fn healthy_decrypt_yields_the_pings_icmp_echo() {
 /// frame it must see the same inner packet hopscope printed for that frame.
 #[test]
 fn healthy_decryption_matches_tshark_frame_by_frame() {
-    let dir = healthy();
+    let dir = &healthy();
     let (ps, _) = capture(dir, "cap-worker");
     let uat = format!(
         "uat:esp_sa:\"IPv4\",\"*\",\"*\",\"0x00000003\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"{}\",\"NULL\",\"\"",
@@ -269,7 +261,7 @@ fn healthy_decryption_matches_tshark_frame_by_frame() {
 /// length, addresses).
 #[test]
 fn healthy_esp_on_eth0_matches_tcpdump() {
-    let dir = healthy();
+    let dir = &healthy();
     let (ps, _) = capture(dir, "cap-worker");
     let mut ours: Vec<String> = ps
         .iter()
@@ -298,7 +290,7 @@ fn healthy_esp_on_eth0_matches_tcpdump() {
 
 #[test]
 fn healthy_bad_input_and_no_key_bytes_in_output() {
-    let dir = healthy();
+    let dir = &healthy();
     assert_ne!(text(dir, "bad-iface.rc").trim(), "0");
     let e = text(dir, "bad-iface.err");
     assert!(
@@ -334,7 +326,7 @@ fn healthy_bad_input_and_no_key_bytes_in_output() {
 
 #[test]
 fn no_out_policy_flags_the_plaintext_pod_traffic_as_a_leak() {
-    let dir = broken();
+    let dir = &broken();
     let (ps, summary) = capture(dir, "cap-worker");
     let leaks: Vec<_> = on(&ps, "eth0", "out")
         .into_iter()
@@ -359,7 +351,7 @@ fn no_out_policy_flags_the_plaintext_pod_traffic_as_a_leak() {
 
 #[test]
 fn wrong_key_gives_auth_failures_not_plaintext() {
-    let dir = broken();
+    let dir = &broken();
     let (ps, summary) = capture(dir, "cap-worker");
     // worker2 encrypts its replies with the wrong key: worker's key does not verify them.
     let esp_in: Vec<_> = on(&ps, "eth0", "in")

@@ -5,16 +5,13 @@
 //! runs in tests/lab.rs' healthy boot and its no-out-policy + wrong-key boot.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-fn healthy() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| super::healthy().join("tui-packets"))
+fn healthy() -> PathBuf {
+    super::healthy().join("tui-packets")
 }
 
-fn broken() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| super::no_out_policy().join("tui-packets"))
+fn broken() -> PathBuf {
+    super::no_out_policy().join("tui-packets")
 }
 
 /// A screen the guest script saved; the script itself must have ended well.
@@ -52,7 +49,7 @@ fn count_after(line: &str, word: &str) -> u64 {
 
 #[test]
 fn tui_packets_pane_decrypts_the_pods_pings_on_eth0() {
-    let s = screen(healthy(), "packets.screen");
+    let s = screen(&healthy(), "packets.screen");
     let header = s.lines().next().unwrap();
     assert!(header.contains("● capture 2 if · decrypt"), "{header}");
     assert!(!s.contains("LEAK") && !s.contains("AUTH FAILED"), "{s}");
@@ -82,12 +79,12 @@ fn tui_packets_pane_decrypts_the_pods_pings_on_eth0() {
     let k = super::key("KEY3");
     let k = k.trim_start_matches("0x");
     assert!(!s.contains(&k[..16]), "a key on screen");
-    assert_eq!(super::text(healthy(), "exit").trim(), "EXIT=0");
+    assert_eq!(super::text(&healthy(), "exit").trim(), "EXIT=0");
 }
 
 #[test]
 fn tui_filter_and_follow_from_a_packet_sees_every_hop() {
-    let f = screen(healthy(), "packets-filtered.screen");
+    let f = screen(&healthy(), "packets-filtered.screen");
     let rows: Vec<&str> = f.lines().filter(|l| l.contains("ESP(spi=")).collect();
     assert!(rows.len() >= 5, "{f}");
     assert!(
@@ -95,7 +92,7 @@ fn tui_filter_and_follow_from_a_packet_sees_every_hop() {
             .all(|l| has_word(l, "eth0") && l.contains("request")),
         "{f}"
     );
-    let t = screen(healthy(), "trace.screen");
+    let t = screen(&healthy(), "trace.screen");
     assert!(
         t.contains("flow 10.0.1.52 → 10.0.0.249 icmp on worker"),
         "{t}"
@@ -113,7 +110,7 @@ fn tui_filter_and_follow_from_a_packet_sees_every_hop() {
 
 #[test]
 fn tui_flags_leaks_and_failed_icvs_without_the_out_policy_and_with_a_wrong_key() {
-    let s = screen(broken(), "packets.screen");
+    let s = screen(&broken(), "packets.screen");
     let header = s.lines().next().unwrap();
     assert!(header.contains("LEAKS"), "{header}");
     // The pod's requests leave eth0 in plaintext: each one a leak.
@@ -130,7 +127,7 @@ fn tui_flags_leaks_and_failed_icvs_without_the_out_policy_and_with_a_wrong_key()
         "a reply shown decrypted with the wrong key:\n{s}"
     );
     assert!(count_after(stream(&s, "eth0"), "LEAKS") >= 5, "{s}");
-    let t = screen(broken(), "trace.screen");
+    let t = screen(&broken(), "trace.screen");
     assert!(t.contains("flow 10.0.1.52 → 10.0.0.249"), "{t}");
     assert!(
         t.lines().any(|l| has_word(l, "eth0") && l.contains('✓')),
