@@ -40,6 +40,8 @@
 # docs/capture.md ("Speed").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 RATES="100000 200000 300000 400000 500000 750000 1000000 1500000 2000000"
 SECS=5
@@ -90,15 +92,11 @@ A=hsbench-a-$$ B=hsbench-b-$$
 W=$(mktemp -d)
 cleanup() {
     kill $(jobs -p) 2>/dev/null || true
-    ip netns del "$A" 2>/dev/null || true
-    ip netns del "$B" 2>/dev/null || true
+    veth_pair_del "$A" "$B"
     rm -rf "$W"
 }
 trap cleanup EXIT
-ip netns add "$A"; ip netns add "$B"
-ip -n "$A" link add va type veth peer name vb netns "$B"
-ip -n "$A" addr add 192.0.2.1/24 dev va; ip -n "$B" addr add 192.0.2.2/24 dev vb
-ip -n "$A" link set va up; ip -n "$B" link set vb up; ip -n "$A" link set lo up; ip -n "$B" link set lo up
+veth_pair "$A" "$B"
 MAC=$(ip netns exec "$B" cat /sys/class/net/vb/address)
 # No neighbour resolution in the way of iperf3 (the flood generator writes the MAC itself).
 ip -n "$A" neigh replace 192.0.2.2 lladdr "$MAC" dev va nud permanent

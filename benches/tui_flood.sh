@@ -15,6 +15,8 @@
 # Needs root, iproute2, iperf3, tmux, tcpdump. Figures: docs/tui.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 RATE=100000
 SECS=60
@@ -45,15 +47,11 @@ W=$(mktemp -d)
 cleanup() {
     tmux -L "$SOCK" kill-server 2>/dev/null || true
     kill $(jobs -p) 2>/dev/null || true
-    ip netns del "$A" 2>/dev/null || true
-    ip netns del "$B" 2>/dev/null || true
+    veth_pair_del "$A" "$B"
     rm -rf "$W"
 }
 trap cleanup EXIT
-ip netns add "$A"; ip netns add "$B"
-ip -n "$A" link add va type veth peer name vb netns "$B"
-ip -n "$A" addr add 192.0.2.1/24 dev va; ip -n "$B" addr add 192.0.2.2/24 dev vb
-ip -n "$A" link set va up; ip -n "$B" link set vb up; ip -n "$A" link set lo up; ip -n "$B" link set lo up
+veth_pair "$A" "$B"
 
 screen() { tmux -L "$SOCK" capture-pane -p 2>/dev/null || true; }
 wait_for() { # PATTERN LIMIT_MS
