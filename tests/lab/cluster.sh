@@ -65,9 +65,21 @@ while [ $# -gt 0 ]; do
     esac
 done
 has_variant() { local v; for v in "${variants[@]}"; do [ "$v" = "$1" ] && return 0; done; return 1; }
+# More variants live in variants/*.sh, one file per area: each defines `variant_<name>` (dashes
+# become underscores), run after the base cluster is up and before the self-check, in the order
+# given. A variant that breaks cross-node traffic on purpose sets `broken=1` from its function
+# (or lists its name in BREAKING_VARIANTS at file level) so the self-check skips those pairs.
+BREAKING_VARIANTS=()
+for f in "$LAB_DIR"/variants/*.sh; do
+    # shellcheck disable=SC1090
+    [ -e "$f" ] && . "$f"
+done
+variant_fn() { echo "variant_${1//-/_}"; }
 for v in "${variants[@]}"; do
     case "$v" in rotation|no-inbound-sa|no-out-policy|clusterip|wrong-key) ;;
-        *) echo "cluster.sh: unknown variant $v" >&2; exit 2;; esac
+        *) declare -F "$(variant_fn "$v")" >/dev/null \
+               || { echo "cluster.sh: unknown variant $v" >&2; exit 2; };;
+    esac
 done
 
 if ! ip xfrm state add src 127.0.0.2 dst 127.0.0.3 proto esp spi 9 mode tunnel \
@@ -278,8 +290,17 @@ for n in $NODES; do setup_node "$n" & pids+=($!); done
 for p in $PODS; do run_batch "$B/ip.$p" ip -n "$p" -batch - & pids+=($!); done
 for pid in "${pids[@]}"; do wait "$pid" || { echo "cluster.sh: setup failed" >&2; exit 1; }; done
 
-# ---- self-check: every pod reaches every other pod (across nodes only when no variant breaks it)
+# ---- variants from variants/*.sh, on top of the base cluster
 broken=0
+for v in "${variants[@]}"; do
+    fn=$(variant_fn "$v")
+    if declare -F "$fn" >/dev/null; then
+        "$fn" || { echo "cluster.sh: variant $v failed" >&2; exit 1; }
+    fi
+done
+for v in "${BREAKING_VARIANTS[@]}"; do has_variant "$v" && broken=1; done
+
+# ---- self-check: every pod reaches every other pod (across nodes only when no variant breaks it)
 has_variant no-inbound-sa && broken=1
 has_variant wrong-key && broken=1
 pids=()
