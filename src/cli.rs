@@ -15,32 +15,40 @@ use clap::{Args, Parser, Subcommand};
         ")"
     ),
     about = "Read-only network debugger for a Kubernetes node. With no command: the live TUI — links, routes (every table), rules, XFRM SAs and policies, xfrm_stat, per-interface packet streams (ESP decrypted with the node's keys), and one flow followed hop by hop",
-    long_about = None
+    long_about = None,
+    after_help = crate::manual::after_help("")
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Global options (any command)")]
     pub target: TargetArgs,
-    #[command(flatten)]
+    #[command(
+        flatten,
+        next_help_heading = "Kubernetes (global: names for addresses, attach)"
+    )]
     pub kube: crate::kube::KubeArgs,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "TUI options (hopscope with no command)")]
     pub tui: TuiArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the node's network state once (text, or --json) and exit.
+    #[command(after_help = crate::manual::after_help("snapshot"))]
     Snapshot(SnapshotArgs),
     /// Follow one flow: the path the kernel would take, hop by hop, what decided each hop,
     /// and where it stops. Give --netns once per node to follow it across nodes.
+    #[command(after_help = crate::manual::after_help("trace"))]
     Trace(crate::trace::cmd::TraceArgs),
     /// Capture packets on several interfaces at once: ESP vs plaintext per interface, ESP
     /// decrypted with the node's own SA keys (--decrypt), leaks flagged (docs/capture.md).
+    #[command(after_help = crate::manual::after_help("capture"))]
     Capture(CaptureArgs),
     /// Run hopscope on a Kubernetes node: a debug pod pinned to it (host network and PID,
     /// NET_ADMIN/NET_RAW/SYS_ADMIN), the terminal attached, the pod deleted afterwards
     /// (docs/kube.md). As a kubectl plugin: `kubectl hopscope node/NAME`.
+    #[command(after_help = crate::manual::after_help("attach"))]
     Attach(crate::kube::attach::AttachArgs),
     /// Shell completions and man pages, made from this command line (for packagers).
     #[command(hide = true)]
@@ -72,18 +80,20 @@ impl Generate {
         let cmd = Cli::command();
         match self {
             Generate::Completions { shell } => {
-                clap_complete::generate(*shell, &mut cmd.clone(), "hopscope", out);
+                // clap_complete offers hidden subcommands too: complete a copy without them.
+                let mut shown = clap::Command::new("hopscope")
+                    .version(env!("CARGO_PKG_VERSION"))
+                    .args(cmd.get_arguments().cloned())
+                    .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+                clap_complete::generate(*shell, &mut shown, "hopscope", out);
                 Ok(())
             }
-            Generate::Man { dir: Some(dir) } => {
-                std::fs::create_dir_all(dir)?;
-                clap_mangen::generate_to(cmd, dir)
-            }
+            Generate::Man { dir: Some(dir) } => crate::manual::write_pages(cmd, dir),
             Generate::Man { dir: None } => {
-                // As generate_to renders it: no `help` subcommand listed.
+                // As write_pages renders it: no `help` subcommand listed.
                 let mut cmd = cmd.disable_help_subcommand(true);
                 cmd.build();
-                clap_mangen::Man::new(cmd).render(out)
+                crate::manual::render_page(cmd, "", out)
             }
         }
     }
@@ -134,47 +144,62 @@ pub struct CaptureArgs {
     /// Capture on every interface that is up, one reader each.
     #[arg(long)]
     pub all: bool,
-    /// BPF capture filter, as tcpdump takes it (e.g. "esp or icmp").
+    /// BPF capture filter, as tcpdump takes it (e.g. "esp or icmp"); or give it as the
+    /// trailing words, as with tcpdump.
     #[arg(short = 'f', long = "filter", value_name = "BPF")]
     pub filter: Option<String>,
+    /// The capture filter as trailing words, as tcpdump takes it: `capture -i eth0 esp or icmp`.
+    #[arg(value_name = "EXPRESSION")]
+    pub expression: Vec<String>,
+    /// Accepted for tcpdump's habit (-n, -nn): hopscope never resolves addresses or ports
+    /// through DNS or /etc/services (Kubernetes names come from the API server, --no-kube).
+    #[arg(short = 'n', action = clap::ArgAction::Count)]
+    pub numeric: u8,
     /// Decrypt ESP with the keys of the node's own SAs (kept in memory, never printed).
     #[arg(long)]
     pub decrypt: bool,
     /// One JSON object per packet (and per --stats interval); a summary object at the end.
     #[arg(long)]
     pub json: bool,
-    /// Also write the frames to a pcapng file (one interface block per interface; no keys).
+    /// Write the frames to a pcapng file (`-` for stdout; one interface block per interface;
+    /// no keys) instead of printing them, as tcpdump -w; --print prints them too.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<std::path::PathBuf>,
-    /// Stop after N packets (over all interfaces).
-    #[arg(short = 'c', long = "count", value_name = "N")]
+    /// With -w: print the packets as well (as tcpdump --print).
+    #[arg(long, requires = "write")]
+    pub print: bool,
+    /// Stop after N packets (over all interfaces; after the filter), as tcpdump -c.
+    #[arg(short = 'c', long = "count", value_name = "N", value_parser = |s: &str| crate::input::count_in(s, u64::MAX))]
     pub count: Option<u64>,
-    /// Stop after S seconds.
-    #[arg(long, value_name = "S")]
-    pub duration: Option<f64>,
+    /// Stop after S seconds (e.g. 10, 0.5; at most a year).
+    #[arg(long, value_name = "S", value_parser = crate::input::seconds)]
+    pub duration: Option<std::time::Duration>,
     /// Print the SA keys used for --decrypt (stderr). Keys are secrets: mind where output goes.
     #[arg(long)]
     pub show_keys: bool,
     /// Print per-interface ESP and plaintext packets/s every S seconds (stderr; JSON records).
-    #[arg(long, value_name = "S")]
-    pub stats: Option<f64>,
+    #[arg(long, value_name = "S", value_parser = crate::input::seconds)]
+    pub stats: Option<std::time::Duration>,
     /// Do not print packets; only the totals at the end (with -w, or to measure).
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Bytes captured per packet.
-    #[arg(short = 's', long, value_name = "BYTES", default_value_t = 262144)]
+    /// Bytes captured per packet (1 to 262144; 0 means 262144, as tcpdump -s 0).
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = 262144,
+          value_parser = clap::value_parser!(i32).range(0..=262144))]
     pub snaplen: i32,
     /// Kernel capture buffer per interface, in KiB (as tcpdump -B).
     #[arg(
         short = 'B',
         long = "buffer-size",
         value_name = "KIB",
-        default_value_t = 4096
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(i32).range(1..=1 << 21)
     )]
     pub buffer_kib: i32,
     /// Packets queued between each interface's reader and the decoder; beyond, counted as
-    /// dropped by hopscope.
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    /// dropped by hopscope (1 to 16777216).
+    #[arg(long, value_name = "N", default_value_t = 65536,
+          value_parser = |s: &str| crate::input::count_in(s, 1 << 24).map(|n| n as usize))]
     pub queue: usize,
 }
 
@@ -183,12 +208,18 @@ pub struct CaptureArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct TuiArgs {
     /// Colours: dark, light, mono, or a theme .toml file (default dark; mono under NO_COLOR).
-    #[arg(long, value_name = "NAME|PATH")]
+    #[arg(long, value_name = "NAME|PATH", value_parser = theme_arg)]
     pub theme: Option<String>,
-    /// How often counters are sampled: 1s (default), 500ms, 2.5s.
-    #[arg(long, value_name = "DURATION")]
+    /// How often counters are sampled: 1s (default), 500ms, 2.5s; 100ms to 1h.
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| crate::input::interval(s).map(|_| s.to_string()))]
     pub interval: Option<String>,
     /// Show XFRM keys in the detail view instead of "redacted". Keys are secrets.
     #[arg(long = "show-keys", id = "tui_show_keys")]
     pub show_keys: bool,
+}
+
+/// `--theme`: a built-in name or a theme file that loads, checked when the command line is
+/// read (also when no terminal is attached and the TUI does not start).
+fn theme_arg(s: &str) -> Result<String, String> {
+    crate::tui::theme::Theme::load(Some(s), false).map(|_| s.to_string())
 }

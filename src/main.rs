@@ -1,5 +1,6 @@
 use clap::Parser;
 use hopscope::cli::{Cli, Command};
+use hopscope::output::{self, Escaped, exit};
 use hopscope::{source, view};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -8,40 +9,61 @@ fn main() -> ExitCode {
     // `trace pod/NS/NAME svc/NS/NAME`: objects stand in as placeholder addresses until parsed.
     let (argv, endpoints) = hopscope::kube::resolve::take_endpoints(plugin_argv());
     let mut cli = Cli::parse_from(argv);
-    if let Err(e) = resolve_endpoints(&mut cli, &endpoints) {
-        eprintln!("hopscope: {e:#}");
-        return ExitCode::FAILURE;
+    let result = resolve_endpoints(&mut cli, &endpoints)
+        .and_then(|()| check_kubeconfig(&cli))
+        .and_then(|()| run(&cli));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            output::print_error(&e);
+            ExitCode::from(exit::ERROR)
+        }
     }
-    let result = match &cli.command {
-        Some(Command::Snapshot(args)) => snapshot(&cli, args.json, args.show_keys),
-        Some(Command::Trace(args)) => trace(&cli, args),
-        Some(Command::Capture(args)) => capture(&cli, args),
-        Some(Command::Generate(args)) => args
-            .what
-            .run(&mut std::io::stdout().lock())
-            .map_err(Into::into),
-        Some(Command::Attach(args)) => match hopscope::kube::attach::run(&cli.kube, args) {
-            Ok(0) => Ok(()),
-            Ok(code) => return ExitCode::from(code.clamp(1, 255) as u8),
-            Err(e) => Err(e),
-        },
+}
+
+/// Run the command; the exit status it ends with (docs/exit-codes.md).
+fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let done = |r: anyhow::Result<()>| r.map(|()| exit::OK);
+    match &cli.command {
+        Some(Command::Snapshot(args)) => done(snapshot(cli, args.json, args.show_keys)),
+        Some(Command::Trace(args)) => trace(cli, args),
+        Some(Command::Capture(args)) => done(capture(cli, args)),
+        Some(Command::Generate(args)) => {
+            // Made whole first: a closed pipe (| head) must not panic inside the generator.
+            let mut text = Vec::new();
+            args.what.run(&mut text)?;
+            done(
+                output::ok_if_closed(std::io::stdout().lock().write_all(&text)).map_err(Into::into),
+            )
+        }
+        Some(Command::Attach(args)) => {
+            hopscope::kube::attach::run(&cli.kube, args).map(|code| code.clamp(0, 255) as u8)
+        }
         // The live TUI; without a terminal (piped, cron) the text snapshot instead.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
-            match hopscope::tui::run_cli(cli.target.target(), &cli.tui, &cli.kube) {
-                Ok(0) => Ok(()),
-                // Ended by a signal: the shell convention, 128 + signal number.
-                Ok(sig) => return ExitCode::from((128 + sig).clamp(1, 255) as u8),
-                Err(e) => Err(e),
-            }
+            // Ended by a signal: the shell convention, 128 + signal number.
+            hopscope::tui::run_cli(cli.target.target(), &cli.tui, &cli.kube).map(|sig| {
+                if sig == 0 {
+                    exit::OK
+                } else {
+                    (128 + sig).clamp(1, 255) as u8
+                }
+            })
         }
-        None => snapshot(&cli, false, false),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hopscope: {e:#}");
-            ExitCode::FAILURE
+        None => {
+            // The TUI's options are checked all the same: a bad config file is an error here too.
+            hopscope::tui::options(cli.target.target(), &cli.tui)?;
+            done(snapshot(cli, false, false))
         }
+    }
+}
+
+/// A kubeconfig named with --kubeconfig must be readable: say so once, and fail, rather than
+/// go on without names (as kubectl does).
+fn check_kubeconfig(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.kube.kubeconfig {
+        Some(path) if !cli.kube.no_kube => hopscope::kube::read_kubeconfig(path).map(|_| ()),
+        _ => Ok(()),
     }
 }
 
@@ -109,7 +131,8 @@ fn finish_names(w: hopscope::kube::names::NamesWatch) -> std::sync::Arc<hopscope
     names
 }
 
-fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()> {
+fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<u8> {
+    let stamp = output::Stamp::now();
     let names = start_names(cli);
     // Recorded states alone are enough; the own netns is read only when nothing else is given.
     let targets =
@@ -127,17 +150,29 @@ fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()
         if let (Some(obj), false) = (v.as_object_mut(), found.is_empty()) {
             obj.insert("names".into(), serde_json::to_value(found)?);
         }
-        serde_json::to_string_pretty(&v)? + "\n"
+        serde_json::to_string_pretty(&stamp.document(output::TRACE, &v))? + "\n"
     } else {
-        hopscope::model::names::with_names(names, || hopscope::view::trace::render(&t))
+        let text = hopscope::model::names::with_names(names, || hopscope::view::trace::render(&t));
+        output::escape_controls(&text).into_owned()
     };
-    match std::io::stdout().lock().write_all(out.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(Into::into),
+    output::ok_if_closed(std::io::stdout().lock().write_all(out.as_bytes()))?;
+    Ok(trace_status(&t))
+}
+
+/// delivered (or on the wire towards nodes not given) 0, stops 3, --follow not seen 4.
+fn trace_status(t: &hopscope::trace::path::Trace) -> u8 {
+    use hopscope::trace::path::End;
+    if matches!(t.end, End::Stopped { .. }) {
+        return exit::TRACE_STOPS;
+    }
+    match &t.follow {
+        Some(f) if f.hops.iter().any(|h| h.seen == 0) => exit::TRACE_NOT_SEEN,
+        _ => exit::OK,
     }
 }
 
 fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
+    let stamp = output::Stamp::now();
     let names = start_names(cli);
     let state = source::collect(&cli.target.target())?;
     let names = finish_names(names);
@@ -145,42 +180,54 @@ fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
     let tty = stdout.is_terminal();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let written = if json {
-        view::json::write(&state, show_keys, tty, &mut out)
+        view::json::write(&state, &stamp, show_keys, tty, &mut out)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
         let text =
             hopscope::model::names::with_names(names, || view::text::render(&state, show_keys));
-        write!(out, "{text}")
+        // Interface names and labels are the kernel's bytes: escape control characters.
+        write!(Escaped::new(&mut out), "{text}")
     };
     // The process ends next: freeing 100k routes one by one would only cost time.
     std::mem::forget(state);
     // A closed pipe (| head) is not an error worth a message.
-    match written.and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(Into::into),
-    }
+    output::ok_if_closed(written.and_then(|()| out.flush())).map_err(Into::into)
 }
 
 fn capture(cli: &Cli, a: &hopscope::cli::CaptureArgs) -> anyhow::Result<()> {
     use hopscope::capture::{Options, run};
+    // tcpdump's habit: the filter as the trailing words.
+    let filter = match (&a.filter, a.expression.is_empty()) {
+        (Some(_), false) => anyhow::bail!(
+            "two capture filters: give it either with -f or as the trailing words, not both"
+        ),
+        (Some(f), true) => Some(f.clone()),
+        (None, false) => Some(a.expression.join(" ")),
+        (None, true) => None,
+    };
+    let to_stdout = a.write.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if to_stdout && a.print {
+        anyhow::bail!("-w - writes the capture to stdout: --print cannot print packets there too");
+    }
     let args = run::RunArgs {
         opts: Options {
             ifaces: a.interfaces.clone(),
             all: a.all,
-            filter: a.filter.clone(),
+            filter,
             decrypt: a.decrypt,
             count: a.count,
-            duration: a.duration.map(std::time::Duration::from_secs_f64),
-            snaplen: a.snaplen,
+            duration: a.duration,
+            snaplen: if a.snaplen == 0 { 262_144 } else { a.snaplen },
             buffer_bytes: a.buffer_kib.saturating_mul(1024),
             queue: a.queue,
         },
         json: a.json,
         write: a.write.clone(),
         show_keys: a.show_keys,
-        stats_every: a.stats.map(std::time::Duration::from_secs_f64),
-        quiet: a.quiet,
+        stats_every: a.stats,
+        // As tcpdump: -w writes the packets instead of printing them, unless --print.
+        quiet: a.quiet || (a.write.is_some() && !a.print),
     };
     // Kubernetes names for the packet lines (silent without credentials, bounded wait).
     let names = finish_names(start_names(cli));

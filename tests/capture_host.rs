@@ -84,7 +84,7 @@ fn ping_over_veth_matches_tcpdump() {
     let td_err = tmp.join("td.err");
     let hs = Command::new(env!("CARGO_BIN_EXE_hopscope"))
         .args([
-            "capture", "--netns", &a.name, "-i", "va", "-i", "lo", "--json", "-w",
+            "capture", "--netns", &a.name, "-i", "va", "-i", "lo", "--json", "--print", "-w",
         ])
         .arg(&pcapng)
         .stdout(Stdio::piped())

@@ -11,6 +11,9 @@
 //!
 //! Missing qemu/busybox/kmod/apt is a test FAILURE with the package list, never a skip.
 
+#[path = "schema_support/mod.rs"]
+mod schema_support;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -172,13 +175,28 @@ fn text(dir: &Path, name: &str) -> String {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
 }
 
-/// A hopscope JSON output; its exit status must have been 0.
+/// A hopscope JSON output, valid against its schema (docs/schema/); its exit status must be
+/// 0, or for a trace the one its end calls for (3 stops, 4 not seen by --follow).
 fn snap(dir: &Path, name: &str) -> Value {
     let rc = std::fs::read_to_string(dir.join(format!("{name}.rc"))).unwrap_or_else(|_| "0".into());
     let err = std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default();
-    assert_eq!(rc.trim(), "0", "hopscope for {name} failed: {err}");
-    serde_json::from_str(&text(dir, name))
-        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}); stderr: {err}"))
+    let v: Value = serde_json::from_str(&text(dir, name))
+        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}); stderr: {err}"));
+    let want = if v["schema"] != "trace" {
+        0
+    } else if v["end"]["end"] == "stopped" {
+        3
+    } else if v["follow"]["hops"]
+        .as_array()
+        .is_some_and(|h| h.iter().any(|h| h["seen"] == 0))
+    {
+        4
+    } else {
+        0
+    };
+    assert_eq!(rc.trim(), want.to_string(), "hopscope for {name}: {err}");
+    schema_support::validate(name, &v);
+    v
 }
 
 fn params(dir: &Path) -> BTreeMap<String, u64> {

@@ -113,8 +113,17 @@ fn follows_a_flow_across_two_live_nodes_to_a_pod() {
         "{text}"
     );
 
-    // No route: the trace stops and says the kernel's error.
-    let t = trace_json(&["172.30.0.1", "192.0.2.9", "--netns", &a.name]);
+    // No route: the trace stops, says the kernel's error, and exits 3.
+    let out = hopscope(&[
+        "trace",
+        "172.30.0.1",
+        "192.0.2.9",
+        "--netns",
+        &a.name,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(t["end"]["end"], "stopped");
     assert!(
         t["end"]["reason"]
@@ -210,6 +219,41 @@ fn follow_sees_the_pings_at_every_hop() {
             .iter()
             .all(|c| c["trouble"] == false),
         "{f:#}"
+    );
+}
+
+#[test]
+fn follow_that_sees_nothing_exits_4() {
+    require_root();
+    let (a, b, _pod) = two_nodes_and_a_pod("tn", "172.31.0");
+    // Delivered on paper, but no packet is sent while following.
+    let out = hopscope(&[
+        "trace",
+        "172.31.0.1",
+        "10.9.0.5",
+        "--netns",
+        &a.name,
+        "--netns",
+        &b.name,
+        "--json",
+        "--follow",
+        "1",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(t["end"]["end"], "delivered");
+    assert!(
+        t["follow"]["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["seen"] == 0),
+        "{t:#}"
     );
 }
 

@@ -211,11 +211,15 @@ fn missing_rights_are_in_the_header() {
     st.warnings.push(
         "CAP_NET_ADMIN missing: XFRM SAs and policies are not shown (the kernel refuses XFRM dumps without it)".into(),
     );
+    st.hidden = vec!["xfrm_states".into(), "xfrm_policies".into()];
     let live = Live::new(st);
     let mut a = app();
     a.pane = Pane::Policies;
     let s = render(&mut a, &live, 80, 24);
     assert!(s.contains("⚠ rights: CAP_NET_ADMIN missing"), "{s}");
+    // Empty because hidden, not because there are none.
+    assert!(s.contains("XFRM Policies hidden: CAP_NET_ADMIN"), "{s}");
+    assert!(!s.contains("no XFRM Policies"), "{s}");
     insta::assert_snapshot!("missing_rights_80x24", s);
 }
 

@@ -352,6 +352,12 @@ impl Session {
         }
     }
 
+    /// Frames captured and not yet taken by `next`: 0 when the caller has caught up (the
+    /// moment to flush piped output, so lines arrive as they happen, batched under load).
+    pub fn waiting(&self) -> usize {
+        self.queue.queued.load(Ordering::Relaxed)
+    }
+
     /// The next frame if one is queued (never waits).
     pub fn try_next(&mut self) -> Option<Frame> {
         loop {

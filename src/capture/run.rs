@@ -5,10 +5,11 @@ use super::pcapng::{EpbDir, PcapngWriter};
 use super::{JsonPacket, Options, Session, ctrl_c_flag};
 use crate::decode::packet::Direction;
 use crate::model::reveal_secrets;
+use crate::output::Escaped;
 use crate::source::Target;
 use crate::view::packet as pv;
 use anyhow::{Context, Result};
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -34,7 +35,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         crate::source::collect(target).context("reading the node's links and XFRM state")?;
     let mut session = Session::start(target, &state, &a.opts, stop.clone())?;
     let mut an = Analyzer::new(&state, a.opts.decrypt);
-    let mut err = std::io::stderr().lock();
+    let mut err = Escaped::new(std::io::stderr().lock());
 
     let names: Vec<String> = session
         .handles
@@ -92,26 +93,34 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         }
     }
 
+    // `-w -`: the pcapng stream is the output (as tcpdump -w -); packets are not printed.
+    let to_stdout = a.write.as_deref().is_some_and(|p| p.as_os_str() == "-");
     let mut pcapng = match &a.write {
         Some(p) => {
-            let f =
-                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            let sink: Box<dyn Write> = if to_stdout {
+                Box::new(std::io::stdout())
+            } else {
+                Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )
+            };
             let ifaces: Vec<(String, u16, u32)> = session
                 .handles
                 .iter()
                 .map(|h| (h.name.clone(), h.link.linktype(), a.opts.snaplen as u32))
                 .collect();
-            Some(PcapngWriter::new(
-                BufWriter::with_capacity(1 << 20, f),
-                &ifaces,
-            )?)
+            let w = PcapngWriter::new(BufWriter::with_capacity(1 << 20, sink), &ifaces)
+                .with_context(|| format!("writing {}", p.display()))?;
+            Some((p.display().to_string(), w))
         }
         None => None,
     };
 
     let stdout = std::io::stdout();
-    let tty = stdout.is_terminal();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let stamp = crate::output::Stamp::now();
+    // Interface names are the kernel's bytes: control characters are escaped in text lines.
+    let mut out = Escaped::new(BufWriter::with_capacity(1 << 16, stdout.lock()));
     let start = Instant::now();
     let mut n: u64 = 0;
     let mut last_stats = Instant::now();
@@ -120,7 +129,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
 
     let mut handle_frame = |f: super::Frame,
                             an: &mut Analyzer,
-                            out: &mut BufWriter<std::io::StdoutLock<'_>>,
+                            out: &mut Escaped<BufWriter<std::io::StdoutLock<'_>>>,
                             session: &Session|
      -> Result<bool> {
         let h = &session.handles[f.handle];
@@ -132,23 +141,30 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
                 Direction::Unknown => EpbDir::Unknown,
             };
             let ns = (f.ts.sec as u64) * 1_000_000_000 + u64::from(f.ts.nsec);
-            w.packet(f.handle as u32, ns, f.len, &f.data, dir)?;
+            let (path, w) = w;
+            match w.packet(f.handle as u32, ns, f.len, &f.data, dir) {
+                Err(e) if to_stdout && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(false);
+                }
+                r => r.with_context(|| format!("writing {path}"))?,
+            }
         }
-        if !a.quiet {
+        if !a.quiet && !to_stdout {
             let r = if a.json {
-                serde_json::to_writer(
-                    &mut *out,
-                    &JsonPacket {
-                        kind: "packet",
-                        rec: &rec,
-                    },
-                )
-                .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(out))
+                let body = JsonPacket {
+                    kind: "packet",
+                    rec: &rec,
+                };
+                let line = stamp.document(crate::output::CAPTURE, &body);
+                serde_json::to_writer(out.get_mut(), &line)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out))
             } else {
                 writeln!(out, "{}", pv::line(&rec))
             };
-            if let Err(e) = r.and_then(|()| if tty { out.flush() } else { Ok(()) }) {
+            // Line-buffered whenever the readers are caught up; batched under load.
+            let caught_up = session.waiting() == 0;
+            if let Err(e) = r.and_then(|()| if caught_up { out.flush() } else { Ok(()) }) {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     return Ok(false);
                 }
@@ -169,6 +185,11 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
             break;
         }
         if session.all_gone() {
+            break;
+        }
+        // `capture | head -1`: the reader is gone; do not wait for a packet to find out.
+        if !a.quiet && crate::output::stdout_closed() {
+            broken_pipe = true;
             break;
         }
         if let Some(f) = session.next(Duration::from_millis(100)) {
@@ -193,12 +214,14 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         {
             last_stats = Instant::now();
             let rates: Vec<_> = an.rates_at(Ts::now()).into_iter().collect();
-            if a.json {
+            if a.json && !to_stdout {
+                let body = serde_json::json!({"type": "rates", "ts": Ts::now(), "interfaces": rates.iter().map(|(i, r)| serde_json::json!({"iface": i, "esp_pps": r.esp_pps, "plaintext_pps": r.plaintext_pps})).collect::<Vec<_>>()});
                 let _ = serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({"type": "rates", "ts": Ts::now(), "interfaces": rates.iter().map(|(i, r)| serde_json::json!({"iface": i, "esp_pps": r.esp_pps, "plaintext_pps": r.plaintext_pps})).collect::<Vec<_>>()}),
+                    out.get_mut(),
+                    &stamp.document(crate::output::CAPTURE, &body),
                 );
                 let _ = writeln!(out);
+                let _ = out.flush();
             } else {
                 writeln!(err, "rates: {}", pv::rates_text(&rates))?;
             }
@@ -218,13 +241,20 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     let totals = session.totals(&mut an, Ts::now(), secs);
-    if let Some(mut w) = pcapng.take() {
-        w.flush()?;
+    if let Some((path, mut w)) = pcapng.take() {
+        let r = w.flush();
+        if !(to_stdout
+            && r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+        {
+            r.with_context(|| format!("writing {path}"))?;
+        }
     }
-    if a.json && !broken_pipe {
+    if a.json && !broken_pipe && !to_stdout {
+        let body = serde_json::json!({"type": "summary", "duration_s": secs, "interfaces": totals});
         let _ = serde_json::to_writer(
-            &mut out,
-            &serde_json::json!({"type": "summary", "duration_s": secs, "interfaces": totals}),
+            out.get_mut(),
+            &stamp.document(crate::output::CAPTURE, &body),
         );
         let _ = writeln!(out);
     }

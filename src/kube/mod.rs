@@ -78,6 +78,15 @@ fn in_cluster_present() -> bool {
         && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
 }
 
+/// The kubeconfig at `path` (bounded read), or one error naming the file and its cause.
+pub fn read_kubeconfig(path: &std::path::Path) -> Result<Kubeconfig> {
+    // Bounded and readable first; then kube's own reader, which makes the certificate
+    // paths in it absolute.
+    crate::input::read_text(path, crate::input::limit::KUBECONFIG)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    Kubeconfig::read_from(path).with_context(|| format!("using kubeconfig {}", path.display()))
+}
+
 /// Build a client from the options: `--kubeconfig`/`--context`, then $KUBECONFIG or
 /// ~/.kube/config, then the in-cluster service account. `retry` keeps kube's own retries of
 /// 429/503/504 (attach wants them; names has its own loop and a time budget).
@@ -91,8 +100,7 @@ pub async fn connect(args: &KubeArgs, retry: bool) -> Result<Connect> {
         ..Default::default()
     };
     let (mut config, source) = if let Some(path) = &args.kubeconfig {
-        let kc = Kubeconfig::read_from(path)
-            .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+        let kc = read_kubeconfig(path)?;
         let c = Config::from_custom_kubeconfig(kc, &opts)
             .await
             .with_context(|| format!("using kubeconfig {}", path.display()))?;

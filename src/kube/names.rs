@@ -349,7 +349,10 @@ impl NamesWatch {
                 let rt = match super::runtime() {
                     Ok(rt) => rt,
                     Err(e) => {
-                        sh.notice(format!("kubernetes: {e:#}; no names"));
+                        sh.notice(format!(
+                            "kubernetes: {}; no names",
+                            crate::output::error_chain(&e)
+                        ));
                         Kind::ALL.iter().for_each(|k| sh.settle(*k));
                         return;
                     }
@@ -464,7 +467,10 @@ async fn run(args: &KubeArgs, sh: &Arc<Shared>) {
             return;
         }
         Err(e) => {
-            sh.notice(format!("kubernetes: {e:#}; no names"));
+            sh.notice(format!(
+                "kubernetes: {}; no names",
+                crate::output::error_chain(&e)
+            ));
             Kind::ALL.iter().for_each(|k| sh.settle(*k));
             return;
         }

@@ -401,6 +401,7 @@ pub fn seed_node(name: &str) -> NodeState {
             },
         },
         warnings: vec![],
+        hidden: vec![],
         links: vec![
             link(
                 2,

@@ -21,6 +21,10 @@ pub struct NodeState {
     pub node: NodeInfo,
     /// What could not be read and why (missing rights, interrupted dumps, ...).
     pub warnings: Vec<String>,
+    /// Kinds of objects the kernel would not show (a capability missing), by their key in
+    /// this document (`xfrm_states`, `xfrm_policies`): empty there means hidden, not none.
+    #[serde(default)]
+    pub hidden: Vec<String>,
     pub links: Vec<Link>,
     pub routes: Vec<Route>,
     pub rules: Vec<Rule>,

@@ -61,6 +61,7 @@ fn collect_here(tables: &rt_tables::TableNames) -> Result<NodeState> {
     }
     (st.routes, st.rules) = (rr.routes, rr.rules);
     st.warnings.extend(xfrm.warnings);
+    st.hidden.extend(xfrm.hidden);
     (st.xfrm_states, st.xfrm_policies, st.xfrm_counts) = (xfrm.states, xfrm.policies, xfrm.counts);
     match procfs::read_xfrm_stat() {
         Ok(stats) => st.xfrm_stats = stats,
@@ -77,6 +78,7 @@ struct XfrmPart {
     policies: Vec<crate::model::XfrmPolicy>,
     counts: crate::model::XfrmCounts,
     warnings: Vec<String>,
+    hidden: Vec<String>,
 }
 
 /// SAs and policies; a missing right or a kernel without XFRM is a warning, not a failure.
@@ -95,12 +97,16 @@ fn collect_xfrm(links: &[crate::model::Link]) -> Result<XfrmPart> {
             }
             (part.states, part.policies, part.counts) = (x.states, x.policies, x.counts);
         }
-        Err(e) if e.is_permission() => part.warnings.push(format!(
-            "CAP_NET_ADMIN missing: XFRM SAs and policies are not shown (the kernel refuses XFRM dumps without it); {}",
-            caps::how_to_fix(caps::CAP_NET_ADMIN)
-        )),
+        Err(e) if e.is_permission() => {
+            part.warnings.push(format!(
+                "CAP_NET_ADMIN missing: XFRM SAs and policies are not shown (the kernel refuses XFRM dumps without it); {}",
+                caps::how_to_fix(caps::CAP_NET_ADMIN)
+            ));
+            part.hidden = vec!["xfrm_states".into(), "xfrm_policies".into()];
+        }
         Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => part.warnings.push(
-            "this kernel has no XFRM netlink (xfrm_user not loaded): no SAs or policies shown".into(),
+            "this kernel has no XFRM netlink (xfrm_user not loaded): no SAs or policies shown"
+                .into(),
         ),
         Err(e) => return Err(e).context("dumping XFRM states and policies"),
     }

@@ -17,8 +17,10 @@ pub struct TraceArgs {
     /// icmp, tcp, udp, or a protocol number.
     #[arg(long, default_value = "icmp")]
     pub proto: String,
+    /// Source port (tcp, udp): picks the rules, policies and conntrack entries that match it.
     #[arg(long)]
     pub sport: Option<u16>,
+    /// Destination port (tcp, udp): e.g. a Service port, for its DNAT rule.
     #[arg(long)]
     pub dport: Option<u16>,
     /// The packet's mark where it enters (hex 0x3e00 or decimal); default: worked out from the
@@ -28,8 +30,9 @@ pub struct TraceArgs {
     /// Interface the packet enters the first node on (e.g. the pod's lxc); default: worked out.
     #[arg(long)]
     pub iif: Option<String>,
-    /// IP packet size in bytes, for MTU checks and ESP lengths (84 = a default ping).
-    #[arg(long, default_value_t = 84)]
+    /// IP packet size in bytes, for MTU checks and ESP lengths (84 = a default ping; 20 to
+    /// 65535).
+    #[arg(long, default_value_t = 84, value_parser = clap::value_parser!(u32).range(20..=65535))]
     pub size: u32,
     /// A recorded `snapshot --json` to use as a node (repeatable; combine with --netns).
     #[arg(long = "state", value_name = "FILE")]
@@ -39,8 +42,9 @@ pub struct TraceArgs {
     pub json: bool,
     /// Capture on every device of the path for S seconds (default 5) while the flow runs, and
     /// say which hops saw it, with latencies, and which counters moved (needs live --netns).
-    #[arg(long, value_name = "S", num_args = 0..=1, default_missing_value = "5")]
-    pub follow: Option<f64>,
+    #[arg(long, value_name = "S", num_args = 0..=1, default_missing_value = "5",
+          value_parser = crate::input::seconds)]
+    pub follow: Option<std::time::Duration>,
 }
 
 fn parse_mark(s: &str) -> Result<u32, String> {
@@ -85,14 +89,7 @@ pub fn load_nodes(targets: &[Target], states: &[PathBuf]) -> Result<Vec<Node>> {
         });
     }
     for f in states {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let state: NodeState = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a `hopscope snapshot --json` document",
-                f.display()
-            )
-        })?;
+        let state = read_state(f)?;
         nodes.push(Node {
             name: node_name(&state),
             state,
@@ -103,6 +100,42 @@ pub fn load_nodes(targets: &[Target], states: &[PathBuf]) -> Result<Vec<Node>> {
         bail!("no node to trace on");
     }
     Ok(nodes)
+}
+
+/// A recorded `snapshot --json` (bounded: `--state /dev/zero` is refused, not read forever).
+fn read_state(f: &std::path::Path) -> Result<NodeState> {
+    let text = crate::input::read_text(f, crate::input::limit::STATE)
+        .with_context(|| format!("reading {}", f.display()))?;
+    let not_snapshot = || {
+        format!(
+            "{} is not a `hopscope snapshot --json` document",
+            f.display()
+        )
+    };
+    let doc: serde_json::Value = serde_json::from_str(&text).with_context(not_snapshot)?;
+    crate::output::check_version(&doc, crate::output::SNAPSHOT)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    serde_json::from_value(doc).with_context(not_snapshot)
+}
+
+/// What each node's state lacked, said beside any answer computed from it.
+fn incomplete(nodes: &[Node], recorded: usize) -> Vec<String> {
+    let mut out: Vec<String> = nodes
+        .iter()
+        .flat_map(|n| {
+            n.state
+                .warnings
+                .iter()
+                .map(move |w| format!("{}: {w}", n.name))
+        })
+        .collect();
+    for n in &nodes[nodes.len() - recorded..] {
+        out.push(format!(
+            "{}: a recorded --state has no iptables rules or conntrack entries: marks and NAT are assumed, not read",
+            n.name
+        ));
+    }
+    out
 }
 
 impl TraceArgs {
@@ -147,18 +180,14 @@ pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
         );
     }
     let mut t = trace(&nodes, &flow);
-    if let Some(secs) = args.follow {
+    t.incomplete = incomplete(&nodes, args.states.len());
+    if let Some(dur) = args.follow {
         if targets.is_empty() {
             bail!(
                 "--follow captures live: give the nodes with --netns (recorded --state files cannot be followed)"
             );
         }
-        t.follow = Some(follow(
-            &t,
-            &nodes[..targets.len()],
-            targets,
-            std::time::Duration::from_secs_f64(secs),
-        )?);
+        t.follow = Some(follow(&t, &nodes[..targets.len()], targets, dur)?);
     }
     Ok(t)
 }

@@ -116,6 +116,10 @@ pub struct Trace {
     /// With `--follow`: what captures on the path saw, and which counters moved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow: Option<super::live::Followed>,
+    /// What the nodes' states lacked (a missing capability, an interrupted dump): the path
+    /// above was worked out without it and may be wrong.
+    #[serde(default)]
+    pub incomplete: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -322,6 +326,7 @@ pub fn trace(nodes: &[Node], flow: &Flow) -> Trace {
         hops: w.hops,
         end,
         follow: None,
+        incomplete: Vec::new(),
     }
 }
 

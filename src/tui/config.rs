@@ -43,32 +43,16 @@ pub fn load() -> Result<Config, String> {
     let Some(p) = path() else {
         return Ok(Config::default());
     };
-    match std::fs::read_to_string(&p) {
+    match crate::input::read_text(&p, crate::input::limit::SMALL_TOML) {
         Ok(t) => parse(&t).map_err(|e| format!("{}: {e}", p.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
         Err(e) => Err(format!("{}: {e}", p.display())),
     }
 }
 
-/// `1s`, `500ms`, `2.5s`, `3` (seconds). At least 100 ms.
+/// `1s`, `500ms`, `2.5s`, `3` (seconds); 100 ms to 1 h.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad interval {s:?} (e.g. 1s, 500ms)"))?;
-    let d = Duration::from_secs_f64(v * scale);
-    if !(d >= Duration::from_millis(100) && d <= Duration::from_secs(3600)) {
-        return Err(format!("interval {s:?} out of range (100ms to 1h)"));
-    }
-    Ok(d)
+    crate::input::interval(s)
 }
 
 #[cfg(test)]

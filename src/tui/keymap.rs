@@ -313,6 +313,13 @@ impl Keymap {
                 .map(|s| Key::parse(s))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("[keys] {name}: {e}"))?;
+            // Ctrl-C ends every terminal program: it stays quit's, whatever the file says.
+            let ctrl_c = Key::parse("ctrl-c").expect("ctrl-c is a key");
+            if name != "quit" && parsed.contains(&ctrl_c) {
+                return Err(format!(
+                    "[keys] {name}: ctrl-c always quits; bind another key"
+                ));
+            }
             // A key moved to this action leaves its old one.
             for b in &mut self.bindings {
                 b.keys.retain(|k| !parsed.contains(k));
@@ -329,6 +336,9 @@ impl Keymap {
                     )
                 })?;
             b.keys = parsed;
+            if b.action == Action::Quit && !b.keys.contains(&ctrl_c) {
+                b.keys.push(ctrl_c);
+            }
         }
         Ok(self)
     }
@@ -423,6 +433,21 @@ mod tests {
         assert_eq!(
             km.lookup(&key(KeyCode::Char('q'), KeyModifiers::NONE)),
             None
+        );
+        o.insert("quit".to_string(), vec![]);
+        let km = Keymap::default().with_overrides(&o).unwrap();
+        assert_eq!(
+            km.lookup(&key(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::Quit),
+            "quit = [] removed ctrl-c"
+        );
+        let mut steal = BTreeMap::new();
+        steal.insert("jump".to_string(), vec!["ctrl-c".to_string()]);
+        assert!(
+            Keymap::default()
+                .with_overrides(&steal)
+                .unwrap_err()
+                .contains("ctrl-c always quits")
         );
         o.insert("warp".to_string(), vec!["w".to_string()]);
         assert!(

@@ -438,6 +438,11 @@ fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
                 Pane::Packets => "no packets yet: on the Links pane (1) press c on an interface, or :capture eth0 cilium_host".to_string(),
                 Pane::Trace if app.traced.is_some() => "no hop: the path stops before its first (above)".to_string(),
                 Pane::Trace => "no flow yet: t on a packet in the Packets pane (7), or :trace SRC DST [--proto tcp --dport 80]".to_string(),
+                p @ (Pane::Sas | Pane::Policies) if live.state.hidden.iter().any(|h| h.starts_with("xfrm_")) => format!(
+                    "{} hidden: CAP_NET_ADMIN missing (the kernel shows XFRM state only to it); {}",
+                    p.title(),
+                    crate::source::caps::how_to_fix(crate::source::caps::CAP_NET_ADMIN)
+                ),
                 p => format!("no {} in this netns", p.title()),
             }
         } else {

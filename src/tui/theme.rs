@@ -136,8 +136,11 @@ impl Theme {
             None => Ok(Theme::builtin("dark")),
             Some(s) if BUILTIN.iter().any(|(n, _)| *n == s) => Ok(Theme::builtin(s)),
             Some(path) if path.contains('/') || path.ends_with(".toml") => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read theme {path}: {e}"))?;
+                let text = crate::input::read_text(
+                    std::path::Path::new(path),
+                    crate::input::limit::SMALL_TOML,
+                )
+                .map_err(|e| format!("cannot read theme {path}: {e}"))?;
                 Theme::parse(path, &text)
             }
             Some(other) => Err(format!(

@@ -56,6 +56,15 @@ pub fn render(t: &Trace) -> String {
         let _ = writeln!(out, "=> {}", f.verdict);
     }
     let _ = writeln!(out, "=> {}", end_line(&t.end));
+    if !t.incomplete.is_empty() {
+        let _ = writeln!(
+            out,
+            "!! this answer may be wrong: it was worked out on incomplete state:"
+        );
+        for w in &t.incomplete {
+            let _ = writeln!(out, "   - {w}");
+        }
+    }
     // The Kubernetes names of the addresses above, when a names table is in scope.
     if let Some(names) = crate::model::names::current() {
         let found = names.in_text(&out);

@@ -42,7 +42,7 @@ hs_stop() {
 
 LXC=lxcda1dd0af135e
 hs_start cap-worker worker -i eth0 -i cilium_host -i cilium_net -i "$LXC" --decrypt --json \
-    -w "$R/cap-worker.pcapng" || exit 1
+    --print -w "$R/cap-worker.pcapng" || exit 1
 hs_start cap-worker-nodecrypt worker -i eth0 -i cilium_host -i cilium_net -i "$LXC" --json || exit 1
 hs_start cap-worker2 worker2 -i eth0 --decrypt --json || exit 1
 capture_start worker eth0 tcpdump-worker-eth0 || exit 1
