@@ -6,7 +6,7 @@ mod common;
 
 use common::Netns;
 use hopscope::model::NodeState;
-use hopscope::model::event::{Event, Live};
+use hopscope::model::event::Live;
 use hopscope::source::Target;
 use hopscope::source::monitor::{Monitor, Options};
 use std::time::{Duration, Instant};
@@ -38,15 +38,6 @@ fn apply_until(
         if let Some(ev) = m.recv_timeout(Duration::from_millis(50)) {
             live.apply(ev, Instant::now());
         }
-    }
-}
-
-/// Apply whatever arrives until the source has been quiet for `quiet`.
-fn apply_until_quiet(m: &Monitor, live: &mut Live, quiet: Duration, limit: Duration) {
-    let t0 = Instant::now();
-    while let Some(ev) = m.recv_timeout(quiet) {
-        live.apply(ev, Instant::now());
-        assert!(t0.elapsed() < limit, "the source never went quiet");
     }
 }
 

@@ -33,13 +33,13 @@ pub fn dump_all(sock: &mut NlSocket, ctx: &Context) -> Result<XfrmDump, NlError>
     let mut d = XfrmDump::default();
     let r = sock.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
         if let XfrmMessage::AddSa(s) = m {
-            d.states.push(state(&s, &dev))
+            d.states.push(state(&s, dev))
         }
     })?;
     d.reports.push(("xfrm states", r));
     let r = sock.dump(XfrmMessage::GetPolicy(PolicyGet::default()), |m| {
         if let XfrmMessage::AddPolicy(p) = m {
-            d.policies.push(policy(&p, &dev))
+            d.policies.push(policy(&p, dev))
         }
     })?;
     d.reports.push(("xfrm policies", r));
