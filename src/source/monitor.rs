@@ -241,7 +241,10 @@ impl Ctx {
                         let events = if i == 0 {
                             decode(&buf[..len], |m, f| route_event(m, f, &tables))
                         } else {
-                            decode(&buf[..len], |m, _| xfrm_event(m))
+                            let events = decode(&buf[..len], |m, _| xfrm_event(m));
+                            // New SAs carry their keys: not left in the buffer.
+                            zeroize::Zeroize::zeroize(&mut buf[..len]);
+                            events
                         };
                         for ev in events {
                             if matches!(ev, Event::ResyncNeeded { .. }) {
@@ -333,8 +336,8 @@ fn dump_sa_counters(
 {
     let mut out = Vec::new();
     s.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
-        if let XfrmMessage::AddSa(sa) = m {
-            let st: XfrmState = xfrm::state(&sa, |_| None);
+        if let XfrmMessage::AddSa(mut sa) = m {
+            let st: XfrmState = xfrm::state(&mut sa, |_| None);
             out.push((SaKey::of(&st), st.lifetime, st.stats));
         }
     })?;
@@ -434,7 +437,9 @@ fn mark_of(nlas: &[XfrmAttrs]) -> Option<crate::model::Mark> {
 pub fn xfrm_event(m: XfrmMessage) -> Option<Event> {
     use XfrmMessage as X;
     Some(match m {
-        X::AddSa(s) | X::UpdateSa(s) => Event::SaNew(Box::new(xfrm::state(&s, |_| None))),
+        X::AddSa(mut s) | X::UpdateSa(mut s) => {
+            Event::SaNew(Box::new(xfrm::state(&mut s, |_| None)))
+        }
         X::DeleteSa(d) => {
             let id = &d.user_sa_id;
             Event::SaDel(SaKey {

@@ -96,6 +96,11 @@ pub fn run(opts: Options) -> Result<i32> {
         if sig != 0 {
             break Ok(sig);
         }
+        if term::take_redraw() {
+            // Continued after a stop: the terminal was taken again, its screen is not ours.
+            terminal.clear()?;
+            dirty = true;
+        }
         let events = monitor.drain(EVENTS_PER_FRAME);
         if !events.is_empty() {
             let now = Instant::now();
