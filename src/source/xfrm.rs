@@ -1,6 +1,7 @@
 //! XFRM SAs, policies and SAD/SPD counts over NETLINK_XFRM (netlink-packet-xfrm decodes),
 //! converted into the model. Pure conversions, tested on captured bytes.
 
+use super::context::Context;
 use super::names::ip_proto;
 use super::netlink::{DumpReport, NlError, NlSocket};
 use crate::model::{
@@ -27,21 +28,19 @@ pub struct XfrmDump {
     pub reports: Vec<(&'static str, DumpReport)>,
 }
 
-/// `dev` names an ifindex found in a selector.
-pub fn dump_all(
-    sock: &mut NlSocket,
-    dev: impl Fn(i32) -> Option<String>,
-) -> Result<XfrmDump, NlError> {
+/// `ctx` names the ifindex a selector may hold.
+pub fn dump_all(sock: &mut NlSocket, ctx: &Context) -> Result<XfrmDump, NlError> {
+    let dev = |i| ctx.selector_dev(i);
     let mut d = XfrmDump::default();
     let r = sock.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
         if let XfrmMessage::AddSa(mut s) = m {
-            d.states.push(state(&mut s, &dev))
+            d.states.push(state(&mut s, dev))
         }
     })?;
     d.reports.push(("xfrm states", r));
     let r = sock.dump(XfrmMessage::GetPolicy(PolicyGet::default()), |m| {
         if let XfrmMessage::AddPolicy(p) = m {
-            d.policies.push(policy(&p, &dev))
+            d.policies.push(policy(&p, dev))
         }
     })?;
     d.reports.push(("xfrm policies", r));
