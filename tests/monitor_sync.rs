@@ -201,36 +201,20 @@ fn after_a_netlink_overrun_storm_the_shown_state_equals_a_fresh_dump() {
             }
         }
     }
-    let storm = {
-        let (ns, batch) = (ns.name.clone(), batch);
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut child = std::process::Command::new("ip")
-                .args(["-n", &ns, "-batch", "-"])
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .expect("ip");
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(batch.as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success(), "ip -batch failed");
-        })
-    };
     // Follow the storm as the TUI does, then until the source has been quiet for a while.
     let t0 = Instant::now();
-    while !storm.is_finished() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "the storm never ended"
-        );
-        if let Some(ev) = m.recv_timeout(Duration::from_millis(20)) {
-            live.apply(ev, Instant::now());
+    std::thread::scope(|s| {
+        let storm = s.spawn(|| ns.ip_batch(&batch));
+        while !storm.is_finished() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "the storm never ended"
+            );
+            if let Some(ev) = m.recv_timeout(Duration::from_millis(20)) {
+                live.apply(ev, Instant::now());
+            }
         }
-    }
-    storm.join().unwrap();
+    });
     while let Some(ev) = m.recv_timeout(Duration::from_millis(1500)) {
         live.apply(ev, Instant::now());
         assert!(

@@ -274,7 +274,10 @@ impl Ctx {
                 let events = if route {
                     decode(&buf[..len], |m, f| route_event(m, f, ctx))
                 } else {
-                    decode(&buf[..len], |m, _| xfrm_event(m, ctx))
+                    let events = decode(&buf[..len], |m, _| xfrm_event(m, ctx));
+                    // New SAs carry their keys: not left in the buffer.
+                    zeroize::Zeroize::zeroize(&mut buf[..len]);
+                    events
                 };
                 let mut lost = None;
                 for ev in events {
@@ -372,7 +375,11 @@ fn discard_queued(sock: &Socket, buf: &mut [u8]) {
     let mut discarded = 0;
     while discarded <= limit {
         match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
-            Ok(len) => discarded += len.max(1),
+            Ok(len) => {
+                // An SA carries its keys: not left in the buffer.
+                zeroize::Zeroize::zeroize(&mut buf[..len]);
+                discarded += len.max(1)
+            }
             // Overrun again while discarding: all of it is older than the dump anyway.
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -404,9 +411,9 @@ fn dump_sa_counters(
 {
     let mut out = Vec::new();
     s.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
-        if let XfrmMessage::AddSa(sa) = m {
+        if let XfrmMessage::AddSa(mut sa) = m {
             // Only the key and the counters are kept: no name is needed.
-            let st: XfrmState = xfrm::state(&sa, |_| None);
+            let st: XfrmState = xfrm::state(&mut sa, |_| None);
             out.push((SaKey::of(&st), st.lifetime, st.stats));
         }
     })?;
@@ -508,7 +515,7 @@ pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
     use XfrmMessage as X;
     let dev = |i| ctx.selector_dev(i);
     Some(match m {
-        X::AddSa(s) | X::UpdateSa(s) => Event::SaNew(Box::new(xfrm::state(&s, dev))),
+        X::AddSa(mut s) | X::UpdateSa(mut s) => Event::SaNew(Box::new(xfrm::state(&mut s, dev))),
         X::DeleteSa(d) => {
             let id = &d.user_sa_id;
             Event::SaDel(SaKey {
