@@ -750,9 +750,13 @@ async fn wait_running(
                 "the container cannot be created".to_string()
             };
             bail!(
-                "pod {ns}/{}: {what} ({w}){}; try --image",
+                "pod {ns}/{}: {what} ({w}){}; {}",
                 plan.name,
-                event.map(|e| format!(": {e}")).unwrap_or_default()
+                event.map(|e| format!(": {e}")).unwrap_or_default(),
+                match plan.launch {
+                    Launch::Upload => "name one the node can pull with --base-image",
+                    Launch::InImage => "try another --image",
+                }
             );
         }
         if start.elapsed() >= limit {
