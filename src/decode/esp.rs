@@ -234,7 +234,7 @@ pub fn open(c: &EspCipher, esp: &[u8], seq_hi: Option<u32>) -> Result<Opened, Op
             aad.extend_from_slice(&hdr[4..8]);
             let k = key.expose();
             let buf = buf.as_mut_slice();
-            match (k.len(), icv_len) {
+            let opened = match (k.len(), icv_len) {
                 (16, 16) => gcm_open!(Aes128, U16, k, &nonce[..], &aad, buf, icv),
                 (16, 12) => gcm_open!(Aes128, U12, k, &nonce[..], &aad, buf, icv),
                 (16, 8) => gcm_open!(Aes128, U8, k, &nonce[..], &aad, buf, icv),
@@ -245,7 +245,10 @@ pub fn open(c: &EspCipher, esp: &[u8], seq_hi: Option<u32>) -> Result<Opened, Op
                 (32, 12) => gcm_open!(Aes256, U12, k, &nonce[..], &aad, buf, icv),
                 (32, 8) => gcm_open!(Aes256, U8, k, &nonce[..], &aad, buf, icv),
                 _ => Err(OpenError::AuthFailed),
-            }?;
+            };
+            // The nonce holds the salt, which is key material.
+            zeroize::Zeroize::zeroize(&mut nonce);
+            opened?;
         }
         EspCipher::CbcHmac {
             enc_key,

@@ -3,6 +3,7 @@
 
 pub mod caps;
 pub mod conntrack;
+pub mod context;
 pub mod monitor;
 pub mod names;
 pub mod netfilter;
@@ -14,7 +15,8 @@ pub mod rtnl;
 pub mod xfrm;
 
 use crate::model::{NodeInfo, NodeState};
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
+use context::Context;
 use netlink::NlSocket;
 use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_XFRM};
 
@@ -25,7 +27,7 @@ pub use netns::Target;
 pub fn collect(target: &Target) -> Result<NodeState> {
     let opened = netns::open(target)?;
     let tables = rt_tables::load();
-    let mut state = netns::run_in(opened.file.as_ref(), || collect_here(&tables))??;
+    let mut state = netns::run_in(opened.file.as_ref(), || collect_here(tables))??;
     state.node = NodeInfo {
         hostname: hostname(),
         kernel: kernel(),
@@ -41,17 +43,19 @@ pub fn collect_netfilter(target: &Target) -> Result<crate::model::Netfilter> {
     netns::run_in(opened.file.as_ref(), netfilter::read)
 }
 
-fn collect_here(tables: &rt_tables::TableNames) -> Result<NodeState> {
+fn collect_here(tables: rt_tables::TableNames) -> Result<NodeState> {
     let mut st = NodeState::default();
     let mut sock = NlSocket::open(NETLINK_ROUTE).context("opening a NETLINK_ROUTE socket")?;
     let (links, reports) = rtnl::dump_links(&mut sock).context("dumping links and addresses")?;
+    let mut ctx = Context::new(tables);
+    ctx.set_links(&links);
     st.links = links;
     // Routes (NETLINK_ROUTE) and XFRM (NETLINK_XFRM) are independent dumps: read them side by
     // side. The scoped thread starts in this thread's netns.
-    let links = &st.links;
+    let ctx = &ctx;
     let (rr, xfrm) = std::thread::scope(|s| {
-        let xfrm = s.spawn(|| collect_xfrm(links));
-        let rr = rtnl::dump_routes_and_rules(&mut sock, links, tables);
+        let xfrm = s.spawn(|| collect_xfrm(ctx));
+        let rr = rtnl::dump_routes_and_rules(&mut sock, ctx);
         (rr, xfrm.join())
     });
     let rr = rr.context("dumping routes and rules")?;
@@ -80,15 +84,9 @@ struct XfrmPart {
 }
 
 /// SAs and policies; a missing right or a kernel without XFRM is a warning, not a failure.
-fn collect_xfrm(links: &[crate::model::Link]) -> Result<XfrmPart> {
-    let dev_name = |idx: i32| {
-        links
-            .iter()
-            .find(|l| l.index as i32 == idx)
-            .map(|l| l.name.clone())
-    };
+fn collect_xfrm(ctx: &Context) -> Result<XfrmPart> {
     let mut part = XfrmPart::default();
-    match NlSocket::open(NETLINK_XFRM).and_then(|mut s| xfrm::dump_all(&mut s, dev_name)) {
+    match NlSocket::open(NETLINK_XFRM).and_then(|mut s| xfrm::dump_all(&mut s, ctx)) {
         Ok(x) => {
             for (what, report) in &x.reports {
                 part.warnings.extend(report.warnings(what));

@@ -15,8 +15,8 @@
 //! Changes are sent with back-pressure (a full queue makes the kernel overrun the socket,
 //! which ends in a resync); samples are dropped when the queue is full, and counted.
 
+use super::context::Context;
 use super::netlink::NlSocket;
-use super::rt_tables::TableNames;
 use super::{Target, caps, netns, procfs, rt_tables, rtnl, xfrm};
 use crate::model::XfrmState;
 use crate::model::event::{Event, SaKey, Sample};
@@ -168,9 +168,14 @@ impl Ctx {
         }
     }
 
-    fn full_dump(&self) -> Option<Event> {
+    /// A full dump as a `Resync`, and the conversion context its events are named with.
+    fn full_dump(&self) -> Option<(Event, Context)> {
         match super::collect(&self.target) {
-            Ok(st) => Some(Event::Resync(Box::new(st))),
+            Ok(st) => {
+                let mut ctx = Context::new(rt_tables::load());
+                ctx.set_links(&st.links);
+                Some((Event::Resync(Box::new(st)), ctx))
+            }
             Err(e) => {
                 self.send(Event::SourceError(format!("dump failed: {e:#}")));
                 None
@@ -206,15 +211,15 @@ impl Ctx {
         };
         // Subscribed first, dumped second: a change during the dump is seen twice at
         // worst, and applying an event twice is harmless.
-        match self.full_dump() {
-            Some(ev) => {
+        let mut ctx = match self.full_dump() {
+            Some((ev, ctx)) => {
                 if !self.send(ev) {
                     return;
                 }
+                ctx
             }
             None => return,
-        }
-        let tables = rt_tables::load();
+        };
         let mut buf = vec![0u8; 1 << 20];
         let mut fds: Vec<libc::pollfd> = [&route, &xfrm]
             .iter()
@@ -239,11 +244,15 @@ impl Ctx {
                 match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
                     Ok(len) => {
                         let events = if i == 0 {
-                            decode(&buf[..len], |m, f| route_event(m, f, &tables))
+                            decode(&buf[..len], |m, f| route_event(m, f, &ctx))
                         } else {
-                            decode(&buf[..len], |m, _| xfrm_event(m))
+                            let events = decode(&buf[..len], |m, _| xfrm_event(m, &ctx));
+                            // New SAs carry their keys: not left in the buffer.
+                            zeroize::Zeroize::zeroize(&mut buf[..len]);
+                            events
                         };
                         for ev in events {
+                            ctx.learn(&ev);
                             if matches!(ev, Event::ResyncNeeded { .. }) {
                                 overrun = Some(ev);
                             } else if !self.send(ev) {
@@ -271,10 +280,11 @@ impl Ctx {
                 if !self.send(ev) {
                     return;
                 }
-                if let Some(ev) = self.full_dump()
-                    && !self.send(ev)
-                {
-                    return;
+                if let Some((ev, fresh)) = self.full_dump() {
+                    ctx = fresh;
+                    if !self.send(ev) {
+                        return;
+                    }
                 }
             }
         }
@@ -333,8 +343,9 @@ fn dump_sa_counters(
 {
     let mut out = Vec::new();
     s.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
-        if let XfrmMessage::AddSa(sa) = m {
-            let st: XfrmState = xfrm::state(&sa, |_| None);
+        if let XfrmMessage::AddSa(mut sa) = m {
+            // Only the key and the counters are kept: no name is needed.
+            let st: XfrmState = xfrm::state(&mut sa, |_| None);
             out.push((SaKey::of(&st), st.lifetime, st.stats));
         }
     })?;
@@ -385,7 +396,7 @@ pub fn decode<M: NetlinkDeserializable + std::fmt::Debug>(
 }
 
 /// One NETLINK_ROUTE notification as an event (the dump's converters, message by message).
-pub fn route_event(m: RouteNetlinkMessage, flags: u16, tables: &TableNames) -> Option<Event> {
+pub fn route_event(m: RouteNetlinkMessage, flags: u16, ctx: &Context) -> Option<Event> {
     use RouteNetlinkMessage as R;
     Some(match m {
         R::NewLink(l) => Event::LinkNew(rtnl::links(&[l], &[]).pop()?),
@@ -401,12 +412,12 @@ pub fn route_event(m: RouteNetlinkMessage, flags: u16, tables: &TableNames) -> O
             addr: rtnl::address(&a)?,
         },
         R::NewRoute(r) => Event::RouteNew {
-            route: rtnl::route(&r, &[], tables)?,
+            route: rtnl::route(&r, ctx)?,
             replace: flags & NLM_F_REPLACE != 0,
         },
-        R::DelRoute(r) => Event::RouteDel(rtnl::route(&r, &[], tables)?),
-        R::NewRule(r) => Event::RuleNew(rtnl::rule(&r, tables)?),
-        R::DelRule(r) => Event::RuleDel(rtnl::rule(&r, tables)?),
+        R::DelRoute(r) => Event::RouteDel(rtnl::route(&r, ctx)?),
+        R::NewRule(r) => Event::RuleNew(rtnl::rule(&r, ctx.tables())?),
+        R::DelRule(r) => Event::RuleDel(rtnl::rule(&r, ctx.tables())?),
         _ => return None,
     })
 }
@@ -429,12 +440,14 @@ fn mark_of(nlas: &[XfrmAttrs]) -> Option<crate::model::Mark> {
     })
 }
 
-/// One NETLINK_XFRM notification as an event. A flush has no list of what went: it asks
-/// for a resync.
-pub fn xfrm_event(m: XfrmMessage) -> Option<Event> {
+/// One NETLINK_XFRM notification as an event, named through the dump's context (a selector
+/// naming an interface must equal the dumped one). A flush has no list of what went: it
+/// asks for a resync.
+pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
     use XfrmMessage as X;
+    let dev = |i| ctx.selector_dev(i);
     Some(match m {
-        X::AddSa(s) | X::UpdateSa(s) => Event::SaNew(Box::new(xfrm::state(&s, |_| None))),
+        X::AddSa(mut s) | X::UpdateSa(mut s) => Event::SaNew(Box::new(xfrm::state(&mut s, dev))),
         X::DeleteSa(d) => {
             let id = &d.user_sa_id;
             Event::SaDel(SaKey {
@@ -456,7 +469,7 @@ pub fn xfrm_event(m: XfrmMessage) -> Option<Event> {
                 hard: e.expire.hard != 0,
             }
         }
-        X::AddPolicy(p) | X::UpdatePolicy(p) => Event::PolicyNew(xfrm::policy(&p, |_| None)),
+        X::AddPolicy(p) | X::UpdatePolicy(p) => Event::PolicyNew(xfrm::policy(&p, dev)),
         X::DeletePolicy(d) => {
             // The kernel's delete notification carries the whole policy (XFRMA_POLICY).
             let info = d.nlas.iter().find_map(|a| match a {
@@ -470,7 +483,7 @@ pub fn xfrm_event(m: XfrmMessage) -> Option<Event> {
                             user_policy_info,
                             nlas: d.nlas.clone(),
                         },
-                        |_| None,
+                        dev,
                     );
                     Event::PolicyDel {
                         dir: p.dir,

@@ -1,6 +1,7 @@
 //! XFRM SAs, policies and SAD/SPD counts over NETLINK_XFRM (netlink-packet-xfrm decodes),
 //! converted into the model. Pure conversions, tested on captured bytes.
 
+use super::context::Context;
 use super::netlink::{DumpReport, NlError, NlSocket};
 use crate::model::{
     AlgInfo, Encap, Lifetime, Mark, PolicyAction, PolicyDir, Prefix, Secret, Selector, Template,
@@ -15,6 +16,7 @@ use netlink_packet_xfrm::{
     state::sadinfo::SadInfoAttrs,
 };
 use std::net::IpAddr;
+use zeroize::Zeroize;
 
 /// SAs, policies and counts, converted while read (10k policies are not held twice).
 #[derive(Default)]
@@ -25,21 +27,19 @@ pub struct XfrmDump {
     pub reports: Vec<(&'static str, DumpReport)>,
 }
 
-/// `dev` names an ifindex found in a selector.
-pub fn dump_all(
-    sock: &mut NlSocket,
-    dev: impl Fn(i32) -> Option<String>,
-) -> Result<XfrmDump, NlError> {
+/// `ctx` names the ifindex a selector may hold.
+pub fn dump_all(sock: &mut NlSocket, ctx: &Context) -> Result<XfrmDump, NlError> {
+    let dev = |i| ctx.selector_dev(i);
     let mut d = XfrmDump::default();
     let r = sock.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
-        if let XfrmMessage::AddSa(s) = m {
-            d.states.push(state(&s, &dev))
+        if let XfrmMessage::AddSa(mut s) = m {
+            d.states.push(state(&mut s, dev))
         }
     })?;
     d.reports.push(("xfrm states", r));
     let r = sock.dump(XfrmMessage::GetPolicy(PolicyGet::default()), |m| {
         if let XfrmMessage::AddPolicy(p) = m {
-            d.policies.push(policy(&p, &dev))
+            d.policies.push(policy(&p, dev))
         }
     })?;
     d.reports.push(("xfrm policies", r));
@@ -142,7 +142,23 @@ fn lifetime(l: &netlink_packet_xfrm::Lifetime) -> Lifetime {
     }
 }
 
-pub fn state(m: &StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
+/// The state a message describes. The message's copy of the keys is zeroed on the way: the
+/// returned `Secret`s hold the only one.
+pub fn state(m: &mut StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
+    let s = state_of(m, dev);
+    for a in &mut m.nlas {
+        match a {
+            XfrmAttrs::EncryptionAlgAead(a) => a.alg_key.zeroize(),
+            XfrmAttrs::EncryptionAlg(a) => a.alg_key.zeroize(),
+            XfrmAttrs::AuthenticationAlgTrunc(a) => a.alg_key.zeroize(),
+            XfrmAttrs::AuthenticationAlg(a) => a.alg_key.zeroize(),
+            _ => {}
+        }
+    }
+    s
+}
+
+fn state_of(m: &StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
     let i = &m.user_sa_info;
     let mut s = XfrmState {
         src: family_ip(i.family, &i.saddr).to_string(),
@@ -385,10 +401,16 @@ mod tests {
 
     #[test]
     fn seed_sa_from_wire() {
-        let XfrmMessage::AddSa(m) = roundtrip(XfrmMessage::AddSa(seed_out_sa())) else {
+        let XfrmMessage::AddSa(mut m) = roundtrip(XfrmMessage::AddSa(seed_out_sa())) else {
             panic!("not an SA")
         };
-        let s = state(&m, |_| None);
+        let s = state(&mut m, |_| None);
+        // The message's own copy of the key is zeroed: the Secret is the only one left.
+        for a in &m.nlas {
+            if let XfrmAttrs::EncryptionAlgAead(a) = a {
+                assert!(a.alg_key.iter().all(|b| *b == 0), "key left in the message");
+            }
+        }
         assert_eq!(
             (s.src.as_str(), s.dst.as_str(), s.proto),
             ("10.0.1.138", "10.0.0.40", XfrmProto::Esp)
@@ -429,7 +451,7 @@ mod tests {
     fn output_mark_without_mask_means_all_bits() {
         let mut m = seed_out_sa();
         m.nlas.retain(|a| !matches!(a, XfrmAttrs::MarkMask(_)));
-        let s = state(&m, |_| None);
+        let s = state(&mut m, |_| None);
         assert_eq!(
             s.output_mark,
             Some(Mark {
