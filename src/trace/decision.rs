@@ -2,7 +2,8 @@
 //! and should not have to parse "rule 11: all fwmark 0x300/0xf00 lookup 105".
 
 use crate::model::{
-    Conntrack, Family, Mark, NodeState, Route, Rule, Selector, Template, XfrmPolicy, XfrmState,
+    Conntrack, Family, Mark, NodeState, PolicyAction, PolicyDir, Route, Rule, Selector, Template,
+    XfrmMode, XfrmPolicy, XfrmProto, XfrmState,
 };
 use serde::Serialize;
 
@@ -37,9 +38,9 @@ pub enum Decision {
     },
     XfrmPolicy {
         index: u32,
-        dir: String,
+        dir: PolicyDir,
         priority: u32,
-        action: String,
+        action: PolicyAction,
         selector: Selector,
         mark: Option<Mark>,
         templates: Vec<Template>,
@@ -49,10 +50,10 @@ pub enum Decision {
         reqid: u32,
         src: String,
         dst: String,
-        proto: String,
+        proto: XfrmProto,
         mark: Option<Mark>,
         output_mark: Option<Mark>,
-        mode: String,
+        mode: XfrmMode,
     },
     /// An iptables rule that changed the packet (its `-A` line, as iptables-save prints it).
     Iptables {
@@ -116,9 +117,9 @@ impl Decision {
     pub fn policy(p: &XfrmPolicy) -> Decision {
         Decision::XfrmPolicy {
             index: p.index,
-            dir: p.dir.to_string(),
+            dir: p.dir,
             priority: p.priority,
-            action: p.action.to_string(),
+            action: p.action,
             selector: p.selector.clone(),
             mark: p.mark,
             templates: p.templates.clone(),
@@ -131,10 +132,10 @@ impl Decision {
             reqid: s.reqid,
             src: s.src.to_string(),
             dst: s.dst.to_string(),
-            proto: s.proto.to_string(),
+            proto: s.proto,
             mark: s.mark,
             output_mark: s.output_mark,
-            mode: s.mode.to_string(),
+            mode: s.mode,
         }
     }
 

@@ -17,7 +17,7 @@ use super::xfrm::{
     find_sa, sa_mismatch,
 };
 use crate::explain::cilium;
-use crate::model::{NodeState, XfrmPolicy};
+use crate::model::{NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmPolicy, XfrmProto};
 use std::net::IpAddr;
 
 pub(crate) const STAGES: &[StepFn] = &[
@@ -251,7 +251,7 @@ fn local_input(w: &mut Walk, at: &mut At) -> Go {
             what: "the node's own stack".into(),
         });
     };
-    let Some(sa_idx) = find_inbound_sa(st, &pkt.dst, spi, "esp", pkt.mark) else {
+    let Some(sa_idx) = find_inbound_sa(st, &pkt.dst, spi, XfrmProto::Esp, pkt.mark) else {
         let near: Vec<String> = st
             .xfrm_states
             .iter()
@@ -304,10 +304,10 @@ fn forward_policy_check(w: &mut Walk, at: &mut At) -> Go {
     let st = &w.nodes[ni].state;
     let pkt = &at.pkt;
     let iif = at.iif.as_deref();
-    let c = choose_policy(st, "fwd", &pkt.xfrm_key(), iif);
+    let c = choose_policy(st, PolicyDir::Fwd, &pkt.xfrm_key(), iif);
     let reqid = st.xfrm_states[sa_idx].reqid;
     match c.chosen.map(|i| &st.xfrm_policies[i]) {
-        Some(p) if p.action == "block" => {
+        Some(p) if p.action == PolicyAction::Block => {
             let reason = format!("blocked by {}", describe_policy(p));
             return stopped_by_policy(w, (ni, pkt), reason, p, "XfrmFwdHdrError");
         }
@@ -315,7 +315,7 @@ fn forward_policy_check(w: &mut Walk, at: &mut At) -> Go {
             let ok = p
                 .templates
                 .iter()
-                .all(|t| t.level == "use" || t.reqid == 0 || t.reqid == reqid);
+                .all(|t| t.level == TemplateLevel::Use || t.reqid == 0 || t.reqid == reqid);
             if !ok {
                 let reason = format!(
                     "{} requires a transform this packet did not get",
@@ -375,7 +375,7 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
     let st = &w.nodes[ni].state;
     let dev = at.routed.as_ref().and_then(|r| r.dev.clone());
     let pkt = &at.pkt;
-    let c = choose_policy(st, "out", &pkt.xfrm_key(), dev.as_deref());
+    let c = choose_policy(st, PolicyDir::Out, &pkt.xfrm_key(), dev.as_deref());
     let Some(pi) = c.chosen else {
         return Go::On;
     };
@@ -393,7 +393,7 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
             format!("{why}: {}", describe_policy(&st.xfrm_policies[x.index]))
         })
         .collect();
-    if pol.action == "block" {
+    if pol.action == PolicyAction::Block {
         let reason = format!("blocked by {}", describe_policy(pol));
         return stopped_by_policy(w, (ni, pkt), reason, pol, "XfrmOutPolBlock");
     }
@@ -667,7 +667,7 @@ fn cilium_mark(w: &mut Walk, ni: usize, dev: &str, pkt: &mut Packet) {
         let pol = st
             .xfrm_policies
             .iter()
-            .filter(|p| p.dir == "out")
+            .filter(|p| p.dir == PolicyDir::Out)
             .find(|p| {
                 p.mark.is_some_and(|m| m.value & 0xf00 == 0xe00)
                     && super::xfrm::selector_matches(&p.selector, &k, None)
