@@ -163,13 +163,13 @@ fn header(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
     spans(buf, area, &parts);
 }
 
-/// Warnings that hide data because a right is missing.
+/// Warnings that hide data because a right is missing, or the netns shown is gone.
 fn rights_warning(live: &Live) -> Option<&str> {
     live.state
         .warnings
         .iter()
         .chain(live.notices.iter().map(|n| &n.text))
-        .find(|w| w.contains("CAP_") || w.contains("missing"))
+        .find(|w| w.contains("CAP_") || w.contains("missing") || w.starts_with("netns GONE"))
         .map(|s| s.as_str())
 }
 
@@ -219,6 +219,9 @@ fn status(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         parts.push(sep.clone());
     }
     match rights_warning(live) {
+        Some(w) if w.starts_with("netns GONE") => {
+            parts.push((format!("⚠ {w}"), theme.style(Item::Warning)))
+        }
         Some(w) => parts.push((format!("⚠ rights: {w}"), theme.style(Item::Warning))),
         None if !live.state.warnings.is_empty() => parts.push((
             format!(
