@@ -27,7 +27,7 @@ pub use netns::Target;
 pub fn collect(target: &Target) -> Result<NodeState> {
     let opened = netns::open(target)?;
     let tables = rt_tables::load();
-    let mut state = netns::run_in(opened.file.as_ref(), || collect_here(tables))??;
+    let mut state = netns::run_in(opened.file.as_ref(), || collect_consistent(tables))??;
     state.node = NodeInfo {
         hostname: hostname(),
         kernel: kernel(),
@@ -43,7 +43,24 @@ pub fn collect_netfilter(target: &Target) -> Result<crate::model::Netfilter> {
     netns::run_in(opened.file.as_ref(), netfilter::read)
 }
 
-fn collect_here(tables: rt_tables::TableNames) -> Result<NodeState> {
+/// How many times a dump the kernel flagged as interrupted is read again.
+const DUMP_TRIES: usize = 3;
+
+/// A dump the kernel flags as interrupted (NLM_F_DUMP_INTR: a table changed while it was
+/// read) may be inconsistent: read everything again, a few times, before showing the last
+/// one with its warning.
+fn collect_consistent(tables: rt_tables::TableNames) -> Result<NodeState> {
+    for _ in 1..DUMP_TRIES {
+        let (st, interrupted) = collect_here(tables.clone())?;
+        if !interrupted {
+            return Ok(st);
+        }
+    }
+    collect_here(tables).map(|(st, _)| st)
+}
+
+/// The state, and whether any of its dumps was interrupted.
+fn collect_here(tables: rt_tables::TableNames) -> Result<(NodeState, bool)> {
     let mut st = NodeState::default();
     let mut sock = NlSocket::open(NETLINK_ROUTE).context("opening a NETLINK_ROUTE socket")?;
     let (links, reports) = rtnl::dump_links(&mut sock).context("dumping links and addresses")?;
@@ -60,8 +77,10 @@ fn collect_here(tables: rt_tables::TableNames) -> Result<NodeState> {
     });
     let rr = rr.context("dumping routes and rules")?;
     let xfrm = xfrm.map_err(|_| anyhow::anyhow!("XFRM reader panicked"))??;
+    let mut interrupted = xfrm.interrupted;
     for (what, report) in reports.iter().chain(&rr.reports) {
         st.warnings.extend(report.warnings(what));
+        interrupted |= report.interrupted;
     }
     (st.routes, st.rules) = (rr.routes, rr.rules);
     st.warnings.extend(xfrm.warnings);
@@ -72,7 +91,7 @@ fn collect_here(tables: rt_tables::TableNames) -> Result<NodeState> {
             "/proc/net/xfrm_stat unreadable ({e}); the kernel may lack CONFIG_XFRM_STATISTICS"
         )),
     }
-    Ok(st)
+    Ok((st, interrupted))
 }
 
 #[derive(Default)]
@@ -81,6 +100,7 @@ struct XfrmPart {
     policies: Vec<crate::model::XfrmPolicy>,
     counts: crate::model::XfrmCounts,
     warnings: Vec<String>,
+    interrupted: bool,
 }
 
 /// SAs and policies; a missing right or a kernel without XFRM is a warning, not a failure.
@@ -90,6 +110,7 @@ fn collect_xfrm(ctx: &Context) -> Result<XfrmPart> {
         Ok(x) => {
             for (what, report) in &x.reports {
                 part.warnings.extend(report.warnings(what));
+                part.interrupted |= report.interrupted;
             }
             (part.states, part.policies, part.counts) = (x.states, x.policies, x.counts);
         }

@@ -177,13 +177,21 @@ impl Ctx {
         }
     }
 
-    /// A full dump as a `Resync`, and the conversion context its events are named with.
-    fn full_dump(&self) -> Option<(Event, Context)> {
+    /// Read the state afresh and send it as a `Resync`; the context its events are named
+    /// with comes back. Everything queued on the sockets is thrown away first: after an
+    /// overrun the queue still holds changes from before the lost ones, and applied on top
+    /// of the fresh dump they would undo what the dump shows (a route deleted later
+    /// reappears, one added later goes). A change made while the dump runs is queued after
+    /// the discard and applied after the dump: seen twice at worst, which converges.
+    fn dump_afresh(&self, socks: &[Option<Socket>], buf: &mut [u8]) -> Option<Context> {
+        for sock in socks.iter().flatten() {
+            discard_queued(sock, buf);
+        }
         match super::collect(&self.target) {
             Ok(st) => {
                 let mut ctx = Context::new(rt_tables::load());
                 ctx.set_links(&st.links);
-                Some((Event::Resync(Box::new(st)), ctx))
+                self.send(Event::Resync(Box::new(st))).then_some(ctx)
             }
             Err(e) => {
                 self.send(Event::SourceError(format!("dump failed: {e:#}")));
@@ -192,45 +200,43 @@ impl Ctx {
         }
     }
 
+    fn follow(&self, protocol: isize, rcvbuf: usize) -> Option<Socket> {
+        let groups: &[u32] = if protocol == NETLINK_ROUTE {
+            &ROUTE_GROUPS
+        } else {
+            &XFRM_GROUPS
+        };
+        match subscribe(protocol, groups, rcvbuf) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.send(Event::SourceError(if protocol == NETLINK_ROUTE {
+                    format!(
+                        "cannot follow link/address/route/rule changes ({e}); the view will not update"
+                    )
+                } else if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+                    format!(
+                        "CAP_NET_ADMIN missing: XFRM SA/policy changes are not followed live; {}",
+                        caps::how_to_fix(caps::CAP_NET_ADMIN)
+                    )
+                } else {
+                    format!("cannot follow XFRM changes ({e}); SAs and policies will not update")
+                }));
+                None
+            }
+        }
+    }
+
     fn monitor(&self, rcvbuf: usize) {
-        let route = match subscribe(NETLINK_ROUTE, &ROUTE_GROUPS, rcvbuf) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                self.send(Event::SourceError(format!(
-                    "cannot follow link/address/route/rule changes ({e}); the view will not update"
-                )));
-                None
-            }
-        };
-        let xfrm = match subscribe(NETLINK_XFRM, &XFRM_GROUPS, rcvbuf) {
-            Ok(s) => Some(s),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
-                self.send(Event::SourceError(format!(
-                    "CAP_NET_ADMIN missing: XFRM SA/policy changes are not followed live; {}",
-                    caps::how_to_fix(caps::CAP_NET_ADMIN)
-                )));
-                None
-            }
-            Err(e) => {
-                self.send(Event::SourceError(format!(
-                    "cannot follow XFRM changes ({e}); SAs and policies will not update"
-                )));
-                None
-            }
-        };
-        // Subscribed first, dumped second: a change during the dump is seen twice at
-        // worst, and applying an event twice is harmless.
-        let mut ctx = match self.full_dump() {
-            Some((ev, ctx)) => {
-                if !self.send(ev) {
-                    return;
-                }
-                ctx
-            }
-            None => return,
-        };
+        let socks = [
+            self.follow(NETLINK_ROUTE, rcvbuf),
+            self.follow(NETLINK_XFRM, rcvbuf),
+        ];
         let mut buf = vec![0u8; 1 << 20];
-        let mut fds: Vec<libc::pollfd> = [&route, &xfrm]
+        // Subscribed first, dumped second: no change falls between the two.
+        let Some(mut ctx) = self.dump_afresh(&socks, &mut buf) else {
+            return;
+        };
+        let mut fds: Vec<libc::pollfd> = socks
             .iter()
             .map(|s| libc::pollfd {
                 fd: s.as_ref().map_or(-1, |s| s.as_raw_fd()),
@@ -244,57 +250,73 @@ impl Ctx {
             if n <= 0 {
                 continue;
             }
-            let mut overrun = None;
-            for (i, sock) in [&route, &xfrm].iter().enumerate() {
+            let mut lost = None;
+            for (i, sock) in socks.iter().enumerate() {
                 let Some(sock) = sock else { continue };
                 if fds[i].revents == 0 {
                     continue;
                 }
-                match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
-                    Ok(len) => {
-                        let events = if i == 0 {
-                            decode(&buf[..len], |m, f| route_event(m, f, &ctx))
-                        } else {
-                            let events = decode(&buf[..len], |m, _| xfrm_event(m, &ctx));
-                            // New SAs carry their keys: not left in the buffer.
-                            zeroize::Zeroize::zeroize(&mut buf[..len]);
-                            events
-                        };
-                        for ev in events {
-                            ctx.learn(&ev);
-                            if matches!(ev, Event::ResyncNeeded { .. }) {
-                                overrun = Some(ev);
-                            } else if !self.send(ev) {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        overrun = Some(Event::ResyncNeeded {
-                            reason: format!(
-                                "{} monitor overran (ENOBUFS, changes lost): resynced after overrun",
-                                if i == 0 { "netlink route" } else { "XFRM" }
-                            ),
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.send(Event::SourceError(format!("netlink monitor: {e}")));
-                        std::thread::sleep(Duration::from_millis(POLL_MS as u64));
-                    }
+                match self.read_changes(i == 0, sock, &mut buf, &mut ctx) {
+                    Read::Changes => {}
+                    Read::Lost(why) => lost = Some(why),
+                    Read::NobodyListens => return,
                 }
             }
-            if let Some(ev) = overrun {
-                if !self.send(ev) {
+            // Changes were lost: say so, then show the kernel's state again. If the storm
+            // goes on and overruns us during the dump, the next read says so and we dump again.
+            if let Some(reason) = lost {
+                if !self.send(Event::ResyncNeeded { reason }) {
                     return;
                 }
-                if let Some((ev, fresh)) = self.full_dump() {
-                    ctx = fresh;
-                    if !self.send(ev) {
-                        return;
+                match self.dump_afresh(&socks, &mut buf) {
+                    Some(fresh) => ctx = fresh,
+                    None => return,
+                }
+            }
+        }
+    }
+
+    /// One recv() of change notifications, converted and sent.
+    fn read_changes(&self, route: bool, sock: &Socket, buf: &mut [u8], ctx: &mut Context) -> Read {
+        match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
+            Ok(len) => {
+                let events = if route {
+                    decode(&buf[..len], |m, f| route_event(m, f, ctx))
+                } else {
+                    let events = decode(&buf[..len], |m, _| xfrm_event(m, ctx));
+                    // New SAs carry their keys: not left in the buffer.
+                    zeroize::Zeroize::zeroize(&mut buf[..len]);
+                    events
+                };
+                let mut lost = None;
+                for ev in events {
+                    ctx.learn(&ev);
+                    if let Event::ResyncNeeded { reason } = ev {
+                        lost = Some(reason);
+                    } else if !self.send(ev) {
+                        return Read::NobodyListens;
                     }
                 }
+                lost.map_or(Read::Changes, Read::Lost)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Read::Lost(format!(
+                "{} monitor overran (ENOBUFS, changes lost): resynced after overrun",
+                if route { "netlink route" } else { "XFRM" }
+            )),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                Read::Changes
+            }
+            Err(e) => {
+                if !self.send(Event::SourceError(format!("netlink monitor: {e}"))) {
+                    return Read::NobodyListens;
+                }
+                std::thread::sleep(Duration::from_millis(POLL_MS as u64));
+                Read::Changes
             }
         }
     }
@@ -352,6 +374,52 @@ pub fn subscribe(protocol: isize, groups: &[u32], rcvbuf: usize) -> std::io::Res
         s.add_membership(*g)?;
     }
     Ok(s)
+}
+
+/// What one read of a multicast socket came to.
+enum Read {
+    Changes,
+    /// Changes were lost (overrun, flush): the state must be read again.
+    Lost(String),
+    NobodyListens,
+}
+
+/// Throw away what is queued on `sock`. What the kernel queued before an overrun fits in
+/// the socket's receive buffer, so discarding that many bytes reaches past it even while a
+/// storm keeps filling the queue; an empty queue ends it sooner.
+fn discard_queued(sock: &Socket, buf: &mut [u8]) {
+    let limit = rcvbuf_of(sock).max(buf.len());
+    let mut discarded = 0;
+    while discarded <= limit {
+        match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
+            Ok(len) => {
+                // An SA carries its keys: not left in the buffer.
+                zeroize::Zeroize::zeroize(&mut buf[..len]);
+                discarded += len.max(1)
+            }
+            // Overrun again while discarding: all of it is older than the dump anyway.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The receive buffer the kernel gave `sock` (SO_RCVBUF; 0 when it cannot be read).
+fn rcvbuf_of(sock: &Socket) -> usize {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are valid for the call and len holds v's size.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 { v.max(0) as usize } else { 0 }
 }
 
 fn dump_sa_counters(
