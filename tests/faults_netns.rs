@@ -6,7 +6,7 @@
 mod common;
 
 use common::Netns;
-use common::tmux::{Tmux, assert_sane};
+use common::tmux::Tmux;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
@@ -42,10 +42,7 @@ fn a_file_that_is_no_netns_is_refused_by_the_cli_and_the_tui() {
     // Still following the first netns, still answering keys.
     ns.ip("link add hs-f0 type veth peer name hs-f1");
     t.wait("the netns still followed", APPEAR, |s| s.contains("hs-f0"));
-    t.keys(&["q"]);
-    let (code, stty) = t.after_exit();
-    assert_eq!(code, 0);
-    assert_sane(&stty);
+    t.quit_cleanly();
 }
 
 /// Threads of `pid` whose netns is the inode `ino`.
@@ -88,10 +85,6 @@ fn the_followed_netns_deleted_is_said_and_let_go() {
         assert!(t0.elapsed() < APPEAR, "threads still in the deleted netns");
         std::thread::sleep(Duration::from_millis(50));
     }
-    t.keys(&["2"]);
-    t.wait("keys answered", APPEAR, |s| s.contains("DST"));
-    t.keys(&["q"]);
-    let (code, stty) = t.after_exit();
-    assert_eq!(code, 0);
-    assert_sane(&stty);
+    t.answers_keys();
+    t.quit_cleanly();
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::Netns;
-use common::tmux::{Tmux, assert_sane};
+use common::tmux::Tmux;
 use std::time::{Duration, Instant};
 
 const APPEAR: Duration = Duration::from_secs(15);
@@ -60,10 +60,7 @@ fn a_long_capture_filter_never_freezes_the_keys() {
     t.wait("the line closed", APPEAR, |s| {
         !s.contains("capture filter (BPF):")
     });
-    t.keys(&["q"]);
-    let (code, stty) = t.after_exit();
-    assert_eq!(code, 0);
-    assert_sane(&stty);
+    t.quit_cleanly();
 }
 
 #[test]
@@ -93,10 +90,6 @@ fn a_resize_storm_while_the_netns_changes() {
             && s.contains("hs-w0@hs-w1")
             && s.contains("hs-w2@hs-w3")
     });
-    t.keys(&["2"]);
-    t.wait("keys answered", APPEAR, |s| s.contains("DST"));
-    t.keys(&["q"]);
-    let (code, stty) = t.after_exit();
-    assert_eq!(code, 0);
-    assert_sane(&stty);
+    t.answers_keys();
+    t.quit_cleanly();
 }
