@@ -17,7 +17,7 @@
 
 use super::context::Context;
 use super::netlink::NlSocket;
-use super::{Target, caps, names, netns, procfs, rt_tables, rtnl, xfrm};
+use super::{Target, caps, netns, procfs, rt_tables, rtnl, xfrm};
 use crate::model::XfrmState;
 use crate::model::event::{Event, SaKey, Sample};
 use netlink_packet_core::{NLM_F_REPLACE, NetlinkDeserializable, NetlinkMessage, NetlinkPayload};
@@ -538,7 +538,7 @@ pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
             Event::SaDel(SaKey {
                 dst: ip(id.family, &id.daddr).to_string(),
                 spi: id.spi,
-                proto: names::ip_proto(id.proto),
+                proto: crate::model::XfrmProto::from_number(id.proto),
                 mark: mark_of(&d.nlas),
             })
         }
@@ -548,7 +548,7 @@ pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
                 key: SaKey {
                     dst: ip(s.family, &s.id.daddr).to_string(),
                     spi: s.id.spi,
-                    proto: names::ip_proto(s.id.proto),
+                    proto: crate::model::XfrmProto::from_number(s.id.proto),
                     mark: None,
                 },
                 hard: e.expire.hard != 0,
@@ -578,7 +578,7 @@ pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
                     }
                 }
                 None => Event::PolicyDel {
-                    dir: xfrm::dir_name(d.user_policy_id.direction),
+                    dir: xfrm::dir(d.user_policy_id.direction),
                     index: d.user_policy_id.index,
                     selector: None,
                     mark: None,
