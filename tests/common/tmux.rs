@@ -150,7 +150,9 @@ impl Tmux {
     /// The TUI still answers keys: `2` shows the Routes pane's header.
     pub fn answers_keys(&self) {
         self.keys(&["2"]);
-        self.wait("keys answered", Duration::from_secs(15), |s| s.contains("DST"));
+        self.wait("keys answered", Duration::from_secs(15), |s| {
+            s.contains("DST")
+        });
     }
 
     /// `q`: the command exits 0 and leaves the terminal sane.
