@@ -60,7 +60,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         let esp: Vec<_> = state
             .xfrm_states
             .iter()
-            .filter(|s| s.proto == "esp")
+            .filter(|s| s.proto == crate::model::XfrmProto::Esp)
             .collect();
         writeln!(
             err,

@@ -17,7 +17,7 @@
 
 use super::context::Context;
 use super::netlink::NlSocket;
-use super::{Target, caps, names, netns, procfs, rt_tables, rtnl, xfrm};
+use super::{Target, caps, netns, procfs, rt_tables, rtnl, xfrm};
 use crate::model::XfrmState;
 use crate::model::event::{Event, SaKey, Sample};
 use netlink_packet_core::{NLM_F_REPLACE, NetlinkDeserializable, NetlinkMessage, NetlinkPayload};
@@ -94,12 +94,14 @@ impl Monitor {
     /// Start following `target`. A netns that cannot be opened fails here, at once;
     /// everything later (rights, kernel support) arrives as events.
     pub fn start(target: &Target, opts: &Options) -> anyhow::Result<Monitor> {
-        let info = netns::open(target)?.info;
+        let opened = netns::open(target)?;
+        let (info, id) = (opened.info, opened.file.as_ref().and_then(netns::identity));
         let (tx, rx) = sync_channel(opts.queue.max(16));
         let dropped = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let t = Ctx {
             target: target.clone(),
+            id,
             tx,
             dropped: dropped.clone(),
             stop: stop.clone(),
@@ -119,6 +121,11 @@ impl Monitor {
             target: target.clone(),
             info,
         })
+    }
+
+    /// Whether the threads stopped by themselves (the netns followed is gone).
+    pub fn ended(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     /// Events waiting now, at most `max` (so one frame never waits on a flood).
@@ -146,6 +153,8 @@ impl Drop for Monitor {
 #[derive(Clone)]
 struct Ctx {
     target: Target,
+    /// The netns followed, to notice when it is deleted (None: our own).
+    id: Option<netns::NetnsId>,
     tx: SyncSender<Event>,
     dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -325,6 +334,14 @@ impl Ctx {
             next += interval;
             if next < now {
                 next = now + interval; // fell behind (suspend): do not catch up in a burst
+            }
+            if let Some(why) = self.id.and_then(|id| netns::gone(&self.target, id)) {
+                // Said once, and let go: our sockets would keep a deleted netns alive.
+                let _ = self.tx.send(Event::SourceError(format!(
+                    "netns GONE: {why}; what is shown is its last state and no longer changes"
+                )));
+                self.stop.store(true, Ordering::Relaxed);
+                return;
             }
             let sample = Sample {
                 at: Instant::now(),
@@ -521,7 +538,7 @@ pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
             Event::SaDel(SaKey {
                 dst: ip(id.family, &id.daddr).to_string(),
                 spi: id.spi,
-                proto: names::ip_proto(id.proto),
+                proto: crate::model::XfrmProto::from_number(id.proto),
                 mark: mark_of(&d.nlas),
             })
         }
@@ -531,7 +548,7 @@ pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
                 key: SaKey {
                     dst: ip(s.family, &s.id.daddr).to_string(),
                     spi: s.id.spi,
-                    proto: names::ip_proto(s.id.proto),
+                    proto: crate::model::XfrmProto::from_number(s.id.proto),
                     mark: None,
                 },
                 hard: e.expire.hard != 0,
@@ -561,7 +578,7 @@ pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
                     }
                 }
                 None => Event::PolicyDel {
-                    dir: xfrm::dir_name(d.user_policy_id.direction),
+                    dir: xfrm::dir(d.user_policy_id.direction),
                     index: d.user_policy_id.index,
                     selector: None,
                     mark: None,
