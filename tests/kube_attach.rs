@@ -17,7 +17,6 @@
 //! `script` terminal). What is not: keys in a live TUI session, window-size changes.
 
 mod kube_support;
-mod packaging_support;
 
 use hopscope::kube::attach::{Launch, PodPlan, manifest_yaml};
 use kube_support::{APPLETS, AttachReply, Container, FakeApi, fixture};
@@ -293,7 +292,10 @@ fn a_base_image_without_the_tools_says_which_and_what_to_do() {
     );
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("hopscope: not in this image: sha256sum"), "{err}");
+    assert!(
+        err.contains("hopscope: not in this image: sha256sum"),
+        "{err}"
+    );
     assert!(
         err.contains("the base image docker.io/library/busybox:1.37 needs sh, head and sha256sum"),
         "{err}"
@@ -902,52 +904,6 @@ fn upload_then_run_under_a_terminal_sends_its_size() {
     assert!(
         got.contains(&(4, br#"{"Width":120,"Height":40}"#.to_vec())),
         "{got:?}"
-    );
-    assert_eq!(created_and_deleted(&fake), (1, 1));
-}
-
-/// The release build sends itself: the static hopscope of packaging/build-static.sh, given no
-/// `--binary`, uploads its own /proc/self/exe into the busybox container, where it runs.
-#[test]
-fn the_static_build_sends_itself_and_runs_in_busybox() {
-    let Some((fake, _)) = with_container(&APPLETS) else {
-        return;
-    };
-    let bin = packaging_support::static_binary();
-    let out = cmd_of(
-        bin,
-        Some(&fake),
-        &["attach", "node/worker2", "--", "--version"],
-    )
-    .output()
-    .unwrap();
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    // The version line of the static build, printed in the pod.
-    let version = text(&out.stdout);
-    assert!(
-        version.starts_with(&format!("hopscope {} (", env!("CARGO_PKG_VERSION")))
-            && version.contains("static"),
-        "{version}{err}"
-    );
-    let sent = std::fs::read(bin).unwrap();
-    let arrived =
-        std::fs::read(fake.with(|s| s.container.as_ref().unwrap().path("/hopscope/hopscope")))
-            .unwrap();
-    assert!(
-        arrived == sent,
-        "the file in the pod differs from the static build"
-    );
-    assert!(
-        err.contains(&format!(
-            "sha256 {} checked in the pod",
-            &sha256_hex(&sent)[..12]
-        )),
-        "{err}"
-    );
-    eprintln!(
-        "{}",
-        err.lines().find(|l| l.contains("uploaded")).unwrap_or("")
     );
     assert_eq!(created_and_deleted(&fake), (1, 1));
 }
