@@ -9,6 +9,15 @@ use std::path::Path;
 
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
+/// Where named netns are looked up: $HOPSCOPE_NETNS_DIR if set (the `attach` pod mounts no
+/// host path and points it at the node's /run/netns through /proc/1/root), else /run/netns.
+pub fn run_dir() -> String {
+    std::env::var("HOPSCOPE_NETNS_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| NETNS_RUN_DIR.into())
+}
+
 /// Where to read from: the caller's own netns, a named/pathed one, or a process's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Target {
@@ -25,7 +34,7 @@ pub struct Opened {
 }
 
 pub fn list_named() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(NETNS_RUN_DIR)
+    let mut names: Vec<String> = std::fs::read_dir(run_dir())
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -39,7 +48,7 @@ pub fn list_named() -> Vec<String> {
 fn known_list() -> String {
     let names = list_named();
     if names.is_empty() {
-        format!("no named netns exist in {NETNS_RUN_DIR}")
+        format!("no named netns exist in {}", run_dir())
     } else {
         format!("known: {}", names.join(", "))
     }
@@ -55,7 +64,7 @@ pub fn open(target: &Target) -> Result<Opened> {
             let (path, name) = if spec.contains('/') {
                 (spec.clone(), None)
             } else {
-                (format!("{NETNS_RUN_DIR}/{spec}"), Some(spec.clone()))
+                (format!("{}/{spec}", run_dir()), Some(spec.clone()))
             };
             if !Path::new(&path).exists() {
                 bail!(

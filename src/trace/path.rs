@@ -8,7 +8,7 @@ use super::xfrm::{
     find_sa, sa_mismatch,
 };
 use crate::explain::cilium;
-use crate::model::{Link, Netfilter, NodeState};
+use crate::model::{Link, Netfilter, NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmProto};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -538,7 +538,8 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
         // 3. Local delivery: ESP is decrypted, anything else has arrived.
         if kind == "local" {
             if let Some((spi, inner)) = pkt.esp.clone() {
-                let Some(sa_idx) = find_inbound_sa(st, &pkt.dst, spi, "esp", pkt.mark) else {
+                let Some(sa_idx) = find_inbound_sa(st, &pkt.dst, spi, XfrmProto::Esp, pkt.mark)
+                else {
                     let near: Vec<String> = st
                         .xfrm_states
                         .iter()
@@ -599,10 +600,10 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
         // 4. Inbound policy check for a decrypted packet being forwarded.
         if let Some(sa_idx) = decrypted_by.take() {
             let k = pkt.xfrm_key();
-            let c = choose_policy(st, "fwd", &k, iif.as_deref());
+            let c = choose_policy(st, PolicyDir::Fwd, &k, iif.as_deref());
             let reqid = st.xfrm_states[sa_idx].reqid;
             match c.chosen.map(|i| &st.xfrm_policies[i]) {
-                Some(p) if p.action == "block" => {
+                Some(p) if p.action == PolicyAction::Block => {
                     return w.stop(
                         ni,
                         &pkt,
@@ -614,7 +615,7 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
                     let ok = p
                         .templates
                         .iter()
-                        .all(|t| t.level == "use" || t.reqid == 0 || t.reqid == reqid);
+                        .all(|t| t.level == TemplateLevel::Use || t.reqid == 0 || t.reqid == reqid);
                     if !ok {
                         return w.stop(
                             ni,
@@ -656,7 +657,7 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
         // 5. XFRM output: a matching out policy sends the packet through its SA.
         if !generated_by_xfrm {
             let k = pkt.xfrm_key();
-            let c = choose_policy(st, "out", &k, dev.as_deref());
+            let c = choose_policy(st, PolicyDir::Out, &k, dev.as_deref());
             if let Some(pi) = c.chosen {
                 let pol = &st.xfrm_policies[pi];
                 let losers: Vec<String> = c
@@ -672,7 +673,7 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
                         format!("{why}: {}", describe_policy(&st.xfrm_policies[x.index]))
                     })
                     .collect();
-                if pol.action == "block" {
+                if pol.action == PolicyAction::Block {
                     return w.stop(
                         ni,
                         &pkt,
@@ -931,7 +932,7 @@ fn cilium_mark(w: &mut Walk, ni: usize, dev: &str, pkt: &mut Packet) {
         let pol = st
             .xfrm_policies
             .iter()
-            .filter(|p| p.dir == "out")
+            .filter(|p| p.dir == PolicyDir::Out)
             .find(|p| {
                 p.mark.is_some_and(|m| m.value & 0xf00 == 0xe00)
                     && super::xfrm::selector_matches(&p.selector, &k, None)

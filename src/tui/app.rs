@@ -573,7 +573,7 @@ impl App {
                 .state
                 .xfrm_states
                 .iter()
-                .filter(|s| s.proto == "esp")
+                .filter(|s| s.proto == crate::model::XfrmProto::Esp)
                 .count();
             self.say(
                 format!(

@@ -121,6 +121,11 @@ where
         if sig != 0 {
             return Ok(sig);
         }
+        if term::take_redraw() {
+            // Continued after a stop: the terminal was taken again, its screen is not ours.
+            terminal.clear()?;
+            ui.dirty = true;
+        }
         ui.take_events(inputs);
         ui.take_packets(inputs);
         ui.notice_names(inputs);
