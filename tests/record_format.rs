@@ -2,6 +2,9 @@
 //! a file cut anywhere reads up to its last whole record; a replay of a recording draws the
 //! panes the recorded node had (the TUI loop fed from the file).
 
+mod common;
+use common::screen::screen;
+
 use hopscope::model::event::{Event, SaKey};
 use hopscope::model::fixtures::{SEED_KEY, seed_node};
 use hopscope::record::format::{End, FrameRec, Iface, Record};
@@ -213,16 +216,6 @@ fn a_file_cut_anywhere_reads_up_to_its_last_whole_record() {
 
 fn key(c: char) -> TermEvent {
     TermEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
-}
-
-fn screen(t: &Terminal<TestBackend>) -> String {
-    let buf = t.backend().buffer();
-    (0..buf.area.height)
-        .map(|y| {
-            let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
-            line.trim_end().to_string() + "\n"
-        })
-        .collect()
 }
 
 /// The replayed screen: the recording played to `at`, paused, then `keys`.

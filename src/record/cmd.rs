@@ -136,20 +136,7 @@ fn play(rec: Recording, how: Play, tui: &crate::cli::TuiArgs) -> Result<i32> {
             rec.name
         );
     }
-    let node = match how.node {
-        Some(n) => rec.node_index(n).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{n} is not in this recording (it holds {})",
-                rec.nodes
-                    .iter()
-                    .map(|n| n.label.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?,
-        None => 0,
-    };
-    anyhow::ensure!(!rec.nodes.is_empty(), "the recording holds no node");
+    let node = rec.node_named(how.node)?;
     let mut opts = crate::tui::options(Target::Current, tui)?;
     let mut inputs = ReplayInputs::new(Arc::new(rec), node, how.speed, how.paused);
     if let Some(s) = how.start {

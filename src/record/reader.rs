@@ -175,6 +175,23 @@ impl Recording {
         })
     }
 
+    /// The node called `name` (the first without a name), or an error listing those there are.
+    pub fn node_named(&self, name: Option<&str>) -> Result<usize> {
+        anyhow::ensure!(!self.nodes.is_empty(), "{} holds no node", self.name);
+        let Some(n) = name else { return Ok(0) };
+        self.node_index(n).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{n} is not in {} (it holds {})",
+                self.name,
+                self.nodes
+                    .iter()
+                    .map(|n| n.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+
     /// A node's state as it was `at` (every change up to then applied).
     pub fn state_at(&self, node: usize, at: Stamp) -> NodeState {
         let mut st = NodeState::default();
@@ -225,24 +242,9 @@ pub fn node_states(path: &Path) -> Result<Vec<NodeState>> {
 /// label), or the first.
 pub fn node_state(path: &Path, name: Option<&String>) -> Result<NodeState> {
     let rec = Recording::open(path)?;
-    let i = match name {
-        Some(n) => rec.node_index(n).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{n} is not in {} (it holds {})",
-                path.display(),
-                rec.nodes
-                    .iter()
-                    .map(|n| n.label.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?,
-        None => 0,
-    };
-    anyhow::ensure!(i < rec.nodes.len(), "{} holds no node", path.display());
+    let i = rec.node_named(name.map(String::as_str))?;
     Ok(rec.state_at(i, Stamp::MAX))
 }
-
 /// The recorded nodes as a trace reads them: each node's state when recording started (what a
 /// prediction is made on) with its iptables rules.
 pub fn trace_nodes(rec: &Recording) -> Vec<crate::trace::path::Node> {
