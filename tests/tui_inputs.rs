@@ -1,6 +1,9 @@
 //! The TUI loop fed by scripted inputs instead of the live node (the seam a replay uses too):
 //! a state arrives, keys are pressed, the loop draws what they ask and quits on `q`.
 
+mod common;
+use common::screen::screen;
+
 use hopscope::model::event::{Event, Live};
 use hopscope::model::fixtures::seed_worker;
 use hopscope::model::{Names, Netfilter};
@@ -77,16 +80,6 @@ impl Inputs for Scripted {
     fn pump(&mut self, _: Duration, _: &Live, _: &mut App) -> usize {
         0
     }
-}
-
-fn screen(t: &Terminal<TestBackend>) -> String {
-    let buf = t.backend().buffer();
-    (0..buf.area.height)
-        .map(|y| {
-            let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
-            line.trim_end().to_string() + "\n"
-        })
-        .collect()
 }
 
 #[test]
