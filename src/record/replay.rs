@@ -304,6 +304,10 @@ impl Inputs for ReplayInputs {
 
     fn terminal_event(&mut self, timeout: Duration) -> Result<Option<cev::Event>> {
         if let Some(script) = self.script.as_mut() {
+            // One key per frame, as a user types: a look without waiting finds nothing.
+            if timeout.is_zero() {
+                return Ok(None);
+            }
             return Ok(Some(script.pop_front().unwrap_or(cev::Event::Key(
                 cev::KeyEvent::new(KeyCode::Char('q'), cev::KeyModifiers::NONE),
             ))));
