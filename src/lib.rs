@@ -12,6 +12,7 @@ pub mod kube;
 pub mod manual;
 pub mod model;
 pub mod output;
+pub mod record;
 pub mod source;
 pub mod trace;
 pub mod tui;

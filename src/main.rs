@@ -25,7 +25,12 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let done = |r: anyhow::Result<()>| r.map(|()| exit::OK);
     match &cli.command {
-        Some(Command::Snapshot(args)) => done(snapshot(cli, args.json, args.show_keys)),
+        Some(Command::Snapshot(args)) => done(snapshot(
+            cli,
+            args.json,
+            args.show_keys,
+            args.from.as_deref(),
+        )),
         Some(Command::Trace(args)) => trace(cli, args),
         Some(Command::Capture(args)) => done(capture(cli, args)),
         Some(Command::Generate(args)) => {
@@ -36,26 +41,37 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 output::ok_if_closed(std::io::stdout().lock().write_all(&text)).map_err(Into::into),
             )
         }
+        Some(Command::Record(a)) => exit_on_signal(hopscope::record::cmd::record(
+            a,
+            cli.target.targets(),
+            &cli.kube,
+        )),
+        Some(Command::Replay(a)) => exit_on_signal(hopscope::record::cmd::replay(a, &cli.tui)),
+        Some(Command::Demo(a)) => exit_on_signal(hopscope::record::cmd::demo(a, &cli.tui)),
         Some(Command::Attach(args)) => {
             hopscope::kube::attach::run(&cli.kube, args).map(|code| code.clamp(0, 255) as u8)
         }
         // The live TUI; without a terminal (piped, cron) the text snapshot instead.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
-            // Ended by a signal: the shell convention, 128 + signal number.
-            hopscope::tui::run_cli(cli.target.target(), &cli.tui, &cli.kube).map(|sig| {
-                if sig == 0 {
-                    exit::OK
-                } else {
-                    (128 + sig).clamp(1, 255) as u8
-                }
-            })
+            exit_on_signal(hopscope::tui::run_cli(cli.target.target(), &cli.tui, &cli.kube))
         }
         None => {
             // The TUI's options are checked all the same: a bad config file is an error here too.
             hopscope::tui::options(cli.target.target(), &cli.tui)?;
-            done(snapshot(cli, false, false))
+            done(snapshot(cli, false, false, None))
         }
     }
+}
+
+/// A command that ends on a signal exits as the shell expects: 128 + the signal.
+fn exit_on_signal(r: anyhow::Result<i32>) -> anyhow::Result<u8> {
+    r.map(|sig| {
+        if sig == 0 {
+            exit::OK
+        } else {
+            (128 + sig).clamp(1, 255) as u8
+        }
+    })
 }
 
 /// A kubeconfig named with --kubeconfig must be readable: say so once, and fail, rather than
@@ -135,12 +151,14 @@ fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<u8
     let stamp = output::Stamp::now();
     let names = start_names(cli);
     // Recorded states alone are enough; the own netns is read only when nothing else is given.
-    let targets =
-        if cli.target.netns.is_empty() && cli.target.pid.is_none() && !args.states.is_empty() {
-            vec![]
-        } else {
-            cli.target.targets()
-        };
+    let targets = if cli.target.netns.is_empty()
+        && cli.target.pid.is_none()
+        && (!args.states.is_empty() || args.from.is_some())
+    {
+        vec![]
+    } else {
+        cli.target.targets()
+    };
     let t = hopscope::trace::cmd::run(args, &targets)?;
     let names = finish_names(names);
     let out = if args.json {
@@ -171,10 +189,18 @@ fn trace_status(t: &hopscope::trace::path::Trace) -> u8 {
     }
 }
 
-fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
+fn snapshot(
+    cli: &Cli,
+    json: bool,
+    show_keys: bool,
+    from: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let stamp = output::Stamp::now();
     let names = start_names(cli);
-    let state = source::collect(&cli.target.target())?;
+    let state = match from {
+        Some(path) => hopscope::record::reader::node_state(path, cli.target.netns.first())?,
+        None => source::collect(&cli.target.target())?,
+    };
     let names = finish_names(names);
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();

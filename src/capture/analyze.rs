@@ -3,9 +3,12 @@
 //! packet it just decrypted, and whether it leaks (plaintext where XFRM says ESP). Pure: a
 //! NodeState and frames in, records and counters out; the live capture and tests share it.
 
-use crate::decode::esp::{Outcome, SaTable};
+use crate::decode::esp::{Opened, Outcome, SaTable};
 use crate::decode::packet::{self, Decoded, Direction, LinkType, Mac, Transport};
-use crate::model::{NodeState, Prefix, Selector, XfrmPolicy};
+use crate::model::{
+    NodeState, PolicyAction, PolicyDir, Prefix, Selector, SelectorDev, SelectorKey, TemplateLevel,
+    XfrmPolicy, XfrmProto,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -185,10 +188,14 @@ pub struct Analyzer {
     pending: BTreeMap<String, VecDeque<PendingEsp>>,
     pub counts: BTreeMap<String, IfaceCounts>,
     rates: BTreeMap<String, RateWindow>,
+    /// The decryption of the packet analysed last (a recording keeps its headers).
+    opened: Option<Opened>,
+    /// A decryption a recording handed in for the next packet (`analyze_opened`).
+    given: Option<Opened>,
 }
 
 fn is_esp_tmpl(p: &XfrmPolicy) -> bool {
-    p.action == "allow" && p.templates.iter().any(|t| t.proto == "esp")
+    p.action == PolicyAction::Allow && p.templates.iter().any(|t| t.proto == XfrmProto::Esp)
 }
 
 impl Analyzer {
@@ -236,14 +243,20 @@ impl Analyzer {
             pending: BTreeMap::new(),
             counts: BTreeMap::new(),
             rates: BTreeMap::new(),
+            opened: None,
+            given: None,
         };
         for (i, p) in a.policies.iter().enumerate() {
             if !is_esp_tmpl(p) {
                 continue;
             }
-            match p.dir.as_str() {
-                "out" => {
-                    let t = p.templates.iter().find(|t| t.proto == "esp").unwrap();
+            match p.dir {
+                PolicyDir::Out => {
+                    let t = p
+                        .templates
+                        .iter()
+                        .find(|t| t.proto == XfrmProto::Esp)
+                        .unwrap();
                     let egress = t.dst.parse::<IpAddr>().ok().and_then(|d| a.route_dev(&d));
                     a.out_rules.push(OutRule {
                         policy: i,
@@ -254,10 +267,10 @@ impl Analyzer {
                 }
                 // Only a required template says "must arrive encrypted"; `level use`
                 // (optional) lets plaintext through on purpose.
-                "in" | "fwd"
+                PolicyDir::In | PolicyDir::Fwd
                     if p.templates
                         .iter()
-                        .any(|t| t.proto == "esp" && t.level != "use") =>
+                        .any(|t| t.proto == XfrmProto::Esp && t.level != TemplateLevel::Use) =>
                 {
                     a.in_rules.push(InRule { policy: i });
                 }
@@ -313,6 +326,30 @@ impl Analyzer {
             .collect()
     }
 
+    /// What the last packet's decryption opened (None when it was not decrypted).
+    pub fn take_opened(&mut self) -> Option<Opened> {
+        self.opened.take()
+    }
+
+    /// Analyse a packet whose ESP was decrypted elsewhere (a recording made without keys
+    /// keeps the opened inner headers): `opened` stands for what the keys would have given.
+    pub fn analyze_opened(
+        &mut self,
+        iface: &str,
+        link: LinkType,
+        ts: Ts,
+        len: u32,
+        frame: &[u8],
+        opened: Option<Opened>,
+    ) -> PacketRecord {
+        let decrypt = self.decrypt;
+        self.decrypt |= opened.is_some();
+        self.given = opened;
+        let rec = self.analyze(iface, link, ts, len, frame);
+        self.decrypt = decrypt;
+        rec
+    }
+
     pub fn analyze(
         &mut self,
         iface: &str,
@@ -321,6 +358,8 @@ impl Analyzer {
         len: u32,
         frame: &[u8],
     ) -> PacketRecord {
+        let given = self.given.take();
+        self.opened = None;
         let decoded = packet::decode(link, frame);
         // `-i any` (SLL2) names the real interface.
         let iface = decoded
@@ -378,7 +417,14 @@ impl Analyzer {
                         ),
                     }
                 } else {
-                    match self.sas.open(esp.spi, ip.src, ip.dst, bytes) {
+                    let outcome = match given {
+                        Some(opened) => match self.sas.lookup(esp.spi, ip.src, ip.dst) {
+                            Some(sa) => Outcome::Opened { sa, opened },
+                            None => Outcome::NoSa,
+                        },
+                        None => self.sas.open(esp.spi, ip.src, ip.dst, bytes),
+                    };
+                    match outcome {
                         Outcome::Opened { sa, opened } => {
                             rec.sa = Some(self.sa_label(sa));
                             let inner = match opened.next_header {
@@ -388,8 +434,10 @@ impl Analyzer {
                             if matches!(opened.next_header, 4 | 41) {
                                 inner_bytes = Some(opened.payload.clone());
                             }
+                            let next_header = opened.next_header;
+                            self.opened = Some(opened);
                             Decrypt::Ok {
-                                next_header: opened.next_header,
+                                next_header,
                                 inner: Box::new(inner),
                             }
                         }
@@ -490,7 +538,7 @@ impl Analyzer {
         // Without the plaintext: the oldest pending ESP not decrypted by us, when an inbound
         // policy covers this packet (it is what that ESP would carry).
         let covered = self.policies.iter().any(|p| {
-            matches!(p.dir.as_str(), "in" | "fwd")
+            matches!(p.dir, PolicyDir::In | PolicyDir::Fwd)
                 && is_esp_tmpl(p)
                 && selector_matches(&p.selector, ip, None)
         });
@@ -578,26 +626,17 @@ fn ports(d: &Decoded) -> Option<(u16, u16)> {
     }
 }
 
-/// Does an XFRM selector cover this packet? (Marks are not visible in a capture.)
+/// Does an XFRM selector cover this captured packet? A capture sees neither the mark nor the
+/// device of the flow lookup, so only addresses, protocol and ports are compared.
 pub fn selector_matches(sel: &Selector, ip: &packet::IpInfo, ports: Option<(u16, u16)>) -> bool {
-    if sel.src.family() != crate::model::Family::of(&ip.src) {
-        return false;
-    }
-    if !sel.src.contains(&ip.src) || !sel.dst.contains(&ip.dst) {
-        return false;
-    }
-    if let Some(p) = sel.proto
-        && p != 0
-        && p != ip.proto
-    {
-        return false;
-    }
-    match ports {
-        Some((s, d)) => {
-            sel.sport.is_none_or(|p| p == 0 || p == s) && sel.dport.is_none_or(|p| p == 0 || p == d)
-        }
-        None => sel.sport.unwrap_or(0) == 0 && sel.dport.unwrap_or(0) == 0,
-    }
+    let key = SelectorKey {
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto,
+        sport: ports.map(|p| p.0),
+        dport: ports.map(|p| p.1),
+    };
+    sel.matches(&key, SelectorDev::Unknown)
 }
 
 /// Transport-mode ESP: the payload is the transport header itself, under the outer IP.

@@ -7,19 +7,19 @@
 //! time stamp comes in with the event.
 
 use super::{
-    Lifetime, Link, LinkAddress, LinkRef, LinkStats, Mark, NodeState, Route, Rule, Selector,
-    XfrmPolicy, XfrmSaStats, XfrmState, XfrmStats,
+    Lifetime, Link, LinkAddress, LinkRef, LinkStats, Mark, NodeState, PolicyDir, Route, Rule,
+    Selector, XfrmPolicy, XfrmProto, XfrmSaStats, XfrmState, XfrmStats,
 };
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How an SA is named by the kernel (xfrm_usersa_id: daddr, spi, proto) plus its mark,
 /// which lets two SAs with the same triple coexist.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SaKey {
     pub dst: String,
     pub spi: u32,
-    pub proto: String,
+    pub proto: XfrmProto,
     pub mark: Option<Mark>,
 }
 
@@ -28,7 +28,7 @@ impl SaKey {
         SaKey {
             dst: sa.dst.clone(),
             spi: sa.spi,
-            proto: sa.proto.clone(),
+            proto: sa.proto,
             mark: sa.mark,
         }
     }
@@ -50,7 +50,9 @@ pub struct Sample {
     pub xfrm_stat: Option<XfrmStats>,
 }
 
-#[derive(Debug, Clone)]
+/// Serde: a recording stores changes as they came (`crate::record`); samples and full dumps
+/// are recorded as records of their own (they carry a clock and a whole state).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// RTM_NEWLINK: a new link, or a change of one (addresses are kept).
     LinkNew(Link),
@@ -85,11 +87,12 @@ pub enum Event {
     /// A policy is named by its direction with its selector and mark (the kernel's key);
     /// a delete that carries only the index is matched by index.
     PolicyDel {
-        dir: String,
+        dir: PolicyDir,
         index: u32,
         selector: Option<Selector>,
         mark: Option<Mark>,
     },
+    #[serde(skip)]
     Sample(Sample),
     /// The source lost events (socket overrun); a `Resync` follows.
     ResyncNeeded {
@@ -837,18 +840,18 @@ mod tests {
 
         let p = st.xfrm_policies[0].clone();
         st.apply(Event::PolicyDel {
-            dir: p.dir.clone(),
+            dir: p.dir,
             index: p.index,
             selector: Some(p.selector.clone()),
             mark: p.mark,
         });
         assert_eq!(st.xfrm_policies.len(), 4);
         st.apply(Event::PolicyDel {
-            dir: "fwd".into(),
+            dir: PolicyDir::Fwd,
             index: st
                 .xfrm_policies
                 .iter()
-                .find(|p| p.dir == "fwd")
+                .find(|p| p.dir == PolicyDir::Fwd)
                 .unwrap()
                 .index,
             selector: None,

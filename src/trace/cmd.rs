@@ -37,6 +37,10 @@ pub struct TraceArgs {
     /// A recorded `snapshot --json` to use as a node (repeatable; combine with --netns).
     #[arg(long = "state", value_name = "FILE")]
     pub states: Vec<PathBuf>,
+    /// Trace on the nodes of a recording (`hopscope record`); with --follow, the recorded
+    /// packets and counters say which hops saw the flow.
+    #[arg(long, value_name = "FILE", conflicts_with = "states")]
+    pub from: Option<PathBuf>,
     /// Print the trace as one JSON document (schema: docs/trace.md).
     #[arg(long)]
     pub json: bool,
@@ -163,7 +167,14 @@ impl TraceArgs {
 
 pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
     let flow = args.flow()?;
-    let nodes = load_nodes(targets, &args.states)?;
+    let recording = match &args.from {
+        Some(path) => Some(crate::record::reader::Recording::open(path)?),
+        None => None,
+    };
+    let nodes = match &recording {
+        Some(rec) => crate::record::reader::trace_nodes(rec),
+        None => load_nodes(targets, &args.states)?,
+    };
     if let Some(iif) = &flow.iif
         && !nodes.iter().any(|n| n.state.link_by_name(iif).is_some())
     {
@@ -180,8 +191,12 @@ pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
         );
     }
     let mut t = trace(&nodes, &flow);
-    t.incomplete = incomplete(&nodes, args.states.len());
-    if let Some(dur) = args.follow {
+    // Recorded --state files have no iptables rules; a recording has what it recorded.
+    let from_states = if recording.is_some() { 0 } else { args.states.len() };
+    t.incomplete = incomplete(&nodes, from_states);
+    if let (Some(_), Some(rec)) = (args.follow, &recording) {
+        t.follow = Some(crate::record::reader::follow_recorded(&t, rec, &nodes));
+    } else if let Some(dur) = args.follow {
         if targets.is_empty() {
             bail!(
                 "--follow captures live: give the nodes with --netns (recorded --state files cannot be followed)"
