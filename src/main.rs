@@ -53,7 +53,11 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         // The live TUI; without a terminal (piped, cron) the text snapshot instead.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
-            exit_on_signal(hopscope::tui::run_cli(cli.target.target(), &cli.tui, &cli.kube))
+            exit_on_signal(hopscope::tui::run_cli(
+                cli.target.target(),
+                &cli.tui,
+                &cli.kube,
+            ))
         }
         None => {
             // The TUI's options are checked all the same: a bad config file is an error here too.

@@ -104,15 +104,27 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     (
         "replay",
         &[
-            ("hopscope replay incident.hsrec", "the recording in the TUI, as it happened"),
-            ("hopscope replay incident.hsrec --speed 4 --start 30", "4× from the 30th second"),
+            (
+                "hopscope replay incident.hsrec",
+                "the recording in the TUI, as it happened",
+            ),
+            (
+                "hopscope replay incident.hsrec --speed 4 --start 30",
+                "4× from the 30th second",
+            ),
         ],
     ),
     (
         "demo",
         &[
-            ("hopscope demo", "a recorded Cilium IPsec lab node in the TUI: no root, no cluster"),
-            ("hopscope demo --broken", "the same with worker2's inbound SA deleted: find why"),
+            (
+                "hopscope demo",
+                "a recorded Cilium IPsec lab node in the TUI: no root, no cluster",
+            ),
+            (
+                "hopscope demo --broken",
+                "the same with worker2's inbound SA deleted: find why",
+            ),
         ],
     ),
     (

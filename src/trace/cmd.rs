@@ -192,7 +192,11 @@ pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
     }
     let mut t = trace(&nodes, &flow);
     // Recorded --state files have no iptables rules; a recording has what it recorded.
-    let from_states = if recording.is_some() { 0 } else { args.states.len() };
+    let from_states = if recording.is_some() {
+        0
+    } else {
+        args.states.len()
+    };
     t.incomplete = incomplete(&nodes, from_states);
     if let (Some(_), Some(rec)) = (args.follow, &recording) {
         t.follow = Some(crate::record::reader::follow_recorded(&t, rec, &nodes));
