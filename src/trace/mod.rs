@@ -4,5 +4,6 @@ pub mod cmd;
 pub mod fib;
 pub mod live;
 pub mod netfilter;
+pub mod nftables;
 pub mod path;
 pub mod xfrm;

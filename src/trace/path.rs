@@ -2,7 +2,7 @@
 //! object that decided it. A pure function of the nodes' states (and their iptables rules).
 
 use super::fib::{self, FibKey, FibOutcome};
-use super::netfilter::{NfPacket, traverse};
+use super::netfilter::{CtView, Hook, NfDecision, NfPacket, Verdict, run_hook};
 use super::xfrm::{
     XfrmKey, apply_output_mark, choose_policy, describe_policy, describe_sa, find_inbound_sa,
     find_sa, sa_mismatch,
@@ -17,6 +17,15 @@ pub struct Node {
     pub name: String,
     pub state: NodeState,
     pub netfilter: Netfilter,
+}
+
+impl Node {
+    fn nf_node(&self) -> super::netfilter::Node<'_> {
+        super::netfilter::Node {
+            state: &self.state,
+            nf: &self.netfilter,
+        }
+    }
 }
 
 /// What the user asked to follow.
@@ -40,8 +49,10 @@ pub struct Flow {
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Ingress,
+    Conntrack,
     Mark,
     Nat,
+    Filter,
     Route,
     XfrmPolicy,
     XfrmState,
@@ -69,6 +80,9 @@ pub struct Hop {
     /// Further facts: the rules that did not match, policies that lost, ...
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
+    /// Netfilter decisions of this hop (table, chain, rule, target, effect, conntrack entry).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub netfilter: Vec<NfDecision>,
     /// For hops at a device: what a capture there should see (`--follow` matches on it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expect>,
@@ -290,6 +304,7 @@ impl Walk<'_> {
             what,
             decided_by,
             details,
+            netfilter: vec![],
         });
     }
 
@@ -354,11 +369,14 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
     // Packets made by XFRM (the ESP outer packet) skip PREROUTING: they are output packets.
     let mut generated_by_xfrm = false;
     let mut mark_given = flow.mark.is_some();
+    // The node's own packet went through OUTPUT (IPVS's packets count as the node's own).
+    let mut output_done = false;
+    let mut ct = CtView::default();
     let mut decrypted_by: Option<usize> = None;
 
     let mut seen = std::collections::HashSet::new();
     for _ in 0..64 {
-        if !seen.insert((ni, iif.clone(), pkt.clone(), generated_by_xfrm)) {
+        if !seen.insert((ni, iif.clone(), pkt.clone(), generated_by_xfrm, output_done)) {
             return w.stop(
                 ni,
                 &pkt,
@@ -370,91 +388,39 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
                 None,
             );
         }
-        let node = &w.nodes[ni];
-        let st = &node.state;
-        // 1. PREROUTING: marks (mangle) and DNAT (nat), for packets that arrived on a device.
-        if let (Some(dev), false) = (iif.as_deref(), generated_by_xfrm) {
-            let nfp = NfPacket {
-                src: pkt.src,
-                dst: pkt.dst,
-                proto: pkt.proto,
-                sport: pkt.sport,
-                dport: pkt.dport,
-                mark: pkt.mark,
-                iif: Some(dev),
-            };
-            if !mark_given {
-                let r = traverse(&node.netfilter, "mangle", "PREROUTING", &nfp);
-                for s in &r.steps {
-                    let mut p = pkt.clone();
-                    p.mark = r.mark;
-                    w.hop(
-                        (ni, Step::Mark, Some(dev)),
-                        &p,
-                        s.effect.clone(),
-                        format!("iptables mangle: {}", s.rule),
-                        vec![],
-                    );
-                }
-                pkt.mark = r.mark;
-                if r.dropped {
-                    return w.stop(ni, &pkt, "dropped by iptables mangle".into(), None);
-                }
-                if r.steps.is_empty() {
-                    cilium_mark(w, ni, dev, &mut pkt);
-                }
+        // 1. PREROUTING (raw, conntrack, mangle, nat), for packets that arrived on a device.
+        if let (Some(dev), false) = (iif.clone(), generated_by_xfrm || output_done) {
+            ct = Default::default();
+            let before = pkt.clone();
+            let first_hop = w.hops.len();
+            if let Some(end) = nf_hook(
+                w,
+                ni,
+                Hook::Prerouting,
+                Some(&dev),
+                None,
+                None,
+                &mut pkt,
+                &mut ct,
+            ) {
+                return end;
+            }
+            let mangled = w.hops[first_hop..].iter().any(|h| {
+                h.netfilter
+                    .iter()
+                    .any(|d| d.table == "mangle" && d.effect.starts_with("mark"))
+            });
+            // --mark is the mark the packet enters with: no assumption about Cilium's marks.
+            if !mark_given && !mangled {
+                // Cilium's BPF marks before netfilter sees the packet: judge it unNATed.
+                let mut orig = before;
+                cilium_mark(w, ni, &dev, &mut orig);
+                pkt.mark = orig.mark;
             }
             mark_given = false; // later hops (after decrypt, after a veth) get marks from the node
-            let r = traverse(
-                &node.netfilter,
-                "nat",
-                "PREROUTING",
-                &NfPacket {
-                    mark: pkt.mark,
-                    ..nfp
-                },
-            );
-            // The conntrack entry of this flow, if the kernel has one (shows the NAT it chose).
-            let ct = node.netfilter.conntrack.iter().find(|c| {
-                c.src == pkt.src
-                    && c.dst == pkt.dst
-                    && crate::source::names::ip_proto(pkt.proto) == c.proto
-                    && (pkt.dport.is_none() || c.dport == pkt.dport)
-            });
-            let ct_line = ct.map(|c| format!("conntrack: {}", c.line));
-            let nat = match (r.dnat, ct) {
-                (Some((ip, port)), _) => {
-                    let mut rules: Vec<String> = r.steps.iter().map(|s| s.rule.clone()).collect();
-                    let by = format!(
-                        "iptables nat: {}",
-                        rules.last().cloned().unwrap_or_default()
-                    );
-                    rules.extend(ct_line);
-                    Some((ip, port, by, rules))
-                }
-                // NAT we cannot read from rules (IPVS, nft-only), but the kernel's entry shows.
-                (None, Some(c)) if c.is_dnat() => Some((
-                    c.reply_src,
-                    c.reply_sport,
-                    "conntrack entry (no readable iptables rule)".to_string(),
-                    ct_line.into_iter().collect(),
-                )),
-                _ => None,
-            };
-            if let Some((ip, port, by, details)) = nat {
-                let before = pkt.dst;
-                pkt.dst = ip;
-                pkt.dport = port.or(pkt.dport);
-                let to = format!("{ip}{}", port.map(|p| format!(":{p}")).unwrap_or_default());
-                w.hop(
-                    (ni, Step::Nat, Some(dev)),
-                    &pkt,
-                    format!("DNAT {before} → {to}"),
-                    by,
-                    details,
-                );
-            }
         }
+        let node = &w.nodes[ni];
+        let st = &node.state;
 
         // 2. Route lookup.
         let key = FibKey {
@@ -535,8 +501,48 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
         );
         let _ = table;
 
+        // OUTPUT for packets this node sends (once: a DNAT there re-routes the packet).
+        if iif.is_none() && !generated_by_xfrm && !output_done {
+            ct = Default::default();
+            let before = (pkt.dst, pkt.dport);
+            if let Some(end) = nf_hook(
+                w,
+                ni,
+                Hook::Output,
+                None,
+                dev.as_deref(),
+                route_gateway(route),
+                &mut pkt,
+                &mut ct,
+            ) {
+                return end;
+            }
+            output_done = true;
+            if before != (pkt.dst, pkt.dport) {
+                continue; // routed again to the new destination
+            }
+        }
         // 3. Local delivery: ESP is decrypted, anything else has arrived.
         if kind == "local" {
+            if let Some(end) = nf_hook(
+                w,
+                ni,
+                Hook::Input,
+                iif.as_deref(),
+                None,
+                None,
+                &mut pkt,
+                &mut ct,
+            ) {
+                return end;
+            }
+            let node = &w.nodes[ni];
+            let st = &node.state;
+            if pkt.esp.is_none() && ipvs_dnat(w, ni, &mut pkt, &ct) {
+                output_done = true;
+                iif = None;
+                continue; // IPVS sends it on to the real server: routed as the node's own packet
+            }
             if let Some((spi, inner)) = pkt.esp.clone() {
                 let Some(sa_idx) = find_inbound_sa(st, &pkt.dst, spi, "esp", pkt.mark) else {
                     let near: Vec<String> = st
@@ -595,6 +601,26 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
                 what: "the node's own stack".into(),
             };
         }
+
+        // FORWARD for packets passing through.
+        if iif.is_some()
+            && !generated_by_xfrm
+            && !output_done
+            && let Some(end) = nf_hook(
+                w,
+                ni,
+                Hook::Forward,
+                iif.as_deref(),
+                dev.as_deref(),
+                route_gateway(route),
+                &mut pkt,
+                &mut ct,
+            )
+        {
+            return end;
+        }
+        let node = &w.nodes[ni];
+        let st = &node.state;
 
         // 4. Inbound policy check for a decrypted packet being forwarded.
         if let Some(sa_idx) = decrypted_by.take() {
@@ -787,6 +813,26 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
                 None,
             );
         }
+        // POSTROUTING (mangle, nat: SNAT/MASQUERADE) on the packet that leaves.
+        let from = if generated_by_xfrm || output_done || iif.is_none() {
+            None
+        } else {
+            iif.clone()
+        };
+        if let Some(end) = nf_hook(
+            w,
+            ni,
+            Hook::Postrouting,
+            from.as_deref(),
+            Some(&dev),
+            route_gateway(route),
+            &mut pkt,
+            &mut ct,
+        ) {
+            return end;
+        }
+        let node = &w.nodes[ni];
+        let st = &node.state;
         let notes = Vec::new();
         w.hop(
             (ni, Step::Egress, Some(&dev)),
@@ -796,6 +842,7 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
             notes,
         );
         generated_by_xfrm = false;
+        output_done = false;
 
         let Some(l) = l else {
             return w.stop(ni, &pkt, format!("device {dev} is not in this netns"), None);
@@ -989,4 +1036,236 @@ fn own_pod_cidr(st: &NodeState, ip: &IpAddr) -> bool {
                 .and_then(|g| g.parse::<IpAddr>().ok())
                 .is_some_and(|g| is_local(st, &g))
     })
+}
+
+fn route_gateway(r: &crate::model::Route) -> Option<IpAddr> {
+    r.gateway.as_ref().and_then(|g| g.parse().ok())
+}
+
+/// Run one netfilter hook of node `ni` on `pkt` and turn what decided something into hops:
+/// one per table that changed, accepted, dropped or could not evaluate something. Some(end)
+/// when a rule dropped the packet.
+#[allow(clippy::too_many_arguments)]
+fn nf_hook(
+    w: &mut Walk,
+    ni: usize,
+    hook: Hook,
+    iif: Option<&str>,
+    oif: Option<&str>,
+    nexthop: Option<IpAddr>,
+    pkt: &mut Packet,
+    ct: &mut CtView,
+) -> Option<End> {
+    let node = &w.nodes[ni];
+    let nf = &node.netfilter;
+    if nf.rules.is_empty() && nf.nft.is_empty() && nf.conntrack.is_empty() && nf.warnings.is_empty()
+    {
+        return None;
+    }
+    let mut p = NfPacket {
+        src: pkt.src,
+        dst: pkt.dst,
+        proto: pkt.proto,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        mark: pkt.mark,
+        size: pkt.size,
+        iif: iif.map(str::to_string),
+        oif: oif.map(str::to_string),
+        nexthop,
+        ct: ct.clone(),
+    };
+    let r = run_hook(&node.nf_node(), hook, &mut p);
+    // What could not be read is said where it matters: on the first hook of the node.
+    let warn: Vec<String> = if matches!(hook, Hook::Prerouting | Hook::Output) {
+        nf.warnings.clone()
+    } else {
+        vec![]
+    };
+    let dev = iif.or(oif).map(str::to_string);
+    let mut groups: Vec<(String, Vec<NfDecision>)> = Vec::new();
+    for d in r.decisions.iter().cloned() {
+        // An established flow's translation joins the rules a new connection would take.
+        let joins = |v: &Vec<NfDecision>| {
+            d.backend == "conntrack" && d.table == "nat" && v.iter().any(|x| x.new_connections_only)
+        };
+        match groups.last_mut() {
+            Some((t, v)) if *t == d.table || joins(v) => v.push(d),
+            _ => groups.push((d.table.clone(), vec![d])),
+        }
+    }
+    let dropped = match &r.verdict {
+        Verdict::Drop { decision, how } => Some((*decision, how.clone())),
+        Verdict::Accept => None,
+    };
+    let mut seen = 0;
+    for (table, ds) in &groups {
+        let first = seen;
+        seen += ds.len();
+        let significant =
+            |d: &&NfDecision| !d.effect.starts_with("jumps to") && !d.effect.starts_with("goes to");
+        let Some(last) = ds.iter().rev().find(significant) else {
+            continue; // only jumps: nothing happened in this table
+        };
+        // An established flow: the entry translated it; the rule a new connection takes names why.
+        let by_rule = ds
+            .iter()
+            .rev()
+            .filter(significant)
+            .find(|d| d.backend != "conntrack" && d.target == last.target);
+        let main = by_rule
+            .filter(|_| last.backend == "conntrack")
+            .unwrap_or(last);
+        let step = match table.as_str() {
+            "conntrack" => Step::Conntrack,
+            "mangle" => Step::Mark,
+            t if t == "nat"
+                || ds.iter().any(|d| {
+                    d.effect.contains("NAT ")
+                        || d.effect.starts_with("MASQUERADE")
+                        || d.effect.starts_with("REDIRECT")
+                }) =>
+            {
+                Step::Nat
+            }
+            _ => Step::Filter,
+        };
+        let mut p2 = pkt.clone();
+        let q = r.packet_after(seen - 1).unwrap_or(&p);
+        (p2.src, p2.dst, p2.sport, p2.dport, p2.mark) = (q.src, q.dst, q.sport, q.dport, q.mark);
+        let what = format!("{} {}: {}", hook.chain(), table, last.effect);
+        let by = if main.backend == "conntrack" {
+            format!("conntrack: {}", main.rule)
+        } else {
+            format!(
+                "{} {} {}: {}",
+                main.backend, main.table, main.chain, main.rule
+            )
+        };
+        let mut details: Vec<String> = ds
+            .iter()
+            .map(|d| {
+                let mut s = format!("{} {}: {} → {}", d.table, d.chain, d.rule, d.effect);
+                if d.new_connections_only {
+                    s += " [new connections only: this flow is established]";
+                }
+                if let Some(u) = &d.uncertain {
+                    s += &format!(" [uncertain: {u}]");
+                }
+                for a in &d.alternatives {
+                    s += &format!("\n           endpoint: {a}");
+                }
+                s
+            })
+            .collect();
+        if first == 0 {
+            details.extend(warn.iter().map(|x| format!("warning: {x}")));
+        }
+        w.hop((ni, step, dev.as_deref()), &p2, what, by, details);
+        if let Some(h) = w.hops.last_mut() {
+            h.netfilter = ds.clone();
+        }
+    }
+    if groups.is_empty() && !warn.is_empty() {
+        w.hop(
+            (ni, Step::Filter, dev.as_deref()),
+            pkt,
+            format!("{}: netfilter not fully read", hook.chain()),
+            warn[0].clone(),
+            warn.clone(),
+        );
+    }
+    (pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.mark) = (p.src, p.dst, p.sport, p.dport, p.mark);
+    *ct = p.ct;
+    if let Some((i, how)) = dropped {
+        let all: Vec<&NfDecision> = groups.iter().flat_map(|(_, v)| v).collect();
+        let d = all.get(i).cloned().cloned();
+        let reason = match &d {
+            Some(d) => format!(
+                "dropped in {} {} {} by `{}` ({how})",
+                hook.chain(),
+                d.table,
+                d.chain,
+                d.rule
+            ),
+            None => format!("dropped in {} ({how})", hook.chain()),
+        };
+        let end = w.stop(ni, pkt, reason, None);
+        if let (Some(h), Some(d)) = (w.hops.last_mut(), d) {
+            h.decided_by = format!("{} {} {}: {}", d.backend, d.table, d.chain, d.rule);
+            h.netfilter = vec![d];
+        }
+        return Some(end);
+    }
+    None
+}
+
+/// kube-proxy's IPVS mode: a packet to a virtual service is sent on to one of its real
+/// servers (the one its conntrack entry names, else the first), as a DNAT hop.
+fn ipvs_dnat(w: &mut Walk, ni: usize, pkt: &mut Packet, ct: &CtView) -> bool {
+    let node = &w.nodes[ni];
+    let proto = crate::source::names::ip_proto(pkt.proto);
+    let svc = node
+        .netfilter
+        .ipvs
+        .iter()
+        .find(|s| s.addr == pkt.dst && Some(s.port) == pkt.dport && s.proto == proto);
+    let Some(svc) = svc.filter(|s| !s.reals.is_empty()) else {
+        return false;
+    };
+    let entry = ct.entry.map(|(i, _)| &node.netfilter.conntrack[i]);
+    let dests: Vec<_> = svc
+        .reals
+        .iter()
+        .map(|r| Some((r.addr, Some(r.port))))
+        .collect();
+    let (i, why) = super::netfilter::pick(&dests, entry);
+    let real = &svc.reals[i];
+    let alternatives: Vec<String> = svc
+        .reals
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{} {} weight {} (active {}, inactive {})",
+                r.addr, r.port, r.forward, r.weight, r.active, r.inactive
+            )
+        })
+        .collect();
+    let service = format!("{} {}:{} {}", svc.proto, svc.addr, svc.port, svc.scheduler);
+    let before = format!("{}:{}", pkt.dst, pkt.dport.unwrap_or(0));
+    pkt.dst = real.addr;
+    pkt.dport = Some(real.port);
+    let effect = format!(
+        "IPVS {before} → {}:{} ({} real servers; following {}, {why})",
+        real.addr,
+        real.port,
+        svc.reals.len(),
+        real.addr
+    );
+    w.hop(
+        (ni, Step::Nat, None),
+        pkt,
+        effect.clone(),
+        format!("ipvs virtual service {service}"),
+        alternatives
+            .iter()
+            .map(|a| format!("real server {a}"))
+            .collect(),
+    );
+    if let Some(h) = w.hops.last_mut() {
+        h.netfilter = vec![NfDecision {
+            hook: Hook::Input,
+            backend: "ipvs".into(),
+            table: "ipvs".into(),
+            chain: service.clone(),
+            rule: service,
+            target: "DNAT".into(),
+            effect,
+            uncertain: None,
+            alternatives,
+            conntrack: entry.cloned(),
+            new_connections_only: false,
+        }];
+    }
+    true
 }
