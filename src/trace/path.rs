@@ -49,7 +49,6 @@ pub struct Flow {
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Ingress,
-    Conntrack,
     Mark,
     Nat,
     Filter,
@@ -1099,14 +1098,25 @@ fn nf_hook(
         Verdict::Accept => None,
     };
     let mut seen = 0;
+    // The conntrack lookup is no hop of its own: it is said on the next hop of this hook.
+    let mut lookup: Vec<NfDecision> = Vec::new();
     for (table, ds) in &groups {
         let first = seen;
         seen += ds.len();
+        if ds.iter().all(|d| d.target == "lookup") {
+            lookup.extend(ds.iter().cloned());
+            continue;
+        }
         let significant =
             |d: &&NfDecision| !d.effect.starts_with("jumps to") && !d.effect.starts_with("goes to");
         let Some(last) = ds.iter().rev().find(significant) else {
             continue; // only jumps: nothing happened in this table
         };
+        let ds: Vec<NfDecision> = std::mem::take(&mut lookup)
+            .into_iter()
+            .chain(ds.iter().cloned())
+            .collect();
+        let ds = &ds;
         // An established flow: the entry translated it; the rule a new connection takes names why.
         let by_rule = ds
             .iter()
@@ -1117,7 +1127,6 @@ fn nf_hook(
             .filter(|_| last.backend == "conntrack")
             .unwrap_or(last);
         let step = match table.as_str() {
-            "conntrack" => Step::Conntrack,
             "mangle" => Step::Mark,
             t if t == "nat"
                 || ds.iter().any(|d| {
