@@ -9,7 +9,20 @@ use common::{Netns, require_root, run};
 use hopscope::model::Netfilter;
 use hopscope::model::fixtures::seed_node;
 use hopscope::source::{Target, collect_netfilter, conntrack::parse_line};
-use hopscope::trace::path::{End, Flow, Node, Step, trace};
+use hopscope::trace::decision::Decision;
+use hopscope::trace::netfilter::NfDecision;
+use hopscope::trace::path::{End, Flow, Hop, Node, Step, trace};
+
+/// The netfilter decisions a hop carries as data.
+fn rules(h: &Hop) -> Vec<&NfDecision> {
+    h.decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Netfilter(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kube-proxy/");
 
@@ -89,15 +102,13 @@ fn assert_reference_nodeport(nf: Netfilter, mode: &str) {
         "{mode}\n{text}"
     );
     assert!(
-        nat[0]
-            .netfilter
-            .iter()
+        rules(nat[0])
+            .into_iter()
             .any(|d| d.chain.contains("KUBE-NODEPORTS") || d.rule.contains("service-nodeports")),
         "{mode}: names the NodePort rule\n{text}"
     );
-    let pick = nat[0]
-        .netfilter
-        .iter()
+    let pick = rules(nat[0])
+        .into_iter()
         .find(|d| !d.alternatives.is_empty())
         .expect(&text);
     assert_eq!(
@@ -113,9 +124,8 @@ fn assert_reference_nodeport(nf: Netfilter, mode: &str) {
         nat[1].what.contains("172.18.0.3:50772"),
         "{mode}: SNAT from the entry\n{text}"
     );
-    let ct = nat[0]
-        .netfilter
-        .iter()
+    let ct = rules(nat[0])
+        .into_iter()
         .find_map(|d| d.conntrack.clone())
         .expect(&text);
     assert_eq!(ct, parse_line(SEED_ENTRY).unwrap());
@@ -202,9 +212,8 @@ fn load_balancer_with_local_traffic_policy_keeps_the_source_and_the_local_endpoi
     );
     assert!(nat[0].what.contains("→ 10.0.1.103:8080"), "{text}");
     assert!(
-        nat[0]
-            .netfilter
-            .iter()
+        rules(nat[0])
+            .into_iter()
             .any(|d| d.chain.starts_with("KUBE-SVL-")),
         "{text}"
     );
@@ -243,7 +252,7 @@ fn session_affinity_follows_the_recent_list_and_says_what_it_assumes() {
     let nat = t.hops.iter().find(|h| h.step == Step::Nat).expect(&text);
     assert!(nat.what.contains("→ 10.0.0.249:80"), "{text}");
     assert!(
-        nat.netfilter.iter().any(|d| d
+        rules(nat).into_iter().any(|d| d
             .uncertain
             .as_deref()
             .is_some_and(|u| u.contains("session affinity"))),

@@ -1,9 +1,12 @@
 //! Following one flow: the path the kernel would choose (pure functions of NodeStates).
 
 pub mod cmd;
+pub mod decision;
 pub mod fib;
 pub mod live;
 pub mod netfilter;
+mod nf_stages;
 pub mod nftables;
 pub mod path;
+mod stages;
 pub mod xfrm;
