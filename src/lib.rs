@@ -8,6 +8,7 @@ pub mod cli;
 pub mod decode;
 pub mod explain;
 pub mod input;
+pub mod keys;
 pub mod kube;
 pub mod manual;
 pub mod model;

@@ -226,6 +226,9 @@ fn snapshot(
 }
 
 fn capture(cli: &Cli, a: &hopscope::cli::CaptureArgs) -> anyhow::Result<()> {
+    if let Some(path) = &a.read {
+        return hopscope::keys::offline::run_cli(a, path);
+    }
     use hopscope::capture::{Options, run};
     // tcpdump's habit: the filter as the trailing words.
     let filter = match (&a.filter, a.expression.is_empty()) {
