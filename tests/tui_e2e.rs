@@ -152,10 +152,7 @@ fn live_changes_filter_detail_help_quit() {
         !s.contains("PAUSED") && s.contains("hs-p0")
     });
 
-    t.keys(&["q"]);
-    let (code, stty) = t.after_exit();
-    assert_eq!(code, 0);
-    assert_sane(&stty);
+    t.quit_cleanly();
 }
 
 #[test]
@@ -214,12 +211,8 @@ fn stop_gives_the_terminal_back_and_continue_takes_it_again() {
             "round {round}: raw again:\n{stty}"
         );
     }
-    t.keys(&["2"]);
-    t.wait("keys answered", APPEAR, |s| s.contains("DST"));
-    t.keys(&["q"]);
-    let (code, stty) = t.after_exit();
-    assert_eq!(code, 0);
-    assert_sane(&stty);
+    t.answers_keys();
+    t.quit_cleanly();
 }
 
 #[test]
@@ -345,8 +338,5 @@ fn packets_pane_capture_filter_trace_and_gone() {
     t.wait("still answering keys", APPEAR, |s| {
         s.contains("IDX") && !s.contains("hs-p0@")
     });
-    t.keys(&["q"]);
-    let (code, stty) = t.after_exit();
-    assert_eq!(code, 0);
-    assert_sane(&stty);
+    t.quit_cleanly();
 }

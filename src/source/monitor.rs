@@ -94,12 +94,14 @@ impl Monitor {
     /// Start following `target`. A netns that cannot be opened fails here, at once;
     /// everything later (rights, kernel support) arrives as events.
     pub fn start(target: &Target, opts: &Options) -> anyhow::Result<Monitor> {
-        let info = netns::open(target)?.info;
+        let opened = netns::open(target)?;
+        let (info, id) = (opened.info, opened.file.as_ref().and_then(netns::identity));
         let (tx, rx) = sync_channel(opts.queue.max(16));
         let dropped = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let t = Ctx {
             target: target.clone(),
+            id,
             tx,
             dropped: dropped.clone(),
             stop: stop.clone(),
@@ -119,6 +121,11 @@ impl Monitor {
             target: target.clone(),
             info,
         })
+    }
+
+    /// Whether the threads stopped by themselves (the netns followed is gone).
+    pub fn ended(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     /// Events waiting now, at most `max` (so one frame never waits on a flood).
@@ -146,6 +153,8 @@ impl Drop for Monitor {
 #[derive(Clone)]
 struct Ctx {
     target: Target,
+    /// The netns followed, to notice when it is deleted (None: our own).
+    id: Option<netns::NetnsId>,
     tx: SyncSender<Event>,
     dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -325,6 +334,14 @@ impl Ctx {
             next += interval;
             if next < now {
                 next = now + interval; // fell behind (suspend): do not catch up in a burst
+            }
+            if let Some(why) = self.id.and_then(|id| netns::gone(&self.target, id)) {
+                // Said once, and let go: our sockets would keep a deleted netns alive.
+                let _ = self.tx.send(Event::SourceError(format!(
+                    "netns GONE: {why}; what is shown is its last state and no longer changes"
+                )));
+                self.stop.store(true, Ordering::Relaxed);
+                return;
             }
             let sample = Sample {
                 at: Instant::now(),

@@ -5,6 +5,7 @@ use crate::model::NetnsInfo;
 use anyhow::{Context, Result, anyhow, bail};
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 pub const NETNS_RUN_DIR: &str = "/run/netns";
@@ -73,6 +74,13 @@ pub fn open(target: &Target) -> Result<Opened> {
                 );
             }
             let file = File::open(&path).with_context(|| format!("cannot open netns {path}"))?;
+            if !is_netns(&file) {
+                bail!(
+                    "{path} is not a network namespace (a name under {NETNS_RUN_DIR}, or a file \
+                     such as /proc/PID/ns/net); {}",
+                    known_list()
+                );
+            }
             Ok(Opened {
                 file: Some(file),
                 info: NetnsInfo {
@@ -103,6 +111,43 @@ pub fn open(target: &Target) -> Result<Opened> {
                 },
             })
         }
+    }
+}
+
+/// Whether an open file is a network namespace (the kernel says so: NS_GET_NSTYPE). Anything
+/// else would only fail later, in setns() on a reader thread, long after the user typed it.
+fn is_netns(f: &File) -> bool {
+    // _IO(0xb7, 0x3) from linux/nsfs.h; answers the CLONE_NEW* type of a namespace file.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: an ioctl without argument on a valid fd; it only answers.
+    let t = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE) };
+    t == libc::CLONE_NEWNET
+}
+
+/// What identifies a namespace: its nsfs inode.
+pub type NetnsId = (u64, u64);
+
+pub fn identity(f: &File) -> Option<NetnsId> {
+    f.metadata().ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Why the netns `target` names is no longer the one identified by `id` (deleted, created
+/// again under the same name, its process exited); None while it still is.
+pub fn gone(target: &Target, id: NetnsId) -> Option<String> {
+    let path = match target {
+        Target::Current => return None,
+        Target::Netns(spec) if spec.contains('/') => spec.clone(),
+        Target::Netns(spec) => format!("{NETNS_RUN_DIR}/{spec}"),
+        Target::Pid(p) => format!("/proc/{p}/ns/net"),
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) if (m.dev(), m.ino()) == id => None,
+        Ok(_) => Some(format!("{path} now names another netns")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(match target {
+            Target::Pid(p) => format!("process {p} exited"),
+            _ => format!("{path} was deleted"),
+        }),
+        Err(_) => None,
     }
 }
 

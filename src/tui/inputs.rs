@@ -113,6 +113,10 @@ impl Inputs for LiveInputs {
         super::target_label(&self.monitor.info)
     }
     fn events(&mut self, max: usize) -> Vec<Event> {
+        if self.monitor.ended() && self.capturing.is_some() {
+            // The netns is gone: its capture handles would keep it alive.
+            self.capturing = None;
+        }
         self.monitor.drain(max)
     }
     fn dropped(&self) -> u64 {

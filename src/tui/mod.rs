@@ -6,6 +6,7 @@
 //! frozen copy while the live one keeps taking events.
 
 pub mod app;
+pub mod bpf_check;
 pub mod capturing;
 pub mod config;
 pub mod filter;
@@ -55,6 +56,8 @@ pub fn target_label(info: &NetnsInfo) -> String {
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// At most this many events are applied before a frame is drawn.
 const EVENTS_PER_FRAME: usize = 50_000;
+/// At most this many terminal events are answered between two frames.
+const KEYS_PER_FRAME: usize = 256;
 /// While capturing: input is looked at this often, packets are analysed for at most
 /// `PACKET_BUDGET` between looks, and the stream is redrawn at most every `STREAM_FRAME`
 /// (a key is answered at once). A flood costs drops, counted and shown, never key latency.
@@ -114,6 +117,7 @@ where
         dirty: true,
         last_draw: Instant::now(),
         names_gen: u64::MAX,
+        bpf: bpf_check::Checker::default(),
     };
     loop {
         let sig = inputs.signal();
@@ -128,6 +132,7 @@ where
         ui.take_events(inputs);
         ui.take_packets(inputs);
         ui.notice_names(inputs);
+        ui.take_bpf_verdicts();
         // The header's clock ticks even when nothing arrives.
         if ui.last_draw.elapsed() >= Duration::from_secs(1) {
             ui.dirty = true;
@@ -135,17 +140,29 @@ where
         if ui.dirty {
             ui.draw(terminal, inputs, theme)?;
         }
-        let poll = if inputs.capturing() {
+        // A filter being checked: its verdict is shown as soon as it comes.
+        let poll = if inputs.capturing() || ui.app.bpf_checking {
             CAPTURE_POLL
         } else {
             IDLE_POLL
         };
-        let Some(ev) = inputs.terminal_event(poll)? else {
+        let Some(mut ev) = inputs.terminal_event(poll)? else {
             continue;
         };
-        let effect = ui.answer(ev, inputs);
-        if let ControlFlow::Break(()) = ui.apply(effect, inputs) {
-            return Ok(0);
+        // Keys that came faster than frames are drawn (a paste, a long filter typed) are all
+        // answered before the next frame, up to a bound so the screen still moves.
+        for answered in 1.. {
+            let effect = ui.answer(ev, inputs);
+            if let ControlFlow::Break(()) = ui.apply(effect, inputs) {
+                return Ok(0);
+            }
+            if answered == KEYS_PER_FRAME {
+                break;
+            }
+            match inputs.terminal_event(Duration::ZERO)? {
+                Some(next) => ev = next,
+                None => break,
+            }
         }
     }
 }
@@ -159,9 +176,19 @@ struct Screen {
     dirty: bool,
     last_draw: Instant,
     names_gen: u64,
+    /// Checks the capture filter line off the loop.
+    bpf: bpf_check::Checker,
 }
 
 impl Screen {
+    /// libpcap's verdicts on the capture filter line, as they come back.
+    fn take_bpf_verdicts(&mut self) {
+        for (text, verdict) in self.bpf.verdicts() {
+            self.app.bpf_checked(&text, verdict);
+            self.dirty = true;
+        }
+    }
+
     /// Fold the node's new events into the live state.
     fn take_events(&mut self, inputs: &mut dyn Inputs) {
         let events = inputs.events(EVENTS_PER_FRAME);
@@ -253,6 +280,7 @@ impl Screen {
         match effect {
             Effect::None => {}
             Effect::Quit => return ControlFlow::Break(()),
+            Effect::CheckBpf(text) => self.bpf.submit(text),
             Effect::Pause => {
                 self.frozen = app.paused.then(|| self.live.clone());
                 app.invalidate();

@@ -146,6 +146,24 @@ impl Drop for Tmux {
     }
 }
 
+impl Tmux {
+    /// The TUI still answers keys: `2` shows the Routes pane's header.
+    pub fn answers_keys(&self) {
+        self.keys(&["2"]);
+        self.wait("keys answered", Duration::from_secs(15), |s| {
+            s.contains("DST")
+        });
+    }
+
+    /// `q`: the command exits 0 and leaves the terminal sane.
+    pub fn quit_cleanly(&self) {
+        self.keys(&["q"]);
+        let (code, stty) = self.after_exit();
+        assert_eq!(code, 0, "exit code after q");
+        assert_sane(&stty);
+    }
+}
+
 /// Cooked mode again: canonical input, echo, signals, newline translation.
 pub fn assert_sane(stty: &str) {
     let words: Vec<&str> = stty.split_whitespace().collect();
