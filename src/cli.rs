@@ -42,6 +42,10 @@ pub enum Command {
     /// NET_ADMIN/NET_RAW/SYS_ADMIN), the terminal attached, the pod deleted afterwards
     /// (docs/kube.md). As a kubectl plugin: `kubectl hopscope node/NAME`.
     Attach(crate::kube::attach::AttachArgs),
+    /// Say what is broken on an IPsec node, which object is wrong and how to fix it: the
+    /// kernel's XFRM lookups re-run over each node's state, rising counters explained; exit
+    /// 0 fine, 1 warnings, 2 failures (docs/doctor.md). --netns once per node.
+    Doctor(crate::doctor::cmd::DoctorArgs),
     /// Shell completions and man pages, made from this command line (for packagers).
     #[command(hide = true)]
     Generate(GenerateArgs),
