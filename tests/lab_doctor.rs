@@ -81,6 +81,19 @@ fn kernel_delta(case: &str, node: &str, counter: &str) -> u64 {
     get("after") - get("before")
 }
 
+/// (transmitted, received) from ping's statistics.
+fn ping_counts(ping: &str) -> (u64, u64) {
+    let line = ping
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("{ping}"));
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
 fn findings<'a>(v: &'a Value, sev: &[&str]) -> Vec<&'a Value> {
     v["findings"]
         .as_array()
@@ -143,8 +156,12 @@ fn lab_doctor_healthy_cluster_is_fine() {
     );
     fine("healthy-window");
     fine("healthy-after");
-    let ping = read("healthy-window.ping");
-    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    // Pings ran all through the window (ended by a signal: the last may be in flight).
+    for case in ["healthy-window", "healthy-after", "rotation"] {
+        let ping = read(&format!("{case}.ping"));
+        let (sent, got) = ping_counts(&ping);
+        assert!(got > 0 && got + 1 >= sent, "{case}: {ping}");
+    }
 }
 
 #[test]

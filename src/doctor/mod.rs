@@ -142,10 +142,44 @@ fn examine_node(views: &[NodeView], me: usize, n: &NodeInput, keys: &KeyHasher) 
     out
 }
 
-/// Several flows can fail on one object: keep one finding per (id, object, what).
+/// Findings of one kind past this many on a node are summed up in one.
+const SAME_KIND_SHOWN: usize = 8;
+
+/// Several flows can fail on one object: keep one finding per (id, what). A thousand peers
+/// failing the same way are the first few and a count, not a thousand lines.
 fn dedupe(out: &mut Vec<Finding>) {
     let mut seen = std::collections::HashSet::new();
     out.retain(|f| seen.insert((f.id, f.what.clone())));
+    let mut per_id: std::collections::HashMap<&'static str, usize> = Default::default();
+    // Per kind past the limit: a summary finding (its evidence: a few of the rest) and a count.
+    let mut more: Vec<(Finding, usize)> = Vec::new();
+    let mut kept = Vec::with_capacity(out.len().min(64));
+    for f in std::mem::take(out) {
+        let n = per_id.entry(f.id).or_default();
+        *n += 1;
+        if *n <= SAME_KIND_SHOWN {
+            kept.push(f);
+            continue;
+        }
+        match more.iter_mut().find(|(m, _)| m.id == f.id) {
+            Some((m, count)) => {
+                *count += 1;
+                if m.evidence.len() < 3 {
+                    m.evidence.push(f.what);
+                }
+            }
+            None => {
+                let mut m = Finding::new(&f.node, f.severity, f.id, String::new());
+                m.evidence.push(f.what);
+                more.push((m, 1));
+            }
+        }
+    }
+    for (mut m, count) in more {
+        m.what = format!("… and {count} more {} findings like the ones above", m.id);
+        kept.push(m);
+    }
+    *out = kept;
 }
 
 /// Counter deltas over the window, by name (only those that rose).

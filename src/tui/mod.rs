@@ -10,6 +10,7 @@ pub mod capturing;
 pub mod config;
 pub mod filter;
 pub mod flow;
+pub mod health;
 pub mod keymap;
 pub mod packets;
 pub mod render;
