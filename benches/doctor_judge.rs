@@ -7,7 +7,7 @@
 use hopscope::doctor::{KeyHasher, NodeInput, examine};
 use hopscope::model::event::Live;
 use hopscope::model::fixtures::seed_worker;
-use hopscope::model::{Family, LinkRef, Mark, NodeState, Prefix, Route, TableRef};
+use hopscope::model::{Family, LinkRef, Mark, NodeState, PolicyDir, Prefix, Route, TableRef};
 use hopscope::tui::app::App;
 use hopscope::tui::keymap::Keymap;
 use hopscope::tui::render;
@@ -66,14 +66,14 @@ pub fn thousand_peers() -> NodeState {
         .find(|s| s.src == "0.0.0.0")
         .unwrap()
         .clone();
-    let pol = |d: &str| {
+    let pol = |d: PolicyDir| {
         st.xfrm_policies
             .iter()
-            .find(|p| p.dir.to_string() == d)
+            .find(|p| p.dir == d)
             .unwrap()
             .clone()
     };
-    let (pout, pin, pfwd) = (pol("out"), pol("in"), pol("fwd"));
+    let (pout, pin, pfwd) = (pol(PolicyDir::Out), pol(PolicyDir::In), pol(PolicyDir::Fwd));
     st.xfrm_states.clear();
     st.xfrm_policies.clear();
     st.routes.retain(|r| r.table.id != 200);

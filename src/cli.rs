@@ -39,8 +39,9 @@ pub enum Command {
     /// decrypted with the node's own SA keys (--decrypt), leaks flagged (docs/capture.md).
     Capture(CaptureArgs),
     /// Run hopscope on a Kubernetes node: a debug pod pinned to it (host network and PID,
-    /// NET_ADMIN/NET_RAW/SYS_ADMIN), the terminal attached, the pod deleted afterwards
-    /// (docs/kube.md). As a kubectl plugin: `kubectl hopscope node/NAME`.
+    /// only the capabilities it needs) from a stock image, this hopscope's static binary sent
+    /// into it, the terminal attached, the pod deleted afterwards (docs/kube.md). As a kubectl
+    /// plugin: `kubectl hopscope node/NAME`.
     Attach(crate::kube::attach::AttachArgs),
     /// Say what is broken on an IPsec node, which object is wrong and how to fix it: the
     /// kernel's XFRM lookups re-run over each node's state, rising counters explained; exit

@@ -86,7 +86,11 @@ fn as_kubectl_hopscope_the_arguments_are_attachs() {
         ],
     ));
     assert!(y.contains("namespace: debug"), "{y}");
-    assert!(y.contains("- snapshot\n    - --json"), "{y}");
+    // The arguments go to hopscope once it is sent into the stock image.
+    assert!(
+        y.contains("and run: /hopscope/hopscope snapshot --json"),
+        "{y}"
+    );
 
     // Nothing given: attach's own error, naming what is missing (not the local TUI).
     let out = p.run("kubectl-hopscope", &[]);

@@ -1,6 +1,7 @@
 //! End to end in tmux against a throwaway netns (root, tmux): start `hopscope --netns`,
 //! change the netns with `ip`, read the screen with capture-pane; filter, detail, help,
-//! quit; the terminal is sane again after quit, SIGTERM, SIGINT, SIGHUP and a panic.
+//! quit; the terminal is sane again after quit, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and a
+//! panic, given back on SIGTSTP and taken again on SIGCONT.
 
 mod common;
 
@@ -17,14 +18,18 @@ fn start(netns: &str, env: &str) -> Tmux {
     ))
 }
 
-const APPEAR: Duration = Duration::from_millis(1500);
+/// How long a change may take to show. Generous: the waits end as soon as the screen says it,
+/// so a slow, busy machine only makes a test take longer, not fail.
+const APPEAR: Duration = Duration::from_secs(15);
+/// The first frame: the process starts and dumps the netns.
+const FIRST: Duration = Duration::from_secs(30);
 
 #[test]
 fn live_changes_filter_detail_help_quit() {
     let ns = Netns::new("tui");
     ns.ip("link set lo up");
     let t = start(&ns.name, "");
-    t.wait("first frame", Duration::from_secs(5), |s| {
+    t.wait("first frame", FIRST, |s| {
         s.contains(&format!("netns {}", ns.name)) && s.contains("1 Links 1")
     });
     let mut worst = Duration::ZERO;
@@ -147,34 +152,67 @@ fn live_changes_filter_detail_help_quit() {
         !s.contains("PAUSED") && s.contains("hs-p0")
     });
 
-    t.keys(&["q"]);
-    let (code, stty) = t.after_exit();
-    assert_eq!(code, 0);
-    assert_sane(&stty);
+    t.quit_cleanly();
 }
 
 #[test]
 fn terminal_is_restored_after_signals() {
     let ns = Netns::new("tuis");
-    for (sig, code) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
+    for (sig, code) in [
+        ("TERM", 143),
+        ("INT", 130),
+        ("HUP", 129),
+        ("QUIT", 131),
+        ("USR1", 138),
+    ] {
         let t = start(&ns.name, "");
-        t.wait("first frame", Duration::from_secs(5), |s| {
-            s.contains("1 Links")
-        });
-        let pid = t.command_pid();
-        let out = Command::new("kill")
-            .args([&format!("-{sig}"), &pid.to_string()])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        t.wait("first frame", FIRST, |s| s.contains("1 Links"));
+        kill(sig, t.command_pid());
         let (got, stty) = t.after_exit();
         assert_eq!(got, code, "SIG{sig}");
         assert_sane(&stty);
         // The alternate screen was left: the shell's output is on the normal screen.
-        t.wait("normal screen", Duration::from_secs(2), |s| {
+        t.wait("normal screen", APPEAR, |s| !s.contains("1 Links"));
+    }
+}
+
+fn kill(sig: &str, pid: u32) {
+    let out = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kill -{sig} {pid}");
+}
+
+/// SIGTSTP (what ^Z sends from a shell) gives the terminal back before stopping: cooked mode,
+/// the normal screen. SIGCONT takes it again and draws the whole screen; keys work again.
+#[test]
+fn stop_gives_the_terminal_back_and_continue_takes_it_again() {
+    let ns = Netns::new("tuit");
+    let t = start(&ns.name, "");
+    t.wait("first frame", FIRST, |s| s.contains("1 Links"));
+    let pid = t.command_pid();
+    for round in 0..2 {
+        kill("TSTP", pid);
+        t.wait("normal screen while stopped", APPEAR, |s| {
             !s.contains("1 Links")
         });
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let state = stat.rsplit(')').next().unwrap().split_whitespace().next();
+        assert_eq!(state, Some("T"), "round {round}: stopped: {stat}");
+        assert_sane(&t.stty_now());
+        kill("CONT", pid);
+        t.wait("the TUI again", APPEAR, |s| {
+            s.contains("1 Links") && s.contains(&format!("netns {}", ns.name))
+        });
+        let stty = t.stty_now();
+        assert!(
+            stty.split_whitespace().any(|w| w == "-icanon"),
+            "round {round}: raw again:\n{stty}"
+        );
     }
+    t.answers_keys();
+    t.quit_cleanly();
 }
 
 #[test]
@@ -184,11 +222,9 @@ fn terminal_is_restored_after_a_panic() {
     let (code, stty) = t.after_exit();
     assert_eq!(code, 101, "a panic exits with 101");
     assert_sane(&stty);
-    t.wait(
-        "panic message on the normal screen",
-        Duration::from_secs(2),
-        |s| s.contains("HOPSCOPE_TEST_PANIC"),
-    );
+    t.wait("panic message on the normal screen", APPEAR, |s| {
+        s.contains("HOPSCOPE_TEST_PANIC")
+    });
 }
 
 #[test]
@@ -197,7 +233,7 @@ fn unknown_netns_fails_before_touching_the_terminal() {
     let (code, stty) = t.after_exit();
     assert_eq!(code, 1);
     assert_sane(&stty);
-    t.wait("error", Duration::from_secs(2), |s| s.contains("not found"));
+    t.wait("error", APPEAR, |s| s.contains("not found"));
 }
 
 /// A child process killed when dropped (the traffic generator).
@@ -243,9 +279,7 @@ fn packets_pane_capture_filter_trace_and_gone() {
             .expect("ping"),
     );
     let t = start(&a.name, "");
-    t.wait("first frame", Duration::from_secs(5), |s| {
-        s.contains("hs-p0@")
-    });
+    t.wait("first frame", FIRST, |s| s.contains("hs-p0@"));
 
     // Choose the veth in the Links pane, capture on it.
     t.keys(&["/"]);
@@ -304,8 +338,5 @@ fn packets_pane_capture_filter_trace_and_gone() {
     t.wait("still answering keys", APPEAR, |s| {
         s.contains("IDX") && !s.contains("hs-p0@")
     });
-    t.keys(&["q"]);
-    let (code, stty) = t.after_exit();
-    assert_eq!(code, 0);
-    assert_sane(&stty);
+    t.quit_cleanly();
 }

@@ -545,7 +545,7 @@ fn jump_between_sa_and_policies() {
     assert_eq!(a.pane, Pane::Policies);
     let p = &live.state.xfrm_policies[a.view().selected_index().unwrap()];
     assert_eq!(
-        (p.dir.as_str(), p.templates[0].dst.as_str()),
+        (p.dir.to_string().as_str(), p.templates[0].dst.as_str()),
         ("out", "10.0.0.40")
     );
     a.handle_key(key('x'), &live);

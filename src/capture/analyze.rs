@@ -5,7 +5,10 @@
 
 use crate::decode::esp::{Outcome, SaTable};
 use crate::decode::packet::{self, Decoded, Direction, LinkType, Mac, Transport};
-use crate::model::{NodeState, Prefix, Selector, XfrmPolicy};
+use crate::model::{
+    NodeState, PolicyAction, PolicyDir, Prefix, Selector, SelectorDev, SelectorKey, TemplateLevel,
+    XfrmPolicy, XfrmProto,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -188,7 +191,7 @@ pub struct Analyzer {
 }
 
 fn is_esp_tmpl(p: &XfrmPolicy) -> bool {
-    p.action == "allow" && p.templates.iter().any(|t| t.proto == "esp")
+    p.action == PolicyAction::Allow && p.templates.iter().any(|t| t.proto == XfrmProto::Esp)
 }
 
 impl Analyzer {
@@ -241,9 +244,13 @@ impl Analyzer {
             if !is_esp_tmpl(p) {
                 continue;
             }
-            match p.dir.as_str() {
-                "out" => {
-                    let t = p.templates.iter().find(|t| t.proto == "esp").unwrap();
+            match p.dir {
+                PolicyDir::Out => {
+                    let t = p
+                        .templates
+                        .iter()
+                        .find(|t| t.proto == XfrmProto::Esp)
+                        .unwrap();
                     let egress = t.dst.parse::<IpAddr>().ok().and_then(|d| a.route_dev(&d));
                     a.out_rules.push(OutRule {
                         policy: i,
@@ -254,10 +261,10 @@ impl Analyzer {
                 }
                 // Only a required template says "must arrive encrypted"; `level use`
                 // (optional) lets plaintext through on purpose.
-                "in" | "fwd"
+                PolicyDir::In | PolicyDir::Fwd
                     if p.templates
                         .iter()
-                        .any(|t| t.proto == "esp" && t.level != "use") =>
+                        .any(|t| t.proto == XfrmProto::Esp && t.level != TemplateLevel::Use) =>
                 {
                     a.in_rules.push(InRule { policy: i });
                 }
@@ -490,7 +497,7 @@ impl Analyzer {
         // Without the plaintext: the oldest pending ESP not decrypted by us, when an inbound
         // policy covers this packet (it is what that ESP would carry).
         let covered = self.policies.iter().any(|p| {
-            matches!(p.dir.as_str(), "in" | "fwd")
+            matches!(p.dir, PolicyDir::In | PolicyDir::Fwd)
                 && is_esp_tmpl(p)
                 && selector_matches(&p.selector, ip, None)
         });
@@ -578,26 +585,17 @@ fn ports(d: &Decoded) -> Option<(u16, u16)> {
     }
 }
 
-/// Does an XFRM selector cover this packet? (Marks are not visible in a capture.)
+/// Does an XFRM selector cover this captured packet? A capture sees neither the mark nor the
+/// device of the flow lookup, so only addresses, protocol and ports are compared.
 pub fn selector_matches(sel: &Selector, ip: &packet::IpInfo, ports: Option<(u16, u16)>) -> bool {
-    if sel.src.family() != crate::model::Family::of(&ip.src) {
-        return false;
-    }
-    if !sel.src.contains(&ip.src) || !sel.dst.contains(&ip.dst) {
-        return false;
-    }
-    if let Some(p) = sel.proto
-        && p != 0
-        && p != ip.proto
-    {
-        return false;
-    }
-    match ports {
-        Some((s, d)) => {
-            sel.sport.is_none_or(|p| p == 0 || p == s) && sel.dport.is_none_or(|p| p == 0 || p == d)
-        }
-        None => sel.sport.unwrap_or(0) == 0 && sel.dport.unwrap_or(0) == 0,
-    }
+    let key = SelectorKey {
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto,
+        sport: ports.map(|p| p.0),
+        dport: ports.map(|p| p.1),
+    };
+    sel.matches(&key, SelectorDev::Unknown)
 }
 
 /// Transport-mode ESP: the payload is the transport header itself, under the outer IP.

@@ -60,7 +60,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         let esp: Vec<_> = state
             .xfrm_states
             .iter()
-            .filter(|s| s.proto == "esp")
+            .filter(|s| s.proto == crate::model::XfrmProto::Esp)
             .collect();
         writeln!(
             err,
@@ -75,19 +75,26 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         )?;
         if a.show_keys {
             for s in &esp {
-                let key = s.aead.as_ref().or(s.enc.as_ref());
-                let line = reveal_secrets(true, || {
+                // Every key the SA decrypts and authenticates with: AEAD, or cipher + HMAC.
+                let keys: Vec<_> = [&s.aead, &s.enc, &s.auth].into_iter().flatten().collect();
+                let line = zeroize::Zeroizing::new(reveal_secrets(true, || {
                     format!(
-                        "  {}->{} spi {:#x}{}: {} {}",
+                        "  {}->{} spi {:#x}{}: {}",
                         s.src,
                         s.dst,
                         s.spi,
                         s.mark.map(|m| format!(" mark {m}")).unwrap_or_default(),
-                        key.map(|k| k.name.as_str()).unwrap_or("?"),
-                        key.map(|k| k.key.to_string()).unwrap_or_default()
+                        if keys.is_empty() {
+                            "? (no key)".to_string()
+                        } else {
+                            keys.iter()
+                                .map(|k| format!("{} {}", k.name, k.key))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        }
                     )
-                });
-                writeln!(err, "{line}")?;
+                }));
+                writeln!(err, "{}", *line)?;
             }
         }
     }

@@ -4,7 +4,7 @@
 //!
 //! Keys live in `model::Secret` (redacted in Debug/Display/Serialize); nothing here prints them.
 
-use crate::model::{Mark, Secret, XfrmState};
+use crate::model::{Mark, Secret, XfrmProto, XfrmState};
 use aes::{Aes128, Aes192, Aes256};
 use aes_gcm::aead::consts::{U8, U12, U16};
 use aes_gcm::{AeadInOut, AesGcm, KeyInit};
@@ -42,7 +42,7 @@ pub enum HmacHash {
 impl EspCipher {
     /// The cipher of an XFRM state, or why hopscope cannot decrypt with it.
     pub fn from_state(st: &XfrmState) -> Result<EspCipher, String> {
-        if st.proto != "esp" {
+        if st.proto != XfrmProto::Esp {
             return Err(format!("protocol {} is not ESP", st.proto));
         }
         if let Some(aead) = &st.aead {
@@ -234,7 +234,7 @@ pub fn open(c: &EspCipher, esp: &[u8], seq_hi: Option<u32>) -> Result<Opened, Op
             aad.extend_from_slice(&hdr[4..8]);
             let k = key.expose();
             let buf = buf.as_mut_slice();
-            match (k.len(), icv_len) {
+            let opened = match (k.len(), icv_len) {
                 (16, 16) => gcm_open!(Aes128, U16, k, &nonce[..], &aad, buf, icv),
                 (16, 12) => gcm_open!(Aes128, U12, k, &nonce[..], &aad, buf, icv),
                 (16, 8) => gcm_open!(Aes128, U8, k, &nonce[..], &aad, buf, icv),
@@ -245,7 +245,10 @@ pub fn open(c: &EspCipher, esp: &[u8], seq_hi: Option<u32>) -> Result<Opened, Op
                 (32, 12) => gcm_open!(Aes256, U12, k, &nonce[..], &aad, buf, icv),
                 (32, 8) => gcm_open!(Aes256, U8, k, &nonce[..], &aad, buf, icv),
                 _ => Err(OpenError::AuthFailed),
-            }?;
+            };
+            // The nonce holds the salt, which is key material.
+            zeroize::Zeroize::zeroize(&mut nonce);
+            opened?;
         }
         EspCipher::CbcHmac {
             enc_key,
@@ -376,7 +379,7 @@ impl SaTable {
     pub fn from_states(states: &[XfrmState]) -> SaTable {
         let entries = states
             .iter()
-            .filter(|s| s.proto == "esp")
+            .filter(|s| s.proto == XfrmProto::Esp)
             .filter_map(|s| {
                 let dst: IpAddr = s.dst.parse().ok()?;
                 let src = s.src.parse::<IpAddr>().ok().filter(|a| !a.is_unspecified());

@@ -29,7 +29,7 @@ pub fn keys(v: &NodeView, out: &mut Vec<Finding>) {
             for &j in &sas[a + 1..] {
                 let (x, y) = (v.sa(i), v.sa(j));
                 if x.spi == y.spi
-                    && x.proto.to_string() == y.proto.to_string()
+                    && x.proto == y.proto
                     && x.mark.map(|m| m.mask) != y.mark.map(|m| m.mask)
                 {
                     out.push(

@@ -196,6 +196,17 @@ fn lxcs(st: &NodeState) -> impl Iterator<Item = (u32, u32, i32)> + '_ {
         })
 }
 
+/// ESP seen: (node, interface, inbound, src, dst, SPI, in UDP).
+type SeenKey = (
+    usize,
+    String,
+    bool,
+    std::net::IpAddr,
+    std::net::IpAddr,
+    Option<u32>,
+    bool,
+);
+
 /// Capture ESP on each node's interfaces towards its peers for `w`, then read the nodes again.
 fn watch(reads: &mut [Read], w: Duration) -> Result<()> {
     use crate::capture::{Options, Session, ctrl_c_flag};
@@ -232,18 +243,7 @@ fn watch(reads: &mut [Read], w: Duration) -> Result<()> {
         w.as_secs_f64()
     );
     let end = Instant::now() + w;
-    let mut counts: BTreeMap<
-        (
-            usize,
-            String,
-            bool,
-            std::net::IpAddr,
-            std::net::IpAddr,
-            Option<u32>,
-            bool,
-        ),
-        u64,
-    > = BTreeMap::new();
+    let mut counts: BTreeMap<SeenKey, u64> = BTreeMap::new();
     while Instant::now() < end && !stop.load(std::sync::atomic::Ordering::SeqCst) {
         if sessions.is_empty() {
             std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));

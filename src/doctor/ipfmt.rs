@@ -2,7 +2,9 @@
 //! `ip xfrm state` / `ip xfrm policy` / `ip route` / `ip rule` output and matched by eye.
 //! Keys are never printed: an SA shows its algorithm and key length only.
 
-use crate::model::{Mark, Route, Rule, Selector, XfrmPolicy, XfrmState};
+use crate::model::{
+    Mark, PolicyAction, Route, Rule, Selector, TemplateLevel, XfrmPolicy, XfrmState,
+};
 use std::fmt::Write;
 
 fn mark(m: &Mark) -> String {
@@ -65,7 +67,7 @@ pub fn sa(s: &XfrmState) -> String {
 /// `src 10.0.1.0/24 dst 10.0.0.0/24 dir out priority 0 mark 0x3e00/0xff00 tmpl src … dst … proto esp spi 0x3 reqid 1 mode tunnel`
 pub fn policy(p: &XfrmPolicy) -> String {
     let mut out = format!("{} dir {}", selector(&p.selector), p.dir);
-    if p.action.to_string() != "allow" {
+    if p.action != PolicyAction::Allow {
         let _ = write!(out, " action {}", p.action);
     }
     let _ = write!(out, " priority {}", p.priority);
@@ -78,7 +80,7 @@ pub fn policy(p: &XfrmPolicy) -> String {
             " tmpl src {} dst {} proto {} spi {:#010x} reqid {} mode {}",
             t.src, t.dst, t.proto, t.spi, t.reqid, t.mode
         );
-        if t.level.to_string() == "use" {
+        if t.level == TemplateLevel::Use {
             out.push_str(" level use");
         }
     }

@@ -10,7 +10,7 @@
 //! wants: such a lookup can only fail on fields we do see.
 
 use super::node::{NodeView, ip, is_any, is_block};
-use crate::model::{Family, Template, XfrmState};
+use crate::model::{Family, Template, TemplateLevel, XfrmMode, XfrmProto, XfrmState};
 use crate::trace::xfrm::{XfrmKey, selector_matches};
 use std::net::IpAddr;
 
@@ -56,7 +56,13 @@ pub enum InSa {
 }
 
 /// xfrm_state_lookup: `arrival` None = the mark is not visible (assumed to match).
-pub fn inbound_sa(v: &NodeView, dst: IpAddr, spi: u32, proto: &str, arrival: Option<u32>) -> InSa {
+pub fn inbound_sa(
+    v: &NodeView,
+    dst: IpAddr,
+    spi: u32,
+    proto: XfrmProto,
+    arrival: Option<u32>,
+) -> InSa {
     let st = v.st;
     let to_dst = v.sa_by_dst.get(&dst).map_or(&[][..], |s| s.as_slice());
     let same: Vec<usize> = to_dst
@@ -64,7 +70,7 @@ pub fn inbound_sa(v: &NodeView, dst: IpAddr, spi: u32, proto: &str, arrival: Opt
         .copied()
         .filter(|&i| {
             let s = &st.xfrm_states[i];
-            s.spi == spi && s.proto.to_string() == proto
+            s.spi == spi && s.proto == proto
         })
         .collect();
     if let Some(&i) = same
@@ -81,7 +87,7 @@ pub fn inbound_sa(v: &NodeView, dst: IpAddr, spi: u32, proto: &str, arrival: Opt
         .iter()
         .map(|&i| (i, &st.xfrm_states[i]))
         .find_map(|(i, s)| {
-            (s.proto.to_string() == proto).then(|| Near {
+            (s.proto == proto).then(|| Near {
                 index: i,
                 field: "spi",
                 has: format!("{:#x}", s.spi),
@@ -90,7 +96,7 @@ pub fn inbound_sa(v: &NodeView, dst: IpAddr, spi: u32, proto: &str, arrival: Opt
         })
         .or_else(|| {
             st.xfrm_states.iter().enumerate().find_map(|(i, s)| {
-                (s.spi == spi && s.proto.to_string() == proto).then(|| Near {
+                (s.spi == spi && s.proto == proto).then(|| Near {
                     index: i,
                     field: "dst",
                     has: s.dst.to_string(),
@@ -232,7 +238,7 @@ pub enum PolCheck {
 /// xfrm_state_ok: does the SA `x` satisfy template `t` on input? Else the first field off.
 fn state_ok(t: &Template, x: &XfrmState) -> Result<(), (&'static str, String, String)> {
     let f = |field, has: String, wants: String| Err((field, has, wants));
-    if x.proto.to_string() != t.proto.to_string() {
+    if x.proto != t.proto {
         return f("proto", x.proto.to_string(), t.proto.to_string());
     }
     if t.spi != 0 && x.spi != t.spi {
@@ -241,10 +247,10 @@ fn state_ok(t: &Template, x: &XfrmState) -> Result<(), (&'static str, String, St
     if t.reqid != 0 && x.reqid != t.reqid {
         return f("reqid", x.reqid.to_string(), t.reqid.to_string());
     }
-    if x.mode.to_string() != t.mode.to_string() {
+    if x.mode != t.mode {
         return f("mode", x.mode.to_string(), t.mode.to_string());
     }
-    if x.mode.to_string() != "transport" {
+    if x.mode != XfrmMode::Transport {
         if ip(&x.dst) != ip(&t.dst) {
             return f("dst", x.dst.to_string(), t.dst.to_string());
         }
@@ -261,7 +267,7 @@ pub fn policy_check(v: &NodeView, d: &str, pkt: &Packet, sa: usize) -> PolCheck 
     let policy = match choose_policy(v, d, pkt) {
         Ok(p) => p,
         Err(nearest) => {
-            let tunnel = st.xfrm_states[sa].mode.to_string() != "transport";
+            let tunnel = st.xfrm_states[sa].mode != XfrmMode::Transport;
             // Without a tunnel-mode transform in its path the kernel lets it through.
             return if tunnel {
                 PolCheck::NoPolicy { nearest }
@@ -288,8 +294,8 @@ pub fn policy_check(v: &NodeView, d: &str, pkt: &Packet, sa: usize) -> PolCheck 
                     has,
                     wants,
                 });
-                let optional = t.level.to_string() == "use";
-                if optional && t.mode.to_string() == "transport" {
+                let optional = t.level == TemplateLevel::Use;
+                if optional && t.mode == XfrmMode::Transport {
                     continue;
                 }
                 if !optional {
@@ -298,8 +304,7 @@ pub fn policy_check(v: &NodeView, d: &str, pkt: &Packet, sa: usize) -> PolCheck 
             }
         }
     }
-    if x.mode.to_string() == "transport" && p.templates.iter().all(|t| t.level.to_string() == "use")
-    {
+    if x.mode == XfrmMode::Transport && p.templates.iter().all(|t| t.level == TemplateLevel::Use) {
         return PolCheck::Pass { policy };
     }
     PolCheck::TmplMismatch {
@@ -352,7 +357,7 @@ fn tmpl_miss(x: &XfrmState, t: &Template, pkt: &Packet) -> Option<(&'static str,
     let checks: [(&'static str, bool, String, String); 8] = [
         (
             "proto",
-            x.proto.to_string() == t.proto.to_string(),
+            x.proto == t.proto,
             x.proto.to_string(),
             t.proto.to_string(),
         ),
@@ -382,7 +387,7 @@ fn tmpl_miss(x: &XfrmState, t: &Template, pkt: &Packet) -> Option<(&'static str,
         ),
         (
             "mode",
-            x.mode.to_string() == t.mode.to_string(),
+            x.mode == t.mode,
             x.mode.to_string(),
             t.mode.to_string(),
         ),
@@ -425,7 +430,7 @@ pub fn outbound(v: &NodeView, pkt: &Packet) -> Out {
                 .find(|&i| tmpl_miss(&st.xfrm_states[i], t, pkt).is_none())
         });
         let Some(sa) = found else {
-            if t.level.to_string() == "use" {
+            if t.level == TemplateLevel::Use {
                 continue;
             }
             // Nearest: the SA with the fewest fields off… ranked by the first one that is.

@@ -2,7 +2,9 @@
 //! its peers' pod CIDRs, the marks its traffic carries — worked out once from the NodeState
 //! (and the iptables rules, when read), so every check and every re-run lookup shares it.
 
-use crate::model::{Family, Mark, Netfilter, NodeState, Prefix, XfrmPolicy, XfrmState};
+use crate::model::{
+    Family, Mark, Netfilter, NodeState, PolicyAction, Prefix, XfrmPolicy, XfrmState,
+};
 use crate::trace::netfilter::{NfPacket, traverse};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -17,7 +19,7 @@ pub fn dir(p: &XfrmPolicy) -> String {
     p.dir.to_string()
 }
 pub fn is_block(p: &XfrmPolicy) -> bool {
-    p.action.to_string() == "block"
+    p.action == PolicyAction::Block
 }
 pub fn ip(a: &impl ToString) -> Option<IpAddr> {
     a.to_string().parse().ok()

@@ -10,7 +10,7 @@ use super::ipfmt;
 use super::lookup::{self, InSa, Near, Out, Packet, PolCheck};
 use super::node::{MarkSeen, NodeView, ip, with_output_mark};
 use super::{KeyHasher, Seen};
-use crate::model::{Family, Prefix};
+use crate::model::{Family, Prefix, XfrmProto};
 use std::net::IpAddr;
 
 /// A lookup that fails, and the counter the kernel moves when traffic hits it (None: the
@@ -30,7 +30,7 @@ struct EspIn {
     src: Option<IpAddr>,
     dst: IpAddr,
     spi: u32,
-    proto: String,
+    proto: XfrmProto,
     /// UDP-encapsulated (NAT-T) on the sender's side; None when not known.
     encap: Option<bool>,
     /// The sender's pod CIDRs (the packets inside).
@@ -69,7 +69,7 @@ fn expected_esp(views: &[NodeView], me: usize, seen: &[Seen]) -> Vec<EspIn> {
                 src: ip(&x.src),
                 dst,
                 spi: x.spi,
-                proto: x.proto.to_string(),
+                proto: x.proto,
                 encap: Some(x.encap.is_some()),
                 inner_src: p.pod_cidrs.clone(),
                 why: format!("{}'s out SA {}", p.name, ipfmt::sa(x)),
@@ -90,7 +90,7 @@ fn expected_esp(views: &[NodeView], me: usize, seen: &[Seen]) -> Vec<EspIn> {
             src: Some(s.src),
             dst: s.dst,
             spi,
-            proto: "esp".into(),
+            proto: XfrmProto::Esp,
             encap: Some(s.udp_encap),
             inner_src: vec![],
             why: format!(
@@ -127,7 +127,7 @@ fn expected_esp(views: &[NodeView], me: usize, seen: &[Seen]) -> Vec<EspIn> {
             src: Some(peer),
             dst: me_addr,
             spi: x.spi,
-            proto: x.proto.to_string(),
+            proto: x.proto,
             encap: None,
             inner_src,
             why: format!(
@@ -182,7 +182,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
         }
     };
     let what_esp = format!("ESP spi {:#x} to {}", e.spi, e.dst);
-    let sa = match lookup::inbound_sa(v, e.dst, e.spi, &e.proto, arrival.known()) {
+    let sa = match lookup::inbound_sa(v, e.dst, e.spi, e.proto, arrival.known()) {
         InSa::Found(i) => i,
         InSa::Missing { nearest } => {
             // Per-direction SPIs (IKE daemons): an SA from that peer by another SPI is fine.

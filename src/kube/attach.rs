@@ -1,33 +1,52 @@
 //! `hopscope attach node/NAME`: run hopscope on a node in a debug pod, attach the terminal to
 //! it, and delete the pod afterwards.
 //!
+//! The pod runs a stock image (busybox by default) and hopscope's own static binary is sent
+//! into it over the exec stream (`upload`), so no image has to be published; `--image` names
+//! one that already has hopscope instead, which is then attached to as it runs.
+//!
 //! This is the only place hopscope writes to anything: it creates one pod of its own and
 //! deletes it again — when the session ends, on Ctrl-C/SIGINT, SIGTERM, SIGHUP (terminal gone)
 //! or a dropped connection — unless `--keep`.
 
+use super::upload::{self, BIN_DIR, BIN_PATH, DEFAULT_BASE_IMAGE, Payload};
 use super::{Connect, KubeArgs, describe_error, status_code};
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, Event, HostPathVolumeSource, Node, Pod, PodSpec,
-    SecurityContext, Toleration, Volume, VolumeMount,
+    AppArmorProfile, Capabilities, Container, EmptyDirVolumeSource, EnvVar, Event, Node, Pod,
+    PodSpec, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, AttachParams, DeleteParams, ListParams, PostParams};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The image `attach` runs unless `--image` (or $HOPSCOPE_IMAGE) says otherwise: the
-/// project's release image, tagged with this version (docs/kube.md).
-pub fn default_image() -> String {
+/// An image with hopscope in it from $HOPSCOPE_IMAGE, as if given with `--image`.
+fn image_from_env() -> Option<String> {
     std::env::var("HOPSCOPE_IMAGE")
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| format!("ghcr.io/hopscope/hopscope:{}", env!("CARGO_PKG_VERSION")))
 }
 
+/// The capabilities of the default (not `--privileged`) pod, each for one thing hopscope does
+/// on the node (docs/kube.md says which); every other one is dropped.
+pub const CAPABILITIES: [&str; 5] = [
+    "NET_ADMIN",
+    "NET_RAW",
+    "SYS_ADMIN",
+    "SYS_PTRACE",
+    "SYS_CHROOT",
+];
+/// The node's named netns, reached through the node's root (hostPID) instead of a hostPath
+/// that not every node has; hopscope in the pod reads this from $HOPSCOPE_NETNS_DIR.
+pub const NODE_NETNS_DIR: &str = "/proc/1/root/run/netns";
+/// The emptyDir: the uploaded binary, and any file the user has hopscope write.
+const SCRATCH_LIMIT: &str = "256Mi";
 /// The label every pod hopscope creates carries (`kubectl delete pod -l` finds leftovers).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "hopscope");
 const CONTAINER: &str = "hopscope";
@@ -42,11 +61,19 @@ pub struct AttachArgs {
     /// The node: node/NAME or NAME (a unique short name such as `worker2` works too).
     #[arg(value_name = "node/NAME")]
     pub node: String,
-    /// Image that has hopscope in it [default: ghcr.io/hopscope/hopscope:VERSION, or
-    /// $HOPSCOPE_IMAGE].
+    /// An image that already has hopscope on its PATH: run that, send nothing [default: none,
+    /// or $HOPSCOPE_IMAGE].
     #[arg(long, value_name = "IMG")]
     pub image: Option<String>,
-    /// Run privileged instead of adding only NET_ADMIN, NET_RAW and SYS_ADMIN.
+    /// The stock image this hopscope's own binary is sent into; it needs sh, head and
+    /// sha256sum [default: docker.io/library/busybox:1.37].
+    #[arg(long, value_name = "IMG", conflicts_with = "image")]
+    pub base_image: Option<String>,
+    /// The static hopscope executable to send [default: this one, when it is static; else
+    /// build one with packaging/build-static.sh].
+    #[arg(long, value_name = "PATH", conflicts_with = "image")]
+    pub binary: Option<PathBuf>,
+    /// Run privileged instead of adding only the capabilities hopscope needs (docs/kube.md).
     #[arg(long)]
     pub privileged: bool,
     /// Keep the pod when the session ends (default: delete it).
@@ -66,6 +93,15 @@ pub struct AttachArgs {
     pub args: Vec<String>,
 }
 
+/// How hopscope gets into the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// The image is a stock one: the pod idles, hopscope's binary is uploaded and exec'd.
+    Upload,
+    /// The image has hopscope: it is the container's command, attached to as it runs.
+    InImage,
+}
+
 /// Everything the pod manifest depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodPlan {
@@ -74,6 +110,7 @@ pub struct PodPlan {
     /// The node's full name (pinned with `nodeName`: no scheduler involved).
     pub node: String,
     pub image: String,
+    pub launch: Launch,
     pub privileged: bool,
     pub args: Vec<String>,
     /// Allocate a TTY (the local terminal is one).
@@ -135,37 +172,71 @@ pub fn random_suffix() -> String {
 }
 
 /// The debug pod: pinned to the node, host network and PID namespace, the capabilities
-/// hopscope needs (or privileged), tolerating every taint, running hopscope with `args`.
+/// hopscope needs (or privileged), no service-account token, a read-only root filesystem with
+/// an emptyDir for the uploaded binary, tolerating every taint. No host path is mounted.
 pub fn manifest(p: &PodPlan) -> Pod {
     let labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "hopscope".to_string()),
         (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
     ]);
     let security = if p.privileged {
+        // Privileged containers run without seccomp or AppArmor confinement and with every
+        // capability whatever is set, so only what still applies is set.
         SecurityContext {
             privileged: Some(true),
+            read_only_root_filesystem: Some(true),
+            run_as_user: Some(0),
             ..Default::default()
         }
     } else {
         SecurityContext {
             capabilities: Some(Capabilities {
-                add: Some(vec![
-                    "NET_ADMIN".into(),
-                    "NET_RAW".into(),
-                    "SYS_ADMIN".into(),
-                ]),
-                drop: None,
+                add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            read_only_root_filesystem: Some(true),
+            // Capabilities of the bounding set reach root only (no ambient ones): whatever
+            // USER the image names, hopscope runs as root.
+            run_as_user: Some(0),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            // The runtime's default AppArmor profile allows ptrace-read only of its own
+            // containers, so /proc/1/root and /proc/PID/ns/net of the node would be denied.
+            app_armor_profile: Some(AppArmorProfile {
+                type_: "Unconfined".into(),
+                localhost_profile: None,
             }),
             ..Default::default()
         }
     };
-    let env = match (&p.term, p.tty) {
-        (Some(t), true) => Some(vec![EnvVar {
+    let mut env = vec![EnvVar {
+        name: "HOPSCOPE_NETNS_DIR".into(),
+        value: Some(NODE_NETNS_DIR.into()),
+        value_from: None,
+    }];
+    if let (Some(t), true) = (&p.term, p.tty) {
+        env.push(EnvVar {
             name: "TERM".into(),
             value: Some(t.clone()),
             value_from: None,
-        }]),
-        _ => None,
+        });
+    }
+    let (command, args, stdin, tty) = match p.launch {
+        // Idles until deleted; hopscope arrives and runs through exec.
+        Launch::Upload => (
+            vec!["sleep".to_string(), "2147483647".to_string()],
+            None,
+            false,
+            false,
+        ),
+        Launch::InImage => (
+            vec!["hopscope".to_string()],
+            (!p.args.is_empty()).then(|| p.args.clone()),
+            true,
+            p.tty,
+        ),
     };
     Pod {
         metadata: ObjectMeta {
@@ -196,29 +267,25 @@ pub fn manifest(p: &PodPlan) -> Pod {
                 name: CONTAINER.into(),
                 image: Some(p.image.clone()),
                 image_pull_policy: Some("IfNotPresent".into()),
-                command: Some(vec!["hopscope".into()]),
-                args: (!p.args.is_empty()).then(|| p.args.clone()),
-                env,
-                stdin: Some(true),
-                stdin_once: Some(true),
-                tty: Some(p.tty),
+                command: Some(command),
+                args,
+                env: Some(env),
+                stdin: stdin.then_some(true),
+                stdin_once: stdin.then_some(true),
+                tty: tty.then_some(true),
                 security_context: Some(security),
-                // Named network namespaces of the node (`--netns cni-…`). Type `Directory`:
-                // it must exist (containerd and CRI-O keep pods' netns there); never created.
                 volume_mounts: Some(vec![VolumeMount {
-                    name: "netns".into(),
-                    mount_path: "/run/netns".into(),
-                    read_only: Some(true),
-                    mount_propagation: Some("HostToContainer".into()),
+                    name: "scratch".into(),
+                    mount_path: BIN_DIR.into(),
                     ..Default::default()
                 }]),
                 ..Default::default()
             }],
             volumes: Some(vec![Volume {
-                name: "netns".into(),
-                host_path: Some(HostPathVolumeSource {
-                    path: "/run/netns".into(),
-                    type_: Some("Directory".into()),
+                name: "scratch".into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: None,
+                    size_limit: Some(Quantity(SCRATCH_LIMIT.into())),
                 }),
                 ..Default::default()
             }]),
@@ -262,12 +329,22 @@ fn context_namespace(kube: &KubeArgs) -> Option<String> {
 
 fn plan(a: &AttachArgs, node: String, namespace: String) -> PodPlan {
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let (image, launch) = match a.image.clone().or_else(image_from_env) {
+        Some(img) if a.base_image.is_none() && a.binary.is_none() => (img, Launch::InImage),
+        _ => (
+            a.base_image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BASE_IMAGE.into()),
+            Launch::Upload,
+        ),
+    };
     PodPlan {
         // Named after the node as it was typed (`worker2`), which is usually the short name.
         name: pod_name(node_arg(&a.node).unwrap_or(&node), &random_suffix()),
         namespace,
         node,
-        image: a.image.clone().unwrap_or_else(default_image),
+        image,
+        launch,
         privileged: a.privileged,
         args: a.args.clone(),
         tty,
@@ -293,7 +370,19 @@ pub fn run(kube: &KubeArgs, a: &AttachArgs) -> Result<i32> {
             .clone()
             .or_else(|| context_namespace(kube))
             .unwrap_or_else(|| "default".into());
-        print!("{}", manifest_yaml(&plan(a, node, ns))?);
+        let plan = plan(a, node, ns);
+        print!("{}", manifest_yaml(&plan)?);
+        if plan.launch == Launch::Upload {
+            // Not part of the manifest: what attach does in the pod once it runs.
+            let argv: Vec<&str> = std::iter::once(BIN_PATH)
+                .chain(plan.args.iter().map(String::as_str))
+                .collect();
+            println!(
+                "# then: hopscope's static binary is sent into {BIN_DIR} over pods/exec, its \
+                 sha256 checked in the pod, and run: {}",
+                argv.join(" ")
+            );
+        }
         return Ok(0);
     }
     let rt = super::runtime()?;
@@ -338,8 +427,18 @@ async fn lifecycle(kube: &KubeArgs, a: &AttachArgs, node: String) -> Result<Ende
         .namespace
         .clone()
         .unwrap_or_else(|| conn.default_namespace.clone());
-    let node = find_node(&conn.client, &node).await?;
+    let (node, arch) = find_node(&conn.client, &node).await?;
     let plan = plan(a, node, ns.clone());
+    // What to send is settled before anything is created: a binary that cannot run there
+    // is an error with no pod left behind.
+    let payload = match plan.launch {
+        Launch::Upload => {
+            let p = upload::payload(a.binary.as_deref())?;
+            upload::check_arch(&p, &plan.node, arch.as_deref())?;
+            Some(p)
+        }
+        Launch::InImage => None,
+    };
     let pods: Api<Pod> = Api::namespaced(conn.client.clone(), &ns);
 
     // Signals are ours from before the pod exists until it is gone again.
@@ -376,7 +475,7 @@ async fn lifecycle(kube: &KubeArgs, a: &AttachArgs, node: String) -> Result<Ende
     }
 
     let outcome = tokio::select! {
-        r = session(&conn.client, &pods, &plan, a) => r,
+        r = session(&conn.client, &pods, &plan, a, payload.as_ref()) => r,
         s = signalled(&mut int, &mut term, &mut hup) => {
             eprintln!();
             say(&format!("interrupted ({})", match s { libc::SIGINT => "SIGINT", libc::SIGTERM => "SIGTERM", _ => "SIGHUP" }));
@@ -398,7 +497,9 @@ async fn lifecycle(kube: &KubeArgs, a: &AttachArgs, node: String) -> Result<Ende
     outcome
 }
 
-async fn timed<T>(f: impl Future<Output = Result<T, kube::Error>>) -> Result<T, kube::Error> {
+pub(super) async fn timed<T>(
+    f: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
     match tokio::time::timeout(CALL_TIMEOUT, f).await {
         Ok(r) => r,
         Err(_) => Err(kube::Error::Service(
@@ -408,7 +509,13 @@ async fn timed<T>(f: impl Future<Output = Result<T, kube::Error>>) -> Result<T, 
 }
 
 /// An API error with what to do about it: RBAC (which verb on which resource), not found.
-fn explain(e: &kube::Error, verb: &str, resource: &str, ns: &str, doing: &str) -> String {
+pub(super) fn explain(
+    e: &kube::Error,
+    verb: &str,
+    resource: &str,
+    ns: &str,
+    doing: &str,
+) -> String {
     match status_code(e) {
         Some(403) => {
             let scope = if ns.is_empty() {
@@ -432,11 +539,16 @@ fn explain(e: &kube::Error, verb: &str, resource: &str, ns: &str, doing: &str) -
     }
 }
 
-/// The node's full name: exact, or the one node whose name ends in `-NAME`.
-async fn find_node(client: &kube::Client, name: &str) -> Result<String> {
+/// The node's architecture as the kubelet reports it (`amd64`, `arm64`).
+fn node_arch(n: &Node) -> Option<String> {
+    Some(n.status.as_ref()?.node_info.as_ref()?.architecture.clone()).filter(|a| !a.is_empty())
+}
+
+/// The node's full name and architecture: exact, or the one node whose name ends in `-NAME`.
+async fn find_node(client: &kube::Client, name: &str) -> Result<(String, Option<String>)> {
     let nodes: Api<Node> = Api::all(client.clone());
     match timed(nodes.get(name)).await {
-        Ok(n) => return Ok(n.name_any()),
+        Ok(n) => return Ok((n.name_any(), node_arch(&n))),
         Err(e) if status_code(&e) == Some(404) => {}
         Err(e) => {
             return Err(anyhow!(explain(
@@ -453,9 +565,13 @@ async fn find_node(client: &kube::Client, name: &str) -> Result<String> {
         .map_err(|e| anyhow!(explain(&e, "list", "nodes", "", "list nodes")))?;
     let all: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
     let suffix = format!("-{name}");
-    let m: Vec<&String> = all.iter().filter(|n| n.ends_with(&suffix)).collect();
+    let m: Vec<&Node> = list
+        .items
+        .iter()
+        .filter(|n| n.name_any().ends_with(&suffix))
+        .collect();
     if let [one] = m[..] {
-        return Ok(one.clone());
+        return Ok((one.name_any(), node_arch(one)));
     }
     bail!(
         "node {name} not found; nodes: {}",
@@ -546,15 +662,20 @@ async fn last_warning(client: &kube::Client, ns: &str, pod: &str) -> Option<Stri
         })
 }
 
-/// Wait for the pod to run (progress on stderr), then attach to it.
+/// Wait for the pod to run (progress on stderr), send hopscope into it if the image has none,
+/// then connect the terminal to hopscope there.
 async fn session(
     client: &kube::Client,
     pods: &Api<Pod>,
     plan: &PodPlan,
     a: &AttachArgs,
+    payload: Option<&Payload>,
 ) -> Result<Ended> {
     wait_running(client, pods, plan, Duration::from_secs(a.timeout)).await?;
-    attach(pods, plan).await
+    if let Some(p) = payload {
+        upload::upload(pods, &plan.name, CONTAINER, &plan.image, p).await?;
+    }
+    connect_terminal(pods, plan).await
 }
 
 async fn wait_running(
@@ -629,9 +750,13 @@ async fn wait_running(
                 "the container cannot be created".to_string()
             };
             bail!(
-                "pod {ns}/{}: {what} ({w}){}; try --image",
+                "pod {ns}/{}: {what} ({w}){}; {}",
                 plan.name,
-                event.map(|e| format!(": {e}")).unwrap_or_default()
+                event.map(|e| format!(": {e}")).unwrap_or_default(),
+                match plan.launch {
+                    Launch::Upload => "name one the node can pull with --base-image",
+                    Launch::InImage => "try another --image",
+                }
             );
         }
         if start.elapsed() >= limit {
@@ -666,8 +791,9 @@ impl Drop for RawMode {
     }
 }
 
-/// Attach the terminal to hopscope in the pod until it exits or the connection drops.
-async fn attach(pods: &Api<Pod>, plan: &PodPlan) -> Result<Ended> {
+/// Connect the terminal to hopscope in the pod — exec'd from the emptyDir, or the image's
+/// own as it runs — until it exits or the connection drops.
+async fn connect_terminal(pods: &Api<Pod>, plan: &PodPlan) -> Result<Ended> {
     use futures::SinkExt;
     let ns = &plan.namespace;
     let ap = AttachParams::default()
@@ -676,13 +802,24 @@ async fn attach(pods: &Api<Pod>, plan: &PodPlan) -> Result<Ended> {
         .stdout(true)
         .stderr(!plan.tty)
         .tty(plan.tty);
-    let mut proc = timed(pods.attach(&plan.name, &ap)).await.map_err(|e| {
+    let connected = match plan.launch {
+        Launch::Upload => {
+            let argv = std::iter::once(BIN_PATH.to_string()).chain(plan.args.iter().cloned());
+            timed(pods.exec(&plan.name, argv, &ap))
+                .await
+                .map_err(|e| ("pods/exec", "run hopscope in", e))
+        }
+        Launch::InImage => timed(pods.attach(&plan.name, &ap))
+            .await
+            .map_err(|e| ("pods/attach", "attach to", e)),
+    };
+    let mut proc = connected.map_err(|(resource, doing, e)| {
         anyhow!(explain(
             &e,
             "create",
-            "pods/attach",
+            resource,
             ns,
-            &format!("attach to pod {ns}/{}", plan.name)
+            &format!("{doing} pod {ns}/{}", plan.name)
         ))
     })?;
     if plan.tty {

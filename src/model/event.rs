@@ -7,8 +7,8 @@
 //! time stamp comes in with the event.
 
 use super::{
-    Lifetime, Link, LinkAddress, LinkRef, LinkStats, Mark, NodeState, Route, Rule, Selector,
-    XfrmPolicy, XfrmSaStats, XfrmState, XfrmStats,
+    Lifetime, Link, LinkAddress, LinkRef, LinkStats, Mark, NodeState, PolicyDir, Route, Rule,
+    Selector, XfrmPolicy, XfrmProto, XfrmSaStats, XfrmState, XfrmStats,
 };
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub struct SaKey {
     pub dst: String,
     pub spi: u32,
-    pub proto: String,
+    pub proto: XfrmProto,
     pub mark: Option<Mark>,
 }
 
@@ -28,7 +28,7 @@ impl SaKey {
         SaKey {
             dst: sa.dst.clone(),
             spi: sa.spi,
-            proto: sa.proto.clone(),
+            proto: sa.proto,
             mark: sa.mark,
         }
     }
@@ -85,7 +85,7 @@ pub enum Event {
     /// A policy is named by its direction with its selector and mark (the kernel's key);
     /// a delete that carries only the index is matched by index.
     PolicyDel {
-        dir: String,
+        dir: PolicyDir,
         index: u32,
         selector: Option<Selector>,
         mark: Option<Mark>,
@@ -837,18 +837,18 @@ mod tests {
 
         let p = st.xfrm_policies[0].clone();
         st.apply(Event::PolicyDel {
-            dir: p.dir.clone(),
+            dir: p.dir,
             index: p.index,
             selector: Some(p.selector.clone()),
             mark: p.mark,
         });
         assert_eq!(st.xfrm_policies.len(), 4);
         st.apply(Event::PolicyDel {
-            dir: "fwd".into(),
+            dir: PolicyDir::Fwd,
             index: st
                 .xfrm_policies
                 .iter()
-                .find(|p| p.dir == "fwd")
+                .find(|p| p.dir == PolicyDir::Fwd)
                 .unwrap()
                 .index,
             selector: None,

@@ -118,10 +118,10 @@ fn sa(src: &str, dst: &str, mark: (u32, u32), out: (u32, u32), packets: u64) -> 
     XfrmState {
         src: src.into(),
         dst: dst.into(),
-        proto: "esp".into(),
+        proto: XfrmProto::Esp,
         spi: 3,
         reqid: 1,
-        mode: "tunnel".into(),
+        mode: XfrmMode::Tunnel,
         flags: vec![],
         replay_window: 0,
         esn: false,
@@ -178,9 +178,9 @@ fn policy(
     level: &str,
 ) -> XfrmPolicy {
     XfrmPolicy {
-        dir: dir.into(),
+        dir: dir.parse().expect("a policy direction"),
         priority,
-        action: "allow".into(),
+        action: PolicyAction::Allow,
         index: priority * 8 + 1,
         selector: Selector {
             src: pfx(src),
@@ -198,11 +198,15 @@ fn policy(
         templates: vec![Template {
             src: tsrc.into(),
             dst: tdst.into(),
-            proto: "esp".into(),
+            proto: XfrmProto::Esp,
             spi,
             reqid: 1,
-            mode: "tunnel".into(),
-            level: level.into(),
+            mode: XfrmMode::Tunnel,
+            level: if level == "use" {
+                TemplateLevel::Use
+            } else {
+                TemplateLevel::Required
+            },
         }],
         lifetime: Lifetime::default(),
     }

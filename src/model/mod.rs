@@ -23,6 +23,7 @@ pub use route::{NextHop, Route, TableRef};
 pub use rule::Rule;
 pub use secret::{Secret, reveal_secrets};
 pub use xfrm::{
-    AlgInfo, Encap, Lifetime, Selector, Template, XfrmCounts, XfrmPolicy, XfrmSaStats, XfrmState,
+    AlgInfo, Encap, Lifetime, PolicyAction, PolicyDir, Selector, SelectorDev, SelectorKey,
+    Template, TemplateLevel, XfrmCounts, XfrmMode, XfrmPolicy, XfrmProto, XfrmSaStats, XfrmState,
     XfrmStats,
 };

@@ -1,9 +1,12 @@
 //! Key material. Redacted in every rendering (Debug, Display, Serialize) unless the caller
-//! explicitly reveals secrets for the duration of one rendering (`--show-keys`).
+//! explicitly reveals secrets for the duration of one rendering (`--show-keys`). The bytes are
+//! zeroed when dropped, so a key no longer used does not linger in freed memory (a core dump,
+//! were one allowed, or memory reused by the allocator).
 
 use serde::{Deserialize, Serialize, Serializer};
 use std::cell::Cell;
 use std::fmt;
+use zeroize::Zeroize;
 
 pub const REDACTED: &str = "redacted";
 
@@ -13,6 +16,12 @@ thread_local! {
 
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(Vec<u8>);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Secret {
     pub fn new(bytes: Vec<u8>) -> Self {
@@ -74,19 +83,22 @@ impl Serialize for Secret {
 /// latter reads back as an empty key (nothing to decrypt with), never as the marker's bytes.
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let Some(hex) = s.strip_prefix("0x") else {
+        // The hex text is the key too: zeroed once decoded.
+        let text = zeroize::Zeroizing::new(String::deserialize(d)?);
+        let Some(hex) = text.strip_prefix("0x") else {
             return Ok(Secret::default());
         };
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                hex.get(i..i + 2)
-                    .and_then(|b| u8::from_str_radix(b, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .map(Secret)
-            .ok_or_else(|| serde::de::Error::custom("key is not hex"))
+        let mut bytes = Secret(Vec::with_capacity(hex.len() / 2));
+        for i in (0..hex.len()).step_by(2) {
+            match hex
+                .get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+            {
+                Some(b) => bytes.0.push(b),
+                None => return Err(serde::de::Error::custom("key is not hex")),
+            }
+        }
+        Ok(bytes)
     }
 }
 
@@ -107,5 +119,14 @@ mod tests {
         );
         assert!(!format!("{k:?}").contains("d528"));
         assert!(!reveal_secrets(true, || format!("{k:?}")).contains("d528"));
+    }
+
+    #[test]
+    fn read_back_from_hex_and_the_marker() {
+        let k: Secret = serde_json::from_str("\"0xd528e7\"").unwrap();
+        assert_eq!(k.expose(), [0xd5, 0x28, 0xe7]);
+        let r: Secret = serde_json::from_str("\"redacted\"").unwrap();
+        assert!(r.expose().is_empty());
+        assert!(serde_json::from_str::<Secret>("\"0xd5z\"").is_err());
     }
 }

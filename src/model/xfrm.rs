@@ -1,6 +1,163 @@
+//! XFRM SAs and policies as the kernel holds them. The kernel's small enumerations (policy
+//! direction and action, mode, protocol, template level) are enums that serialise to the names
+//! `ip xfrm` prints, so the JSON is the same as when they were strings.
+
 use super::{Mark, Prefix, Secret};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// A kernel enumeration with names for the values we know and the number for the rest (a newer
+/// kernel may send one): serialised as the name `ip xfrm` prints, or that number.
+macro_rules! kernel_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $var:ident = $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $var,)*
+            /// A value this build has no name for, as the kernel's number.
+            Other(u8),
+        }
+        impl $name {
+            /// The name `ip xfrm` prints; None for `Other`.
+            pub fn name(self) -> Option<&'static str> {
+                match self {
+                    $($name::$var => Some($text),)*
+                    $name::Other(_) => None,
+                }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match (self.name(), self) {
+                    (Some(n), _) => f.write_str(n),
+                    (None, $name::Other(n)) => write!(f, "{n}"),
+                    (None, _) => unreachable!("every named variant has a name"),
+                }
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$name, String> {
+                match s {
+                    $($text => Ok($name::$var),)*
+                    n => n.parse().map($name::Other).map_err(|_| {
+                        format!(concat!("unknown ", stringify!($name), " {:?}"), n)
+                    }),
+                }
+            }
+        }
+        /// Compares with the name `ip xfrm` prints, as tests written against its output do.
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                match self {
+                    $name::Other(n) => other.parse() == Ok(*n),
+                    named => named.name() == Some(*other),
+                }
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+kernel_enum!(
+    /// Which packets a policy applies to (XFRM_POLICY_IN/OUT/FWD).
+    PolicyDir {
+        In = "in",
+        Out = "out",
+        Fwd = "fwd",
+    }
+);
+
+kernel_enum!(
+    /// What a policy does with the packets it selects.
+    PolicyAction {
+        /// Transform (or pass) them as the templates say.
+        Allow = "allow",
+        /// Drop them: XfrmOutPolBlock / XfrmInPolBlock.
+        Block = "block",
+    }
+);
+
+kernel_enum!(
+    /// XFRM_MODE_*: how an SA wraps packets.
+    XfrmMode {
+        Transport = "transport",
+        Tunnel = "tunnel",
+        RouteOptimization = "ro",
+        InTrigger = "in_trigger",
+        Beet = "beet",
+    }
+);
+
+kernel_enum!(
+    /// The IPsec protocol of an SA or template (the IP protocol number: ESP 50, AH 51,
+    /// IPComp 108). Numbers without a name (Mobile IPv6's 43, 60; "any" 255) print as numbers.
+    XfrmProto {
+        Esp = "esp",
+        Ah = "ah",
+        Comp = "comp",
+    }
+);
+
+impl XfrmProto {
+    pub fn from_number(n: u8) -> XfrmProto {
+        match n {
+            50 => XfrmProto::Esp,
+            51 => XfrmProto::Ah,
+            108 => XfrmProto::Comp,
+            n => XfrmProto::Other(n),
+        }
+    }
+}
+
+/// Whether a template must be satisfied (`required`) or may be skipped (`use`, optional):
+/// only a required template makes the kernel drop a packet that arrived without that transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateLevel {
+    Required,
+    Use,
+}
+
+impl fmt::Display for TemplateLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TemplateLevel::Required => "required",
+            TemplateLevel::Use => "use",
+        })
+    }
+}
+
+/// The fields of a packet an XFRM selector looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectorKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    /// None: the packet has no ports (or they are not known).
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+/// What is known of the device a selector's `dev` is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectorDev<'a> {
+    /// The device of the lookup (the output device for out, the input one for in/fwd).
+    Known(Option<&'a str>),
+    /// Not known (a capture sees the packet, not the flow lookup): `dev` is not checked.
+    Unknown,
+}
 
 /// Traffic selector of an SA or policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,6 +169,23 @@ pub struct Selector {
     pub sport: Option<u16>,
     pub dport: Option<u16>,
     pub dev: Option<String>,
+}
+
+impl Selector {
+    /// Does this selector cover a packet (xfrm_selector_match)? Families must agree; an absent
+    /// protocol or port matches any, a present one must be equal.
+    pub fn matches(&self, k: &SelectorKey, dev: SelectorDev<'_>) -> bool {
+        self.src.family() == super::Family::of(&k.src)
+            && self.src.contains(&k.src)
+            && self.dst.contains(&k.dst)
+            && self.proto.is_none_or(|p| p == k.proto)
+            && self.sport.is_none_or(|p| k.sport == Some(p))
+            && self.dport.is_none_or(|p| k.dport == Some(p))
+            && match dev {
+                SelectorDev::Known(d) => self.dev.as_deref().is_none_or(|s| d == Some(s)),
+                SelectorDev::Unknown => true,
+            }
+    }
 }
 
 /// An algorithm with its key. `icv_bits` for AEAD, `trunc_bits` for auth.
@@ -55,10 +229,10 @@ pub struct XfrmSaStats {
 pub struct XfrmState {
     pub src: String,
     pub dst: String,
-    pub proto: String,
+    pub proto: XfrmProto,
     pub spi: u32,
     pub reqid: u32,
-    pub mode: String,
+    pub mode: XfrmMode,
     pub flags: Vec<String>,
     pub replay_window: u32,
     pub esn: bool,
@@ -80,19 +254,18 @@ pub struct XfrmState {
 pub struct Template {
     pub src: String,
     pub dst: String,
-    pub proto: String,
+    pub proto: XfrmProto,
     pub spi: u32,
     pub reqid: u32,
-    pub mode: String,
-    /// "required" or "use" (optional template).
-    pub level: String,
+    pub mode: XfrmMode,
+    pub level: TemplateLevel,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XfrmPolicy {
-    pub dir: String,
+    pub dir: PolicyDir,
     pub priority: u32,
-    pub action: String,
+    pub action: PolicyAction,
     pub index: u32,
     pub selector: Selector,
     pub mark: Option<Mark>,
@@ -109,4 +282,85 @@ pub type XfrmStats = Vec<(String, u64)>;
 pub struct XfrmCounts {
     pub sad: Option<u32>,
     pub spd: BTreeMap<String, u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_serialise_to_ip_xfrm_names_and_back() {
+        let j = serde_json::to_string(&(
+            PolicyDir::Fwd,
+            PolicyAction::Block,
+            XfrmMode::RouteOptimization,
+            XfrmProto::Esp,
+            TemplateLevel::Use,
+        ))
+        .unwrap();
+        assert_eq!(j, r#"["fwd","block","ro","esp","use"]"#);
+        // A number without a name stays that number, both ways (Mobile IPv6's routing header).
+        let p = XfrmProto::from_number(43);
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#""43""#);
+        assert_eq!(serde_json::from_str::<XfrmProto>(r#""43""#).unwrap(), p);
+        assert_eq!(
+            serde_json::from_str::<XfrmMode>(r#""beet""#).unwrap(),
+            XfrmMode::Beet
+        );
+        assert!(serde_json::from_str::<PolicyDir>(r#""sideways""#).is_err());
+        assert!(PolicyDir::Out == "out" && PolicyDir::Other(7) == "7" && PolicyDir::In != "fwd");
+    }
+
+    fn sel(src: &str, dst: &str) -> Selector {
+        let p = |s: &str| {
+            let (a, l) = s.split_once('/').unwrap();
+            Prefix::new(a.parse().unwrap(), l.parse().unwrap())
+        };
+        Selector {
+            src: p(src),
+            dst: p(dst),
+            proto: None,
+            sport: None,
+            dport: None,
+            dev: None,
+        }
+    }
+
+    fn key(src: &str, dst: &str, proto: u8, ports: Option<(u16, u16)>) -> SelectorKey {
+        SelectorKey {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            proto,
+            sport: ports.map(|p| p.0),
+            dport: ports.map(|p| p.1),
+        }
+    }
+
+    #[test]
+    fn one_selector_matcher_for_trace_and_capture() {
+        let any = SelectorDev::Unknown;
+        let s = sel("10.0.1.0/24", "10.0.0.0/24");
+        assert!(s.matches(&key("10.0.1.52", "10.0.0.249", 1, None), any));
+        assert!(!s.matches(&key("10.0.2.1", "10.0.0.249", 1, None), any));
+        // A v4 selector never covers v6 (the catch-all 0.0.0.0/0 included), and back.
+        let v4all = sel("0.0.0.0/0", "0.0.0.0/0");
+        assert!(!v4all.matches(&key("fd00::1", "fd00::2", 58, None), any));
+        let v6 = sel("fd00:10:1::/64", "fd00:10::/64");
+        assert!(v6.matches(&key("fd00:10:1::5", "fd00:10::9", 58, None), any));
+        // Protocol and ports: absent = any; present = equal; a port selector needs ports.
+        let mut udp = s.clone();
+        (udp.proto, udp.dport) = (Some(17), Some(4500));
+        assert!(udp.matches(&key("10.0.1.5", "10.0.0.5", 17, Some((4500, 4500))), any));
+        assert!(!udp.matches(&key("10.0.1.5", "10.0.0.5", 17, Some((4500, 53))), any));
+        assert!(!udp.matches(&key("10.0.1.5", "10.0.0.5", 17, None), any));
+        assert!(!udp.matches(&key("10.0.1.5", "10.0.0.5", 6, Some((4500, 4500))), any));
+        // dev: checked when the lookup's device is known, ignored when it is not.
+        let mut dev = s.clone();
+        dev.dev = Some("ipsec0".into());
+        let k = key("10.0.1.52", "10.0.0.249", 1, None);
+        assert!(dev.matches(&k, SelectorDev::Known(Some("ipsec0"))));
+        assert!(!dev.matches(&k, SelectorDev::Known(Some("eth0"))));
+        assert!(!dev.matches(&k, SelectorDev::Known(None)));
+        assert!(dev.matches(&k, any));
+    }
 }

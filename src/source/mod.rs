@@ -3,6 +3,7 @@
 
 pub mod caps;
 pub mod conntrack;
+pub mod context;
 pub mod monitor;
 pub mod names;
 pub mod netfilter;
@@ -14,7 +15,8 @@ pub mod rtnl;
 pub mod xfrm;
 
 use crate::model::{NodeInfo, NodeState};
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
+use context::Context;
 use netlink::NlSocket;
 use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_XFRM};
 
@@ -25,7 +27,7 @@ pub use netns::Target;
 pub fn collect(target: &Target) -> Result<NodeState> {
     let opened = netns::open(target)?;
     let tables = rt_tables::load();
-    let mut state = netns::run_in(opened.file.as_ref(), || collect_here(&tables))??;
+    let mut state = netns::run_in(opened.file.as_ref(), || collect_consistent(tables))??;
     state.node = NodeInfo {
         hostname: hostname(),
         kernel: kernel(),
@@ -41,23 +43,44 @@ pub fn collect_netfilter(target: &Target) -> Result<crate::model::Netfilter> {
     netns::run_in(opened.file.as_ref(), netfilter::read)
 }
 
-fn collect_here(tables: &rt_tables::TableNames) -> Result<NodeState> {
+/// How many times a dump the kernel flagged as interrupted is read again.
+const DUMP_TRIES: usize = 3;
+
+/// A dump the kernel flags as interrupted (NLM_F_DUMP_INTR: a table changed while it was
+/// read) may be inconsistent: read everything again, a few times, before showing the last
+/// one with its warning.
+fn collect_consistent(tables: rt_tables::TableNames) -> Result<NodeState> {
+    for _ in 1..DUMP_TRIES {
+        let (st, interrupted) = collect_here(tables.clone())?;
+        if !interrupted {
+            return Ok(st);
+        }
+    }
+    collect_here(tables).map(|(st, _)| st)
+}
+
+/// The state, and whether any of its dumps was interrupted.
+fn collect_here(tables: rt_tables::TableNames) -> Result<(NodeState, bool)> {
     let mut st = NodeState::default();
     let mut sock = NlSocket::open(NETLINK_ROUTE).context("opening a NETLINK_ROUTE socket")?;
     let (links, reports) = rtnl::dump_links(&mut sock).context("dumping links and addresses")?;
+    let mut ctx = Context::new(tables);
+    ctx.set_links(&links);
     st.links = links;
     // Routes (NETLINK_ROUTE) and XFRM (NETLINK_XFRM) are independent dumps: read them side by
     // side. The scoped thread starts in this thread's netns.
-    let links = &st.links;
+    let ctx = &ctx;
     let (rr, xfrm) = std::thread::scope(|s| {
-        let xfrm = s.spawn(|| collect_xfrm(links));
-        let rr = rtnl::dump_routes_and_rules(&mut sock, links, tables);
+        let xfrm = s.spawn(|| collect_xfrm(ctx));
+        let rr = rtnl::dump_routes_and_rules(&mut sock, ctx);
         (rr, xfrm.join())
     });
     let rr = rr.context("dumping routes and rules")?;
     let xfrm = xfrm.map_err(|_| anyhow::anyhow!("XFRM reader panicked"))??;
+    let mut interrupted = xfrm.interrupted;
     for (what, report) in reports.iter().chain(&rr.reports) {
         st.warnings.extend(report.warnings(what));
+        interrupted |= report.interrupted;
     }
     (st.routes, st.rules) = (rr.routes, rr.rules);
     st.warnings.extend(xfrm.warnings);
@@ -68,7 +91,7 @@ fn collect_here(tables: &rt_tables::TableNames) -> Result<NodeState> {
             "/proc/net/xfrm_stat unreadable ({e}); the kernel may lack CONFIG_XFRM_STATISTICS"
         )),
     }
-    Ok(st)
+    Ok((st, interrupted))
 }
 
 #[derive(Default)]
@@ -77,21 +100,17 @@ struct XfrmPart {
     policies: Vec<crate::model::XfrmPolicy>,
     counts: crate::model::XfrmCounts,
     warnings: Vec<String>,
+    interrupted: bool,
 }
 
 /// SAs and policies; a missing right or a kernel without XFRM is a warning, not a failure.
-fn collect_xfrm(links: &[crate::model::Link]) -> Result<XfrmPart> {
-    let dev_name = |idx: i32| {
-        links
-            .iter()
-            .find(|l| l.index as i32 == idx)
-            .map(|l| l.name.clone())
-    };
+fn collect_xfrm(ctx: &Context) -> Result<XfrmPart> {
     let mut part = XfrmPart::default();
-    match NlSocket::open(NETLINK_XFRM).and_then(|mut s| xfrm::dump_all(&mut s, dev_name)) {
+    match NlSocket::open(NETLINK_XFRM).and_then(|mut s| xfrm::dump_all(&mut s, ctx)) {
         Ok(x) => {
             for (what, report) in &x.reports {
                 part.warnings.extend(report.warnings(what));
+                part.interrupted |= report.interrupted;
             }
             (part.states, part.policies, part.counts) = (x.states, x.policies, x.counts);
         }

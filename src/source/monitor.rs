@@ -15,9 +15,9 @@
 //! Changes are sent with back-pressure (a full queue makes the kernel overrun the socket,
 //! which ends in a resync); samples are dropped when the queue is full, and counted.
 
+use super::context::Context;
 use super::netlink::NlSocket;
-use super::rt_tables::TableNames;
-use super::{Target, caps, names, netns, procfs, rt_tables, rtnl, xfrm};
+use super::{Target, caps, netns, procfs, rt_tables, rtnl, xfrm};
 use crate::model::XfrmState;
 use crate::model::event::{Event, SaKey, Sample};
 use netlink_packet_core::{NLM_F_REPLACE, NetlinkDeserializable, NetlinkMessage, NetlinkPayload};
@@ -94,12 +94,14 @@ impl Monitor {
     /// Start following `target`. A netns that cannot be opened fails here, at once;
     /// everything later (rights, kernel support) arrives as events.
     pub fn start(target: &Target, opts: &Options) -> anyhow::Result<Monitor> {
-        let info = netns::open(target)?.info;
+        let opened = netns::open(target)?;
+        let (info, id) = (opened.info, opened.file.as_ref().and_then(netns::identity));
         let (tx, rx) = sync_channel(opts.queue.max(16));
         let dropped = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let t = Ctx {
             target: target.clone(),
+            id,
             tx,
             dropped: dropped.clone(),
             stop: stop.clone(),
@@ -119,6 +121,11 @@ impl Monitor {
             target: target.clone(),
             info,
         })
+    }
+
+    /// Whether the threads stopped by themselves (the netns followed is gone).
+    pub fn ended(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     /// Events waiting now, at most `max` (so one frame never waits on a flood).
@@ -146,6 +153,8 @@ impl Drop for Monitor {
 #[derive(Clone)]
 struct Ctx {
     target: Target,
+    /// The netns followed, to notice when it is deleted (None: our own).
+    id: Option<netns::NetnsId>,
     tx: SyncSender<Event>,
     dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -168,9 +177,22 @@ impl Ctx {
         }
     }
 
-    fn full_dump(&self) -> Option<Event> {
+    /// Read the state afresh and send it as a `Resync`; the context its events are named
+    /// with comes back. Everything queued on the sockets is thrown away first: after an
+    /// overrun the queue still holds changes from before the lost ones, and applied on top
+    /// of the fresh dump they would undo what the dump shows (a route deleted later
+    /// reappears, one added later goes). A change made while the dump runs is queued after
+    /// the discard and applied after the dump: seen twice at worst, which converges.
+    fn dump_afresh(&self, socks: &[Option<Socket>], buf: &mut [u8]) -> Option<Context> {
+        for sock in socks.iter().flatten() {
+            discard_queued(sock, buf);
+        }
         match super::collect(&self.target) {
-            Ok(st) => Some(Event::Resync(Box::new(st))),
+            Ok(st) => {
+                let mut ctx = Context::new(rt_tables::load());
+                ctx.set_links(&st.links);
+                self.send(Event::Resync(Box::new(st))).then_some(ctx)
+            }
             Err(e) => {
                 self.send(Event::SourceError(format!("dump failed: {e:#}")));
                 None
@@ -178,45 +200,43 @@ impl Ctx {
         }
     }
 
-    fn monitor(&self, rcvbuf: usize) {
-        let route = match subscribe(NETLINK_ROUTE, &ROUTE_GROUPS, rcvbuf) {
+    fn follow(&self, protocol: isize, rcvbuf: usize) -> Option<Socket> {
+        let groups: &[u32] = if protocol == NETLINK_ROUTE {
+            &ROUTE_GROUPS
+        } else {
+            &XFRM_GROUPS
+        };
+        match subscribe(protocol, groups, rcvbuf) {
             Ok(s) => Some(s),
             Err(e) => {
-                self.send(Event::SourceError(format!(
-                    "cannot follow link/address/route/rule changes ({e}); the view will not update"
-                )));
+                self.send(Event::SourceError(if protocol == NETLINK_ROUTE {
+                    format!(
+                        "cannot follow link/address/route/rule changes ({e}); the view will not update"
+                    )
+                } else if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+                    format!(
+                        "CAP_NET_ADMIN missing: XFRM SA/policy changes are not followed live; {}",
+                        caps::how_to_fix(caps::CAP_NET_ADMIN)
+                    )
+                } else {
+                    format!("cannot follow XFRM changes ({e}); SAs and policies will not update")
+                }));
                 None
             }
-        };
-        let xfrm = match subscribe(NETLINK_XFRM, &XFRM_GROUPS, rcvbuf) {
-            Ok(s) => Some(s),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
-                self.send(Event::SourceError(format!(
-                    "CAP_NET_ADMIN missing: XFRM SA/policy changes are not followed live; {}",
-                    caps::how_to_fix(caps::CAP_NET_ADMIN)
-                )));
-                None
-            }
-            Err(e) => {
-                self.send(Event::SourceError(format!(
-                    "cannot follow XFRM changes ({e}); SAs and policies will not update"
-                )));
-                None
-            }
-        };
-        // Subscribed first, dumped second: a change during the dump is seen twice at
-        // worst, and applying an event twice is harmless.
-        match self.full_dump() {
-            Some(ev) => {
-                if !self.send(ev) {
-                    return;
-                }
-            }
-            None => return,
         }
-        let tables = rt_tables::load();
+    }
+
+    fn monitor(&self, rcvbuf: usize) {
+        let socks = [
+            self.follow(NETLINK_ROUTE, rcvbuf),
+            self.follow(NETLINK_XFRM, rcvbuf),
+        ];
         let mut buf = vec![0u8; 1 << 20];
-        let mut fds: Vec<libc::pollfd> = [&route, &xfrm]
+        // Subscribed first, dumped second: no change falls between the two.
+        let Some(mut ctx) = self.dump_afresh(&socks, &mut buf) else {
+            return;
+        };
+        let mut fds: Vec<libc::pollfd> = socks
             .iter()
             .map(|s| libc::pollfd {
                 fd: s.as_ref().map_or(-1, |s| s.as_raw_fd()),
@@ -230,52 +250,73 @@ impl Ctx {
             if n <= 0 {
                 continue;
             }
-            let mut overrun = None;
-            for (i, sock) in [&route, &xfrm].iter().enumerate() {
+            let mut lost = None;
+            for (i, sock) in socks.iter().enumerate() {
                 let Some(sock) = sock else { continue };
                 if fds[i].revents == 0 {
                     continue;
                 }
-                match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
-                    Ok(len) => {
-                        let events = if i == 0 {
-                            decode(&buf[..len], |m, f| route_event(m, f, &tables))
-                        } else {
-                            decode(&buf[..len], |m, _| xfrm_event(m))
-                        };
-                        for ev in events {
-                            if matches!(ev, Event::ResyncNeeded { .. }) {
-                                overrun = Some(ev);
-                            } else if !self.send(ev) {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        overrun = Some(Event::ResyncNeeded {
-                            reason: format!(
-                                "{} monitor overran (ENOBUFS, changes lost): resynced after overrun",
-                                if i == 0 { "netlink route" } else { "XFRM" }
-                            ),
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.send(Event::SourceError(format!("netlink monitor: {e}")));
-                        std::thread::sleep(Duration::from_millis(POLL_MS as u64));
-                    }
+                match self.read_changes(i == 0, sock, &mut buf, &mut ctx) {
+                    Read::Changes => {}
+                    Read::Lost(why) => lost = Some(why),
+                    Read::NobodyListens => return,
                 }
             }
-            if let Some(ev) = overrun {
-                if !self.send(ev) {
+            // Changes were lost: say so, then show the kernel's state again. If the storm
+            // goes on and overruns us during the dump, the next read says so and we dump again.
+            if let Some(reason) = lost {
+                if !self.send(Event::ResyncNeeded { reason }) {
                     return;
                 }
-                if let Some(ev) = self.full_dump()
-                    && !self.send(ev)
-                {
-                    return;
+                match self.dump_afresh(&socks, &mut buf) {
+                    Some(fresh) => ctx = fresh,
+                    None => return,
                 }
+            }
+        }
+    }
+
+    /// One recv() of change notifications, converted and sent.
+    fn read_changes(&self, route: bool, sock: &Socket, buf: &mut [u8], ctx: &mut Context) -> Read {
+        match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
+            Ok(len) => {
+                let events = if route {
+                    decode(&buf[..len], |m, f| route_event(m, f, ctx))
+                } else {
+                    let events = decode(&buf[..len], |m, _| xfrm_event(m, ctx));
+                    // New SAs carry their keys: not left in the buffer.
+                    zeroize::Zeroize::zeroize(&mut buf[..len]);
+                    events
+                };
+                let mut lost = None;
+                for ev in events {
+                    ctx.learn(&ev);
+                    if let Event::ResyncNeeded { reason } = ev {
+                        lost = Some(reason);
+                    } else if !self.send(ev) {
+                        return Read::NobodyListens;
+                    }
+                }
+                lost.map_or(Read::Changes, Read::Lost)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Read::Lost(format!(
+                "{} monitor overran (ENOBUFS, changes lost): resynced after overrun",
+                if route { "netlink route" } else { "XFRM" }
+            )),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                Read::Changes
+            }
+            Err(e) => {
+                if !self.send(Event::SourceError(format!("netlink monitor: {e}"))) {
+                    return Read::NobodyListens;
+                }
+                std::thread::sleep(Duration::from_millis(POLL_MS as u64));
+                Read::Changes
             }
         }
     }
@@ -293,6 +334,14 @@ impl Ctx {
             next += interval;
             if next < now {
                 next = now + interval; // fell behind (suspend): do not catch up in a burst
+            }
+            if let Some(why) = self.id.and_then(|id| netns::gone(&self.target, id)) {
+                // Said once, and let go: our sockets would keep a deleted netns alive.
+                let _ = self.tx.send(Event::SourceError(format!(
+                    "netns GONE: {why}; what is shown is its last state and no longer changes"
+                )));
+                self.stop.store(true, Ordering::Relaxed);
+                return;
             }
             let sample = Sample {
                 at: Instant::now(),
@@ -327,14 +376,61 @@ pub fn subscribe(protocol: isize, groups: &[u32], rcvbuf: usize) -> std::io::Res
     Ok(s)
 }
 
+/// What one read of a multicast socket came to.
+enum Read {
+    Changes,
+    /// Changes were lost (overrun, flush): the state must be read again.
+    Lost(String),
+    NobodyListens,
+}
+
+/// Throw away what is queued on `sock`. What the kernel queued before an overrun fits in
+/// the socket's receive buffer, so discarding that many bytes reaches past it even while a
+/// storm keeps filling the queue; an empty queue ends it sooner.
+fn discard_queued(sock: &Socket, buf: &mut [u8]) {
+    let limit = rcvbuf_of(sock).max(buf.len());
+    let mut discarded = 0;
+    while discarded <= limit {
+        match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
+            Ok(len) => {
+                // An SA carries its keys: not left in the buffer.
+                zeroize::Zeroize::zeroize(&mut buf[..len]);
+                discarded += len.max(1)
+            }
+            // Overrun again while discarding: all of it is older than the dump anyway.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The receive buffer the kernel gave `sock` (SO_RCVBUF; 0 when it cannot be read).
+fn rcvbuf_of(sock: &Socket) -> usize {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are valid for the call and len holds v's size.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 { v.max(0) as usize } else { 0 }
+}
+
 fn dump_sa_counters(
     s: &mut NlSocket,
 ) -> Result<Vec<(SaKey, crate::model::Lifetime, crate::model::XfrmSaStats)>, super::netlink::NlError>
 {
     let mut out = Vec::new();
     s.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
-        if let XfrmMessage::AddSa(sa) = m {
-            let st: XfrmState = xfrm::state(&sa, |_| None);
+        if let XfrmMessage::AddSa(mut sa) = m {
+            // Only the key and the counters are kept: no name is needed.
+            let st: XfrmState = xfrm::state(&mut sa, |_| None);
             out.push((SaKey::of(&st), st.lifetime, st.stats));
         }
     })?;
@@ -385,7 +481,7 @@ pub fn decode<M: NetlinkDeserializable + std::fmt::Debug>(
 }
 
 /// One NETLINK_ROUTE notification as an event (the dump's converters, message by message).
-pub fn route_event(m: RouteNetlinkMessage, flags: u16, tables: &TableNames) -> Option<Event> {
+pub fn route_event(m: RouteNetlinkMessage, flags: u16, ctx: &Context) -> Option<Event> {
     use RouteNetlinkMessage as R;
     Some(match m {
         R::NewLink(l) => Event::LinkNew(rtnl::links(&[l], &[]).pop()?),
@@ -401,12 +497,12 @@ pub fn route_event(m: RouteNetlinkMessage, flags: u16, tables: &TableNames) -> O
             addr: rtnl::address(&a)?,
         },
         R::NewRoute(r) => Event::RouteNew {
-            route: rtnl::route(&r, &[], tables)?,
+            route: rtnl::route(&r, ctx)?,
             replace: flags & NLM_F_REPLACE != 0,
         },
-        R::DelRoute(r) => Event::RouteDel(rtnl::route(&r, &[], tables)?),
-        R::NewRule(r) => Event::RuleNew(rtnl::rule(&r, tables)?),
-        R::DelRule(r) => Event::RuleDel(rtnl::rule(&r, tables)?),
+        R::DelRoute(r) => Event::RouteDel(rtnl::route(&r, ctx)?),
+        R::NewRule(r) => Event::RuleNew(rtnl::rule(&r, ctx.tables())?),
+        R::DelRule(r) => Event::RuleDel(rtnl::rule(&r, ctx.tables())?),
         _ => return None,
     })
 }
@@ -429,18 +525,20 @@ fn mark_of(nlas: &[XfrmAttrs]) -> Option<crate::model::Mark> {
     })
 }
 
-/// One NETLINK_XFRM notification as an event. A flush has no list of what went: it asks
-/// for a resync.
-pub fn xfrm_event(m: XfrmMessage) -> Option<Event> {
+/// One NETLINK_XFRM notification as an event, named through the dump's context (a selector
+/// naming an interface must equal the dumped one). A flush has no list of what went: it
+/// asks for a resync.
+pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
     use XfrmMessage as X;
+    let dev = |i| ctx.selector_dev(i);
     Some(match m {
-        X::AddSa(s) | X::UpdateSa(s) => Event::SaNew(Box::new(xfrm::state(&s, |_| None))),
+        X::AddSa(mut s) | X::UpdateSa(mut s) => Event::SaNew(Box::new(xfrm::state(&mut s, dev))),
         X::DeleteSa(d) => {
             let id = &d.user_sa_id;
             Event::SaDel(SaKey {
                 dst: ip(id.family, &id.daddr).to_string(),
                 spi: id.spi,
-                proto: names::ip_proto(id.proto),
+                proto: crate::model::XfrmProto::from_number(id.proto),
                 mark: mark_of(&d.nlas),
             })
         }
@@ -450,13 +548,13 @@ pub fn xfrm_event(m: XfrmMessage) -> Option<Event> {
                 key: SaKey {
                     dst: ip(s.family, &s.id.daddr).to_string(),
                     spi: s.id.spi,
-                    proto: names::ip_proto(s.id.proto),
+                    proto: crate::model::XfrmProto::from_number(s.id.proto),
                     mark: None,
                 },
                 hard: e.expire.hard != 0,
             }
         }
-        X::AddPolicy(p) | X::UpdatePolicy(p) => Event::PolicyNew(xfrm::policy(&p, |_| None)),
+        X::AddPolicy(p) | X::UpdatePolicy(p) => Event::PolicyNew(xfrm::policy(&p, dev)),
         X::DeletePolicy(d) => {
             // The kernel's delete notification carries the whole policy (XFRMA_POLICY).
             let info = d.nlas.iter().find_map(|a| match a {
@@ -470,7 +568,7 @@ pub fn xfrm_event(m: XfrmMessage) -> Option<Event> {
                             user_policy_info,
                             nlas: d.nlas.clone(),
                         },
-                        |_| None,
+                        dev,
                     );
                     Event::PolicyDel {
                         dir: p.dir,
@@ -480,7 +578,7 @@ pub fn xfrm_event(m: XfrmMessage) -> Option<Event> {
                     }
                 }
                 None => Event::PolicyDel {
-                    dir: xfrm::dir_name(d.user_policy_id.direction),
+                    dir: xfrm::dir(d.user_policy_id.direction),
                     index: d.user_policy_id.index,
                     selector: None,
                     mark: None,

@@ -120,13 +120,16 @@ impl NlSocket {
         let mut report = DumpReport::default();
         loop {
             let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
-            if read_batch(
+            let done = read_batch(
                 &self.buf[..n],
                 self.seq,
                 multipart,
                 &mut report,
                 &mut on_msg,
-            )? {
+            );
+            // An XFRM dump carries the keys: the buffer does not keep them once decoded.
+            zeroize::Zeroize::zeroize(&mut self.buf[..n]);
+            if done? {
                 return Ok(report);
             }
         }

@@ -1,6 +1,7 @@
 //! Links, addresses, routes and rules over NETLINK_ROUTE, converted into the model.
 //! The conversions are pure functions of the decoded messages so they are tested on bytes.
 
+use super::context::Context;
 use super::names;
 use super::netlink::{DumpReport, NlError, NlSocket};
 use super::rt_tables::TableNames;
@@ -52,8 +53,7 @@ pub fn dump_links(sock: &mut NlSocket) -> Result<(Vec<Link>, Reports), NlError> 
 
 pub fn dump_routes_and_rules(
     sock: &mut NlSocket,
-    links: &[Link],
-    tables: &TableNames,
+    ctx: &Context,
 ) -> Result<RoutesAndRules, NlError> {
     let mut st = RoutesAndRules::default();
     let routes = &mut st.routes;
@@ -62,7 +62,7 @@ pub fn dump_routes_and_rules(
         RouteNetlinkMessage::GetRoute(RouteMessage::default()),
         |m| {
             if let RouteNetlinkMessage::NewRoute(rt) = m {
-                routes.extend(route(&rt, links, tables))
+                routes.extend(route(&rt, ctx))
             }
         },
     )?;
@@ -70,7 +70,7 @@ pub fn dump_routes_and_rules(
     let rules = &mut st.rules;
     let r = sock.dump(RouteNetlinkMessage::GetRule(RuleMessage::default()), |m| {
         if let RouteNetlinkMessage::NewRule(rl) = m {
-            rules.extend(rule(&rl, tables))
+            rules.extend(rule(&rl, ctx.tables()))
         }
     })?;
     st.reports.push(("rules", r));
@@ -231,17 +231,14 @@ pub fn table_ref(id: u32, tables: &TableNames) -> TableRef {
     }
 }
 
-fn link_ref(index: u32, links: &[Link]) -> LinkRef {
+fn link_ref(index: u32, ctx: &Context) -> LinkRef {
     LinkRef {
         index,
-        name: links
-            .iter()
-            .find(|l| l.index == index)
-            .map(|l| l.name.clone()),
+        name: ctx.dev(index),
     }
 }
 
-pub fn route(m: &RouteMessage, links: &[Link], tables: &TableNames) -> Option<Route> {
+pub fn route(m: &RouteMessage, ctx: &Context) -> Option<Route> {
     let family = family_of(m.header.address_family)?;
     let mut table = u32::from(m.header.table);
     let (mut dst, mut src, mut gateway, mut dev, mut prefsrc) = (None, None, None, None, None);
@@ -253,7 +250,7 @@ pub fn route(m: &RouteMessage, links: &[Link], tables: &TableNames) -> Option<Ro
             RouteAttribute::Destination(d) => dst = route_ip(d),
             RouteAttribute::Source(s) => src = route_ip(s),
             RouteAttribute::Gateway(g) => gateway = route_ip(g).map(|g| g.to_string()),
-            RouteAttribute::Oif(i) => dev = Some(link_ref(*i, links)),
+            RouteAttribute::Oif(i) => dev = Some(link_ref(*i, ctx)),
             RouteAttribute::PrefSource(p) => prefsrc = route_ip(p).map(|p| p.to_string()),
             RouteAttribute::Priority(p) => metric = Some(*p),
             RouteAttribute::Metrics(ms) => {
@@ -274,7 +271,7 @@ pub fn route(m: &RouteMessage, links: &[Link], tables: &TableNames) -> Option<Ro
                     });
                     nexthops.push(NextHop {
                         gateway: gw,
-                        dev: Some(link_ref(h.interface_index, links)),
+                        dev: Some(link_ref(h.interface_index, ctx)),
                         weight: u16::from(h.hops) + 1,
                     });
                 }
@@ -291,7 +288,7 @@ pub fn route(m: &RouteMessage, links: &[Link], tables: &TableNames) -> Option<Ro
     let src = src.map(|ip| Prefix::new(ip, m.header.source_prefix_length));
     Some(Route {
         family,
-        table: table_ref(table, tables),
+        table: table_ref(table, ctx.tables()),
         kind: names::route_type(m.header.kind.into()),
         dst,
         src,

@@ -1,11 +1,11 @@
 //! XFRM SAs, policies and SAD/SPD counts over NETLINK_XFRM (netlink-packet-xfrm decodes),
 //! converted into the model. Pure conversions, tested on captured bytes.
 
-use super::names::ip_proto;
+use super::context::Context;
 use super::netlink::{DumpReport, NlError, NlSocket};
 use crate::model::{
-    AlgInfo, Encap, Lifetime, Mark, Prefix, Secret, Selector, Template, XfrmCounts, XfrmPolicy,
-    XfrmSaStats, XfrmState,
+    AlgInfo, Encap, Lifetime, Mark, PolicyAction, PolicyDir, Prefix, Secret, Selector, Template,
+    TemplateLevel, XfrmCounts, XfrmMode, XfrmPolicy, XfrmProto, XfrmSaStats, XfrmState,
 };
 use netlink_packet_xfrm::policy::{
     DelGetMessage as PolicyGet, GetSpdInfoMessage, ModifyMessage as PolicyMsg,
@@ -16,6 +16,7 @@ use netlink_packet_xfrm::{
     state::sadinfo::SadInfoAttrs,
 };
 use std::net::IpAddr;
+use zeroize::Zeroize;
 
 /// SAs, policies and counts, converted while read (10k policies are not held twice).
 #[derive(Default)]
@@ -26,21 +27,19 @@ pub struct XfrmDump {
     pub reports: Vec<(&'static str, DumpReport)>,
 }
 
-/// `dev` names an ifindex found in a selector.
-pub fn dump_all(
-    sock: &mut NlSocket,
-    dev: impl Fn(i32) -> Option<String>,
-) -> Result<XfrmDump, NlError> {
+/// `ctx` names the ifindex a selector may hold.
+pub fn dump_all(sock: &mut NlSocket, ctx: &Context) -> Result<XfrmDump, NlError> {
+    let dev = |i| ctx.selector_dev(i);
     let mut d = XfrmDump::default();
     let r = sock.dump(XfrmMessage::GetDumpSa(GetDumpMessage::default()), |m| {
-        if let XfrmMessage::AddSa(s) = m {
-            d.states.push(state(&s, &dev))
+        if let XfrmMessage::AddSa(mut s) = m {
+            d.states.push(state(&mut s, dev))
         }
     })?;
     d.reports.push(("xfrm states", r));
     let r = sock.dump(XfrmMessage::GetPolicy(PolicyGet::default()), |m| {
         if let XfrmMessage::AddPolicy(p) = m {
-            d.policies.push(policy(&p, &dev))
+            d.policies.push(policy(&p, dev))
         }
     })?;
     d.reports.push(("xfrm policies", r));
@@ -83,14 +82,14 @@ fn family_ip(family: u16, a: &Address) -> IpAddr {
     }
 }
 
-pub fn mode_name(m: u8) -> String {
+pub fn mode(m: u8) -> XfrmMode {
     match m {
-        c::XFRM_MODE_TRANSPORT => "transport".into(),
-        c::XFRM_MODE_TUNNEL => "tunnel".into(),
-        c::XFRM_MODE_ROUTEOPTIMIZATION => "ro".into(),
-        c::XFRM_MODE_IN_TRIGGER => "in_trigger".into(),
-        c::XFRM_MODE_BEET => "beet".into(),
-        n => n.to_string(),
+        c::XFRM_MODE_TRANSPORT => XfrmMode::Transport,
+        c::XFRM_MODE_TUNNEL => XfrmMode::Tunnel,
+        c::XFRM_MODE_ROUTEOPTIMIZATION => XfrmMode::RouteOptimization,
+        c::XFRM_MODE_IN_TRIGGER => XfrmMode::InTrigger,
+        c::XFRM_MODE_BEET => XfrmMode::Beet,
+        n => XfrmMode::Other(n),
     }
 }
 
@@ -143,15 +142,31 @@ fn lifetime(l: &netlink_packet_xfrm::Lifetime) -> Lifetime {
     }
 }
 
-pub fn state(m: &StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
+/// The state a message describes. The message's copy of the keys is zeroed on the way: the
+/// returned `Secret`s hold the only one.
+pub fn state(m: &mut StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
+    let s = state_of(m, dev);
+    for a in &mut m.nlas {
+        match a {
+            XfrmAttrs::EncryptionAlgAead(a) => a.alg_key.zeroize(),
+            XfrmAttrs::EncryptionAlg(a) => a.alg_key.zeroize(),
+            XfrmAttrs::AuthenticationAlgTrunc(a) => a.alg_key.zeroize(),
+            XfrmAttrs::AuthenticationAlg(a) => a.alg_key.zeroize(),
+            _ => {}
+        }
+    }
+    s
+}
+
+fn state_of(m: &StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
     let i = &m.user_sa_info;
     let mut s = XfrmState {
         src: family_ip(i.family, &i.saddr).to_string(),
         dst: family_ip(i.family, &i.id.daddr).to_string(),
-        proto: ip_proto(i.id.proto),
+        proto: XfrmProto::from_number(i.id.proto),
         spi: i.id.spi,
         reqid: i.reqid,
-        mode: mode_name(i.mode),
+        mode: mode(i.mode),
         flags: state_flags(i.flags),
         replay_window: u32::from(i.replay_window),
         esn: i.flags & c::XFRM_STATE_ESN != 0,
@@ -257,24 +272,24 @@ pub fn state(m: &StateMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmState {
     s
 }
 
-pub fn dir_name(d: u8) -> String {
+pub fn dir(d: u8) -> PolicyDir {
     match d {
-        c::XFRM_POLICY_IN => "in".into(),
-        c::XFRM_POLICY_OUT => "out".into(),
-        c::XFRM_POLICY_FWD => "fwd".into(),
-        n => n.to_string(),
+        c::XFRM_POLICY_IN => PolicyDir::In,
+        c::XFRM_POLICY_OUT => PolicyDir::Out,
+        c::XFRM_POLICY_FWD => PolicyDir::Fwd,
+        n => PolicyDir::Other(n),
     }
 }
 
 pub fn policy(m: &PolicyMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmPolicy {
     let i = &m.user_policy_info;
     let mut p = XfrmPolicy {
-        dir: dir_name(i.direction),
+        dir: dir(i.direction),
         priority: i.priority,
         action: if i.action == c::XFRM_POLICY_BLOCK {
-            "block".into()
+            PolicyAction::Block
         } else {
-            "allow".into()
+            PolicyAction::Allow
         },
         index: i.index,
         selector: selector(&i.selector, &dev),
@@ -298,14 +313,14 @@ pub fn policy(m: &PolicyMsg, dev: impl Fn(i32) -> Option<String>) -> XfrmPolicy 
                     .map(|t| Template {
                         src: family_ip(t.family, &t.saddr).to_string(),
                         dst: family_ip(t.family, &t.id.daddr).to_string(),
-                        proto: ip_proto(t.id.proto),
+                        proto: XfrmProto::from_number(t.id.proto),
                         spi: t.id.spi,
                         reqid: t.reqid,
-                        mode: mode_name(t.mode),
+                        mode: mode(t.mode),
                         level: if t.optional != 0 {
-                            "use".into()
+                            TemplateLevel::Use
                         } else {
-                            "required".into()
+                            TemplateLevel::Required
                         },
                     })
                     .collect()
@@ -386,15 +401,21 @@ mod tests {
 
     #[test]
     fn seed_sa_from_wire() {
-        let XfrmMessage::AddSa(m) = roundtrip(XfrmMessage::AddSa(seed_out_sa())) else {
+        let XfrmMessage::AddSa(mut m) = roundtrip(XfrmMessage::AddSa(seed_out_sa())) else {
             panic!("not an SA")
         };
-        let s = state(&m, |_| None);
+        let s = state(&mut m, |_| None);
+        // The message's own copy of the key is zeroed: the Secret is the only one left.
+        for a in &m.nlas {
+            if let XfrmAttrs::EncryptionAlgAead(a) = a {
+                assert!(a.alg_key.iter().all(|b| *b == 0), "key left in the message");
+            }
+        }
         assert_eq!(
-            (s.src.as_str(), s.dst.as_str(), s.proto.as_str()),
-            ("10.0.1.138", "10.0.0.40", "esp")
+            (s.src.as_str(), s.dst.as_str(), s.proto),
+            ("10.0.1.138", "10.0.0.40", XfrmProto::Esp)
         );
-        assert_eq!((s.spi, s.reqid, s.mode.as_str()), (3, 1, "tunnel"));
+        assert_eq!((s.spi, s.reqid, s.mode), (3, 1, XfrmMode::Tunnel));
         assert_eq!(
             s.mark,
             Some(Mark {
@@ -430,7 +451,7 @@ mod tests {
     fn output_mark_without_mask_means_all_bits() {
         let mut m = seed_out_sa();
         m.nlas.retain(|a| !matches!(a, XfrmAttrs::MarkMask(_)));
-        let s = state(&m, |_| None);
+        let s = state(&mut m, |_| None);
         assert_eq!(
             s.output_mark,
             Some(Mark {
@@ -475,13 +496,8 @@ mod tests {
         };
         let pol = policy(&m, |i| (i == 7).then(|| "eth0".to_string()));
         assert_eq!(
-            (
-                pol.dir.as_str(),
-                pol.priority,
-                pol.index,
-                pol.action.as_str()
-            ),
-            ("fwd", 2975, 42, "allow")
+            (pol.dir, pol.priority, pol.index, pol.action),
+            (PolicyDir::Fwd, 2975, 42, PolicyAction::Allow)
         );
         assert_eq!(pol.selector.dst.to_string(), "10.0.1.0/24");
         assert_eq!(pol.selector.dev.as_deref(), Some("eth0"));
@@ -495,12 +511,12 @@ mod tests {
         assert_eq!(pol.templates.len(), 1);
         let t = &pol.templates[0];
         assert_eq!(
-            (t.src.as_str(), t.dst.as_str(), t.proto.as_str()),
-            ("0.0.0.0", "10.0.1.138", "esp")
+            (t.src.as_str(), t.dst.as_str(), t.proto),
+            ("0.0.0.0", "10.0.1.138", XfrmProto::Esp)
         );
         assert_eq!(
-            (t.reqid, t.mode.as_str(), t.level.as_str()),
-            (1, "tunnel", "use")
+            (t.reqid, t.mode, t.level),
+            (1, XfrmMode::Tunnel, TemplateLevel::Use)
         );
     }
 }

@@ -2,7 +2,10 @@
 //! inbound SA an ESP packet finds: pure functions of a NodeState (xfrm_policy_lookup,
 //! xfrm_state_find, xfrm_state_lookup semantics).
 
-use crate::model::{Mark, NodeState, Selector, Template, XfrmPolicy, XfrmState};
+use crate::model::{
+    Mark, NodeState, PolicyDir, Selector, SelectorDev, SelectorKey, Template, XfrmPolicy,
+    XfrmProto, XfrmState,
+};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -17,13 +20,22 @@ pub struct XfrmKey {
     pub mark: u32,
 }
 
+impl XfrmKey {
+    /// The part of the key a selector looks at.
+    pub fn selector_key(&self) -> SelectorKey {
+        SelectorKey {
+            src: self.src,
+            dst: self.dst,
+            proto: self.proto,
+            sport: self.sport,
+            dport: self.dport,
+        }
+    }
+}
+
+/// The selector check of a flow lookup, whose device is known (`dev`: None = no device).
 pub fn selector_matches(sel: &Selector, k: &XfrmKey, dev: Option<&str>) -> bool {
-    sel.src.contains(&k.src)
-        && sel.dst.contains(&k.dst)
-        && sel.proto.is_none_or(|p| p == k.proto)
-        && sel.sport.is_none_or(|p| k.sport == Some(p))
-        && sel.dport.is_none_or(|p| k.dport == Some(p))
-        && sel.dev.as_deref().is_none_or(|d| dev == Some(d))
+    sel.matches(&k.selector_key(), SelectorDev::Known(dev))
 }
 
 fn mark_matches(m: &Option<Mark>, mark: u32) -> bool {
@@ -47,7 +59,12 @@ pub struct PolicyChoice {
     pub candidates: Vec<Candidate>,
 }
 
-pub fn choose_policy(st: &NodeState, dir: &str, k: &XfrmKey, dev: Option<&str>) -> PolicyChoice {
+pub fn choose_policy(
+    st: &NodeState,
+    dir: PolicyDir,
+    k: &XfrmKey,
+    dev: Option<&str>,
+) -> PolicyChoice {
     let mut candidates = Vec::new();
     let mut chosen: Option<(usize, u32)> = None;
     for (i, p) in st
@@ -118,7 +135,7 @@ pub fn find_inbound_sa(
     st: &NodeState,
     dst: &IpAddr,
     spi: u32,
-    proto: &str,
+    proto: XfrmProto,
     mark: u32,
 ) -> Option<usize> {
     st.xfrm_states.iter().position(|sa| {
@@ -181,9 +198,19 @@ mod tests {
     #[test]
     fn out_policy_needs_the_encrypt_mark() {
         let st = seed_worker();
-        let c = choose_policy(&st, "out", &key("10.0.1.52", "10.0.0.249", 0x3e00), None);
+        let c = choose_policy(
+            &st,
+            PolicyDir::Out,
+            &key("10.0.1.52", "10.0.0.249", 0x3e00),
+            None,
+        );
         assert_eq!(c.chosen, Some(1));
-        let c = choose_policy(&st, "out", &key("10.0.1.52", "10.0.0.249", 0xe00), None);
+        let c = choose_policy(
+            &st,
+            PolicyDir::Out,
+            &key("10.0.1.52", "10.0.0.249", 0xe00),
+            None,
+        );
         assert_eq!(c.chosen, None, "0xe00 & 0xff00 != 0x3e00");
         assert!(
             c.candidates
@@ -199,7 +226,12 @@ mod tests {
         better.priority = 0;
         st.xfrm_policies[1].priority = 10;
         st.xfrm_policies.push(better);
-        let c = choose_policy(&st, "out", &key("10.0.1.52", "10.0.0.249", 0x3e00), None);
+        let c = choose_policy(
+            &st,
+            PolicyDir::Out,
+            &key("10.0.1.52", "10.0.0.249", 0x3e00),
+            None,
+        );
         assert_eq!(c.chosen, Some(st.xfrm_policies.len() - 1));
         assert_eq!(
             c.candidates.len(),
@@ -221,13 +253,16 @@ mod tests {
     fn inbound_sa_by_spi_dst_and_decrypt_mark() {
         let st = seed_worker();
         let dst: IpAddr = "10.0.1.138".parse().unwrap();
-        assert_eq!(find_inbound_sa(&st, &dst, 3, "esp", 0xd00), Some(2));
         assert_eq!(
-            find_inbound_sa(&st, &dst, 3, "esp", 0),
+            find_inbound_sa(&st, &dst, 3, XfrmProto::Esp, 0xd00),
+            Some(2)
+        );
+        assert_eq!(
+            find_inbound_sa(&st, &dst, 3, XfrmProto::Esp, 0),
             None,
             "without Cilium's decrypt mark: XfrmInNoStates"
         );
-        assert_eq!(find_inbound_sa(&st, &dst, 4, "esp", 0xd00), None);
+        assert_eq!(find_inbound_sa(&st, &dst, 4, XfrmProto::Esp, 0xd00), None);
     }
 
     #[test]

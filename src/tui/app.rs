@@ -54,6 +54,8 @@ pub enum Effect {
     },
     /// A new capture filter for every stream (None: none).
     Bpf(Option<String>),
+    /// Have libpcap check the capture filter line off the loop (`App::bpf_checked` answers).
+    CheckBpf(String),
     /// Predict this flow's path on the node shown and follow it with captures.
     Trace(Flow),
 }
@@ -123,6 +125,8 @@ pub struct App {
     /// The filter or command line being typed.
     pub input: String,
     pub input_error: Option<String>,
+    /// The capture filter line is being checked (its verdict has not come back yet).
+    pub bpf_checking: bool,
     /// The filter in force when `/` was pressed (esc goes back to it).
     filter_before: String,
     pub completions: Vec<String>,
@@ -166,6 +170,7 @@ impl App {
             views: PANES.iter().map(|_| PaneView::default()).collect(),
             input: String::new(),
             input_error: None,
+            bpf_checking: false,
             filter_before: String::new(),
             completions: Vec::new(),
             table: None,
@@ -594,7 +599,7 @@ impl App {
                 .state
                 .xfrm_states
                 .iter()
-                .filter(|s| s.proto == "esp")
+                .filter(|s| s.proto == crate::model::XfrmProto::Esp)
                 .count();
             self.say(
                 format!(
@@ -645,23 +650,40 @@ impl App {
         }
     }
 
-    /// The capture filter line: libpcap compiles it as it is typed; enter applies a valid one.
+    /// The capture filter line: libpcap checks it as it is typed (off the loop); enter applies
+    /// one not refused.
     fn bpf_key(&mut self, ev: KeyEvent) -> Effect {
         match self.edit_line(&ev) {
             LineKey::Cancel => {
                 self.mode = Mode::Normal;
                 self.input_error = None;
+                self.bpf_checking = false;
             }
+            // Still being checked: applied anyway; where it is applied says if it is refused.
             LineKey::Submit if self.input_error.is_none() => {
                 self.mode = Mode::Normal;
+                self.bpf_checking = false;
                 let f = std::mem::take(&mut self.input);
                 return Effect::Bpf(Some(f.trim().to_string()).filter(|f| !f.is_empty()));
             }
-            LineKey::Edited => self.input_error = check_bpf(&self.input).err(),
+            LineKey::Edited => {
+                // Checked off the loop: typing never waits for libpcap's optimiser.
+                self.input_error = None;
+                self.bpf_checking = true;
+                return Effect::CheckBpf(self.input.clone());
+            }
             LineKey::Quit => return Effect::Quit,
             _ => {}
         }
         Effect::None
+    }
+
+    /// libpcap's verdict on a capture filter text; ignored unless it is still the line's.
+    pub fn bpf_checked(&mut self, text: &str, verdict: Result<(), String>) {
+        if self.mode == Mode::Bpf && self.input == text {
+            self.bpf_checking = false;
+            self.input_error = verdict.err();
+        }
     }
 
     /// Apply a filter text to the shown pane; false (and the reason) if it is invalid.
@@ -957,14 +979,9 @@ impl App {
                 return Effect::Capture { ifaces, on };
             }
             "bpf" => {
+                // Compiled where it is applied, off the loop; a refusal is said from there.
                 let f = rest.join(" ");
-                return match check_bpf(&f) {
-                    Ok(()) => Effect::Bpf(Some(f).filter(|f| !f.is_empty())),
-                    Err(e) => {
-                        self.say(e, true);
-                        Effect::None
-                    }
-                };
+                return Effect::Bpf(Some(f).filter(|f| !f.is_empty()));
             }
             "decrypt" => {
                 let want = match rest.first().copied() {
@@ -1066,15 +1083,6 @@ impl App {
 
 fn link_names(live: &Live) -> Vec<String> {
     live.state.links.iter().map(|l| l.name.clone()).collect()
-}
-
-/// libpcap's verdict on a capture filter (empty: none), in one line.
-fn check_bpf(f: &str) -> Result<(), String> {
-    if f.trim().is_empty() {
-        return Ok(());
-    }
-    crate::capture::check_filter(f, crate::capture::LinkType::Ethernet)
-        .map_err(|e| format!("{e:#}"))
 }
 
 /// `:trace SRC DST [--proto P] [--sport N] [--dport N] [--mark M] [--iif IF]`: the CLI's

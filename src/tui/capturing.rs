@@ -2,7 +2,9 @@
 //! pane, or by a trace), its frames analysed into the App's packet log and followed trace
 //! within a time budget, so keys are answered however fast packets come. What does not fit
 //! waits in the bounded queue, and what does not fit there is dropped and counted per
-//! interface (shown in the Packets pane and the header).
+//! interface (shown in the Packets pane and the header). A new capture filter is compiled and
+//! applied on a worker thread (libpcap's optimiser can take seconds): keys are answered
+//! meanwhile, and frames wait in the readers' bounded queue.
 
 use super::app::App;
 use crate::capture::analyze::{Analyzer, Ts};
@@ -12,13 +14,19 @@ use crate::source::Target;
 use anyhow::Result;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 /// How often per-interface counters and the followed trace are brought up to date.
 const SYNC_EVERY: Duration = Duration::from_millis(250);
 
+/// The session back from a worker that applied a filter, with the filter and the outcome.
+type Applied = (Session, Option<String>, Result<()>);
+
 pub struct Capturing {
     session: Session,
+    /// A filter being applied: the session is the worker's until it answers.
+    applying: Option<Receiver<Applied>>,
     an: Analyzer,
     structure_gen: u64,
     last_sync: Instant,
@@ -35,6 +43,7 @@ impl Capturing {
         Ok(Capturing {
             an: Analyzer::new(&live.state, false),
             session,
+            applying: None,
             structure_gen: live.structure_gen,
             last_sync: Instant::now(),
         })
@@ -42,6 +51,9 @@ impl Capturing {
 
     /// Start or stop interfaces; the answer for the footer.
     pub fn set(&mut self, ifaces: &[String], on: bool, app: &mut App) -> Result<String> {
+        if self.applying.is_some() {
+            anyhow::bail!("a capture filter is being applied: try again in a moment");
+        }
         for name in ifaces {
             if on {
                 self.session.add(name)?;
@@ -71,14 +83,66 @@ impl Capturing {
         })
     }
 
-    pub fn set_filter(&mut self, f: Option<String>, app: &mut App) -> Result<()> {
-        self.session.set_filter(f.clone())?;
-        app.packets.bpf = f;
+    /// Apply a filter on a worker; `pump` takes the session back and says how it went.
+    pub fn set_filter(&mut self, f: Option<String>, _app: &mut App) -> Result<()> {
+        if self.applying.is_some() {
+            anyhow::bail!("a capture filter is being applied: try again in a moment");
+        }
+        // The worker owns the session meanwhile; an empty one stands in (never read from).
+        let idle = Session::empty(
+            &Target::Current,
+            &Options::default(),
+            Arc::new(AtomicBool::new(false)),
+        )?;
+        let mut session = std::mem::replace(&mut self.session, idle);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("hs-bpf-apply".into())
+            .spawn(move || {
+                let r = session.set_filter(f.clone());
+                let _ = tx.send((session, f, r));
+            })?;
+        self.applying = Some(rx);
         Ok(())
+    }
+
+    /// The session back from the filter worker, once it is done: the filter in force or why
+    /// libpcap refused it. False while it still works.
+    fn take_back(&mut self, app: &mut App) -> bool {
+        let Some(rx) = &self.applying else {
+            return true;
+        };
+        let (session, f, r) = match rx.try_recv() {
+            Ok(done) => done,
+            Err(TryRecvError::Empty) => return false,
+            Err(TryRecvError::Disconnected) => {
+                // The worker died with the session: nothing more can be captured.
+                self.applying = None;
+                app.message = Some(("capture filter worker failed: capture stopped".into(), true));
+                return true;
+            }
+        };
+        self.session = session;
+        self.applying = None;
+        app.message = Some(match r {
+            Ok(()) => {
+                let m = match &f {
+                    Some(f) => format!("capture filter {f:?} in force"),
+                    None => "no capture filter".into(),
+                };
+                app.packets.bpf = f;
+                (m, false)
+            }
+            Err(e) => (format!("{e:#}"), true),
+        });
+        true
     }
 
     /// Analyse queued frames for at most `budget`. Returns how many were taken.
     pub fn pump(&mut self, budget: Duration, live: &Live, app: &mut App) -> usize {
+        if !self.take_back(app) {
+            return 0;
+        }
         if live.structure_gen != self.structure_gen {
             // SAs rekeyed, policies or routes changed: judge new packets by the new state.
             self.an.reload(&live.state);

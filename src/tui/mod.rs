@@ -1,16 +1,18 @@
-//! The live terminal UI (`hopscope` with no subcommand).
+//! The terminal UI (`hopscope` with no subcommand, and `hopscope replay`).
 //!
-//! One loop owns the state: it drains the source's events into a `Live`, lets `App`
-//! (pure logic: keys → actions → view state) react to input, and draws with
-//! `render::draw`, a function of `&App` and `&Live`. Paused, it draws a frozen copy while
-//! the live one keeps taking events.
+//! One loop owns the state: it drains the events of its `Inputs` (the live node, or a
+//! recording) into a `Live`, lets `App` (pure logic: keys → actions → view state) react to
+//! input, and draws with `render::draw`, a function of `&App` and `&Live`. Paused, it draws a
+//! frozen copy while the live one keeps taking events.
 
 pub mod app;
+pub mod bpf_check;
 pub mod capturing;
 pub mod config;
 pub mod filter;
 pub mod flow;
 pub mod health;
+pub mod inputs;
 pub mod keymap;
 pub mod packets;
 pub mod render;
@@ -21,13 +23,14 @@ pub mod theme;
 use crate::model::NetnsInfo;
 use crate::model::event::Live;
 use crate::source::Target;
-use crate::source::monitor::{self, Monitor};
 use anyhow::{Context, Result};
 use app::{App, Effect};
+pub use inputs::Inputs;
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend};
 use ratatui::crossterm::event as cev;
-use std::time::{Duration, Instant, SystemTime};
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
 pub struct Options {
     pub target: Target,
@@ -54,6 +57,8 @@ pub fn target_label(info: &NetnsInfo) -> String {
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// At most this many events are applied before a frame is drawn.
 const EVENTS_PER_FRAME: usize = 50_000;
+/// At most this many terminal events are answered between two frames.
+const KEYS_PER_FRAME: usize = 256;
 /// While capturing: input is looked at this often, packets are analysed for at most
 /// `PACKET_BUDGET` between looks, and the stream is redrawn at most every `STREAM_FRAME`
 /// (a key is answered at once). A flood costs drops, counted and shown, never key latency.
@@ -61,155 +66,243 @@ const CAPTURE_POLL: Duration = Duration::from_millis(10);
 const PACKET_BUDGET: Duration = Duration::from_millis(25);
 const STREAM_FRAME: Duration = Duration::from_millis(100);
 
-/// Run the TUI until quit or a termination signal. Returns the signal number if one
-/// ended it (the caller exits with 128 + signal).
+/// Run the TUI on the live node until quit or a termination signal. Returns the signal number
+/// if one ended it (the caller exits with 128 + signal).
 pub fn run(opts: Options) -> Result<i32> {
-    let mon_opts = monitor::Options {
-        interval: opts.interval,
-        ..Default::default()
-    };
     // A bad --netns fails here, before the terminal is touched.
-    let mut monitor = Monitor::start(&opts.target, &mon_opts)?;
-    let signals = term::Signals::watch().context("installing signal handlers")?;
-    let mut app = App::new(
-        opts.keymap,
-        opts.interval,
-        target_label(&monitor.info),
-        SystemTime::now(),
-    );
-    app.show_keys = opts.show_keys;
-    app.pane = opts.pane;
-    app.netns_names = crate::source::netns::list_named();
-    // Names for addresses in every pane, as the watch learns them.
-    let names = crate::kube::names::NamesWatch::start(&opts.kube);
-    let mut names_gen = u64::MAX;
+    let mut inputs = inputs::LiveInputs::start(&opts.target, opts.interval, &opts.kube)?;
+    run_on_terminal(&mut inputs, &opts)
+}
+
+/// Take over the terminal, run the loop on `inputs`, give the terminal back.
+pub fn run_on_terminal(inputs: &mut dyn Inputs, opts: &Options) -> Result<i32> {
     let guard = term::Guard::enter().context("setting up the terminal")?;
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
-    let mut live = Live::default();
-    let mut frozen: Option<Live> = None;
-    let mut target = opts.target.clone();
-    let mut capturing: Option<capturing::Capturing> = None;
-    let mut dirty = true;
-    let mut last_draw = Instant::now();
-    let result = loop {
-        let sig = signals.got();
+    let app = new_app(opts, inputs);
+    let result = run_loop(&mut terminal, inputs, app, &opts.theme);
+    drop(terminal);
+    drop(guard);
+    result
+}
+
+/// The app as the options say, showing what `inputs` read.
+pub fn new_app(opts: &Options, inputs: &dyn Inputs) -> App {
+    let mut app = App::new(
+        opts.keymap.clone(),
+        opts.interval,
+        inputs.label(),
+        inputs.since(),
+    );
+    app.show_keys = opts.show_keys;
+    app.pane = opts.pane;
+    app.netns_names = inputs.netns_names();
+    app
+}
+
+/// The loop: take what came, draw when something changed, answer the terminal. Returns the
+/// signal that ended it (0: quit).
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    inputs: &mut dyn Inputs,
+    app: App,
+    theme: &theme::Theme,
+) -> Result<i32>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let mut ui = Screen {
+        app,
+        live: Live::default(),
+        frozen: None,
+        dirty: true,
+        last_draw: Instant::now(),
+        names_gen: u64::MAX,
+        bpf: bpf_check::Checker::default(),
+    };
+    loop {
+        let sig = inputs.signal();
         if sig != 0 {
-            break Ok(sig);
+            return Ok(sig);
         }
-        let events = monitor.drain(EVENTS_PER_FRAME);
-        if !events.is_empty() {
-            let now = Instant::now();
-            for ev in events {
-                live.apply(ev, now);
-            }
-            // Paused: the frozen copy is shown; the live one keeps collecting.
-            dirty |= frozen.is_none();
+        if term::take_redraw() {
+            // Continued after a stop: the terminal was taken again, its screen is not ours.
+            terminal.clear()?;
+            ui.dirty = true;
         }
-        app.dropped = monitor.dropped();
-        app.now = SystemTime::now();
-        if let Some(c) = capturing.as_mut()
-            && c.pump(PACKET_BUDGET, &live, &mut app) > 0
-            && last_draw.elapsed() >= STREAM_FRAME
-        {
-            dirty = true;
-        }
+        ui.take_events(inputs);
+        ui.take_packets(inputs);
+        ui.notice_names(inputs);
+        ui.take_bpf_verdicts();
         // The header's clock ticks even when nothing arrives.
-        if last_draw.elapsed() >= Duration::from_secs(1) {
-            dirty = true;
+        if ui.last_draw.elapsed() >= Duration::from_secs(1) {
+            ui.dirty = true;
         }
-        if names.generation() != names_gen {
-            names_gen = names.generation();
-            app.invalidate(); // rows are formatted with the names: format them again
-            dirty = true;
+        if ui.dirty {
+            ui.draw(terminal, inputs, theme)?;
         }
-        if dirty {
-            let shown = frozen.as_ref().unwrap_or(&live);
-            crate::model::names::with_names(names.names(), || -> Result<()> {
-                app.refresh(shown);
-                terminal.draw(|f| render::draw(f, &app, shown, &opts.theme))?;
-                Ok(())
-            })?;
-            dirty = false;
-            // For the end-to-end test of the panic hook (tests/tui_e2e.rs).
-            if live.loaded && std::env::var_os("HOPSCOPE_TEST_PANIC").is_some() {
-                panic!("HOPSCOPE_TEST_PANIC: a panic to test that the terminal is restored");
-            }
-            last_draw = Instant::now();
-        }
-        let poll = if capturing.is_some() {
+        // A filter being checked: its verdict is shown as soon as it comes.
+        let poll = if inputs.capturing() || ui.app.bpf_checking {
             CAPTURE_POLL
         } else {
             IDLE_POLL
         };
-        if !cev::poll(poll)? {
+        let Some(mut ev) = inputs.terminal_event(poll)? else {
             continue;
-        }
-        let effect = {
-            let shown = frozen.as_ref().unwrap_or(&live);
-            match cev::read()? {
-                cev::Event::Key(k) => {
-                    if app.mode == app::Mode::Command {
-                        app.netns_names = crate::source::netns::list_named();
-                    }
-                    // Any key clears the last answer; the action may set a new one.
-                    app.message = None;
-                    app.handle_key(k, shown)
-                }
-                cev::Event::Mouse(m) => app.handle_mouse(m, shown),
-                _ => Effect::None, // resize and focus: just redraw
-            }
         };
-        dirty = true;
+        // Keys that came faster than frames are drawn (a paste, a long filter typed) are all
+        // answered before the next frame, up to a bound so the screen still moves.
+        for answered in 1.. {
+            let effect = ui.answer(ev, inputs);
+            if let ControlFlow::Break(()) = ui.apply(effect, inputs) {
+                return Ok(0);
+            }
+            if answered == KEYS_PER_FRAME {
+                break;
+            }
+            match inputs.terminal_event(Duration::ZERO)? {
+                Some(next) => ev = next,
+                None => break,
+            }
+        }
+    }
+}
+
+/// What the loop keeps between turns.
+struct Screen {
+    app: App,
+    live: Live,
+    /// Paused: the copy shown while the live one keeps taking events.
+    frozen: Option<Live>,
+    dirty: bool,
+    last_draw: Instant,
+    names_gen: u64,
+    /// Checks the capture filter line off the loop.
+    bpf: bpf_check::Checker,
+}
+
+impl Screen {
+    /// libpcap's verdicts on the capture filter line, as they come back.
+    fn take_bpf_verdicts(&mut self) {
+        for (text, verdict) in self.bpf.verdicts() {
+            self.app.bpf_checked(&text, verdict);
+            self.dirty = true;
+        }
+    }
+
+    /// Fold the node's new events into the live state.
+    fn take_events(&mut self, inputs: &mut dyn Inputs) {
+        let events = inputs.events(EVENTS_PER_FRAME);
+        if !events.is_empty() {
+            let now = inputs.instant();
+            for ev in events {
+                self.live.apply(ev, now);
+            }
+            // Paused: the frozen copy is shown; the live one keeps collecting.
+            self.dirty |= self.frozen.is_none();
+        }
+        self.app.dropped = inputs.dropped();
+        self.app.now = inputs.now();
+    }
+
+    /// Analyse captured packets within the budget; redraw the stream at most every frame.
+    fn take_packets(&mut self, inputs: &mut dyn Inputs) {
+        if inputs.pump(PACKET_BUDGET, &self.live, &mut self.app) > 0
+            && self.last_draw.elapsed() >= STREAM_FRAME
+        {
+            self.dirty = true;
+        }
+    }
+
+    fn notice_names(&mut self, inputs: &dyn Inputs) {
+        let (generation, _) = inputs.names();
+        if generation != self.names_gen {
+            self.names_gen = generation;
+            self.app.invalidate(); // rows are formatted with the names: format them again
+            self.dirty = true;
+        }
+    }
+
+    fn draw<B: Backend>(
+        &mut self,
+        terminal: &mut Terminal<B>,
+        inputs: &dyn Inputs,
+        theme: &theme::Theme,
+    ) -> Result<()>
+    where
+        B::Error: Send + Sync + 'static,
+    {
+        let shown = self.frozen.as_ref().unwrap_or(&self.live);
+        let app = &mut self.app;
+        crate::model::names::with_names(inputs.names().1, || -> Result<()> {
+            app.refresh(shown);
+            terminal.draw(|f| render::draw(f, app, shown, theme))?;
+            Ok(())
+        })?;
+        self.dirty = false;
+        // For the end-to-end test of the panic hook (tests/tui_e2e.rs).
+        if self.live.loaded && std::env::var_os("HOPSCOPE_TEST_PANIC").is_some() {
+            panic!("HOPSCOPE_TEST_PANIC: a panic to test that the terminal is restored");
+        }
+        self.last_draw = Instant::now();
+        Ok(())
+    }
+
+    /// What a terminal event asks for.
+    fn answer(&mut self, ev: cev::Event, inputs: &mut dyn Inputs) -> Effect {
+        self.dirty = true;
+        match ev {
+            cev::Event::Key(k) => {
+                if self.app.mode == app::Mode::Normal
+                    && let Some(m) = inputs.take_key(&k)
+                {
+                    self.app.message = Some((m, false));
+                    return Effect::None;
+                }
+                if self.app.mode == app::Mode::Command {
+                    self.app.netns_names = inputs.netns_names();
+                }
+                // Any key clears the last answer; the action may set a new one.
+                self.app.message = None;
+                let shown = self.frozen.as_ref().unwrap_or(&self.live);
+                self.app.handle_key(k, shown)
+            }
+            cev::Event::Mouse(m) => {
+                let shown = self.frozen.as_ref().unwrap_or(&self.live);
+                self.app.handle_mouse(m, shown)
+            }
+            _ => Effect::None, // resize and focus: just redraw
+        }
+    }
+
+    /// Carry out what the app asked for; `Break` to quit.
+    fn apply(&mut self, effect: Effect, inputs: &mut dyn Inputs) -> ControlFlow<()> {
+        let app = &mut self.app;
         match effect {
             Effect::None => {}
-            Effect::Quit => break Ok(0),
+            Effect::Quit => return ControlFlow::Break(()),
+            Effect::CheckBpf(text) => self.bpf.submit(text),
             Effect::Pause => {
-                frozen = app.paused.then(|| live.clone());
+                self.frozen = app.paused.then(|| self.live.clone());
                 app.invalidate();
             }
-            Effect::Netns(name) => {
-                let next = Target::Netns(name.clone());
-                match Monitor::start(&next, &mon_opts) {
-                    Ok(m) => {
-                        target = next;
-                        monitor = m; // the old one stops when dropped
-                        // Packets and traces were of the other netns.
-                        capturing = None;
-                        app.packets = packets::PacketLog::default();
-                        app.traced = None;
-                        live = Live::default();
-                        frozen = None;
-                        app.paused = false;
-                        app.target_label = target_label(&monitor.info);
-                        app.since = SystemTime::now();
-                        app.table = None;
-                        app.invalidate();
-                        app.message = Some((format!("following {}", app.target_label), false));
-                    }
-                    Err(e) => app.message = Some((format!("{e:#}"), true)),
-                }
-            }
+            Effect::Netns(name) => match inputs.switch_netns(&name) {
+                Ok(()) => self.follow_new_netns(inputs),
+                Err(e) => app.message = Some((format!("{e:#}"), true)),
+            },
             Effect::Capture { ifaces, on } => {
-                let r = start_capture(&mut capturing, &target, &live, &mut app)
-                    .and_then(|c| c.set(&ifaces, on, &mut app));
+                let r = inputs.capture(&ifaces, on, &self.live, app);
                 app.message = Some(match r {
                     Ok(m) => (m, false),
                     Err(e) => (format!("{e:#}"), true),
                 });
                 if on {
                     app.pane = rows::Pane::Packets;
-                    app.refresh(&live);
+                    app.refresh(&self.live);
                 }
             }
             Effect::Bpf(f) => {
-                let r = match capturing.as_mut() {
-                    Some(c) => c.set_filter(f.clone(), &mut app),
-                    None => {
-                        app.packets.bpf = f.clone();
-                        Ok(())
-                    }
-                };
+                let r = inputs.set_filter(f.clone(), app);
                 app.message = Some(match (r, f) {
                     (Ok(()), Some(f)) => (format!("capture filter {f:?}"), false),
                     (Ok(()), None) => ("no capture filter".into(), false),
@@ -217,52 +310,45 @@ pub fn run(opts: Options) -> Result<i32> {
                 });
             }
             Effect::Trace(flow) => {
-                let devs = follow_flow(flow, &target, &live, &mut app);
+                let devs = follow_flow(flow, inputs.netfilter(), &self.live, app);
                 if !devs.is_empty()
-                    && let Err(e) = start_capture(&mut capturing, &target, &live, &mut app)
-                        .and_then(|c| c.set(&devs, true, &mut app))
+                    && let Err(e) = inputs.capture(&devs, true, &self.live, app)
                 {
                     app.message = Some((format!("{e:#}"), true));
                 }
                 app.pane = rows::Pane::Trace;
-                app.refresh(&live);
+                app.refresh(&self.live);
             }
         }
-    };
-    drop(terminal);
-    drop(guard);
-    result
-}
-
-/// The capture session, started on first use.
-fn start_capture<'a>(
-    slot: &'a mut Option<capturing::Capturing>,
-    target: &Target,
-    live: &Live,
-    app: &mut App,
-) -> Result<&'a mut capturing::Capturing> {
-    if slot.is_none() {
-        *slot = Some(capturing::Capturing::new(
-            target,
-            live,
-            app.packets.bpf.clone(),
-        )?);
+        ControlFlow::Continue(())
     }
-    Ok(slot.as_mut().expect("just started"))
+
+    /// Another netns is shown: what was seen of the old one goes.
+    fn follow_new_netns(&mut self, inputs: &dyn Inputs) {
+        let app = &mut self.app;
+        app.packets = packets::PacketLog::default();
+        app.traced = None;
+        self.live = Live::default();
+        self.frozen = None;
+        app.paused = false;
+        app.target_label = inputs.label();
+        app.since = inputs.since();
+        app.table = None;
+        app.invalidate();
+        app.message = Some((format!("following {}", app.target_label), false));
+    }
 }
 
 /// Predict the flow's path on the node shown (with its iptables rules) and make it the Trace
 /// pane's; returns the devices to capture on to follow it.
 fn follow_flow(
     flow: crate::trace::path::Flow,
-    target: &Target,
+    netfilter: crate::model::Netfilter,
     live: &Live,
     app: &mut App,
 ) -> Vec<String> {
     use crate::trace::path::{Node, trace};
     let name = crate::trace::cmd::node_name(&live.state);
-    // Without iptables tools the trace still runs (it says what it assumed).
-    let netfilter = crate::source::collect_netfilter(target).unwrap_or_default();
     let node = Node {
         name: name.clone(),
         state: live.state.clone(),

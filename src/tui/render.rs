@@ -175,13 +175,13 @@ fn header(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
     spans(buf, area, &parts);
 }
 
-/// Warnings that hide data because a right is missing.
+/// Warnings that hide data because a right is missing, or the netns shown is gone.
 fn rights_warning(live: &Live) -> Option<&str> {
     live.state
         .warnings
         .iter()
         .chain(live.notices.iter().map(|n| &n.text))
-        .find(|w| w.contains("CAP_") || w.contains("missing"))
+        .find(|w| w.contains("CAP_") || w.contains("missing") || w.starts_with("netns GONE"))
         .map(|s| s.as_str())
 }
 
@@ -231,6 +231,9 @@ fn status(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         parts.push(sep.clone());
     }
     match rights_warning(live) {
+        Some(w) if w.starts_with("netns GONE") => {
+            parts.push((format!("⚠ {w}"), theme.style(Item::Warning)))
+        }
         Some(w) => parts.push((format!("⚠ rights: {w}"), theme.style(Item::Warning))),
         None if !live.state.warnings.is_empty() => parts.push((
             format!(
@@ -647,6 +650,10 @@ fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
             ];
             match &app.input_error {
                 Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
+                None if app.bpf_checking => parts.push((
+                    "  … libpcap is checking it  (enter apply, esc cancel)".into(),
+                    theme.style(Item::Dim),
+                )),
                 None => parts.push((
                     format!(
                         "  ✓ {} rows  (enter keep, esc cancel)",
@@ -660,10 +667,19 @@ fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         Mode::Bpf => {
             let mut parts = vec![
                 ("capture filter (BPF): ".to_string(), theme.style(Item::Key)),
-                (format!("{}▏", app.input), theme.style(Item::Base)),
+                // A long filter shows its end, where the typing is (half the line at most:
+                // the verdict must stay visible).
+                (
+                    format!("{}▏", tail(&app.input, usize::from(area.width) / 2)),
+                    theme.style(Item::Base),
+                ),
             ];
             match &app.input_error {
                 Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
+                None if app.bpf_checking => parts.push((
+                    "  … libpcap is checking it  (enter apply, esc cancel)".into(),
+                    theme.style(Item::Dim),
+                )),
                 None if app.input.trim().is_empty() => parts.push((
                     "  ✓ no filter  (enter apply, esc cancel)".into(),
                     theme.style(Item::FilterOk),
@@ -840,4 +856,16 @@ fn stream_head(buf: &mut Buffer, body: Rect, app: &App, theme: &Theme) -> Rect {
         buf.set_stringn(body.x, body.y + i as u16, text, body.width as usize, *style);
     }
     Rect::new(body.x, body.y + n, body.width, body.height - n)
+}
+
+/// The last `max` characters of `text`, marked with "…" when cut.
+fn tail(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_string();
+    }
+    let skip = n - max.saturating_sub(1);
+    std::iter::once('…')
+        .chain(text.chars().skip(skip))
+        .collect()
 }

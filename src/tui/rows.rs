@@ -2,7 +2,9 @@
 //! shared with the text view), plus the live columns (rates) only a live view has.
 
 use crate::model::event::{CounterKey, LinkCounter, Live, SaCounter, SaKey};
-use crate::model::{NodeState, XfrmPolicy, XfrmState, reveal_secrets};
+use crate::model::{
+    NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmPolicy, XfrmState, reveal_secrets,
+};
 use crate::view::columns as col;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,7 +187,7 @@ pub fn policies_of_sa(st: &NodeState, sa: &XfrmState) -> Vec<usize> {
 }
 
 pub fn policy_selects(p: &XfrmPolicy, sa: &XfrmState) -> bool {
-    let mark = if p.dir == "out" {
+    let mark = if p.dir == PolicyDir::Out {
         p.mark.map_or(0, |m| m.value & m.mask)
     } else {
         // in/fwd templates are checked against the SAs that already decrypted the
@@ -279,9 +281,11 @@ pub fn trouble(pane: Pane, live: &Live, i: usize) -> bool {
         // An out policy whose template finds no SA: packets hit XfrmOutNoStates.
         Pane::Policies => {
             let p = &st.xfrm_policies[i];
-            p.dir == "out"
-                && p.action == "allow"
-                && p.templates.iter().any(|t| t.level == "required")
+            p.dir == PolicyDir::Out
+                && p.action == PolicyAction::Allow
+                && p.templates
+                    .iter()
+                    .any(|t| t.level == TemplateLevel::Required)
                 && sas_of_policy(st, p).is_empty()
         }
         _ => false,

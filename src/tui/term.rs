@@ -1,6 +1,8 @@
 //! The terminal is always given back: raw mode off, alternate screen left, mouse released,
-//! cursor shown — on quit (guard drop), on panic (hook), and on SIGINT/SIGTERM/SIGHUP
-//! (a signal thread asks the loop to stop, and restores itself if the loop does not).
+//! cursor shown — on quit (guard drop), on panic (hook), and on SIGINT/SIGTERM/SIGHUP/SIGQUIT/
+//! SIGUSR1 (a signal thread asks the loop to stop, and restores itself if the loop does not).
+//! SIGTSTP gives it back before the process stops, and SIGCONT takes it again (the loop is told
+//! to draw the whole screen anew).
 
 use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use ratatui::crossterm::terminal::{
@@ -14,6 +16,10 @@ use std::time::Duration;
 
 /// Whether we changed the terminal (restore is idempotent and only acts once).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Given back for a stop (SIGTSTP): taken again on continue.
+static SUSPENDED: AtomicBool = AtomicBool::new(false);
+/// The screen must be drawn whole again (after a continue): the loop takes it.
+static REDRAW: AtomicBool = AtomicBool::new(false);
 
 /// Give the terminal back. Safe to call from any thread, any number of times.
 pub fn restore() {
@@ -25,18 +31,49 @@ pub fn restore() {
     }
 }
 
+/// Raw mode, the alternate screen, mouse reporting, no cursor.
+fn take() -> std::io::Result<()> {
+    enable_raw_mode()?;
+    ACTIVE.store(true, Ordering::SeqCst);
+    let mut out = std::io::stdout();
+    if let Err(e) = execute!(out, EnterAlternateScreen, EnableMouseCapture, cursor::Hide) {
+        restore();
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// SIGTSTP: give the terminal back, stop (as the default action would), and take it again
+/// once continued.
+fn suspend() {
+    if ACTIVE.load(Ordering::SeqCst) {
+        restore();
+        SUSPENDED.store(true, Ordering::SeqCst);
+    }
+    let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGTSTP);
+    resume();
+}
+
+/// SIGCONT (or back from `suspend`): take the terminal again if a stop gave it back; in any
+/// case the screen is drawn anew (whoever ran meanwhile drew over it).
+fn resume() {
+    if SUSPENDED.swap(false, Ordering::SeqCst) {
+        let _ = take();
+    }
+    REDRAW.store(true, Ordering::SeqCst);
+}
+
+/// Whether the screen must be cleared and drawn whole (once per continue).
+pub fn take_redraw() -> bool {
+    REDRAW.swap(false, Ordering::SeqCst)
+}
+
 pub struct Guard;
 
 impl Guard {
     pub fn enter() -> std::io::Result<Guard> {
         install_panic_hook();
-        enable_raw_mode()?;
-        ACTIVE.store(true, Ordering::SeqCst);
-        let mut out = std::io::stdout();
-        if let Err(e) = execute!(out, EnterAlternateScreen, EnableMouseCapture, cursor::Hide) {
-            restore();
-            return Err(e);
-        }
+        take()?;
         Ok(Guard)
     }
 }
@@ -66,22 +103,32 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Watch SIGINT, SIGTERM and SIGHUP. The loop should stop when `got()` is non-zero;
-    /// if it has not restored the terminal 2 s later, the watcher does and exits.
+    /// Watch the signals that end a run (INT, TERM, HUP, QUIT, USR1: their default action
+    /// would leave the terminal raw) and the stop/continue pair. The loop should stop when
+    /// `got()` is non-zero; if it has not restored the terminal 2 s later, the watcher does
+    /// and exits.
     pub fn watch() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGUSR1};
         let got = Arc::new(AtomicI32::new(0));
-        let mut it = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        let mut it = signal_hook::iterator::Signals::new([
+            SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGTSTP, SIGCONT,
+        ])?;
         let g = got.clone();
         std::thread::Builder::new()
             .name("hs-signals".into())
             .spawn(move || {
-                if let Some(sig) = it.forever().next() {
-                    g.store(sig, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_secs(2));
-                    // The loop is stuck: give the terminal back ourselves.
-                    restore();
-                    std::process::exit(128 + sig);
+                for sig in it.forever() {
+                    match sig {
+                        SIGTSTP => suspend(),
+                        SIGCONT => resume(),
+                        _ => {
+                            g.store(sig, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_secs(2));
+                            // The loop is stuck: give the terminal back ourselves.
+                            restore();
+                            std::process::exit(128 + sig);
+                        }
+                    }
                 }
             })?;
         Ok(Signals { got })

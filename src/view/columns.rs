@@ -2,7 +2,9 @@
 //! text shared by the text output and the TUI tables, named the way `ip` names things.
 
 use crate::explain::cilium;
-use crate::model::{Link, Mark, NodeState, Route, Rule, Selector, TableRef, XfrmPolicy, XfrmState};
+use crate::model::{
+    Link, Mark, NodeState, Route, Rule, Selector, TableRef, TemplateLevel, XfrmPolicy, XfrmState,
+};
 
 pub const LINK_HEADERS: [&str; 10] = [
     "IDX",
@@ -215,10 +217,10 @@ pub fn sa_row(s: &XfrmState) -> Vec<String> {
     vec![
         addr(&s.src),
         addr(&s.dst),
-        s.proto.clone(),
+        s.proto.to_string(),
         format!("{:#010x}", s.spi),
         s.reqid.to_string(),
-        s.mode.clone(),
+        s.mode.to_string(),
         opt_mark(&s.mark),
         opt_mark(&s.output_mark),
         sa_alg(s),
@@ -246,7 +248,11 @@ pub fn policy_templates(p: &XfrmPolicy) -> String {
             } else {
                 String::new()
             };
-            let level = if t.level == "use" { " level use" } else { "" };
+            let level = if t.level == TemplateLevel::Use {
+                " level use"
+            } else {
+                ""
+            };
             format!(
                 "{} → {} {}{spi} reqid {} {}{level}",
                 addr(&t.src),
@@ -262,11 +268,11 @@ pub fn policy_templates(p: &XfrmPolicy) -> String {
 
 pub fn policy_row(p: &XfrmPolicy) -> Vec<String> {
     vec![
-        p.dir.clone(),
+        p.dir.to_string(),
         p.priority.to_string(),
         selector(&p.selector),
         opt_mark(&p.mark),
-        p.action.clone(),
+        p.action.to_string(),
         policy_templates(p),
         p.index.to_string(),
     ]

@@ -100,6 +100,16 @@ impl Tmux {
             .unwrap()
     }
 
+    /// `stty -a` of the pane's terminal now (while the command runs or is stopped).
+    pub fn stty_now(&self) -> String {
+        let tty = self.tmux(&["display-message", "-p", "#{pane_tty}"]);
+        let out = Command::new("stty")
+            .args(["-a", "-F", tty.trim()])
+            .output()
+            .expect("stty");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The exit code and terminal state the shell recorded after the command ended.
     pub fn after_exit(&self) -> (i32, String) {
         let t0 = Instant::now();
@@ -115,8 +125,10 @@ impl Tmux {
                     .unwrap();
                 return (code, s);
             }
+            // Generous: on a slow, busy machine the exit path (threads joined, terminal
+            // restored) can take seconds; a command that exits returns at once.
             assert!(
-                t0.elapsed() < Duration::from_secs(10),
+                t0.elapsed() < Duration::from_secs(30),
                 "the command did not exit:\n{}",
                 self.screen()
             );
@@ -131,6 +143,24 @@ impl Drop for Tmux {
             .args(["-L", &self.socket, "kill-server"])
             .output();
         let _ = std::fs::remove_file(&self.stty_file);
+    }
+}
+
+impl Tmux {
+    /// The TUI still answers keys: `2` shows the Routes pane's header.
+    pub fn answers_keys(&self) {
+        self.keys(&["2"]);
+        self.wait("keys answered", Duration::from_secs(15), |s| {
+            s.contains("DST")
+        });
+    }
+
+    /// `q`: the command exits 0 and leaves the terminal sane.
+    pub fn quit_cleanly(&self) {
+        self.keys(&["q"]);
+        let (code, stty) = self.after_exit();
+        assert_eq!(code, 0, "exit code after q");
+        assert_sane(&stty);
     }
 }
 

@@ -8,6 +8,15 @@
 //! `?watch=true` as a chunked stream of `{"type":…,"object":…}` lines, `Status` objects for
 //! errors, a plain-text `404 page not found` for an API group that does not exist (no CRD).
 //! The objects are recorded in tests/fixtures/kube/ in the JSON a cluster returns.
+//!
+//! `pods/exec` and `pods/attach` speak the remotecommand websocket subprotocols as the API
+//! server relays them from the kubelet: `v5.channel.k8s.io` or `v4.channel.k8s.io` (whichever
+//! the client offers and the test allows), one byte of channel before every binary frame —
+//! 0 stdin, 1 stdout, 2 stderr, 3 the error channel with the exit `Status`, 4 resize, and on
+//! v5 the 255 close signal — and an empty frame on each output channel when the stream opens.
+//! An exec really runs its command, in a chroot that stands for the container's filesystem
+//! (`Container::busybox`: the default base image's tools), so what the client sends is what
+//! those tools get.
 
 #![allow(dead_code)]
 
@@ -15,6 +24,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,6 +61,41 @@ pub enum AttachReply {
     Stream { stdout: String, exit: i32 },
 }
 
+/// The container an exec runs in: a directory to chroot into, laid out like the base image.
+pub struct Container {
+    pub root: PathBuf,
+}
+
+impl Container {
+    /// busybox's applets as `/bin/*` (the default base image) and an empty `/hopscope` (the
+    /// pod's emptyDir); `None` where there is no static busybox or no root to chroot.
+    pub fn busybox(under: &Path, applets: &[&str]) -> Option<Container> {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())?;
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let root = under.join("container");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("hopscope")).unwrap();
+        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+        for a in applets {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
+        }
+        Some(Container { root })
+    }
+
+    /// A file of the container, by its path there (`/hopscope/hopscope`).
+    pub fn path(&self, inside: &str) -> PathBuf {
+        self.root.join(inside.trim_start_matches('/'))
+    }
+}
+
+/// The applets the upload and the idle pod use (`sh -c` with `head`, `sha256sum`, …).
+pub const APPLETS: [&str; 7] = ["sh", "head", "sha256sum", "chmod", "mv", "rm", "sleep"];
+
 pub struct State {
     pub mode: Mode,
     /// List responses by collection path (`/api/v1/pods`).
@@ -72,6 +117,19 @@ pub struct State {
     pub attach: AttachReply,
     /// Websocket messages the client sent on the attach stream: (channel, payload).
     pub ws_received: Vec<(u8, Vec<u8>)>,
+    /// Subprotocols the server accepts, in its order of preference.
+    pub protocols: Vec<String>,
+    /// Where an exec runs; without one, exec answers 500 "container not found".
+    pub container: Option<Container>,
+    /// The command of every exec, in order.
+    pub execs: Vec<Vec<String>>,
+    /// Flip the stdin byte at this offset on its way to an exec'd command (a damaged upload).
+    pub corrupt_stdin_at: Option<usize>,
+    /// The subprotocol of each websocket stream, in order.
+    pub negotiated: Vec<String>,
+    /// Frames and bytes that came on the stdin channel of execs.
+    pub stdin_frames: usize,
+    pub stdin_bytes: usize,
 }
 
 pub struct FakeApi {
@@ -105,6 +163,13 @@ impl FakeApi {
             events: json!({"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": "1600"}, "items": []}),
             attach: AttachReply::DialError,
             ws_received: vec![],
+            protocols: vec!["v5.channel.k8s.io".into(), "v4.channel.k8s.io".into()],
+            container: None,
+            execs: vec![],
+            corrupt_stdin_at: None,
+            negotiated: vec![],
+            stdin_frames: 0,
+            stdin_bytes: 0,
         }));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -258,6 +323,7 @@ fn serve(mut c: TcpStream, st: &Arc<Mutex<State>>, stop: &AtomicBool) -> std::io
     let mut len = 0usize;
     let mut upgrade = false;
     let mut ws_key = String::new();
+    let mut offered: Vec<String> = vec![];
     loop {
         let mut h = String::new();
         r.read_line(&mut h)?;
@@ -274,6 +340,9 @@ fn serve(mut c: TcpStream, st: &Arc<Mutex<State>>, stop: &AtomicBool) -> std::io
         }
         if lower.starts_with("sec-websocket-key:") {
             ws_key = h["sec-websocket-key:".len()..].trim().to_string();
+        }
+        if let Some(v) = lower.strip_prefix("sec-websocket-protocol:") {
+            offered = v.split(',').map(|p| p.trim().to_string()).collect();
         }
     }
     let mut body = vec![0; len];
@@ -442,7 +511,10 @@ fn serve(mut c: TcpStream, st: &Arc<Mutex<State>>, stop: &AtomicBool) -> std::io
             let reply = st.lock().unwrap().attach.clone();
             match reply {
                 AttachReply::Stream { stdout, exit } if upgrade => {
-                    websocket(&mut c, st, &ws_key, &stdout, exit)
+                    let Some(proto) = handshake(&mut c, st, &ws_key, &offered)? else {
+                        return Ok(());
+                    };
+                    websocket(&mut c, st, &proto, &stdout, exit)
                 }
                 AttachReply::Stream { .. } => json_reply(
                     &mut c,
@@ -469,6 +541,39 @@ fn serve(mut c: TcpStream, st: &Arc<Mutex<State>>, stop: &AtomicBool) -> std::io
                     ),
                 ),
             }
+        }
+        ("GET" | "POST", ["api", "v1", "namespaces", _ns, "pods", _name, "exec"]) => {
+            let argv: Vec<String> = query
+                .split('&')
+                .filter_map(|kv| kv.strip_prefix("command="))
+                .map(percent_decode)
+                .collect();
+            let has = |k: &str| query_param(&query, k).as_deref() == Some("true");
+            st.lock().unwrap().execs.push(argv.clone());
+            if !upgrade {
+                return json_reply(
+                    &mut c,
+                    400,
+                    &status(400, "BadRequest", "Upgrade request required"),
+                );
+            }
+            let root = st
+                .lock()
+                .unwrap()
+                .container
+                .as_ref()
+                .map(|c| c.root.clone());
+            let Some(root) = root else {
+                return json_reply(
+                    &mut c,
+                    500,
+                    &status(500, "InternalError", "container not found (\"hopscope\")"),
+                );
+            };
+            let Some(proto) = handshake(&mut c, st, &ws_key, &offered)? else {
+                return Ok(());
+            };
+            exec(c, st, &proto, &root, &argv, has("stderr"))
         }
         ("DELETE", ["api", "v1", "namespaces", _ns, "pods", name]) => {
             let removed = st.lock().unwrap().created.remove(*name);
@@ -577,20 +682,53 @@ fn ws_frame(c: &mut TcpStream, opcode: u8, payload: &[u8]) -> std::io::Result<()
     c.flush()
 }
 
-/// The attach stream as the API server relays it from the kubelet (remotecommand, v5).
-fn websocket(
+/// The websocket upgrade with the first subprotocol of ours the client offered; without one
+/// in common, the API server's 400 (and `None`).
+fn handshake(
     c: &mut TcpStream,
     st: &Arc<Mutex<State>>,
     key: &str,
-    stdout: &str,
-    exit: i32,
-) -> std::io::Result<()> {
+    offered: &[String],
+) -> std::io::Result<Option<String>> {
+    let ours = st.lock().unwrap().protocols.clone();
+    let Some(proto) = ours.into_iter().find(|p| offered.contains(p)) else {
+        json_reply(
+            c,
+            400,
+            &status(400, "BadRequest", "no supported subprotocol offered"),
+        )?;
+        return Ok(None);
+    };
     write!(
         c,
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {proto}\r\n\r\n",
         ws_accept(key)
     )?;
     c.flush()?;
+    st.lock().unwrap().negotiated.push(proto.clone());
+    Ok(Some(proto))
+}
+
+/// The exit as the kubelet reports it on the error channel (3).
+fn exit_status(exit: i32) -> Value {
+    if exit == 0 {
+        json!({"metadata": {}, "status": "Success"})
+    } else {
+        json!({"metadata": {}, "status": "Failure",
+               "message": format!("command terminated with non-zero exit code: error executing command [hopscope], exit code {exit}"),
+               "reason": "NonZeroExitCode",
+               "details": {"causes": [{"reason": "ExitCode", "message": exit.to_string()}]}})
+    }
+}
+
+/// The attach stream as the API server relays it from the kubelet (remotecommand).
+fn websocket(
+    c: &mut TcpStream,
+    st: &Arc<Mutex<State>>,
+    _proto: &str,
+    stdout: &str,
+    exit: i32,
+) -> std::io::Result<()> {
     // Record what the client sends (stdin on 0, terminal size on 4, its close of stdin).
     let r = c.try_clone()?;
     let st = st.clone();
@@ -613,14 +751,7 @@ fn websocket(
     let mut out = vec![1u8];
     out.extend_from_slice(stdout.as_bytes());
     ws_frame(c, 0x2, &out)?;
-    let st = if exit == 0 {
-        json!({"metadata": {}, "status": "Success"})
-    } else {
-        json!({"metadata": {}, "status": "Failure",
-               "message": format!("command terminated with non-zero exit code: error executing command [hopscope], exit code {exit}"),
-               "reason": "NonZeroExitCode",
-               "details": {"causes": [{"reason": "ExitCode", "message": exit.to_string()}]}})
-    };
+    let st = exit_status(exit);
     let mut msg = vec![3u8];
     msg.extend_from_slice(st.to_string().as_bytes());
     ws_frame(c, 0x2, &msg)?;
@@ -655,4 +786,150 @@ fn read_frame(r: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
         }
     }
     Ok((opcode, p))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(h, 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            x => out.push(x),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One exec, run for real in the container's chroot: frames on channel 0 become the command's
+/// stdin (255 0 closes it on v5), its stdout and stderr become frames on 1 and 2, and its exit
+/// the `Status` on 3. A command the container does not have is the runtime's own failure.
+fn exec(
+    c: TcpStream,
+    st: &Arc<Mutex<State>>,
+    proto: &str,
+    root: &Path,
+    argv: &[String],
+    separate_stderr: bool,
+) -> std::io::Result<()> {
+    let w = Arc::new(Mutex::new(c.try_clone()?));
+    let send = |w: &Arc<Mutex<TcpStream>>, ch: u8, data: &[u8]| {
+        let mut m = vec![ch];
+        m.extend_from_slice(data);
+        ws_frame(&mut w.lock().unwrap(), 0x2, &m)
+    };
+    // The stream opens with an empty message on each channel the client reads.
+    for ch in [1u8, 2, 3] {
+        send(&w, ch, &[])?;
+    }
+    let prog = argv.first().cloned().unwrap_or_default();
+    let found = if prog.contains('/') {
+        root.join(prog.trim_start_matches('/'))
+    } else {
+        root.join("bin").join(&prog)
+    };
+    let runnable = std::fs::metadata(&found)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false);
+    if !runnable {
+        let msg = format!(
+            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"{prog}\": executable file not found in $PATH: unknown"
+        );
+        let v = json!({"metadata": {}, "status": "Failure", "message": msg});
+        send(&w, 3, v.to_string().as_bytes())?;
+        return ws_frame(&mut w.lock().unwrap(), 0x8, &[0x03, 0xe8]);
+    }
+    let chroot = ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chroot (coreutils)");
+    let mut child = std::process::Command::new(chroot)
+        .arg(root)
+        .args(argv)
+        .env_clear()
+        .env("PATH", "/bin")
+        .current_dir("/")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stdin = Arc::new(Mutex::new(child.stdin.take()));
+    let (st2, stdin2, v5) = (st.clone(), stdin.clone(), proto.starts_with("v5"));
+    let mut r = BufReader::new(c);
+    std::thread::spawn(move || {
+        let mut offset = 0usize;
+        while let Ok((opcode, payload)) = read_frame(&mut r) {
+            if opcode == 0x8 {
+                break;
+            }
+            if opcode != 0x2 || payload.is_empty() {
+                continue;
+            }
+            let (ch, mut data) = (payload[0], payload[1..].to_vec());
+            match ch {
+                0 => {
+                    let at = st2.lock().unwrap().corrupt_stdin_at;
+                    if let Some(k) = at
+                        && (offset..offset + data.len()).contains(&k)
+                    {
+                        data[k - offset] ^= 0xff;
+                    }
+                    offset += data.len();
+                    {
+                        let mut s = st2.lock().unwrap();
+                        s.stdin_frames += 1;
+                        s.stdin_bytes += data.len();
+                    }
+                    if let Some(i) = stdin2.lock().unwrap().as_mut() {
+                        let _ = i.write_all(&data);
+                    }
+                }
+                255 if v5 && data == [0] => {
+                    stdin2.lock().unwrap().take();
+                }
+                _ => {}
+            }
+            let mut s = st2.lock().unwrap();
+            // Keep what tests look at, not megabytes of upload.
+            if ch != 0 || s.ws_received.iter().map(|m| m.1.len()).sum::<usize>() < 1 << 16 {
+                s.ws_received.push((ch, data));
+            }
+        }
+    });
+    let pump = |mut from: Box<dyn Read + Send>, ch: u8, w: Arc<Mutex<TcpStream>>| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut m = vec![ch];
+                m.extend_from_slice(&buf[..n]);
+                if ws_frame(&mut w.lock().unwrap(), 0x2, &m).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let out = pump(Box::new(child.stdout.take().unwrap()), 1, w.clone());
+    let err_ch = if separate_stderr { 2 } else { 1 };
+    let err = pump(Box::new(child.stderr.take().unwrap()), err_ch, w.clone());
+    let _ = out.join();
+    let _ = err.join();
+    let code = child.wait()?.code().unwrap_or(128);
+    stdin.lock().unwrap().take();
+    send(&w, 3, exit_status(code).to_string().as_bytes())?;
+    ws_frame(&mut w.lock().unwrap(), 0x8, &[0x03, 0xe8])
 }

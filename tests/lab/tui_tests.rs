@@ -87,11 +87,14 @@ fn tui_filter_and_follow_from_a_packet_sees_every_hop() {
     let f = screen(&healthy(), "packets-filtered.screen");
     let rows: Vec<&str> = f.lines().filter(|l| l.contains("ESP(spi=")).collect();
     assert!(rows.len() >= 5, "{f}");
+    // Only the pod's echo requests: not the ARP requests a neighbour refresh sends on eth0.
     assert!(
         rows.iter()
-            .all(|l| has_word(l, "eth0") && l.contains("request")),
+            .all(|l| has_word(l, "eth0")
+                && l.contains("=> 10.0.1.52 > 10.0.0.249: ICMP echo request")),
         "{f}"
     );
+    assert!(!f.contains("who-has"), "{f}");
     let t = screen(&healthy(), "trace.screen");
     assert!(
         t.contains("flow 10.0.1.52 → 10.0.0.249 icmp on worker"),

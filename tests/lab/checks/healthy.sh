@@ -78,17 +78,47 @@ follow_pings follow-pod.json 5
 phase trace
 
 # ---- the TUI's XFRM SAs pane (issue 5), in tmux: the seed's SAs, packet counters rising ------
+# Each screen is saved once the pane shows the kernel's counters (polled, not slept for).
 export TERM=xterm-256color
+# tui_pkts SRC DST: the PKTS cell of that SA's row on the screen (cells are 2+ spaces apart).
+tui_pkts() {
+    tmux capture-pane -p -t tui 2>/dev/null | awk -F'  +' -v s="$1" -v d="$2" '
+        /^SRC / && /PKTS/ { for (i = 1; i <= NF; i++) if ($i == "PKTS") c = i; next }
+        c && $1 == s && $2 == d { print $c; exit }'
+}
+# kernel_pkts SRC DST: that SA's packet count on worker, by `ip -s xfrm state`.
+kernel_pkts() {
+    ip -n worker -s xfrm state | awk -v s="$1" -v d="$2" '
+        /^src / { m = ($2 == s && $4 == d) }
+        m && /lifetime current:/ { getline; split($0, a, ","); print a[2] + 0; exit }'
+}
+tui_shows_kernel_counts() {
+    local p k
+    for p in "10.0.1.138 10.0.0.40" "0.0.0.0 10.0.1.138"; do
+        set -- $p
+        k=$(kernel_pkts "$1" "$2")
+        [ -n "$k" ] && [ "$(tui_pkts "$1" "$2")" = "$k" ] || return 1
+    done
+}
+wait_tui_counts() {
+    for i in $(seq 150); do
+        tui_shows_kernel_counts && return 0
+        sleep 0.2
+    done
+    echo "healthy.sh: the SAs pane never showed the kernel's counters" >&2
+    tmux capture-pane -p -t tui >&2
+    ip -n worker -s xfrm state >&2
+}
 tmux new-session -d -s tui -x 160 -y 40 "$HOPSCOPE --netns worker --interval 1"
 for i in $(seq 150); do
     tmux capture-pane -p -t tui 2>/dev/null | grep -q 'XFRM SAs' && break
     sleep 0.2
 done
 tmux send-keys -t tui 4
-sleep 2.5
+wait_tui_counts
 tmux capture-pane -p -t tui > "$R/tui-sas.before"
 ip netns exec netshoot ping -c 5 -i 0.2 -W 1 10.0.0.249 > "$R/tui-ping.txt" 2>&1
-sleep 3.5
+wait_tui_counts
 tmux capture-pane -p -t tui > "$R/tui-sas.after"
 tmux send-keys -t tui q
 sleep 1
