@@ -9,6 +9,7 @@ pub mod decode;
 pub mod explain;
 pub mod kube;
 pub mod model;
+pub mod record;
 pub mod sandbox;
 pub mod source;
 pub mod trace;

@@ -15,13 +15,22 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match &cli.command {
-        Some(Command::Snapshot(args)) => snapshot(&cli, args.json, args.show_keys),
+        Some(Command::Snapshot(args)) => {
+            snapshot(&cli, args.json, args.show_keys, args.from.as_deref())
+        }
         Some(Command::Trace(args)) => trace(&cli, args),
         Some(Command::Capture(args)) => capture(&cli, args),
         Some(Command::Generate(args)) => args
             .what
             .run(&mut std::io::stdout().lock())
             .map_err(Into::into),
+        Some(Command::Record(a)) => exit_on_signal(hopscope::record::cmd::record(
+            a,
+            cli.target.targets(),
+            &cli.kube,
+        )),
+        Some(Command::Replay(a)) => exit_on_signal(hopscope::record::cmd::replay(a, &cli.tui)),
+        Some(Command::Demo(a)) => exit_on_signal(hopscope::record::cmd::demo(a, &cli.tui)),
         Some(Command::Attach(args)) => match hopscope::kube::attach::run(&cli.kube, args) {
             Ok(0) => Ok(()),
             Ok(code) => return ExitCode::from(code.clamp(1, 255) as u8),
@@ -36,7 +45,7 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        None => snapshot(&cli, false, false),
+        None => snapshot(&cli, false, false, None),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,6 +53,15 @@ fn main() -> ExitCode {
             eprintln!("hopscope: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command that ends on a signal exits as the shell expects: 128 + the signal.
+fn exit_on_signal(r: anyhow::Result<i32>) -> anyhow::Result<()> {
+    match r {
+        Ok(0) => Ok(()),
+        Ok(sig) => std::process::exit(128 + sig),
+        Err(e) => Err(e),
     }
 }
 
@@ -114,12 +132,14 @@ fn finish_names(w: hopscope::kube::names::NamesWatch) -> std::sync::Arc<hopscope
 fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()> {
     let names = start_names(cli);
     // Recorded states alone are enough; the own netns is read only when nothing else is given.
-    let targets =
-        if cli.target.netns.is_empty() && cli.target.pid.is_none() && !args.states.is_empty() {
-            vec![]
-        } else {
-            cli.target.targets()
-        };
+    let targets = if cli.target.netns.is_empty()
+        && cli.target.pid.is_none()
+        && (!args.states.is_empty() || args.from.is_some())
+    {
+        vec![]
+    } else {
+        cli.target.targets()
+    };
     let t = hopscope::trace::cmd::run(args, &targets)?;
     let names = finish_names(names);
     let out = if args.json {
@@ -139,9 +159,17 @@ fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()
     }
 }
 
-fn snapshot(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
+fn snapshot(
+    cli: &Cli,
+    json: bool,
+    show_keys: bool,
+    from: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let names = start_names(cli);
-    let state = source::collect(&cli.target.target())?;
+    let state = match from {
+        Some(path) => hopscope::record::reader::node_state(path, cli.target.netns.first())?,
+        None => source::collect(&cli.target.target())?,
+    };
     let names = finish_names(names);
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();

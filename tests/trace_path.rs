@@ -370,3 +370,93 @@ fn conntrack_alone_reveals_nat_the_rules_do_not_show() {
     );
     assert_eq!(nat.what, "DNAT 10.96.169.246 → 10.0.0.249:80");
 }
+
+// `trace --json` gives each hop its decision as data beside the prose (#15): the rule and
+// route of a lookup, the XFRM policy and SA, Cilium's assumed marks, the counter of a stop.
+
+fn without_sas_on(node: &str) -> Vec<Node> {
+    let mut nodes = cluster(false);
+    for n in nodes.iter_mut().filter(|n| n.name == node) {
+        n.state.xfrm_states.clear();
+    }
+    nodes
+}
+
+/// The decisions of the first hop of `step` on `node`.
+fn decisions(t: &serde_json::Value, node: &str, step: &str) -> Vec<serde_json::Value> {
+    let hop = t["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["node"] == node && h["step"] == step)
+        .unwrap_or_else(|| panic!("no {step} hop on {node}"));
+    assert!(
+        hop["decided_by"].is_string(),
+        "the prose stays beside the data"
+    );
+    hop["decisions"].as_array().unwrap().clone()
+}
+
+fn kind<'a>(ds: &'a [serde_json::Value], k: &str) -> &'a serde_json::Value {
+    ds.iter()
+        .find(|d| d["kind"] == k)
+        .unwrap_or_else(|| panic!("no {k} decision in {ds:?}"))
+}
+
+#[test]
+fn every_deciding_hop_carries_its_decision_as_data() {
+    let t = serde_json::to_value(trace(&cluster(false), &ping())).unwrap();
+
+    let mark = decisions(&t, "worker", "mark");
+    assert!(
+        kind(&mark, "assumption")["text"]
+            .as_str()
+            .unwrap()
+            .contains("bpf_lxc")
+    );
+
+    // The route hop names the deciding rule and the chosen route as numbers and names.
+    let route = decisions(&t, "worker", "route");
+    let rule = kind(&route, "rule");
+    assert!(rule["pref"].is_u64(), "{rule}");
+    assert_eq!(rule["action"], "lookup", "{rule}");
+    let r = kind(&route, "route");
+    assert!(r["table"].is_u64() && r["dst"].is_string(), "{r}");
+    assert_eq!(
+        r["table"], rule["table"],
+        "the rule's table holds the route"
+    );
+
+    let pol = kind(&decisions(&t, "worker", "xfrm_policy"), "xfrm_policy").clone();
+    assert_eq!(pol["dir"], "out");
+    assert!(pol["index"].is_u64() && pol["priority"].is_u64());
+    assert_eq!(pol["selector"]["dst"], "10.0.0.0/24", "{pol}");
+    assert_eq!(pol["templates"][0]["reqid"], 1, "{pol}");
+
+    let sa = kind(&decisions(&t, "worker", "xfrm_state"), "xfrm_sa").clone();
+    assert_eq!(
+        (&sa["spi"], &sa["reqid"], &sa["mode"], &sa["dst"]),
+        (
+            &serde_json::json!(3),
+            &serde_json::json!(1),
+            &serde_json::json!("tunnel"),
+            &serde_json::json!(pol["templates"][0]["dst"])
+        ),
+        "{sa}"
+    );
+
+    let egress = decisions(&t, "worker", "egress");
+    assert_eq!(kind(&egress, "route")["dev"], "cilium_host");
+    let wire = decisions(&t, "worker", "wire");
+    assert_eq!(kind(&wire, "address")["node"], "worker2");
+}
+
+#[test]
+fn a_stop_names_its_counter_as_data() {
+    let t = serde_json::to_value(trace(&without_sas_on("worker"), &ping())).unwrap();
+    let stop = decisions(&t, "worker", "stop");
+    assert_eq!(
+        kind(&stop, "counter"),
+        &serde_json::json!({"kind": "counter", "name": "XfrmOutNoStates", "delta": null})
+    );
+}

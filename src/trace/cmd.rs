@@ -34,6 +34,10 @@ pub struct TraceArgs {
     /// A recorded `snapshot --json` to use as a node (repeatable; combine with --netns).
     #[arg(long = "state", value_name = "FILE")]
     pub states: Vec<PathBuf>,
+    /// Trace on the nodes of a recording (`hopscope record`); with --follow, the recorded
+    /// packets and counters say which hops saw the flow.
+    #[arg(long, value_name = "FILE", conflicts_with = "states")]
+    pub from: Option<PathBuf>,
     /// Print the trace as one JSON document (schema: docs/trace.md).
     #[arg(long)]
     pub json: bool,
@@ -130,7 +134,14 @@ impl TraceArgs {
 
 pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
     let flow = args.flow()?;
-    let nodes = load_nodes(targets, &args.states)?;
+    let recording = match &args.from {
+        Some(path) => Some(crate::record::reader::Recording::open(path)?),
+        None => None,
+    };
+    let nodes = match &recording {
+        Some(rec) => crate::record::reader::trace_nodes(rec),
+        None => load_nodes(targets, &args.states)?,
+    };
     if let Some(iif) = &flow.iif
         && !nodes.iter().any(|n| n.state.link_by_name(iif).is_some())
     {
@@ -147,7 +158,9 @@ pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
         );
     }
     let mut t = trace(&nodes, &flow);
-    if let Some(secs) = args.follow {
+    if let (Some(_), Some(rec)) = (args.follow, &recording) {
+        t.follow = Some(crate::record::reader::follow_recorded(&t, rec, &nodes));
+    } else if let Some(secs) = args.follow {
         if targets.is_empty() {
             bail!(
                 "--follow captures live: give the nodes with --netns (recorded --state files cannot be followed)"

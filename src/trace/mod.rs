@@ -1,8 +1,10 @@
 //! Following one flow: the path the kernel would choose (pure functions of NodeStates).
 
 pub mod cmd;
+pub mod decision;
 pub mod fib;
 pub mod live;
 pub mod netfilter;
 pub mod path;
+mod stages;
 pub mod xfrm;

@@ -1,0 +1,729 @@
+//! The steps of a packet's pass through a node, one function per kind of hop, in the order
+//! the kernel takes them: PREROUTING (marks, DNAT), ip rules and the route lookup, local
+//! delivery or decryption, the forward policy check of a decrypted packet, XFRM output
+//! (policy, template, SA, encryption), egress, and the hand-off to the next device (veth,
+//! pod, wire). `STAGES` is the table the walk runs; a layout or a netfilter hook is a new
+//! entry in it, a function of the same shape.
+
+use super::decision::Decision;
+use super::fib::{self, FibKey, FibOutcome};
+use super::netfilter::{NfPacket, traverse};
+use super::path::{
+    At, End, Go, Packet, Routed, Step, StepFn, Walk, esp_tunnel_len, is_local, leads_elsewhere,
+    link,
+};
+use super::xfrm::{
+    XfrmKey, apply_output_mark, choose_policy, describe_policy, describe_sa, find_inbound_sa,
+    find_sa, sa_mismatch,
+};
+use crate::explain::cilium;
+use crate::model::{NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmPolicy, XfrmProto};
+use std::net::IpAddr;
+
+pub(crate) const STAGES: &[StepFn] = &[
+    prerouting,
+    route_lookup,
+    local_input,
+    forward_policy_check,
+    xfrm_output,
+    egress,
+    hand_off,
+];
+
+/// PREROUTING for a packet that arrived on a device: marks (mangle, or Cilium's when no
+/// rule set one) and DNAT (nat rules, or the conntrack entry).
+fn prerouting(w: &mut Walk, at: &mut At) -> Go {
+    let (Some(dev), false) = (at.iif.clone(), at.generated_by_xfrm) else {
+        return Go::On;
+    };
+    let ni = at.node;
+    let node = &w.nodes[ni];
+    let nfp = NfPacket {
+        src: at.pkt.src,
+        dst: at.pkt.dst,
+        proto: at.pkt.proto,
+        sport: at.pkt.sport,
+        dport: at.pkt.dport,
+        mark: at.pkt.mark,
+        iif: Some(&dev),
+    };
+    if !at.mark_given {
+        let r = traverse(&node.netfilter, "mangle", "PREROUTING", &nfp);
+        for s in &r.steps {
+            let mut p = at.pkt.clone();
+            p.mark = r.mark;
+            w.hop(
+                (ni, Step::Mark, Some(&dev)),
+                &p,
+                s.effect.clone(),
+                format!("iptables mangle: {}", s.rule),
+                vec![],
+            );
+            w.decided([Decision::iptables("mangle", &s.rule)]);
+        }
+        at.pkt.mark = r.mark;
+        if r.dropped {
+            return Go::End(w.stop(ni, &at.pkt, "dropped by iptables mangle".into(), None));
+        }
+        if r.steps.is_empty() {
+            cilium_mark(w, ni, &dev, &mut at.pkt);
+        }
+    }
+    at.mark_given = false; // later hops (after decrypt, after a veth) get marks from the node
+    let pkt = &mut at.pkt;
+    let r = traverse(
+        &node.netfilter,
+        "nat",
+        "PREROUTING",
+        &NfPacket {
+            mark: pkt.mark,
+            ..nfp
+        },
+    );
+    // The conntrack entry of this flow, if the kernel has one (shows the NAT it chose).
+    let ct = node.netfilter.conntrack.iter().find(|c| {
+        c.src == pkt.src
+            && c.dst == pkt.dst
+            && crate::source::names::ip_proto(pkt.proto) == c.proto
+            && (pkt.dport.is_none() || c.dport == pkt.dport)
+    });
+    let ct_line = ct.map(|c| format!("conntrack: {}", c.line));
+    let nat = match (r.dnat, ct) {
+        (Some((ip, port)), _) => {
+            let mut rules: Vec<String> = r.steps.iter().map(|s| s.rule.clone()).collect();
+            let last = rules.last().cloned().unwrap_or_default();
+            let by = format!("iptables nat: {last}");
+            rules.extend(ct_line);
+            let decisions = [Decision::iptables("nat", &last)]
+                .into_iter()
+                .chain(ct.cloned().map(Decision::Conntrack))
+                .collect::<Vec<_>>();
+            Some((ip, port, by, rules, decisions))
+        }
+        // NAT we cannot read from rules (IPVS, nft-only), but the kernel's entry shows.
+        (None, Some(c)) if c.is_dnat() => Some((
+            c.reply_src,
+            c.reply_sport,
+            "conntrack entry (no readable iptables rule)".to_string(),
+            ct_line.into_iter().collect(),
+            vec![Decision::Conntrack(c.clone())],
+        )),
+        _ => None,
+    };
+    if let Some((ip, port, by, details, decisions)) = nat {
+        let before = pkt.dst;
+        pkt.dst = ip;
+        pkt.dport = port.or(pkt.dport);
+        let to = format!("{ip}{}", port.map(|p| format!(":{p}")).unwrap_or_default());
+        w.hop(
+            (ni, Step::Nat, Some(&dev)),
+            pkt,
+            format!("DNAT {before} → {to}"),
+            by,
+            details,
+        );
+        w.decided(decisions);
+    }
+    Go::On
+}
+
+/// The ip rules in priority order, then the chosen table's longest prefix.
+fn route_lookup(w: &mut Walk, at: &mut At) -> Go {
+    let ni = at.node;
+    let st = &w.nodes[ni].state;
+    let pkt = &at.pkt;
+    let key = FibKey {
+        src: Some(pkt.src),
+        dst: pkt.dst,
+        mark: pkt.mark,
+        iif: if at.generated_by_xfrm {
+            None
+        } else {
+            at.iif.clone()
+        },
+        oif: None,
+        tos: 0,
+    };
+    let res = fib::lookup(st, &key);
+    let deciding = res.rule_priority.and_then(|p| {
+        res.rules
+            .iter()
+            .rev()
+            .find(|s| s.priority == p && s.matched)
+    });
+    let rule_text = deciding
+        .map(|s| format!("rule {}: {}", s.priority, s.rule))
+        .unwrap_or_default();
+    let rule = deciding.and_then(|s| Decision::rule_of(st, s.priority, &s.rule));
+    let skipped: Vec<String> = res
+        .rules
+        .iter()
+        .filter(|s| s.matched && s.note.is_some())
+        .map(|s| {
+            format!(
+                "rule {}: {}",
+                s.priority,
+                s.note.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    let (route_idx, kind) = match &res.outcome {
+        FibOutcome::Route {
+            route_index, kind, ..
+        } => (*route_index, kind.clone()),
+        other => {
+            let err = other.kernel_error().unwrap_or("no route");
+            let reason = match other {
+                FibOutcome::Refused {
+                    what,
+                    table: Some(t),
+                } => format!("{what} route in table {t}: {err}"),
+                FibOutcome::Refused { what, table: None } => {
+                    format!("{rule_text} ({what}): {err}")
+                }
+                _ => format!("no route to {}: {err}", pkt.dst),
+            };
+            let end = w.stop(ni, pkt, reason, None);
+            w.decided(rule);
+            return Go::End(end);
+        }
+    };
+    let route = &st.routes[route_idx];
+    let dev = route.dev.as_ref().and_then(|d| d.name.clone());
+    let table_name = crate::view::columns::table(&route.table);
+    let text = format!(
+        "table {table_name}: {} {}",
+        crate::view::columns::route_dst(route),
+        {
+            let mut s = String::new();
+            if let Some(g) = &route.gateway {
+                s += &format!("via {g} ");
+            }
+            if let Some(d) = &dev {
+                s += &format!("dev {d}");
+            }
+            s.trim().to_string()
+        }
+    );
+    w.hop(
+        (ni, Step::Route, dev.as_deref()),
+        pkt,
+        format!("{kind} route: {text}"),
+        rule_text,
+        skipped,
+    );
+    w.decided(rule.into_iter().chain([Decision::route(route)]));
+    at.routed = Some(Routed {
+        route: route_idx,
+        kind,
+        dev,
+        table_name,
+        text,
+    });
+    Go::On
+}
+
+/// A local route: ESP is decrypted by its inbound SA (and enters again), anything else
+/// has arrived.
+fn local_input(w: &mut Walk, at: &mut At) -> Go {
+    let Some(routed) = at.routed.as_ref().filter(|r| r.kind == "local") else {
+        return Go::On;
+    };
+    let ni = at.node;
+    let node = &w.nodes[ni];
+    let st = &node.state;
+    let pkt = &at.pkt;
+    let Some((spi, inner)) = pkt.esp.clone() else {
+        let (dev, by) = (
+            routed.dev.clone(),
+            format!("local route in table {}", routed.table_name),
+        );
+        w.hop(
+            (ni, Step::Deliver, dev.as_deref()),
+            pkt,
+            format!("delivered to {} itself", node.name),
+            by,
+            vec![],
+        );
+        return Go::End(End::Delivered {
+            node: node.name.clone(),
+            dev,
+            what: "the node's own stack".into(),
+        });
+    };
+    let Some(sa_idx) = find_inbound_sa(st, &pkt.dst, spi, XfrmProto::Esp, pkt.mark) else {
+        let near: Vec<String> = st
+            .xfrm_states
+            .iter()
+            .filter(|s| s.spi == spi || s.dst == pkt.dst.to_string())
+            .map(describe_sa)
+            .collect();
+        let end = w.stop(
+            ni,
+            pkt,
+            format!(
+                "no inbound SA for spi {spi:#x} dst {} mark {:#x}: the kernel drops it",
+                pkt.dst, pkt.mark
+            ),
+            Some("XfrmInNoStates"),
+        );
+        if let (Some(h), false) = (w.hops.last_mut(), near.is_empty()) {
+            h.details = near.iter().map(|s| format!("not matching: {s}")).collect();
+        }
+        return Go::End(end);
+    };
+    let sa = &st.xfrm_states[sa_idx];
+    let mut p = *inner;
+    p.mark = apply_output_mark(pkt.mark, sa.output_mark);
+    w.hop(
+        (ni, Step::Decrypt, at.iif.as_deref()),
+        &p,
+        format!(
+            "decrypted (output mark {})",
+            sa.output_mark
+                .map(|m| crate::view::columns::mark(&m))
+                .unwrap_or("none".into())
+        ),
+        describe_sa(sa),
+        vec![],
+    );
+    w.decided([Decision::sa(sa)]);
+    at.pkt = p;
+    at.decrypted_by = Some(sa_idx);
+    at.generated_by_xfrm = false;
+    Go::Again // re-enters on the same device
+}
+
+/// A decrypted packet being forwarded must match a fwd policy whose templates it went
+/// through.
+fn forward_policy_check(w: &mut Walk, at: &mut At) -> Go {
+    let Some(sa_idx) = at.decrypted_by.take() else {
+        return Go::On;
+    };
+    let ni = at.node;
+    let st = &w.nodes[ni].state;
+    let pkt = &at.pkt;
+    let iif = at.iif.as_deref();
+    let c = choose_policy(st, PolicyDir::Fwd, &pkt.xfrm_key(), iif);
+    let reqid = st.xfrm_states[sa_idx].reqid;
+    match c.chosen.map(|i| &st.xfrm_policies[i]) {
+        Some(p) if p.action == PolicyAction::Block => {
+            let reason = format!("blocked by {}", describe_policy(p));
+            return stopped_by_policy(w, (ni, pkt), reason, p, "XfrmFwdHdrError");
+        }
+        Some(p) => {
+            let ok = p
+                .templates
+                .iter()
+                .all(|t| t.level == TemplateLevel::Use || t.reqid == 0 || t.reqid == reqid);
+            if !ok {
+                let reason = format!(
+                    "{} requires a transform this packet did not get",
+                    describe_policy(p)
+                );
+                return stopped_by_policy(w, (ni, pkt), reason, p, "XfrmInTmplMismatch");
+            }
+            w.hop(
+                (ni, Step::PolicyCheck, iif),
+                pkt,
+                "forward policy check passed".into(),
+                describe_policy(p),
+                vec![],
+            );
+            w.decided([Decision::policy(p)]);
+        }
+        None => w.hop(
+            (ni, Step::PolicyCheck, iif),
+            pkt,
+            "no fwd policy matches: allowed".into(),
+            String::new(),
+            c.candidates
+                .iter()
+                .map(|c| {
+                    format!(
+                        "did not match ({}): {}",
+                        if c.selector_ok { "mark" } else { "selector" },
+                        describe_policy(&st.xfrm_policies[c.index])
+                    )
+                })
+                .collect(),
+        ),
+    }
+    Go::On
+}
+
+/// The walk ends at `policy`, and `counter` rises.
+fn stopped_by_policy(
+    w: &mut Walk,
+    (ni, pkt): (usize, &Packet),
+    reason: String,
+    policy: &XfrmPolicy,
+    counter: &str,
+) -> Go {
+    let end = w.stop(ni, pkt, reason, Some(counter));
+    w.decided([Decision::policy(policy)]);
+    Go::End(end)
+}
+
+/// A matching out policy sends the packet through the SA its template selects: the ESP
+/// packet made then is routed again, with the SA's output mark.
+fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
+    if at.generated_by_xfrm {
+        return Go::On;
+    }
+    let ni = at.node;
+    let st = &w.nodes[ni].state;
+    let dev = at.routed.as_ref().and_then(|r| r.dev.clone());
+    let pkt = &at.pkt;
+    let c = choose_policy(st, PolicyDir::Out, &pkt.xfrm_key(), dev.as_deref());
+    let Some(pi) = c.chosen else {
+        return Go::On;
+    };
+    let pol = &st.xfrm_policies[pi];
+    let losers: Vec<String> = c
+        .candidates
+        .iter()
+        .filter(|x| x.index != pi)
+        .map(|x| {
+            let why = match (x.selector_ok, x.mark_ok) {
+                (true, true) => "matched, higher priority number",
+                (true, false) => "selector matched, mark did not",
+                _ => "mark matched, selector did not",
+            };
+            format!("{why}: {}", describe_policy(&st.xfrm_policies[x.index]))
+        })
+        .collect();
+    if pol.action == PolicyAction::Block {
+        let reason = format!("blocked by {}", describe_policy(pol));
+        return stopped_by_policy(w, (ni, pkt), reason, pol, "XfrmOutPolBlock");
+    }
+    w.hop(
+        (ni, Step::XfrmPolicy, None),
+        pkt,
+        format!(
+            "out policy matches (selector and mark), {} template(s)",
+            pol.templates.len()
+        ),
+        describe_policy(pol),
+        losers,
+    );
+    w.decided([Decision::policy(pol)]);
+    let Some(t) = pol.templates.first() else {
+        return Go::Again;
+    };
+    let Some(si) = find_sa(st, t, pkt.mark) else {
+        let near: Vec<String> = st
+            .xfrm_states
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} differs: {}",
+                    sa_mismatch(s, t, pkt.mark).unwrap_or("?"),
+                    describe_sa(s)
+                )
+            })
+            .collect();
+        w.hop(
+            (ni, Step::XfrmState, None),
+            pkt,
+            format!(
+                "no SA for template {} → {} {} reqid {}",
+                t.src, t.dst, t.proto, t.reqid
+            ),
+            describe_policy(pol),
+            near,
+        );
+        w.decided([Decision::policy(pol)]);
+        return Go::End(w.stop(
+            ni,
+            pkt,
+            format!(
+                "no SA for the out policy's template (dst {} reqid {} mark {:#x})",
+                t.dst, t.reqid, pkt.mark
+            ),
+            Some("XfrmOutNoStates"),
+        ));
+    };
+    let sa = &st.xfrm_states[si];
+    w.hop(
+        (ni, Step::XfrmState, None),
+        pkt,
+        format!("template selects SA spi {:#x}", sa.spi),
+        describe_sa(sa),
+        vec![],
+    );
+    w.decided([Decision::sa(sa)]);
+    let icv = sa
+        .aead
+        .as_ref()
+        .and_then(|a| a.icv_bits)
+        .map_or(16, |b| b / 8);
+    let outer = Packet {
+        src: sa.src.parse().unwrap_or(pkt.src),
+        dst: sa.dst.parse().unwrap_or(pkt.dst),
+        proto: 50,
+        sport: None,
+        dport: None,
+        mark: apply_output_mark(pkt.mark, sa.output_mark),
+        size: esp_tunnel_len(pkt.size, 8, icv),
+        esp: Some((sa.spi, Box::new(pkt.clone()))),
+    };
+    w.hop(
+        (ni, Step::Encrypt, None),
+        &outer,
+        format!(
+            "ESP tunnel {} → {} (ESP payload {} bytes)",
+            outer.src,
+            outer.dst,
+            outer.size - 20
+        ),
+        format!(
+            "SA output mark {}",
+            sa.output_mark
+                .map(|m| crate::view::columns::mark(&m))
+                .unwrap_or("none".into())
+        ),
+        vec![],
+    );
+    w.decided([Decision::sa(sa)]);
+    at.pkt = outer;
+    at.generated_by_xfrm = true;
+    Go::Again // the outer packet is routed again, with the output mark
+}
+
+/// The packet leaves on the route's device, if it fits its MTU.
+fn egress(w: &mut Walk, at: &mut At) -> Go {
+    let ni = at.node;
+    let st = &w.nodes[ni].state;
+    let Some(routed) = at.routed.as_ref() else {
+        return Go::On;
+    };
+    let Some(dev) = routed.dev.clone() else {
+        let reason = format!("route has no device: {}", routed.text);
+        return Go::End(w.stop(ni, &at.pkt, reason, None));
+    };
+    let route = &st.routes[routed.route];
+    let mtu = route
+        .mtu
+        .or(link(st, &dev).and_then(|l| l.mtu))
+        .unwrap_or(1500);
+    if at.pkt.size > mtu {
+        // With DF (TCP, ping -M do, and every ESP packet of an inner DF packet) the kernel
+        // answers "fragmentation needed" instead of sending.
+        let reason = format!(
+            "packet of {} bytes exceeds MTU {mtu} on {dev} ({}): dropped with ICMP fragmentation-needed when DF is set, fragmented otherwise",
+            at.pkt.size, routed.text
+        );
+        let end = w.stop(ni, &at.pkt, reason, None);
+        w.decided([Decision::route(route)]);
+        return Go::End(end);
+    }
+    w.hop(
+        (ni, Step::Egress, Some(&dev)),
+        &at.pkt,
+        format!("leaves on {dev} (mtu {mtu})"),
+        routed.text.clone(),
+        Vec::new(),
+    );
+    w.decided([Decision::route(route)]);
+    at.generated_by_xfrm = false;
+    Go::On
+}
+
+/// Where the device leads: its veth peer here (enters again), a local pod (Cilium's
+/// cilium_host redirect, or an lxc), or the wire to the node owning the next hop.
+fn hand_off(w: &mut Walk, at: &mut At) -> Go {
+    let ni = at.node;
+    let node = &w.nodes[ni];
+    let st = &node.state;
+    let Some(routed) = at.routed.take() else {
+        return Go::On;
+    };
+    let Some(dev) = routed.dev else {
+        return Go::On;
+    };
+    let route = &st.routes[routed.route];
+    let route_text = routed.text;
+    let pkt = &at.pkt;
+    let Some(l) = link(st, &dev) else {
+        return Go::End(w.stop(ni, pkt, format!("device {dev} is not in this netns"), None));
+    };
+    // A veth whose peer is here: the packet re-enters on the peer.
+    if let Some(peer) = l
+        .peer
+        .as_ref()
+        .filter(|p| p.netns_id.is_none())
+        .and_then(|p| p.name.clone())
+    {
+        // Cilium's cilium_host program hands traffic for local pods to their lxc.
+        if dev == "cilium_host" && pkt.esp.is_none() && own_pod_cidr(st, &pkt.dst) {
+            // tc on cilium_host redirects before a capture there would see the packet.
+            if let Some(h) = w.hops.last_mut() {
+                h.expect = None;
+            }
+            w.hop((ni, Step::Deliver, Some(&dev)), pkt, format!("to the local pod {} (Cilium's datapath on cilium_host redirects it to its lxc)", pkt.dst), route_text, vec![]);
+            w.decided([Decision::route(route)]);
+            return Go::End(End::Delivered {
+                node: node.name.clone(),
+                dev: Some(dev),
+                what: format!("pod {}", pkt.dst),
+            });
+        }
+        w.hop(
+            (ni, Step::Veth, Some(&peer)),
+            pkt,
+            format!("crosses veth {dev} → {peer}"),
+            format!("{dev}@{peer}"),
+            vec![],
+        );
+        at.iif = Some(peer);
+        return Go::Again;
+    }
+    // A device leading to another netns: a pod (lxc) or the wire (eth0).
+    let next_hop: IpAddr = route
+        .gateway
+        .as_ref()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(pkt.dst);
+    if dev.starts_with("lxc")
+        || route
+            .dst
+            .is_some_and(|d| d.len == d.max_len() && d.contains(&pkt.dst))
+            && leads_elsewhere(l)
+    {
+        w.hop(
+            (ni, Step::Deliver, Some(&dev)),
+            pkt,
+            format!("to the pod behind {dev}"),
+            route_text,
+            vec![],
+        );
+        w.decided([Decision::route(route)]);
+        return Go::End(End::Delivered {
+            node: node.name.clone(),
+            dev: Some(dev),
+            what: format!("pod {}", pkt.dst),
+        });
+    }
+    let Some(nj) = w.nodes.iter().position(|n| is_local(&n.state, &next_hop)) else {
+        w.hop(
+            (ni, Step::Wire, Some(&dev)),
+            pkt,
+            format!("on the wire towards {next_hop}"),
+            "no given node owns that address".into(),
+            vec![],
+        );
+        return Go::End(End::Wire {
+            node: node.name.clone(),
+            dev,
+            next_hop: next_hop.to_string(),
+        });
+    };
+    let in_dev = w.nodes[nj]
+        .state
+        .links
+        .iter()
+        .find(|l| {
+            l.addresses
+                .iter()
+                .any(|a| a.address.parse::<IpAddr>().is_ok_and(|x| x == next_hop))
+        })
+        .map(|l| l.name.clone());
+    let next = w.nodes[nj].name.clone();
+    w.hop(
+        (ni, Step::Wire, Some(&dev)),
+        pkt,
+        format!("on the wire to {next} ({next_hop})"),
+        format!("{next_hop} is an address of {next}"),
+        vec![],
+    );
+    w.decided([Decision::Address {
+        node: next.clone(),
+        address: next_hop.to_string(),
+    }]);
+    at.node = nj;
+    at.iif = in_dev;
+    let what = format!("enters {next} on {}", at.iif.as_deref().unwrap_or("?"));
+    w.hop(
+        (nj, Step::Ingress, at.iif.as_deref()),
+        &at.pkt,
+        what,
+        String::new(),
+        vec![],
+    );
+    Go::Again
+}
+
+/// Marks Cilium's BPF programs set, which iptables cannot show: only used where no iptables
+/// rule decided the mark, and always said to be an assumption.
+fn cilium_mark(w: &mut Walk, ni: usize, dev: &str, pkt: &mut Packet) {
+    let st = &w.nodes[ni].state;
+    let (mark, why) = if dev.starts_with("lxc") && pkt.esp.is_none() {
+        // bpf_lxc: pod → remote pod traffic gets the out policy's encrypt mark.
+        let k = XfrmKey {
+            mark: 0,
+            ..pkt.xfrm_key()
+        };
+        let pol = st
+            .xfrm_policies
+            .iter()
+            .filter(|p| p.dir == PolicyDir::Out)
+            .find(|p| {
+                p.mark.is_some_and(|m| m.value & 0xf00 == 0xe00)
+                    && super::xfrm::selector_matches(&p.selector, &k, None)
+            });
+        match pol.and_then(|p| p.mark) {
+            Some(m) => (
+                m.value,
+                "assumed: Cilium's bpf_lxc marks pod → remote pod traffic with the out policy's mark (pass --mark to override)",
+            ),
+            None => return,
+        }
+    } else if let (Some((spi, _)), false) = (&pkt.esp, dev.starts_with("cilium_")) {
+        // bpf_host on the node's interface: ESP for this node gets the decrypt mark.
+        let sa = st.xfrm_states.iter().find(|s| {
+            s.spi == *spi
+                && s.dst == pkt.dst.to_string()
+                && s.mark.is_some_and(|m| m.value & 0xf00 == 0xd00)
+        });
+        match sa.and_then(|s| s.mark) {
+            Some(m) => (
+                m.value,
+                "assumed: Cilium's bpf_host marks ESP for this node for decryption (the inbound SA's mark)",
+            ),
+            None => return,
+        }
+    } else if dev == "cilium_net" && pkt.esp.is_some() && pkt.mark & 0xf00 == 0xe00 {
+        (
+            pkt.mark & !0xff00,
+            "assumed: Cilium hands the encrypted packet on from cilium_net without its encrypt mark",
+        )
+    } else {
+        return;
+    };
+    pkt.mark = mark;
+    let meaning = cilium::mark_value_meaning(mark)
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    w.hop(
+        (ni, Step::Mark, Some(dev)),
+        pkt,
+        format!("mark {mark:#x}{meaning}"),
+        why.into(),
+        vec![],
+    );
+    w.decided([Decision::Assumption { text: why.into() }]);
+}
+
+/// Is `ip` in this node's own pod CIDR (Cilium routes it `via <router ip> dev cilium_host`)?
+fn own_pod_cidr(st: &NodeState, ip: &IpAddr) -> bool {
+    st.routes.iter().any(|r| {
+        r.table.id == 254
+            && r.dev.as_ref().and_then(|d| d.name.as_deref()) == Some("cilium_host")
+            && r.dst.is_some_and(|d| d.len < d.max_len() && d.contains(ip))
+            && r.gateway
+                .as_ref()
+                .and_then(|g| g.parse::<IpAddr>().ok())
+                .is_some_and(|g| is_local(st, &g))
+    })
+}
