@@ -7,6 +7,7 @@ pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod explain;
+pub mod keys;
 pub mod kube;
 pub mod model;
 pub mod record;

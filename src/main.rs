@@ -193,6 +193,9 @@ fn snapshot(
 }
 
 fn capture(cli: &Cli, a: &hopscope::cli::CaptureArgs) -> anyhow::Result<()> {
+    if let Some(path) = &a.read {
+        return hopscope::keys::offline::run_cli(a, path);
+    }
     use hopscope::capture::{Options, run};
     let args = run::RunArgs {
         opts: Options {

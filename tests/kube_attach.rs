@@ -399,14 +399,9 @@ fn exec_forbidden_names_the_permission() {
 }
 
 fn cmd(fake: Option<&FakeApi>, args: &[&str]) -> Command {
-    cmd_of(Path::new(env!("CARGO_BIN_EXE_hopscope")), fake, args)
-}
-
-/// `exe` (a hopscope) with `args`, the fake's kubeconfig and nothing of ours in its way.
-fn cmd_of(exe: &Path, fake: Option<&FakeApi>, args: &[&str]) -> Command {
     let home = std::env::temp_dir().join(format!("hopscope-attach-home-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
-    let mut c = Command::new(exe);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hopscope"));
     c.args(args)
         .env_remove("KUBECONFIG")
         .env_remove("KUBERNETES_SERVICE_HOST")
@@ -906,4 +901,47 @@ fn upload_then_run_under_a_terminal_sends_its_size() {
         "{got:?}"
     );
     assert_eq!(created_and_deleted(&fake), (1, 1));
+}
+
+/// What the pod's `HOPSCOPE_NETNS_DIR` does: `--netns NAME` is looked up there — here through
+/// another process's root (`/proc/PID/root`, this test's) as the pod goes through the node's
+/// PID 1 to reach /run/netns without a host path. (PID 1's root here need not be ours.)
+#[test]
+fn netns_names_are_read_from_the_dir_the_pod_names() {
+    let fake = FakeApi::start();
+    let dir = fake.dir().join("netns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let through_root = format!("/proc/{}/root{}", std::process::id(), dir.display());
+    let snapshot = |name: &str| {
+        cmd(None, &["snapshot", "--no-kube", "--netns", name])
+            .env("HOPSCOPE_NETNS_DIR", &through_root)
+            .output()
+            .unwrap()
+    };
+    let out = snapshot("cni-1234");
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("no named netns exist in {through_root}")),
+        "{err}"
+    );
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped the named case: needs root (setns)");
+        return;
+    }
+    // A name for our own netns, as `ip netns` would leave one.
+    std::os::unix::fs::symlink("/proc/self/ns/net", dir.join("cni-own")).unwrap();
+    let out = snapshot("cni-own");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("== links ("),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = snapshot("cni-other");
+    assert!(
+        text(&out.stderr).contains("known: cni-own"),
+        "{}",
+        text(&out.stderr)
+    );
 }
