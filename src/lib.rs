@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod doctor;
 pub mod explain;
 pub mod keys;
 pub mod kube;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Trace(args)) => trace(&cli, args),
         Some(Command::Capture(args)) => capture(&cli, args),
+        Some(Command::Doctor(args)) => return doctor(&cli, args),
         Some(Command::Generate(args)) => args
             .what
             .run(&mut std::io::stdout().lock())
@@ -156,6 +157,25 @@ fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<()
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(Into::into),
+    }
+}
+
+/// `hopscope doctor`: the report, and its exit status (0 fine, 1 warn, 2 fail).
+fn doctor(cli: &Cli, args: &hopscope::doctor::cmd::DoctorArgs) -> ExitCode {
+    let names = (!args.no_kube).then(|| start_names(cli));
+    let run = hopscope::doctor::cmd::run(args, &cli.target.targets());
+    let names = names.map(finish_names).unwrap_or_default();
+    let printed = run.and_then(|r| {
+        hopscope::model::names::with_names(names, || hopscope::doctor::cmd::print(&r, args.json))
+            .map(|()| r.exit_code)
+    });
+    match printed {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("hopscope: {e:#}");
+            // Not 1 or 2: those are the doctor's verdicts.
+            ExitCode::from(3)
+        }
     }
 }
 
