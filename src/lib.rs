@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod doctor;
 pub mod explain;
 pub mod input;
 pub mod keys;
@@ -14,6 +15,7 @@ pub mod manual;
 pub mod model;
 pub mod output;
 pub mod record;
+pub mod sandbox;
 pub mod source;
 pub mod trace;
 pub mod tui;

@@ -6,6 +6,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything reads a key: no core dump, no ptrace by others (docs/security.md).
+    hopscope::sandbox::non_dumpable();
     // `trace pod/NS/NAME svc/NS/NAME`: objects stand in as placeholder addresses until parsed.
     let (argv, endpoints) = hopscope::kube::resolve::take_endpoints(plugin_argv());
     let mut cli = Cli::parse_from(argv);
@@ -41,6 +43,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 output::ok_if_closed(std::io::stdout().lock().write_all(&text)).map_err(Into::into),
             )
         }
+        Some(Command::Doctor(args)) => Ok(doctor(cli, args)),
         Some(Command::Record(a)) => exit_on_signal(hopscope::record::cmd::record(
             a,
             cli.target.targets(),
@@ -193,6 +196,25 @@ fn trace_status(t: &hopscope::trace::path::Trace) -> u8 {
     }
 }
 
+/// `hopscope doctor`: the report, and its exit status (0 fine, 1 warn, 2 fail).
+fn doctor(cli: &Cli, args: &hopscope::doctor::cmd::DoctorArgs) -> u8 {
+    let names = (!args.no_kube).then(|| start_names(cli));
+    let run = hopscope::doctor::cmd::run(args, &cli.target.targets());
+    let names = names.map(finish_names).unwrap_or_default();
+    let printed = run.and_then(|r| {
+        hopscope::model::names::with_names(names, || hopscope::doctor::cmd::print(&r, args.json))
+            .map(|()| r.exit_code)
+    });
+    match printed {
+        Ok(code) => code,
+        Err(e) => {
+            output::print_error(&e);
+            // Not 1 or 2: those are the doctor's verdicts.
+            3
+        }
+    }
+}
+
 fn snapshot(
     cli: &Cli,
     json: bool,
@@ -261,6 +283,7 @@ fn capture(cli: &Cli, a: &hopscope::cli::CaptureArgs) -> anyhow::Result<()> {
         stats_every: a.stats,
         // As tcpdump: -w writes the packets instead of printing them, unless --print.
         quiet: a.quiet || (a.write.is_some() && !a.print),
+        sandbox: !cli.no_sandbox,
     };
     // Kubernetes names for the packet lines (silent without credentials, bounded wait).
     let names = finish_names(start_names(cli));
