@@ -18,6 +18,10 @@ pcapdir=$build/libpcap
 prefix=$pcapdir/prefix
 out=$root/target/static
 log() { echo "build-static: $*" >&2; }
+# shellcheck source=packaging/prereqs.sh
+. "$root/packaging/prereqs.sh"
+need gcc:cc make:make flex:flex bison:bison pkg-config:pkg-config dpkg-dev:dpkg-source \
+  binutils:ar libpcap-dev:pcap-config
 
 # One run at a time (tests and the other packaging scripts may start it concurrently).
 mkdir -p "$build"
