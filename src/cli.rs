@@ -58,6 +58,7 @@ pub enum Command {
     /// Say what is broken on an IPsec node, which object is wrong and how to fix it: the
     /// kernel's XFRM lookups re-run over each node's state, rising counters explained; exit
     /// 0 fine, 1 warnings, 2 failures (docs/doctor.md). --netns once per node.
+    #[command(after_help = crate::manual::after_help("doctor"))]
     Doctor(crate::doctor::cmd::DoctorArgs),
     /// Record the nodes (--netns, repeatable) into a file: states, every change, counters,
     /// frames (-i), names; keys only with --show-keys (docs/record.md).

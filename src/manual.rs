@@ -95,6 +95,19 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "doctor",
+        &[
+            (
+                "sudo hopscope doctor",
+                "is IPsec on this node healthy? each finding with its evidence",
+            ),
+            (
+                "sudo hopscope doctor --json",
+                "the same for a script; exit 0 ok, 1 warn, 2 fail, 3 error",
+            ),
+        ],
+    ),
+    (
         "record",
         &[(
             "sudo hopscope record -o incident.hsrec --netns worker --netns worker2 -i eth0",
