@@ -84,7 +84,7 @@ fn prerouting(w: &mut Walk, at: &mut At) -> Go {
     let ct = node.netfilter.conntrack.iter().find(|c| {
         c.src == pkt.src
             && c.dst == pkt.dst
-            && crate::source::names::ip_proto(pkt.proto) == c.proto
+            && crate::model::kernel_names::ip_proto(pkt.proto) == c.proto
             && (pkt.dport.is_none() || c.dport == pkt.dport)
     });
     let ct_line = ct.map(|c| format!("conntrack: {}", c.line));
