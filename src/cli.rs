@@ -43,6 +43,14 @@ pub enum Command {
     /// into it, the terminal attached, the pod deleted afterwards (docs/kube.md). As a kubectl
     /// plugin: `kubectl hopscope node/NAME`.
     Attach(crate::kube::attach::AttachArgs),
+    /// Record the nodes (--netns, repeatable) into a file: states, every change, counters,
+    /// frames (-i), names; keys only with --show-keys (docs/record.md).
+    Record(crate::record::cmd::RecordArgs),
+    /// Play a recording in the TUI: 1×, N×, pause, step, seek (docs/record.md).
+    Replay(crate::record::cmd::ReplayArgs),
+    /// The TUI on a recording of a real IPsec lab cluster, shipped inside hopscope: no root,
+    /// no cluster needed.
+    Demo(crate::record::cmd::DemoArgs),
     /// Shell completions and man pages, made from this command line (for packagers).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -125,6 +133,10 @@ pub struct SnapshotArgs {
     /// Print XFRM key material instead of "redacted". Keys are secrets: mind where output goes.
     #[arg(long)]
     pub show_keys: bool,
+    /// Print a node of a recording (its state at the end) instead of reading the live node;
+    /// --netns NAME picks the recorded node.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

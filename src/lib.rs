@@ -10,6 +10,7 @@ pub mod decode;
 pub mod explain;
 pub mod kube;
 pub mod model;
+pub mod record;
 pub mod source;
 pub mod trace;
 pub mod tui;

@@ -13,13 +13,22 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match &cli.command {
-        Some(Command::Snapshot(args)) => cmd::snapshot::run(&cli, args.json, args.show_keys),
+        Some(Command::Snapshot(args)) => {
+            cmd::snapshot::run(&cli, args.json, args.show_keys, args.from.as_deref())
+        }
         Some(Command::Trace(args)) => cmd::trace::command(&cli, args),
         Some(Command::Capture(args)) => cmd::capture::command(&cli, args),
         Some(Command::Generate(args)) => args
             .what
             .run(&mut std::io::stdout().lock())
             .map_err(Into::into),
+        Some(Command::Record(a)) => exit_on_signal(hopscope::record::cmd::record(
+            a,
+            cli.target.targets(),
+            &cli.kube,
+        )),
+        Some(Command::Replay(a)) => exit_on_signal(hopscope::record::cmd::replay(a, &cli.tui)),
+        Some(Command::Demo(a)) => exit_on_signal(hopscope::record::cmd::demo(a, &cli.tui)),
         Some(Command::Attach(args)) => match hopscope::kube::attach::run(&cli.kube, args) {
             Ok(0) => Ok(()),
             Ok(code) => return ExitCode::from(code.clamp(1, 255) as u8),
@@ -34,7 +43,7 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        None => cmd::snapshot::run(&cli, false, false),
+        None => cmd::snapshot::run(&cli, false, false, None),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,6 +51,15 @@ fn main() -> ExitCode {
             eprintln!("hopscope: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command that ends on a signal exits as the shell expects: 128 + the signal.
+fn exit_on_signal(r: anyhow::Result<i32>) -> anyhow::Result<()> {
+    match r {
+        Ok(0) => Ok(()),
+        Ok(sig) => std::process::exit(128 + sig),
+        Err(e) => Err(e),
     }
 }
 

@@ -89,12 +89,13 @@ fn pod_manifest() {
 fn static_program() -> Option<&'static Path> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("hopscope-attach-prog-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("attach-prog");
         std::fs::create_dir_all(&dir).unwrap();
         let src = dir.join("prog.c");
         std::fs::write(
             &src,
-            "#include <stdio.h>\nint main(int c, char **v) { for (int i = 0; i < c; i++) printf(\"[%s]\", v[i]); printf(\"\\n\"); return 7; }\n",
+            // Given `tui`, it stays a moment, as a session does, so its terminal size arrives.
+            "#include <stdio.h>\n#include <string.h>\n#include <unistd.h>\nint main(int c, char **v) { for (int i = 0; i < c; i++) printf(\"[%s]\", v[i]); printf(\"\\n\"); fflush(stdout); if (c > 1 && !strcmp(v[1], \"tui\")) usleep(500000); return 7; }\n",
         )
         .unwrap();
         let bin = dir.join("prog");
@@ -291,7 +292,10 @@ fn a_base_image_without_the_tools_says_which_and_what_to_do() {
     );
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("sha256sum: not found"), "{err}");
+    assert!(
+        err.contains("hopscope: not in this image: sha256sum"),
+        "{err}"
+    );
     assert!(
         err.contains("the base image docker.io/library/busybox:1.37 needs sh, head and sha256sum"),
         "{err}"
@@ -852,5 +856,92 @@ fn attach_under_a_terminal_sends_its_size() {
     assert!(
         sizes.contains(&r#"{"Width":100,"Height":30}"#.to_string()),
         "{got:?}"
+    );
+}
+
+/// The uploaded hopscope runs through an exec with a TTY when ours is one: the exec asks for
+/// `tty=true` and our terminal's size goes on the resize channel (4).
+#[test]
+fn upload_then_run_under_a_terminal_sends_its_size() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` (util-linux) to make a terminal");
+        return;
+    }
+    let Some((fake, prog)) = with_container(&APPLETS) else {
+        return;
+    };
+    let line = format!(
+        "stty cols 120 rows 40; {} attach node/worker2 --binary {} -- tui",
+        env!("CARGO_BIN_EXE_hopscope"),
+        prog.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("KUBECONFIG", fake.kubeconfig())
+        .env("TERM", "xterm-256color")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("HOPSCOPE_IMAGE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let all = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{all}");
+    assert!(all.contains("[/hopscope/hopscope][tui]"), "{all}");
+    assert!(all.contains("checked in the pod"), "{all}");
+    let log = fake.log();
+    let run = log
+        .iter()
+        .filter(|l| l.contains("/exec?"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{log:?}"));
+    assert!(run.contains("tty=true"), "{run}");
+    let got = fake.with(|s| s.ws_received.clone());
+    assert!(
+        got.contains(&(4, br#"{"Width":120,"Height":40}"#.to_vec())),
+        "{got:?}"
+    );
+    assert_eq!(created_and_deleted(&fake), (1, 1));
+}
+
+/// What the pod's `HOPSCOPE_NETNS_DIR` does: `--netns NAME` is looked up there — here through
+/// another process's root (`/proc/PID/root`, this test's) as the pod goes through the node's
+/// PID 1 to reach /run/netns without a host path. (PID 1's root here need not be ours.)
+#[test]
+fn netns_names_are_read_from_the_dir_the_pod_names() {
+    let fake = FakeApi::start();
+    let dir = fake.dir().join("netns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let through_root = format!("/proc/{}/root{}", std::process::id(), dir.display());
+    let snapshot = |name: &str| {
+        cmd(None, &["snapshot", "--no-kube", "--netns", name])
+            .env("HOPSCOPE_NETNS_DIR", &through_root)
+            .output()
+            .unwrap()
+    };
+    let out = snapshot("cni-1234");
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("no named netns exist in {through_root}")),
+        "{err}"
+    );
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped the named case: needs root (setns)");
+        return;
+    }
+    // A name for our own netns, as `ip netns` would leave one.
+    std::os::unix::fs::symlink("/proc/self/ns/net", dir.join("cni-own")).unwrap();
+    let out = snapshot("cni-own");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("== links ("),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = snapshot("cni-other");
+    assert!(
+        text(&out.stderr).contains("known: cni-own"),
+        "{}",
+        text(&out.stderr)
     );
 }

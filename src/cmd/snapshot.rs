@@ -6,9 +6,17 @@ use crate::cli::Cli;
 use crate::{source, view};
 use std::io::{IsTerminal, Write};
 
-pub fn run(cli: &Cli, json: bool, show_keys: bool) -> anyhow::Result<()> {
+pub fn run(
+    cli: &Cli,
+    json: bool,
+    show_keys: bool,
+    from: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let names = start_names(cli);
-    let state = source::collect(&cli.target.target())?;
+    let state = match from {
+        Some(path) => crate::record::reader::node_state(path, cli.target.netns.first())?,
+        None => source::collect(&cli.target.target())?,
+    };
     let names = finish_names(names);
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();

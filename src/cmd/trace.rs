@@ -35,6 +35,10 @@ pub struct TraceArgs {
     /// A recorded `snapshot --json` to use as a node (repeatable; combine with --netns).
     #[arg(long = "state", value_name = "FILE")]
     pub states: Vec<PathBuf>,
+    /// Trace on the nodes of a recording (`hopscope record`); with --follow, the recorded
+    /// packets and counters say which hops saw the flow.
+    #[arg(long, value_name = "FILE", conflicts_with = "states")]
+    pub from: Option<PathBuf>,
     /// Print the trace as one JSON document (schema: docs/trace.md).
     #[arg(long)]
     pub json: bool,
@@ -131,7 +135,14 @@ impl TraceArgs {
 
 pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
     let flow = args.flow()?;
-    let nodes = load_nodes(targets, &args.states)?;
+    let recording = match &args.from {
+        Some(path) => Some(crate::record::reader::Recording::open(path)?),
+        None => None,
+    };
+    let nodes = match &recording {
+        Some(rec) => crate::record::reader::trace_nodes(rec),
+        None => load_nodes(targets, &args.states)?,
+    };
     if let Some(iif) = &flow.iif
         && !nodes.iter().any(|n| n.state.link_by_name(iif).is_some())
     {
@@ -148,7 +159,9 @@ pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
         );
     }
     let mut t = trace(&nodes, &flow);
-    if let Some(secs) = args.follow {
+    if let (Some(_), Some(rec)) = (args.follow, &recording) {
+        t.follow = Some(crate::record::reader::follow_recorded(&t, rec, &nodes));
+    } else if let Some(secs) = args.follow {
         if targets.is_empty() {
             bail!(
                 "--follow captures live: give the nodes with --netns (recorded --state files cannot be followed)"
@@ -232,12 +245,14 @@ fn follow(
 pub fn command(cli: &crate::cli::Cli, args: &TraceArgs) -> anyhow::Result<()> {
     let names = super::start_names(cli);
     // Recorded states alone are enough; the own netns is read only when nothing else is given.
-    let targets =
-        if cli.target.netns.is_empty() && cli.target.pid.is_none() && !args.states.is_empty() {
-            vec![]
-        } else {
-            cli.target.targets()
-        };
+    let targets = if cli.target.netns.is_empty()
+        && cli.target.pid.is_none()
+        && (!args.states.is_empty() || args.from.is_some())
+    {
+        vec![]
+    } else {
+        cli.target.targets()
+    };
     let t = run(args, &targets)?;
     let names = super::finish_names(names);
     let out = if args.json {

@@ -3,7 +3,7 @@
 //! packet it just decrypted, and whether it leaks (plaintext where XFRM says ESP). Pure: a
 //! NodeState and frames in, records and counters out; the live capture and tests share it.
 
-use crate::decode::esp::{Outcome, SaTable};
+use crate::decode::esp::{Opened, Outcome, SaTable};
 use crate::decode::packet::{self, Decoded, Direction, LinkType, Mac, Transport};
 use crate::model::{
     NodeState, PolicyAction, PolicyDir, Prefix, Selector, SelectorDev, SelectorKey, TemplateLevel,
@@ -188,6 +188,10 @@ pub struct Analyzer {
     pending: BTreeMap<String, VecDeque<PendingEsp>>,
     pub counts: BTreeMap<String, IfaceCounts>,
     rates: BTreeMap<String, RateWindow>,
+    /// The decryption of the packet analysed last (a recording keeps its headers).
+    opened: Option<Opened>,
+    /// A decryption a recording handed in for the next packet (`analyze_opened`).
+    given: Option<Opened>,
 }
 
 fn is_esp_tmpl(p: &XfrmPolicy) -> bool {
@@ -239,6 +243,8 @@ impl Analyzer {
             pending: BTreeMap::new(),
             counts: BTreeMap::new(),
             rates: BTreeMap::new(),
+            opened: None,
+            given: None,
         };
         for (i, p) in a.policies.iter().enumerate() {
             if !is_esp_tmpl(p) {
@@ -320,6 +326,30 @@ impl Analyzer {
             .collect()
     }
 
+    /// What the last packet's decryption opened (None when it was not decrypted).
+    pub fn take_opened(&mut self) -> Option<Opened> {
+        self.opened.take()
+    }
+
+    /// Analyse a packet whose ESP was decrypted elsewhere (a recording made without keys
+    /// keeps the opened inner headers): `opened` stands for what the keys would have given.
+    pub fn analyze_opened(
+        &mut self,
+        iface: &str,
+        link: LinkType,
+        ts: Ts,
+        len: u32,
+        frame: &[u8],
+        opened: Option<Opened>,
+    ) -> PacketRecord {
+        let decrypt = self.decrypt;
+        self.decrypt |= opened.is_some();
+        self.given = opened;
+        let rec = self.analyze(iface, link, ts, len, frame);
+        self.decrypt = decrypt;
+        rec
+    }
+
     pub fn analyze(
         &mut self,
         iface: &str,
@@ -328,6 +358,8 @@ impl Analyzer {
         len: u32,
         frame: &[u8],
     ) -> PacketRecord {
+        let given = self.given.take();
+        self.opened = None;
         let decoded = packet::decode(link, frame);
         // `-i any` (SLL2) names the real interface.
         let iface = decoded
@@ -385,7 +417,14 @@ impl Analyzer {
                         ),
                     }
                 } else {
-                    match self.sas.open(esp.spi, ip.src, ip.dst, bytes) {
+                    let outcome = match given {
+                        Some(opened) => match self.sas.lookup(esp.spi, ip.src, ip.dst) {
+                            Some(sa) => Outcome::Opened { sa, opened },
+                            None => Outcome::NoSa,
+                        },
+                        None => self.sas.open(esp.spi, ip.src, ip.dst, bytes),
+                    };
+                    match outcome {
                         Outcome::Opened { sa, opened } => {
                             rec.sa = Some(self.sa_label(sa));
                             let inner = match opened.next_header {
@@ -395,8 +434,10 @@ impl Analyzer {
                             if matches!(opened.next_header, 4 | 41) {
                                 inner_bytes = Some(opened.payload.clone());
                             }
+                            let next_header = opened.next_header;
+                            self.opened = Some(opened);
                             Decrypt::Ok {
-                                next_header: opened.next_header,
+                                next_header,
                                 inner: Box::new(inner),
                             }
                         }

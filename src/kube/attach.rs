@@ -51,7 +51,7 @@ const SCRATCH_LIMIT: &str = "256Mi";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "hopscope");
 const CONTAINER: &str = "hopscope";
 /// Each API call of the lifecycle may take this long.
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Deleting on the way out may take this long before we give up and say how to do it.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(500);

@@ -140,12 +140,22 @@ pub fn check_arch(p: &Payload, node: &str, node_arch: Option<&str>) -> Result<()
     }
 }
 
-/// What runs in the pod: exactly `$1` bytes from stdin into the emptyDir, their sha256 printed
-/// and compared with `$2`, and only on a match made executable under its final name. `head -c`
-/// and not `cat`: the end of the data needs no end of stdin, which the v4 protocol cannot send
-/// without closing the whole stream (and with it the answer).
+/// What runs in the pod: the tools checked, `ready` said, then exactly `$1` bytes from stdin
+/// into the emptyDir `$3`, their sha256 printed and compared with `$2`, and only on a match
+/// made executable under its final name. Nothing is sent before `ready`, so a missing tool is
+/// the whole answer rather than a stream cut while sending. `head -c` and not `cat`: the end
+/// of the data needs no end of stdin, which the v4 protocol cannot send without closing the
+/// whole stream (and with it the answer).
 const SCRIPT: &str = r#"set -e
+for t in head sha256sum chmod mv rm; do
+  found=$(command -v "$t") || missing="$missing $t"
+done
+if [ -n "$missing" ]; then
+  echo "hopscope: not in this image:$missing" >&2
+  exit 127
+fi
 cd "$3"
+echo ready
 head -c "$1" > .hopscope.part
 got=$(sha256sum .hopscope.part)
 got=${got%% *}
@@ -266,7 +276,23 @@ pub async fn upload(
             ))
         })?;
     let mut stdin = proc.stdin().ok_or_else(|| anyhow!("{doing}: no stdin"))?;
-    let out = tokio::spawn(collect(proc.stdout()));
+    let mut stdout = proc.stdout().ok_or_else(|| anyhow!("{doing}: no stdout"))?;
+    // `ready`, or the end of stdout: the command failed before reading anything.
+    let mut said_first = Vec::new();
+    let ready = tokio::time::timeout(super::attach::CALL_TIMEOUT, async {
+        let mut b = [0u8; 512];
+        loop {
+            match stdout.read(&mut b).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => said_first.extend_from_slice(&b[..n]),
+            }
+            if said_first.windows(6).any(|w| w == b"ready\n") {
+                return true;
+            }
+        }
+    })
+    .await;
+    let out = tokio::spawn(collect(Some(stdout)));
     let err = tokio::spawn(collect(proc.stderr()));
     let status = proc.take_status();
     let mut status = std::pin::pin!(async move {
@@ -278,6 +304,16 @@ pub async fn upload(
     let mut progress = Progress::new(p.bytes.len(), &format!("pod {ns}/{pod}"));
     let mut sent = 0;
     let sending = async {
+        match ready {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(_) => {
+                return Some(format!(
+                    "the pod did not start reading within {}s",
+                    super::attach::CALL_TIMEOUT.as_secs()
+                ));
+            }
+        }
         for chunk in p.bytes.chunks(CHUNK) {
             match tokio::time::timeout(STALL, stdin.write_all(chunk)).await {
                 Ok(Ok(())) => {}
@@ -297,7 +333,7 @@ pub async fn upload(
     };
     // The command in the pod may end before it has read everything (a missing tool): its
     // answer then ends the sending, which would otherwise wait for room forever.
-    let (broke, ended) = tokio::select! {
+    let (mut broke, ended) = tokio::select! {
         broke = sending => (broke, None),
         s = &mut status => (None, Some(s)),
     };
@@ -306,6 +342,10 @@ pub async fn upload(
     }
     // stdin stays open until the answer: closing it over v4 closes the whole stream.
     let status = match ended {
+        Some(None) => {
+            broke = Some(format!("the stream ended after {}", mb(sent)));
+            None
+        }
         Some(s) => s,
         None if broke.is_some() => None,
         None => tokio::time::timeout(VERIFY_TIMEOUT, &mut status)
@@ -317,11 +357,12 @@ pub async fn upload(
         proc.abort();
     }
     let wait = Duration::from_secs(2);
-    let stdout = tokio::time::timeout(wait, out)
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .unwrap_or_default();
+    let stdout = String::from_utf8_lossy(&said_first).into_owned()
+        + &tokio::time::timeout(wait, out)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
     let stderr = tokio::time::timeout(wait, err)
         .await
         .ok()

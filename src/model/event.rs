@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// How an SA is named by the kernel (xfrm_usersa_id: daddr, spi, proto) plus its mark,
 /// which lets two SAs with the same triple coexist.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SaKey {
     pub dst: String,
     pub spi: u32,
@@ -50,7 +50,9 @@ pub struct Sample {
     pub xfrm_stat: Option<XfrmStats>,
 }
 
-#[derive(Debug, Clone)]
+/// Serde: a recording stores changes as they came (`crate::record`); samples and full dumps
+/// are recorded as records of their own (they carry a clock and a whole state).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// RTM_NEWLINK: a new link, or a change of one (addresses are kept).
     LinkNew(Link),
@@ -90,6 +92,7 @@ pub enum Event {
         selector: Option<Selector>,
         mark: Option<Mark>,
     },
+    #[serde(skip)]
     Sample(Sample),
     /// The source lost events (socket overrun); a `Resync` follows.
     ResyncNeeded {

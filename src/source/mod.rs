@@ -126,7 +126,7 @@ fn collect_xfrm(ctx: &Context) -> Result<XfrmPart> {
     Ok(part)
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()

@@ -894,7 +894,7 @@ impl App {
                 Some(name) => return Effect::Netns(name.to_string()),
                 None => {
                     let known = if self.netns_names.is_empty() {
-                        "none in /run/netns".to_string()
+                        format!("none in {}", crate::source::netns::run_dir())
                     } else {
                         self.netns_names.join(", ")
                     };

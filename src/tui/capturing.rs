@@ -153,15 +153,7 @@ impl Capturing {
         let mut n = 0;
         while let Some(f) = self.session.try_next() {
             let h = &self.session.handles[f.handle];
-            let rec = self.an.analyze(&h.name, h.link, f.ts, f.len, &f.data);
-            if let Some(t) = app.traced.as_mut() {
-                t.observe(&rec);
-            }
-            if app.paused {
-                app.packets.missed_paused += 1;
-            } else {
-                app.packets.push(rec);
-            }
+            deliver(app, self.an.analyze(&h.name, h.link, f.ts, f.len, &f.data));
             n += 1;
             if n % 256 == 0 && start.elapsed() >= budget {
                 break;
@@ -199,5 +191,18 @@ impl Capturing {
             t.update(&live.state);
             app.trace_gen += 1;
         }
+    }
+}
+
+/// One analysed packet into the app: the followed trace sees it, the packet log keeps it
+/// (counted as missed while paused). Live captures and replays deliver the same way.
+pub fn deliver(app: &mut App, rec: crate::capture::analyze::PacketRecord) {
+    if let Some(t) = app.traced.as_mut() {
+        t.observe(&rec);
+    }
+    if app.paused {
+        app.packets.missed_paused += 1;
+    } else {
+        app.packets.push(rec);
     }
 }

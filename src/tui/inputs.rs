@@ -59,6 +59,13 @@ pub trait Inputs {
     fn take_key(&mut self, _key: &cev::KeyEvent) -> Option<String> {
         None
     }
+    /// The inputs' own defaults for the view (a replay shows ESP decrypted from the start).
+    fn prepare(&self, _app: &mut App) {}
+    /// True once after the inputs started over (a replay seeking back): the loop forgets
+    /// what it showed, as for another netns.
+    fn restarted(&mut self) -> bool {
+        false
+    }
 }
 
 /// The live node: netlink monitor and sampler, libpcap captures, the names watch, the real

@@ -96,6 +96,7 @@ pub fn new_app(opts: &Options, inputs: &dyn Inputs) -> App {
     app.show_keys = opts.show_keys;
     app.pane = opts.pane;
     app.netns_names = inputs.netns_names();
+    inputs.prepare(&mut app);
     app
 }
 
@@ -191,6 +192,15 @@ impl Screen {
 
     /// Fold the node's new events into the live state.
     fn take_events(&mut self, inputs: &mut dyn Inputs) {
+        if inputs.restarted() {
+            // Started over on the same node: the packet settings and the followed flow stay.
+            let (decrypt, bpf) = (self.app.packets.decrypt, self.app.packets.bpf.take());
+            let traced = self.app.traced.take();
+            self.forget_shown(inputs);
+            self.app.packets.decrypt = decrypt;
+            self.app.packets.bpf = bpf;
+            self.app.traced = traced;
+        }
         let events = inputs.events(EVENTS_PER_FRAME);
         if !events.is_empty() {
             let now = inputs.instant();
@@ -202,6 +212,7 @@ impl Screen {
         }
         self.app.dropped = inputs.dropped();
         self.app.now = inputs.now();
+        self.app.target_label = inputs.label();
     }
 
     /// Analyse captured packets within the budget; redraw the stream at most every frame.
@@ -324,6 +335,13 @@ impl Screen {
 
     /// Another netns is shown: what was seen of the old one goes.
     fn follow_new_netns(&mut self, inputs: &dyn Inputs) {
+        self.forget_shown(inputs);
+        let app = &mut self.app;
+        app.message = Some((format!("following {}", app.target_label), false));
+    }
+
+    /// Start from nothing: the inputs now show another node, or started over.
+    fn forget_shown(&mut self, inputs: &dyn Inputs) {
         let app = &mut self.app;
         app.packets = packets::PacketLog::default();
         app.traced = None;
@@ -334,7 +352,6 @@ impl Screen {
         app.since = inputs.since();
         app.table = None;
         app.invalidate();
-        app.message = Some((format!("following {}", app.target_label), false));
     }
 }
 

@@ -849,7 +849,16 @@ fn exec(
         );
         let v = json!({"metadata": {}, "status": "Failure", "message": msg});
         send(&w, 3, v.to_string().as_bytes())?;
-        return ws_frame(&mut w.lock().unwrap(), 0x8, &[0x03, 0xe8]);
+        ws_frame(&mut w.lock().unwrap(), 0x8, &[0x03, 0xe8])?;
+        // The closing handshake: what the client still sends is read until its close.
+        let mut r = BufReader::new(c);
+        r.get_ref().set_read_timeout(Some(Duration::from_secs(5)))?;
+        while let Ok((opcode, _)) = read_frame(&mut r) {
+            if opcode == 0x8 {
+                break;
+            }
+        }
+        return Ok(());
     }
     let chroot = ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"]
         .into_iter()
