@@ -189,6 +189,22 @@ pub struct CaptureArgs {
     /// dropped by hopscope.
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub queue: usize,
+    /// Read a pcap/pcapng file instead of capturing (decrypted with the keys given by --keys,
+    /// -E or --esp-sa; docs/record.md).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Option<std::path::PathBuf>,
+    /// Keys for -r: a `hopscope snapshot --json --show-keys` of the node.
+    #[arg(long, value_name = "STATE.json", requires = "read")]
+    pub keys: Option<std::path::PathBuf>,
+    /// Keys for -r as tcpdump's -E takes them: `spi@ipaddr algo:secret,…` or `file NAME`.
+    #[arg(short = 'E', value_name = "SPEC", requires = "read")]
+    pub esp_secrets: Vec<String>,
+    /// Keys for -r from Wireshark's esp_sa file.
+    #[arg(long = "esp-sa", value_name = "FILE", requires = "read")]
+    pub esp_sa: Option<std::path::PathBuf>,
+    /// Write the keys given as Wireshark esp_sa lines to FILE.
+    #[arg(long = "wireshark-keys", value_name = "FILE", requires = "read")]
+    pub wireshark_keys: Option<std::path::PathBuf>,
 }
 
 /// Options of the live view (`hopscope` with no subcommand). Defaults come from the

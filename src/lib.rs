@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod decode;
 pub mod explain;
+pub mod keys;
 pub mod kube;
 pub mod model;
 pub mod record;

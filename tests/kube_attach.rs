@@ -945,3 +945,23 @@ fn netns_names_are_read_from_the_dir_the_pod_names() {
         text(&out.stderr)
     );
 }
+
+/// To try the upload by hand: `HOPSCOPE_FAKE_SECONDS=300 cargo test --test kube_attach --
+/// --ignored serve_the_fake_api_with_a_busybox_pod --nocapture` prints a kubeconfig and a
+/// static program; `KUBECONFIG=… hopscope attach node/worker2 --binary …` then uploads into
+/// the busybox chroot and runs it there.
+#[test]
+#[ignore]
+fn serve_the_fake_api_with_a_busybox_pod() {
+    let Some((fake, prog)) = with_container(&APPLETS) else {
+        return;
+    };
+    let secs: u64 = std::env::var("HOPSCOPE_FAKE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    println!("KUBECONFIG={}", fake.kubeconfig().display());
+    println!("--binary {}", prog.display());
+    std::thread::sleep(Duration::from_secs(secs));
+    println!("requests:\n{}", fake.log().join("\n"));
+}

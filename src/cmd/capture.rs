@@ -245,6 +245,9 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
 
 /// `hopscope capture`: the command line's options as a capture run, with Kubernetes names.
 pub fn command(cli: &crate::cli::Cli, a: &crate::cli::CaptureArgs) -> anyhow::Result<()> {
+    if let Some(path) = &a.read {
+        return crate::keys::offline::run_cli(a, path);
+    }
     let args = RunArgs {
         opts: Options {
             ifaces: a.interfaces.clone(),
