@@ -29,8 +29,8 @@ fn lab_mangle(node: &str) -> Netfilter {
     }
     Netfilter {
         backends: vec!["iptables-legacy-save".into()],
-        rules: parse_save(&text),
-        conntrack: vec![],
+        rules: parse_save("iptables-legacy-save", &text).0,
+        ..Default::default()
     }
 }
 
@@ -113,7 +113,7 @@ fn seed_flow_follows_the_seeds_hops() {
     // What decided each hop is named the way the seed reasons about it.
     let h = &t.hops;
     assert!(
-        h[1].what.contains("0x3e00") && h[1].decided_by.contains("iptables mangle"),
+        h[1].what.contains("0x3e00") && h[1].decided_by.contains("mangle CILIUM_PRE_mangle"),
         "{text}"
     );
     assert!(
@@ -316,7 +316,8 @@ fn cluster_ip_flow() -> Flow {
 fn cluster_ip_is_a_dnat_hop_then_the_pod_path() {
     let mut nodes = cluster(true);
     let mut nf = lab_mangle("worker");
-    nf.rules.extend(parse_save(KUBE_NAT));
+    nf.rules
+        .extend(parse_save("iptables-legacy-save", KUBE_NAT).0);
     nf.conntrack = vec![hopscope::source::conntrack::parse_line(
         "ipv4 2 tcp 6 117 SYN_SENT src=10.0.1.52 dst=10.96.169.246 sport=48858 dport=80 src=10.0.0.249 dst=10.0.1.52 sport=80 dport=48858 mark=0 use=1",
     )
@@ -325,7 +326,10 @@ fn cluster_ip_is_a_dnat_hop_then_the_pod_path() {
     let t = trace(&nodes, &cluster_ip_flow());
     let text = hopscope::view::trace::render(&t);
     let nat = t.hops.iter().find(|h| h.step == Step::Nat).expect(&text);
-    assert_eq!(nat.what, "DNAT 10.96.169.246 → 10.0.0.249:80");
+    assert_eq!(
+        nat.what,
+        "PREROUTING nat: DNAT 10.96.169.246:80 → 10.0.0.249:80 (conntrack entry)"
+    );
     assert!(
         nat.decided_by.contains("KUBE-SEP-CNIWORKER2ZZZZZ")
             && nat
@@ -334,9 +338,10 @@ fn cluster_ip_is_a_dnat_hop_then_the_pod_path() {
         "{text}"
     );
     assert!(
-        nat.details
-            .iter()
-            .any(|d| d.starts_with("conntrack: ipv4 2 tcp")),
+        nat.decisions.iter().any(|d| matches!(
+            d,
+            hopscope::trace::decision::Decision::Conntrack(c) if c.line.starts_with("ipv4 2 tcp")
+        )),
         "{text}"
     );
     // mangle PREROUTING runs before nat PREROUTING: the encrypt-mark rule saw the ClusterIP,
@@ -364,11 +369,14 @@ fn conntrack_alone_reveals_nat_the_rules_do_not_show() {
         .iter()
         .find(|h| h.step == Step::Nat)
         .expect("nat hop");
-    assert_eq!(
-        nat.decided_by,
-        "conntrack entry (no readable iptables rule)"
+    assert!(
+        nat.decided_by.starts_with("conntrack: ipv4 2 tcp"),
+        "{nat:?}"
     );
-    assert_eq!(nat.what, "DNAT 10.96.169.246 → 10.0.0.249:80");
+    assert_eq!(
+        nat.what,
+        "PREROUTING nat: DNAT 10.96.169.246:80 → 10.0.0.249:80 (conntrack entry)"
+    );
 }
 
 // `trace --json` gives each hop its decision as data beside the prose (#15): the rule and

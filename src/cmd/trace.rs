@@ -22,8 +22,8 @@ pub struct TraceArgs {
     pub sport: Option<u16>,
     #[arg(long)]
     pub dport: Option<u16>,
-    /// The packet's mark where it enters (hex 0x3e00 or decimal); default: worked out from the
-    /// node's iptables rules, or Cilium's conventions (said as an assumption).
+    /// The packet's mark where it enters, before netfilter (hex 0x3e00 or decimal); default:
+    /// 0, and where no mangle rule marks it, Cilium's conventions (said as an assumption).
     #[arg(long, value_parser = parse_mark)]
     pub mark: Option<u32>,
     /// Interface the packet enters the first node on (e.g. the pod's lxc); default: worked out.

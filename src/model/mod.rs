@@ -20,7 +20,10 @@ mod xfrm;
 pub use addr::{Family, Mark, Prefix};
 pub use link::{Link, LinkAddress, LinkRef, LinkStats, Peer};
 pub use names::Names;
-pub use netfilter::{Conntrack, Netfilter, NfCond, NfMatch, NfRule, NfTarget};
+pub use netfilter::{
+    Conntrack, IpSet, IpvsReal, IpvsService, Netfilter, NfCond, NfMatch, NfPolicy, NfRule,
+    NfTarget, NftChain, NftRule, NftSet, NftTable, RecentList, Side,
+};
 pub use node::{NetnsInfo, NodeInfo, NodeState};
 pub use route::{NextHop, Route, TableRef};
 pub use rule::Rule;

@@ -4,10 +4,12 @@
 pub mod caps;
 pub mod conntrack;
 pub mod context;
+pub mod ipvs;
 pub mod monitor;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;
+pub mod nftables;
 pub mod procfs;
 pub mod rt_tables;
 pub mod rtnl;

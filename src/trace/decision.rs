@@ -55,13 +55,9 @@ pub enum Decision {
         output_mark: Option<Mark>,
         mode: XfrmMode,
     },
-    /// An iptables rule that changed the packet (its `-A` line, as iptables-save prints it).
-    Iptables {
-        table: String,
-        chain: String,
-        rule: String,
-        target: String,
-    },
+    /// A netfilter rule (iptables of either backend, nftables, IPVS) that decided something
+    /// or could not be evaluated: hook, table, chain, rule text, target, effect.
+    Netfilter(super::netfilter::NfDecision),
     /// The kernel's connection tracking entry of the flow.
     Conntrack(Conntrack),
     /// The counter that rises when packets stop here; `delta` is how much it moved when
@@ -136,25 +132,6 @@ impl Decision {
             mark: s.mark,
             output_mark: s.output_mark,
             mode: s.mode,
-        }
-    }
-
-    /// An iptables rule of `table` by its `-A CHAIN ... -j TARGET` line.
-    pub fn iptables(table: &str, line: &str) -> Decision {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let after = |flag: &str| {
-            words
-                .iter()
-                .position(|w| *w == flag)
-                .and_then(|i| words.get(i + 1))
-                .map(|s| s.to_string())
-                .unwrap_or_default()
-        };
-        Decision::Iptables {
-            table: table.to_string(),
-            chain: after("-A"),
-            rule: line.to_string(),
-            target: after("-j"),
         }
     }
 

@@ -4,6 +4,8 @@ pub mod decision;
 pub mod fib;
 pub mod live;
 pub mod netfilter;
+mod nf_stages;
+pub mod nftables;
 pub mod path;
 mod stages;
 pub mod xfrm;

@@ -16,6 +16,15 @@ pub struct Node {
     pub netfilter: Netfilter,
 }
 
+impl Node {
+    pub(crate) fn nf_node(&self) -> super::netfilter::Node<'_> {
+        super::netfilter::Node {
+            state: &self.state,
+            nf: &self.netfilter,
+        }
+    }
+}
+
 /// What the user asked to follow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Flow {
@@ -39,6 +48,8 @@ pub enum Step {
     Ingress,
     Mark,
     Nat,
+    /// A filter (or raw) table's decision: accepted, or a stop.
+    Filter,
     Route,
     XfrmPolicy,
     XfrmState,
@@ -333,10 +344,14 @@ pub(crate) struct At {
     pub pkt: Packet,
     /// Made by XFRM (the ESP outer packet): an output packet, it skips PREROUTING.
     pub generated_by_xfrm: bool,
-    /// `--mark` was given: the first PREROUTING keeps it instead of working it out.
+    /// `--mark` was given: the packet enters with it and no Cilium mark is assumed.
     pub mark_given: bool,
     /// The SA that just decrypted the packet: its forward policy check comes next.
     pub decrypted_by: Option<usize>,
+    /// The node's own packet went through OUTPUT (IPVS's packets count as the node's own).
+    pub output_done: bool,
+    /// The packet's connection as conntrack sees it on this node, once looked up.
+    pub ct: super::netfilter::CtView,
     /// This pass's route lookup, once made.
     pub routed: Option<Routed>,
 }
@@ -398,6 +413,7 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
             at.iif.clone(),
             at.pkt.clone(),
             at.generated_by_xfrm,
+            at.output_done,
         );
         if !seen.insert(here) {
             let reason = format!(
@@ -482,6 +498,8 @@ fn enter(w: &mut Walk, flow: &Flow) -> Result<At, End> {
         generated_by_xfrm: false,
         mark_given: flow.mark.is_some(),
         decrypted_by: None,
+        output_done: false,
+        ct: Default::default(),
         routed: None,
     })
 }

@@ -1,13 +1,13 @@
 //! The steps of a packet's pass through a node, one function per kind of hop, in the order
-//! the kernel takes them: PREROUTING (marks, DNAT), ip rules and the route lookup, local
-//! delivery or decryption, the forward policy check of a decrypted packet, XFRM output
-//! (policy, template, SA, encryption), egress, and the hand-off to the next device (veth,
-//! pod, wire). `STAGES` is the table the walk runs; a layout or a netfilter hook is a new
+//! the kernel takes them: PREROUTING (nf_stages.rs), ip rules and the route lookup, OUTPUT,
+//! INPUT and local delivery or decryption, the forward policy check of a decrypted packet,
+//! FORWARD, XFRM output (policy, template, SA, encryption), POSTROUTING, egress, and the
+//! hand-off to the next device (veth, pod, wire). `STAGES` is the table the walk runs; a layout or a netfilter hook is a new
 //! entry in it, a function of the same shape.
 
 use super::decision::Decision;
 use super::fib::{self, FibKey, FibOutcome};
-use super::netfilter::{NfPacket, traverse};
+use super::nf_stages as nf;
 use super::path::{
     At, End, Go, Packet, Routed, Step, StepFn, Walk, esp_tunnel_len, is_local, leads_elsewhere,
     link,
@@ -21,111 +21,18 @@ use crate::model::{NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmPolicy
 use std::net::IpAddr;
 
 pub(crate) const STAGES: &[StepFn] = &[
-    prerouting,
+    nf::prerouting,
     route_lookup,
+    nf::output,
+    nf::input,
     local_input,
     forward_policy_check,
+    nf::forward,
     xfrm_output,
+    nf::postrouting,
     egress,
     hand_off,
 ];
-
-/// PREROUTING for a packet that arrived on a device: marks (mangle, or Cilium's when no
-/// rule set one) and DNAT (nat rules, or the conntrack entry).
-fn prerouting(w: &mut Walk, at: &mut At) -> Go {
-    let (Some(dev), false) = (at.iif.clone(), at.generated_by_xfrm) else {
-        return Go::On;
-    };
-    let ni = at.node;
-    let node = &w.nodes[ni];
-    let nfp = NfPacket {
-        src: at.pkt.src,
-        dst: at.pkt.dst,
-        proto: at.pkt.proto,
-        sport: at.pkt.sport,
-        dport: at.pkt.dport,
-        mark: at.pkt.mark,
-        iif: Some(&dev),
-    };
-    if !at.mark_given {
-        let r = traverse(&node.netfilter, "mangle", "PREROUTING", &nfp);
-        for s in &r.steps {
-            let mut p = at.pkt.clone();
-            p.mark = r.mark;
-            w.hop(
-                (ni, Step::Mark, Some(&dev)),
-                &p,
-                s.effect.clone(),
-                format!("iptables mangle: {}", s.rule),
-                vec![],
-            );
-            w.decided([Decision::iptables("mangle", &s.rule)]);
-        }
-        at.pkt.mark = r.mark;
-        if r.dropped {
-            return Go::End(w.stop(ni, &at.pkt, "dropped by iptables mangle".into(), None));
-        }
-        if r.steps.is_empty() {
-            cilium_mark(w, ni, &dev, &mut at.pkt);
-        }
-    }
-    at.mark_given = false; // later hops (after decrypt, after a veth) get marks from the node
-    let pkt = &mut at.pkt;
-    let r = traverse(
-        &node.netfilter,
-        "nat",
-        "PREROUTING",
-        &NfPacket {
-            mark: pkt.mark,
-            ..nfp
-        },
-    );
-    // The conntrack entry of this flow, if the kernel has one (shows the NAT it chose).
-    let ct = node.netfilter.conntrack.iter().find(|c| {
-        c.src == pkt.src
-            && c.dst == pkt.dst
-            && crate::model::kernel_names::ip_proto(pkt.proto) == c.proto
-            && (pkt.dport.is_none() || c.dport == pkt.dport)
-    });
-    let ct_line = ct.map(|c| format!("conntrack: {}", c.line));
-    let nat = match (r.dnat, ct) {
-        (Some((ip, port)), _) => {
-            let mut rules: Vec<String> = r.steps.iter().map(|s| s.rule.clone()).collect();
-            let last = rules.last().cloned().unwrap_or_default();
-            let by = format!("iptables nat: {last}");
-            rules.extend(ct_line);
-            let decisions = [Decision::iptables("nat", &last)]
-                .into_iter()
-                .chain(ct.cloned().map(Decision::Conntrack))
-                .collect::<Vec<_>>();
-            Some((ip, port, by, rules, decisions))
-        }
-        // NAT we cannot read from rules (IPVS, nft-only), but the kernel's entry shows.
-        (None, Some(c)) if c.is_dnat() => Some((
-            c.reply_src,
-            c.reply_sport,
-            "conntrack entry (no readable iptables rule)".to_string(),
-            ct_line.into_iter().collect(),
-            vec![Decision::Conntrack(c.clone())],
-        )),
-        _ => None,
-    };
-    if let Some((ip, port, by, details, decisions)) = nat {
-        let before = pkt.dst;
-        pkt.dst = ip;
-        pkt.dport = port.or(pkt.dport);
-        let to = format!("{ip}{}", port.map(|p| format!(":{p}")).unwrap_or_default());
-        w.hop(
-            (ni, Step::Nat, Some(&dev)),
-            pkt,
-            format!("DNAT {before} → {to}"),
-            by,
-            details,
-        );
-        w.decided(decisions);
-    }
-    Go::On
-}
 
 /// The ip rules in priority order, then the chosen table's longest prefix.
 fn route_lookup(w: &mut Walk, at: &mut At) -> Go {
@@ -656,7 +563,7 @@ fn hand_off(w: &mut Walk, at: &mut At) -> Go {
 
 /// Marks Cilium's BPF programs set, which iptables cannot show: only used where no iptables
 /// rule decided the mark, and always said to be an assumption.
-fn cilium_mark(w: &mut Walk, ni: usize, dev: &str, pkt: &mut Packet) {
+pub(super) fn cilium_mark(w: &mut Walk, ni: usize, dev: &str, pkt: &mut Packet) {
     let st = &w.nodes[ni].state;
     let (mark, why) = if dev.starts_with("lxc") && pkt.esp.is_none() {
         // bpf_lxc: pod → remote pod traffic gets the out policy's encrypt mark.

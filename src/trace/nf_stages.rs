@@ -1,0 +1,414 @@
+//! The netfilter hooks as steps of a packet's pass through a node (see stages.rs): PREROUTING
+//! on arrival, OUTPUT for the node's own packets (routed again after a DNAT), INPUT before
+//! local delivery (and IPVS, which sends a virtual service's packets on from there), FORWARD
+//! for packets passing through, POSTROUTING before the packet leaves. Each hook's decisions
+//! become hops, one per table that changed, accepted, dropped or could not evaluate
+//! something, with the decisions as data.
+
+use super::decision::Decision;
+use super::netfilter::{CtView, Hook, NfDecision, NfPacket, Verdict, run_hook};
+use super::path::{At, End, Go, Packet, Step, Walk};
+use super::stages::cilium_mark;
+use std::net::IpAddr;
+
+/// A hook's decisions as hop data: each rule, and the conntrack entries they followed.
+fn as_decisions(ds: &[NfDecision]) -> Vec<Decision> {
+    let mut out: Vec<Decision> = ds.iter().cloned().map(Decision::Netfilter).collect();
+    let mut entries: Vec<_> = ds.iter().filter_map(|d| d.conntrack.clone()).collect();
+    entries.dedup();
+    out.extend(entries.into_iter().map(Decision::Conntrack));
+    out
+}
+
+/// The route's gateway, for MASQUERADE's choice of address.
+fn routed_gateway(w: &Walk, at: &At) -> Option<IpAddr> {
+    let r = at.routed.as_ref()?;
+    w.nodes[at.node].state.routes[r.route]
+        .gateway
+        .as_ref()?
+        .parse()
+        .ok()
+}
+
+/// PREROUTING (raw, conntrack, mangle, nat) for a packet that arrived on a device; where no
+/// mangle rule marked it, Cilium's BPF marks are assumed (and said).
+pub(super) fn prerouting(w: &mut Walk, at: &mut At) -> Go {
+    let (Some(dev), false) = (at.iif.clone(), at.generated_by_xfrm || at.output_done) else {
+        return Go::On;
+    };
+    let ni = at.node;
+    at.ct = CtView::default();
+    let before = at.pkt.clone();
+    let first_hop = w.hops.len();
+    if let Some(end) = nf_hook(
+        w,
+        ni,
+        Hook::Prerouting,
+        Some(&dev),
+        None,
+        None,
+        &mut at.pkt,
+        &mut at.ct,
+    ) {
+        return Go::End(end);
+    }
+    let mangled = w.hops[first_hop..].iter().flat_map(|h| &h.decisions).any(|d| {
+        matches!(d, Decision::Netfilter(d) if d.table == "mangle" && d.effect.starts_with("mark"))
+    });
+    // --mark is the mark the packet enters with: no assumption about Cilium's marks then.
+    if !at.mark_given && !mangled {
+        // Cilium's BPF marks before netfilter sees the packet: judged on the packet unNATed.
+        let mut orig = before;
+        cilium_mark(w, ni, &dev, &mut orig);
+        at.pkt.mark = orig.mark;
+    }
+    at.mark_given = false; // later hops (after decrypt, after a veth) get marks from the node
+    Go::On
+}
+
+/// OUTPUT for a packet the node itself sends, once: a DNAT there routes it again.
+pub(super) fn output(w: &mut Walk, at: &mut At) -> Go {
+    if at.iif.is_some() || at.generated_by_xfrm || at.output_done {
+        return Go::On;
+    }
+    let oif = at.routed.as_ref().and_then(|r| r.dev.clone());
+    let gw = routed_gateway(w, at);
+    at.ct = CtView::default();
+    let before = (at.pkt.dst, at.pkt.dport);
+    if let Some(end) = nf_hook(
+        w,
+        at.node,
+        Hook::Output,
+        None,
+        oif.as_deref(),
+        gw,
+        &mut at.pkt,
+        &mut at.ct,
+    ) {
+        return Go::End(end);
+    }
+    at.output_done = true;
+    if before != (at.pkt.dst, at.pkt.dport) {
+        return Go::Again; // routed again, to the new destination
+    }
+    Go::On
+}
+
+/// INPUT before local delivery (or decryption); then IPVS, whose virtual services are local
+/// addresses it sends on to a real server.
+pub(super) fn input(w: &mut Walk, at: &mut At) -> Go {
+    if at.routed.as_ref().is_none_or(|r| r.kind != "local") {
+        return Go::On;
+    }
+    if let Some(end) = nf_hook(
+        w,
+        at.node,
+        Hook::Input,
+        at.iif.as_deref(),
+        None,
+        None,
+        &mut at.pkt,
+        &mut at.ct,
+    ) {
+        return Go::End(end);
+    }
+    if at.pkt.esp.is_none() && ipvs_dnat(w, at.node, &mut at.pkt, &at.ct) {
+        at.output_done = true;
+        at.iif = None;
+        return Go::Again; // routed as the node's own packet, to the real server
+    }
+    Go::On
+}
+
+/// FORWARD for a packet passing through the node.
+pub(super) fn forward(w: &mut Walk, at: &mut At) -> Go {
+    let Some(oif) = at
+        .routed
+        .as_ref()
+        .filter(|r| r.kind != "local")
+        .and_then(|r| r.dev.clone())
+    else {
+        return Go::On;
+    };
+    if at.iif.is_none() || at.generated_by_xfrm || at.output_done {
+        return Go::On;
+    }
+    let gw = routed_gateway(w, at);
+    match nf_hook(
+        w,
+        at.node,
+        Hook::Forward,
+        at.iif.clone().as_deref(),
+        Some(&oif),
+        gw,
+        &mut at.pkt,
+        &mut at.ct,
+    ) {
+        Some(end) => Go::End(end),
+        None => Go::On,
+    }
+}
+
+/// POSTROUTING (mangle, nat: SNAT, MASQUERADE) on the packet about to leave.
+pub(super) fn postrouting(w: &mut Walk, at: &mut At) -> Go {
+    let Some(oif) = at.routed.as_ref().and_then(|r| r.dev.clone()) else {
+        return Go::On;
+    };
+    let from = if at.generated_by_xfrm || at.output_done {
+        None
+    } else {
+        at.iif.clone()
+    };
+    let gw = routed_gateway(w, at);
+    let end = nf_hook(
+        w,
+        at.node,
+        Hook::Postrouting,
+        from.as_deref(),
+        Some(&oif),
+        gw,
+        &mut at.pkt,
+        &mut at.ct,
+    );
+    at.output_done = false; // wherever it goes next, it arrives there as a received packet
+    match end {
+        Some(end) => Go::End(end),
+        None => Go::On,
+    }
+}
+
+/// Run one netfilter hook of node `ni` on `pkt` and turn what decided something into hops:
+/// one per table that changed, accepted, dropped or could not evaluate something. Some(end)
+/// when a rule dropped the packet.
+#[allow(clippy::too_many_arguments)]
+fn nf_hook(
+    w: &mut Walk,
+    ni: usize,
+    hook: Hook,
+    iif: Option<&str>,
+    oif: Option<&str>,
+    nexthop: Option<IpAddr>,
+    pkt: &mut Packet,
+    ct: &mut CtView,
+) -> Option<End> {
+    let node = &w.nodes[ni];
+    let nf = &node.netfilter;
+    if nf.rules.is_empty() && nf.nft.is_empty() && nf.conntrack.is_empty() && nf.warnings.is_empty()
+    {
+        return None;
+    }
+    let mut p = NfPacket {
+        src: pkt.src,
+        dst: pkt.dst,
+        proto: pkt.proto,
+        sport: pkt.sport,
+        dport: pkt.dport,
+        mark: pkt.mark,
+        size: pkt.size,
+        iif: iif.map(str::to_string),
+        oif: oif.map(str::to_string),
+        nexthop,
+        ct: ct.clone(),
+    };
+    let r = run_hook(&node.nf_node(), hook, &mut p);
+    // What could not be read is said where it matters: on the first hook of the node.
+    let warn: Vec<String> = if matches!(hook, Hook::Prerouting | Hook::Output) {
+        nf.warnings.clone()
+    } else {
+        vec![]
+    };
+    let dev = iif.or(oif).map(str::to_string);
+    let mut groups: Vec<(String, Vec<NfDecision>)> = Vec::new();
+    for d in r.decisions.iter().cloned() {
+        // An established flow's translation joins the rules a new connection would take.
+        let joins = |v: &Vec<NfDecision>| {
+            d.backend == "conntrack" && d.table == "nat" && v.iter().any(|x| x.new_connections_only)
+        };
+        match groups.last_mut() {
+            Some((t, v)) if *t == d.table || joins(v) => v.push(d),
+            _ => groups.push((d.table.clone(), vec![d])),
+        }
+    }
+    let dropped = match &r.verdict {
+        Verdict::Drop { decision, how } => Some((*decision, how.clone())),
+        Verdict::Accept => None,
+    };
+    let mut seen = 0;
+    // The conntrack lookup is no hop of its own: it is said on the next hop of this hook.
+    let mut lookup: Vec<NfDecision> = Vec::new();
+    for (table, ds) in &groups {
+        let first = seen;
+        seen += ds.len();
+        if ds.iter().all(|d| d.target == "lookup") {
+            lookup.extend(ds.iter().cloned());
+            continue;
+        }
+        let significant =
+            |d: &&NfDecision| !d.effect.starts_with("jumps to") && !d.effect.starts_with("goes to");
+        let Some(last) = ds.iter().rev().find(significant) else {
+            continue; // only jumps: nothing happened in this table
+        };
+        let ds: Vec<NfDecision> = std::mem::take(&mut lookup)
+            .into_iter()
+            .chain(ds.iter().cloned())
+            .collect();
+        let ds = &ds;
+        // An established flow: the entry translated it; the rule a new connection takes names why.
+        let by_rule = ds
+            .iter()
+            .rev()
+            .filter(significant)
+            .find(|d| d.backend != "conntrack" && d.target == last.target);
+        let main = by_rule
+            .filter(|_| last.backend == "conntrack")
+            .unwrap_or(last);
+        let step = match table.as_str() {
+            "mangle" => Step::Mark,
+            t if t == "nat"
+                || ds.iter().any(|d| {
+                    d.effect.contains("NAT ")
+                        || d.effect.starts_with("MASQUERADE")
+                        || d.effect.starts_with("REDIRECT")
+                }) =>
+            {
+                Step::Nat
+            }
+            _ => Step::Filter,
+        };
+        let mut p2 = pkt.clone();
+        let q = r.packet_after(seen - 1).unwrap_or(&p);
+        (p2.src, p2.dst, p2.sport, p2.dport, p2.mark) = (q.src, q.dst, q.sport, q.dport, q.mark);
+        let what = format!("{} {}: {}", hook.chain(), table, last.effect);
+        let by = if main.backend == "conntrack" {
+            format!("conntrack: {}", main.rule)
+        } else {
+            format!(
+                "{} {} {}: {}",
+                main.backend, main.table, main.chain, main.rule
+            )
+        };
+        let mut details: Vec<String> = ds
+            .iter()
+            .map(|d| {
+                let mut s = format!("{} {}: {} → {}", d.table, d.chain, d.rule, d.effect);
+                if d.new_connections_only {
+                    s += " [new connections only: this flow is established]";
+                }
+                if let Some(u) = &d.uncertain {
+                    s += &format!(" [uncertain: {u}]");
+                }
+                for a in &d.alternatives {
+                    s += &format!("\n           endpoint: {a}");
+                }
+                s
+            })
+            .collect();
+        if first == 0 {
+            details.extend(warn.iter().map(|x| format!("warning: {x}")));
+        }
+        w.hop((ni, step, dev.as_deref()), &p2, what, by, details);
+        w.decided(as_decisions(ds));
+    }
+    if groups.is_empty() && !warn.is_empty() {
+        w.hop(
+            (ni, Step::Filter, dev.as_deref()),
+            pkt,
+            format!("{}: netfilter not fully read", hook.chain()),
+            warn[0].clone(),
+            warn.clone(),
+        );
+    }
+    (pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.mark) = (p.src, p.dst, p.sport, p.dport, p.mark);
+    *ct = p.ct;
+    if let Some((i, how)) = dropped {
+        let all: Vec<&NfDecision> = groups.iter().flat_map(|(_, v)| v).collect();
+        let d = all.get(i).cloned().cloned();
+        let reason = match &d {
+            Some(d) => format!(
+                "dropped in {} {} {} by `{}` ({how})",
+                hook.chain(),
+                d.table,
+                d.chain,
+                d.rule
+            ),
+            None => format!("dropped in {} ({how})", hook.chain()),
+        };
+        let end = w.stop(ni, pkt, reason, None);
+        if let Some(d) = d {
+            if let Some(h) = w.hops.last_mut() {
+                h.decided_by = format!("{} {} {}: {}", d.backend, d.table, d.chain, d.rule);
+            }
+            w.decided(as_decisions(&[d]));
+        }
+        return Some(end);
+    }
+    None
+}
+
+/// kube-proxy's IPVS mode: a packet to a virtual service is sent on to one of its real
+/// servers (the one its conntrack entry names, else the first), as a DNAT hop.
+fn ipvs_dnat(w: &mut Walk, ni: usize, pkt: &mut Packet, ct: &CtView) -> bool {
+    let node = &w.nodes[ni];
+    let proto = crate::model::kernel_names::ip_proto(pkt.proto);
+    let svc = node
+        .netfilter
+        .ipvs
+        .iter()
+        .find(|s| s.addr == pkt.dst && Some(s.port) == pkt.dport && s.proto == proto);
+    let Some(svc) = svc.filter(|s| !s.reals.is_empty()) else {
+        return false;
+    };
+    let entry = ct.entry.map(|(i, _)| &node.netfilter.conntrack[i]);
+    let dests: Vec<_> = svc
+        .reals
+        .iter()
+        .map(|r| Some((r.addr, Some(r.port))))
+        .collect();
+    let (i, why) = super::netfilter::pick(&dests, entry);
+    let real = &svc.reals[i];
+    let alternatives: Vec<String> = svc
+        .reals
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{} {} weight {} (active {}, inactive {})",
+                r.addr, r.port, r.forward, r.weight, r.active, r.inactive
+            )
+        })
+        .collect();
+    let service = format!("{} {}:{} {}", svc.proto, svc.addr, svc.port, svc.scheduler);
+    let before = format!("{}:{}", pkt.dst, pkt.dport.unwrap_or(0));
+    pkt.dst = real.addr;
+    pkt.dport = Some(real.port);
+    let effect = format!(
+        "IPVS {before} → {}:{} ({} real servers; following {}, {why})",
+        real.addr,
+        real.port,
+        svc.reals.len(),
+        real.addr
+    );
+    w.hop(
+        (ni, Step::Nat, None),
+        pkt,
+        effect.clone(),
+        format!("ipvs virtual service {service}"),
+        alternatives
+            .iter()
+            .map(|a| format!("real server {a}"))
+            .collect(),
+    );
+    w.decided(as_decisions(&[NfDecision {
+        hook: Hook::Input,
+        backend: "ipvs".into(),
+        table: "ipvs".into(),
+        chain: service.clone(),
+        rule: service,
+        target: "DNAT".into(),
+        effect,
+        uncertain: None,
+        alternatives,
+        conntrack: entry.cloned(),
+        new_connections_only: false,
+    }]));
+    true
+}
