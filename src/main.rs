@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything reads a key: no core dump, no ptrace by others (docs/security.md).
+    hopscope::sandbox::non_dumpable();
     // `trace pod/NS/NAME svc/NS/NAME`: objects stand in as placeholder addresses until parsed.
     let (argv, endpoints) = hopscope::kube::resolve::take_endpoints(plugin_argv());
     let mut cli = Cli::parse_from(argv);
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Trace(args)) => cmd::trace::command(&cli, args),
         Some(Command::Capture(args)) => cmd::capture::command(&cli, args),
+        Some(Command::Doctor(args)) => return doctor(&cli, args),
         Some(Command::Generate(args)) => args
             .what
             .run(&mut std::io::stdout().lock())
@@ -110,4 +113,23 @@ fn resolve_endpoints(
         }
     }
     Ok(())
+}
+
+/// `hopscope doctor`: the report, and its exit status (0 fine, 1 warn, 2 fail).
+fn doctor(cli: &Cli, args: &hopscope::doctor::cmd::DoctorArgs) -> ExitCode {
+    let names = (!args.no_kube).then(|| cmd::start_names(cli));
+    let run = hopscope::doctor::cmd::run(args, &cli.target.targets());
+    let names = names.map(cmd::finish_names).unwrap_or_default();
+    let printed = run.and_then(|r| {
+        hopscope::model::names::with_names(names, || hopscope::doctor::cmd::print(&r, args.json))
+            .map(|()| r.exit_code)
+    });
+    match printed {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("hopscope: {e:#}");
+            // Not 1 or 2: those are the doctor's verdicts.
+            ExitCode::from(3)
+        }
+    }
 }

@@ -11,6 +11,7 @@ pub mod capturing;
 pub mod config;
 pub mod filter;
 pub mod flow;
+pub mod health;
 pub mod inputs;
 pub mod keymap;
 pub mod packets;
