@@ -1,7 +1,7 @@
 use clap::Parser;
 use hopscope::cli::{Cli, Command};
-use hopscope::output::{self, Escaped, exit};
-use hopscope::{source, view};
+use hopscope::cmd;
+use hopscope::output::{self, exit};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -27,14 +27,14 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let done = |r: anyhow::Result<()>| r.map(|()| exit::OK);
     match &cli.command {
-        Some(Command::Snapshot(args)) => done(snapshot(
+        Some(Command::Snapshot(args)) => done(cmd::snapshot::run(
             cli,
             args.json,
             args.show_keys,
             args.from.as_deref(),
         )),
-        Some(Command::Trace(args)) => trace(cli, args),
-        Some(Command::Capture(args)) => done(capture(cli, args)),
+        Some(Command::Trace(args)) => cmd::trace::command(cli, args),
+        Some(Command::Capture(args)) => done(cmd::capture::command(cli, args)),
         Some(Command::Generate(args)) => {
             // Made whole first: a closed pipe (| head) must not panic inside the generator.
             let mut text = Vec::new();
@@ -65,7 +65,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         None => {
             // The TUI's options are checked all the same: a bad config file is an error here too.
             hopscope::tui::options(cli.target.target(), &cli.tui)?;
-            done(snapshot(cli, false, false, None))
+            done(cmd::snapshot::run(cli, false, false, None))
         }
     }
 }
@@ -139,68 +139,11 @@ fn resolve_endpoints(
     Ok(())
 }
 
-/// Start reading names from Kubernetes (in the background; nothing without credentials).
-fn start_names(cli: &Cli) -> hopscope::kube::names::NamesWatch {
-    hopscope::kube::names::NamesWatch::start(&cli.kube)
-}
-
-/// The names read so far, waiting up to the budget for the first lists; the notice (one
-/// line) goes to stderr.
-fn finish_names(w: hopscope::kube::names::NamesWatch) -> std::sync::Arc<hopscope::model::Names> {
-    let (names, notice) = hopscope::kube::names::finish(w, hopscope::kube::names::NAMES_BUDGET);
-    if let Some(n) = notice {
-        eprintln!("hopscope: {n}");
-    }
-    names
-}
-
-fn trace(cli: &Cli, args: &hopscope::trace::cmd::TraceArgs) -> anyhow::Result<u8> {
-    let stamp = output::Stamp::now();
-    let names = start_names(cli);
-    // Recorded states alone are enough; the own netns is read only when nothing else is given.
-    let targets = if cli.target.netns.is_empty()
-        && cli.target.pid.is_none()
-        && (!args.states.is_empty() || args.from.is_some())
-    {
-        vec![]
-    } else {
-        cli.target.targets()
-    };
-    let t = hopscope::trace::cmd::run(args, &targets)?;
-    let names = finish_names(names);
-    let out = if args.json {
-        // The trace document, plus `names`: address → name for the addresses in it.
-        let mut v = serde_json::to_value(&t)?;
-        let found = names.in_text(&v.to_string());
-        if let (Some(obj), false) = (v.as_object_mut(), found.is_empty()) {
-            obj.insert("names".into(), serde_json::to_value(found)?);
-        }
-        serde_json::to_string_pretty(&stamp.document(output::TRACE, &v))? + "\n"
-    } else {
-        let text = hopscope::model::names::with_names(names, || hopscope::view::trace::render(&t));
-        output::escape_controls(&text).into_owned()
-    };
-    output::ok_if_closed(std::io::stdout().lock().write_all(out.as_bytes()))?;
-    Ok(trace_status(&t))
-}
-
-/// delivered (or on the wire towards nodes not given) 0, stops 3, --follow not seen 4.
-fn trace_status(t: &hopscope::trace::path::Trace) -> u8 {
-    use hopscope::trace::path::End;
-    if matches!(t.end, End::Stopped { .. }) {
-        return exit::TRACE_STOPS;
-    }
-    match &t.follow {
-        Some(f) if f.hops.iter().any(|h| h.seen == 0) => exit::TRACE_NOT_SEEN,
-        _ => exit::OK,
-    }
-}
-
 /// `hopscope doctor`: the report, and its exit status (0 fine, 1 warn, 2 fail).
 fn doctor(cli: &Cli, args: &hopscope::doctor::cmd::DoctorArgs) -> u8 {
-    let names = (!args.no_kube).then(|| start_names(cli));
+    let names = (!args.no_kube).then(|| cmd::start_names(cli));
     let run = hopscope::doctor::cmd::run(args, &cli.target.targets());
-    let names = names.map(finish_names).unwrap_or_default();
+    let names = names.map(cmd::finish_names).unwrap_or_default();
     let printed = run.and_then(|r| {
         hopscope::model::names::with_names(names, || hopscope::doctor::cmd::print(&r, args.json))
             .map(|()| r.exit_code)
@@ -213,79 +156,4 @@ fn doctor(cli: &Cli, args: &hopscope::doctor::cmd::DoctorArgs) -> u8 {
             3
         }
     }
-}
-
-fn snapshot(
-    cli: &Cli,
-    json: bool,
-    show_keys: bool,
-    from: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    let stamp = output::Stamp::now();
-    let names = start_names(cli);
-    let state = match from {
-        Some(path) => hopscope::record::reader::node_state(path, cli.target.netns.first())?,
-        None => source::collect(&cli.target.target())?,
-    };
-    let names = finish_names(names);
-    let stdout = std::io::stdout();
-    let tty = stdout.is_terminal();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let written = if json {
-        view::json::write(&state, &stamp, show_keys, tty, &mut out)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        let text =
-            hopscope::model::names::with_names(names, || view::text::render(&state, show_keys));
-        // Interface names and labels are the kernel's bytes: escape control characters.
-        write!(Escaped::new(&mut out), "{text}")
-    };
-    // The process ends next: freeing 100k routes one by one would only cost time.
-    std::mem::forget(state);
-    // A closed pipe (| head) is not an error worth a message.
-    output::ok_if_closed(written.and_then(|()| out.flush())).map_err(Into::into)
-}
-
-fn capture(cli: &Cli, a: &hopscope::cli::CaptureArgs) -> anyhow::Result<()> {
-    if let Some(path) = &a.read {
-        return hopscope::keys::offline::run_cli(a, path);
-    }
-    use hopscope::capture::{Options, run};
-    // tcpdump's habit: the filter as the trailing words.
-    let filter = match (&a.filter, a.expression.is_empty()) {
-        (Some(_), false) => anyhow::bail!(
-            "two capture filters: give it either with -f or as the trailing words, not both"
-        ),
-        (Some(f), true) => Some(f.clone()),
-        (None, false) => Some(a.expression.join(" ")),
-        (None, true) => None,
-    };
-    let to_stdout = a.write.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    if to_stdout && a.print {
-        anyhow::bail!("-w - writes the capture to stdout: --print cannot print packets there too");
-    }
-    let args = run::RunArgs {
-        opts: Options {
-            ifaces: a.interfaces.clone(),
-            all: a.all,
-            filter,
-            decrypt: a.decrypt,
-            count: a.count,
-            duration: a.duration,
-            snaplen: if a.snaplen == 0 { 262_144 } else { a.snaplen },
-            buffer_bytes: a.buffer_kib.saturating_mul(1024),
-            queue: a.queue,
-        },
-        json: a.json,
-        write: a.write.clone(),
-        show_keys: a.show_keys,
-        stats_every: a.stats,
-        // As tcpdump: -w writes the packets instead of printing them, unless --print.
-        quiet: a.quiet || (a.write.is_some() && !a.print),
-        sandbox: !cli.no_sandbox,
-    };
-    // Kubernetes names for the packet lines (silent without credentials, bounded wait).
-    let names = finish_names(start_names(cli));
-    hopscope::model::names::with_names(names, || run::run(&cli.target.target(), &args))
 }

@@ -220,6 +220,7 @@ fn in_no_states_known_wrong_mark_from_iptables_is_static() {
     let nf = Netfilter {
         backends: vec!["iptables-legacy-save".into()],
         rules: vec![NfRule {
+            backend: "iptables-legacy-save".into(),
             table: "mangle".into(),
             chain: "PREROUTING".into(),
             matches: vec![
@@ -239,6 +240,7 @@ fn in_no_states_known_wrong_mark_from_iptables_is_static() {
             line: "-A PREROUTING -i eth0 -p esp -j MARK --set-xmark 0xe00/0xf00".into(),
         }],
         conntrack: vec![],
+        ..Default::default()
     };
     let r = judge_with(&c, None, &[], Some(&nf), &[]);
     let f = find(&r, "worker2", "in-sa-mark");
@@ -611,6 +613,7 @@ fn marks_colliding_with_kube_proxy() {
     let nf = Netfilter {
         backends: vec![],
         rules: vec![NfRule {
+            backend: "iptables-legacy-save".into(),
             table: "nat".into(),
             chain: "KUBE-POSTROUTING".into(),
             matches: vec![NfMatch {
@@ -624,6 +627,7 @@ fn marks_colliding_with_kube_proxy() {
             line: "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN".into(),
         }],
         conntrack: vec![],
+        ..Default::default()
     };
     let r = judge_with(&c[..1], None, &[], Some(&nf), &[]);
     let f = find(&r, "worker", "mark-collision");

@@ -5,7 +5,7 @@
 use crate::model::{
     Family, Mark, Netfilter, NodeState, PolicyAction, Prefix, XfrmPolicy, XfrmState,
 };
-use crate::trace::netfilter::{NfPacket, traverse};
+use crate::trace::netfilter::{Hook, NfPacket, run_hook};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -272,29 +272,22 @@ impl<'a> NodeView<'a> {
         let Some(nf) = self.nf else {
             return MarkSeen::Unknown;
         };
-        let r = traverse(
-            nf,
-            "mangle",
-            "PREROUTING",
-            &NfPacket {
-                src,
-                dst,
-                proto,
-                sport: None,
-                dport: None,
-                mark,
-                iif,
-            },
-        );
+        let mut p = NfPacket {
+            mark,
+            iif: iif.map(str::to_string),
+            ..NfPacket::new(src, dst, proto)
+        };
+        let node = crate::trace::netfilter::Node { state: self.st, nf };
+        let r = run_hook(&node, Hook::Prerouting, &mut p);
         let set: Vec<&str> = r
-            .steps
+            .decisions
             .iter()
-            .filter(|s| s.effect.starts_with("mark "))
-            .map(|s| s.rule.as_str())
+            .filter(|d| d.table == "mangle" && d.effect.starts_with("mark "))
+            .map(|d| d.rule.as_str())
             .collect();
         match set.last() {
             Some(rule) => MarkSeen::Known {
-                mark: r.mark,
+                mark: p.mark,
                 rule: rule.to_string(),
             },
             None => MarkSeen::Unknown,

@@ -1,8 +1,8 @@
 //! `hopscope capture`: headless packet streams, as text lines or JSON lines.
 
-use super::analyze::{Analyzer, Ts};
-use super::pcapng::{EpbDir, PcapngWriter};
-use super::{JsonPacket, Options, Session, ctrl_c_flag};
+use crate::capture::pcapng::{EpbDir, PcapngWriter};
+use crate::capture::{JsonPacket, Options, Session, ctrl_c_flag};
+use crate::decode::analyze::{Analyzer, Ts};
 use crate::decode::packet::Direction;
 use crate::model::reveal_secrets;
 use crate::output::Escaped;
@@ -30,7 +30,7 @@ pub struct RunArgs {
 
 pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
     if let Some(f) = &a.opts.filter {
-        super::check_filter(f, super::LinkType::Ethernet)?;
+        crate::capture::check_filter(f, crate::capture::LinkType::Ethernet)?;
     }
     let stop = ctrl_c_flag();
     let state =
@@ -141,7 +141,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
     let mut broken_pipe = false;
     let mut reported_gone = 0;
 
-    let mut handle_frame = |f: super::Frame,
+    let mut handle_frame = |f: crate::capture::Frame,
                             an: &mut Analyzer,
                             out: &mut Escaped<BufWriter<std::io::StdoutLock<'_>>>,
                             session: &Session|
@@ -278,4 +278,47 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         writeln!(err, "{}", pv::totals_text(t))?;
     }
     Ok(())
+}
+
+/// `hopscope capture`: the command line's options as a capture run, with Kubernetes names.
+pub fn command(cli: &crate::cli::Cli, a: &crate::cli::CaptureArgs) -> anyhow::Result<()> {
+    if let Some(path) = &a.read {
+        return crate::keys::offline::run_cli(a, path);
+    }
+    // tcpdump's habit: the filter as the trailing words.
+    let filter = match (&a.filter, a.expression.is_empty()) {
+        (Some(_), false) => anyhow::bail!(
+            "two capture filters: give it either with -f or as the trailing words, not both"
+        ),
+        (Some(f), true) => Some(f.clone()),
+        (None, false) => Some(a.expression.join(" ")),
+        (None, true) => None,
+    };
+    let to_stdout = a.write.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if to_stdout && a.print {
+        anyhow::bail!("-w - writes the capture to stdout: --print cannot print packets there too");
+    }
+    let args = RunArgs {
+        opts: Options {
+            ifaces: a.interfaces.clone(),
+            all: a.all,
+            filter,
+            decrypt: a.decrypt,
+            count: a.count,
+            duration: a.duration,
+            snaplen: if a.snaplen == 0 { 262_144 } else { a.snaplen },
+            buffer_bytes: a.buffer_kib.saturating_mul(1024),
+            queue: a.queue,
+        },
+        json: a.json,
+        write: a.write.clone(),
+        show_keys: a.show_keys,
+        stats_every: a.stats,
+        // As tcpdump: -w writes the packets instead of printing them, unless --print.
+        quiet: a.quiet || (a.write.is_some() && !a.print),
+        sandbox: !cli.no_sandbox,
+    };
+    // Kubernetes names for the packet lines (silent without credentials, bounded wait).
+    let names = super::finish_names(super::start_names(cli));
+    crate::model::names::with_names(names, || run(&cli.target.target(), &args))
 }
