@@ -5,7 +5,7 @@
 use crate::model::{
     Family, Mark, Netfilter, NodeState, PolicyAction, Prefix, XfrmPolicy, XfrmState,
 };
-use crate::trace::netfilter::{NfPacket, traverse};
+use crate::trace::netfilter::{Hook, NfPacket, Node, run_hook};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -272,29 +272,20 @@ impl<'a> NodeView<'a> {
         let Some(nf) = self.nf else {
             return MarkSeen::Unknown;
         };
-        let r = traverse(
-            nf,
-            "mangle",
-            "PREROUTING",
-            &NfPacket {
-                src,
-                dst,
-                proto,
-                sport: None,
-                dport: None,
-                mark,
-                iif,
-            },
-        );
+        let mut p = NfPacket::new(src, dst, proto);
+        p.mark = mark;
+        p.iif = iif.map(str::to_string);
+        let r = run_hook(&Node { state: self.st, nf }, Hook::Prerouting, &mut p);
+        // Only the mangle table's marks matter before XFRM looks the packet up.
         let set: Vec<&str> = r
-            .steps
+            .decisions
             .iter()
-            .filter(|s| s.effect.starts_with("mark "))
-            .map(|s| s.rule.as_str())
+            .filter(|d| d.effect.starts_with("mark "))
+            .map(|d| d.rule.as_str())
             .collect();
         match set.last() {
             Some(rule) => MarkSeen::Known {
-                mark: r.mark,
+                mark: p.mark,
                 rule: rule.to_string(),
             },
             None => MarkSeen::Unknown,
