@@ -26,6 +26,10 @@ pub struct Cli {
     pub kube: crate::kube::KubeArgs,
     #[command(flatten)]
     pub tui: TuiArgs,
+    /// Do not lock down once what a run needs is open (see docs/security.md): keep root and
+    /// the capabilities, no seccomp filter. The process stays non-dumpable.
+    #[arg(long, global = true)]
+    pub no_sandbox: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod kube;
 pub mod model;
 pub mod record;
+pub mod sandbox;
 pub mod source;
 pub mod trace;
 pub mod tui;

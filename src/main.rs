@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything reads a key: no core dump, no ptrace by others (docs/security.md).
+    hopscope::sandbox::non_dumpable();
     // `trace pod/NS/NAME svc/NS/NAME`: objects stand in as placeholder addresses until parsed.
     let (argv, endpoints) = hopscope::kube::resolve::take_endpoints(plugin_argv());
     let mut cli = Cli::parse_from(argv);
@@ -232,6 +234,7 @@ fn capture(cli: &Cli, a: &hopscope::cli::CaptureArgs) -> anyhow::Result<()> {
         show_keys: a.show_keys,
         stats_every: a.stats.map(std::time::Duration::from_secs_f64),
         quiet: a.quiet,
+        sandbox: !cli.no_sandbox,
     };
     // Kubernetes names for the packet lines (silent without credentials, bounded wait).
     let names = finish_names(start_names(cli));

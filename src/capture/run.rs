@@ -23,6 +23,8 @@ pub struct RunArgs {
     pub stats_every: Option<Duration>,
     /// Do not print packets (count only; for benchmarks with -w or alone).
     pub quiet: bool,
+    /// Lock down (crate::sandbox) once the handles and the output file are open.
+    pub sandbox: bool,
 }
 
 pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
@@ -116,6 +118,11 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         None => None,
     };
 
+    // Everything this run reads from and writes to is open: give up the rest.
+    if a.sandbox {
+        let locked = crate::sandbox::lock_down()?;
+        writeln!(err, "hopscope: {locked}")?;
+    }
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());

@@ -71,6 +71,31 @@ fn summary_plain(d: &Decoded) -> String {
                 e.len
             );
         }
+        Some(Transport::Ah {
+            spi,
+            seq,
+            next_header,
+            ah_len,
+        }) => {
+            let _ = write!(
+                s,
+                "{src} > {dst}: AH(spi={spi:#010x},seq={seq:#x}), next {next_header}, AH length {ah_len} (not verified)"
+            );
+        }
+        Some(Transport::Vxlan {
+            sport,
+            dport,
+            vni,
+            inner,
+        }) => {
+            let _ = write!(
+                s,
+                "{} > {}: VXLAN, vni {vni}: {}",
+                addr_port(&src, *sport),
+                addr_port(&dst, *dport),
+                summary_plain(inner)
+            );
+        }
         Some(Transport::Icmp {
             ty,
             code,
@@ -235,6 +260,9 @@ pub fn annotations(r: &PacketRecord) -> String {
     }
     if let Some(l) = &r.leak {
         let _ = write!(s, " LEAK: {l}");
+    }
+    if let Some(m) = &r.encap_mismatch {
+        let _ = write!(s, " ENCAP MISMATCH: {m}");
     }
     s
 }

@@ -43,7 +43,7 @@ done
 [ $# -ge 1 ] || die "usage: run.sh [--variant V]... [--no-cluster] SCRIPT [ARGS...] | shell"
 for v in "${variants[@]}"; do
     case "$v" in rotation|no-inbound-sa|no-out-policy|clusterip|wrong-key) ;;
-        *) die "unknown variant '$v'";; esac
+        *) grep -qs "^variant_${v//-/_}()" "$LAB_DIR"/variants/*.sh || die "unknown variant '$v'";; esac
 done
 
 mode=script
