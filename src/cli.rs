@@ -38,7 +38,7 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Follow one flow: the path the kernel would take, hop by hop, what decided each hop,
     /// and where it stops. Give --netns once per node to follow it across nodes.
-    Trace(crate::trace::cmd::TraceArgs),
+    Trace(crate::cmd::trace::TraceArgs),
     /// Capture packets on several interfaces at once: ESP vs plaintext per interface, ESP
     /// decrypted with the node's own SA keys (--decrypt), leaks flagged (docs/capture.md).
     Capture(CaptureArgs),

@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod cmd;
 pub mod decode;
 pub mod doctor;
 pub mod explain;

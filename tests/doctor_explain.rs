@@ -239,6 +239,7 @@ fn in_no_states_known_wrong_mark_from_iptables_is_static() {
             },
             line: "-A PREROUTING -i eth0 -p esp -j MARK --set-xmark 0xe00/0xf00".into(),
         }],
+        conntrack: vec![],
         ..Default::default()
     };
     let r = judge_with(&c, None, &[], Some(&nf), &[]);
@@ -610,7 +611,7 @@ fn marks_colliding_with_kube_proxy() {
     w.xfrm_policies[p].mark = mark(0x4e00, 0xff00);
     w.xfrm_policies[p].templates[0].spi = 4;
     let nf = Netfilter {
-        backends: vec!["iptables-legacy-save".into()],
+        backends: vec![],
         rules: vec![NfRule {
             backend: "iptables-legacy-save".into(),
             table: "nat".into(),
@@ -625,6 +626,7 @@ fn marks_colliding_with_kube_proxy() {
             target: NfTarget::Return,
             line: "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN".into(),
         }],
+        conntrack: vec![],
         ..Default::default()
     };
     let r = judge_with(&c[..1], None, &[], Some(&nf), &[]);

@@ -64,7 +64,7 @@ pub fn run(args: &DoctorArgs, targets: &[Target]) -> Result<Report> {
             .ok()
             .filter(|n| !n.rules.is_empty());
         reads.push(Read {
-            name: crate::trace::cmd::node_name(&state),
+            name: crate::cmd::trace::node_name(&state),
             target: t.clone(),
             state,
             before: None,

@@ -5,7 +5,7 @@
 use crate::model::{
     Family, Mark, Netfilter, NodeState, PolicyAction, Prefix, XfrmPolicy, XfrmState,
 };
-use crate::trace::netfilter::{Hook, NfPacket, Node, run_hook};
+use crate::trace::netfilter::{Hook, NfPacket, run_hook};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -272,15 +272,17 @@ impl<'a> NodeView<'a> {
         let Some(nf) = self.nf else {
             return MarkSeen::Unknown;
         };
-        let mut p = NfPacket::new(src, dst, proto);
-        p.mark = mark;
-        p.iif = iif.map(str::to_string);
-        let r = run_hook(&Node { state: self.st, nf }, Hook::Prerouting, &mut p);
-        // Only the mangle table's marks matter before XFRM looks the packet up.
+        let mut p = NfPacket {
+            mark,
+            iif: iif.map(str::to_string),
+            ..NfPacket::new(src, dst, proto)
+        };
+        let node = crate::trace::netfilter::Node { state: self.st, nf };
+        let r = run_hook(&node, Hook::Prerouting, &mut p);
         let set: Vec<&str> = r
             .decisions
             .iter()
-            .filter(|d| d.effect.starts_with("mark "))
+            .filter(|d| d.table == "mangle" && d.effect.starts_with("mark "))
             .map(|d| d.rule.as_str())
             .collect();
         match set.last() {

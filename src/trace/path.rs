@@ -156,7 +156,7 @@ impl Packet {
     }
 
     fn show(&self) -> String {
-        let proto = crate::source::names::ip_proto(self.proto);
+        let proto = crate::model::kernel_names::ip_proto(self.proto);
         let ports = match (self.sport, self.dport) {
             (Some(s), Some(d)) if matches!(self.proto, 6 | 17 | 132) => format!(" {s}→{d}"),
             _ => String::new(),

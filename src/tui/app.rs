@@ -1093,7 +1093,7 @@ fn parse_trace(words: &[&str]) -> Result<Flow, String> {
     #[command(name = ":trace", no_binary_name = true, disable_help_flag = true)]
     struct Line {
         #[command(flatten)]
-        args: crate::trace::cmd::TraceArgs,
+        args: crate::cmd::trace::TraceArgs,
     }
     let line = Line::try_parse_from(words).map_err(|e| {
         let text = e.to_string();

@@ -365,7 +365,7 @@ fn follow_flow(
     app: &mut App,
 ) -> Vec<String> {
     use crate::trace::path::{Node, trace};
-    let name = crate::trace::cmd::node_name(&live.state);
+    let name = crate::cmd::trace::node_name(&live.state);
     let node = Node {
         name: name.clone(),
         state: live.state.clone(),

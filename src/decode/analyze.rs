@@ -674,3 +674,26 @@ fn transport_only(outer: &Decoded, next_header: u8, payload: &[u8]) -> Decoded {
     pkt.extend(payload);
     packet::decode_ip(&pkt)
 }
+
+/// Per-interface totals as tcpdump prints them at the end, plus what hopscope adds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IfaceTotals {
+    pub iface: String,
+    /// Packets hopscope processed (printed / written).
+    pub captured: u64,
+    /// Packets the kernel passed to the capture filter (pcap stats "received").
+    pub received_by_filter: u64,
+    /// Dropped by the kernel: the capture buffer was full (pcap stats "dropped").
+    pub dropped_by_kernel: u64,
+    /// Dropped by the interface/driver (pcap stats "if_dropped").
+    pub dropped_by_interface: u64,
+    /// Dropped by hopscope: its queue from the reader to the decoder was full.
+    pub dropped_by_hopscope: u64,
+    #[serde(flatten)]
+    pub counts: IfaceCounts,
+    pub esp_pps: f64,
+    pub plaintext_pps: f64,
+    /// The interface vanished mid-capture (with libpcap's message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gone: Option<String>,
+}
