@@ -26,6 +26,10 @@ pub struct Cli {
     pub kube: crate::kube::KubeArgs,
     #[command(flatten)]
     pub tui: TuiArgs,
+    /// Do not lock down once what a run needs is open (see docs/security.md): keep root and
+    /// the capabilities, no seccomp filter. The process stays non-dumpable.
+    #[arg(long, global = true)]
+    pub no_sandbox: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,7 +38,7 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Follow one flow: the path the kernel would take, hop by hop, what decided each hop,
     /// and where it stops. Give --netns once per node to follow it across nodes.
-    Trace(crate::trace::cmd::TraceArgs),
+    Trace(crate::cmd::trace::TraceArgs),
     /// Capture packets on several interfaces at once: ESP vs plaintext per interface, ESP
     /// decrypted with the node's own SA keys (--decrypt), leaks flagged (docs/capture.md).
     Capture(CaptureArgs),
@@ -43,6 +47,10 @@ pub enum Command {
     /// into it, the terminal attached, the pod deleted afterwards (docs/kube.md). As a kubectl
     /// plugin: `kubectl hopscope node/NAME`.
     Attach(crate::kube::attach::AttachArgs),
+    /// Say what is broken on an IPsec node, which object is wrong and how to fix it: the
+    /// kernel's XFRM lookups re-run over each node's state, rising counters explained; exit
+    /// 0 fine, 1 warnings, 2 failures (docs/doctor.md). --netns once per node.
+    Doctor(crate::doctor::cmd::DoctorArgs),
     /// Record the nodes (--netns, repeatable) into a file: states, every change, counters,
     /// frames (-i), names; keys only with --show-keys (docs/record.md).
     Record(crate::record::cmd::RecordArgs),

@@ -5,12 +5,15 @@
 
 pub mod capture;
 pub mod cli;
+pub mod cmd;
 pub mod decode;
+pub mod doctor;
 pub mod explain;
 pub mod keys;
 pub mod kube;
 pub mod model;
 pub mod record;
+pub mod sandbox;
 pub mod source;
 pub mod trace;
 pub mod tui;

@@ -1,15 +1,15 @@
 //! Live capture: libpcap handles opened inside the target netns, one reader thread per
 //! interface, bounded queues to one analyzer (the caller's thread), kernel and queue drops per
-//! interface, pcapng output. `analyze` turns frames into records; `view::packet` prints them.
+//! interface, pcapng output. `decode::analyze` turns frames into records; `view::packet`
+//! prints them; `cmd::capture` is the command.
 
-pub mod analyze;
+/// The packet analysis lives in `decode` (pure; the TUI's views use it too).
+pub use crate::decode::analyze;
 pub mod pcapng;
-pub mod run;
 
 use crate::model::NodeState;
 use crate::source::{self, Target, netns};
-use crate::view::packet::IfaceTotals;
-use analyze::{Analyzer, PacketRecord, Ts};
+use analyze::{Analyzer, IfaceTotals, PacketRecord, Ts};
 use anyhow::{Result, anyhow, bail};
 use pcap::{Active, Capture, Linktype, Precision};
 use std::collections::{BTreeMap, VecDeque};

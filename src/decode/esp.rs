@@ -132,7 +132,8 @@ impl EspCipher {
             EspCipher::Gcm { icv_len, .. } | EspCipher::CbcHmac { icv_len, .. } => *icv_len,
         }
     }
-    fn block(&self) -> usize {
+    /// What the payload and its trailer are padded to.
+    pub fn block(&self) -> usize {
         match self {
             EspCipher::Gcm { .. } => 4,
             EspCipher::CbcHmac { .. } => 16,
@@ -339,7 +340,29 @@ pub struct SaEntry {
     pub dst: IpAddr,
     pub mark: Option<Mark>,
     pub esn: bool,
+    /// NAT traversal: the UDP ports (sport, dport) the SA wraps its ESP in.
+    pub encap: Option<(u16, u16)>,
     pub cipher: Result<EspCipher, String>,
+}
+
+impl SaEntry {
+    /// Why a packet's encapsulation does not fit this SA's (`udp` = the packet's UDP ports when
+    /// it came as ESP in UDP), or None when it does.
+    pub fn encap_mismatch(&self, udp: Option<(u16, u16)>) -> Option<String> {
+        match (self.encap, udp) {
+            (None, None) => None,
+            (Some((s, d)), Some(p)) if (s, d) == p => None,
+            (Some((s, d)), None) => Some(format!(
+                "the SA wants ESP in UDP {s}->{d} (espinudp), this is plain ESP: the kernel drops it (XfrmInStateMismatch)"
+            )),
+            (None, Some((s, d))) => Some(format!(
+                "ESP in UDP {s}->{d}, but the SA has no encap: the kernel drops it (XfrmInStateMismatch)"
+            )),
+            (Some((s, d)), Some((ps, pd))) => Some(format!(
+                "ESP in UDP {ps}->{pd}, the SA says {s}->{d}: the NAT mapping changed (the kernel tells the IKE daemon of the new mapping)"
+            )),
+        }
+    }
 }
 
 impl SaEntry {
@@ -389,6 +412,7 @@ impl SaTable {
                     dst,
                     mark: s.mark,
                     esn: s.esn,
+                    encap: s.encap.as_ref().map(|e| (e.sport, e.dport)),
                     cipher: EspCipher::from_state(s),
                 })
             })

@@ -1,9 +1,10 @@
 //! Frame bytes → a packet summary: link (Ethernet, Linux cooked SLL/SLL2, raw IP) → IPv4/IPv6 →
-//! TCP/UDP/ICMP/ICMPv6/ESP (also ESP in UDP 4500). Pure, no I/O, never panics: whatever cannot be
-//! read ends the decoding with a `Malformed` note beside the fields that could be read.
+//! TCP/UDP/ICMP/ICMPv6/ESP (also ESP in UDP 4500)/AH, and VXLAN (UDP 8472, Cilium's, or 4789)
+//! down to the frame it carries. Pure, no I/O, never panics: whatever cannot be read ends the
+//! decoding with a `Malformed` note beside the fields that could be read.
 //!
 //! IP and transport headers are sliced by `etherparse` (lax mode, so a truncated capture still
-//! yields its outer headers); link headers, ARP and ESP are read here.
+//! yields its outer headers); link headers, ARP, ESP, AH and VXLAN are read here.
 
 use etherparse::{EtherType, Icmpv4Type, Icmpv6Type, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use serde::Serialize;
@@ -182,6 +183,22 @@ pub enum Transport {
         len: u32,
     },
     Esp(EspHeader),
+    /// AH (RFC 4302): integrity only. Shown, not verified.
+    Ah {
+        spi: u32,
+        seq: u32,
+        /// The protocol AH protects (4/41 in tunnel mode, else the transport protocol).
+        next_header: u8,
+        /// AH header length in bytes (ICV included).
+        ah_len: u32,
+    },
+    /// VXLAN (RFC 7348) in UDP: the network identifier and the Ethernet frame it carries.
+    Vxlan {
+        sport: u16,
+        dport: u16,
+        vni: u32,
+        inner: Box<Decoded>,
+    },
     Arp {
         op: u16,
         sender: Option<Ipv4Addr>,
@@ -274,6 +291,9 @@ pub struct Decoded {
     pub ip_range: Option<Range<usize>>,
     #[serde(skip)]
     pub esp_range: Option<Range<usize>>,
+    /// How many tunnels (VXLAN) this packet is inside: bounded against crafted input.
+    #[serde(skip)]
+    depth: u8,
 }
 
 impl Decoded {
@@ -285,6 +305,7 @@ impl Decoded {
             malformed: None,
             ip_range: None,
             esp_range: None,
+            depth: 0,
         }
     }
     fn stop(mut self, layer: &'static str, why: impl Into<String>) -> Decoded {
@@ -294,9 +315,19 @@ impl Decoded {
         });
         self
     }
+    /// The ESP header of this packet, or of the one a VXLAN tunnel in it carries.
     pub fn esp(&self) -> Option<&EspHeader> {
         match &self.transport {
             Some(Transport::Esp(e)) => Some(e),
+            Some(Transport::Vxlan { inner, .. }) => inner.esp(),
+            _ => None,
+        }
+    }
+    /// The IP header that carries the ESP (the outer one, or the one inside VXLAN).
+    pub fn esp_ip(&self) -> Option<&IpInfo> {
+        match &self.transport {
+            Some(Transport::Esp(_)) => self.ip.as_ref(),
+            Some(Transport::Vxlan { inner, .. }) => inner.esp_ip(),
             _ => None,
         }
     }
@@ -319,7 +350,12 @@ pub const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 pub const IPPROTO_ESP: u8 = 50;
+pub const IPPROTO_AH: u8 = 51;
 pub const NAT_T_PORT: u16 = 4500;
+/// VXLAN's IANA port and Cilium's (the Linux default before IANA assigned one).
+pub const VXLAN_PORTS: [u16; 2] = [4789, 8472];
+/// Tunnels in tunnels: how many VXLAN layers are decoded before giving up (fuzzed input).
+const MAX_VXLAN_DEPTH: usize = 4;
 
 /// Decode one captured frame of link type `link`.
 pub fn decode(link: LinkType, frame: &[u8]) -> Decoded {
@@ -507,12 +543,21 @@ fn layer_name(l: etherparse::err::Layer) -> &'static str {
 }
 
 fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> Decoded {
+    // etherparse reads AH as an IP extension header: it is the transport hopscope shows.
+    let ah: Option<Transport>;
+    let ah_of = |a: &etherparse::IpAuthHeaderSlice<'_>| Transport::Ah {
+        spi: a.spi(),
+        seq: a.sequence_number(),
+        next_header: a.next_header().0,
+        ah_len: a.slice().len() as u32,
+    };
     let (ip, payload, payload_fragmented) = match &pkt.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
             let hlen = u32::from(h.ihl()) * 4;
             let total = u32::from(h.total_len());
             let frag = v4.is_payload_fragmented();
+            ah = v4.extensions().auth.as_ref().map(ah_of);
             (
                 IpInfo {
                     src: IpAddr::V4(h.source_addr()),
@@ -532,6 +577,10 @@ fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> D
             let plen = u32::from(h.payload_length());
             let ext = v6.extensions().slice().len() as u32;
             let frag = v6.is_payload_fragmented();
+            ah = v6.extensions().clone().into_iter().find_map(|e| match e {
+                etherparse::Ipv6ExtensionSlice::Authentication(a) => Some(ah_of(&a)),
+                _ => None,
+            });
             (
                 IpInfo {
                     src: IpAddr::V6(h.source_addr()),
@@ -564,6 +613,13 @@ fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> D
             ethertype: None,
         });
         return d;
+    }
+    if let Some(ah) = ah {
+        d.transport = Some(ah);
+        return d;
+    }
+    if proto == IPPROTO_AH {
+        return read_ah(d, payload.payload);
     }
     // ESP is not decoded by etherparse: its clear part is 8 bytes (SPI, sequence number).
     if proto == IPPROTO_ESP {
@@ -627,6 +683,10 @@ fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> D
                 d.esp_range = Some(start..start + body.len());
                 return d;
             }
+            if VXLAN_PORTS.contains(&dport) && body.len() >= 8 && body[0] & 0x08 != 0 {
+                let start = offset_in(f, body).unwrap_or(f.len());
+                return read_vxlan(d, sport, dport, body, start);
+            }
             d.transport = Some(Transport::Udp {
                 sport,
                 dport,
@@ -675,6 +735,49 @@ fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> D
     if let Some((err, layer)) = &pkt.stop_err {
         return d.stop(layer_name(*layer), err.to_string());
     }
+    d
+}
+
+/// AH: next header, length in 32-bit words minus 2, reserved, SPI, sequence number, ICV.
+fn read_ah(mut d: Decoded, ah: &[u8]) -> Decoded {
+    if ah.len() < 12 {
+        return d.stop(
+            "ah",
+            format!("{} bytes captured, the AH header needs 12", ah.len()),
+        );
+    }
+    d.transport = Some(Transport::Ah {
+        spi: be32(ah, 4),
+        seq: be32(ah, 8),
+        next_header: ah[0],
+        ah_len: (u32::from(ah[1]) + 2) * 4,
+    });
+    d
+}
+
+/// VXLAN: flags (I bit 0x08), 3 reserved, VNI (24 bits), 1 reserved; then an Ethernet frame.
+/// `start` is where `body` begins in the frame, so the inner ranges point into the frame.
+fn read_vxlan(mut d: Decoded, sport: u16, dport: u16, body: &[u8], start: usize) -> Decoded {
+    if usize::from(d.depth) >= MAX_VXLAN_DEPTH {
+        return d.stop(
+            "vxlan",
+            format!("more than {MAX_VXLAN_DEPTH} nested tunnels"),
+        );
+    }
+    let mut inner = Decoded::empty();
+    inner.depth = d.depth + 1;
+    let mut inner = decode_ethernet(inner, &body[8..]);
+    let shift = |r: Range<usize>| r.start + start + 8..r.end + start + 8;
+    // ESP inside the tunnel is decrypted from the frame: its range moves with it.
+    d.esp_range = inner.esp_range.clone().map(shift);
+    inner.ip_range = inner.ip_range.take().map(shift);
+    inner.esp_range = inner.esp_range.take().map(shift);
+    d.transport = Some(Transport::Vxlan {
+        sport,
+        dport,
+        vni: be32(body, 4) >> 8,
+        inner: Box::new(inner),
+    });
     d
 }
 
@@ -827,6 +930,153 @@ mod tests {
                 len: 40
             })
         );
+    }
+
+    fn udp(sport: u16, dport: u16, body: &[u8]) -> Vec<u8> {
+        let mut u = sport.to_be_bytes().to_vec();
+        u.extend(dport.to_be_bytes());
+        u.extend((8 + body.len() as u16).to_be_bytes());
+        u.extend([0, 0]);
+        u.extend(body);
+        u
+    }
+
+    fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x08, 0, 0, 0];
+        v.extend((vni << 8).to_be_bytes());
+        v.extend(frame);
+        v
+    }
+
+    /// Cilium's tunnel: node IPs, UDP 8472, VNI = source identity, the pod's frame inside.
+    #[test]
+    fn vxlan_carries_the_pod_frame() {
+        let pod = eth(
+            "02:00:0a:41:00:01",
+            "02:00:0a:41:00:02",
+            ETH_P_IPV4,
+            &ipv4([10, 65, 0, 1], [10, 65, 0, 2], 1, &icmp_echo(8, 7, 1, 56)),
+        );
+        let outer = ipv4(
+            [192, 168, 65, 1],
+            [192, 168, 65, 2],
+            17,
+            &udp(40000, 8472, &vxlan(2, &pod)),
+        );
+        let d = decode(LinkType::RawIp, &outer);
+        let Some(Transport::Vxlan {
+            sport,
+            dport,
+            vni,
+            inner,
+        }) = &d.transport
+        else {
+            panic!("{d:?}")
+        };
+        assert_eq!((*sport, *dport, *vni), (40000, 8472, 2));
+        assert_eq!(inner.ip.as_ref().unwrap().dst.to_string(), "10.65.0.2");
+        assert!(matches!(
+            inner.transport,
+            Some(Transport::Icmp {
+                ty: 8,
+                id: Some(7),
+                ..
+            })
+        ));
+        assert!(d.malformed.is_none() && !d.is_esp());
+        // Port 8472 without the VNI flag is plain UDP.
+        let mut plain = vxlan(2, &pod);
+        plain[0] = 0;
+        let d = decode(
+            LinkType::RawIp,
+            &ipv4([1, 1, 1, 1], [2, 2, 2, 2], 17, &udp(1, 8472, &plain)),
+        );
+        assert!(matches!(
+            d.transport,
+            Some(Transport::Udp { dport: 8472, .. })
+        ));
+    }
+
+    /// ESP inside VXLAN (Cilium before it encrypted the tunnel): found through the tunnel, its
+    /// range pointing into the outer frame, matched by the inner IP header.
+    #[test]
+    fn esp_inside_vxlan_is_found_with_its_range() {
+        let mut esp = 3u32.to_be_bytes().to_vec();
+        esp.extend(0x1au32.to_be_bytes());
+        esp.extend([0x5au8; 40]);
+        let pod = eth(
+            "02:00:00:00:00:01",
+            "02:00:00:00:00:02",
+            ETH_P_IPV4,
+            &ipv4([10, 0, 1, 138], [10, 0, 0, 40], 50, &esp),
+        );
+        let outer = eth(
+            "02:42:ac:12:00:03",
+            "02:42:ac:12:00:04",
+            ETH_P_IPV4,
+            &ipv4(
+                [172, 18, 0, 3],
+                [172, 18, 0, 4],
+                17,
+                &udp(1, 8472, &vxlan(9, &pod)),
+            ),
+        );
+        let d = decode(LinkType::Ethernet, &outer);
+        let e = d.esp().expect("ESP through the tunnel");
+        assert_eq!((e.spi, e.seq), (3, 0x1a));
+        assert_eq!(d.esp_ip().unwrap().dst.to_string(), "10.0.0.40");
+        let r = d.esp_range.clone().unwrap();
+        assert_eq!(&outer[r], &esp[..]);
+    }
+
+    #[test]
+    fn nested_tunnels_are_bounded() {
+        let mut pkt = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 1, &icmp_echo(8, 1, 1, 8));
+        for _ in 0..(MAX_VXLAN_DEPTH + 2) {
+            let frame = eth("02:00:00:00:00:01", "02:00:00:00:00:02", ETH_P_IPV4, &pkt);
+            pkt = ipv4(
+                [1, 1, 1, 1],
+                [2, 2, 2, 2],
+                17,
+                &udp(1, 4789, &vxlan(1, &frame)),
+            );
+        }
+        let mut d = decode(LinkType::RawIp, &pkt);
+        let mut depth = 0;
+        while let Some(Transport::Vxlan { inner, .. }) = d.transport {
+            d = *inner;
+            depth += 1;
+        }
+        assert_eq!(depth, MAX_VXLAN_DEPTH);
+        assert_eq!(d.malformed.unwrap().layer, "vxlan");
+    }
+
+    #[test]
+    fn ah_header_is_shown() {
+        // next header UDP, length (6 words - 2) = 4 -> 24 bytes: 12 fixed + 12 ICV (sha256-96).
+        let mut ah = vec![17, 4, 0, 0];
+        ah.extend(0x7112u32.to_be_bytes());
+        ah.extend(5u32.to_be_bytes());
+        ah.extend([0xeeu8; 12]);
+        ah.extend(udp(40000, 9999, b"hopscope\n"));
+        let d = decode(
+            LinkType::RawIp,
+            &ipv4([192, 168, 66, 1], [192, 168, 66, 2], 51, &ah),
+        );
+        assert_eq!(
+            d.transport,
+            Some(Transport::Ah {
+                spi: 0x7112,
+                seq: 5,
+                next_header: 17,
+                ah_len: 24
+            })
+        );
+        let d = decode(
+            LinkType::RawIp,
+            &ipv4([1, 1, 1, 1], [2, 2, 2, 2], 51, &ah[..6]),
+        );
+        assert_eq!(d.malformed.unwrap().layer, "ah");
     }
 
     #[test]

@@ -4,7 +4,10 @@
 mod addr;
 pub mod event;
 #[doc(hidden)]
+/// Test support (the `fixtures` feature, on only for tests and benches).
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod kernel_names;
 mod link;
 pub mod names;
 mod netfilter;

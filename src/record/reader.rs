@@ -252,7 +252,7 @@ pub fn trace_nodes(rec: &Recording) -> Vec<crate::trace::path::Node> {
         .map(|i| {
             let state = rec.state_at(i, 0);
             crate::trace::path::Node {
-                name: crate::trace::cmd::node_name(&state),
+                name: crate::cmd::trace::node_name(&state),
                 state,
                 netfilter: rec.nodes[i].netfilter.clone(),
             }

@@ -6,7 +6,6 @@ pub mod conntrack;
 pub mod context;
 pub mod ipvs;
 pub mod monitor;
-pub mod names;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;
@@ -22,6 +21,7 @@ use context::Context;
 use netlink::NlSocket;
 use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_XFRM};
 
+pub use crate::model::kernel_names as names;
 pub use netns::Target;
 
 /// Read links, addresses, routes, rules, XFRM and xfrm_stat of `target`.

@@ -1,6 +1,5 @@
 //! Following one flow: the path the kernel would choose (pure functions of NodeStates).
 
-pub mod cmd;
 pub mod decision;
 pub mod fib;
 pub mod live;

@@ -264,7 +264,7 @@ pub fn addr_owner(st: &NodeState, ip: &IpAddr) -> String {
 /// The conntrack entry of the packet's flow: original direction (ports compared when the
 /// trace knows them), else the reply direction of an entry.
 pub fn find_conntrack(nf: &Netfilter, p: &NfPacket) -> Option<(usize, bool)> {
-    let proto = crate::source::names::ip_proto(p.proto);
+    let proto = crate::model::kernel_names::ip_proto(p.proto);
     let port =
         |want: Option<u16>, have: Option<u16>| want.is_none() || have.is_none() || want == have;
     let orig = nf.conntrack.iter().position(|c| {
@@ -607,7 +607,7 @@ fn set_member(nf: &Netfilter, name: &str, flags: &[Side], p: &NfPacket, depth: u
     };
     let addr = |s: Side| if s == Side::Src { p.src } else { p.dst };
     let port = |s: Side| if s == Side::Src { p.sport } else { p.dport };
-    let proto = crate::source::names::ip_proto(p.proto);
+    let proto = crate::model::kernel_names::ip_proto(p.proto);
     let parts: Vec<&str> = set
         .kind
         .split(':')

@@ -349,7 +349,7 @@ fn nf_hook(
 /// servers (the one its conntrack entry names, else the first), as a DNAT hop.
 fn ipvs_dnat(w: &mut Walk, ni: usize, pkt: &mut Packet, ct: &CtView) -> bool {
     let node = &w.nodes[ni];
-    let proto = crate::source::names::ip_proto(pkt.proto);
+    let proto = crate::model::kernel_names::ip_proto(pkt.proto);
     let svc = node
         .netfilter
         .ipvs

@@ -156,7 +156,7 @@ impl Packet {
     }
 
     fn show(&self) -> String {
-        let proto = crate::source::names::ip_proto(self.proto);
+        let proto = crate::model::kernel_names::ip_proto(self.proto);
         let ports = match (self.sport, self.dport) {
             (Some(s), Some(d)) if matches!(self.proto, 6 | 17 | 132) => format!(" {s}→{d}"),
             _ => String::new(),
@@ -183,8 +183,10 @@ impl Packet {
 
 /// ESP tunnel length on the wire for an inner IP packet: outer IPv4 header, SPI + seq, IV,
 /// padded payload with pad-length and next-header bytes, ICV.
-pub fn esp_tunnel_len(inner: u32, iv: u32, icv: u32) -> u32 {
-    20 + 8 + iv + (inner + 2).div_ceil(4) * 4 + icv
+/// An IPv4 ESP packet's length around `inner` bytes: header, SPI+seq, IV, payload + pad length +
+/// next header padded to the cipher's `block`, ICV.
+pub fn esp_tunnel_len(inner: u32, iv: u32, icv: u32, block: u32) -> u32 {
+    20 + 8 + iv + (inner + 2).div_ceil(block) * block + icv
 }
 
 pub(crate) fn is_local(st: &NodeState, ip: &IpAddr) -> bool {

@@ -360,29 +360,36 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
         vec![],
     );
     w.decided([Decision::sa(sa)]);
-    let icv = sa
-        .aead
-        .as_ref()
-        .and_then(|a| a.icv_bits)
-        .map_or(16, |b| b / 8);
+    // The SA's algorithm sets IV, ICV and padding (rfc4106: 8, ICV bits, 4; cbc: 16, trunc, 16).
+    let (iv, icv, block) = match crate::decode::esp::EspCipher::from_state(sa) {
+        Ok(c) => (c.iv_len() as u32, c.icv_len() as u32, c.block() as u32),
+        Err(_) => (8, 16, 4),
+    };
+    let src: IpAddr = sa.src.parse().unwrap_or(pkt.src);
+    let outer_ip = if src.is_ipv4() { 20 } else { 40 };
+    let esp_len = esp_tunnel_len(pkt.size, iv, icv, block) - 20;
+    // NAT traversal: the ESP packet travels in UDP with the SA's encap ports.
+    let encap = sa.encap.as_ref().map(|e| (e.sport, e.dport));
     let outer = Packet {
-        src: sa.src.parse().unwrap_or(pkt.src),
+        src,
         dst: sa.dst.parse().unwrap_or(pkt.dst),
-        proto: 50,
-        sport: None,
-        dport: None,
+        proto: if encap.is_some() { 17 } else { 50 },
+        sport: encap.map(|e| e.0),
+        dport: encap.map(|e| e.1),
         mark: apply_output_mark(pkt.mark, sa.output_mark),
-        size: esp_tunnel_len(pkt.size, 8, icv),
+        size: outer_ip + esp_len + if encap.is_some() { 8 } else { 0 },
         esp: Some((sa.spi, Box::new(pkt.clone()))),
+    };
+    let how = match encap {
+        Some((s, d)) => format!("ESP in UDP {s}→{d} (NAT-T)"),
+        None => "ESP".into(),
     };
     w.hop(
         (ni, Step::Encrypt, None),
         &outer,
         format!(
-            "ESP tunnel {} → {} (ESP payload {} bytes)",
-            outer.src,
-            outer.dst,
-            outer.size - 20
+            "{how} {} {} → {} (ESP payload {esp_len} bytes)",
+            sa.mode, outer.src, outer.dst,
         ),
         format!(
             "SA output mark {}",
@@ -550,6 +557,10 @@ fn hand_off(w: &mut Walk, at: &mut At) -> Go {
     }]);
     at.node = nj;
     at.iif = in_dev;
+    // skb->mark does not cross into another netns (skb_scrub_packet): the next node's own
+    // rules (or Cilium's programs) mark the packet again, whatever --mark said for the first.
+    at.pkt.mark = 0;
+    at.mark_given = false;
     let what = format!("enters {next} on {}", at.iif.as_deref().unwrap_or("?"));
     w.hop(
         (nj, Step::Ingress, at.iif.as_deref()),

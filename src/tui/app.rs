@@ -112,9 +112,10 @@ pub struct Hits {
     pub table: Rect,
 }
 
-pub const COMMANDS: [&str; 20] = [
-    "links", "routes", "rules", "xfrm", "sas", "policies", "stats", "packets", "trace", "table",
-    "netns", "sort", "filter", "capture", "stop", "bpf", "decrypt", "pause", "help", "quit",
+pub const COMMANDS: [&str; 21] = [
+    "links", "routes", "rules", "xfrm", "sas", "policies", "stats", "packets", "trace", "health",
+    "table", "netns", "sort", "filter", "capture", "stop", "bpf", "decrypt", "pause", "help",
+    "quit",
 ];
 
 pub struct App {
@@ -157,6 +158,8 @@ pub struct App {
     pub traced: Option<Traced>,
     /// Bumped when the trace or what was seen of it changes.
     pub trace_gen: u64,
+    /// The doctor's findings on the node (the Health pane, the header's counts).
+    pub health: super::health::Health,
 }
 
 impl App {
@@ -189,6 +192,7 @@ impl App {
             packets: PacketLog::default(),
             traced: None,
             trace_gen: 0,
+            health: Default::default(),
         }
     }
 
@@ -210,6 +214,7 @@ impl App {
         match pane {
             Pane::Packets => self.packets.len(),
             Pane::Trace => self.traced.as_ref().map_or(0, Traced::len),
+            Pane::Health => self.health.len(),
             p => p.len(&live.state),
         }
     }
@@ -228,6 +233,7 @@ impl App {
                 .filter(|t| i < t.len())
                 .map(|t| t.cells(i))
                 .unwrap_or_default(),
+            Pane::Health => self.health.cells(i),
             p => rows::cells(p, live, i),
         }
     }
@@ -236,6 +242,7 @@ impl App {
         match pane {
             Pane::Packets => self.packets.get(i as u64).is_some_and(packets::trouble),
             Pane::Trace => self.traced.as_ref().is_some_and(|t| t.trouble(i)),
+            Pane::Health => self.health.trouble(i),
             p => rows::trouble(p, live, i),
         }
     }
@@ -248,6 +255,7 @@ impl App {
                 .as_ref()
                 .filter(|t| i < t.len())
                 .map(|t| t.detail(i)),
+            Pane::Health => self.health.detail(i),
             p => Some(rows::detail(p, live, i, self.show_keys)),
         }
     }
@@ -255,9 +263,10 @@ impl App {
     /// Recompute the rows of the shown pane (and the detail's row) if anything they
     /// depend on changed. Cheap when nothing did.
     pub fn refresh(&mut self, live: &Live) {
+        self.health.update(live, std::time::Instant::now());
         self.refresh_pane(self.pane, live);
         if let Some(d) = &mut self.detail {
-            if matches!(d.pane, Pane::Packets | Pane::Trace) {
+            if matches!(d.pane, Pane::Packets | Pane::Trace | Pane::Health) {
                 return; // named by sequence number / hop: they stay what they are
             }
             let st = &live.state;
@@ -287,6 +296,7 @@ impl App {
             stream: match pane {
                 Pane::Packets => self.packets.seqs().end,
                 Pane::Trace => self.trace_gen,
+                Pane::Health => self.health.generation,
                 _ => 0,
             },
         };
@@ -483,13 +493,24 @@ impl App {
                     self.switch(*p, live)
                 }
             }
+            // Enter on a finding: to the object it names.
+            Action::Detail if self.pane == Pane::Health => {
+                match self
+                    .view()
+                    .selected_index()
+                    .and_then(|i| self.health.target(i, &live.state))
+                {
+                    Some((pane, row)) => self.select_row(pane, row, live),
+                    None => self.say("this finding names no object of the node", true),
+                }
+            }
             Action::Detail => {
                 if let Some(i) = self.view().selected_index() {
                     self.detail = Some(Detail {
                         pane: self.pane,
                         index: Some(i),
                         identity: match self.pane {
-                            Pane::Packets | Pane::Trace => i.to_string(),
+                            Pane::Packets | Pane::Trace | Pane::Health => i.to_string(),
                             p => rows::identity(p, &live.state, i),
                         },
                         scroll: 0,
@@ -994,6 +1015,25 @@ impl App {
         Effect::None
     }
 
+    /// Show `pane` with its row `index` selected (cleared of a filter that hides it).
+    fn select_row(&mut self, pane: Pane, index: usize, live: &Live) {
+        self.mode = Mode::Normal;
+        self.detail = None;
+        self.pane = pane;
+        self.refresh(live);
+        if !self.view().rows.contains(&index) {
+            // The target is filtered out: show it anyway.
+            self.set_filter("", live);
+        }
+        let pos = self
+            .view()
+            .rows
+            .iter()
+            .position(|&r| r == index)
+            .unwrap_or(0);
+        self.view_mut().selected = pos;
+    }
+
     /// From an SA to the policies whose templates select it, and back.
     fn jump(&mut self, live: &Live) {
         let st = &live.state;
@@ -1023,21 +1063,7 @@ impl App {
             self.say(format!("no {} {}", what[0], what[2]), true);
             return;
         };
-        self.mode = Mode::Normal;
-        self.detail = None;
-        self.pane = to;
-        self.refresh(live);
-        if !self.view().rows.contains(&first) {
-            // The target is filtered out: show it anyway.
-            self.set_filter("", live);
-        }
-        let pos = self
-            .view()
-            .rows
-            .iter()
-            .position(|&r| r == first)
-            .unwrap_or(0);
-        self.view_mut().selected = pos;
+        self.select_row(to, first, live);
         self.say(
             format!(
                 "{} {} {}{}",
@@ -1067,7 +1093,7 @@ fn parse_trace(words: &[&str]) -> Result<Flow, String> {
     #[command(name = ":trace", no_binary_name = true, disable_help_flag = true)]
     struct Line {
         #[command(flatten)]
-        args: crate::trace::cmd::TraceArgs,
+        args: crate::cmd::trace::TraceArgs,
     }
     let line = Line::try_parse_from(words).map_err(|e| {
         let text = e.to_string();

@@ -154,7 +154,7 @@ impl Traced {
                     "flow {} → {} {}{} on {}",
                     f.src,
                     f.dst,
-                    crate::source::names::ip_proto(f.proto),
+                    crate::model::kernel_names::ip_proto(f.proto),
                     match (f.sport, f.dport) {
                         (Some(s), Some(d)) => format!(" {s}→{d}"),
                         (None, Some(d)) => format!(" →{d}"),

@@ -213,6 +213,12 @@ const DEFAULTS: &[(Action, &str, &str, &[&str])] = &[
         &["8"],
     ),
     (
+        Action::Pane(8),
+        "pane_health",
+        "Health pane: the doctor's findings, live",
+        &["9"],
+    ),
+    (
         Action::Detail,
         "detail",
         "detail view: every field of the row",

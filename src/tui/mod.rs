@@ -11,6 +11,7 @@ pub mod capturing;
 pub mod config;
 pub mod filter;
 pub mod flow;
+pub mod health;
 pub mod inputs;
 pub mod keymap;
 pub mod packets;
@@ -364,7 +365,7 @@ fn follow_flow(
     app: &mut App,
 ) -> Vec<String> {
     use crate::trace::path::{Node, trace};
-    let name = crate::trace::cmd::node_name(&live.state);
+    let name = crate::cmd::trace::node_name(&live.state);
     let node = Node {
         name: name.clone(),
         state: live.state.clone(),

@@ -115,6 +115,18 @@ fn header(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         parts.push(sep());
         parts.push((format!("⚠ {rising} rising"), base));
     }
+    let (fails, warns) = app.health.counts();
+    if fails + warns > 0 {
+        parts.push(sep());
+        parts.push((
+            format!("doctor: {fails} fail {warns} warn (9)"),
+            theme.style(if fails > 0 {
+                Item::Trouble
+            } else {
+                Item::Warning
+            }),
+        ));
+    }
     let pk = &app.packets;
     let active = pk.streams.iter().filter(|s| s.active()).count();
     if active > 0 {
@@ -260,13 +272,21 @@ fn tabs(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         } else {
             total.to_string()
         };
-        let text = if narrow {
-            format!("{} {title} {count}", i + 1)
+        // A pane holding an object the doctor finds wrong is marked.
+        let mark = if app.health.pane_trouble(*p, &live.state) {
+            "!"
         } else {
-            format!(" {} {title} {count} ", i + 1)
+            ""
+        };
+        let text = if narrow {
+            format!("{} {title}{mark} {count}", i + 1)
+        } else {
+            format!(" {} {title}{mark} {count} ", i + 1)
         };
         let style = if *p == app.pane {
             theme.style(Item::TabActive)
+        } else if !mark.is_empty() {
+            theme.style(Item::Trouble)
         } else {
             theme.style(Item::Tab)
         };
@@ -441,6 +461,7 @@ fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
                 Pane::Packets => "no packets yet: on the Links pane (1) press c on an interface, or :capture eth0 cilium_host".to_string(),
                 Pane::Trace if app.traced.is_some() => "no hop: the path stops before its first (above)".to_string(),
                 Pane::Trace => "no flow yet: t on a packet in the Packets pane (7), or :trace SRC DST [--proto tcp --dport 80]".to_string(),
+                Pane::Health => "not judged yet: waiting for the node's first reading".to_string(),
                 p => format!("no {} in this netns", p.title()),
             }
         } else {
@@ -549,6 +570,7 @@ fn detail(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
                 match d.pane {
                     Pane::Packets => "this packet is gone (older ones are let go)",
                     Pane::Trace => "this trace is gone",
+                    Pane::Health => "this finding is gone (judged again: fixed, or changed)",
                     _ => "this row is gone (the kernel removed it)",
                 },
                 inner.width as usize,
@@ -572,7 +594,7 @@ pub fn help_lines(app: &App) -> Vec<(String, String)> {
         (":table N|NAME|all", "routes of one table (tab completes)"),
         (":netns NAME|PATH", "follow another netns (tab completes)"),
         (":sort COLUMN [desc]", "sort the pane by a column"),
-        (":packets :trace", "switch pane"),
+        (":packets :trace :health", "switch pane"),
         (":capture IF [IF…]", "capture on interfaces (tab completes)"),
         (":stop IF…|all", "stop capturing on interfaces"),
         (":bpf EXPR", "capture filter for every stream (empty: none)"),
@@ -809,6 +831,22 @@ fn stream_head(buf: &mut Buffer, body: Rect, app: &App, theme: &Theme) -> Rect {
                     (line, theme.style(st))
                 })
                 .collect(),
+            None => vec![],
+        },
+        // The verdict, and what a judgement costs.
+        Pane::Health => match &app.health.report {
+            Some(r) => vec![(
+                format!(
+                    "{}  (judged in {:.1} ms; enter: to the object)",
+                    r.verdict,
+                    app.health.took.as_secs_f64() * 1000.0
+                ),
+                theme.style(match r.worst {
+                    crate::doctor::Severity::Fail => Item::Trouble,
+                    crate::doctor::Severity::Warn => Item::Warning,
+                    _ => Item::Title,
+                }),
+            )],
             None => vec![],
         },
         _ => vec![],

@@ -19,9 +19,11 @@ pub enum Pane {
     Packets,
     /// One flow's hops (rows: the App's `Traced`).
     Trace,
+    /// The doctor's findings on this node (rows: the App's `Health`).
+    Health,
 }
 
-pub const PANES: [Pane; 8] = [
+pub const PANES: [Pane; 9] = [
     Pane::Links,
     Pane::Routes,
     Pane::Rules,
@@ -30,6 +32,7 @@ pub const PANES: [Pane; 8] = [
     Pane::Stats,
     Pane::Packets,
     Pane::Trace,
+    Pane::Health,
 ];
 
 const LINK_LIVE: [&str; 3] = ["RX B/s", "TX B/s", "ERR+DROP"];
@@ -51,6 +54,7 @@ impl Pane {
             Pane::Stats => "xfrm_stat",
             Pane::Packets => "Packets",
             Pane::Trace => "Trace",
+            Pane::Health => "Health",
         }
     }
     /// Short name for commands and the config file.
@@ -64,6 +68,7 @@ impl Pane {
             Pane::Stats => "stats",
             Pane::Packets => "packets",
             Pane::Trace => "trace",
+            Pane::Health => "health",
         }
     }
     pub fn from_name(s: &str) -> Option<Pane> {
@@ -76,6 +81,7 @@ impl Pane {
             "stats" | "stat" | "xfrm_stat" => Pane::Stats,
             "packets" | "packet" | "pkts" => Pane::Packets,
             "trace" | "follow" => Pane::Trace,
+            "health" | "doctor" => Pane::Health,
             _ => return None,
         })
     }
@@ -89,6 +95,7 @@ impl Pane {
             Pane::Stats => (&STAT_HEADERS, &[]),
             Pane::Packets => (&super::packets::HEADERS, &[]),
             Pane::Trace => (&super::flow::HEADERS, &[]),
+            Pane::Health => (&super::health::HEADERS, &[]),
         };
         base.iter().chain(live).copied().collect()
     }
@@ -101,7 +108,7 @@ impl Pane {
             Pane::Sas => st.xfrm_states.len(),
             Pane::Policies => st.xfrm_policies.len(),
             Pane::Stats => st.xfrm_stats.len(),
-            Pane::Packets | Pane::Trace => 0,
+            Pane::Packets | Pane::Trace | Pane::Health => 0,
         }
     }
     /// Columns that give way when the terminal is narrow, least needed first (the detail
@@ -120,7 +127,7 @@ impl Pane {
             Pane::Policies => &[6, 4, 1],
             Pane::Stats => &[],
             // Every column says something here: the long ones are cut instead (enter shows all).
-            Pane::Packets | Pane::Trace => &[],
+            Pane::Packets | Pane::Trace | Pane::Health => &[],
         }
     }
     /// Do this pane's cells change with counter samples (not only with structure)?
@@ -195,7 +202,7 @@ pub fn policy_selects(p: &XfrmPolicy, sa: &XfrmState) -> bool {
 pub fn cells(pane: Pane, live: &Live, i: usize) -> Vec<String> {
     let st = &live.state;
     match pane {
-        Pane::Packets | Pane::Trace => vec![], // not the node's rows: App::row_cells
+        Pane::Packets | Pane::Trace | Pane::Health => vec![], // not the node's rows: App::row_cells
         Pane::Links => {
             let l = &st.links[i];
             let mut c = col::link_row(l);
@@ -297,7 +304,7 @@ pub fn identity(pane: Pane, st: &NodeState, i: usize) -> String {
             format!("{} {:?} {:?}", p.dir, p.selector, p.mark)
         }
         Pane::Stats => st.xfrm_stats[i].0.clone(),
-        Pane::Packets | Pane::Trace => String::new(), // not the node's rows
+        Pane::Packets | Pane::Trace | Pane::Health => String::new(), // not the node's rows
     }
 }
 
@@ -362,7 +369,7 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
             let (n, v) = &st.xfrm_stats[i];
             vec![(n.clone(), v.to_string())]
         }
-        Pane::Packets | Pane::Trace => return vec![], // not the node's rows: App::row_detail
+        Pane::Packets | Pane::Trace | Pane::Health => return vec![], // not the node's rows: App::row_detail
     };
     let headers = pane.headers();
     let row = cells(pane, live, i);
@@ -440,7 +447,7 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
                 ));
             }
         }
-        Pane::Stats | Pane::Packets | Pane::Trace => {}
+        Pane::Stats | Pane::Packets | Pane::Trace | Pane::Health => {}
     }
     out.push(("── every field".into(), String::new()));
     out.extend(all);

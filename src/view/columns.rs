@@ -162,7 +162,10 @@ pub fn selector(s: &Selector) -> String {
         addr(&s.dst.to_string())
     );
     if let Some(p) = s.proto {
-        out.push_str(&format!(" proto {}", crate::source::names::ip_proto(p)));
+        out.push_str(&format!(
+            " proto {}",
+            crate::model::kernel_names::ip_proto(p)
+        ));
     }
     if let Some(p) = s.sport {
         out.push_str(&format!(" sport {p}"));

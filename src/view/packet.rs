@@ -7,7 +7,7 @@
 //! ```
 //! Shared by `hopscope capture` and the TUI's Packets pane. Reads records, never sockets.
 
-use crate::capture::analyze::{Decrypt, IfaceCounts, PacketRecord, Rates, Ts};
+use crate::decode::analyze::{Decrypt, IfaceTotals, PacketRecord, Rates, Ts};
 use crate::decode::packet::{Decoded, Transport};
 use std::fmt::Write;
 
@@ -69,6 +69,31 @@ fn summary_plain(d: &Decoded) -> String {
                 e.spi,
                 e.seq,
                 e.len
+            );
+        }
+        Some(Transport::Ah {
+            spi,
+            seq,
+            next_header,
+            ah_len,
+        }) => {
+            let _ = write!(
+                s,
+                "{src} > {dst}: AH(spi={spi:#010x},seq={seq:#x}), next {next_header}, AH length {ah_len} (not verified)"
+            );
+        }
+        Some(Transport::Vxlan {
+            sport,
+            dport,
+            vni,
+            inner,
+        }) => {
+            let _ = write!(
+                s,
+                "{} > {}: VXLAN, vni {vni}: {}",
+                addr_port(&src, *sport),
+                addr_port(&dst, *dport),
+                summary_plain(inner)
             );
         }
         Some(Transport::Icmp {
@@ -236,30 +261,10 @@ pub fn annotations(r: &PacketRecord) -> String {
     if let Some(l) = &r.leak {
         let _ = write!(s, " LEAK: {l}");
     }
+    if let Some(m) = &r.encap_mismatch {
+        let _ = write!(s, " ENCAP MISMATCH: {m}");
+    }
     s
-}
-
-/// Per-interface totals as tcpdump prints them at the end, plus what hopscope adds.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct IfaceTotals {
-    pub iface: String,
-    /// Packets hopscope processed (printed / written).
-    pub captured: u64,
-    /// Packets the kernel passed to the capture filter (pcap stats "received").
-    pub received_by_filter: u64,
-    /// Dropped by the kernel: the capture buffer was full (pcap stats "dropped").
-    pub dropped_by_kernel: u64,
-    /// Dropped by the interface/driver (pcap stats "if_dropped").
-    pub dropped_by_interface: u64,
-    /// Dropped by hopscope: its queue from the reader to the decoder was full.
-    pub dropped_by_hopscope: u64,
-    #[serde(flatten)]
-    pub counts: IfaceCounts,
-    pub esp_pps: f64,
-    pub plaintext_pps: f64,
-    /// The interface vanished mid-capture (with libpcap's message).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gone: Option<String>,
 }
 
 pub fn totals_text(t: &IfaceTotals) -> String {

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 pub fn render(t: &Trace) -> String {
     let mut out = String::new();
-    let proto = crate::source::names::ip_proto(t.flow.proto);
+    let proto = crate::model::kernel_names::ip_proto(t.flow.proto);
     let _ = writeln!(
         out,
         "trace {} → {} {proto} ({} bytes)",

@@ -43,9 +43,7 @@ done
 [ $# -ge 1 ] || die "usage: run.sh [--variant V]... [--no-cluster] SCRIPT [ARGS...] | shell"
 for v in "${variants[@]}"; do
     case "$v" in rotation|no-inbound-sa|no-out-policy|clusterip|wrong-key) ;;
-        # Variants of an area's own file (variants/*.sh) define variant_<name>.
-        *) grep -qs "^variant_${v//-/_}()" "$(dirname "$0")"/variants/*.sh \
-               || die "unknown variant '$v'";; esac
+        *) grep -qs "^variant_${v//-/_}()" "$LAB_DIR"/variants/*.sh || die "unknown variant '$v'";; esac
 done
 
 mode=script

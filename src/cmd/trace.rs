@@ -1,10 +1,11 @@
 //! `hopscope trace`: read the nodes (live netns or recorded snapshots), predict the path.
 
-use super::path::{Flow, Node, Trace, trace};
 use crate::model::{Netfilter, NodeState};
 use crate::source::{self, Target};
+use crate::trace::path::{Flow, Node, Trace, trace};
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -182,10 +183,10 @@ fn follow(
     nodes: &[Node],
     targets: &[Target],
     dur: std::time::Duration,
-) -> Result<super::live::Followed> {
-    use super::live::{Observation, counter_deltas};
+) -> Result<crate::trace::live::Followed> {
     use crate::capture::{Options, Session, ctrl_c_flag};
     use crate::decode::packet::decode;
+    use crate::trace::live::{Observation, counter_deltas};
     use std::time::{Duration, Instant};
 
     let stop = ctrl_c_flag();
@@ -233,9 +234,40 @@ fn follow(
     let before: Vec<NodeState> = nodes.iter().map(|n| n.state.clone()).collect();
     let after: Vec<NodeState> = targets.iter().map(source::collect).collect::<Result<_>>()?;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    Ok(super::live::follow(
+    Ok(crate::trace::live::follow(
         t,
         &obs,
         counter_deltas(&before, &after, &names),
     ))
+}
+
+/// `hopscope trace`: read the nodes, trace, print the text or the JSON document.
+pub fn command(cli: &crate::cli::Cli, args: &TraceArgs) -> anyhow::Result<()> {
+    let names = super::start_names(cli);
+    // Recorded states alone are enough; the own netns is read only when nothing else is given.
+    let targets = if cli.target.netns.is_empty()
+        && cli.target.pid.is_none()
+        && (!args.states.is_empty() || args.from.is_some())
+    {
+        vec![]
+    } else {
+        cli.target.targets()
+    };
+    let t = run(args, &targets)?;
+    let names = super::finish_names(names);
+    let out = if args.json {
+        // The trace document, plus `names`: address → name for the addresses in it.
+        let mut v = serde_json::to_value(&t)?;
+        let found = names.in_text(&v.to_string());
+        if let (Some(obj), false) = (v.as_object_mut(), found.is_empty()) {
+            obj.insert("names".into(), serde_json::to_value(found)?);
+        }
+        serde_json::to_string_pretty(&v)? + "\n"
+    } else {
+        crate::model::names::with_names(names, || crate::view::trace::render(&t))
+    };
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(Into::into),
+    }
 }

@@ -93,6 +93,9 @@ pub struct PacketRecord {
     /// Why this plaintext packet should have been encrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leak: Option<String>,
+    /// NAT traversal: how this ESP packet's UDP encapsulation differs from its SA's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encap_mismatch: Option<String>,
 }
 
 /// Per-interface counters. `esp` + `plaintext` + `kernel_decrypted` + `other` = `packets`.
@@ -390,6 +393,7 @@ impl Analyzer {
             decrypt: None,
             kernel_decrypted: None,
             leak: None,
+            encap_mismatch: None,
         };
         let c = self.counts.entry(iface.clone()).or_default();
         c.packets += 1;
@@ -397,11 +401,12 @@ impl Analyzer {
         c.malformed += u64::from(rec.decoded.malformed.is_some());
 
         let ip = rec.decoded.ip.clone();
-        if let (Some(esp), Some(ip)) = (rec.decoded.esp().copied(), ip.as_ref()) {
-            rec.sa = self
-                .sas
-                .lookup(esp.spi, ip.src, ip.dst)
-                .map(|i| self.sa_label(i));
+        // ESP is matched by the IP header that carries it (inside VXLAN for Cilium's tunnels).
+        let esp_ip = rec.decoded.esp_ip().cloned();
+        if let (Some(esp), Some(ip)) = (rec.decoded.esp().copied(), esp_ip.as_ref()) {
+            let sa = self.sas.lookup(esp.spi, ip.src, ip.dst);
+            rec.sa = sa.map(|i| self.sa_label(i));
+            rec.encap_mismatch = sa.and_then(|i| self.sas.entries[i].encap_mismatch(esp.udp_encap));
             let mut inner_bytes = None;
             if self.decrypt {
                 let range = rec.decoded.esp_range.clone().unwrap_or(0..0);
@@ -668,4 +673,27 @@ fn transport_only(outer: &Decoded, next_header: u8, payload: &[u8]) -> Decoded {
     }
     pkt.extend(payload);
     packet::decode_ip(&pkt)
+}
+
+/// Per-interface totals as tcpdump prints them at the end, plus what hopscope adds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IfaceTotals {
+    pub iface: String,
+    /// Packets hopscope processed (printed / written).
+    pub captured: u64,
+    /// Packets the kernel passed to the capture filter (pcap stats "received").
+    pub received_by_filter: u64,
+    /// Dropped by the kernel: the capture buffer was full (pcap stats "dropped").
+    pub dropped_by_kernel: u64,
+    /// Dropped by the interface/driver (pcap stats "if_dropped").
+    pub dropped_by_interface: u64,
+    /// Dropped by hopscope: its queue from the reader to the decoder was full.
+    pub dropped_by_hopscope: u64,
+    #[serde(flatten)]
+    pub counts: IfaceCounts,
+    pub esp_pps: f64,
+    pub plaintext_pps: f64,
+    /// The interface vanished mid-capture (with libpcap's message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gone: Option<String>,
 }

@@ -1,8 +1,8 @@
 //! `hopscope capture`: headless packet streams, as text lines or JSON lines.
 
-use super::analyze::{Analyzer, Ts};
-use super::pcapng::{EpbDir, PcapngWriter};
-use super::{JsonPacket, Options, Session, ctrl_c_flag};
+use crate::capture::pcapng::{EpbDir, PcapngWriter};
+use crate::capture::{JsonPacket, Options, Session, ctrl_c_flag};
+use crate::decode::analyze::{Analyzer, Ts};
 use crate::decode::packet::Direction;
 use crate::model::reveal_secrets;
 use crate::source::Target;
@@ -23,11 +23,13 @@ pub struct RunArgs {
     pub stats_every: Option<Duration>,
     /// Do not print packets (count only; for benchmarks with -w or alone).
     pub quiet: bool,
+    /// Lock down (crate::sandbox) once the handles and the output file are open.
+    pub sandbox: bool,
 }
 
 pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
     if let Some(f) = &a.opts.filter {
-        super::check_filter(f, super::LinkType::Ethernet)?;
+        crate::capture::check_filter(f, crate::capture::LinkType::Ethernet)?;
     }
     let stop = ctrl_c_flag();
     let state =
@@ -116,6 +118,11 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         None => None,
     };
 
+    // Everything this run reads from and writes to is open: give up the rest.
+    if a.sandbox {
+        let locked = crate::sandbox::lock_down()?;
+        writeln!(err, "hopscope: {locked}")?;
+    }
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -125,7 +132,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
     let mut broken_pipe = false;
     let mut reported_gone = 0;
 
-    let mut handle_frame = |f: super::Frame,
+    let mut handle_frame = |f: crate::capture::Frame,
                             an: &mut Analyzer,
                             out: &mut BufWriter<std::io::StdoutLock<'_>>,
                             session: &Session|
@@ -241,4 +248,33 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         writeln!(err, "{}", pv::totals_text(t))?;
     }
     Ok(())
+}
+
+/// `hopscope capture`: the command line's options as a capture run, with Kubernetes names.
+pub fn command(cli: &crate::cli::Cli, a: &crate::cli::CaptureArgs) -> anyhow::Result<()> {
+    if let Some(path) = &a.read {
+        return crate::keys::offline::run_cli(a, path);
+    }
+    let args = RunArgs {
+        opts: Options {
+            ifaces: a.interfaces.clone(),
+            all: a.all,
+            filter: a.filter.clone(),
+            decrypt: a.decrypt,
+            count: a.count,
+            duration: a.duration.map(std::time::Duration::from_secs_f64),
+            snaplen: a.snaplen,
+            buffer_bytes: a.buffer_kib.saturating_mul(1024),
+            queue: a.queue,
+        },
+        json: a.json,
+        write: a.write.clone(),
+        show_keys: a.show_keys,
+        stats_every: a.stats.map(std::time::Duration::from_secs_f64),
+        quiet: a.quiet,
+        sandbox: !cli.no_sandbox,
+    };
+    // Kubernetes names for the packet lines (silent without credentials, bounded wait).
+    let names = super::finish_names(super::start_names(cli));
+    crate::model::names::with_names(names, || run(&cli.target.target(), &args))
 }

@@ -1,0 +1,194 @@
+//! The doctor's judgement on a node with 1,000 peers (2,000 SAs: an out SA and a per-node in
+//! SA each; 3,000 policies: out, in and fwd per peer; 100,000 routes), against the TUI's own
+//! frame of the same node in the same run: the Health pane re-judges on the TUI's loop, so a
+//! judgement must cost less than a frame budget and stay small next to a frame's draw.
+//! `cargo bench --bench doctor_judge` prints medians and the ratio.
+
+use hopscope::doctor::{KeyHasher, NodeInput, examine};
+use hopscope::model::event::Live;
+use hopscope::model::fixtures::seed_worker;
+use hopscope::model::{Family, LinkRef, Mark, NodeState, PolicyDir, Prefix, Route, TableRef};
+use hopscope::tui::app::App;
+use hopscope::tui::keymap::Keymap;
+use hopscope::tui::render;
+use hopscope::tui::rows::Pane;
+use hopscope::tui::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant, SystemTime};
+
+const PEERS: u32 = 1000;
+
+fn v4(a: u32) -> IpAddr {
+    Ipv4Addr::from(a).into()
+}
+
+fn route(table: u32, dst: Prefix, dev: (u32, &str), gw: Option<String>) -> Route {
+    Route {
+        family: Family::V4,
+        table: TableRef {
+            id: table,
+            name: None,
+        },
+        kind: "unicast".into(),
+        dst: Some(dst),
+        src: None,
+        gateway: gw,
+        dev: Some(LinkRef {
+            index: dev.0,
+            name: Some(dev.1.into()),
+        }),
+        prefsrc: None,
+        protocol: "boot".into(),
+        scope: "global".into(),
+        metric: None,
+        mtu: None,
+        mtu_locked: false,
+        tos: 0,
+        nexthops: vec![],
+    }
+}
+
+/// The seed's worker, grown to 1,000 peers the way Cilium ≥ 1.14 lays them out.
+pub fn thousand_peers() -> NodeState {
+    let mut st = seed_worker();
+    let out0 = st
+        .xfrm_states
+        .iter()
+        .find(|s| s.src != "0.0.0.0")
+        .unwrap()
+        .clone();
+    let in0 = st
+        .xfrm_states
+        .iter()
+        .find(|s| s.src == "0.0.0.0")
+        .unwrap()
+        .clone();
+    let pol = |d: PolicyDir| {
+        st.xfrm_policies
+            .iter()
+            .find(|p| p.dir == d)
+            .unwrap()
+            .clone()
+    };
+    let (pout, pin, pfwd) = (pol(PolicyDir::Out), pol(PolicyDir::In), pol(PolicyDir::Fwd));
+    st.xfrm_states.clear();
+    st.xfrm_policies.clear();
+    st.routes.retain(|r| r.table.id != 200);
+    for k in 0..PEERS {
+        let router = v4(0x0a80_0000 + k * 4 + 1); // 10.128.x.y
+        let cidr = Prefix::new(v4(0x0b00_0000 + (k << 8)), 24); // 11.k.0/24
+        let node_id = (k + 2) << 16;
+        let mut o = out0.clone();
+        o.dst = router.to_string();
+        o.mark = Some(Mark {
+            value: node_id | 0x3e00,
+            mask: 0xffff_ff00,
+        });
+        let mut i = in0.clone();
+        i.src = router.to_string();
+        i.mark = Some(Mark {
+            value: node_id | 0x0d00,
+            mask: 0xffff_0f00,
+        });
+        st.xfrm_states.push(o);
+        st.xfrm_states.push(i);
+        let mut p = pout.clone();
+        p.selector.dst = cidr;
+        p.mark = Some(Mark {
+            value: node_id | 0x3e00,
+            mask: 0xffff_ff00,
+        });
+        p.templates[0].dst = router.to_string();
+        let mut pi = pin.clone();
+        pi.selector.src = cidr;
+        let mut pf = pfwd.clone();
+        pf.selector.src = cidr;
+        st.xfrm_policies.extend([p, pi, pf]);
+        st.routes.push(route(200, cidr, (3, "cilium_host"), None));
+        st.routes
+            .push(route(254, cidr, (7, "eth0"), Some(router.to_string())));
+    }
+    // Endpoint-style /32 routes fill the rest up to 100k.
+    let mut n = 0u32;
+    while st.routes.len() < 100_000 {
+        st.routes.push(route(
+            254,
+            Prefix::new(v4(0x0c00_0000 + n), 32),
+            (7, "eth0"),
+            None,
+        ));
+        n += 1;
+    }
+    st
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let st = thousand_peers();
+    println!(
+        "node: {} SAs, {} policies, {} routes",
+        st.xfrm_states.len(),
+        st.xfrm_policies.len(),
+        st.routes.len()
+    );
+    let keys = KeyHasher::new(vec![7; 32]);
+    let input = [NodeInput {
+        name: "worker".into(),
+        state: &st,
+        before: Some(&st),
+        netfilter: None,
+        pods: &[],
+        seen: &[],
+    }];
+    let report = examine(&input, &keys);
+    println!(
+        "report: {} findings, verdict: {}",
+        report.findings.len(),
+        report.verdict
+    );
+    let judge = median(
+        (0..15)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(examine(&input, &keys));
+                t.elapsed()
+            })
+            .collect(),
+    );
+    // The TUI's frame of the same node (Routes pane, 200x50), in the same run.
+    let live = Live::new(st.clone());
+    let theme = Theme::builtin("dark");
+    let mut app = App::new(
+        Keymap::default(),
+        Duration::from_secs(1),
+        "bench".into(),
+        SystemTime::now(),
+    );
+    app.pane = Pane::Routes;
+    app.refresh(&live);
+    let mut t = Terminal::new(TestBackend::new(200, 50)).unwrap();
+    let frame = median(
+        (0..15)
+            .map(|_| {
+                let s = Instant::now();
+                app.refresh(&live);
+                t.draw(|f| render::draw(f, &app, &live, &theme)).unwrap();
+                s.elapsed()
+            })
+            .collect(),
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "median: doctor judgement {:.1} ms, TUI frame {:.1} ms, ratio judgement/frame = {:.2}",
+        ms(judge),
+        ms(frame),
+        judge.as_secs_f64() / frame.as_secs_f64()
+    );
+}

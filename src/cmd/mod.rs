@@ -1,0 +1,25 @@
+//! Commands: what runs when the user types `hopscope snapshot|trace|capture|…` (and the
+//! TUI's start-up in `tui::run_cli`). This is the one layer that opens sockets, starts
+//! captures and reads Kubernetes, then hands plain data to the pure layers below (trace,
+//! explain, model, decode) and prints it through `view`. See docs/architecture.md.
+
+pub mod capture;
+pub mod snapshot;
+pub mod trace;
+
+use crate::cli::Cli;
+
+/// Start reading names from Kubernetes (in the background; nothing without credentials).
+pub fn start_names(cli: &Cli) -> crate::kube::names::NamesWatch {
+    crate::kube::names::NamesWatch::start(&cli.kube)
+}
+
+/// The names read so far, waiting up to the budget for the first lists; the notice (one
+/// line) goes to stderr.
+pub fn finish_names(w: crate::kube::names::NamesWatch) -> std::sync::Arc<crate::model::Names> {
+    let (names, notice) = crate::kube::names::finish(w, crate::kube::names::NAMES_BUDGET);
+    if let Some(n) = notice {
+        eprintln!("hopscope: {n}");
+    }
+    names
+}

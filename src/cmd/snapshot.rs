@@ -1,0 +1,39 @@
+//! `hopscope snapshot` (and the plain run without a terminal): one dump, printed as text or
+//! JSON.
+
+use super::{finish_names, start_names};
+use crate::cli::Cli;
+use crate::{source, view};
+use std::io::{IsTerminal, Write};
+
+pub fn run(
+    cli: &Cli,
+    json: bool,
+    show_keys: bool,
+    from: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let names = start_names(cli);
+    let state = match from {
+        Some(path) => crate::record::reader::node_state(path, cli.target.netns.first())?,
+        None => source::collect(&cli.target.target())?,
+    };
+    let names = finish_names(names);
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let written = if json {
+        view::json::write(&state, show_keys, tty, &mut out)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        let text = crate::model::names::with_names(names, || view::text::render(&state, show_keys));
+        write!(out, "{text}")
+    };
+    // The process ends next: freeing 100k routes one by one would only cost time.
+    std::mem::forget(state);
+    // A closed pipe (| head) is not an error worth a message.
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(Into::into),
+    }
+}

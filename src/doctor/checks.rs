@@ -1,0 +1,495 @@
+//! Static checks that are not a lookup: key counts and rotation, SPI in marks vs SAs,
+//! sequence numbers near the end, MTU against the ESP overhead, stale objects towards
+//! addresses of no node, conflicting SAs for one peer, the fail-closed catch-all, marks that
+//! collide with other users of the mark bits.
+
+use super::PodState;
+use super::finding::{Finding, Object, Severity};
+use super::ipfmt;
+use super::node::{NodeView, dir, ip, is_block};
+use crate::model::{Family, Mark, NfCond, NfTarget, Prefix, XfrmState};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Sequence numbers past this (without ESN) want a key rotation soon.
+pub const OSEQ_WARN: u32 = 0xf000_0000;
+
+pub fn keys(v: &NodeView, out: &mut Vec<Finding>) {
+    // Out SAs per (peer, family): one SPI, or two side by side during a key rotation.
+    let mut per_peer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &i in &v.out_sas {
+        per_peer.entry(v.sa(i).dst.to_string()).or_default().push(i);
+    }
+    for (peer, sas) in &per_peer {
+        let mut spis: Vec<u32> = sas.iter().map(|&i| v.sa(i).spi).collect();
+        spis.sort();
+        spis.dedup();
+        // The same SPI twice to one peer: two mark widths (an upgrade left the old one).
+        for (a, &i) in sas.iter().enumerate() {
+            for &j in &sas[a + 1..] {
+                let (x, y) = (v.sa(i), v.sa(j));
+                if x.spi == y.spi
+                    && x.proto == y.proto
+                    && x.mark.map(|m| m.mask) != y.mark.map(|m| m.mask)
+                {
+                    out.push(
+                        Finding::new(
+                            v.name,
+                            Severity::Warn,
+                            "sa-mask-conflict",
+                            format!("two out SAs to {peer} with spi {:#x} and different mark widths: packets may use the stale one", x.spi),
+                        )
+                        .evidence(ipfmt::sa(x))
+                        .evidence(ipfmt::sa(y))
+                        .object(Object::Sa(j))
+                        .cause("an upgrade changed Cilium's mark layout (node IDs in the mark) and the old states were left behind")
+                        .fix(format!("delete the stale one: ip xfrm state delete src {} dst {} proto esp spi {:#x} mark {:#x} mask {:#x} (check which one traffic uses: ip -s xfrm state)", y.src, y.dst, y.spi, y.mark.map_or(0, |m| m.value), y.mark.map_or(0, |m| m.mask))),
+                    );
+                }
+            }
+        }
+        match spis.len() {
+            0 | 1 => {}
+            2 => out.push(
+                Finding::new(
+                    v.name,
+                    Severity::Info,
+                    "key-rotation",
+                    format!("two keys to {peer} side by side (spi {:#x} and {:#x}): a key rotation in progress", spis[0], spis[1]),
+                )
+                .evidence(ipfmt::sa(v.sa(sas[0])))
+                .evidence(ipfmt::sa(v.sa(*sas.last().unwrap()))),
+            ),
+            n => out.push(
+                Finding::new(
+                    v.name,
+                    Severity::Warn,
+                    "too-many-keys",
+                    format!("{n} SPIs to {peer} ({spis:#x?}): more than a rotation's two"),
+                )
+                .evidence(ipfmt::sa(v.sa(sas[0])))
+                .cause("old keys were not cleaned up after rotations")
+                .fix("let the Cilium agent clean up (it removes old keys after the rotation delay); restart it if they stay"),
+            ),
+        }
+    }
+}
+
+/// Cilium's key id in bits 12–15 of encrypt/decrypt marks must be the SA's or template's SPI.
+pub fn spi_in_marks(v: &NodeView, out: &mut Vec<Finding>) {
+    let key_of = |m: &Mark| {
+        let ipsec = matches!(m.value & 0x0f00, 0x0e00) && m.mask & 0xf000 == 0xf000;
+        (ipsec && m.value & 0xf000 != 0).then_some((m.value & 0xf000) >> 12)
+    };
+    for &i in &v.out_sas {
+        let x = v.sa(i);
+        if let Some(k) = x.mark.as_ref().and_then(key_of)
+            && k != x.spi
+        {
+            out.push(
+                Finding::new(
+                    v.name,
+                    Severity::Warn,
+                    "spi-mark-mismatch",
+                    format!("out SA spi {:#x} to {} has key {k} in its mark: Cilium's traffic for key {k} expects SPI {k}", x.spi, x.dst),
+                )
+                .evidence(ipfmt::sa(x))
+                .object(Object::Sa(i))
+                .cause("the SA was installed by hand or by a mismatched agent version")
+                .fix("restart the Cilium agent so it re-installs its states"),
+            );
+        }
+    }
+    for (i, p) in v.st.xfrm_policies.iter().enumerate() {
+        if dir(p) != "out" || is_block(p) {
+            continue;
+        }
+        if let Some(k) = p.mark.as_ref().and_then(key_of) {
+            for t in p.templates.iter().filter(|t| t.spi != 0 && t.spi != k) {
+                out.push(
+                    Finding::new(
+                        v.name,
+                        Severity::Warn,
+                        "spi-mark-mismatch",
+                        format!(
+                            "out policy with key {k} in its mark sends to SPI {:#x}",
+                            t.spi
+                        ),
+                    )
+                    .evidence(ipfmt::policy(p))
+                    .object(Object::Policy(i))
+                    .cause("the policy was installed by hand or by a mismatched agent version")
+                    .fix("restart the Cilium agent so it re-installs its policies"),
+                );
+            }
+        }
+    }
+}
+
+pub fn sequence(v: &NodeView, out: &mut Vec<Finding>) {
+    for &i in &v.out_sas {
+        let x = v.sa(i);
+        if !x.esn && x.oseq >= OSEQ_WARN && x.oseq < u32::MAX {
+            let left = u32::MAX - x.oseq;
+            out.push(
+                Finding::new(
+                    v.name,
+                    Severity::Warn,
+                    "out-seq-near-exhaustion",
+                    format!("out SA spi {:#x} to {} has {left} sequence numbers left (no ESN): then every packet is dropped", x.spi, x.dst),
+                )
+                .evidence(ipfmt::sa(x))
+                .object(Object::Sa(i))
+                .cause("many packets since the last key rotation")
+                .fix("rotate the IPsec key (new SPI in the cilium-ipsec-keys secret) before it runs out"),
+            );
+        }
+    }
+}
+
+/// The largest inner packet an SA carries on a link of `mtu`, as the kernel computes it
+/// (esp4/esp6 get_mtu: the link MTU less outer header, ESP header and IV, and ICV, rounded
+/// down to the cipher's block, less pad length and next header).
+pub fn esp_room(x: &XfrmState, mtu: u32) -> u32 {
+    let (head, block, icv) = esp_parts(x);
+    (mtu.saturating_sub(head + icv) & !(block - 1)).saturating_sub(2)
+}
+
+/// (outer header + ESP header + IV, cipher block rounded up to 4, ICV) of an SA.
+fn esp_parts(x: &XfrmState) -> (u32, u32, u32) {
+    let outer = match (x.mode.to_string().as_str(), ip(&x.dst)) {
+        ("tunnel", Some(IpAddr::V6(_))) => 40,
+        ("tunnel", _) => 20,
+        _ => 0,
+    };
+    let (iv, block, icv) = if let Some(a) = &x.aead {
+        (8, 4, a.icv_bits.unwrap_or(128) / 8)
+    } else {
+        let enc = x.enc.as_ref().map(|e| e.name.as_str()).unwrap_or("");
+        let (iv, block) = if enc.starts_with("cbc(") {
+            (16, 16)
+        } else if enc.contains("ctr") {
+            (8, 4)
+        } else {
+            (0, 4)
+        };
+        let icv = x
+            .auth
+            .as_ref()
+            .map_or(0, |a| a.trunc_bits.unwrap_or(96) / 8);
+        (iv, block, icv)
+    };
+    (outer + 8 + iv, block, icv)
+}
+
+/// Pods' MTU (their own route's, else their eth0's) against the node's egress MTU minus
+/// the overhead of the SA their traffic is encrypted with.
+pub fn mtu(v: &NodeView, pods: &[PodState], out: &mut Vec<Finding>) {
+    let lxcs =
+        v.st.links
+            .iter()
+            .filter(|l| {
+                l.name.starts_with("lxc") && l.peer.as_ref().is_some_and(|p| p.netns_id.is_some())
+            })
+            .count();
+    if v.out_sas.is_empty() {
+        return;
+    }
+    if pods.is_empty() {
+        if lxcs > 0 {
+            out.push(Finding::new(
+                v.name,
+                Severity::Info,
+                "mtu-pods-unread",
+                format!(
+                    "{lxcs} pod veth(s) here, but no pod netns could be read: pods' MTU not checked"
+                ),
+            ));
+        }
+        return;
+    }
+    // The smallest room any out SA leaves on its egress link.
+    let mut room: Option<(u32, String, usize)> = None;
+    for &i in &v.out_sas {
+        let x = v.sa(i);
+        let Some(peer) = ip(&x.dst) else { continue };
+        let Some(dev) = v.dev_towards(&peer) else {
+            continue;
+        };
+        let Some(mtu) = v.st.link_by_name(dev).and_then(|l| l.mtu) else {
+            continue;
+        };
+        let r = esp_room(x, mtu);
+        if room.as_ref().is_none_or(|(m, _, _)| r < *m) {
+            room = Some((
+                r,
+                format!(
+                    "{dev} mtu {mtu} leaves {r} bytes for the packet inside ESP ({}, {} mode)",
+                    crate::view::columns::sa_alg(x),
+                    x.mode
+                ),
+                i,
+            ));
+        }
+    }
+    let Some((room, how, sa)) = room else { return };
+    for p in pods {
+        let eth = p.state.links.iter().find(|l| l.name == "eth0").or(p
+            .state
+            .links
+            .iter()
+            .find(|l| l.name != "lo"));
+        let default = p
+            .state
+            .routes
+            .iter()
+            .find(|r| r.table.id == 254 && r.dst.is_none() && r.family == Family::V4);
+        let (pod_mtu, evidence) = match (default.and_then(|r| r.mtu), eth.and_then(|l| l.mtu)) {
+            (Some(m), _) => (
+                m,
+                format!("{}: route {}", p.name, ipfmt::route(default.unwrap())),
+            ),
+            (None, Some(m)) => (
+                m,
+                format!(
+                    "{}: {} mtu {m} (its default route sets none)",
+                    p.name,
+                    eth.map_or("eth0", |l| l.name.as_str())
+                ),
+            ),
+            _ => continue,
+        };
+        if pod_mtu > room {
+            out.push(
+                Finding::new(
+                    v.name,
+                    Severity::Fail,
+                    "mtu-esp-overhead",
+                    format!("pod {} sends packets up to {pod_mtu} bytes, but only {room} fit once encrypted: large packets are dropped (TCP stalls)", p.name),
+                )
+                .evidence(evidence)
+                .evidence(how.clone())
+                .evidence(ipfmt::sa(v.sa(sa)))
+                .object(Object::Sa(sa))
+                .cause("the pod's MTU ignores the IPsec overhead")
+                .fix(format!("set the pod route MTU to at most {room} (Cilium sets it when encryption is enabled at startup: restart the pods after enabling IPsec; or set the `mtu` option)")),
+            );
+        }
+    }
+}
+
+/// Node addresses and pod CIDRs of every node given; objects towards anything else are stale.
+pub fn stale(views: &[NodeView], me: usize, out: &mut Vec<Finding>) -> Vec<Prefix> {
+    let v = &views[me];
+    if views.len() < 2 {
+        return vec![];
+    }
+    let node_addr = |a: &IpAddr| views.iter().any(|w| w.is_local(a));
+    let pod_cidr = |p: &Prefix| {
+        views
+            .iter()
+            .any(|w| w.pod_cidrs.iter().any(|c| c.contains(&p.addr)))
+    };
+    for &i in &v.out_sas {
+        let x = v.sa(i);
+        if let Some(d) = ip(&x.dst)
+            && !node_addr(&d)
+        {
+            out.push(
+                Finding::new(
+                    v.name,
+                    Severity::Warn,
+                    "stale-sa",
+                    format!("out SA to {d}, which is no address of the {} nodes given", views.len()),
+                )
+                .evidence(ipfmt::sa(x))
+                .object(Object::Sa(i))
+                .cause("the node it was for was deleted (or re-addressed) while the agent was down")
+                .fix(format!("if every node was given: ip xfrm state delete src {} dst {d} proto esp spi {:#x}{} (restarting the agent also cleans up)", x.src, x.spi, x.mark.map_or(String::new(), |m| format!(" mark {:#x} mask {:#x}", m.value, m.mask)))),
+            );
+        }
+    }
+    let mut stale = Vec::new();
+    for (i, p) in v.st.xfrm_policies.iter().enumerate() {
+        if dir(p) != "out" || is_block(p) || p.selector.dst.is_any() {
+            continue;
+        }
+        let to_nowhere = p
+            .templates
+            .iter()
+            .any(|t| ip(&t.dst).is_some_and(|d| !node_addr(&d)));
+        if to_nowhere || !pod_cidr(&p.selector.dst) {
+            stale.push(p.selector.dst);
+            out.push(
+                Finding::new(
+                    v.name,
+                    Severity::Warn,
+                    "stale-policy",
+                    format!(
+                        "out policy to {}, which is no pod CIDR or node of the {} nodes given",
+                        p.selector.dst,
+                        views.len()
+                    ),
+                )
+                .evidence(ipfmt::policy(p))
+                .object(Object::Policy(i))
+                .cause("the node it was for was deleted while the agent was down")
+                .fix(format!(
+                    "if every node was given: ip xfrm policy delete dir out src {} dst {}{}",
+                    p.selector.src,
+                    p.selector.dst,
+                    p.mark.map_or(String::new(), |m| format!(
+                        " mark {:#x} mask {:#x}",
+                        m.value, m.mask
+                    ))
+                )),
+            );
+        }
+    }
+    for (i, r) in v.st.routes.iter().enumerate() {
+        if r.table.id != 200 || r.kind != "unicast" {
+            continue;
+        }
+        let Some(d) = r.dst else { continue };
+        if !pod_cidr(&d) {
+            stale.push(d);
+            out.push(
+                Finding::new(
+                    v.name,
+                    Severity::Warn,
+                    "stale-route",
+                    format!(
+                        "IPsec route to {d}, which is no pod CIDR of the {} nodes given",
+                        views.len()
+                    ),
+                )
+                .evidence(ipfmt::route(r))
+                .object(Object::Route(i))
+                .cause("the node it was for was deleted while the agent was down")
+                .fix(format!(
+                    "if every node was given: ip route delete {d} table 200"
+                )),
+            );
+        }
+    }
+    stale
+}
+
+pub fn catch_all(v: &NodeView, out: &mut Vec<Finding>) {
+    if v.out_sas.is_empty() {
+        return;
+    }
+    let found = v.st.xfrm_policies.iter().position(|p| {
+        dir(p) == "out"
+            && is_block(p)
+            && p.selector.dst.is_any()
+            && p.mark.is_some_and(|m| m.value & 0x0f00 == 0x0e00)
+    });
+    out.push(match found {
+        Some(i) => Finding::new(
+            v.name,
+            Severity::Ok,
+            "catch-all",
+            "fail-closed: encrypt-marked traffic without a per-node policy is dropped, not sent in plaintext".into(),
+        )
+        .evidence(ipfmt::policy(&v.st.xfrm_policies[i]))
+        .object(Object::Policy(i)),
+        None => Finding::new(
+            v.name,
+            Severity::Info,
+            "catch-all",
+            "no catch-all block policy: traffic to a node without its out policy leaves in plaintext (Cilium < 1.14 installs none)".into(),
+        ),
+    });
+}
+
+/// Marks of SAs and policies against every other user of the mark bits: iptables rules that
+/// match or set marks (kube-proxy's 0x4000 masquerade, 0x8000 drop) and ip rules.
+pub fn mark_collisions(v: &NodeView, out: &mut Vec<Finding>) {
+    let mut used: Vec<(Mark, String, Object)> = Vec::new();
+    for &i in &v.out_sas {
+        if let Some(m) = v.sa(i).mark {
+            used.push((m, ipfmt::sa(v.sa(i)), Object::Sa(i)));
+        }
+    }
+    for (i, p) in v.st.xfrm_policies.iter().enumerate() {
+        if dir(p) == "out"
+            && !is_block(p)
+            && let Some(m) = p.mark
+        {
+            used.push((m, ipfmt::policy(p), Object::Policy(i)));
+        }
+    }
+    used.sort_by_key(|(m, _, _)| (m.value, m.mask));
+    used.dedup_by_key(|(m, _, _)| (m.value, m.mask));
+    let cilium = |chain: &str, line: &str| {
+        chain.starts_with("CILIUM") || line.contains("hopscope-lab") || line.contains("cilium")
+    };
+    if let Some(nf) = v.nf {
+        for r in nf.rules.iter().filter(|r| !cilium(&r.chain, &r.line)) {
+            for (m, obj, o) in &used {
+                let hit = r.matches.iter().any(|c| match &c.what {
+                    // The other user tests bits the IPsec mark sets: its verdict on IPsec
+                    // traffic depends on the key id (negated or not).
+                    NfCond::Mark(x) => x.mask & m.value & m.mask != 0,
+                    _ => false,
+                });
+                if hit {
+                    out.push(
+                        Finding::new(
+                            v.name,
+                            Severity::Warn,
+                            "mark-collision",
+                            format!("traffic with the IPsec mark {:#x} also matches an iptables rule of another user of the mark bits", m.value),
+                        )
+                        .evidence(format!("{} ({})", r.line, r.table))
+                        .evidence(obj.clone())
+                        .object(o.clone())
+                        .cause("the key id bits of Cilium's mark (0xf000) overlap kube-proxy's 0x4000 (masquerade) / 0x8000 (drop): keys 4–15 set them")
+                        .fix("use IPsec key ids 1–3 (the key index in cilium-ipsec-keys), or run Cilium's kube-proxy replacement"),
+                    );
+                }
+            }
+            if let NfTarget::SetMark { value, mask } = r.target
+                && used.iter().any(|(m, _, _)| m.mask & mask != 0)
+                && r.table == "mangle"
+            {
+                out.push(
+                    Finding::new(
+                        v.name,
+                        Severity::Info,
+                        "mark-shared",
+                        format!("an iptables rule sets mark bits {value:#x}/{mask:#x} that IPsec marks also use"),
+                    )
+                    .evidence(format!("{} ({})", r.line, r.table)),
+                );
+            }
+        }
+    }
+    for (i, rule) in v.st.rules.iter().enumerate() {
+        let Some(fm) = rule.fwmark else { continue };
+        if rule.table.as_ref().is_some_and(|t| t.id == 200) {
+            continue;
+        }
+        for (m, obj, _) in &used {
+            if fm.mask & m.mask != 0 && fm.matches(m.value) {
+                out.push(
+                    Finding::new(
+                        v.name,
+                        Severity::Warn,
+                        "mark-collision",
+                        format!(
+                            "traffic with the IPsec mark {:#x} also matches ip rule {}",
+                            m.value, rule.priority
+                        ),
+                    )
+                    .evidence(ipfmt::rule(rule))
+                    .evidence(obj.clone())
+                    .object(Object::Rule(i))
+                    .cause("another user of the mark bits routes on the same bits")
+                    .fix("give the other user bits outside 0xff00, or change the IPsec key id"),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The `hopscope doctor` command: reads every node (and its pods, iptables rules, and — with
+//! `--window` — a second reading and the ESP seen in between), hands them to the pure
+//! judgement (`examine`) and prints the report. The only I/O of the doctor is here.
+
+use super::{KeyHasher, NodeInput, PodState, Report, Seen, examine};
+use crate::model::{Netfilter, NodeState};
+use crate::source::{self, Target};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// One JSON document (findings, verdict, exit code) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Watch counters and ESP packets for this long before judging (5s, 500ms, 1m): counters
+    /// that rise are explained.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub window: Option<Duration>,
+    /// Do not ask Kubernetes for names.
+    #[arg(long)]
+    pub no_kube: bool,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (5s, 500ms, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    if !(0.0..=3600.0).contains(&secs) {
+        return Err(format!("{s:?}: between 0 and 1 hour"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// One node as read: its state(s), rules, pods, what was seen.
+struct Read {
+    name: String,
+    target: Target,
+    state: NodeState,
+    before: Option<NodeState>,
+    netfilter: Option<Netfilter>,
+    pods: Vec<PodState>,
+    seen: Vec<Seen>,
+}
+
+/// Run the doctor; returns the report (the caller prints it and exits with its code).
+pub fn run(args: &DoctorArgs, targets: &[Target]) -> Result<Report> {
+    let mut reads = Vec::new();
+    for t in targets {
+        let state = source::collect(t)?;
+        let netfilter = source::collect_netfilter(t)
+            .ok()
+            .filter(|n| !n.rules.is_empty());
+        reads.push(Read {
+            name: crate::cmd::trace::node_name(&state),
+            target: t.clone(),
+            state,
+            before: None,
+            netfilter,
+            pods: vec![],
+            seen: vec![],
+        });
+    }
+    read_pods(&mut reads);
+    if let Some(w) = args.window {
+        watch(&mut reads, w)?;
+    }
+    let inputs: Vec<NodeInput> = reads
+        .iter()
+        .map(|r| NodeInput {
+            name: r.name.clone(),
+            state: &r.state,
+            before: r.before.as_ref(),
+            netfilter: r.netfilter.as_ref(),
+            pods: &r.pods,
+            seen: &r.seen,
+        })
+        .collect();
+    Ok(examine(&inputs, &KeyHasher::new(random_secret())))
+}
+
+/// A per-run secret for the key hashes: hashes mean nothing outside this report.
+fn random_secret() -> Vec<u8> {
+    use std::io::Read;
+    let mut b = vec![0u8; 32];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        // No urandom: the process's random hasher keys are the next best per-run secret.
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        b = h.finish().to_le_bytes().to_vec();
+    }
+    b
+}
+
+/// Pods' netns: each node's lxc veth names its peer's netns by an nsid of the node's; the node
+/// is asked (RTM_GETNSID) which nsid each named netns has. Each pod netns is read once.
+fn read_pods(reads: &mut [Read]) {
+    if !reads.iter().any(|r| lxcs(&r.state).next().is_some()) {
+        return;
+    }
+    let node_names: Vec<String> = reads
+        .iter()
+        .filter_map(|r| r.state.node.netns.name.clone())
+        .collect();
+    let files: Vec<(String, std::fs::File)> = source::netns::list_named()
+        .into_iter()
+        .filter(|n| !node_names.contains(n))
+        .filter_map(|n| {
+            let f = std::fs::File::open(format!("{}/{n}", source::netns::NETNS_RUN_DIR)).ok()?;
+            Some((n, f))
+        })
+        .collect();
+    let mut cache: BTreeMap<String, Option<NodeState>> = BTreeMap::new();
+    for r in reads.iter_mut() {
+        let ids = match nsids(&r.target, &files) {
+            Ok(ids) => ids,
+            Err(e) => {
+                r.state.warnings.push(format!(
+                    "pods' netns not found ({e:#}): their MTU is not checked"
+                ));
+                continue;
+            }
+        };
+        let mut pods = Vec::new();
+        for nsid in lxcs(&r.state).map(|(_, _, id)| id) {
+            let Some(name) = ids.get(&nsid) else { continue };
+            let st = cache
+                .entry(name.clone())
+                .or_insert_with(|| source::collect(&Target::Netns(name.clone())).ok());
+            if let Some(st) = st {
+                pods.push(PodState {
+                    name: name.clone(),
+                    state: st.clone(),
+                });
+            }
+        }
+        r.pods = pods;
+    }
+}
+
+/// nsid (as the target netns numbers them) → netns name, for the named netns given.
+fn nsids(target: &Target, files: &[(String, std::fs::File)]) -> Result<BTreeMap<i32, String>> {
+    use netlink_packet_route::RouteNetlinkMessage;
+    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+    use std::os::fd::AsRawFd;
+    let opened = source::netns::open(target)?;
+    source::netns::run_in(opened.file.as_ref(), || -> Result<BTreeMap<i32, String>> {
+        let mut sock = source::netlink::NlSocket::open(netlink_sys::protocols::NETLINK_ROUTE)
+            .map_err(|e| anyhow::anyhow!("netlink: {e:?}"))?;
+        let mut out = BTreeMap::new();
+        for (name, f) in files {
+            let mut req = NsidMessage::default();
+            req.attributes.push(NsidAttribute::Fd(f.as_raw_fd() as u32));
+            let mut id = None;
+            let _ = sock.get(RouteNetlinkMessage::GetNsId(req), |m| {
+                if let RouteNetlinkMessage::NewNsId(m) = m {
+                    for a in m.attributes {
+                        if let NsidAttribute::Id(i) = a {
+                            id = Some(i);
+                        }
+                    }
+                }
+            });
+            if let Some(i) = id.filter(|i| *i >= 0) {
+                out.insert(i, name.clone());
+            }
+        }
+        Ok(out)
+    })?
+}
+
+/// (lxc ifindex, its peer's ifindex, the nsid of the pod's netns).
+fn lxcs(st: &NodeState) -> impl Iterator<Item = (u32, u32, i32)> + '_ {
+    st.links
+        .iter()
+        .filter(|l| l.name.starts_with("lxc") && l.name != "lxc_health")
+        .filter_map(|l| {
+            let p = l.peer.as_ref()?;
+            p.netns_id.map(|id| (l.index, p.index, id))
+        })
+}
+
+/// ESP seen: (node, interface, inbound, src, dst, SPI, in UDP).
+type SeenKey = (
+    usize,
+    String,
+    bool,
+    std::net::IpAddr,
+    std::net::IpAddr,
+    Option<u32>,
+    bool,
+);
+
+/// Capture ESP on each node's interfaces towards its peers for `w`, then read the nodes again.
+fn watch(reads: &mut [Read], w: Duration) -> Result<()> {
+    use crate::capture::{Options, Session, ctrl_c_flag};
+    use crate::decode::packet::{Transport, decode};
+    let stop = ctrl_c_flag();
+    let mut sessions = Vec::new();
+    for (i, r) in reads.iter().enumerate() {
+        let view = super::node::NodeView::new(&r.name, &r.state, None);
+        let mut devs: Vec<String> = view
+            .out_sas
+            .iter()
+            .filter_map(|&s| super::node::ip(&view.sa(s).dst))
+            .filter_map(|d| view.dev_towards(&d).map(str::to_string))
+            .collect();
+        devs.sort();
+        devs.dedup();
+        if devs.is_empty() {
+            continue;
+        }
+        let opts = Options {
+            ifaces: devs,
+            filter: Some("esp or udp port 4500".into()),
+            snaplen: 96,
+            ..Options::default()
+        };
+        match Session::start(&r.target, &r.state, &opts, stop.clone()) {
+            Ok(s) => sessions.push((i, s)),
+            Err(e) => eprintln!("hopscope: no capture on {} ({e:#}); counters only", r.name),
+        }
+    }
+    eprintln!(
+        "hopscope doctor: watching {} node(s) for {:.1} s…",
+        reads.len(),
+        w.as_secs_f64()
+    );
+    let end = Instant::now() + w;
+    let mut counts: BTreeMap<SeenKey, u64> = BTreeMap::new();
+    while Instant::now() < end && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if sessions.is_empty() {
+            std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+            continue;
+        }
+        for (i, s) in sessions.iter_mut() {
+            while let Some(f) = s.next(Duration::from_millis(5)) {
+                let h = &s.handles[f.handle];
+                let d = decode(h.link, &f.data);
+                let Some(ip) = &d.ip else { continue };
+                let udp = matches!(
+                    d.transport,
+                    Some(Transport::Udp { dport: 4500, .. })
+                        | Some(Transport::Udp { sport: 4500, .. })
+                );
+                let spi = d.esp().map(|e| e.spi);
+                if spi.is_none() && !udp {
+                    continue;
+                }
+                let inbound = reads[*i].state.links.iter().any(|l| {
+                    l.addresses.iter().any(|a| {
+                        a.address
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|a| a == ip.dst)
+                    })
+                });
+                *counts
+                    .entry((*i, h.name.clone(), inbound, ip.src, ip.dst, spi, udp))
+                    .or_default() += 1;
+            }
+        }
+    }
+    for (_, s) in sessions.iter_mut() {
+        s.stop();
+    }
+    for ((i, iface, inbound, src, dst, spi, udp_encap), count) in counts {
+        reads[i].seen.push(Seen {
+            iface,
+            inbound,
+            src,
+            dst,
+            spi,
+            udp_encap,
+            count,
+        });
+    }
+    for r in reads.iter_mut() {
+        let after =
+            source::collect(&r.target).with_context(|| format!("reading {} again", r.name))?;
+        r.before = Some(std::mem::replace(&mut r.state, after));
+    }
+    Ok(())
+}
+
+/// Print the report (text or JSON); the exit status is the report's.
+pub fn print(report: &Report, json: bool) -> Result<()> {
+    use std::io::Write;
+    let out = if json {
+        serde_json::to_string_pretty(report)? + "\n"
+    } else {
+        report.render()
+    };
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(Into::into),
+    }
+}

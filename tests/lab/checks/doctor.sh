@@ -1,0 +1,77 @@
+#!/bin/bash
+# tests/lab/checks/doctor.sh HOPSCOPE — guest side of tests/lab_doctor.rs: one boot, the
+# healthy cluster, then each failure class of variants/doctor.sh in turn: break it, run
+# `hopscope doctor --window` over the three nodes while netshoot pings cni-worker2, read the
+# kernel's own xfrm_stat around it, undo. Per case C, in $LAB_RESULTS:
+#   C.json / C.rc / C.err      hopscope doctor --json (exit status 0/1/2)
+#   C.stat.NODE.before/after   /proc/net/xfrm_stat of each node around the traffic
+#   C.ping                     the pings' output (they run all through the window)
+set -u
+# shellcheck disable=SC1091
+. "$LAB_DIR/lib.sh"
+# shellcheck disable=SC1091
+. "$LAB_DIR/keys.env"
+# shellcheck disable=SC1091
+. "$LAB_DIR/variants/doctor.sh"
+HOPSCOPE=$(local_bin "$1")
+R=$LAB_RESULTS
+NODES="worker worker2 control-plane"
+NETNS="--netns worker --netns worker2 --netns control-plane"
+
+stats() { local n; for n in $NODES; do ip netns exec "$n" cat /proc/net/xfrm_stat > "$R/$1.stat.$n.$2"; done; }
+
+# judge CASE static|window [PING-ARGS]: the doctor over the three nodes; with a window,
+# netshoot pings cni-worker2 all through it (from before the doctor reads the nodes until it
+# has judged), so the window holds traffic however slow the guest is.
+judge() {
+    local c=$1 mode=$2 ping; shift 2
+    if [ "$mode" = static ]; then
+        # shellcheck disable=SC2086
+        "$HOPSCOPE" doctor $NETNS --json --no-kube > "$R/$c.json" 2> "$R/$c.err"
+        echo $? > "$R/$c.rc"
+        return
+    fi
+    stats "$c" before
+    ip netns exec netshoot ping -i 0.1 -W 1 "$@" 10.0.0.249 > "$R/$c.ping" 2>&1 &
+    ping=$!
+    sleep 0.5
+    # shellcheck disable=SC2086
+    "$HOPSCOPE" doctor $NETNS --json --no-kube --window 3s > "$R/$c.json" 2> "$R/$c.err"
+    echo $? > "$R/$c.rc"
+    kill -INT "$ping"
+    wait "$ping"
+    stats "$c" after
+}
+
+# case CLASS static|window [PING-ARGS]: apply, judge, undo (TEXT=1: the text report too, for people).
+case_() {
+    local c=$1; shift
+    phase "$c"
+    "variant_doctor_${c//-/_}" > "$R/$c.apply" 2>&1 || echo "apply failed: $?" >> "$R/$c.apply"
+    judge "$c" "$@"
+    # shellcheck disable=SC2086
+    [ "${TEXT:-0}" = 1 ] && "$HOPSCOPE" doctor $NETNS --no-kube > "$R/$c.txt" 2>&1
+    "undo_doctor_${c//-/_}" > "$R/$c.undo" 2>&1 || echo "undo failed: $?" >> "$R/$c.undo"
+}
+
+phase healthy
+judge healthy static
+"$HOPSCOPE" doctor $NETNS --no-kube > "$R/healthy.txt" 2>&1
+judge healthy-window window
+case_ rotation window
+case_ no-in-sa window
+case_ decrypt-mark window
+case_ wrong-key window
+case_ no-out-sa window
+case_ catch-all window
+case_ no-fwd-policy window
+case_ reqid window
+case_ oseq window
+case_ mtu window -M do -s 1472
+TEXT=1 case_ stale static
+case_ two-masks static
+case_ kube-mark static
+# After every undo the cluster is the seed's again.
+judge healthy-after window
+phase done
+exit 0

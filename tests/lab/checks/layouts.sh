@@ -1,0 +1,105 @@
+#!/bin/bash
+# tests/lab/checks/layouts.sh HOPSCOPE — guest side of tests/lab_layouts.rs: one boot with every
+# variant of tests/lab/variants/layouts.sh (netns pairs beside the seed cluster). Per pair P:
+#   P-<ns>.json / .err / .rc     hopscope snapshot --json --netns <ns>
+#   P-<ns>.xs / .xp              ip -s xfrm state / ip xfrm policy of that netns (after the pings)
+#   P.ping                       the pings (rc= at the end)
+#   P-cap.json / .err / .rc / .pcapng   hopscope capture --decrypt --json -w on the receiver's eth0
+#   P-trace.json / .rc / .err    hopscope trace over the pair;  P-follow.json --follow while pinging
+#   stat-<ns>.before/.after      /proc/net/xfrm_stat (catch-all: XfrmOutPolBlock)
+set -u
+# shellcheck disable=SC1091
+. "$LAB_DIR/lib.sh"
+HOPSCOPE=$(local_bin "$1")
+R=$LAB_RESULTS
+N=3
+
+hs_cap_start() { # hs_cap_start NAME NETNS ARGS...
+    local name=$1 ns=$2 i; shift 2
+    "$HOPSCOPE" capture --netns "$ns" "$@" > "$R/$name.json" 2> "$R/$name.err" &
+    echo $! > "/tmp/hs.$name.pid"
+    for i in $(seq 300); do
+        grep -q 'capturing on' "$R/$name.err" 2>/dev/null && return 0
+        kill -0 "$(cat "/tmp/hs.$name.pid")" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "hopscope capture $name did not start: $(cat "$R/$name.err")" >&2
+    return 1
+}
+hs_cap_stop() {
+    local pid
+    pid=$(cat "/tmp/hs.$1.pid")
+    sleep 0.5
+    kill -INT "$pid" 2>/dev/null
+    wait "$pid"
+    echo "$?" > "$R/$1.rc"
+}
+# follow NAME PINGNS PINGDST TRACE-ARGS...: hopscope trace --follow while PINGNS pings.
+follow() {
+    local name=$1 ns=$2 dst=$3 pid i; shift 3
+    trace "$name" "$@" --json --follow 8 &
+    pid=$!
+    for i in $(seq 100); do
+        grep -q '^following' "$R/$name.err" 2>/dev/null && break
+        sleep 0.1
+    done
+    sleep 0.3
+    ip netns exec "$ns" ping -c "$N" -i 0.2 -W 1 "$dst" > "$R/$name.ping" 2>&1
+    wait "$pid"
+}
+# pair P CAPNS PINGNS DST [PING-ARGS]: capture on CAPNS eth0 while PINGNS pings DST.
+pair() {
+    local p=$1 capns=$2 ns=$3 dst=$4; shift 4
+    hs_cap_start "$p-cap" "$capns" -i eth0 --decrypt --json -w "$R/$p-cap.pcapng" || return 1
+    ip netns exec "$ns" ping -c "$N" -i 0.2 -W 2 "$@" "$dst" > "$R/$p.ping" 2>&1
+    echo "rc=$?" >> "$R/$p.ping"
+    hs_cap_stop "$p-cap"
+}
+state() { # state P NS...: snapshot and iproute2's view of each netns
+    local p=$1 ns; shift
+    for ns in "$@"; do
+        snap "$p-$ns.json" --json --netns "$ns" --show-keys
+        ip -n "$ns" -s xfrm state > "$R/$p-$ns.xs" 2>&1
+        ip -n "$ns" xfrm policy > "$R/$p-$ns.xp" 2>&1
+    done
+}
+
+# ---- Cilium, node IDs, dual stack, rotation, catch-all ---------------------------------------
+ip netns exec ly-ca cat /proc/net/xfrm_stat > "$R/stat-ly-ca.before"
+pair cilium4 ly-cb ly-ca 10.61.2.1
+pair cilium6 ly-cb ly-ca fd61:2::1
+ip netns exec ly-ca ping -c 2 -i 0.2 -W 1 10.61.9.1 > "$R/catchall.ping" 2>&1
+echo "rc=$?" >> "$R/catchall.ping"
+ip netns exec ly-ca cat /proc/net/xfrm_stat > "$R/stat-ly-ca.after"
+state cilium ly-ca ly-cb
+trace cilium4-trace.json 10.61.1.1 10.61.2.1 --netns ly-ca --netns ly-cb --mark 0x23e00 --json
+trace cilium6-trace.json fd61:1::1 fd61:2::1 --netns ly-ca --netns ly-cb --mark 0x23e00 --json
+trace catchall-trace.json 10.61.1.1 10.61.9.1 --netns ly-ca --mark 0x93e00 --json
+follow cilium4-follow.json ly-ca 10.61.2.1 10.61.1.1 10.61.2.1 --netns ly-ca --netns ly-cb --mark 0x23e00
+
+# ---- xfrm interface site-to-site ---------------------------------------------------------------
+pair xfrmi ly-xb ly-xa 10.62.2.1
+state xfrmi ly-xa ly-xb
+ip -n ly-xa -s link show ipsec0 > "$R/xfrmi-ly-xa.link"
+trace xfrmi-trace.json 10.62.1.1 10.62.2.1 --netns ly-xa --netns ly-xb --json
+follow xfrmi-follow.json ly-xa 10.62.2.1 10.62.1.1 10.62.2.1 --netns ly-xa --netns ly-xb
+
+# ---- NAT-T ---------------------------------------------------------------------------------------
+pair natt ly-nb ly-na 192.168.64.2
+state natt ly-na ly-nb
+trace natt-trace.json 192.168.63.1 192.168.64.2 --netns ly-na --netns ly-nat --netns ly-nb --json
+
+# ---- transport mode: ESP cbc+hmac(sha1) for ICMP, AH for UDP ------------------------------------
+hs_cap_start transport-cap ly-tb -i eth0 --decrypt --json -w "$R/transport-cap.pcapng" || exit 1
+ip netns exec ly-ta ping -c "$N" -i 0.2 -W 2 192.168.66.2 > "$R/transport.ping" 2>&1
+echo "rc=$?" >> "$R/transport.ping"
+ip netns exec ly-ta bash -c 'for i in 1 2 3; do echo hopscope > /dev/udp/192.168.66.2/9999; sleep 0.1; done'
+hs_cap_stop transport-cap
+state transport ly-ta ly-tb
+trace transport-trace.json 192.168.66.1 192.168.66.2 --netns ly-ta --netns ly-tb --json
+
+# ---- VXLAN inside ESP ----------------------------------------------------------------------------
+pair vxlan ly-vb ly-va 10.65.0.2
+state vxlan ly-va ly-vb
+trace vxlan-trace.json 10.65.0.1 10.65.0.2 --netns ly-va --netns ly-vb --json
+exit 0

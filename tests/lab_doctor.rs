@@ -1,0 +1,369 @@
+//! Real-kernel lab tests of `hopscope doctor` (docs/doctor.md): one boot of the seed's cluster
+//! (tests/lab/checks/doctor.sh); each failure class of tests/lab/variants/doctor.sh is applied
+//! in turn, netshoot pings cni-worker2 while the doctor watches its window, then undone. Each
+//! test checks that the doctor blames the counter the kernel moved (read from the node's own
+//! /proc/net/xfrm_stat), on the right node, naming the right object — and that the healthy
+//! cluster and a key rotation are judged fine (exit 0).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Boot once for every test here; HOPSCOPE_LAB_REUSE=1 reads the last results.
+fn results() -> &'static Path {
+    static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = CELL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("lab")
+            .join("doctor");
+        if std::env::var_os("HOPSCOPE_LAB_REUSE").is_some_and(|v| v == "1") {
+            return Ok(dir);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let out = Command::new(Path::new(REPO).join("tests/lab/run.sh"))
+            .args(["--timeout", "900", "--results"])
+            .arg(&dir)
+            .arg(Path::new(REPO).join("tests/lab/checks/doctor.sh"))
+            .arg(env!("CARGO_BIN_EXE_hopscope"))
+            .output()
+            .map_err(|e| format!("cannot start tests/lab/run.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "the doctor's lab boot failed ({}): {}\n{}\n(results in {}; the lab needs root and \
+                 qemu-system-x86 busybox-static kmod iproute2 iptables tcpdump iputils-ping)",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                dir.display()
+            ));
+        }
+        Ok(dir)
+    });
+    match r {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn read(name: &str) -> String {
+    let p = results().join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The doctor's report for a case, and its exit status.
+fn report(case: &str) -> (Value, i32) {
+    let rc: i32 = read(&format!("{case}.rc")).trim().parse().unwrap();
+    let v: Value = serde_json::from_str(&read(&format!("{case}.json")))
+        .unwrap_or_else(|e| panic!("{case}.json: {e}; stderr: {}", read(&format!("{case}.err"))));
+    assert_eq!(
+        v["exit_code"].as_i64(),
+        Some(rc as i64),
+        "exit status is the report's"
+    );
+    (v, rc)
+}
+
+/// How much the kernel moved one xfrm_stat counter on one node during the case's traffic.
+fn kernel_delta(case: &str, node: &str, counter: &str) -> u64 {
+    let get = |when: &str| -> u64 {
+        read(&format!("{case}.stat.{node}.{when}"))
+            .lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(counter)).then(|| w.next().unwrap().parse().unwrap())
+            })
+            .unwrap_or(0)
+    };
+    get("after") - get("before")
+}
+
+/// (transmitted, received) from ping's statistics.
+fn ping_counts(ping: &str) -> (u64, u64) {
+    let line = ping
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("{ping}"));
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+fn findings<'a>(v: &'a Value, sev: &[&str]) -> Vec<&'a Value> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| sev.contains(&f["severity"].as_str().unwrap()))
+        .collect()
+}
+
+/// The case's failure: exit 2, a fail `id` on `node` blaming `counter`, which the kernel moved
+/// there; its evidence contains `object`. Returns the finding.
+fn blamed(case: &str, id: &str, node: &str, counter: &str, object: &str) -> Value {
+    let (v, rc) = report(case);
+    assert_eq!(rc, 2, "{case}: {v:#}");
+    let f = findings(&v, &["fail"])
+        .into_iter()
+        .find(|f| f["id"] == id && f["node"] == node)
+        .unwrap_or_else(|| panic!("{case}: no fail {id} on {node}:\n{v:#}"))
+        .clone();
+    let moved = kernel_delta(case, node, counter);
+    assert!(
+        moved > 0,
+        "{case}: the kernel did not move {counter} on {node}"
+    );
+    assert_eq!(f["counter"]["name"], counter, "{case}: {f}");
+    assert!(f["counter"]["delta"].as_u64().unwrap() > 0);
+    let ev = f["evidence"].to_string();
+    assert!(
+        ev.contains(object),
+        "{case}: evidence lacks {object:?}: {ev}"
+    );
+    // Nothing else rose unexplained, and no other node is blamed for it.
+    for g in findings(&v, &["fail", "warn"]) {
+        assert_eq!(g["node"], node, "{case}: another node blamed: {g}");
+    }
+    f
+}
+
+/// The case is judged fine: exit 0, no warning or failure.
+fn fine(case: &str) -> Value {
+    let (v, rc) = report(case);
+    let bad = findings(&v, &["warn", "fail"]);
+    assert!(
+        bad.is_empty() && rc == 0,
+        "{case} not fine:\n{}",
+        serde_json::to_string_pretty(&bad).unwrap()
+    );
+    v
+}
+
+#[test]
+fn lab_doctor_healthy_cluster_is_fine() {
+    let v = fine("healthy");
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 3);
+    assert!(v["verdict"].as_str().unwrap().starts_with("OK"));
+    let txt = read("healthy.txt");
+    assert!(
+        txt.contains("== worker2 ==") && txt.contains("verdict: OK"),
+        "{txt}"
+    );
+    fine("healthy-window");
+    fine("healthy-after");
+    // Pings ran all through the window (ended by a signal: the last may be in flight).
+    for case in ["healthy-window", "healthy-after", "rotation"] {
+        let ping = read(&format!("{case}.ping"));
+        let (sent, got) = ping_counts(&ping);
+        assert!(got > 0 && got + 1 >= sent, "{case}: {ping}");
+    }
+}
+
+#[test]
+fn lab_doctor_key_rotation_is_info_not_failure() {
+    let v = fine("rotation");
+    let rot: Vec<_> = findings(&v, &["info"])
+        .into_iter()
+        .filter(|f| f["id"] == "key-rotation")
+        .collect();
+    assert_eq!(
+        rot.len(),
+        6,
+        "two keys to each of two peers on three nodes: {rot:?}"
+    );
+}
+
+#[test]
+fn lab_doctor_no_inbound_sa() {
+    let f = blamed(
+        "no-in-sa",
+        "in-sa-missing",
+        "worker2",
+        "XfrmInNoStates",
+        "worker's out SA src 10.0.1.138 dst 10.0.0.40 proto esp spi 0x00000003",
+    );
+    assert!(
+        f["what"]
+            .as_str()
+            .unwrap()
+            .contains("ESP spi 0x3 to 10.0.0.40")
+    );
+}
+
+#[test]
+fn lab_doctor_decrypt_mark_missing() {
+    let f = blamed(
+        "decrypt-mark",
+        "in-sa-mark",
+        "worker2",
+        "XfrmInNoStates",
+        "dst 10.0.0.40 proto esp spi 0x00000003",
+    );
+    assert!(f["what"].as_str().unwrap().contains("0xd00/0xf00"), "{f}");
+    assert_eq!(f["object"]["kind"], "sa");
+}
+
+#[test]
+fn lab_doctor_wrong_key_names_the_odd_node() {
+    let f = blamed(
+        "wrong-key",
+        "pair-key",
+        "worker2",
+        "XfrmInStateProtoError",
+        "worker2 is the odd one out",
+    );
+    let ev = f["evidence"].to_string();
+    assert!(
+        !ev.contains("0badc0de") && !ev.contains("d528e76e"),
+        "no key printed: {ev}"
+    );
+    let (v, _) = report("wrong-key");
+    assert!(
+        findings(&v, &["fail"])
+            .iter()
+            .any(|f| f["id"] == "in-sa-auth-failed")
+    );
+}
+
+#[test]
+fn lab_doctor_out_sa_missing() {
+    blamed(
+        "no-out-sa",
+        "out-sa-missing",
+        "worker",
+        "XfrmOutNoStates",
+        "dir out priority 0 mark 0x3e00/0xff00",
+    );
+}
+
+#[test]
+fn lab_doctor_catch_all_blocks() {
+    blamed(
+        "catch-all",
+        "out-blocked",
+        "worker",
+        "XfrmOutPolBlock",
+        "action block",
+    );
+}
+
+#[test]
+fn lab_doctor_fwd_policy_missing() {
+    blamed(
+        "no-fwd-policy",
+        "in-policy-missing",
+        "worker2",
+        "XfrmInNoPols",
+        "10.0.0.0/24",
+    );
+}
+
+#[test]
+fn lab_doctor_template_reqid_mismatch() {
+    let f = blamed(
+        "reqid",
+        "in-tmpl-mismatch",
+        "worker2",
+        "XfrmInTmplMismatch",
+        "reqid 2",
+    );
+    assert!(
+        f["what"]
+            .as_str()
+            .unwrap()
+            .contains("reqid is 1, the template wants 2"),
+        "{f}"
+    );
+}
+
+#[test]
+fn lab_doctor_out_sequence_exhausted() {
+    blamed(
+        "oseq",
+        "out-seq-exhausted",
+        "worker",
+        "XfrmOutStateSeqError",
+        "oseq 0xffffffff",
+    );
+}
+
+#[test]
+fn lab_doctor_mtu_ignores_esp_overhead() {
+    let (v, rc) = report("mtu");
+    assert_eq!(rc, 2, "{v:#}");
+    let f = findings(&v, &["fail"])
+        .into_iter()
+        .find(|f| f["id"] == "mtu-esp-overhead" && f["node"] == "worker")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert!(
+        f["evidence"]
+            .to_string()
+            .contains("netshoot: route default via 10.0.1.138 dev eth0 mtu 1500"),
+        "{f}"
+    );
+    // The kernel's side: a full-size DF packet does not get through once ESP is added; the
+    // kernel tells the pod the room it computed, which is the doctor's figure; no xfrm_stat
+    // counter moves for it.
+    assert!(f["what"].as_str().unwrap().contains("only 1446 fit"), "{f}");
+    let ping = read("mtu.ping");
+    assert!(
+        ping.contains("mtu=1446") && ping.contains("100% packet loss"),
+        "{ping}"
+    );
+    assert!(f.get("counter").is_none());
+    for n in ["worker", "worker2"] {
+        for c in [
+            "XfrmOutError",
+            "XfrmOutStateProtoError",
+            "XfrmOutNoStates",
+            "XfrmInNoStates",
+        ] {
+            assert_eq!(kernel_delta("mtu", n, c), 0, "{c} on {n}");
+        }
+    }
+}
+
+#[test]
+fn lab_doctor_stale_objects_to_no_node() {
+    let (v, rc) = report("stale");
+    assert_eq!(rc, 1, "{}", read("stale.txt"));
+    let ids: Vec<&str> = findings(&v, &["warn"])
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    for id in ["stale-sa", "stale-policy", "stale-route"] {
+        assert!(ids.contains(&id), "{id} missing: {ids:?}");
+    }
+    assert!(read("stale.txt").contains("10.0.9.1"));
+}
+
+#[test]
+fn lab_doctor_two_mask_widths_for_one_peer() {
+    let (v, rc) = report("two-masks");
+    assert_eq!(rc, 1, "{v:#}");
+    let f = findings(&v, &["warn"])
+        .into_iter()
+        .find(|f| f["id"] == "sa-mask-conflict")
+        .expect("sa-mask-conflict");
+    assert!(
+        f["evidence"].to_string().contains("0x23e00/0xffffff00"),
+        "{f}"
+    );
+}
+
+#[test]
+fn lab_doctor_mark_collides_with_kube_proxy() {
+    let (v, rc) = report("kube-mark");
+    assert_eq!(rc, 1, "{v:#}");
+    let f = findings(&v, &["warn"])
+        .into_iter()
+        .find(|f| f["id"] == "mark-collision")
+        .expect("mark-collision");
+    assert!(f["evidence"].to_string().contains("0x4000/0x4000"), "{f}");
+    assert!(f["what"].as_str().unwrap().contains("0x4e00"));
+}

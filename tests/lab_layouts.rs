@@ -1,0 +1,727 @@
+//! Real-kernel lab tests of the IPsec layouts of issue 14 (see docs/layouts/): one boot with
+//! every variant of tests/lab/variants/layouts.sh — Cilium's node-ID layout (dual stack, key
+//! rotation, fail-closed catch-all), an xfrm-interface site-to-site pair, NAT traversal through
+//! a NAT netns, transport mode with cbc(aes)+hmac(sha1) and AH, VXLAN inside ESP — beside the
+//! seed cluster. The guest side is tests/lab/checks/layouts.sh; these tests read its files.
+//!
+//! For each layout: hopscope's snapshot equals `ip -s xfrm state` / `ip xfrm policy`, the capture
+//! decrypts what the kernel sent, and the decrypted bytes equal tshark's from the same pcapng
+//! with the same key.
+//!
+//! Missing qemu/busybox/kmod/tshark is a FAILURE naming the package, never a skip.
+
+#[path = "lab/boot.rs"]
+mod boot;
+
+use hopscope::decode::esp::{EspCipher, open};
+use hopscope::decode::packet::{LinkType, decode};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const VARIANTS: [&str; 5] = [
+    "layouts-cilium",
+    "layouts-xfrmi",
+    "layouts-natt",
+    "layouts-transport",
+    "layouts-vxlan",
+];
+
+fn lab() -> &'static Path {
+    static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match CELL.get_or_init(|| boot::boot("layouts", &VARIANTS)) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn text(name: &str) -> String {
+    let p = lab().join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A hopscope JSON output whose exit status was 0.
+fn json(name: &str) -> Value {
+    let rc = std::fs::read_to_string(lab().join(format!("{name}.rc"))).unwrap_or("0".into());
+    let err = std::fs::read_to_string(lab().join(format!("{name}.err"))).unwrap_or_default();
+    assert_eq!(rc.trim(), "0", "hopscope for {name} failed: {err}");
+    serde_json::from_str(&text(name)).unwrap_or_else(|e| panic!("{name}: {e}; stderr: {err}"))
+}
+
+fn variant_key(name: &str) -> String {
+    let f = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/variants/layouts.sh"),
+    )
+    .unwrap();
+    f.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} not in layouts.sh"))
+        .trim()
+        .to_string()
+}
+
+fn pings_ok(name: &str) {
+    let t = text(name);
+    assert!(t.contains("rc=0"), "{name}: {t}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// iproute2's view, reduced to the fields both tools show
+
+/// One SA as `ip -s xfrm state` prints it: the fields hopscope must agree on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Sa {
+    src: String,
+    dst: String,
+    proto: String,
+    spi: u64,
+    reqid: u64,
+    mode: String,
+    mark: Option<(u64, u64)>,
+    output_mark: Option<(u64, u64)>,
+    if_id: Option<u64>,
+    encap: Option<(String, u64, u64)>,
+    /// (kind, name, key, icv/trunc bits)
+    algs: Vec<(String, String, String, Option<u64>)>,
+    bytes: u64,
+    packets: u64,
+}
+
+/// A number as iproute2 prints it: decimal, hex, or with `-s` both (`0x00000003(3)`).
+fn num(s: &str) -> u64 {
+    let s = s.split('(').next().unwrap_or(s);
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).unwrap(),
+        None => s.parse().unwrap(),
+    }
+}
+
+/// The word after `key` in a line's words.
+fn after<'a>(w: &[&'a str], key: &str) -> Option<&'a str> {
+    w.iter()
+        .position(|x| *x == key)
+        .and_then(|i| w.get(i + 1))
+        .copied()
+}
+
+fn value_mask(s: &str) -> (u64, u64) {
+    let (v, m) = s.split_once('/').unwrap_or((s, "0xffffffff"));
+    (num(v), num(m))
+}
+
+fn ip_states(txt: &str) -> Vec<Sa> {
+    let mut out: Vec<Sa> = vec![];
+    let mut lines = txt.lines().peekable();
+    while let Some(l) = lines.next() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.first() != Some(&"src") || l.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let mut sa = Sa {
+            src: w[1].into(),
+            dst: w[3].into(),
+            proto: String::new(),
+            spi: 0,
+            reqid: 0,
+            mode: String::new(),
+            mark: None,
+            output_mark: None,
+            if_id: None,
+            encap: None,
+            algs: vec![],
+            bytes: 0,
+            packets: 0,
+        };
+        while let Some(l) = lines.next_if(|l| l.starts_with(char::is_whitespace)) {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.first().copied() {
+                Some("proto") => {
+                    sa.proto = w[1].into();
+                    sa.spi = after(&w, "spi").map_or(0, num);
+                    sa.reqid = after(&w, "reqid").map_or(0, num);
+                    sa.mode = after(&w, "mode").unwrap_or("").into();
+                }
+                Some("mark") => {
+                    sa.mark = Some(value_mask(w[1]));
+                    sa.output_mark = after(&w, "output-mark").map(value_mask);
+                }
+                Some("output-mark") => sa.output_mark = Some(value_mask(w[1])),
+                Some("if_id") => sa.if_id = Some(num(w[1])),
+                Some("encap") => sa.encap = Some((w[2].into(), num(w[4]), num(w[6]))),
+                // `auth-trunc hmac(sha256) 0xKEY (256 bits) 128`: the last word is the ICV or
+                // truncation length unless it closes the key's bit count.
+                Some(k @ ("aead" | "auth-trunc" | "enc" | "auth")) => sa.algs.push((
+                    k.into(),
+                    w[1].into(),
+                    w[2].to_lowercase(),
+                    w.last()
+                        .filter(|b| !b.ends_with(')') && w.len() > 3)
+                        .map(|b| num(b)),
+                )),
+                Some(x) if x.ends_with("(bytes),") => {
+                    sa.bytes = num(x.trim_end_matches("(bytes),"));
+                    sa.packets = num(w[1].trim_end_matches("(packets)"));
+                }
+                _ => {}
+            }
+        }
+        sa.algs.sort();
+        out.push(sa);
+    }
+    out.sort();
+    out
+}
+
+fn opt_mark(v: &Value) -> Option<(u64, u64)> {
+    v.as_object()
+        .map(|m| (m["value"].as_u64().unwrap(), m["mask"].as_u64().unwrap()))
+}
+
+/// The same fields from hopscope's snapshot (taken with --show-keys).
+fn hs_states(snap: &Value) -> Vec<Sa> {
+    let mut out: Vec<Sa> = snap["xfrm_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let mut algs = vec![];
+            for (k, field, bits) in [
+                ("aead", "aead", "icv_bits"),
+                ("enc", "enc", ""),
+                ("auth-trunc", "auth", "trunc_bits"),
+            ] {
+                let a = &x[field];
+                if a.is_object() {
+                    algs.push((
+                        k.to_string(),
+                        a["name"].as_str().unwrap().to_string(),
+                        a["key"].as_str().unwrap().to_lowercase(),
+                        a.get(bits).and_then(Value::as_u64),
+                    ));
+                }
+            }
+            let e = &x["encap"];
+            Sa {
+                src: x["src"].as_str().unwrap().into(),
+                dst: x["dst"].as_str().unwrap().into(),
+                proto: x["proto"].as_str().unwrap().into(),
+                spi: x["spi"].as_u64().unwrap(),
+                reqid: x["reqid"].as_u64().unwrap(),
+                mode: x["mode"].as_str().unwrap().into(),
+                mark: opt_mark(&x["mark"]),
+                output_mark: opt_mark(&x["output_mark"]),
+                if_id: x["if_id"].as_u64(),
+                encap: e.is_object().then(|| {
+                    (
+                        e["type"].as_str().unwrap().to_string(),
+                        e["sport"].as_u64().unwrap(),
+                        e["dport"].as_u64().unwrap(),
+                    )
+                }),
+                algs: {
+                    algs.sort();
+                    algs
+                },
+                bytes: x["lifetime"]["bytes"].as_u64().unwrap(),
+                packets: x["lifetime"]["packets"].as_u64().unwrap(),
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A policy as `ip xfrm policy` prints it, reduced: (dir, src, dst, priority, action, mark,
+/// if_id, templates as "proto spi reqid mode").
+type Pol = (
+    String,
+    String,
+    String,
+    u64,
+    String,
+    Option<(u64, u64)>,
+    Option<u64>,
+    Vec<String>,
+);
+
+fn ip_policies(txt: &str) -> BTreeSet<Pol> {
+    let mut out = BTreeSet::new();
+    let mut lines = txt.lines().peekable();
+    while let Some(l) = lines.next() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.first() != Some(&"src") || l.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let (src, dst) = (w[1].to_string(), w[3].to_string());
+        let (mut dir, mut prio, mut action, mut mark, mut if_id, mut tmpls) =
+            (String::new(), 0, "allow".to_string(), None, None, vec![]);
+        while let Some(l) = lines.next_if(|l| l.starts_with(char::is_whitespace)) {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.first().copied() {
+                Some("dir") => {
+                    dir = w[1].into();
+                    for i in 2..w.len() {
+                        match w[i] {
+                            "priority" => prio = num(w[i + 1]),
+                            "action" => action = w[i + 1].into(),
+                            _ => {}
+                        }
+                    }
+                }
+                Some("mark") => mark = Some(value_mask(w[1])),
+                Some("if_id") => if_id = Some(num(w[1])),
+                Some("proto") => tmpls.push(format!(
+                    "{} {} {} {}",
+                    w[1],
+                    after(&w, "spi").map_or(0, num),
+                    after(&w, "reqid").map_or(0, num),
+                    after(&w, "mode").unwrap_or("")
+                )),
+                _ => {}
+            }
+        }
+        out.insert((dir, src, dst, prio, action, mark, if_id, tmpls));
+    }
+    out
+}
+
+fn hs_policies(snap: &Value) -> BTreeSet<Pol> {
+    snap["xfrm_policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["dir"].as_str().unwrap().into(),
+                p["selector"]["src"].as_str().unwrap().into(),
+                p["selector"]["dst"].as_str().unwrap().into(),
+                p["priority"].as_u64().unwrap(),
+                p["action"].as_str().unwrap().into(),
+                opt_mark(&p["mark"]),
+                p["if_id"].as_u64(),
+                p["templates"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} {} {} {}",
+                            t["proto"].as_str().unwrap(),
+                            t["spi"],
+                            t["reqid"],
+                            t["mode"].as_str().unwrap()
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Snapshot vs iproute2 for every netns of a layout.
+fn snapshot_equals_iproute2(layout: &str, netns: &[&str]) {
+    for ns in netns {
+        let snap = json(&format!("{layout}-{ns}.json"));
+        let ip = ip_states(&text(&format!("{layout}-{ns}.xs")));
+        assert!(
+            !ip.is_empty(),
+            "{layout}/{ns}: ip -s xfrm state listed nothing"
+        );
+        // The snapshot ran just before `ip -s xfrm state`: counters may only have grown since
+        // (background traffic such as IPv6 neighbour discovery over a tunnel).
+        let hs = hs_states(&snap);
+        let strip = |v: &[Sa]| -> Vec<Sa> {
+            v.iter()
+                .map(|s| Sa {
+                    bytes: 0,
+                    packets: 0,
+                    ..s.clone()
+                })
+                .collect()
+        };
+        assert_eq!(strip(&hs), strip(&ip), "{layout}/{ns}: SAs");
+        for (h, i) in hs.iter().zip(&ip) {
+            assert!(
+                h.packets <= i.packets
+                    && h.bytes <= i.bytes
+                    && (h.packets > 0) == (i.packets > 0 || h.packets > 0),
+                "{layout}/{ns}: counters {h:?} vs {i:?}"
+            );
+        }
+        let ipp = ip_policies(&text(&format!("{layout}-{ns}.xp")));
+        assert_eq!(hs_policies(&snap), ipp, "{layout}/{ns}: policies");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// captures
+
+fn capture(name: &str) -> Vec<Value> {
+    let rc = text(&format!("{name}.rc"));
+    let err = text(&format!("{name}.err"));
+    assert_eq!(rc.trim(), "0", "hopscope capture {name} failed: {err}");
+    text(&format!("{name}.json"))
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "packet")
+        .collect()
+}
+
+/// tshark's decryption of hopscope's own pcapng with `uat` (the same key): per frame, the
+/// "Decrypted Data" bytes (hex), None for frames it did not decrypt.
+fn tshark_decrypted(pcapng: &Path, uat: &str) -> Vec<Option<String>> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcapng)
+        .args(["-o", "esp.enable_encryption_decode:TRUE"])
+        .args(["-o", "esp.enable_authentication_check:TRUE"])
+        .args(["-o", uat])
+        .args(["-P", "-x"])
+        .output()
+        .expect("tshark (Debian package tshark)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // -P -x: a summary line per frame ("  1 0.000000 ..."), then each data source's hex dump,
+    // headed "Frame (N bytes):" / "Decrypted Data (N bytes):" when there is more than one.
+    let mut frames: Vec<Option<String>> = vec![];
+    let mut in_decrypted = false;
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let is_hex = l.len() > 6 && l.as_bytes()[..4].iter().all(u8::is_ascii_hexdigit);
+        if is_hex {
+            if in_decrypted && let Some(Some(f)) = frames.last_mut() {
+                let hex: String = l[6..]
+                    .split("  ")
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                f.push_str(&hex);
+            }
+        } else if l.starts_with("Decrypted Data (") {
+            if let Some(f) = frames.last_mut() {
+                *f = Some(String::new());
+            }
+            in_decrypted = true;
+        } else if l.contains(" bytes):") || l.is_empty() {
+            in_decrypted = false;
+        } else {
+            frames.push(None);
+            in_decrypted = false;
+        }
+    }
+    frames
+}
+
+/// Every ESP frame of a pcapng, decrypted by hopscope's decoder with `cipher`: (frame index,
+/// inner bytes).
+fn hopscope_decrypted(pcapng: &Path, cipher: &EspCipher) -> Vec<(usize, Vec<u8>)> {
+    let mut cap = pcap::Capture::from_file(pcapng).expect("read the pcapng");
+    let link = LinkType::from_dlt(cap.get_datalink().0);
+    let mut out = vec![];
+    let mut i = 0;
+    while let Ok(p) = cap.next_packet() {
+        let d = decode(link, p.data);
+        if let (Some(e), Some(r)) = (d.esp(), d.esp_range.clone()) {
+            let end = (r.start + e.len as usize).min(p.data.len());
+            let o = open(cipher, &p.data[r.start..end], None)
+                .unwrap_or_else(|err| panic!("frame {i}: {err}"));
+            out.push((i, o.payload));
+        }
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// hopscope's decryption of every ESP frame equals tshark's (its decrypted data starts with
+/// hopscope's inner packet; tshark keeps the ESP trailer after it).
+fn decryption_matches_tshark(name: &str, cipher: &EspCipher, uat: &str) -> usize {
+    let pcapng = lab().join(format!("{name}.pcapng"));
+    let ours = hopscope_decrypted(&pcapng, cipher);
+    let theirs = tshark_decrypted(&pcapng, uat);
+    assert!(!ours.is_empty(), "{name}: no ESP frame");
+    for (i, inner) in &ours {
+        let t = theirs
+            .get(*i)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("{name}: tshark did not decrypt frame {i}"));
+        assert!(
+            t.starts_with(&hex(inner)),
+            "{name} frame {i}: tshark {t}\nhopscope {}",
+            hex(inner)
+        );
+    }
+    ours.len()
+}
+
+fn key_bytes(k: &str) -> Vec<u8> {
+    let h = k.trim_start_matches("0x");
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn gcm_uat(family: &str, spi: u32) -> String {
+    format!(
+        "uat:esp_sa:\"{family}\",\"*\",\"*\",\"{spi:#010x}\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"{}\",\"NULL\",\"\"",
+        variant_key("LY_KEY_GCM")
+    )
+}
+
+fn gcm() -> EspCipher {
+    EspCipher::gcm(&key_bytes(&variant_key("LY_KEY_GCM")), 16).unwrap()
+}
+
+/// The capture's own verdict: every ESP packet it saw was decrypted (none failed).
+fn capture_decrypted_all(name: &str) -> Vec<Value> {
+    let ps = capture(name);
+    let esp: Vec<Value> = ps
+        .into_iter()
+        .filter(|p| p["transport"]["proto"] == "esp")
+        .collect();
+    assert!(!esp.is_empty(), "{name}: no ESP captured");
+    for p in &esp {
+        assert_eq!(p["decrypt"]["result"], "ok", "{name}: {p}");
+    }
+    esp
+}
+
+// ---------------------------------------------------------------------------------------------
+// the layouts
+
+#[test]
+fn cilium_node_id_layout_snapshot_equals_iproute2() {
+    pings_ok("cilium4.ping");
+    pings_ok("cilium6.ping");
+    snapshot_equals_iproute2("cilium", &["ly-ca", "ly-cb"]);
+    // The node-ID marks, as the kernel holds them: one out SA per remote node per key and
+    // family, in SAs per source node.
+    let snap = json("cilium-ly-ca.json");
+    let marks: BTreeSet<(u64, u64)> = snap["xfrm_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| opt_mark(&x["mark"]))
+        .collect();
+    for m in [
+        (0x0002_3e00, 0xffff_ff00),
+        (0x0002_4e00, 0xffff_ff00),
+        (0x0002_0d00, 0xffff_0f00),
+    ] {
+        assert!(marks.contains(&m), "{m:x?} in {marks:x?}");
+    }
+}
+
+#[test]
+fn cilium_mark_decoder_reads_the_live_node() {
+    use hopscope::explain::cilium::{IpsecLayout, node_layout};
+    let snap = json("cilium-ly-ca.json");
+    let st: hopscope::model::NodeState = serde_json::from_value(snap).expect("NodeState");
+    let l = node_layout(&st.xfrm_states, &Default::default()).expect("a Cilium layout");
+    assert_eq!(l.layout, IpsecLayout::NodeIdPerSource, "{}", l.why);
+    assert_eq!(l.keys, 2, "rotation: SPIs 3 and 4");
+    // one remote node, two families: 2 out + 2 in each (4 per remote node during a rotation)
+    assert_eq!(l.peers.len(), 2, "{:?}", l.peers);
+    for p in &l.peers {
+        assert_eq!(p.node_id, Some(2));
+        assert!(p.ok(), "{p:?}");
+        assert_eq!(p.out + p.inbound, 4);
+    }
+}
+
+#[test]
+fn cilium_v4_and_v6_esp_decrypted_like_tshark() {
+    let esp = capture_decrypted_all("cilium4-cap");
+    let on = |e: &[Value], a: &str| e.iter().filter(|p| p["ip"]["dst"] == a).count();
+    assert!(
+        on(&esp, "192.168.61.2") >= 3 && on(&esp, "192.168.61.1") >= 3,
+        "v4 ESP both ways"
+    );
+    let esp6 = capture_decrypted_all("cilium6-cap");
+    assert!(
+        on(&esp6, "fd61::2") >= 3 && on(&esp6, "fd61::1") >= 3,
+        "v6 ESP both ways"
+    );
+    assert_eq!(
+        esp6[0]["decrypt"]["next_header"], 41,
+        "v6 in v6 tunnel mode"
+    );
+    let n = decryption_matches_tshark("cilium4-cap", &gcm(), &gcm_uat("IPv4", 3));
+    assert!(n >= 6, "{n}: pings and replies");
+    let n = decryption_matches_tshark("cilium6-cap", &gcm(), &gcm_uat("IPv6", 3));
+    assert!(n >= 6, "{n}");
+}
+
+#[test]
+fn cilium_catch_all_blocks_a_flow_without_policy() {
+    let t = text("catchall.ping");
+    assert!(!t.contains("rc=0"), "the catch-all must drop: {t}");
+    let stat = |f: &str| -> u64 {
+        text(f)
+            .lines()
+            .find_map(|l| l.strip_prefix("XfrmOutPolBlock"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(stat("stat-ly-ca.after") >= stat("stat-ly-ca.before") + 2);
+    let tr = json("catchall-trace.json");
+    let s = tr.to_string();
+    assert!(s.contains("XfrmOutPolBlock"), "{tr:#}");
+}
+
+#[test]
+fn xfrm_interface_site_to_site() {
+    pings_ok("xfrmi.ping");
+    snapshot_equals_iproute2("xfrmi", &["ly-xa", "ly-xb"]);
+    let snap = json("xfrmi-ly-xa.json");
+    // if_id on SAs and policies; the xfrm interface and strongSwan's table 220 in the snapshot
+    for x in snap["xfrm_states"].as_array().unwrap() {
+        assert_eq!(x["if_id"], 42, "{x}");
+    }
+    for p in snap["xfrm_policies"].as_array().unwrap() {
+        assert_eq!(p["if_id"], 42, "{p}");
+    }
+    assert!(
+        snap["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == "ipsec0"),
+        "ipsec0 in links"
+    );
+    assert!(
+        snap["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["table"]["id"] == 220 && r["dst"] == "10.62.2.0/24"),
+        "table 220 route"
+    );
+    // cbc(aes) + hmac(sha256) truncated to 128 bits, decrypted like tshark
+    capture_decrypted_all("xfrmi-cap");
+    let c = EspCipher::cbc_hmac(
+        &key_bytes(&variant_key("LY_KEY_CBC")),
+        hopscope::decode::esp::HmacHash::Sha256,
+        &key_bytes(&variant_key("LY_KEY_SHA256")),
+        16,
+    )
+    .unwrap();
+    let uat = |spi: u32| {
+        format!(
+            "\"IPv4\",\"*\",\"*\",\"{spi:#010x}\",\"AES-CBC [RFC3602]\",\"{}\",\"HMAC-SHA-256-128 [RFC4868]\",\"{}\"",
+            variant_key("LY_KEY_CBC"),
+            variant_key("LY_KEY_SHA256")
+        )
+    };
+    let uat = format!("uat:esp_sa:{},{}", uat(0x1212), uat(0x2121));
+    let uat = uat.replacen(",\"IPv4\"", "\n\"IPv4\"", 1);
+    assert!(decryption_matches_tshark("xfrmi-cap", &c, &uat) >= 6);
+}
+
+#[test]
+fn nat_traversal_esp_in_udp() {
+    pings_ok("natt.ping");
+    snapshot_equals_iproute2("natt", &["ly-na", "ly-nb"]);
+    let esp = capture_decrypted_all("natt-cap");
+    for p in &esp {
+        assert_eq!(
+            p["transport"]["udp_encap"],
+            serde_json::json!([4500, 4500]),
+            "{p}"
+        );
+        assert!(p.get("encap_mismatch").is_none(), "{p}");
+    }
+    // The receiver sees the NAT's address as the source: matched to the SA written for it.
+    assert!(esp.iter().any(|p| p["ip"]["src"] == "192.168.64.254"));
+    let uat = format!(
+        "{}\n{}",
+        gcm_uat("IPv4", 0x6001),
+        gcm_uat("IPv4", 0x6002).trim_start_matches("uat:esp_sa:")
+    );
+    assert!(decryption_matches_tshark("natt-cap", &gcm(), &uat) >= 6);
+}
+
+#[test]
+fn transport_mode_cbc_sha1_and_ah() {
+    pings_ok("transport.ping");
+    snapshot_equals_iproute2("transport", &["ly-ta", "ly-tb"]);
+    let ps = capture("transport-cap");
+    let esp: Vec<&Value> = ps
+        .iter()
+        .filter(|p| p["transport"]["proto"] == "esp")
+        .collect();
+    assert!(!esp.is_empty());
+    for p in &esp {
+        // transport mode: the payload is ICMP itself, under the outer addresses
+        assert_eq!(p["decrypt"]["result"], "ok", "{p}");
+        assert_eq!(p["decrypt"]["next_header"], 1, "{p}");
+    }
+    let ah: Vec<&Value> = ps
+        .iter()
+        .filter(|p| p["transport"]["proto"] == "ah")
+        .collect();
+    assert!(ah.len() >= 3, "AH shown: {ah:?}");
+    assert_eq!(ah[0]["transport"]["next_header"], 17);
+    let c = EspCipher::cbc_hmac(
+        &key_bytes(&variant_key("LY_KEY_CBC")),
+        hopscope::decode::esp::HmacHash::Sha1,
+        &key_bytes(&variant_key("LY_KEY_SHA1")),
+        12,
+    )
+    .unwrap();
+    let one = |spi: u32| {
+        format!(
+            "\"IPv4\",\"*\",\"*\",\"{spi:#010x}\",\"AES-CBC [RFC3602]\",\"{}\",\"HMAC-SHA-1-96 [RFC2404]\",\"{}\"",
+            variant_key("LY_KEY_CBC"),
+            variant_key("LY_KEY_SHA1")
+        )
+    };
+    let uat = format!("uat:esp_sa:{}\n{}", one(0x7012), one(0x7021));
+    assert!(decryption_matches_tshark("transport-cap", &c, &uat) >= 3);
+}
+
+#[test]
+fn vxlan_inside_esp() {
+    pings_ok("vxlan.ping");
+    snapshot_equals_iproute2("vxlan", &["ly-va", "ly-vb"]);
+    let esp = capture_decrypted_all("vxlan-cap");
+    // outer ESP, then the node-to-node UDP 8472 VXLAN, then the pod's ICMP
+    let inner = &esp[0]["decrypt"]["inner"];
+    assert_eq!(inner["transport"]["proto"], "vxlan", "{inner}");
+    assert_eq!(inner["transport"]["vni"], 2);
+    assert_eq!(inner["transport"]["dport"], 8472);
+    assert!(
+        esp.iter().any(|p| {
+            p["decrypt"]["inner"]["transport"]["inner"]["transport"]["proto"] == "icmp"
+        })
+    );
+    assert!(decryption_matches_tshark("vxlan-cap", &gcm(), &gcm_uat("IPv4", 5)) >= 6);
+}
+
+/// The trace of each layout's flow: predicted as far as hopscope's steps know the layout.
+#[test]
+fn traces_run_on_every_layout() {
+    for t in [
+        "cilium4-trace.json",
+        "cilium6-trace.json",
+        "xfrmi-trace.json",
+        "natt-trace.json",
+        "transport-trace.json",
+        "vxlan-trace.json",
+    ] {
+        let v = json(t);
+        assert!(v.is_object(), "{t}: {v}");
+    }
+}
