@@ -14,7 +14,7 @@ use super::path::{
 };
 use super::xfrm::{
     XfrmKey, apply_output_mark, choose_policy, describe_policy, describe_sa, find_inbound_sa,
-    find_sa, sa_mismatch,
+    find_sa, resolve_template, sa_mismatch,
 };
 use crate::explain::cilium;
 use crate::model::{NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmPolicy, XfrmProto};
@@ -318,6 +318,7 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
     let Some(t) = pol.templates.first() else {
         return Go::Again;
     };
+    let t = &resolve_template(t, pkt.src, pkt.dst);
     let Some(si) = find_sa(st, t, pkt.mark) else {
         let near: Vec<String> = st
             .xfrm_states

@@ -3,7 +3,7 @@
 //! xfrm_state_find, xfrm_state_lookup semantics).
 
 use crate::model::{
-    Mark, NodeState, PolicyDir, Selector, SelectorDev, SelectorKey, Template, XfrmPolicy,
+    Mark, NodeState, PolicyDir, Selector, SelectorDev, SelectorKey, Template, XfrmMode, XfrmPolicy,
     XfrmProto, XfrmState,
 };
 use serde::Serialize;
@@ -121,6 +121,19 @@ pub fn sa_mismatch(sa: &XfrmState, t: &Template, mark: u32) -> Option<&'static s
         return Some("mark");
     }
     None
+}
+
+/// A template as the kernel resolves it for one packet (xfrm_tmpl_resolve_one): tunnel and
+/// BEET templates name their endpoints, a transport-mode template takes the packet's own.
+pub fn resolve_template(t: &Template, src: IpAddr, dst: IpAddr) -> Template {
+    if matches!(t.mode, XfrmMode::Tunnel | XfrmMode::Beet) {
+        return t.clone();
+    }
+    Template {
+        src: src.to_string(),
+        dst: dst.to_string(),
+        ..t.clone()
+    }
 }
 
 /// The SA a template selects for a packet carrying `mark` (xfrm_state_find).
@@ -247,6 +260,21 @@ mod tests {
         assert_eq!(find_sa(&st, t, 0x3e00), Some(1));
         assert_eq!(find_sa(&st, t, 0x4e00), None);
         assert_eq!(sa_mismatch(&st.xfrm_states[0], t, 0x3e00), Some("dst"));
+    }
+
+    #[test]
+    fn transport_template_takes_the_packets_addresses() {
+        let mut st = seed_worker();
+        let mut t = st.xfrm_policies[1].templates[0].clone();
+        (t.src, t.dst, t.mode) = ("0.0.0.0".into(), "0.0.0.0".into(), XfrmMode::Transport);
+        st.xfrm_states[1].mode = XfrmMode::Transport;
+        let (src, dst) = ("10.0.1.138".parse().unwrap(), "10.0.0.40".parse().unwrap());
+        assert_eq!(find_sa(&st, &t, 0x3e00), None, "unresolved: dst 0.0.0.0");
+        let r = resolve_template(&t, src, dst);
+        assert_eq!(find_sa(&st, &r, 0x3e00), Some(1));
+        // a tunnel template keeps its own endpoints
+        let tun = &st.xfrm_policies[1].templates[0];
+        assert_eq!(resolve_template(tun, dst, src), *tun);
     }
 
     #[test]
