@@ -876,10 +876,20 @@ fn capture_keys_and_commands() {
     a.handle_key(code(KeyCode::Tab), &live);
     assert!(a.input.starts_with("capture cilium_"), "{}", a.input);
     a.handle_key(code(KeyCode::Esc), &live);
-    // The capture filter is compiled by libpcap as it is typed; enter applies a valid one.
+    // The capture filter is compiled by libpcap as it is typed, off the loop: each edit asks for
+    // a check (Effect::CheckBpf) and the loop hands libpcap's verdict back; enter applies a
+    // valid one.
     a.handle_key(key('b'), &live);
     assert_eq!(a.mode, Mode::Bpf);
-    typed(&mut a, &live, "esp and hostx");
+    typed(&mut a, &live, "esp and host");
+    assert_eq!(
+        a.handle_key(key('x'), &live),
+        Effect::CheckBpf("esp and hostx".into())
+    );
+    assert!(a.bpf_checking);
+    let text = a.input.clone();
+    a.bpf_checked(&text, hopscope::tui::bpf_check::check(&text));
+    assert!(!a.bpf_checking);
     assert!(a.input_error.as_deref().unwrap_or("").contains("libpcap"));
     assert_eq!(
         a.handle_key(code(KeyCode::Enter), &live),
@@ -890,12 +900,24 @@ fn capture_keys_and_commands() {
         a.handle_key(code(KeyCode::Backspace), &live);
     }
     typed(&mut a, &live, " 172.18.0.4");
+    let text = a.input.clone();
+    a.bpf_checked(&text, hopscope::tui::bpf_check::check(&text));
     assert_eq!(a.input_error, None, "{:?}", a.input_error);
     assert_eq!(
         a.handle_key(code(KeyCode::Enter), &live),
         Effect::Bpf(Some("esp and host 172.18.0.4".into()))
     );
-    assert_eq!(a.run_command("bpf tcp port", &live), Effect::None);
+    // `:bpf` is not checked on the loop either: it is handed to the capture, which applies it
+    // off the loop and refuses what libpcap refuses.
+    assert_eq!(
+        a.run_command("bpf tcp port", &live),
+        Effect::Bpf(Some("tcp port".into()))
+    );
+    assert!(
+        hopscope::tui::bpf_check::check("tcp port")
+            .unwrap_err()
+            .contains("libpcap")
+    );
     assert_eq!(a.run_command("bpf", &live), Effect::Bpf(None));
     // d toggles decryption and says with how many SAs' keys, keys redacted.
     a.handle_key(key('d'), &live);

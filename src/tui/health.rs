@@ -26,8 +26,6 @@ pub struct Health {
     /// Counters and SAs of recent samples, oldest first: the window's start.
     window: VecDeque<(Instant, NodeState)>,
     keys: KeyHasher,
-    /// How long the last judgement took (shown in the pane's title line).
-    pub took: Duration,
 }
 
 impl Default for Health {
@@ -40,7 +38,6 @@ impl Default for Health {
             window: VecDeque::new(),
             // Only one node is judged here: key hashes are never compared across nodes.
             keys: KeyHasher::new(vec![0; 32]),
-            took: Duration::ZERO,
         }
     }
 }
@@ -80,7 +77,6 @@ impl Health {
         {
             self.window.pop_front();
         }
-        let start = Instant::now();
         let name = live
             .state
             .node
@@ -100,7 +96,6 @@ impl Health {
             }],
             &self.keys,
         );
-        self.took = start.elapsed();
         self.window.push_back((now, counters_of(&live.state)));
         self.judged = Some(gens);
         self.judged_at = Some(now);

@@ -838,14 +838,11 @@ fn stream_head(buf: &mut Buffer, body: Rect, app: &App, theme: &Theme) -> Rect {
                 .collect(),
             None => vec![],
         },
-        // The verdict, and what a judgement costs.
+        // The verdict. What a judgement costs is measured by benches/doctor, not shown: a
+        // wall-clock figure would make every frame of this pane differ from the last.
         Pane::Health => match &app.health.report {
             Some(r) => vec![(
-                format!(
-                    "{}  (judged in {:.1} ms; enter: to the object)",
-                    r.verdict,
-                    app.health.took.as_secs_f64() * 1000.0
-                ),
+                format!("{}  (enter: to the object)", r.verdict),
                 theme.style(match r.worst {
                     crate::doctor::Severity::Fail => Item::Trouble,
                     crate::doctor::Severity::Warn => Item::Warning,

@@ -1,0 +1,50 @@
+#!/bin/bash
+# tests/lab/checks/netfilter.sh HOPSCOPE — guest side of tests/lab_netfilter.rs, booted with
+# --variant nodeport. The reference's NodePort request (netshoot curl 172.18.0.3:32000), made
+# with busybox nc from fixed source ports until one lands on cni-worker2 (kube-proxy picks
+# each connection's endpoint at random):
+#   nodeport.sport, nodeport.txt   the source port that reached cni-worker2, and its answer
+#   conntrack.txt                  `conntrack -L` on worker for that connection
+#   ipt-worker.txt                 iptables-legacy-save of worker
+#   trace-nodeport.json/.txt       hopscope trace of it (worker, worker2)
+#   follow-nodeport.json           the same with --follow while more connections are made
+set -u
+# shellcheck disable=SC1091
+. "$LAB_DIR/lib.sh"
+HOPSCOPE=$(local_bin "$1")
+R=$LAB_RESULTS
+ip netns exec cni-worker2 sh -c 'while true; do busybox nc -l -p 80 -e echo hello-from-cni-worker2; done' &
+server=$!
+for i in $(seq 100); do
+    ip netns exec cni-worker2 ss -ltn 2>/dev/null | grep -q ':80 ' && break
+    sleep 0.1
+done
+sport=
+for sp in $(seq 45404 45440); do
+    ip netns exec netshoot busybox nc -w 2 -p "$sp" 172.18.0.3 32000 > "$R/nc.$sp" 2>&1 </dev/null
+    if ip netns exec worker conntrack -L -p tcp 2>/dev/null | grep " sport=$sp " | grep -q "src=10.0.0.249"; then
+        sport=$sp
+        break
+    fi
+done
+echo "$sport" > "$R/nodeport.sport"
+[ -n "$sport" ] && cp "$R/nc.$sport" "$R/nodeport.txt"
+ip netns exec worker conntrack -L -p tcp 2>/dev/null | grep " sport=${sport:-1} " > "$R/conntrack.txt"
+ip netns exec worker iptables-legacy-save > "$R/ipt-worker.txt"
+trace trace-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}" --dport 32000 --netns worker --netns worker2 --json
+"$HOPSCOPE" trace 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}" --dport 32000 --netns worker --netns worker2 > "$R/trace-nodeport.txt" 2>&1
+# --follow: captures on the predicted path while new connections are made (some land on
+# worker2, as the traced one did).
+trace follow-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}" --dport 32000 --netns worker --netns worker2 --json --follow 10 &
+pid=$!
+for i in $(seq 100); do
+    grep -q '^following' "$R/follow-nodeport.json.err" 2>/dev/null && break
+    sleep 0.1
+done
+sleep 0.5
+for sp in $(seq 46000 46007); do
+    ip netns exec netshoot busybox nc -w 1 -p "$sp" 172.18.0.3 32000 >/dev/null 2>&1 </dev/null
+done
+wait "$pid"
+kill "$server" 2>/dev/null
+exit 0
