@@ -1187,9 +1187,12 @@ fn lab_trace_cluster_ip_shows_the_dnat_hop() {
         "{nat:#}"
     );
     assert!(
-        arr(nat, "netfilter").iter().any(|d| d["conntrack"]["line"]
-            .as_str()
-            .is_some_and(|l| l.starts_with("ipv4"))),
+        // The hop's typed decisions carry the entry (kind conntrack, and on the nat rule it
+        // followed).
+        arr(nat, "decisions")
+            .iter()
+            .any(|d| d["kind"] == "conntrack"
+                && d["line"].as_str().is_some_and(|l| l.starts_with("ipv4"))),
         "the kernel's conntrack entry of the test connection: {nat:#}\n{}",
         text(dir, "conntrack.txt")
     );

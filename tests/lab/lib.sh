@@ -70,7 +70,9 @@ follow_pings() {
         grep -q '^following' "$LAB_RESULTS/$name.err" 2>/dev/null && break
         sleep 0.1
     done
-    sleep 0.5
+    # "following" is said once the captures are asked for; under TCG the last of them can take
+    # a second or more to open, so wait well inside the 12 s before the pings start.
+    sleep 2
     ip netns exec netshoot ping -c "$n" -i 0.2 -W 1 10.0.0.249 > "$LAB_RESULTS/$name.ping" 2>&1
     wait "$pid"
 }
