@@ -50,7 +50,7 @@ follow() {
 # pair P CAPNS PINGNS DST [PING-ARGS]: capture on CAPNS eth0 while PINGNS pings DST.
 pair() {
     local p=$1 capns=$2 ns=$3 dst=$4; shift 4
-    hs_cap_start "$p-cap" "$capns" -i eth0 --decrypt --json -w "$R/$p-cap.pcapng" || return 1
+    hs_cap_start "$p-cap" "$capns" -i eth0 --decrypt --json --print -w "$R/$p-cap.pcapng" || return 1
     ip netns exec "$ns" ping -c "$N" -i 0.2 -W 2 "$@" "$dst" > "$R/$p.ping" 2>&1
     echo "rc=$?" >> "$R/$p.ping"
     hs_cap_stop "$p-cap"
@@ -90,7 +90,7 @@ state natt ly-na ly-nb
 trace natt-trace.json 192.168.63.1 192.168.64.2 --netns ly-na --netns ly-nat --netns ly-nb --json
 
 # ---- transport mode: ESP cbc+hmac(sha1) for ICMP, AH for UDP ------------------------------------
-hs_cap_start transport-cap ly-tb -i eth0 --decrypt --json -w "$R/transport-cap.pcapng" || exit 1
+hs_cap_start transport-cap ly-tb -i eth0 --decrypt --json --print -w "$R/transport-cap.pcapng" || exit 1
 ip netns exec ly-ta ping -c "$N" -i 0.2 -W 2 192.168.66.2 > "$R/transport.ping" 2>&1
 echo "rc=$?" >> "$R/transport.ping"
 ip netns exec ly-ta bash -c 'for i in 1 2 3; do echo hopscope > /dev/udp/192.168.66.2/9999; sleep 0.1; done'
