@@ -98,7 +98,12 @@ fn violations(log: &str) -> Vec<String> {
         } else if call.starts_with("execve(\"") && !call.contains("= -1") {
             let prog = call["execve(\"".len()..].split('"').next().unwrap_or("");
             let name = prog.rsplit('/').next().unwrap_or(prog);
-            if prog != HS && !name.ends_with("-save") {
+            let argv: Vec<&str> = call
+                .split_once(", [")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map(|(a, _)| a.split(", ").map(|w| w.trim_matches('"')).collect())
+                .unwrap_or_default();
+            if prog != HS && !name.ends_with("-save") && !is_lister(name, &argv) {
                 bad.push(format!("ran {prog}: {line}"));
             }
         }
@@ -253,4 +258,23 @@ fn the_tui_only_reads() {
     let bad = violations(&log);
     assert!(bad.is_empty(), "the TUI changed the node:\n{bad:#?}");
     assert!(log.contains("nlmsg_type="), "no netlink request seen");
+}
+
+/// A rules or state *lister* other than `*-save`: `nft list …`, `ipset save|list`,
+/// `conntrack -L`. Any verb that changes something (add, delete, flush, -f FILE…) is not one.
+fn is_lister(name: &str, argv: &[&str]) -> bool {
+    let args = argv.get(1..).unwrap_or(&[]);
+    let writes = [
+        "add", "create", "delete", "destroy", "flush", "insert", "replace", "reset", "rename",
+        "-f", "--file", "-D", "-F", "-U", "-I",
+    ];
+    if args.iter().any(|a| writes.contains(a)) {
+        return false;
+    }
+    match name {
+        "nft" => args.contains(&"list"),
+        "ipset" => args.first().is_some_and(|a| *a == "save" || *a == "list"),
+        "conntrack" => args.iter().any(|a| *a == "-L" || *a == "--dump"),
+        _ => false,
+    }
 }
