@@ -89,7 +89,14 @@ fn capture_locks_down_every_thread_and_still_counts_every_packet() {
     let err = dir.join("err");
     let cap = capture(
         &ns,
-        &["--decrypt", "-w", pcap.to_str().unwrap(), "-f", "icmp"],
+        &[
+            "--decrypt",
+            "--print",
+            "-w",
+            pcap.to_str().unwrap(),
+            "-f",
+            "icmp",
+        ],
         &err,
     );
     let pid = cap.0.id();
