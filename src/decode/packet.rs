@@ -577,10 +577,7 @@ fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> D
             let plen = u32::from(h.payload_length());
             let ext = v6.extensions().slice().len() as u32;
             let frag = v6.is_payload_fragmented();
-            ah = v6.extensions().clone().into_iter().find_map(|e| match e {
-                etherparse::Ipv6ExtensionSlice::Authentication(a) => Some(ah_of(&a)),
-                _ => None,
-            });
+            ah = v6_auth_header(h.next_header().0, v6.extensions().slice()).map(|a| ah_of(&a));
             (
                 IpInfo {
                     src: IpAddr::V6(h.source_addr()),
@@ -782,6 +779,33 @@ fn read_vxlan(mut d: Decoded, sport: u16, dport: u16, body: &[u8], start: usize)
 }
 
 /// Where `inner` starts within `outer`, if it is a subslice of it.
+/// Finds AH in an IPv6 extension chain by walking the raw bytes with bounds checks.
+///
+/// etherparse 0.21's `Ipv6ExtensionSliceIter` reads a header length it never checked on lax
+/// slices (undefined behaviour the fuzzer hit), so the chain is walked here instead.
+fn v6_auth_header(first: u8, mut chain: &[u8]) -> Option<etherparse::IpAuthHeaderSlice<'_>> {
+    const AH: u8 = 51;
+    const FRAGMENT: u8 = 44;
+    // Hop-by-hop, routing, destination options, mobility, HIP, shim6: length in 8-octet units.
+    const SIZED: [u8; 6] = [0, 43, 60, 135, 139, 140];
+    let mut next = first;
+    loop {
+        match next {
+            AH => return etherparse::IpAuthHeaderSlice::from_slice(chain).ok(),
+            FRAGMENT => {
+                next = *chain.first()?;
+                chain = chain.get(8..)?;
+            }
+            n if SIZED.contains(&n) => {
+                let len = (usize::from(*chain.get(1)?) + 1) * 8;
+                next = *chain.first()?;
+                chain = chain.get(len..)?;
+            }
+            _ => return None,
+        }
+    }
+}
+
 fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
     let o = outer.as_ptr() as usize;
     let i = inner.as_ptr() as usize;
@@ -816,6 +840,44 @@ mod tests {
         p.extend(seq.to_be_bytes());
         p.extend(std::iter::repeat_n(0xabu8, data));
         p
+    }
+
+    /// The fuzzer's crash: an IPv6 extension chain whose lengths etherparse's iterator trusted.
+    #[test]
+    fn fuzz_crash_ipv6_extension_chain_is_not_undefined_behaviour() {
+        let data = [
+            43u8, 96, 255, 255, 255, 98, 47, 0, 41, 0, 250, 255, 43, 255, 183, 184, 184, 184, 0, 0,
+            0, 0, 0, 0, 0, 0, 254, 0, 0, 0, 0, 255, 53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 122, 58,
+            59, 58, 58,
+        ];
+        let (sel, frame) = data.split_first().unwrap();
+        assert_eq!(sel % 5, 3, "the crash was on the raw-IP link type");
+        let d = decode(LinkType::RawIp, frame);
+        for r in [&d.ip_range, &d.esp_range].into_iter().flatten() {
+            assert!(r.end <= frame.len());
+        }
+    }
+
+    /// AH behind a hop-by-hop header in IPv6 is still found and shown as the transport.
+    #[test]
+    fn ipv6_ah_behind_hop_by_hop_is_the_transport() {
+        let mut hbh = vec![51u8, 0, 1, 4, 0, 0, 0, 0]; // next AH, 8 octets, PadN
+        let mut ah = vec![58u8, 4, 0, 0];
+        ah.extend(0x1234_5678u32.to_be_bytes());
+        ah.extend(7u32.to_be_bytes());
+        ah.extend([0u8; 12]); // ICV
+        hbh.append(&mut ah);
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend((hbh.len() as u16).to_be_bytes());
+        ip.extend([0u8, 64]); // next hop-by-hop, hop limit
+        ip.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        ip.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        ip.extend(hbh);
+        let d = decode(LinkType::RawIp, &ip);
+        match d.transport {
+            Some(Transport::Ah { spi, seq, .. }) => assert_eq!((spi, seq), (0x1234_5678, 7)),
+            other => panic!("expected AH, got {other:?}"),
+        }
     }
 
     /// The seed's `tcpdump -pne -i eth0` in the pod: length 98, ICMP echo request id 87 seq 0.
