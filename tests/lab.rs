@@ -1141,17 +1141,31 @@ fn lab_trace_follow_sees_every_hop() {
     );
 }
 
-/// KNOWN REGRESSION (open, see the closing note of this session): in this boot `--follow`
-/// sees none of the pings on any hop ("not seen at any observable hop") although the kernel's
-/// XfrmInNoStates on worker2 rises by exactly their number, while the healthy boot sees every
-/// hop. Run it with `--ignored` once fixed.
+/// The ESP of the flow is seen leaving worker and arriving on worker2's eth0, where the
+/// kernel drops it: no hop after that. (The ping's leftover conntrack entry once made the
+/// trace translate the ESP packet's source, so --follow looked for the wrong packet.)
 #[test]
-#[ignore = "regression: --follow sees no hop in the no-inbound-sa boot"]
 fn lab_follow_stops_after_eth0_on_worker2() {
-    let f = &snap(no_inbound_sa(), "follow-pod.json")["follow"];
+    let dir = no_inbound_sa();
+    let f = &snap(dir, "follow-pod.json")["follow"];
     assert!(
         s(f, "verdict").starts_with("stops after eth0 on worker2, as predicted: no inbound SA"),
         "{f:#}"
+    );
+    let n_pings = params(dir)["N"];
+    let seen: Vec<(&str, &str, u64)> = arr(f, "hops")
+        .iter()
+        .map(|h| (s(h, "node"), s(h, "dev"), n(h, "seen")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("worker", "cilium_host", n_pings),
+            ("worker", "cilium_net", n_pings),
+            ("worker", "eth0", n_pings),
+            ("worker2", "eth0", n_pings),
+        ],
+        "every ping as ESP up to worker2's eth0: {f:#}"
     );
 }
 

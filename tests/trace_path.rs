@@ -379,6 +379,38 @@ fn conntrack_alone_reveals_nat_the_rules_do_not_show() {
     );
 }
 
+/// The ping's own conntrack entry on worker (left by earlier pings) belongs to the inner flow:
+/// the ESP packet made from it is a flow of its own (the kernel resets the skb's conntrack on
+/// transform), so its outer source stays the SA's. Found in the lab, where it made `--follow`
+/// expect ESP from the pod's address and see none.
+#[test]
+fn the_inner_flows_conntrack_entry_does_not_translate_the_esp_packet() {
+    let mut nodes = cluster(true);
+    nodes[0].netfilter.conntrack = vec![hopscope::source::conntrack::parse_line(
+        "ipv4 2 icmp 1 23 src=10.0.1.52 dst=10.0.0.249 type=8 code=0 id=281 [UNREPLIED] src=10.0.0.249 dst=10.0.1.52 type=0 code=0 id=281 mark=0 zone=0 use=2",
+    )
+    .unwrap()];
+    let t = trace(&nodes, &ping());
+    let text = hopscope::view::trace::render(&t);
+    assert!(
+        !t.hops.iter().any(|h| h.what.contains("SNAT")),
+        "no translation on the ESP packet: {text}"
+    );
+    let esp_out: Vec<String> = t
+        .hops
+        .iter()
+        .filter(|h| h.node == "worker" && h.step == Step::Egress)
+        .filter_map(|h| h.expect.as_ref())
+        .map(|e| format!("{} → {}", e.src, e.dst))
+        .collect();
+    assert_eq!(
+        esp_out,
+        ["10.0.1.138 → 10.0.0.40", "10.0.1.138 → 10.0.0.40"],
+        "cilium_host and eth0 carry the SA's outer addresses: {text}"
+    );
+    assert_eq!(t.end, at_cni_worker2(), "{text}");
+}
+
 // `trace --json` gives each hop its decision as data beside the prose (#15): the rule and
 // route of a lookup, the XFRM policy and SA, Cilium's assumed marks, the counter of a stop.
 

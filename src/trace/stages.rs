@@ -402,6 +402,9 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
     );
     w.decided([Decision::sa(sa)]);
     at.pkt = outer;
+    // The kernel drops the skb's conntrack reference once it is transformed (nf_reset_ct in
+    // xfrm_output): the ESP packet is a flow of its own, never the inner flow's entry.
+    at.ct = Default::default();
     at.generated_by_xfrm = true;
     Go::Again // the outer packet is routed again, with the output mark
 }
