@@ -21,17 +21,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const VARIANTS: [&str; 5] = [
+/// The variants of tests/lab/variants/layouts.sh that checks/layouts.sh builds.
+#[allow(dead_code)]
+const VARIANTS: [&str; 7] = [
     "layouts-cilium",
     "layouts-xfrmi",
     "layouts-natt",
     "layouts-transport",
     "layouts-vxlan",
+    "layouts-vti",
+    "layouts-natt-mismatch",
 ];
 
 fn lab() -> &'static Path {
     static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match CELL.get_or_init(|| boot::boot("layouts", &VARIANTS)) {
+    // The layouts need no seed cluster: checks/layouts.sh builds the VARIANTS itself.
+    match CELL.get_or_init(|| boot::boot_bare("layouts")) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     }
@@ -739,8 +744,312 @@ fn traces_run_on_every_layout() {
         "natt-trace.json",
         "transport-trace.json",
         "vxlan-trace.json",
+        "vti-trace.json",
+        "mismatch-trace.json",
     ] {
         let v = json(t);
         assert!(v.is_object(), "{t}: {v}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the trace through each layout's devices, --follow, the ESP lengths, the doctor
+
+/// The hops of a trace as (node, step, dev, what).
+fn hops(t: &Value) -> Vec<(String, String, String, String)> {
+    t["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["node"].as_str().unwrap_or("").to_string(),
+                h["step"].as_str().unwrap_or("").to_string(),
+                h["dev"].as_str().unwrap_or("").to_string(),
+                h["what"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has_hop(t: &Value, node: &str, step: &str, dev: &str, what: &str) -> bool {
+    hops(t)
+        .iter()
+        .any(|(n, s, d, w)| n == node && s == step && d == dev && w.contains(what))
+}
+
+fn delivered_on(t: &Value, node: &str) {
+    assert_eq!(t["end"]["end"], "delivered", "{t:#}");
+    assert_eq!(t["end"]["node"], node, "{t:#}");
+}
+
+#[test]
+fn vxlan_trace_goes_through_the_tunnel_device() {
+    let snap = json("vxlan-ly-va.json");
+    let l = snap["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "cilium_vxlan")
+        .unwrap();
+    assert_eq!(l["tunnel"]["type"], "vxlan", "{l}");
+    assert_eq!(l["tunnel"]["vni"], 2);
+    assert_eq!(l["tunnel"]["port"], 8472);
+    assert_eq!(l["tunnel"]["remote"], "192.168.65.2");
+    let t = json("vxlan-trace.json");
+    // the encapsulation, the outer UDP packet's own XFRM lookup, the peer's decapsulation
+    assert!(
+        has_hop(&t, "ly-va", "tunnel", "cilium_vxlan", "8472"),
+        "{t:#}"
+    );
+    assert!(has_hop(&t, "ly-va", "xfrm_state", "", "spi 0x5"), "{t:#}");
+    assert!(has_hop(&t, "ly-vb", "decrypt", "eth0", ""), "{t:#}");
+    assert!(
+        has_hop(&t, "ly-vb", "tunnel", "cilium_vxlan", "decapsulates"),
+        "{t:#}"
+    );
+    assert!(has_hop(&t, "ly-vb", "ingress", "cilium_vxlan", ""), "{t:#}");
+    delivered_on(&t, "ly-vb");
+}
+
+#[test]
+fn xfrm_interface_trace_looks_up_with_its_if_id() {
+    let snap = json("xfrmi-ly-xa.json");
+    let l = snap["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "ipsec0")
+        .unwrap();
+    assert_eq!(
+        l["tunnel"],
+        serde_json::json!({"type": "xfrm", "if_id": 42})
+    );
+    let t = json("xfrmi-trace.json");
+    assert!(has_hop(&t, "ly-xa", "egress", "ipsec0", ""), "{t:#}");
+    assert!(
+        has_hop(&t, "ly-xa", "tunnel", "ipsec0", "if_id 42"),
+        "{t:#}"
+    );
+    assert!(
+        has_hop(&t, "ly-xa", "xfrm_state", "", "spi 0x1212"),
+        "{t:#}"
+    );
+    assert!(
+        has_hop(&t, "ly-xb", "decrypt", "ipsec0", "if_id 42"),
+        "{t:#}"
+    );
+    assert!(
+        has_hop(&t, "ly-xb", "policy_check", "ipsec0", "passed"),
+        "{t:#}"
+    );
+    delivered_on(&t, "ly-xb");
+}
+
+#[test]
+fn vti_marks_via_the_device() {
+    pings_ok("vti.ping");
+    snapshot_equals_iproute2("vti", &["ly-ia", "ly-ib"]);
+    let snap = json("vti-ly-ia.json");
+    let l = snap["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "vti0")
+        .unwrap();
+    assert_eq!(
+        l["tunnel"],
+        serde_json::json!({"type": "vti", "ikey": 0x20, "okey": 0x10, "local": "192.168.67.1", "remote": "192.168.67.2"})
+    );
+    capture_decrypted_all("vti-cap");
+    let uat = format!(
+        "{}\n{}",
+        gcm_uat("IPv4", 0x6712),
+        gcm_uat("IPv4", 0x6721).trim_start_matches("uat:esp_sa:")
+    );
+    assert!(decryption_matches_tshark("vti-cap", &gcm(), &uat) >= 6);
+    // out with ly-ia's okey as the lookup's mark, in with ly-ib's ikey
+    let t = json("vti-trace.json");
+    assert!(has_hop(&t, "ly-ia", "tunnel", "vti0", "okey 0x10"), "{t:#}");
+    assert!(
+        has_hop(&t, "ly-ia", "xfrm_state", "", "spi 0x6712"),
+        "{t:#}"
+    );
+    assert!(has_hop(&t, "ly-ib", "decrypt", "vti0", "VTI vti0"), "{t:#}");
+    assert!(
+        has_hop(&t, "ly-ib", "policy_check", "vti0", "passed"),
+        "{t:#}"
+    );
+    delivered_on(&t, "ly-ib");
+}
+
+/// `trace --follow` while the layout's ping runs: every observable hop (including the tunnel
+/// devices' own) sees the pings.
+#[test]
+fn follow_sees_every_layouts_hops() {
+    let tunnel_hops: &[(&str, &[(&str, &str)])] = &[
+        ("cilium4", &[]),
+        ("cilium6", &[("ly-cb", "eth0")]),
+        ("xfrmi", &[("ly-xa", "ipsec0"), ("ly-xb", "ipsec0")]),
+        ("natt", &[("ly-nat", "outside")]),
+        ("transport", &[("ly-tb", "eth0")]),
+        (
+            "vxlan",
+            &[("ly-va", "cilium_vxlan"), ("ly-vb", "cilium_vxlan")],
+        ),
+        ("vti", &[("ly-ia", "vti0"), ("ly-ib", "vti0")]),
+    ];
+    let mut bad = vec![];
+    for (l, devs) in tunnel_hops {
+        pings_ok_or_rc(&format!("{l}-follow.json.ping"));
+        let v = json(&format!("{l}-follow.json"));
+        let f = &v["follow"];
+        let seen: Vec<(String, String, u64)> = f["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["node"].as_str().unwrap().to_string(),
+                    h["dev"].as_str().unwrap().to_string(),
+                    h["seen"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        if seen.len() < 3 || seen.iter().any(|(_, _, n)| *n == 0) {
+            bad.push(format!("{l}: {} — {seen:?}", f["verdict"]));
+        }
+        for (node, dev) in *devs {
+            if !seen.iter().any(|(n, d, c)| n == node && d == dev && *c > 0) {
+                bad.push(format!("{l}: {node} {dev} not followed: {seen:?}"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+fn pings_ok_or_rc(name: &str) {
+    let t = text(name);
+    assert!(t.contains(" 0% packet loss"), "{name}: {t}");
+}
+
+/// The ESP packet the trace predicts has the length the kernel sent (outer IPv4 or IPv6
+/// header, UDP for NAT-T, VXLAN inside, transport mode without a second IP header).
+#[test]
+fn trace_esp_length_equals_the_kernels() {
+    for (trace, cap) in [
+        ("cilium4-trace.json", "cilium4-cap"),
+        ("cilium6-trace.json", "cilium6-cap"),
+        ("xfrmi-trace.json", "xfrmi-cap"),
+        ("natt-trace.json", "natt-cap"),
+        ("transport-trace.json", "transport-cap"),
+        ("vxlan-trace.json", "vxlan-cap"),
+        ("vti-trace.json", "vti-cap"),
+    ] {
+        let t = json(trace);
+        let enc = t["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["step"] == "encrypt")
+            .unwrap_or_else(|| panic!("{trace}: no encrypt hop"));
+        let p = enc["packet"].as_str().unwrap();
+        let len: u64 = p
+            .split(" len ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{trace}: {p}"));
+        // to the peer (a NAT may have rewritten the source on the way)
+        let dst = p.split(' ').nth(2).unwrap();
+        let esp = capture_decrypted_all(cap);
+        let kernel: BTreeSet<u64> = esp
+            .iter()
+            .filter(|x| x["ip"]["dst"] == dst)
+            .filter(|x| x["decrypt"]["inner"]["transport"]["icmp_type"] != 0)
+            .map(|x| x["ip"]["total_len"].as_u64().unwrap())
+            .collect();
+        assert!(
+            kernel.contains(&len),
+            "{trace}: the trace says {len}, the kernel sent {kernel:?} to {dst}"
+        );
+    }
+}
+
+#[test]
+fn doctor_is_silent_on_every_healthy_layout() {
+    let mut noisy = vec![];
+    for l in ["cilium", "xfrmi", "natt", "transport", "vxlan", "vti"] {
+        let name = format!("{l}-doctor.json");
+        let rc = text(&format!("{l}-doctor.rc"));
+        let v: Value = serde_json::from_str(&text(&name))
+            .unwrap_or_else(|e| panic!("{name}: {e}: {}", text(&format!("{l}-doctor.err"))));
+        let findings: Vec<String> = findings(&v)
+            .into_iter()
+            .filter(|f| f["severity"] == "fail" || f["severity"] == "warn")
+            .map(|f| format!("{} {} {}", f["node"], f["id"], f["what"]))
+            .collect();
+        if rc.trim() != "0" || !findings.is_empty() {
+            noisy.push(format!("{l}: exit {} {findings:#?}", rc.trim()));
+        }
+    }
+    assert!(noisy.is_empty(), "{noisy:#?}");
+}
+
+/// Every finding object in a doctor JSON document.
+fn findings(v: &Value) -> Vec<Value> {
+    let mut out = vec![];
+    let mut stack = vec![v];
+    while let Some(x) = stack.pop() {
+        match x {
+            Value::Object(m) => {
+                if m.contains_key("id") && m.contains_key("severity") {
+                    out.push(x.clone());
+                } else {
+                    stack.extend(m.values());
+                }
+            }
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// ly-ma's out SA sends ESP in UDP to 4501, ly-mb's IKE socket is on 4500: the pings die as
+/// UDP to a closed port on ly-mb (its Udp NoPorts rises); the trace stops there naming both
+/// ports, the doctor names the pair.
+#[test]
+fn natt_port_mismatch_named_by_trace_and_doctor() {
+    let ping = text("mismatch.ping");
+    assert!(!ping.contains("rc=0"), "the mismatch must drop: {ping}");
+    let noports = |f: &str| -> u64 {
+        let t = text(f);
+        let mut udp = t.lines().filter(|l| l.starts_with("Udp: "));
+        let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+        let i = names
+            .split_whitespace()
+            .position(|w| w == "NoPorts")
+            .unwrap();
+        values.split_whitespace().nth(i).unwrap().parse().unwrap()
+    };
+    assert!(
+        noports("snmp-ly-mb.after") >= noports("snmp-ly-mb.before") + 3,
+        "Udp NoPorts on ly-mb"
+    );
+    snapshot_equals_iproute2("mismatch", &["ly-ma", "ly-mb"]);
+    let t = json("mismatch-trace.json");
+    assert_eq!(t["end"]["end"], "stopped", "{t:#}");
+    assert_eq!(t["end"]["node"], "ly-mb");
+    assert_eq!(t["end"]["counter"], "UdpNoPorts");
+    let why = t["end"]["reason"].as_str().unwrap();
+    assert!(why.contains("4501") && why.contains("4500"), "{why}");
+    let d: Value = serde_json::from_str(&text("mismatch-doctor.json")).unwrap();
+    assert_ne!(text("mismatch-doctor.rc").trim(), "0");
+    let f = findings(&d);
+    assert!(
+        f.iter()
+            .any(|f| f["id"] == "in-sa-encap-port" && f["node"] == "ly-mb"),
+        "{f:#?}"
+    );
 }

@@ -31,10 +31,10 @@ pub struct TraceArgs {
     /// Interface the packet enters the first node on (e.g. the pod's lxc); default: worked out.
     #[arg(long)]
     pub iif: Option<String>,
-    /// IP packet size in bytes, for MTU checks and ESP lengths (84 = a default ping; 20 to
-    /// 65535).
-    #[arg(long, default_value_t = 84, value_parser = clap::value_parser!(u32).range(20..=65535))]
-    pub size: u32,
+    /// IP packet size in bytes, for MTU checks and ESP lengths (default: a default ping's, 84
+    /// over IPv4 and 104 over IPv6; 20 to 65535).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(20..=65535))]
+    pub size: Option<u32>,
     /// A recorded `snapshot --json` to use as a node (repeatable; combine with --netns).
     #[arg(long = "state", value_name = "FILE")]
     pub states: Vec<PathBuf>,
@@ -156,12 +156,18 @@ impl TraceArgs {
         Ok(Flow {
             src: self.src,
             dst: self.dst,
-            proto: proto_number(&self.proto)?,
+            // `icmp` of an IPv6 flow is ICMPv6, as ping means it
+            proto: match proto_number(&self.proto)? {
+                1 if self.src.is_ipv6() => 58,
+                p => p,
+            },
             sport: self.sport,
             dport: self.dport,
             mark: self.mark,
             iif: self.iif.clone(),
-            size: self.size,
+            size: self
+                .size
+                .unwrap_or(if self.src.is_ipv6() { 104 } else { 84 }),
         })
     }
 }

@@ -155,13 +155,14 @@ pub fn esp_room(x: &XfrmState, mtu: u32) -> u32 {
     (mtu.saturating_sub(head + icv) & !(block - 1)).saturating_sub(2)
 }
 
-/// (outer header + ESP header + IV, cipher block rounded up to 4, ICV) of an SA.
+/// (outer header (with NAT-T's UDP) + ESP header + IV, cipher block rounded up to 4, ICV) of
+/// an SA.
 fn esp_parts(x: &XfrmState) -> (u32, u32, u32) {
     let outer = match (x.mode.to_string().as_str(), ip(&x.dst)) {
         ("tunnel", Some(IpAddr::V6(_))) => 40,
         ("tunnel", _) => 20,
         _ => 0,
-    };
+    } + if x.encap.is_some() { 8 } else { 0 }; // NAT-T's UDP header
     let (iv, block, icv) = if let Some(a) = &x.aead {
         (8, 4, a.icv_bits.unwrap_or(128) / 8)
     } else {
@@ -317,8 +318,9 @@ pub fn stale(views: &[NodeView], me: usize, out: &mut Vec<Finding>) -> Vec<Prefi
         let to_nowhere = p
             .templates
             .iter()
-            .any(|t| ip(&t.dst).is_some_and(|d| !node_addr(&d)));
-        if to_nowhere || !pod_cidr(&p.selector.dst) {
+            .any(|t| ip(&t.dst).is_some_and(|d| !d.is_unspecified() && !node_addr(&d)));
+        // Transport mode protects traffic to the node itself: its selector is a node address.
+        if to_nowhere || !(pod_cidr(&p.selector.dst) || node_addr(&p.selector.dst.addr)) {
             stale.push(p.selector.dst);
             out.push(
                 Finding::new(

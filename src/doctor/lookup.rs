@@ -115,6 +115,7 @@ pub struct Packet {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub proto: u8,
+    pub dport: Option<u16>,
     pub mark: Option<u32>,
 }
 
@@ -125,8 +126,9 @@ impl Packet {
             dst: self.dst,
             proto: self.proto,
             sport: None,
-            dport: None,
+            dport: self.dport,
             mark: self.mark.unwrap_or(0),
+            if_id: 0,
         }
     }
 }

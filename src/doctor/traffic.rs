@@ -166,6 +166,60 @@ pub fn problems(
     out
 }
 
+/// The flows an inbound SA carries, as (source, destination, protocol, destination port):
+/// the selectors of the sender's out policies whose template leads to this SA (same
+/// protocol, its endpoints or a transport template's packet addresses); without the sender's
+/// policies, ICMP between its pod CIDRs and this node's of the same family.
+fn inner_flows(
+    views: &[NodeView],
+    me: usize,
+    e: &EspIn,
+    x: &crate::model::XfrmState,
+) -> Vec<(Prefix, Prefix, u8, Option<u16>)> {
+    let v = &views[me];
+    if let Some((pn, _)) = e.peer {
+        let flows: Vec<_> = views[pn]
+            .st
+            .xfrm_policies
+            .iter()
+            .filter(|p| super::node::dir(p) == "out" && !super::node::is_block(p))
+            .filter(|p| {
+                p.templates.iter().any(|t| {
+                    let to_sa = ip(&t.dst).is_some_and(|d| {
+                        d == e.dst || (d.is_unspecified() && p.selector.dst.contains(&e.dst))
+                    });
+                    t.proto == x.proto && to_sa && (t.spi == 0 || t.spi == x.spi)
+                })
+            })
+            .filter(|p| p.selector.dst.family() == p.selector.src.family())
+            .map(|p| {
+                let dst = v
+                    .pod_cidrs
+                    .iter()
+                    .find(|c| p.selector.dst.contains(&c.addr))
+                    .copied()
+                    .unwrap_or(p.selector.dst);
+                (
+                    p.selector.src,
+                    dst,
+                    p.selector.proto.unwrap_or(1),
+                    p.selector.dport,
+                )
+            })
+            .collect();
+        if !flows.is_empty() {
+            return flows;
+        }
+    }
+    let mut out = vec![];
+    for r in &e.inner_src {
+        for l in v.pod_cidrs.iter().filter(|l| l.family() == r.family()) {
+            out.push((*r, *l, 1, None));
+        }
+    }
+    out
+}
+
 fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut Vec<Problem>) {
     let v = &views[me];
     let st = v.st;
@@ -295,6 +349,32 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
             conditional: false,
         });
     }
+    // ESP in UDP is taken off UDP only on the port this node's IKE socket holds (its in SA's
+    // encap dport); a sender aiming at another port reaches a closed UDP port.
+    if let Some((pn, pi)) = e.peer
+        && let (Some(t), Some(m)) = (&views[pn].sa(pi).encap, &x.encap)
+        && t.dport != m.dport
+    {
+        let f = Finding::new(
+            v.name,
+            Severity::Fail,
+            "in-sa-encap-port",
+            format!(
+                "{what_esp}: {} sends it in UDP to port {}, but this node's SA (and its IKE socket) use port {}: it reaches a closed UDP port and is dropped (Udp NoPorts, not an xfrm_stat counter)",
+                views[pn].name, t.dport, m.dport
+            ),
+        )
+        .evidence(format!("{}: {}", views[pn].name, ipfmt::sa(views[pn].sa(pi))))
+        .evidence(format!("{}: {}", v.name, ipfmt::sa(x)))
+        .object(Object::Sa(sa))
+        .cause("the two ends disagree on the NAT-T port (encap espinudp SPORT DPORT): a hand-edited SA, or IKE daemons configured with different ports")
+        .fix(format!("make {}'s out SA send to UDP {} (the port this node's IKE daemon listens on), or re-establish the IKE SA", views[pn].name, m.dport));
+        out.push(Problem {
+            counter: None,
+            finding: f,
+            conditional: false,
+        });
+    }
     if let Some((pn, pi)) = e.peer {
         let theirs = views[pn].sa(pi);
         let (a, b) = (keys.of(theirs), keys.of(x));
@@ -352,16 +432,18 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
         arrival.known().or(x.mark.map(|m| m.value)).unwrap_or(0),
         x.output_mark,
     );
-    for r in &e.inner_src {
-        for l in v.pod_cidrs.iter().filter(|l| l.family() == r.family()) {
+    for (r, l, proto, dport) in inner_flows(views, me, e, x) {
+        {
+            let (r, l) = (&r, &l);
             let dev = e.src.and_then(|s| v.dev_towards(&s));
             let mark = v
-                .mark_after_prerouting(r.addr, l.addr, 1, dev, start)
+                .mark_after_prerouting(r.addr, l.addr, proto, dev, start)
                 .known();
             let pkt = Packet {
                 src: r.addr,
                 dst: l.addr,
-                proto: 1,
+                proto,
+                dport,
                 mark,
             };
             let d = if v.is_local(&l.addr) { "in" } else { "fwd" };
@@ -450,6 +532,7 @@ fn outbound(v: &NodeView, r: &super::node::Remote, out: &mut Vec<Problem>) {
             src,
             dst: r.cidr.addr,
             proto: 1,
+            dport: None,
             mark: Some(mark),
         };
         let flow = format!(

@@ -60,6 +60,7 @@ fn link(
             rx_packets: 10 * u64::from(index),
             ..Default::default()
         },
+        tunnel: None,
     }
 }
 

@@ -24,6 +24,34 @@ pub struct Link {
     pub peer: Option<Peer>,
     pub addresses: Vec<LinkAddress>,
     pub stats: LinkStats,
+    /// What a tunnel device does to the packets it sends (IFLA_INFO_DATA): the trace's
+    /// encapsulation and XFRM steps read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+}
+
+/// The IFLA_INFO_DATA of the tunnel devices an IPsec path crosses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Tunnel {
+    /// VXLAN: the frame goes out in UDP `port` to `remote` (None: collect_md / external mode,
+    /// where a BPF program such as Cilium's sets the remote per packet).
+    Vxlan {
+        vni: Option<u32>,
+        port: u16,
+        local: Option<std::net::IpAddr>,
+        remote: Option<std::net::IpAddr>,
+        external: bool,
+    },
+    /// An xfrm interface: its packets are looked up in the SPD/SAD with this if_id.
+    Xfrm { if_id: u32 },
+    /// VTI: sent packets are looked up with mark `okey`, received ESP with mark `ikey`.
+    Vti {
+        ikey: u32,
+        okey: u32,
+        local: Option<std::net::IpAddr>,
+        remote: Option<std::net::IpAddr>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

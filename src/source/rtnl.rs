@@ -8,9 +8,12 @@ use super::rt_tables::TableNames;
 use crate::model::NextHop;
 use crate::model::{
     Family, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix, Route, Rule, TableRef,
+    Tunnel,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVti, InfoVxlan, InfoXfrm, LinkAttribute, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteMetric};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -131,6 +134,7 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
         peer: None,
         addresses: Vec::new(),
         stats: LinkStats::default(),
+        tunnel: None,
     };
     let mut iflink = None;
     let mut link_netns = None;
@@ -151,8 +155,10 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
             LinkAttribute::LinkNetNsId(id) => link_netns = Some(*id),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
-                    if let LinkInfo::Kind(k) = i {
-                        l.kind = Some(kind_name(k));
+                    match i {
+                        LinkInfo::Kind(k) => l.kind = Some(kind_name(k)),
+                        LinkInfo::Data(d) => l.tunnel = tunnel(d),
+                        _ => {}
                     }
                 }
             }
@@ -185,6 +191,59 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
         });
     }
     l
+}
+
+/// The attributes of the tunnel devices the trace walks through (vxlan, xfrm, vti).
+fn tunnel(d: &InfoData) -> Option<Tunnel> {
+    match d {
+        InfoData::Vxlan(v) => {
+            let (mut vni, mut port, mut local, mut remote, mut external) =
+                (None, 4789, None, None, false);
+            for a in v {
+                match a {
+                    InfoVxlan::Id(i) => vni = Some(*i),
+                    InfoVxlan::Port(p) => port = *p,
+                    InfoVxlan::Local(a) => local = Some(IpAddr::V4(*a)),
+                    InfoVxlan::Local6(a) => local = Some(IpAddr::V6(*a)),
+                    // iproute2's `remote` is the unicast IFLA_VXLAN_GROUP
+                    InfoVxlan::Group(a) => remote = Some(IpAddr::V4(*a)),
+                    InfoVxlan::Group6(a) => remote = Some(IpAddr::V6(*a)),
+                    InfoVxlan::CollectMetadata(b) => external = *b,
+                    _ => {}
+                }
+            }
+            Some(Tunnel::Vxlan {
+                vni: vni.filter(|_| !external),
+                port,
+                local,
+                remote: remote.filter(|r| !r.is_unspecified()),
+                external,
+            })
+        }
+        InfoData::Xfrm(x) => x.iter().find_map(|a| match a {
+            InfoXfrm::IfId(i) => Some(Tunnel::Xfrm { if_id: *i }),
+            _ => None,
+        }),
+        InfoData::Vti(v) => {
+            let (mut ikey, mut okey, mut local, mut remote) = (0, 0, None, None);
+            for a in v {
+                match a {
+                    InfoVti::IKey(k) => ikey = *k,
+                    InfoVti::OKey(k) => okey = *k,
+                    InfoVti::Local(a) => local = Some(*a).filter(|a| !a.is_unspecified()),
+                    InfoVti::Remote(a) => remote = Some(*a).filter(|a| !a.is_unspecified()),
+                    _ => {}
+                }
+            }
+            Some(Tunnel::Vti {
+                ikey,
+                okey,
+                local,
+                remote,
+            })
+        }
+        _ => None,
+    }
 }
 
 fn kind_name(k: &InfoKind) -> String {

@@ -8,4 +8,5 @@ mod nf_stages;
 pub mod nftables;
 pub mod path;
 mod stages;
+mod tunnel;
 pub mod xfrm;

@@ -54,6 +54,9 @@ pub enum Step {
     XfrmPolicy,
     XfrmState,
     Encrypt,
+    /// A tunnel device's own transmit or receive: an xfrm interface's or VTI's XFRM lookup,
+    /// a VXLAN encapsulation or decapsulation.
+    Tunnel,
     Egress,
     Veth,
     Wire,
@@ -144,6 +147,8 @@ pub(crate) struct Packet {
     pub size: u32,
     /// For ESP: (SPI, the packet inside).
     pub esp: Option<(u32, Box<Packet>)>,
+    /// For VXLAN: (VNI, the packet inside the tunnelled frame).
+    pub vxlan: Option<(u32, Box<Packet>)>,
 }
 
 impl Packet {
@@ -156,6 +161,7 @@ impl Packet {
             sport: self.sport,
             dport: self.dport,
             mark: self.mark,
+            if_id: 0,
         }
     }
 
@@ -169,6 +175,11 @@ impl Packet {
             .esp
             .as_ref()
             .map(|(spi, _)| format!(" spi {spi:#x}"))
+            .or_else(|| {
+                self.vxlan
+                    .as_ref()
+                    .map(|(vni, i)| format!(" vxlan vni {vni} [{} → {}]", i.src, i.dst))
+            })
             .unwrap_or_default();
         let mark = if self.mark != 0 {
             let meaning = cilium::mark_value_meaning(self.mark)
@@ -185,12 +196,15 @@ impl Packet {
     }
 }
 
-/// ESP tunnel length on the wire for an inner IP packet: outer IPv4 header, SPI + seq, IV,
-/// padded payload with pad-length and next-header bytes, ICV.
-/// An IPv4 ESP packet's length around `inner` bytes: header, SPI+seq, IV, payload + pad length +
-/// next header padded to the cipher's `block`, ICV.
-pub fn esp_tunnel_len(inner: u32, iv: u32, icv: u32, block: u32) -> u32 {
-    20 + 8 + iv + (inner + 2).div_ceil(block) * block + icv
+/// An ESP payload's length around `inner` bytes (without the outer IP header): SPI+seq, IV,
+/// payload + pad length + next header padded to the cipher's `block`, ICV.
+pub fn esp_len(inner: u32, iv: u32, icv: u32, block: u32) -> u32 {
+    8 + iv + (inner + 2).div_ceil(block) * block + icv
+}
+
+/// The fixed IP header of `addr`'s family: 20 bytes for IPv4, 40 for IPv6.
+pub fn ip_header_len(addr: &IpAddr) -> u32 {
+    if addr.is_ipv4() { 20 } else { 40 }
 }
 
 pub(crate) fn is_local(st: &NodeState, ip: &IpAddr) -> bool {
@@ -360,6 +374,9 @@ pub(crate) struct At {
     pub ct: super::netfilter::CtView,
     /// This pass's route lookup, once made.
     pub routed: Option<Routed>,
+    /// The if_id XFRM lookups run with: an xfrm interface's (sent into it, or received by an
+    /// SA bound to it); 0 otherwise.
+    pub if_id: u32,
 }
 
 /// What the route lookup chose, for the steps after it.
@@ -445,6 +462,7 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
             mark: 0,
             size: flow.size,
             esp: None,
+            vxlan: None,
         },
         format!("more than {MAX_PASSES} steps: a routing loop?"),
         None,
@@ -486,6 +504,7 @@ fn enter(w: &mut Walk, flow: &Flow) -> Result<At, End> {
         mark: flow.mark.unwrap_or(0),
         size: flow.size,
         esp: None,
+        vxlan: None,
     };
     let what = match &iif {
         Some(d) => format!("enters {} on {d}", w.nodes[node].name),
@@ -508,5 +527,6 @@ fn enter(w: &mut Walk, flow: &Flow) -> Result<At, End> {
         output_done: false,
         ct: Default::default(),
         routed: None,
+        if_id: 0,
     })
 }

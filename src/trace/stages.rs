@@ -1,23 +1,26 @@
 //! The steps of a packet's pass through a node, one function per kind of hop, in the order
 //! the kernel takes them: PREROUTING (nf_stages.rs), ip rules and the route lookup, OUTPUT,
 //! INPUT and local delivery or decryption, the forward policy check of a decrypted packet,
-//! FORWARD, XFRM output (policy, template, SA, encryption), POSTROUTING, egress, and the
-//! hand-off to the next device (veth, pod, wire). `STAGES` is the table the walk runs; a layout or a netfilter hook is a new
+//! FORWARD, XFRM output (policy, template, SA, encryption), POSTROUTING, egress, a tunnel
+//! device's own transmit (tunnel.rs), and the hand-off to the next device (veth, pod, wire). `STAGES` is the table the walk runs; a layout or a netfilter hook is a new
 //! entry in it, a function of the same shape.
 
 use super::decision::Decision;
 use super::fib::{self, FibKey, FibOutcome};
 use super::nf_stages as nf;
 use super::path::{
-    At, End, Go, Packet, Routed, Step, StepFn, Walk, esp_tunnel_len, is_local, leads_elsewhere,
-    link,
+    At, End, Go, Packet, Routed, Step, StepFn, Walk, esp_len, ip_header_len, is_local,
+    leads_elsewhere, link,
 };
+use super::tunnel;
 use super::xfrm::{
     XfrmKey, apply_output_mark, choose_policy, describe_policy, describe_sa, find_inbound_sa,
     find_sa, resolve_template, sa_mismatch,
 };
 use crate::explain::cilium;
-use crate::model::{NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmPolicy, XfrmProto};
+use crate::model::{
+    NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmMode, XfrmPolicy, XfrmProto,
+};
 use std::net::IpAddr;
 
 pub(crate) const STAGES: &[StepFn] = &[
@@ -31,6 +34,7 @@ pub(crate) const STAGES: &[StepFn] = &[
     xfrm_output,
     nf::postrouting,
     egress,
+    tunnel::tunnel_xmit,
     hand_off,
 ];
 
@@ -130,24 +134,35 @@ fn route_lookup(w: &mut Walk, at: &mut At) -> Go {
     Go::On
 }
 
-/// A local route: ESP is decrypted by its inbound SA (and enters again), anything else
-/// has arrived.
+/// A local route: ESP is decrypted by its inbound SA (and enters again), a UDP tunnel's
+/// packet is decapsulated (tunnel.rs), anything else has arrived once its policy check passed.
 fn local_input(w: &mut Walk, at: &mut At) -> Go {
-    let Some(routed) = at.routed.as_ref().filter(|r| r.kind == "local") else {
+    let Some((dev, table_name)) = at
+        .routed
+        .as_ref()
+        .filter(|r| r.kind == "local")
+        .map(|r| (r.dev.clone(), r.table_name.clone()))
+    else {
         return Go::On;
     };
     let ni = at.node;
-    let node = &w.nodes[ni];
-    let st = &node.state;
-    let pkt = &at.pkt;
-    let Some((spi, inner)) = pkt.esp.clone() else {
-        let (dev, by) = (
-            routed.dev.clone(),
-            format!("local route in table {}", routed.table_name),
-        );
+    // A decrypted packet meets its in policy on delivery (for UDP before a tunnel's socket
+    // takes it: udp_queue_rcv_one_skb).
+    if at.pkt.esp.is_none()
+        && let Some(sa_idx) = at.decrypted_by.take()
+        && let Some(go) = policy_check(w, at, PolicyDir::In, sa_idx)
+    {
+        return go;
+    }
+    if let Some(go) = tunnel::udp_receive(w, at) {
+        return go;
+    }
+    if at.pkt.esp.is_none() {
+        let node = &w.nodes[ni];
+        let by = format!("local route in table {table_name}");
         w.hop(
             (ni, Step::Deliver, dev.as_deref()),
-            pkt,
+            &at.pkt,
             format!("delivered to {} itself", node.name),
             by,
             vec![],
@@ -157,20 +172,39 @@ fn local_input(w: &mut Walk, at: &mut At) -> Go {
             dev,
             what: "the node's own stack".into(),
         });
+    }
+    decrypt(w, at)
+}
+
+/// xfrm_input: the inbound SA by (dst, SPI, proto, mark), where a VTI's ikey stands in for the
+/// mark; the decrypted packet enters again on the device the ESP came in on, or on the xfrm
+/// interface / VTI the SA belongs to.
+fn decrypt(w: &mut Walk, at: &mut At) -> Go {
+    let ni = at.node;
+    let st = &w.nodes[ni].state;
+    let pkt = &at.pkt;
+    let Some((spi, inner)) = pkt.esp.clone() else {
+        return Go::On;
     };
-    let Some(sa_idx) = find_inbound_sa(st, &pkt.dst, spi, XfrmProto::Esp, pkt.mark) else {
+    let vti = tunnel::vti_receiving(st, pkt);
+    let mark = vti.as_ref().map_or(pkt.mark, |v| v.ikey);
+    let Some(sa_idx) = find_inbound_sa(st, &pkt.dst, spi, XfrmProto::Esp, mark) else {
         let near: Vec<String> = st
             .xfrm_states
             .iter()
             .filter(|s| s.spi == spi || s.dst == pkt.dst.to_string())
             .map(describe_sa)
             .collect();
+        let via = vti
+            .as_ref()
+            .map(|v| format!(" (VTI {}'s ikey)", v.dev))
+            .unwrap_or_default();
         let end = w.stop(
             ni,
             pkt,
             format!(
-                "no inbound SA for spi {spi:#x} dst {} mark {:#x}: the kernel drops it",
-                pkt.dst, pkt.mark
+                "no inbound SA for spi {spi:#x} dst {} mark {mark:#x}{via}: the kernel drops it",
+                pkt.dst
             ),
             Some("XfrmInNoStates"),
         );
@@ -180,13 +214,46 @@ fn local_input(w: &mut Walk, at: &mut At) -> Go {
         return Go::End(end);
     };
     let sa = &st.xfrm_states[sa_idx];
+    // xfrm_input: UDP-encapsulated ESP needs an SA with encap, plain ESP one without.
+    let in_udp = pkt.proto == 17;
+    if sa.encap.is_some() != in_udp {
+        let reason = format!(
+            "{} arrived {}, but {} {}: the kernel drops it",
+            describe_sa(sa),
+            if in_udp { "in UDP" } else { "as plain ESP" },
+            describe_sa(sa),
+            if in_udp {
+                "has no UDP encapsulation"
+            } else {
+                "expects ESP in UDP (encap)"
+            }
+        );
+        let end = w.stop(ni, pkt, reason, Some("XfrmInStateMismatch"));
+        w.decided([Decision::sa(sa)]);
+        return Go::End(end);
+    }
     let mut p = *inner;
     p.mark = apply_output_mark(pkt.mark, sa.output_mark);
+    // The SA's xfrm interface, or the VTI, becomes the decrypted packet's device.
+    let xfrmi = sa.if_id.and_then(|id| tunnel::xfrm_interface(st, id));
+    let dev = vti
+        .as_ref()
+        .map(|v| v.dev.clone())
+        .or(xfrmi.clone())
+        .or(at.iif.clone());
+    let onto = match (&vti, &xfrmi) {
+        (Some(v), _) => format!(", onto VTI {}", v.dev),
+        (None, Some(x)) => format!(
+            ", onto xfrm interface {x} (if_id {})",
+            sa.if_id.unwrap_or(0)
+        ),
+        _ => String::new(),
+    };
     w.hop(
-        (ni, Step::Decrypt, at.iif.as_deref()),
+        (ni, Step::Decrypt, dev.as_deref()),
         &p,
         format!(
-            "decrypted (output mark {})",
+            "decrypted (output mark {}){onto}",
             sa.output_mark
                 .map(|m| crate::view::columns::mark(&m))
                 .unwrap_or("none".into())
@@ -194,11 +261,32 @@ fn local_input(w: &mut Walk, at: &mut At) -> Go {
         describe_sa(sa),
         vec![],
     );
+    // Tunnel mode re-injects the decrypted packet (a capture on the device sees it again);
+    // transport mode hands it straight on to the stack.
+    if sa.mode == XfrmMode::Transport
+        && let Some(h) = w.hops.last_mut()
+    {
+        h.expect = None;
+    }
     w.decided([Decision::sa(sa)]);
     at.pkt = p;
+    at.iif = dev;
+    at.if_id = sa.if_id.unwrap_or(0);
     at.decrypted_by = Some(sa_idx);
     at.generated_by_xfrm = false;
-    Go::Again // re-enters on the same device
+    if let Some(v) = vti {
+        // vti_rcv_cb checks the in policy with the ikey as mark; the inner packet's own check
+        // is off (disable_policy on the VTI, as strongSwan's updown sets it).
+        at.decrypted_by = None;
+        let saved = at.pkt.mark;
+        at.pkt.mark = v.ikey;
+        let go = policy_check(w, at, PolicyDir::In, sa_idx);
+        at.pkt.mark = saved;
+        if let Some(go) = go {
+            return go;
+        }
+    }
+    Go::Again // re-enters on the same device, or on the tunnel device
 }
 
 /// A decrypted packet being forwarded must match a fwd policy whose templates it went
@@ -207,56 +295,101 @@ fn forward_policy_check(w: &mut Walk, at: &mut At) -> Go {
     let Some(sa_idx) = at.decrypted_by.take() else {
         return Go::On;
     };
+    policy_check(w, at, PolicyDir::Fwd, sa_idx).unwrap_or(Go::On)
+}
+
+/// __xfrm_policy_check for a packet `sa_idx` decrypted: the in (local) or fwd policy by
+/// selector, mark and if_id; its templates must be ones the packet went through. No policy
+/// passes a transport-mode packet, and drops a tunnel-mode one. Some(Go) when it stops.
+fn policy_check(w: &mut Walk, at: &mut At, dir: PolicyDir, sa_idx: usize) -> Option<Go> {
     let ni = at.node;
     let st = &w.nodes[ni].state;
     let pkt = &at.pkt;
     let iif = at.iif.as_deref();
-    let c = choose_policy(st, PolicyDir::Fwd, &pkt.xfrm_key(), iif);
-    let reqid = st.xfrm_states[sa_idx].reqid;
+    let key = XfrmKey {
+        if_id: at.if_id,
+        ..pkt.xfrm_key()
+    };
+    let c = choose_policy(st, dir, &key, iif);
+    let sa = &st.xfrm_states[sa_idx];
     match c.chosen.map(|i| &st.xfrm_policies[i]) {
         Some(p) if p.action == PolicyAction::Block => {
             let reason = format!("blocked by {}", describe_policy(p));
-            return stopped_by_policy(w, (ni, pkt), reason, p, "XfrmFwdHdrError");
+            return Some(stopped_by_policy(w, (ni, pkt), reason, p, "XfrmInPolBlock"));
         }
         Some(p) => {
             let ok = p
                 .templates
                 .iter()
-                .all(|t| t.level == TemplateLevel::Use || t.reqid == 0 || t.reqid == reqid);
+                .all(|t| t.level == TemplateLevel::Use || t.reqid == 0 || t.reqid == sa.reqid);
             if !ok {
                 let reason = format!(
                     "{} requires a transform this packet did not get",
                     describe_policy(p)
                 );
-                return stopped_by_policy(w, (ni, pkt), reason, p, "XfrmInTmplMismatch");
+                return Some(stopped_by_policy(
+                    w,
+                    (ni, pkt),
+                    reason,
+                    p,
+                    "XfrmInTmplMismatch",
+                ));
             }
             w.hop(
                 (ni, Step::PolicyCheck, iif),
                 pkt,
-                "forward policy check passed".into(),
+                format!(
+                    "{} policy check passed",
+                    if dir == PolicyDir::Fwd {
+                        "forward"
+                    } else {
+                        "in"
+                    }
+                ),
                 describe_policy(p),
                 vec![],
             );
             w.decided([Decision::policy(p)]);
         }
-        None => w.hop(
-            (ni, Step::PolicyCheck, iif),
-            pkt,
-            "no fwd policy matches: allowed".into(),
-            String::new(),
-            c.candidates
+        None => {
+            let losers: Vec<String> = c
+                .candidates
                 .iter()
                 .map(|c| {
                     format!(
                         "did not match ({}): {}",
-                        if c.selector_ok { "mark" } else { "selector" },
+                        if c.selector_ok {
+                            "mark or if_id"
+                        } else {
+                            "selector"
+                        },
                         describe_policy(&st.xfrm_policies[c.index])
                     )
                 })
-                .collect(),
-        ),
+                .collect();
+            if sa.mode != XfrmMode::Transport {
+                let reason = format!(
+                    "no {dir} policy matches the packet {} decrypted (mark {:#x}, if_id {}): the kernel drops it",
+                    describe_sa(sa),
+                    key.mark,
+                    key.if_id
+                );
+                let end = w.stop(ni, pkt, reason, Some("XfrmInNoPols"));
+                if let Some(h) = w.hops.last_mut() {
+                    h.details = losers;
+                }
+                return Some(Go::End(end));
+            }
+            w.hop(
+                (ni, Step::PolicyCheck, iif),
+                pkt,
+                format!("no {dir} policy matches: allowed (transport mode)"),
+                String::new(),
+                losers,
+            );
+        }
     }
-    Go::On
+    None
 }
 
 /// The walk ends at `policy`, and `counter` rises.
@@ -272,20 +405,30 @@ fn stopped_by_policy(
     Go::End(end)
 }
 
-/// A matching out policy sends the packet through the SA its template selects: the ESP
-/// packet made then is routed again, with the SA's output mark.
+/// The route lookup's XFRM lookup (if_id 0): a matching out policy transforms the packet.
 fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
     if at.generated_by_xfrm {
         return Go::On;
     }
+    let dev = at.routed.as_ref().and_then(|r| r.dev.clone());
+    let key = at.pkt.xfrm_key();
+    xfrm_transform(w, at, dev.as_deref(), &key).unwrap_or(Go::On)
+}
+
+/// xfrm_lookup with `key` (the route's, or a tunnel device's mark or if_id): a matching out
+/// policy sends the packet through the SA its template selects; the ESP packet made then is
+/// routed again, with the SA's output mark. None when no policy matches.
+pub(super) fn xfrm_transform(
+    w: &mut Walk,
+    at: &mut At,
+    dev: Option<&str>,
+    key: &XfrmKey,
+) -> Option<Go> {
     let ni = at.node;
     let st = &w.nodes[ni].state;
-    let dev = at.routed.as_ref().and_then(|r| r.dev.clone());
     let pkt = &at.pkt;
-    let c = choose_policy(st, PolicyDir::Out, &pkt.xfrm_key(), dev.as_deref());
-    let Some(pi) = c.chosen else {
-        return Go::On;
-    };
+    let c = choose_policy(st, PolicyDir::Out, key, dev);
+    let pi = c.chosen?;
     let pol = &st.xfrm_policies[pi];
     let losers: Vec<String> = c
         .candidates
@@ -302,7 +445,13 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
         .collect();
     if pol.action == PolicyAction::Block {
         let reason = format!("blocked by {}", describe_policy(pol));
-        return stopped_by_policy(w, (ni, pkt), reason, pol, "XfrmOutPolBlock");
+        return Some(stopped_by_policy(
+            w,
+            (ni, pkt),
+            reason,
+            pol,
+            "XfrmOutPolBlock",
+        ));
     }
     w.hop(
         (ni, Step::XfrmPolicy, None),
@@ -316,17 +465,17 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
     );
     w.decided([Decision::policy(pol)]);
     let Some(t) = pol.templates.first() else {
-        return Go::Again;
+        return Some(Go::Again);
     };
     let t = &resolve_template(t, pkt.src, pkt.dst);
-    let Some(si) = find_sa(st, t, pkt.mark) else {
+    let Some(si) = find_sa(st, t, key.mark, key.if_id) else {
         let near: Vec<String> = st
             .xfrm_states
             .iter()
             .map(|s| {
                 format!(
                     "{} differs: {}",
-                    sa_mismatch(s, t, pkt.mark).unwrap_or("?"),
+                    sa_mismatch(s, t, key.mark, key.if_id).unwrap_or("?"),
                     describe_sa(s)
                 )
             })
@@ -342,15 +491,15 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
             near,
         );
         w.decided([Decision::policy(pol)]);
-        return Go::End(w.stop(
+        return Some(Go::End(w.stop(
             ni,
             pkt,
             format!(
                 "no SA for the out policy's template (dst {} reqid {} mark {:#x})",
-                t.dst, t.reqid, pkt.mark
+                t.dst, t.reqid, key.mark
             ),
             Some("XfrmOutNoStates"),
-        ));
+        )));
     };
     let sa = &st.xfrm_states[si];
     w.hop(
@@ -367,8 +516,15 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
         Err(_) => (8, 16, 4),
     };
     let src: IpAddr = sa.src.parse().unwrap_or(pkt.src);
-    let outer_ip = if src.is_ipv4() { 20 } else { 40 };
-    let esp_len = esp_tunnel_len(pkt.size, iv, icv, block) - 20;
+    // Tunnel mode wraps the whole packet in a new IP header of the SA's family; transport
+    // mode keeps the packet's own header and wraps what follows it.
+    let (outer_ip, protected) = if sa.mode == XfrmMode::Transport {
+        let h = ip_header_len(&pkt.src);
+        (h, pkt.size.saturating_sub(h))
+    } else {
+        (ip_header_len(&src), pkt.size)
+    };
+    let esp_len = esp_len(protected, iv, icv, block);
     // NAT traversal: the ESP packet travels in UDP with the SA's encap ports.
     let encap = sa.encap.as_ref().map(|e| (e.sport, e.dport));
     let outer = Packet {
@@ -380,6 +536,7 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
         mark: apply_output_mark(pkt.mark, sa.output_mark),
         size: outer_ip + esp_len + if encap.is_some() { 8 } else { 0 },
         esp: Some((sa.spi, Box::new(pkt.clone()))),
+        vxlan: None,
     };
     let how = match encap {
         Some((s, d)) => format!("ESP in UDP {s}→{d} (NAT-T)"),
@@ -406,7 +563,8 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
     // xfrm_output): the ESP packet is a flow of its own, never the inner flow's entry.
     at.ct = Default::default();
     at.generated_by_xfrm = true;
-    Go::Again // the outer packet is routed again, with the output mark
+    at.if_id = 0;
+    Some(Go::Again) // the outer packet is routed again, with the output mark
 }
 
 /// The packet leaves on the route's device, if it fits its MTU.
@@ -561,6 +719,7 @@ fn hand_off(w: &mut Walk, at: &mut At) -> Go {
     }]);
     at.node = nj;
     at.iif = in_dev;
+    at.if_id = 0;
     // skb->mark does not cross into another netns (skb_scrub_packet): the next node's own
     // rules (or Cilium's programs) mark the packet again, whatever --mark said for the first.
     at.pkt.mark = 0;
@@ -638,7 +797,7 @@ pub(super) fn cilium_mark(w: &mut Walk, ni: usize, dev: &str, pkt: &mut Packet) 
 }
 
 /// Is `ip` in this node's own pod CIDR (Cilium routes it `via <router ip> dev cilium_host`)?
-fn own_pod_cidr(st: &NodeState, ip: &IpAddr) -> bool {
+pub(super) fn own_pod_cidr(st: &NodeState, ip: &IpAddr) -> bool {
     st.routes.iter().any(|r| {
         r.table.id == 254
             && r.dev.as_ref().and_then(|d| d.name.as_deref()) == Some("cilium_host")

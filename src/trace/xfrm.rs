@@ -18,6 +18,8 @@ pub struct XfrmKey {
     pub sport: Option<u16>,
     pub dport: Option<u16>,
     pub mark: u32,
+    /// The xfrm interface's if_id the lookup runs with (0: not through an xfrm interface).
+    pub if_id: u32,
 }
 
 impl XfrmKey {
@@ -77,7 +79,8 @@ pub fn choose_policy(
             continue;
         }
         let selector_ok = selector_matches(&p.selector, k, dev);
-        let mark_ok = mark_matches(&p.mark, k.mark);
+        // xfrm_policy_match: the policy's if_id must equal the lookup's, like its mark.
+        let mark_ok = mark_matches(&p.mark, k.mark) && p.if_id.unwrap_or(0) == k.if_id;
         if selector_ok || mark_ok {
             candidates.push(Candidate {
                 index: i,
@@ -97,7 +100,7 @@ pub fn choose_policy(
 }
 
 /// Why an SA does not serve a template (first reason found), or None when it does.
-pub fn sa_mismatch(sa: &XfrmState, t: &Template, mark: u32) -> Option<&'static str> {
+pub fn sa_mismatch(sa: &XfrmState, t: &Template, mark: u32, if_id: u32) -> Option<&'static str> {
     let any = |a: &str| a == "0.0.0.0" || a == "::";
     if sa.proto != t.proto {
         return Some("proto");
@@ -120,6 +123,9 @@ pub fn sa_mismatch(sa: &XfrmState, t: &Template, mark: u32) -> Option<&'static s
     if !mark_matches(&sa.mark, mark) {
         return Some("mark");
     }
+    if sa.if_id.unwrap_or(0) != if_id {
+        return Some("if_id");
+    }
     None
 }
 
@@ -136,11 +142,12 @@ pub fn resolve_template(t: &Template, src: IpAddr, dst: IpAddr) -> Template {
     }
 }
 
-/// The SA a template selects for a packet carrying `mark` (xfrm_state_find).
-pub fn find_sa(st: &NodeState, t: &Template, mark: u32) -> Option<usize> {
+/// The SA a template selects for a packet carrying `mark`, looked up with `if_id`
+/// (xfrm_state_find).
+pub fn find_sa(st: &NodeState, t: &Template, mark: u32, if_id: u32) -> Option<usize> {
     st.xfrm_states
         .iter()
-        .position(|sa| sa_mismatch(sa, t, mark).is_none())
+        .position(|sa| sa_mismatch(sa, t, mark, if_id).is_none())
 }
 
 /// The inbound SA an ESP packet finds (xfrm_state_lookup: dst, SPI, proto, mark).
@@ -205,6 +212,7 @@ mod tests {
             sport: None,
             dport: None,
             mark,
+            if_id: 0,
         }
     }
 
@@ -233,6 +241,19 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_with_if_id_matches_only_lookups_with_that_if_id() {
+        let mut st = seed_worker();
+        st.xfrm_policies[1].if_id = Some(42);
+        let k = key("10.0.1.52", "10.0.0.249", 0x3e00);
+        assert_eq!(choose_policy(&st, PolicyDir::Out, &k, None).chosen, None);
+        let k42 = XfrmKey { if_id: 42, ..k };
+        assert_eq!(
+            choose_policy(&st, PolicyDir::Out, &k42, None).chosen,
+            Some(1)
+        );
+    }
+
+    #[test]
     fn lowest_priority_wins() {
         let mut st = seed_worker();
         let mut better = st.xfrm_policies[1].clone();
@@ -257,9 +278,14 @@ mod tests {
     fn template_selects_sa_by_dst_spi_reqid_and_mark() {
         let st = seed_worker();
         let t = &st.xfrm_policies[1].templates[0];
-        assert_eq!(find_sa(&st, t, 0x3e00), Some(1));
-        assert_eq!(find_sa(&st, t, 0x4e00), None);
-        assert_eq!(sa_mismatch(&st.xfrm_states[0], t, 0x3e00), Some("dst"));
+        assert_eq!(find_sa(&st, t, 0x3e00, 0), Some(1));
+        assert_eq!(find_sa(&st, t, 0x4e00, 0), None);
+        assert_eq!(sa_mismatch(&st.xfrm_states[0], t, 0x3e00, 0), Some("dst"));
+        assert_eq!(
+            find_sa(&st, t, 0x3e00, 42),
+            None,
+            "an if_id lookup skips SAs without it"
+        );
     }
 
     #[test]
@@ -269,9 +295,9 @@ mod tests {
         (t.src, t.dst, t.mode) = ("0.0.0.0".into(), "0.0.0.0".into(), XfrmMode::Transport);
         st.xfrm_states[1].mode = XfrmMode::Transport;
         let (src, dst) = ("10.0.1.138".parse().unwrap(), "10.0.0.40".parse().unwrap());
-        assert_eq!(find_sa(&st, &t, 0x3e00), None, "unresolved: dst 0.0.0.0");
+        assert_eq!(find_sa(&st, &t, 0x3e00, 0), None, "unresolved: dst 0.0.0.0");
         let r = resolve_template(&t, src, dst);
-        assert_eq!(find_sa(&st, &r, 0x3e00), Some(1));
+        assert_eq!(find_sa(&st, &r, 0x3e00, 0), Some(1));
         // a tunnel template keeps its own endpoints
         let tun = &st.xfrm_policies[1].templates[0];
         assert_eq!(resolve_template(tun, dst, src), *tun);

@@ -196,7 +196,7 @@ pub fn policy_selects(p: &XfrmPolicy, sa: &XfrmState) -> bool {
     };
     p.templates
         .iter()
-        .any(|t| crate::trace::xfrm::sa_mismatch(sa, t, mark).is_none())
+        .any(|t| crate::trace::xfrm::sa_mismatch(sa, t, mark, p.if_id.unwrap_or(0)).is_none())
 }
 
 pub fn cells(pane: Pane, live: &Live, i: usize) -> Vec<String> {

@@ -68,6 +68,17 @@ static BOOT_LOCK: Mutex<()> = Mutex::new(());
 /// Boot the lab with `variants`, run `tests/lab/checks/<group>.sh HOPSCOPE` inside, return the
 /// results dir. Never panics (so a OnceLock keeps the error instead of booting again).
 pub fn boot(group: &str, variants: &[&str]) -> Result<PathBuf, String> {
+    boot_with(group, variants, true)
+}
+
+/// Boot without the seed cluster (modules loaded, nothing else): for a group whose check
+/// script builds its own netns, which saves the cluster's build time.
+#[allow(dead_code)] // not every test file that includes boot.rs uses it
+pub fn boot_bare(group: &str) -> Result<PathBuf, String> {
+    boot_with(group, &[], false)
+}
+
+fn boot_with(group: &str, variants: &[&str], cluster: bool) -> Result<PathBuf, String> {
     let results = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("lab")
         .join(group);
@@ -90,6 +101,9 @@ pub fn boot(group: &str, variants: &[&str]) -> Result<PathBuf, String> {
     let mut cmd = Command::new(Path::new(REPO).join("tests/lab/run.sh"));
     for v in variants {
         cmd.args(["--variant", v]);
+    }
+    if !cluster {
+        cmd.arg("--no-cluster");
     }
     // Each boot runs hopscope a dozen times under TCG (snapshots, traces, captures).
     cmd.args(["--timeout", "900"])

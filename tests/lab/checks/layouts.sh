@@ -7,12 +7,21 @@
 #   P-cap.json / .err / .rc / .pcapng   hopscope capture --decrypt --json -w on the receiver's eth0
 #   P-trace.json / .rc / .err    hopscope trace over the pair;  P-follow.json --follow while pinging
 #   stat-<ns>.before/.after      /proc/net/xfrm_stat (catch-all: XfrmOutPolBlock)
+#   snmp-<ns>.before/.after      /proc/net/snmp (NAT-T port mismatch: Udp NoPorts)
+#   P-doctor.json / .rc / .err   hopscope doctor --window over the pair while it pings
 set -u
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
 HOPSCOPE=$(local_bin "$1")
 R=$LAB_RESULTS
 N=3
+
+# The layouts need no seed cluster (booted with --no-cluster): build each variant here.
+# shellcheck disable=SC1091
+. "$LAB_DIR/variants/layouts.sh"
+for v in cilium xfrmi natt transport vxlan vti natt_mismatch; do
+    "variant_layouts_$v" >> "$R/variants.log" 2>&1 || { echo "variant layouts-$v failed: $(tail -5 "$R/variants.log")" >&2; exit 1; }
+done
 
 hs_cap_start() { # hs_cap_start NAME NETNS ARGS...
     local name=$1 ns=$2 i; shift 2
@@ -43,9 +52,19 @@ follow() {
         grep -q '^following' "$R/$name.err" 2>/dev/null && break
         sleep 0.1
     done
-    sleep 0.3
+    sleep 2
     ip netns exec "$ns" ping -c "$N" -i 0.2 -W 1 "$dst" > "$R/$name.ping" 2>&1
     wait "$pid"
+}
+# doctor P PINGNS DST NETNS...: hopscope doctor --window over NETNS while PINGNS pings DST.
+doctor() {
+    local p=$1 ns=$2 dst=$3 ping a=(); shift 3
+    for n in "$@"; do a+=(--netns "$n"); done
+    ip netns exec "$ns" ping -i 0.2 -W 1 -c 20 "$dst" > /dev/null 2>&1 &
+    ping=$!
+    "$HOPSCOPE" doctor "${a[@]}" --json --no-kube --window 2s > "$R/$p-doctor.json" 2> "$R/$p-doctor.err"
+    echo $? > "$R/$p-doctor.rc"
+    kill "$ping" 2>/dev/null; wait "$ping" 2>/dev/null
 }
 # pair P CAPNS PINGNS DST [PING-ARGS]: capture on CAPNS eth0 while PINGNS pings DST.
 pair() {
@@ -76,6 +95,8 @@ trace cilium4-trace.json 10.61.1.1 10.61.2.1 --netns ly-ca --netns ly-cb --mark 
 trace cilium6-trace.json fd61:1::1 fd61:2::1 --netns ly-ca --netns ly-cb --mark 0x23e00 --json
 trace catchall-trace.json 10.61.1.1 10.61.9.1 --netns ly-ca --mark 0x93e00 --json
 follow cilium4-follow.json ly-ca 10.61.2.1 10.61.1.1 10.61.2.1 --netns ly-ca --netns ly-cb --mark 0x23e00
+follow cilium6-follow.json ly-ca fd61:2::1 fd61:1::1 fd61:2::1 --netns ly-ca --netns ly-cb --mark 0x23e00
+doctor cilium ly-ca 10.61.2.1 ly-ca ly-cb
 
 # ---- xfrm interface site-to-site ---------------------------------------------------------------
 pair xfrmi ly-xb ly-xa 10.62.2.1
@@ -83,11 +104,25 @@ state xfrmi ly-xa ly-xb
 ip -n ly-xa -s link show ipsec0 > "$R/xfrmi-ly-xa.link"
 trace xfrmi-trace.json 10.62.1.1 10.62.2.1 --netns ly-xa --netns ly-xb --json
 follow xfrmi-follow.json ly-xa 10.62.2.1 10.62.1.1 10.62.2.1 --netns ly-xa --netns ly-xb
+doctor xfrmi ly-xa 10.62.2.1 ly-xa ly-xb
 
 # ---- NAT-T ---------------------------------------------------------------------------------------
 pair natt ly-nb ly-na 192.168.64.2
 state natt ly-na ly-nb
 trace natt-trace.json 192.168.63.1 192.168.64.2 --netns ly-na --netns ly-nat --netns ly-nb --json
+follow natt-follow.json ly-na 192.168.64.2 192.168.63.1 192.168.64.2 --netns ly-na --netns ly-nat --netns ly-nb
+doctor natt ly-na 192.168.64.2 ly-na ly-nat ly-nb
+
+# ---- NAT-T with the encap port wrong on the sender -----------------------------------------------
+ip netns exec ly-mb cat /proc/net/snmp > "$R/snmp-ly-mb.before"
+ip netns exec ly-mb cat /proc/net/xfrm_stat > "$R/stat-ly-mb.before"
+ip netns exec ly-ma ping -c "$N" -i 0.2 -W 1 192.168.68.2 > "$R/mismatch.ping" 2>&1
+echo "rc=$?" >> "$R/mismatch.ping"
+ip netns exec ly-mb cat /proc/net/snmp > "$R/snmp-ly-mb.after"
+ip netns exec ly-mb cat /proc/net/xfrm_stat > "$R/stat-ly-mb.after"
+state mismatch ly-ma ly-mb
+trace mismatch-trace.json 192.168.68.1 192.168.68.2 --netns ly-ma --netns ly-mb --json
+doctor mismatch ly-ma 192.168.68.2 ly-ma ly-mb
 
 # ---- transport mode: ESP cbc+hmac(sha1) for ICMP, AH for UDP ------------------------------------
 hs_cap_start transport-cap ly-tb -i eth0 --decrypt --json --print -w "$R/transport-cap.pcapng" || exit 1
@@ -97,9 +132,21 @@ ip netns exec ly-ta bash -c 'for i in 1 2 3; do echo hopscope > /dev/udp/192.168
 hs_cap_stop transport-cap
 state transport ly-ta ly-tb
 trace transport-trace.json 192.168.66.1 192.168.66.2 --netns ly-ta --netns ly-tb --json
+follow transport-follow.json ly-ta 192.168.66.2 192.168.66.1 192.168.66.2 --netns ly-ta --netns ly-tb
+doctor transport ly-ta 192.168.66.2 ly-ta ly-tb
 
 # ---- VXLAN inside ESP ----------------------------------------------------------------------------
 pair vxlan ly-vb ly-va 10.65.0.2
 state vxlan ly-va ly-vb
 trace vxlan-trace.json 10.65.0.1 10.65.0.2 --netns ly-va --netns ly-vb --json
+follow vxlan-follow.json ly-va 10.65.0.2 10.65.0.1 10.65.0.2 --netns ly-va --netns ly-vb
+doctor vxlan ly-va 10.65.0.2 ly-va ly-vb
+
+# ---- VTI ---------------------------------------------------------------------------------------
+pair vti ly-ib ly-ia 10.67.2.1
+state vti ly-ia ly-ib
+ip -n ly-ia -s link show vti0 > "$R/vti-ly-ia.link"
+trace vti-trace.json 10.67.1.1 10.67.2.1 --netns ly-ia --netns ly-ib --json
+follow vti-follow.json ly-ia 10.67.2.1 10.67.1.1 10.67.2.1 --netns ly-ia --netns ly-ib
+doctor vti ly-ia 10.67.2.1 ly-ia ly-ib
 exit 0

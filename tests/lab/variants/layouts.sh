@@ -24,8 +24,15 @@
 #   layouts-vxlan    Cilium's tunnelling: ly-va/ly-vb, underlay 192.168.65.1/.2, cilium_vxlan
 #                    (VNI 2, UDP 8472) with overlay 10.65.0.1/.2; the VXLAN packets between the
 #                    node IPs are encrypted (ESP tunnel mode, rfc4106, SPI 5).
+#   layouts-vti      VTI (ip_vti), marks via the device: ly-ia/ly-ib, underlay 192.168.67.1/.2,
+#                    vti0 with okey 0x10 from ly-ia to ly-ib and 0x20 back (A's okey = B's ikey),
+#                    SAs and policies marked with them, sites 10.67.1.1 / 10.67.2.1 on lo routed
+#                    into vti0 from table 220; disable_policy on vti0 as strongSwan sets it.
+#   layouts-natt-mismatch  ESP in UDP with the port wrong on one side: ly-ma → ly-mb
+#                    (192.168.68.1/.2); ly-ma's out SA sends to UDP 4501 while ly-mb's IKE socket
+#                    (and its in SA) use 4500: the ESP reaches a closed UDP port (Udp NoPorts).
 
-LY_MODULES="esp6 authenc echainiv ah4 xfrm_interface vxlan ip6table_mangle"
+LY_MODULES="esp6 authenc echainiv ah4 xfrm_interface vxlan ip6table_mangle ip_vti"
 LY_KEY_GCM=0x4a6f8b3c2d1e0f9a8b7c6d5e4f3a2b1c0d0e0f10
 LY_KEY_CBC=0x00112233445566778899aabbccddeeff
 LY_KEY_SHA256=0x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
@@ -225,4 +232,43 @@ xfrm policy add src 192.168.65.$me/32 dst 192.168.65.$peer/32 proto udp dport 84
 xfrm policy add src 192.168.65.$peer/32 dst 192.168.65.$me/32 proto udp dport 8472 dir in tmpl src 192.168.65.$peer dst 192.168.65.$me proto esp reqid 1 mode tunnel
 EOF
     done
+}
+
+variant_layouts_vti() {
+    ly_modules || return 1
+    ly_pair ly-ia ly-ib 67
+    local ns me peer okey ikey
+    for ns in ly-ia ly-ib; do
+        if [ $ns = ly-ia ]; then me=1 peer=2 okey=0x10 ikey=0x20; else me=2 peer=1 okey=0x20 ikey=0x10; fi
+        ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+        ip -n "$ns" -batch - <<EOF
+link add vti0 type vti local 192.168.67.$me remote 192.168.67.$peer ikey $ikey okey $okey
+link set vti0 up
+addr add 10.67.$me.1/32 dev lo
+rule add pref 220 lookup 220
+route add 10.67.$peer.0/24 dev vti0 src 10.67.$me.1 table 220
+xfrm state add src 192.168.67.$me dst 192.168.67.$peer proto esp spi 0x67$me$peer reqid 13 mode tunnel mark $okey aead rfc4106(gcm(aes)) $LY_KEY_GCM 128
+xfrm state add src 192.168.67.$peer dst 192.168.67.$me proto esp spi 0x67$peer$me reqid 13 mode tunnel mark $ikey aead rfc4106(gcm(aes)) $LY_KEY_GCM 128
+xfrm policy add src 10.67.$me.0/24 dst 10.67.$peer.0/24 dir out mark $okey tmpl src 192.168.67.$me dst 192.168.67.$peer proto esp reqid 13 mode tunnel
+xfrm policy add src 10.67.$peer.0/24 dst 10.67.$me.0/24 dir in mark $ikey tmpl src 192.168.67.$peer dst 192.168.67.$me proto esp reqid 13 mode tunnel
+EOF
+        ip netns exec "$ns" sysctl -qw net.ipv4.conf.vti0.disable_policy=1
+    done
+}
+
+variant_layouts_natt_mismatch() {
+    ly_modules || return 1
+    ly_pair ly-ma ly-mb 68
+    local ns me peer dport
+    for ns in ly-ma ly-mb; do
+        # the one wrong port: ly-ma's out SA sends to 4501
+        if [ $ns = ly-ma ]; then me=1 peer=2 dport=4501; else me=2 peer=1 dport=4500; fi
+        ip -n "$ns" -batch - <<EOF
+xfrm state add src 192.168.68.$me dst 192.168.68.$peer proto esp spi 0x680$me reqid 14 mode tunnel encap espinudp 4500 $dport 0.0.0.0 aead rfc4106(gcm(aes)) $LY_KEY_GCM 128
+xfrm state add src 192.168.68.$peer dst 192.168.68.$me proto esp spi 0x680$peer reqid 14 mode tunnel encap espinudp 4500 4500 0.0.0.0 aead rfc4106(gcm(aes)) $LY_KEY_GCM 128
+xfrm policy add src 192.168.68.$me/32 dst 192.168.68.$peer/32 proto icmp dir out tmpl src 192.168.68.$me dst 192.168.68.$peer proto esp reqid 14 mode tunnel
+xfrm policy add src 192.168.68.$peer/32 dst 192.168.68.$me/32 proto icmp dir in tmpl src 192.168.68.$peer dst 192.168.68.$me proto esp reqid 14 mode tunnel
+EOF
+    done
+    ly_encap_socket ly-ma && ly_encap_socket ly-mb
 }
