@@ -193,12 +193,28 @@ fn inner_flows(
             })
             .filter(|p| p.selector.dst.family() == p.selector.src.family())
             .map(|p| {
-                let dst = v
+                // a pod CIDR of this node inside the selector (forwarded, where fwd policies
+                // exist for it), else one of its own addresses there (a site's address behind
+                // a VTI or xfrm interface: delivered), else the selector
+                let forwards = v.st.xfrm_policies.iter().any(|q| {
+                    super::node::dir(q) == "fwd"
+                        && !super::node::is_block(q)
+                        && q.selector.dst.contains(&p.selector.dst.addr)
+                });
+                let own =
+                    v.st.links
+                        .iter()
+                        .flat_map(|l| &l.addresses)
+                        .filter_map(|a| a.address.parse::<IpAddr>().ok())
+                        .find(|a| p.selector.dst.contains(a))
+                        .map(|a| Prefix::new(a, if a.is_ipv4() { 32 } else { 128 }));
+                let pod = v
                     .pod_cidrs
                     .iter()
                     .find(|c| p.selector.dst.contains(&c.addr))
-                    .copied()
-                    .unwrap_or(p.selector.dst);
+                    .copied();
+                let dst =
+                    if forwards { pod.or(own) } else { own.or(pod) }.unwrap_or(p.selector.dst);
                 (
                     p.selector.src,
                     dst,

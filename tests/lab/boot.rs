@@ -67,6 +67,7 @@ static BOOT_LOCK: Mutex<()> = Mutex::new(());
 
 /// Boot the lab with `variants`, run `tests/lab/checks/<group>.sh HOPSCOPE` inside, return the
 /// results dir. Never panics (so a OnceLock keeps the error instead of booting again).
+#[allow(dead_code)] // tests/lab_layouts.rs boots bare
 pub fn boot(group: &str, variants: &[&str]) -> Result<PathBuf, String> {
     boot_with(group, variants, true)
 }

@@ -74,6 +74,15 @@ pair() {
     echo "rc=$?" >> "$R/$p.ping"
     hs_cap_stop "$p-cap"
 }
+# walk P PINGNS SRC DST NS...: the trace of SRC → DST over NS, --follow while PINGNS pings DST,
+# and the doctor over NS.
+walk() {
+    local p=$1 ns=$2 src=$3 dst=$4 a=() n; shift 4
+    for n in "$@"; do a+=(--netns "$n"); done
+    trace "$p-trace.json" "$src" "$dst" "${a[@]}" --json
+    follow "$p-follow.json" "$ns" "$dst" "$src" "$dst" "${a[@]}"
+    doctor "$p" "$ns" "$dst" "$@"
+}
 state() { # state P NS...: snapshot and iproute2's view of each netns
     local p=$1 ns; shift
     for ns in "$@"; do
@@ -102,16 +111,12 @@ doctor cilium ly-ca 10.61.2.1 ly-ca ly-cb
 pair xfrmi ly-xb ly-xa 10.62.2.1
 state xfrmi ly-xa ly-xb
 ip -n ly-xa -s link show ipsec0 > "$R/xfrmi-ly-xa.link"
-trace xfrmi-trace.json 10.62.1.1 10.62.2.1 --netns ly-xa --netns ly-xb --json
-follow xfrmi-follow.json ly-xa 10.62.2.1 10.62.1.1 10.62.2.1 --netns ly-xa --netns ly-xb
-doctor xfrmi ly-xa 10.62.2.1 ly-xa ly-xb
+walk xfrmi ly-xa 10.62.1.1 10.62.2.1 ly-xa ly-xb
 
 # ---- NAT-T ---------------------------------------------------------------------------------------
 pair natt ly-nb ly-na 192.168.64.2
 state natt ly-na ly-nb
-trace natt-trace.json 192.168.63.1 192.168.64.2 --netns ly-na --netns ly-nat --netns ly-nb --json
-follow natt-follow.json ly-na 192.168.64.2 192.168.63.1 192.168.64.2 --netns ly-na --netns ly-nat --netns ly-nb
-doctor natt ly-na 192.168.64.2 ly-na ly-nat ly-nb
+walk natt ly-na 192.168.63.1 192.168.64.2 ly-na ly-nat ly-nb
 
 # ---- NAT-T with the encap port wrong on the sender -----------------------------------------------
 ip netns exec ly-mb cat /proc/net/snmp > "$R/snmp-ly-mb.before"
@@ -131,22 +136,16 @@ echo "rc=$?" >> "$R/transport.ping"
 ip netns exec ly-ta bash -c 'for i in 1 2 3; do echo hopscope > /dev/udp/192.168.66.2/9999; sleep 0.1; done'
 hs_cap_stop transport-cap
 state transport ly-ta ly-tb
-trace transport-trace.json 192.168.66.1 192.168.66.2 --netns ly-ta --netns ly-tb --json
-follow transport-follow.json ly-ta 192.168.66.2 192.168.66.1 192.168.66.2 --netns ly-ta --netns ly-tb
-doctor transport ly-ta 192.168.66.2 ly-ta ly-tb
+walk transport ly-ta 192.168.66.1 192.168.66.2 ly-ta ly-tb
 
 # ---- VXLAN inside ESP ----------------------------------------------------------------------------
 pair vxlan ly-vb ly-va 10.65.0.2
 state vxlan ly-va ly-vb
-trace vxlan-trace.json 10.65.0.1 10.65.0.2 --netns ly-va --netns ly-vb --json
-follow vxlan-follow.json ly-va 10.65.0.2 10.65.0.1 10.65.0.2 --netns ly-va --netns ly-vb
-doctor vxlan ly-va 10.65.0.2 ly-va ly-vb
+walk vxlan ly-va 10.65.0.1 10.65.0.2 ly-va ly-vb
 
 # ---- VTI ---------------------------------------------------------------------------------------
 pair vti ly-ib ly-ia 10.67.2.1
 state vti ly-ia ly-ib
 ip -n ly-ia -s link show vti0 > "$R/vti-ly-ia.link"
-trace vti-trace.json 10.67.1.1 10.67.2.1 --netns ly-ia --netns ly-ib --json
-follow vti-follow.json ly-ia 10.67.2.1 10.67.1.1 10.67.2.1 --netns ly-ia --netns ly-ib
-doctor vti ly-ia 10.67.2.1 ly-ia ly-ib
+walk vti ly-ia 10.67.1.1 10.67.2.1 ly-ia ly-ib
 exit 0
