@@ -193,14 +193,10 @@ fn inner_flows(
             })
             .filter(|p| p.selector.dst.family() == p.selector.src.family())
             .map(|p| {
-                // a pod CIDR of this node inside the selector (forwarded, where fwd policies
-                // exist for it), else one of its own addresses there (a site's address behind
-                // a VTI or xfrm interface: delivered), else the selector
-                let forwards = v.st.xfrm_policies.iter().any(|q| {
-                    super::node::dir(q) == "fwd"
-                        && !super::node::is_block(q)
-                        && q.selector.dst.contains(&p.selector.dst.addr)
-                });
+                // a pod CIDR of this node inside the selector (Cilium's pods are forwarded to),
+                // else one of its own addresses there (a site's address behind a VTI or xfrm
+                // interface: delivered), else the selector
+                let forwards = v.st.links.iter().any(|l| l.name == "cilium_host");
                 let own =
                     v.st.links
                         .iter()
