@@ -49,6 +49,29 @@ fn pair() -> (Netns, Netns) {
     (a, b)
 }
 
+/// `ping -c COUNT -i INTERVAL DST` inside `ns`; fails the test unless every reply came.
+fn ping(ns: &Netns, count: u32, interval: &str, dst: &str) {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            interval,
+            dst,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// Wait until a child has written `needle` to its stderr file, or fail.
 fn wait_file(path: &std::path::Path, needle: &str) {
     let t = Instant::now();
@@ -101,25 +124,7 @@ fn ping_over_veth_matches_tcpdump() {
         .unwrap();
     wait_file(&hs_err, "capturing on");
     wait_file(&td_err, "listening on");
-    let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &a.name,
-            "ping",
-            "-c",
-            "5",
-            "-i",
-            "0.2",
-            "192.0.2.2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        ping.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ping.stdout)
-    );
+    ping(&a, 5, "0.2", "192.0.2.2");
     std::thread::sleep(Duration::from_millis(500));
     sigint(&hs);
     sigint(&td);
@@ -301,21 +306,7 @@ fn interface_gone_mid_capture_others_go_on() {
     wait_file(&tmp, "capturing on");
     a.ip("link del vx");
     wait_file(&tmp, "vx gone");
-    let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &a.name,
-            "ping",
-            "-c",
-            "2",
-            "-i",
-            "0.2",
-            "192.0.2.2",
-        ])
-        .output()
-        .unwrap();
-    assert!(ping.status.success());
+    ping(&a, 2, "0.2", "192.0.2.2");
     std::thread::sleep(Duration::from_millis(400));
     sigint(&hs);
     let out = hs.wait_with_output().unwrap();
@@ -385,25 +376,7 @@ fn two_interfaces_come_out_in_capture_time_order() {
         .spawn()
         .unwrap();
     wait_file(&err_file, "capturing on");
-    let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &a.name,
-            "ping",
-            "-c",
-            "20",
-            "-i",
-            "0.05",
-            "203.0.113.1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        ping.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ping.stdout)
-    );
+    ping(&a, 20, "0.05", "203.0.113.1");
     std::thread::sleep(Duration::from_millis(600));
     sigint(&hs);
     let out = hs.wait_with_output().unwrap();
