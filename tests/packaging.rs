@@ -139,6 +139,10 @@ fn deb_has_every_piece_installs_into_an_empty_root_and_runs_there() {
             .any(|l| l.trim() == format!("License: {}", env!("CARGO_PKG_LICENSE"))),
         "{copyright}"
     );
+    assert!(
+        copyright.contains("\nCopyright: the hopscope developers\n"),
+        "{copyright}"
+    );
     for f in ["LICENSE-MIT", "LICENSE-APACHE"] {
         assert_eq!(
             std::fs::read(doc.join(f)).unwrap(),
