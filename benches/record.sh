@@ -1,19 +1,21 @@
 #!/bin/bash
 # benches/record.sh — does `hopscope record` keep up where `hopscope capture -w` does, at what
-# CPU? And how fast is offline decryption (`capture -r`) next to tshark on the same pcap?
+# CPU, next to `tcpdump -w` on the same flood? And how fast is offline decryption (`capture -r`)
+# next to tshark on the same pcap?
 #
 #   benches/record.sh [--rates "50000 100000 200000"] [--secs S] [--bin PATH] [--flood PATH]
 #
 # 1. A veth pair (benches/lib.sh); examples/flood.rs sends 106-byte UDP frames at each rate for
 #    S seconds (default 5) into vb, dropped by iptables raw in B after the taps. At each rate,
-#    one after the other on the same flood: `capture -q -i vb -w FILE.pcapng` and
-#    `record -q -i vb -o FILE.hsrec --netns B`. Per capturer: frames captured, drops, CPU
-#    seconds (utime+stime of the process); then the ratio record/capture CPU.
+#    one after the other on the same flood: `tcpdump -i vb -w FILE.pcap`, `capture -q -i vb -w
+#    FILE.pcapng` and `record -q -i vb -o FILE.hsrec --netns B`. Per capturer: frames captured,
+#    drops, CPU seconds (utime+stime of the process); then the ratios record/tcpdump and
+#    record/capture CPU. The binaries are release builds (cargo build --release).
 # 2. The lab's ESP frames (demo/seed.hsrec, worker's eth0; $HOPSCOPE_ESP_PCAP) repeated to ~100k
 #    packets as pcap;
 #    `capture -r -E …` and `tshark -o esp_sa…` decrypt it (output to /dev/null); wall seconds of
 #    each and the ratio tshark/hopscope.
-# Needs root, iproute2, iptables, tshark.
+# Needs root, iproute2, iptables, tcpdump, tshark.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=benches/lib.sh
@@ -60,9 +62,12 @@ one() {
     echo "$c"
 }
 
-echo "record vs capture -w: ${SECS}s of 106-byte UDP frames per rate on a veth"
-printf "%10s  %10s %8s %8s  %10s %8s %8s  %s\n" rate cap-frames cap-drop cap-cpu rec-frames rec-drop rec-cpu "cpu ratio rec/cap"
+echo "record vs tcpdump -w and capture -w: ${SECS}s of 106-byte UDP frames per rate on a veth"
+printf "%10s  %10s %8s %8s  %10s %8s %8s  %10s %8s %8s  %s\n" rate tcp-frames tcp-drop tcp-cpu cap-frames cap-drop cap-cpu rec-frames rec-drop rec-cpu "cpu ratio rec/tcpdump rec/cap"
 for rate in $RATES; do
+    tcpu=$(one tcp tcpdump -Z root -n -i vb -B 4096 -w "$W/t.pcap")
+    tframes=$(grep -Eo '^[0-9]+ packets captured' "$W/tcp.err" | grep -Eo '[0-9]+' || echo "?")
+    tdrop=$(grep -Eo '^[0-9]+ packets dropped by (kernel|interface)' "$W/tcp.err" | awk '{s+=$1} END {print s+0}')
     ccpu=$(one cap "$BIN" capture -q -i vb -w "$W/c.pcapng")
     cframes=$(grep -Eo '[0-9]+ packets captured' "$W/cap.err" | grep -Eo '[0-9]+' || echo "?")
     cdrop=$(grep -Eo '[0-9]+ dropped by (kernel|interface|hopscope)' "$W/cap.err" | awk '{s+=$1} END {print s+0}')
@@ -70,8 +75,9 @@ for rate in $RATES; do
     rline=$(grep -E 'written to' "$W/rec.err" || true)
     rframes=$(echo "$rline" | grep -Eo '[0-9]+ frames' | grep -Eo '[0-9]+' || echo "?")
     rdrop=$(grep -Eo '[0-9]+ dropped' "$W/rec.err" | tail -1 | grep -Eo '[0-9]+' || echo "?")
-    ratio=$(python3 -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2]),0.01):.2f}')" "$rcpu" "$ccpu")
-    printf "%10s  %10s %8s %8s  %10s %8s %8s  %s\n" "$rate" "$cframes" "$cdrop" "$ccpu" "$rframes" "$rdrop" "$rcpu" "$ratio"
+    ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/max(float(sys.argv[2]),0.01):.2f}')" "$1" "$2"; }
+    printf "%10s  %10s %8s %8s  %10s %8s %8s  %10s %8s %8s  %s %s\n" "$rate" "$tframes" "$tdrop" "$tcpu" \
+        "$cframes" "$cdrop" "$ccpu" "$rframes" "$rdrop" "$rcpu" "$(ratio "$rcpu" "$tcpu")" "$(ratio "$rcpu" "$ccpu")"
 done
 
 echo

@@ -71,6 +71,10 @@ pub enum Command {
     /// no cluster needed.
     #[command(after_help = crate::manual::after_help("demo"))]
     Demo(crate::record::cmd::DemoArgs),
+    /// A .tar.gz for a ticket: each node's state (keys redacted, a keyed hash of each), the
+    /// doctor's findings, iptables rules and a short recording (docs/record.md).
+    #[command(after_help = crate::manual::after_help("bundle"))]
+    Bundle(crate::record::bundle::BundleArgs),
     /// Shell completions and man pages, made from this command line (for packagers).
     #[command(hide = true)]
     Generate(GenerateArgs),

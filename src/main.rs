@@ -51,6 +51,11 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         )),
         Some(Command::Replay(a)) => exit_on_signal(hopscope::record::cmd::replay(a, &cli.tui)),
         Some(Command::Demo(a)) => exit_on_signal(hopscope::record::cmd::demo(a, &cli.tui)),
+        Some(Command::Bundle(a)) => exit_on_signal(hopscope::record::bundle::run(
+            a,
+            cli.target.targets(),
+            &cli.kube,
+        )),
         Some(Command::Attach(args)) => {
             hopscope::kube::attach::run(&cli.kube, args).map(|code| code.clamp(0, 255) as u8)
         }

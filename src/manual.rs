@@ -141,6 +141,13 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "bundle",
+        &[(
+            "sudo hopscope bundle -o node.tar.gz -i eth0",
+            "state, doctor findings, iptables rules and a 10 s recording for a ticket; no keys",
+        )],
+    ),
+    (
         "attach",
         &[
             (

@@ -98,4 +98,12 @@ fn the_broken_demo_shows_worker2_missing_its_inbound_sa() {
         !s.contains("0.0.0.0     10.0.0.40"),
         "no inbound SA on worker2: {s}"
     );
+    // The doctor's finding names it.
+    t.keys(&["9"]);
+    t.wait("the doctor's finding", limit, |s| {
+        s.contains("doctor: 1 fail")
+            && s.lines().any(|l| {
+                l.contains("in-sa-missing") && l.contains("ESP spi 0x3 to 10.0.0.40 finds no SA")
+            })
+    });
 }

@@ -270,3 +270,28 @@ fn tshark_decrypts_the_same_packets_to_the_same_inner_headers() {
         .collect();
     assert_eq!(inner, ours, "tshark: {text}");
 }
+
+#[test]
+fn a_capture_filter_applies_to_the_file_read_as_trailing_words_or_f() {
+    let (pcap, _) = lab_pcap("filtered.pcapng", None);
+    let p = pcap.to_str().unwrap();
+    let (all, stderr, ok) = hopscope(&["capture", "-r", p]);
+    assert!(ok, "{stderr}");
+    let esp_lines = all.lines().filter(|l| l.contains(": ESP(")).count();
+    assert!(esp_lines > 0 && all.contains("ICMP echo"), "{all}");
+    // tcpdump's habit: `capture -r FILE esp` filters as `-f esp` does.
+    for args in [
+        &["capture", "-r", p, "esp"][..],
+        &["capture", "-r", p, "-f", "esp"],
+    ] {
+        let (out, stderr, ok) = hopscope(args);
+        assert!(ok, "{stderr}");
+        assert_eq!(out.lines().count(), esp_lines, "{args:?}: {out}");
+        assert!(out.lines().all(|l| l.contains(": ESP(")), "{args:?}: {out}");
+    }
+    let (out, stderr, ok) = hopscope(&["capture", "-r", p, "icmp", "and", "not", "esp"]);
+    assert!(ok, "{stderr}");
+    assert!(out.lines().count() > 0 && !out.contains("ESP("), "{out}");
+    let (_, stderr, ok) = hopscope(&["capture", "-r", p, "-f", "esp", "icmp"]);
+    assert!(!ok && stderr.contains("two capture filters"), "{stderr}");
+}

@@ -1055,3 +1055,64 @@ fn packets_beyond_the_ring_are_let_go_and_counted() {
         "{scr}"
     );
 }
+
+#[test]
+fn trace_after_a_filter_takes_the_packet_shown_selected() {
+    use hopscope::capture::analyze::{Analyzer, Ts};
+    use hopscope::decode::packet::LinkType;
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Packets;
+    let mut an = Analyzer::new(&seed_worker(), false);
+    let mut push = |a: &mut App, src: [u8; 4], dst: [u8; 4], seq: u16| {
+        let f = echo_frame(src, dst, seq);
+        let ts = Ts {
+            sec: 1_720_000_000 + i64::from(seq),
+            nsec: 0,
+        };
+        a.packets.push(an.analyze(
+            "lxcda1dd0af135e",
+            LinkType::Ethernet,
+            ts,
+            f.len() as u32,
+            &f,
+        ));
+    };
+    // Ten echo requests of 10.0.1.99, then ten of 10.0.1.52.
+    for seq in 0..20 {
+        let src = if seq < 10 {
+            [10, 0, 1, 99]
+        } else {
+            [10, 0, 1, 52]
+        };
+        push(&mut a, src, [10, 0, 0, 249], seq);
+    }
+    a.refresh(&live);
+    // The user picks packet 15, then filters on 10.0.1.99: packet 15 is hidden, and the last
+    // of the rows left (packet 9) is selected.
+    typed(&mut a, &live, "kkkk");
+    assert_eq!(a.view().selected_index(), Some(15));
+    a.set_filter("10.0.1.99", &live);
+    assert_eq!(a.view().rows.len(), 10);
+    assert_eq!(a.view().selected_index(), Some(9));
+    // A new packet that the filter shows arrives: the selection stays where the user left it
+    // (it is not "on the newest row" and dragged along), so `t` traces what was shown selected.
+    push(&mut a, [10, 0, 1, 99], [10, 0, 0, 250], 20);
+    a.refresh(&live);
+    assert_eq!(a.view().selected_index(), Some(9), "{:?}", a.view().rows);
+    let Effect::Trace(flow) = a.handle_key(key('t'), &live) else {
+        panic!("no trace effect: {:?}", a.message)
+    };
+    assert_eq!(
+        (flow.src.to_string(), flow.dst.to_string()),
+        ("10.0.1.99".into(), "10.0.0.249".into())
+    );
+    // Clearing the filter goes back to the packet the user picked.
+    a.set_filter("", &live);
+    assert_eq!(a.view().selected_index(), Some(15));
+    // Moving to the bottom follows the newest again.
+    a.handle_key(code(KeyCode::End), &live);
+    push(&mut a, [10, 0, 1, 52], [10, 0, 0, 249], 21);
+    a.refresh(&live);
+    assert_eq!(a.view().selected_index(), Some(21));
+}

@@ -205,10 +205,14 @@ fn open_here(names: &[String], opts: &Options) -> Result<Vec<Handle>> {
 
 /// Check a BPF filter without opening an interface (for messages and the TUI's live check).
 pub fn check_filter(filter: &str, link: LinkType) -> Result<()> {
+    compile_filter(filter, link).map(|_| ())
+}
+
+/// `filter` compiled for frames of `link`, to be run on frames already captured (a replay).
+pub fn compile_filter(filter: &str, link: LinkType) -> Result<pcap::BpfProgram> {
     let cap =
         Capture::dead(Linktype(i32::from(link.linktype()))).map_err(|e| anyhow!("libpcap: {e}"))?;
     cap.compile(filter, true)
-        .map(|_| ())
         .map_err(|e| anyhow!("bad capture filter {filter:?}: {e}"))
 }
 

@@ -280,20 +280,24 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// `hopscope capture`: the command line's options as a capture run, with Kubernetes names.
-pub fn command(cli: &crate::cli::Cli, a: &crate::cli::CaptureArgs) -> anyhow::Result<()> {
-    if let Some(path) = &a.read {
-        return crate::keys::offline::run_cli(a, path);
-    }
-    // tcpdump's habit: the filter as the trailing words.
-    let filter = match (&a.filter, a.expression.is_empty()) {
+/// The capture filter given with -f or, tcpdump's habit, as the trailing words.
+pub fn one_filter(flag: &Option<String>, words: &[String]) -> anyhow::Result<Option<String>> {
+    Ok(match (flag, words.is_empty()) {
         (Some(_), false) => anyhow::bail!(
             "two capture filters: give it either with -f or as the trailing words, not both"
         ),
         (Some(f), true) => Some(f.clone()),
-        (None, false) => Some(a.expression.join(" ")),
+        (None, false) => Some(words.join(" ")),
         (None, true) => None,
-    };
+    })
+}
+
+/// `hopscope capture`: the command line's options as a capture run, with Kubernetes names.
+pub fn command(cli: &crate::cli::Cli, a: &crate::cli::CaptureArgs) -> anyhow::Result<()> {
+    let filter = one_filter(&a.filter, &a.expression)?;
+    if let Some(path) = &a.read {
+        return crate::keys::offline::run_cli(a, path, filter.as_deref());
+    }
     let to_stdout = a.write.as_deref().is_some_and(|p| p.as_os_str() == "-");
     if to_stdout && a.print {
         anyhow::bail!("-w - writes the capture to stdout: --print cannot print packets there too");

@@ -92,7 +92,7 @@ pub fn run(
 
 /// `capture -r FILE` with keys from `--keys`, `-E`, `--esp-sa`; `--wireshark-keys` writes
 /// them for Wireshark.
-pub fn run_cli(a: &crate::cli::CaptureArgs, path: &Path) -> Result<()> {
+pub fn run_cli(a: &crate::cli::CaptureArgs, path: &Path, filter: Option<&str>) -> Result<()> {
     let mut sas = Vec::new();
     if let Some(k) = &a.keys {
         sas.extend(super::from_snapshot(k)?);
@@ -118,7 +118,7 @@ pub fn run_cli(a: &crate::cli::CaptureArgs, path: &Path) -> Result<()> {
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let t = run(path, &sas, a.filter.as_deref(), a.json, &mut out)?;
+    let t = run(path, &sas, filter, a.json, &mut out)?;
     match out.flush() {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         r => r?,

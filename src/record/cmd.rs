@@ -62,6 +62,13 @@ pub struct ReplayArgs {
     /// Show this recorded node first (its netns name; default the first).
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
+    /// Show only the recorded packets this BPF filter accepts (as tcpdump takes it; `b` in
+    /// the TUI changes it); or give it as the trailing words.
+    #[arg(short = 'f', long = "filter", value_name = "BPF")]
+    pub filter: Option<String>,
+    /// The capture filter as trailing words: `replay FILE icmp or esp`.
+    #[arg(value_name = "EXPRESSION")]
+    pub expression: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +123,7 @@ struct Play<'a> {
     start: Option<f64>,
     /// The demo: start on the SAs pane, start over at the end.
     demo: bool,
+    filter: Option<String>,
 }
 
 /// Play `rec` in the TUI. Returns the signal that ended it (0: quit).
@@ -142,6 +150,7 @@ fn play(rec: Recording, how: Play, tui: &crate::cli::TuiArgs) -> Result<i32> {
     if let Some(s) = how.start {
         inputs.seek((s.max(0.0) * 1e9) as u64);
     }
+    inputs.set_capture_filter(how.filter.as_deref())?;
     if how.demo {
         opts.pane = crate::tui::rows::Pane::Sas;
         inputs.looping = true;
@@ -160,6 +169,7 @@ pub fn replay(args: &ReplayArgs, tui: &crate::cli::TuiArgs) -> Result<i32> {
         paused: args.paused,
         start: args.start,
         demo: false,
+        filter: crate::cmd::capture::one_filter(&args.filter, &args.expression)?,
     };
     play(rec, how, tui)
 }
@@ -194,6 +204,7 @@ pub fn demo(args: &DemoArgs, tui: &crate::cli::TuiArgs) -> Result<i32> {
         paused: false,
         start: None,
         demo: true,
+        filter: None,
     };
     play(demo_recording(args.broken)?, how, tui)
 }

@@ -2,8 +2,10 @@
 //! counter samples, captured frames, Kubernetes names — in one file (`hopscope record`), so the
 //! whole of hopscope can be pointed at it later, elsewhere (`replay`, `demo`, `snapshot
 //! --from`, `trace --from`). The format is in `format` and docs/record.md; `writer` records a
-//! live node, `reader` loads a file, `replay` feeds the TUI from one.
+//! live node, `reader` loads a file, `replay` feeds the TUI from one; `bundle` packs a node's
+//! state, findings and a short recording for a ticket.
 
+pub mod bundle;
 pub mod cmd;
 pub mod format;
 pub mod reader;

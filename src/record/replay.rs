@@ -83,6 +83,9 @@ pub struct ReplayInputs {
     pub looping: bool,
     script: Option<Script>,
     signals: Option<crate::tui::term::Signals>,
+    /// The capture filter applied to the recorded frames (`b`, `replay -f`): one program per
+    /// recorded interface, compiled for its link type; frames it refuses are not shown.
+    filter: Option<(String, Vec<pcap::BpfProgram>)>,
 }
 
 impl ReplayInputs {
@@ -112,6 +115,7 @@ impl ReplayInputs {
             looping: false,
             script: None,
             signals: None,
+            filter: None,
         };
         r.clock.set(r.first_state());
         r
@@ -150,6 +154,21 @@ impl ReplayInputs {
             self.restarted = true;
         }
         self.clock.set(at);
+    }
+
+    /// Show only the recorded frames `filter` (a BPF expression, as tcpdump takes it) accepts,
+    /// from the clock on; None shows them all. A bad filter changes nothing.
+    pub fn set_capture_filter(&mut self, filter: Option<&str>) -> Result<()> {
+        self.filter = match filter {
+            None => None,
+            Some(f) => {
+                let progs = (0..self.rec.ifaces.len())
+                    .map(|i| crate::capture::compile_filter(f, self.rec.linktype(i)))
+                    .collect::<Result<Vec<_>>>()?;
+                Some((f.to_string(), progs))
+            }
+        };
+        Ok(())
     }
 
     pub fn recording(&self) -> &Recording {
@@ -386,8 +405,10 @@ impl Inputs for ReplayInputs {
         ))
     }
 
-    fn set_filter(&mut self, _filter: Option<String>, _app: &mut App) -> Result<()> {
-        anyhow::bail!("a replay shows the packets as recorded; filter rows with / instead")
+    fn set_filter(&mut self, filter: Option<String>, app: &mut App) -> Result<()> {
+        self.set_capture_filter(filter.as_deref())?;
+        app.packets.bpf = filter;
+        Ok(())
     }
 
     fn pump(&mut self, budget: Duration, live: &Live, app: &mut App) -> usize {
@@ -417,7 +438,15 @@ impl Inputs for ReplayInputs {
             }
             let link = self.rec.linktype(f.iface);
             let opened = f.opened.clone().filter(|_| app.packets.decrypt);
+            // The analyzer sees every recorded frame, filtered or not: the plaintext the
+            // kernel decrypted is known by the ESP frame before it, which a filter such as
+            // `icmp` hides (judged alone it would be a false LEAK).
             let rec = an.analyze_opened(&iface.name, link, f.ts, f.len, &f.data, opened);
+            if let Some((_, progs)) = &self.filter
+                && !progs[f.iface].filter(&f.data)
+            {
+                continue;
+            }
             deliver(app, rec);
             n += 1;
             if n % 256 == 0 && start.elapsed() >= budget {
@@ -478,6 +507,7 @@ impl Inputs for ReplayInputs {
     fn prepare(&self, app: &mut App) {
         // What was decrypted when recording is shown decrypted (`d` toggles, as live).
         app.packets.decrypt = true;
+        app.packets.bpf = self.filter.as_ref().map(|(f, _)| f.clone());
         app.message = Some((HELP.to_string(), false));
     }
 

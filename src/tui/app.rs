@@ -81,6 +81,10 @@ pub struct PaneView {
     /// (column, descending)
     pub sort: Option<(usize, bool)>,
     pub selected: usize,
+    /// Packets: the packet (sequence number) the user moved the selection to, off the newest
+    /// row. Filters and new packets keep the selection on it (or the next one shown), even
+    /// when that is the last row; without it the selection follows the newest packet.
+    pub held: Option<usize>,
     /// First row shown; kept by the renderer so the selection stays visible.
     pub offset: Cell<usize>,
     pub rows: Vec<usize>,
@@ -355,11 +359,11 @@ impl App {
         let v = &mut self.views[pane.index()];
         v.scanned = end;
         // Packets: a selection on the newest row stays on the newest (the stream scrolls);
-        // one further up stays on its packet while older ones are let go.
-        let sel = if packets && v.selected + 1 < v.rows.len() {
-            v.rows
-                .get(v.selected)
-                .map(|seq| out.partition_point(|s| s < seq))
+        // one the user moved up stays on its packet while older ones are let go, or, while a
+        // filter hides it, on the row shown just before it (never on a later packet: that
+        // would be dragged along by the stream, and `t` trace a packet nobody picked).
+        let sel = if let Some(seq) = v.held.filter(|_| packets) {
+            Some(out.partition_point(|&s| s <= seq).saturating_sub(1))
         } else if packets {
             Some(out.len().saturating_sub(1))
         } else {
@@ -414,8 +418,10 @@ impl App {
                     && ev.row < hits.table.y + hits.table.height
                 {
                     let i = self.view().offset.get() + usize::from(ev.row - hits.table.y - 1);
-                    if i < self.view().rows.len() {
-                        self.view_mut().selected = i;
+                    let v = self.view_mut();
+                    if i < v.rows.len() {
+                        v.selected = i;
+                        v.held = v.rows.get(i).copied().filter(|_| i + 1 < v.rows.len());
                     }
                 }
             }
@@ -445,6 +451,11 @@ impl App {
                 let v = self.view_mut();
                 let last = v.rows.len().saturating_sub(1);
                 v.selected = v.selected.saturating_add_signed(delta).min(last);
+                v.held = v
+                    .rows
+                    .get(v.selected)
+                    .copied()
+                    .filter(|_| v.selected < last);
             }
         }
     }
@@ -1031,7 +1042,9 @@ impl App {
             .iter()
             .position(|&r| r == index)
             .unwrap_or(0);
-        self.view_mut().selected = pos;
+        let v = self.view_mut();
+        v.selected = pos;
+        v.held = v.rows.get(pos).copied().filter(|_| pos + 1 < v.rows.len());
     }
 
     /// From an SA to the policies whose templates select it, and back.

@@ -345,6 +345,8 @@ impl Screen {
     fn forget_shown(&mut self, inputs: &dyn Inputs) {
         let app = &mut self.app;
         app.packets = packets::PacketLog::default();
+        // Sequence numbers start over with the log: a held packet is gone with it.
+        app.views[rows::Pane::Packets.index()].held = None;
         app.traced = None;
         self.live = Live::default();
         self.frozen = None;

@@ -1,7 +1,7 @@
 #!/bin/bash
 # tests/lab/checks/netfilter.sh HOPSCOPE — guest side of tests/lab_netfilter.rs, booted with
 # --variant nodeport. The reference's NodePort request (netshoot curl 172.18.0.3:32000), made
-# with busybox nc from fixed source ports until one lands on cni-worker2 (kube-proxy picks
+# with busybox nc until one lands on cni-worker2 (kube-proxy picks
 # each connection's endpoint at random):
 #   nodeport.sport, nodeport.txt   the source port that reached cni-worker2, and its answer
 #   conntrack.txt                  `conntrack -L` on worker for that connection
@@ -19,17 +19,18 @@ for i in $(seq 100); do
     ip netns exec cni-worker2 ss -ltn 2>/dev/null | grep -q ':80 ' && break
     sleep 0.1
 done
+# busybox nc ignores -p when connecting: the source port is read back from worker's conntrack
+# entry of the first connection that cni-worker2 answered (its reply source is 10.0.0.249).
 sport=
-for sp in $(seq 45404 45440); do
-    ip netns exec netshoot busybox nc -w 2 -p "$sp" 172.18.0.3 32000 > "$R/nc.$sp" 2>&1 </dev/null
-    if ip netns exec worker conntrack -L -p tcp 2>/dev/null | grep " sport=$sp " | grep -q "src=10.0.0.249"; then
-        sport=$sp
+for i in $(seq 40); do
+    ip netns exec netshoot busybox nc -w 2 172.18.0.3 32000 > "$R/nodeport.txt" 2>&1 </dev/null
+    if grep -q hello-from-cni-worker2 "$R/nodeport.txt"; then
+        ip netns exec worker conntrack -L -p tcp --reply-src 10.0.0.249 2>/dev/null | grep 'dport=32000 ' > "$R/conntrack.txt"
+        sport=$(head -1 "$R/conntrack.txt" | grep -o 'sport=[0-9]*' | head -1 | cut -d= -f2)
         break
     fi
 done
 echo "$sport" > "$R/nodeport.sport"
-[ -n "$sport" ] && cp "$R/nc.$sport" "$R/nodeport.txt"
-ip netns exec worker conntrack -L -p tcp 2>/dev/null | grep " sport=${sport:-1} " > "$R/conntrack.txt"
 ip netns exec worker iptables-legacy-save > "$R/ipt-worker.txt"
 trace trace-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}" --dport 32000 --netns worker --netns worker2 --json
 "$HOPSCOPE" trace 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}" --dport 32000 --netns worker --netns worker2 > "$R/trace-nodeport.txt" 2>&1
@@ -42,8 +43,8 @@ for i in $(seq 100); do
     sleep 0.1
 done
 sleep 0.5
-for sp in $(seq 46000 46007); do
-    ip netns exec netshoot busybox nc -w 1 -p "$sp" 172.18.0.3 32000 >/dev/null 2>&1 </dev/null
+for i in $(seq 8); do
+    ip netns exec netshoot busybox nc -w 1 172.18.0.3 32000 >/dev/null 2>&1 </dev/null
 done
 wait "$pid"
 kill "$server" 2>/dev/null

@@ -1,0 +1,220 @@
+//! Real-kernel lab proof of the netfilter trace (see docs/lab.md): the reference's NodePort
+//! flow — netshoot (10.0.1.52 on worker) to worker's own 172.18.0.3:32000, kube-proxy's rules
+//! (variant `nodeport`, tests/lab/variants/netfilter.sh) DNAT it to cni-worker2 10.0.0.249:80
+//! and masquerade it to worker's address — is traced and followed, and the conntrack entry on
+//! the trace's hop is the one `conntrack -L` prints. One boot of its own, with no other variant
+//! (guest side: tests/lab/checks/netfilter.sh). HOPSCOPE_LAB_REUSE=1 re-reads the last results.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+fn results() -> &'static Path {
+    static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = CELL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab/netfilter");
+        if std::env::var_os("HOPSCOPE_LAB_REUSE").is_some_and(|v| v == "1") {
+            return Ok(dir);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let out = Command::new(Path::new(REPO).join("tests/lab/run.sh"))
+            .args(["--variant", "nodeport", "--timeout", "900", "--results"])
+            .arg(&dir)
+            .arg(Path::new(REPO).join("tests/lab/checks/netfilter.sh"))
+            .arg(env!("CARGO_BIN_EXE_hopscope"))
+            .output()
+            .map_err(|e| {
+                format!(
+                    "tests/lab/run.sh: {e} (the lab needs root and the packages in docs/lab.md)"
+                )
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "lab boot failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(dir)
+    });
+    match r {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn text(name: &str) -> String {
+    std::fs::read_to_string(results().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn json(name: &str) -> Value {
+    serde_json::from_str(&text(name)).unwrap_or_else(|e| {
+        panic!(
+            "{name}: {e}\n{}\n{}",
+            text(name),
+            text(&format!("{name}.err"))
+        )
+    })
+}
+
+fn hops<'a>(t: &'a Value, node: &str, step: &str) -> Vec<&'a Value> {
+    t["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["node"] == node && h["step"] == step)
+        .collect()
+}
+
+fn netfilter_rules(h: &Value) -> Vec<&Value> {
+    h["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "netfilter")
+        .collect()
+}
+
+#[test]
+fn lab_nodeport_connection_reached_cni_worker2() {
+    let sport = text("nodeport.sport");
+    assert!(
+        !sport.trim().is_empty(),
+        "no connection landed on cni-worker2"
+    );
+    assert!(text("nodeport.txt").contains("hello-from-cni-worker2"));
+}
+
+#[test]
+fn lab_nodeport_trace_names_the_rules_the_dnat_the_masquerade_and_reaches_the_pod() {
+    let t = json("trace-nodeport.json");
+    let shown = text("trace-nodeport.txt");
+    let nat = hops(&t, "worker", "nat");
+    assert_eq!(
+        nat.len(),
+        2,
+        "DNAT in PREROUTING, MASQUERADE in POSTROUTING:\n{shown}"
+    );
+    let dnat = nat[0];
+    assert!(
+        dnat["what"]
+            .as_str()
+            .unwrap()
+            .contains("DNAT 172.18.0.3:32000 → 10.0.0.249:80"),
+        "{shown}"
+    );
+    let rules = netfilter_rules(dnat);
+    assert!(
+        rules.iter().any(|d| d["chain"] == "KUBE-NODEPORTS"
+            && d["rule"].as_str().unwrap().contains("--dport 32000")),
+        "{shown}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|d| d["chain"] == "KUBE-SEP-CNIWORKER2ZZZZZ" && d["target"] == "DNAT"),
+        "{shown}"
+    );
+    assert!(
+        rules.iter().any(|d| d["rule"]
+            .as_str()
+            .unwrap()
+            .contains("addrtype --dst-type LOCAL")),
+        "{shown}"
+    );
+    let pick = rules
+        .iter()
+        .find(|d| d["alternatives"].is_array())
+        .expect(&shown);
+    assert_eq!(
+        pick["alternatives"].as_array().unwrap().len(),
+        2,
+        "both endpoints listed: {shown}"
+    );
+    let masq = nat[1];
+    let what = masq["what"].as_str().unwrap();
+    assert!(
+        what.contains("SNAT 10.0.1.52:") && what.contains("→ 172.18.0.3:"),
+        "masquerade to the node IP: {shown}"
+    );
+    let wire = &hops(&t, "worker", "wire")[0];
+    assert!(
+        wire["packet"]
+            .as_str()
+            .unwrap()
+            .starts_with("172.18.0.3 → 10.0.0.249 tcp"),
+        "{shown}"
+    );
+    assert_eq!(t["end"]["end"], "delivered", "{shown}");
+    assert_eq!(t["end"]["node"], "worker2", "{shown}");
+    assert_eq!(t["end"]["what"], "pod 10.0.0.249", "{shown}");
+}
+
+#[test]
+fn lab_nodeport_conntrack_entry_on_the_hop_is_conntrack_l() {
+    let t = json("trace-nodeport.json");
+    let dnat = hops(&t, "worker", "nat")[0];
+    let entry = dnat["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "conntrack")
+        .expect("a conntrack decision on the DNAT hop");
+    // conntrack -L: `tcp 6 117 TIME_WAIT src=… dst=… sport=… dport=… src=… dst=… sport=… dport=… [ASSURED] mark=0 use=1`
+    let listed = text("conntrack.txt");
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("tcp"))
+        .expect(&listed);
+    let kv: Vec<(&str, &str)> = line
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .collect();
+    let get = |k: &str, n: usize| {
+        kv.iter()
+            .filter(|(x, _)| *x == k)
+            .nth(n)
+            .map(|(_, v)| v.to_string())
+            .unwrap()
+    };
+    let s = |k: &str| {
+        entry[k]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| entry[k].to_string())
+    };
+    assert_eq!(s("src"), get("src", 0), "{entry:#}\n{line}");
+    assert_eq!(s("dst"), get("dst", 0));
+    assert_eq!(s("sport"), get("sport", 0));
+    assert_eq!(s("dport"), get("dport", 0));
+    assert_eq!(s("reply_src"), get("src", 1));
+    assert_eq!(s("reply_dst"), get("dst", 1));
+    assert_eq!(s("reply_sport"), get("sport", 1));
+    assert_eq!(s("reply_dport"), get("dport", 1));
+    assert_eq!(s("mark"), get("mark", 0));
+    assert_eq!(entry["reply_src"], "10.0.0.249");
+    assert_eq!(
+        entry["reply_dst"], "172.18.0.3",
+        "masqueraded to worker's address"
+    );
+}
+
+#[test]
+fn lab_nodeport_follow_sees_the_path() {
+    let f = json("follow-nodeport.json");
+    let hops = f["follow"]["hops"].as_array().expect("follow hops");
+    let seen = |node: &str, dev: &str| {
+        hops.iter()
+            .any(|h| h["node"] == node && h["dev"] == dev && h["seen"].as_u64().unwrap_or(0) > 0)
+    };
+    assert!(
+        seen("worker", "eth0"),
+        "the masqueraded packet leaves worker: {f:#}"
+    );
+    assert!(seen("worker2", "eth0"), "and enters worker2: {f:#}");
+}
