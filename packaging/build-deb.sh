@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 log() { echo "build-deb: $*" >&2; }
+# shellcheck source=packaging/prereqs.sh
+. packaging/prereqs.sh
+need_cargo deb:cargo-deb
 
 bin=$(packaging/build-static.sh | tail -n1)
 out=$(dirname "$bin")
@@ -20,10 +23,6 @@ mkdir -p "$out/man" "$out/completions"
 "$bin" generate completions zsh >"$out/completions/_hopscope"
 "$bin" generate completions fish >"$out/completions/hopscope.fish"
 
-if ! "${CARGO:-cargo}" deb --version >/dev/null 2>&1; then
-  log "installing cargo-deb"
-  "${CARGO:-cargo}" install --locked cargo-deb >&2
-fi
 # --no-build: the assets are the files made above (cargo-deb would otherwise build a dynamic
 # binary); --no-strip: build-static.sh stripped it already.
 mkdir -p target/debian

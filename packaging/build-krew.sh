@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { echo "build-krew: $*" >&2; }
+# shellcheck source=packaging/prereqs.sh
+. packaging/prereqs.sh
+need tar:tar gzip:gzip coreutils:sha256sum sed:sed
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 template=packaging/krew/hopscope.yaml

@@ -22,6 +22,7 @@ log() { echo "build-static: $*" >&2; }
 . "$root/packaging/prereqs.sh"
 need gcc:cc make:make flex:flex bison:bison pkg-config:pkg-config dpkg-dev:dpkg-source \
   binutils:ar libpcap-dev:pcap-config
+need_cargo
 
 # One run at a time (tests and the other packaging scripts may start it concurrently).
 mkdir -p "$build"

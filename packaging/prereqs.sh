@@ -16,3 +16,19 @@ need() {
     exit 1
   fi
 }
+
+# need_cargo [SUBCOMMAND:CRATE ...]: cargo itself (apt has no rustup on Debian 12: say the one
+# command that installs it), then each cargo subcommand, installed with `cargo install` if missing.
+need_cargo() {
+  local cargo=${CARGO:-cargo} p
+  if ! command -v "$cargo" >/dev/null 2>&1; then
+    echo "$(basename "$0"): no cargo; install Rust with: curl --proto '=https' -sSf https://sh.rustup.rs | sh" >&2
+    exit 1
+  fi
+  for p in "$@"; do
+    if ! "$cargo" "${p%%:*}" --version >/dev/null 2>&1; then
+      echo "$(basename "$0"): installing ${p#*:}" >&2
+      "$cargo" install --locked "${p#*:}" >&2
+    fi
+  done
+}

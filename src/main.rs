@@ -146,12 +146,16 @@ fn resolve_endpoints(
 
 /// `hopscope doctor`: the report, and its exit status (0 fine, 1 warn, 2 fail).
 fn doctor(cli: &Cli, args: &hopscope::doctor::cmd::DoctorArgs) -> u8 {
+    let stamp = output::Stamp::now();
     let names = (!args.no_kube).then(|| cmd::start_names(cli));
-    let run = hopscope::doctor::cmd::run(args, &cli.target.targets());
-    let names = names.map(cmd::finish_names).unwrap_or_default();
-    let printed = run.and_then(|r| {
-        hopscope::model::names::with_names(names, || hopscope::doctor::cmd::print(&r, args.json))
-            .map(|()| r.exit_code)
+    let run = hopscope::doctor::cmd::run(args, &cli.target.targets(), &cli.target.netns, || {
+        names.map(cmd::finish_names).unwrap_or_default()
+    });
+    let printed = run.and_then(|(r, names)| {
+        hopscope::model::names::with_names(names, || {
+            hopscope::doctor::cmd::print(&r, args.json, &stamp)
+        })
+        .map(|()| r.exit_code)
     });
     match printed {
         Ok(code) => code,

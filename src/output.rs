@@ -29,8 +29,13 @@ pub const CAPTURE: Schema = Schema {
     version: 1,
 };
 
+pub const DOCTOR: Schema = Schema {
+    name: "doctor",
+    version: 1,
+};
+
 /// Every schema hopscope writes, for tests that check each has its file.
-pub const SCHEMAS: &[Schema] = &[SNAPSHOT, TRACE, CAPTURE];
+pub const SCHEMAS: &[Schema] = &[SNAPSHOT, TRACE, CAPTURE, DOCTOR];
 
 impl Schema {
     /// The schema file's name under docs/schema/.

@@ -49,6 +49,29 @@ fn pair() -> (Netns, Netns) {
     (a, b)
 }
 
+/// `ping -c COUNT -i INTERVAL DST` inside `ns`; fails the test unless every reply came.
+fn ping(ns: &Netns, count: u32, interval: &str, dst: &str) {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            interval,
+            dst,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// Wait until a child has written `needle` to its stderr file, or fail.
 fn wait_file(path: &std::path::Path, needle: &str) {
     let t = Instant::now();
@@ -101,25 +124,7 @@ fn ping_over_veth_matches_tcpdump() {
         .unwrap();
     wait_file(&hs_err, "capturing on");
     wait_file(&td_err, "listening on");
-    let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &a.name,
-            "ping",
-            "-c",
-            "5",
-            "-i",
-            "0.2",
-            "192.0.2.2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        ping.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ping.stdout)
-    );
+    ping(&a, 5, "0.2", "192.0.2.2");
     std::thread::sleep(Duration::from_millis(500));
     sigint(&hs);
     sigint(&td);
@@ -301,21 +306,7 @@ fn interface_gone_mid_capture_others_go_on() {
     wait_file(&tmp, "capturing on");
     a.ip("link del vx");
     wait_file(&tmp, "vx gone");
-    let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &a.name,
-            "ping",
-            "-c",
-            "2",
-            "-i",
-            "0.2",
-            "192.0.2.2",
-        ])
-        .output()
-        .unwrap();
-    assert!(ping.status.success());
+    ping(&a, 2, "0.2", "192.0.2.2");
     std::thread::sleep(Duration::from_millis(400));
     sigint(&hs);
     let out = hs.wait_with_output().unwrap();
@@ -332,4 +323,82 @@ fn interface_gone_mid_capture_others_go_on() {
     assert!(vx["gone"].is_string(), "{vx}");
     let va = ifs.iter().find(|i| i["iface"] == "va").unwrap();
     assert_eq!(va["captured"], 4, "{va}");
+}
+
+/// Two interfaces are one stream in capture-time order, as `tcpdump -i any` shows them: each
+/// reader delivers its interface in blocks, so without the merge a ping's request on the
+/// second interface came out before (or long after) it on the first.
+#[test]
+fn two_interfaces_come_out_in_capture_time_order() {
+    need("ping", "iputils-ping");
+    require_root();
+    // a — (va | r0a) m (r0b | vb) — b, m forwarding. (Not `ma`: `ip link set` reads it as `master`.)
+    let a = Netns::new("ord");
+    let m = Netns::new("ord");
+    let b = Netns::new("ord");
+    a.ip(&format!(
+        "link add va type veth peer name r0a netns {}",
+        m.name
+    ));
+    b.ip(&format!(
+        "link add vb type veth peer name r0b netns {}",
+        m.name
+    ));
+    a.ip("addr add 198.51.100.1/24 dev va");
+    m.ip("addr add 198.51.100.2/24 dev r0a");
+    m.ip("addr add 203.0.113.2/24 dev r0b");
+    b.ip("addr add 203.0.113.1/24 dev vb");
+    for (ns, dev) in [(&a, "va"), (&m, "r0a"), (&m, "r0b"), (&b, "vb")] {
+        ns.ip(&format!("link set {dev} up"));
+    }
+    a.ip("route add default via 198.51.100.2");
+    b.ip("route add default via 203.0.113.2");
+    let fwd = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &m.name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])
+        .output()
+        .unwrap();
+    assert!(fwd.status.success());
+
+    let err_file = std::env::temp_dir().join(format!("hs-ord-{}.err", std::process::id()));
+    let hs = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args([
+            "capture", "--netns", &m.name, "-i", "r0a", "-i", "r0b", "--json", "icmp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err_file).unwrap())
+        .spawn()
+        .unwrap();
+    wait_file(&err_file, "capturing on");
+    ping(&a, 20, "0.05", "203.0.113.1");
+    std::thread::sleep(Duration::from_millis(600));
+    sigint(&hs);
+    let out = hs.wait_with_output().unwrap();
+    let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&err_file);
+    assert!(out.status.success(), "{err}");
+    let packets: Vec<(f64, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["type"] == "packet")
+        .map(|r| {
+            let ts = &r["ts"];
+            let t = ts["sec"].as_f64().unwrap() + ts["nsec"].as_f64().unwrap() / 1e9;
+            (t, r["iface"].as_str().unwrap().to_string())
+        })
+        .collect();
+    // 20 requests and 20 replies, each crossing both interfaces.
+    assert_eq!(packets.len(), 80, "{err}");
+    let out_of_order: Vec<_> = packets.windows(2).filter(|w| w[1].0 < w[0].0).collect();
+    assert!(
+        out_of_order.is_empty(),
+        "{} of 79 steps go back in time: {out_of_order:?}",
+        out_of_order.len()
+    );
 }

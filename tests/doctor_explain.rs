@@ -687,3 +687,280 @@ fn report_groups_by_node_with_a_verdict_and_exit_codes() {
     assert_eq!(r.exit_code, 2);
     let _ = Prefix::new("10.0.0.0".parse().unwrap(), 24);
 }
+
+// ------------------------------------------------------------------------------ table 200
+
+#[test]
+fn table_200_route_that_drops_or_is_missing() {
+    let mut c = cluster();
+    let w = node(&mut c, "worker");
+    let r = w
+        .routes
+        .iter()
+        .position(|r| r.table.id == 200 && r.dst == Some("10.0.0.0/24".parse().unwrap()))
+        .unwrap();
+    w.routes[r].kind = "unreachable".into();
+    w.routes[r].dev = None;
+    let rep = judge(&c, None);
+    let f = find(&rep, "worker", "route-200-drop");
+    assert_eq!(f.severity, Severity::Fail);
+    assert_eq!(f.object, Some(Object::Route(r)));
+    assert!(f.what.contains("10.0.0.0/24"), "{f:?}");
+    assert_eq!(rep.exit_code, 2);
+    // No route at all, where the table routes the other peer: a warning naming the policy.
+    let w = node(&mut c, "worker");
+    w.routes.remove(r);
+    let rep = judge(&c, None);
+    let f = find(&rep, "worker", "route-200-missing");
+    assert_eq!(f.severity, Severity::Warn);
+    let st = node(&mut c, "worker");
+    assert_eq!(
+        f.object,
+        Some(Object::Policy(policy(st, "out", "10.0.0.0/24")))
+    );
+    // The other nodes are unaffected.
+    assert!(
+        rep.findings
+            .iter()
+            .all(|f| f.node == "worker" || f.severity < Severity::Warn)
+    );
+}
+
+// ------------------------------------------------------------------------------ replay
+
+#[test]
+fn replay_window_ahead_of_the_senders_sequence_is_blamed_on_the_pair() {
+    let mut c = cluster();
+    let w2 = node(&mut c, "worker2");
+    let i = in_sa(w2);
+    w2.xfrm_states[i].replay_window = 32;
+    w2.xfrm_states[i].seq = 0x10_0000;
+    let w = node(&mut c, "worker");
+    let o = out_sa(w, "10.0.0.40");
+    w.xfrm_states[o].oseq = 5;
+    let mut before = c.clone();
+    node(&mut before, "worker2").xfrm_states[i]
+        .stats
+        .replay_window = 0;
+    bump(node(&mut c, "worker2"), "XfrmInStateSeqError", 7);
+    node(&mut c, "worker2").xfrm_states[i].stats.replay_window = 7;
+    let rep = judge(&c, Some(&before));
+    let f = find(&rep, "worker2", "pair-replay");
+    assert_eq!(f.severity, Severity::Fail);
+    assert_eq!(f.object, Some(Object::Sa(i)));
+    rose(f, "XfrmInStateSeqError", 7);
+    assert!(
+        f.what.contains("worker's out SA sends sequence number 6"),
+        "{f:?}"
+    );
+    // The receiver's own counter (numbers older than the window) is read too.
+    rose(
+        find(&rep, "worker2", "in-sa-replay"),
+        "XfrmInStateSeqError",
+        7,
+    );
+    // control-plane sends to the same shared in SA, as far behind.
+    find(&rep, "worker2", "pair-replay");
+    assert!(
+        rep.render()
+            .contains("control-plane's out SA sends sequence number")
+    );
+    // The senders past the window's start: fine.
+    node(&mut c, "worker").xfrm_states[o].oseq = 0x10_0000 - 10;
+    let cp = node(&mut c, "control-plane");
+    let o = out_sa(cp, "10.0.0.40");
+    cp.xfrm_states[o].oseq = 0x10_0000 - 20;
+    let rep = judge(&c, None);
+    assert!(
+        !rep.findings.iter().any(|f| f.id == "pair-replay"),
+        "{}",
+        rep.render()
+    );
+}
+
+// ------------------------------------------------------------------------------ Kubernetes
+
+fn kube_names(nodes: &[(&str, &str, &str)]) -> hopscope::model::Names {
+    use hopscope::model::names::{Name, NameKind, PodCidr};
+    let mut n = hopscope::model::Names::default();
+    for (label, ip, cidr) in nodes {
+        n.addresses.insert(
+            ip.parse().unwrap(),
+            Name {
+                label: label.to_string(),
+                kind: NameKind::Node,
+                object: format!("node {label}"),
+            },
+        );
+        n.pod_cidrs.push(PodCidr {
+            prefix: cidr.parse().unwrap(),
+            node: label.to_string(),
+        });
+    }
+    n
+}
+
+#[test]
+fn stale_checks_measure_against_the_kubernetes_node_list() {
+    let c = cluster();
+    let one = [NodeInput {
+        name: "worker".into(),
+        state: &c[0],
+        before: None,
+        netfilter: None,
+        pods: &[],
+        seen: &[],
+    }];
+    // The seed's SAs go to the routers of worker2 and control-plane (CiliumInternalIPs).
+    let mut names = kube_names(&[("worker2", "172.18.0.4", "10.0.0.0/24")]);
+    names
+        .cilium_nodes
+        .push(hopscope::model::names::CiliumNodeInfo {
+            node: "kind-worker2".into(),
+            label: "worker2".into(),
+            router_ips: vec!["10.0.0.40".parse().unwrap()],
+            ..Default::default()
+        });
+    let kube = hopscope::doctor::cluster::nodes(&names).unwrap();
+    let rep = hopscope::doctor::examine_in(&one, &keys(), Some(&kube));
+    // control-plane is no node Kubernetes lists: its SA, policy and route are stale, named so.
+    let f = find(&rep, "worker", "stale-sa");
+    assert!(
+        f.what.contains("10.0.2.52") && f.what.contains("1 Kubernetes node(s) (worker2)"),
+        "{f:?}"
+    );
+    assert!(f.fix.starts_with("no node has it"), "{f:?}");
+    find(&rep, "worker", "stale-policy");
+    find(&rep, "worker", "stale-route");
+    // worker2 is listed: nothing of it is stale.
+    assert!(
+        !rep.render().contains("to 10.0.0.40, which"),
+        "{}",
+        rep.render()
+    );
+    // Every node listed: one node given alone is judged fine.
+    let mut all = kube_names(&[("control-plane", "10.0.2.52", "10.0.2.0/24")]);
+    all.addresses.extend(names.addresses.clone());
+    all.pod_cidrs.extend(names.pod_cidrs.clone());
+    all.cilium_nodes = names.cilium_nodes.clone();
+    let kube = hopscope::doctor::cluster::nodes(&all).unwrap();
+    let rep = hopscope::doctor::examine_in(&one, &keys(), Some(&kube));
+    assert_eq!(rep.exit_code, 0, "{}", rep.render());
+    // No node list, one node: no stale check at all.
+    assert!(hopscope::doctor::cluster::nodes(&hopscope::model::Names::default()).is_none());
+}
+
+// ------------------------------------------------------------------------------ IPv6
+
+/// The seed's cluster with every IPv4 address moved into fd00::/64 (a.b.c.d → fd00::a:b:c:d,
+/// a /n prefix → /64+2n): the same layout in the other family.
+fn v6(st: &NodeState) -> NodeState {
+    fn addr(s: &str) -> Option<String> {
+        let a: std::net::Ipv4Addr = s.parse().ok()?;
+        if a.is_unspecified() {
+            return Some("::".into());
+        }
+        let o = a.octets();
+        Some(format!("fd00::{:x}:{:x}:{:x}:{:x}", o[0], o[1], o[2], o[3]))
+    }
+    fn len(l: u64) -> u64 {
+        if l == 0 { 0 } else { 64 + 2 * l }
+    }
+    fn walk(v: &mut serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => {
+                if s == "inet" {
+                    *s = "inet6".into();
+                } else if let Some(a) = addr(s) {
+                    *s = a;
+                } else if let Some((a, l)) = s.split_once('/')
+                    && let (Some(a), Ok(l)) = (addr(a), l.parse::<u64>())
+                {
+                    *s = format!("{a}/{}", len(l));
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            Value::Object(o) => {
+                let v4 = o
+                    .get("address")
+                    .and_then(|a| a.as_str())
+                    .is_some_and(|a| addr(a).is_some());
+                for (k, x) in o.iter_mut() {
+                    if k == "prefix_len" && v4 {
+                        *x = len(x.as_u64().unwrap()).into();
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut v = hopscope::model::reveal_secrets(true, || serde_json::to_value(st).unwrap());
+    walk(&mut v);
+    serde_json::from_value(v).unwrap()
+}
+
+/// Every failure class judged on IPv4 objects is judged the same on IPv6 ones: the same ids on
+/// the same nodes, naming the objects at the same places.
+#[test]
+fn ipv6_states_are_judged_as_ipv4_ones() {
+    type Break = fn(&mut [NodeState]);
+    let cases: [(&str, Break); 6] = [
+        ("healthy", |_| {}),
+        ("no in SA", |c| {
+            let w2 = node(c, "worker2");
+            let i = in_sa(w2);
+            w2.xfrm_states.remove(i);
+        }),
+        ("no out SA", |c| {
+            let w = node(c, "worker");
+            let o = out_sa(w, "10.0.0.40");
+            w.xfrm_states.remove(o);
+        }),
+        ("no fwd policy", |c| {
+            node(c, "worker2")
+                .xfrm_policies
+                .retain(|p| p.dir != PolicyDir::Fwd);
+        }),
+        ("oseq exhausted", |c| {
+            let w = node(c, "worker");
+            let o = out_sa(w, "10.0.0.40");
+            w.xfrm_states[o].oseq = u32::MAX;
+        }),
+        ("table 200 drop", |c| {
+            let w = node(c, "worker");
+            let r = w
+                .routes
+                .iter()
+                .position(|r| r.table.id == 200 && r.dst == Some("10.0.0.0/24".parse().unwrap()))
+                .unwrap();
+            w.routes[r].kind = "unreachable".into();
+        }),
+    ];
+    for (what, break_it) in cases {
+        let mut c4 = cluster();
+        break_it(&mut c4);
+        let c6: Vec<NodeState> = c4.iter().map(v6).collect();
+        assert!(c6[0].xfrm_states.iter().all(|s| s.dst.contains(':')));
+        let ids = |r: &Report| -> Vec<(String, &'static str, Severity, Option<Object>)> {
+            r.findings
+                .iter()
+                .map(|f| (f.node.clone(), f.id, f.severity, f.object.clone()))
+                .collect()
+        };
+        let (r4, r6) = (judge(&c4, None), judge(&c6, None));
+        assert_eq!(
+            ids(&r4),
+            ids(&r6),
+            "{what}:\n{}\n---\n{}",
+            r4.render(),
+            r6.render()
+        );
+        assert_eq!(r4.exit_code, r6.exit_code, "{what}");
+        if what != "healthy" {
+            assert!(r6.exit_code > 0, "{what}: {}", r6.render());
+        }
+    }
+}

@@ -13,8 +13,11 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The screen as text after a frame (refresh judges the node again).
+/// The screen as text after a frame (refresh asks the doctor's thread to judge the node
+/// again; the frame is drawn once its answer is in).
 fn frame(app: &mut App, live: &Live) -> String {
+    app.refresh(live);
+    app.health.settle(Duration::from_secs(10));
     app.refresh(live);
     let mut t = Terminal::new(TestBackend::new(160, 30)).unwrap();
     let theme = Theme::builtin("dark");
@@ -102,4 +105,38 @@ fn findings_are_judged_again_when_the_node_changes() {
         !s.contains("in-sa-missing") && !s.contains("doctor:"),
         "{s}"
     );
+}
+
+/// The loop feeds events to the doctor's thread as it applies them: its own copy follows the
+/// node, so judging never copies the whole state on the loop (only the first, handed-in one).
+#[test]
+fn the_doctor_thread_follows_the_node_by_its_events() {
+    let mut a = app();
+    let mut live = Live::default();
+    let now = Instant::now();
+    let mut st = seed_node("worker2");
+    let sa = st
+        .xfrm_states
+        .iter()
+        .position(|s| s.src == "0.0.0.0")
+        .unwrap();
+    let inbound = st.xfrm_states.remove(sa);
+    a.health.feed(&mut live, Event::Resync(Box::new(st)), now);
+    a.apply(Action::Pane(Pane::Health.index()), &live);
+    assert!(frame(&mut a, &live).contains("in-sa-missing"));
+    // The inbound SA comes back as an event, not a whole state.
+    a.health
+        .feed(&mut live, Event::SaNew(Box::new(inbound)), now);
+    let s = frame(&mut a, &live);
+    assert!(
+        !s.contains("in-sa-missing") && s.contains("ok    lookups"),
+        "{s}"
+    );
+    assert_eq!((a.health.copies, a.health.dropped), (0, 0));
+    assert_eq!(a.health.judgements, 2);
+    // A state handed in whole (not through feed) is copied once, then judged right.
+    let other = broken();
+    let s = frame(&mut a, &other);
+    assert!(s.contains("in-sa-missing"), "{s}");
+    assert_eq!(a.health.copies, 1);
 }

@@ -149,3 +149,26 @@ fn capture_lines_match_the_schema() {
         "{text}"
     );
 }
+
+/// The doctor's report of a recording (broken: every kind of object and a counter named, and
+/// healthy), through the binary, in the common envelope.
+#[test]
+fn doctor_reports_match_the_schema() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (rec, netns, code) in [
+        ("demo/seed-broken.hsrec", None, 2),
+        ("demo/seed.hsrec", Some("worker"), 0),
+    ] {
+        let out = Command::new(BIN)
+            .args(["doctor", "--no-kube", "--json", "--from"])
+            .arg(format!("{root}/{rec}"))
+            .args(netns.map(|n| ["--netns", n]).into_iter().flatten())
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        validate(&format!("doctor --json --from {rec}"), &v);
+        assert_eq!(v["schema"], "doctor");
+        assert_eq!(out.status.code(), Some(code), "{rec}: {v}");
+        assert_eq!(v["exit_code"], code);
+    }
+}

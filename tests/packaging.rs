@@ -130,6 +130,27 @@ fn deb_has_every_piece_installs_into_an_empty_root_and_runs_there() {
         .args(["-s", "hopscope"]));
     assert!(status.contains("Status: install ok installed"), "{status}");
 
+    // The copyright file states Cargo.toml's license, and both license texts are installed.
+    let doc = root.dir.join("usr/share/doc/hopscope");
+    let copyright = std::fs::read_to_string(doc.join("copyright")).unwrap();
+    assert!(
+        copyright
+            .lines()
+            .any(|l| l.trim() == format!("License: {}", env!("CARGO_PKG_LICENSE"))),
+        "{copyright}"
+    );
+    assert!(
+        copyright.contains("\nCopyright: the hopscope developers\n"),
+        "{copyright}"
+    );
+    for f in ["LICENSE-MIT", "LICENSE-APACHE"] {
+        assert_eq!(
+            std::fs::read(doc.join(f)).unwrap(),
+            std::fs::read(repo().join(f)).unwrap(),
+            "{f} installed as in the repository"
+        );
+    }
+
     // …and runs there: nothing else is in the root.
     let out = root.run(&["/usr/bin/hopscope", "--version"], &[]);
     let v = text(&out.stdout);
@@ -387,4 +408,50 @@ fn krew_manifest_and_archive_install_as_kubectl_hopscope() {
         .env("KUBECONFIG", "/nonexistent"));
     assert!(pod.starts_with("apiVersion: v1\nkind: Pod\n"), "{pod}");
     assert!(pod.contains("nodeName: worker2"), "{pod}");
+}
+
+/// Each packaging script checks its tools first (packaging/prereqs.sh): a missing one is named
+/// with the command that installs it, before any work starts.
+#[test]
+fn packaging_prerequisites_are_named_with_the_command_that_installs_them() {
+    let prereqs = std::fs::read_to_string(repo().join("packaging/prereqs.sh")).unwrap();
+    // As a user without root (root would run apt-get): setpriv drops to nobody.
+    let run = |commands: &str, env: &[(&str, &str)]| {
+        let script = format!("{prereqs}\n{commands}");
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(["bash", "-c", &script, "build-test"])
+            .current_dir("/");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = run(
+        "need coreutils:ls hopscope-no-such-pkg:hopscope-no-such-tool; echo reached",
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "build-test: missing hopscope-no-such-pkg; install them with: sudo apt-get install hopscope-no-such-pkg"
+        ),
+        "{err}"
+    );
+    assert!(!text(&out.stdout).contains("reached"), "{err}");
+    // No cargo: the one command that installs Rust.
+    let out = run(
+        "need_cargo; echo reached",
+        &[("CARGO", "/nonexistent/cargo")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no cargo; install Rust with: curl"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Present tools pass silently.
+    let out = run("need coreutils:ls bash:bash; echo reached", &[]);
+    assert_eq!(text(&out.stdout).trim(), "reached", "{}", text(&out.stderr));
 }

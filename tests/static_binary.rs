@@ -6,6 +6,7 @@
 //! target/static-build), so every test here shares one `build-static.sh` run.
 
 mod common;
+mod kube_support;
 mod packaging_support;
 
 use common::tmux::{Tmux, assert_sane};
@@ -201,4 +202,58 @@ fn tui_in_an_empty_root_shows_lo_and_quits_cleanly() {
         ]);
         assert_eq!(flags.trim(), "0 1 0", "TERM={term:?}");
     }
+}
+
+/// `attach` without `--binary` sends the running executable itself (`/proc/self/exe`): the
+/// static build goes over the exec stream of the fake API server into a pod laid out like the
+/// busybox image, is checked there by hash, and runs there.
+#[test]
+fn attach_uploads_its_own_static_executable_which_runs_in_the_pod() {
+    use kube_support::{APPLETS, Container, FakeApi};
+    let bin = static_binary();
+    let fake = FakeApi::start();
+    let Some(c) = Container::busybox(fake.dir(), &APPLETS) else {
+        panic!("needs a static busybox (busybox-static) and root (chroot)");
+    };
+    fake.with(|s| s.container = Some(c));
+    let home = fake.dir().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new(bin)
+        .args(["attach", "node/worker2", "--", "--version"])
+        .env("KUBECONFIG", fake.kubeconfig())
+        .env("HOME", &home)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("HOPSCOPE_IMAGE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, err) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{err}");
+    // The copy in the pod answered: the same version line as the static build here.
+    assert!(
+        stdout.starts_with(&format!("hopscope {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{stdout}{err}"
+    );
+    assert!(stdout.contains(", static: glibc and libpcap "), "{stdout}");
+    let sent = std::fs::read(bin).unwrap();
+    let in_pod = fake.with(|s| s.container.as_ref().unwrap().path("/hopscope/hopscope"));
+    assert!(
+        std::fs::read(in_pod).unwrap() == sent,
+        "the file in the pod differs"
+    );
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&sent)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    assert!(
+        err.contains(&format!("sha256 {} checked in the pod", &sha[..12])),
+        "{err}"
+    );
+    assert!(
+        err.contains("deleted pod default/hopscope-worker2-"),
+        "{err}"
+    );
 }

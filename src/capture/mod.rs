@@ -5,6 +5,7 @@
 
 /// The packet analysis lives in `decode` (pure; the TUI's views use it too).
 pub use crate::decode::analyze;
+mod order;
 pub mod pcapng;
 
 use crate::model::NodeState;
@@ -12,7 +13,7 @@ use crate::source::{self, Target, netns};
 use analyze::{Analyzer, IfaceTotals, PacketRecord, Ts};
 use anyhow::{Result, anyhow, bail};
 use pcap::{Active, Capture, Linktype, Precision};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -224,8 +225,8 @@ pub struct Session {
     /// Kept to start readers for interfaces added later.
     tx: SyncSender<Msg>,
     queue: Arc<Queue>,
-    /// Frames of the last batch received, not yet handed out.
-    pending: VecDeque<Frame>,
+    /// Frames received, not yet handed out: merged into capture-time order across interfaces.
+    pending: order::Order,
     netns: Option<std::fs::File>,
     opts: Options,
     stop: Arc<AtomicBool>,
@@ -265,7 +266,7 @@ impl Session {
                 queued: AtomicUsize::new(0),
                 limit: opts.queue.max(1),
             }),
-            pending: VecDeque::new(),
+            pending: order::Order::default(),
             netns: opened.file,
             opts: opts.clone(),
             stop,
@@ -317,16 +318,26 @@ impl Session {
         }
     }
 
-    /// The next frame of the pending batch, if any (it leaves the queue's count).
+    /// The next frame in capture-time order, if it may go now (it leaves the queue's count).
     fn pop(&mut self) -> Option<Frame> {
-        let f = self.pending.pop_front()?;
+        let live: Vec<bool> = (0..self.handles.len())
+            .map(|i| !self.handles[i].removed() && !self.gone.contains_key(&i))
+            .collect();
+        let f = self
+            .pending
+            .pop(Instant::now(), &live, self.queue.limit / 2)?;
         self.queue.queued.fetch_sub(1, Ordering::Relaxed);
         Some(f)
     }
 
     fn take(&mut self, m: Msg) {
         match m {
-            Msg::Frames(v) => self.pending.extend(v),
+            Msg::Frames(v) => {
+                let now = Instant::now();
+                for f in v {
+                    self.pending.push(f, now);
+                }
+            }
             Msg::Gone { handle, why } => {
                 self.gone.insert(handle, why);
             }
@@ -344,10 +355,14 @@ impl Session {
             if let Some(f) = self.pop() {
                 return Some(f);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
+            // A frame held for older ones from other interfaces goes when its hold ends.
+            let wait = self.pending.next_release(now).map_or(left, |r| r.min(left));
+            match self.rx.recv_timeout(wait) {
                 Ok(m) => self.take(m),
-                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Timeout) if wait < left => continue,
+                Err(RecvTimeoutError::Timeout) => return self.pop(),
                 Err(RecvTimeoutError::Disconnected) => {
                     std::thread::sleep(left);
                     return None;
@@ -406,7 +421,7 @@ impl Session {
             self.take(m);
         }
         self.queue.queued.store(0, Ordering::Relaxed);
-        self.pending.drain(..).collect()
+        self.pending.drain()
     }
 
     /// Per-handle totals (kernel and queue drops) merged with the analyzer's per-interface

@@ -4,10 +4,11 @@
 //! collide with other users of the mark bits.
 
 use super::PodState;
+use super::cluster::{self, KubeNode};
 use super::finding::{Finding, Object, Severity};
 use super::ipfmt;
 use super::node::{NodeView, dir, ip, is_block};
-use crate::model::{Family, Mark, NfCond, NfTarget, Prefix, XfrmState};
+use crate::model::{Mark, NfCond, NfTarget, Prefix, XfrmState};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -87,14 +88,7 @@ pub fn spi_in_marks(v: &NodeView, out: &mut Vec<Finding>) {
             && k != x.spi
         {
             out.push(
-                Finding::new(
-                    v.name,
-                    Severity::Warn,
-                    "spi-mark-mismatch",
-                    format!("out SA spi {:#x} to {} has key {k} in its mark: Cilium's traffic for key {k} expects SPI {k}", x.spi, x.dst),
-                )
-                .evidence(ipfmt::sa(x))
-                .object(Object::Sa(i))
+                v.sa_finding(i, Severity::Warn, "spi-mark-mismatch", format!("out SA spi {:#x} to {} has key {k} in its mark: Cilium's traffic for key {k} expects SPI {k}", x.spi, x.dst))
                 .cause("the SA was installed by hand or by a mismatched agent version")
                 .fix("restart the Cilium agent so it re-installs its states"),
             );
@@ -132,14 +126,7 @@ pub fn sequence(v: &NodeView, out: &mut Vec<Finding>) {
         if !x.esn && x.oseq >= OSEQ_WARN && x.oseq < u32::MAX {
             let left = u32::MAX - x.oseq;
             out.push(
-                Finding::new(
-                    v.name,
-                    Severity::Warn,
-                    "out-seq-near-exhaustion",
-                    format!("out SA spi {:#x} to {} has {left} sequence numbers left (no ESN): then every packet is dropped", x.spi, x.dst),
-                )
-                .evidence(ipfmt::sa(x))
-                .object(Object::Sa(i))
+                v.sa_finding(i, Severity::Warn, "out-seq-near-exhaustion", format!("out SA spi {:#x} to {} has {left} sequence numbers left (no ESN): then every packet is dropped", x.spi, x.dst))
                 .cause("many packets since the last key rotation")
                 .fix("rotate the IPsec key (new SPI in the cilium-ipsec-keys secret) before it runs out"),
             );
@@ -243,7 +230,7 @@ pub fn mtu(v: &NodeView, pods: &[PodState], out: &mut Vec<Finding>) {
             .state
             .routes
             .iter()
-            .find(|r| r.table.id == 254 && r.dst.is_none() && r.family == Family::V4);
+            .find(|r| r.table.id == 254 && r.dst.is_none());
         let (pod_mtu, evidence) = match (default.and_then(|r| r.mtu), eth.and_then(|l| l.mtu)) {
             (Some(m), _) => (
                 m,
@@ -278,17 +265,36 @@ pub fn mtu(v: &NodeView, pods: &[PodState], out: &mut Vec<Finding>) {
     }
 }
 
-/// Node addresses and pod CIDRs of every node given; objects towards anything else are stale.
-pub fn stale(views: &[NodeView], me: usize, out: &mut Vec<Finding>) -> Vec<Prefix> {
+/// Node addresses and pod CIDRs of every node given (and of every node Kubernetes lists, when
+/// it answered); objects towards anything else are stale. Without Kubernetes, one node given
+/// says nothing of which addresses are nodes: no check.
+pub fn stale(
+    views: &[NodeView],
+    me: usize,
+    kube: Option<&[KubeNode]>,
+    out: &mut Vec<Finding>,
+) -> Vec<Prefix> {
     let v = &views[me];
-    if views.len() < 2 {
+    if views.len() < 2 && kube.is_none() {
         return vec![];
     }
-    let node_addr = |a: &IpAddr| views.iter().any(|w| w.is_local(a));
+    let against = match kube {
+        Some(k) => format!("{} or the {} given", cluster::describe(k), views.len()),
+        None => format!("the {} nodes given", views.len()),
+    };
+    let nodes = kube.unwrap_or(&[]);
+    let node_addr =
+        |a: &IpAddr| views.iter().any(|w| w.is_local(a)) || cluster::node_of(nodes, a).is_some();
     let pod_cidr = |p: &Prefix| {
         views
             .iter()
             .any(|w| w.pod_cidrs.iter().any(|c| c.contains(&p.addr)))
+            || cluster::node_of_cidr(nodes, p).is_some()
+    };
+    let fix_if = if kube.is_some() {
+        "no node has it"
+    } else {
+        "if every node was given"
     };
     for &i in &v.out_sas {
         let x = v.sa(i);
@@ -296,16 +302,14 @@ pub fn stale(views: &[NodeView], me: usize, out: &mut Vec<Finding>) -> Vec<Prefi
             && !node_addr(&d)
         {
             out.push(
-                Finding::new(
-                    v.name,
+                v.sa_finding(
+                    i,
                     Severity::Warn,
                     "stale-sa",
-                    format!("out SA to {d}, which is no address of the {} nodes given", views.len()),
+                    format!("out SA to {d}, which is no address of {against}"),
                 )
-                .evidence(ipfmt::sa(x))
-                .object(Object::Sa(i))
                 .cause("the node it was for was deleted (or re-addressed) while the agent was down")
-                .fix(format!("if every node was given: ip xfrm state delete src {} dst {d} proto esp spi {:#x}{} (restarting the agent also cleans up)", x.src, x.spi, x.mark.map_or(String::new(), |m| format!(" mark {:#x} mask {:#x}", m.value, m.mask)))),
+                .fix(format!("{fix_if}: ip xfrm state delete src {} dst {d} proto esp spi {:#x}{} (restarting the agent also cleans up)", x.src, x.spi, x.mark.map_or(String::new(), |m| format!(" mark {:#x} mask {:#x}", m.value, m.mask)))),
             );
         }
     }
@@ -326,16 +330,15 @@ pub fn stale(views: &[NodeView], me: usize, out: &mut Vec<Finding>) -> Vec<Prefi
                     Severity::Warn,
                     "stale-policy",
                     format!(
-                        "out policy to {}, which is no pod CIDR or node of the {} nodes given",
-                        p.selector.dst,
-                        views.len()
+                        "out policy to {}, which is no pod CIDR or node of {against}",
+                        p.selector.dst
                     ),
                 )
                 .evidence(ipfmt::policy(p))
                 .object(Object::Policy(i))
                 .cause("the node it was for was deleted while the agent was down")
                 .fix(format!(
-                    "if every node was given: ip xfrm policy delete dir out src {} dst {}{}",
+                    "{fix_if}: ip xfrm policy delete dir out src {} dst {}{}",
                     p.selector.src,
                     p.selector.dst,
                     p.mark.map_or(String::new(), |m| format!(
@@ -358,17 +361,12 @@ pub fn stale(views: &[NodeView], me: usize, out: &mut Vec<Finding>) -> Vec<Prefi
                     v.name,
                     Severity::Warn,
                     "stale-route",
-                    format!(
-                        "IPsec route to {d}, which is no pod CIDR of the {} nodes given",
-                        views.len()
-                    ),
+                    format!("IPsec route to {d}, which is no pod CIDR of {against}"),
                 )
                 .evidence(ipfmt::route(r))
                 .object(Object::Route(i))
                 .cause("the node it was for was deleted while the agent was down")
-                .fix(format!(
-                    "if every node was given: ip route delete {d} table 200"
-                )),
+                .fix(format!("{fix_if}: ip route delete {d} table 200")),
             );
         }
     }
@@ -490,6 +488,82 @@ pub fn mark_collisions(v: &NodeView, out: &mut Vec<Finding>) {
                     .fix("give the other user bits outside 0xff00, or change the IPsec key id"),
                 );
             }
+        }
+    }
+}
+
+/// Cilium's IPsec routing table: encrypt-marked pod traffic is looked up in table 200 (an ip
+/// rule on the encrypt mark). For every remote pod CIDR an out policy encrypts to, table 200
+/// must route it (to cilium_host): a route that drops (unreachable, blackhole, prohibit)
+/// drops the traffic before it is encrypted; no route at all, where the table routes the
+/// other peers, lets it fall through to the main table (another device and MTU than Cilium
+/// set up).
+pub fn table_200(v: &NodeView, out: &mut Vec<Finding>) {
+    let Some(rule) = v.st.rules.iter().position(|r| {
+        r.table.as_ref().is_some_and(|t| t.id == 200)
+            && r.fwmark
+                .is_some_and(|m| m.mask & 0x0f00 == 0x0f00 && m.value & 0x0f00 == 0x0e00)
+    }) else {
+        return;
+    };
+    let routes: Vec<usize> = (0..v.st.routes.len())
+        .filter(|&i| v.st.routes[i].table.id == 200)
+        .collect();
+    let unicast_peers = routes
+        .iter()
+        .filter(|&&i| {
+            let r = &v.st.routes[i];
+            r.kind == "unicast" && r.dst.is_some_and(|d| !v.pod_cidrs.contains(&d))
+        })
+        .count();
+    for remote in &v.remotes {
+        let super::node::Source::Policy(p) = remote.from else {
+            continue;
+        };
+        let best = routes
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let r = &v.st.routes[i];
+                r.family == remote.cidr.family()
+                    && r.dst
+                        .is_none_or(|d| d.contains(&remote.cidr.addr) && d.len <= remote.cidr.len)
+            })
+            .max_by_key(|&i| v.st.routes[i].dst.map_or(0, |d| d.len));
+        let policy = ipfmt::policy(&v.st.xfrm_policies[p]);
+        let rule_text = ipfmt::rule(&v.st.rules[rule]);
+        match best {
+            Some(i) if matches!(v.st.routes[i].kind.as_str(), "unreachable" | "blackhole" | "prohibit") => {
+                let r = &v.st.routes[i];
+                out.push(
+                    Finding::new(
+                        v.name,
+                        Severity::Fail,
+                        "route-200-drop",
+                        format!("pod traffic to {} is encrypt-marked and looked up in table 200, where `{}` drops it before it is encrypted", remote.cidr, ipfmt::route(r)),
+                    )
+                    .evidence(ipfmt::route(r))
+                    .evidence(format!("ip rule {rule_text}"))
+                    .evidence(format!("out policy {policy}"))
+                    .object(Object::Route(i))
+                    .cause(format!("a {} route in Cilium's IPsec table for a remote pod CIDR (the pod gets ICMP {}; no xfrm_stat counter moves)", r.kind, if r.kind == "unreachable" { "host unreachable" } else if r.kind == "prohibit" { "administratively prohibited" } else { "nothing back" }))
+                    .fix(format!("ip route replace {} dev cilium_host table 200 (restarting the Cilium agent re-installs its routes)", remote.cidr)),
+                );
+            }
+            None if unicast_peers > 0 => out.push(
+                Finding::new(
+                    v.name,
+                    Severity::Warn,
+                    "route-200-missing",
+                    format!("table 200 routes {unicast_peers} remote pod CIDR(s) but not {}: its encrypt-marked traffic falls through to the main table", remote.cidr),
+                )
+                .evidence(format!("ip rule {rule_text}"))
+                .evidence(format!("out policy {policy}"))
+                .object(Object::Policy(p))
+                .cause("the agent did not (re-)install this node's route in table 200 (a restart race, a node added while it was down)")
+                .fix(format!("ip route add {} dev cilium_host table 200 (or restart the Cilium agent)", remote.cidr)),
+            ),
+            _ => {}
         }
     }
 }

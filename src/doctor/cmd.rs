@@ -2,12 +2,13 @@
 //! `--window` — a second reading and the ESP seen in between), hands them to the pure
 //! judgement (`examine`) and prints the report. The only I/O of the doctor is here.
 
-use super::{KeyHasher, NodeInput, PodState, Report, Seen, examine};
-use crate::model::{Netfilter, NodeState};
+use super::{KeyHasher, NodeInput, PodState, Report, Seen};
+use crate::model::{Names, Netfilter, NodeState};
 use crate::source::{self, Target};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
@@ -22,6 +23,11 @@ pub struct DoctorArgs {
     /// Do not ask Kubernetes for names.
     #[arg(long)]
     pub no_kube: bool,
+    /// Judge a recording (`hopscope record`) instead of the live nodes: every node in it (or
+    /// those named by --netns), its counters' rise from the start to the end of the recording
+    /// as the window.
+    #[arg(long, value_name = "FILE", conflicts_with = "window")]
+    pub from: Option<std::path::PathBuf>,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -55,8 +61,78 @@ struct Read {
     seen: Vec<Seen>,
 }
 
-/// Run the doctor; returns the report (the caller prints it and exits with its code).
-pub fn run(args: &DoctorArgs, targets: &[Target]) -> Result<Report> {
+/// Run the doctor; returns the report (the caller prints it and exits with its code) and the
+/// names it was judged with. `netns` names the nodes of a recording to judge (all when
+/// empty); `names` waits for Kubernetes' names (asked for while the nodes are read): its node
+/// list is what the stale checks measure against. A recording's own names come first.
+pub fn run(
+    args: &DoctorArgs,
+    targets: &[Target],
+    netns: &[String],
+    names: impl FnOnce() -> Arc<Names>,
+) -> Result<(Report, Arc<Names>)> {
+    let (reads, recorded_names) = match &args.from {
+        Some(path) => recorded(path, netns)?,
+        None => (read_live(args, targets)?, None),
+    };
+    let live = names();
+    let names = recorded_names.map(Arc::new).unwrap_or(live);
+    let kube = super::cluster::nodes(&names);
+    Ok((judge(&reads, kube.as_deref()), names))
+}
+
+/// The nodes of a recording: each as it was at the end, the start as the window's start
+/// (when the recording holds more than one reading), with its iptables rules; and the last
+/// names it holds.
+fn recorded(path: &std::path::Path, netns: &[String]) -> Result<(Vec<Read>, Option<Names>)> {
+    let rec = crate::record::reader::Recording::open(path)?;
+    let names = rec.names.last().map(|(_, n)| n.clone());
+    let mut picked = Vec::new();
+    if netns.is_empty() {
+        picked.extend(0..rec.nodes.len());
+    } else {
+        for n in netns {
+            picked.push(rec.node_named(Some(n.as_str()))?);
+        }
+    }
+    anyhow::ensure!(!picked.is_empty(), "{} holds no node", path.display());
+    let reads = picked
+        .into_iter()
+        .map(|i| {
+            let state = rec.state_at(i, u64::MAX);
+            let first = rec.state_at(i, 0);
+            Read {
+                name: crate::cmd::trace::node_name(&state),
+                target: Target::Current,
+                before: (first.xfrm_stats != state.xfrm_stats
+                    || first.xfrm_states != state.xfrm_states)
+                    .then_some(first),
+                state,
+                netfilter: Some(rec.nodes[i].netfilter.clone()).filter(|n| !n.rules.is_empty()),
+                pods: vec![],
+                seen: vec![],
+            }
+        })
+        .collect();
+    Ok((reads, names))
+}
+
+fn judge(reads: &[Read], kube: Option<&[super::cluster::KubeNode]>) -> Report {
+    let inputs: Vec<NodeInput> = reads
+        .iter()
+        .map(|r| NodeInput {
+            name: r.name.clone(),
+            state: &r.state,
+            before: r.before.as_ref(),
+            netfilter: r.netfilter.as_ref(),
+            pods: &r.pods,
+            seen: &r.seen,
+        })
+        .collect();
+    super::examine_in(&inputs, &KeyHasher::new(random_secret()), kube)
+}
+
+fn read_live(args: &DoctorArgs, targets: &[Target]) -> Result<Vec<Read>> {
     let mut reads = Vec::new();
     for t in targets {
         let state = source::collect(t)?;
@@ -77,18 +153,7 @@ pub fn run(args: &DoctorArgs, targets: &[Target]) -> Result<Report> {
     if let Some(w) = args.window {
         watch(&mut reads, w)?;
     }
-    let inputs: Vec<NodeInput> = reads
-        .iter()
-        .map(|r| NodeInput {
-            name: r.name.clone(),
-            state: &r.state,
-            before: r.before.as_ref(),
-            netfilter: r.netfilter.as_ref(),
-            pods: &r.pods,
-            seen: &r.seen,
-        })
-        .collect();
-    Ok(examine(&inputs, &KeyHasher::new(random_secret())))
+    Ok(reads)
 }
 
 /// A per-run secret for the key hashes: hashes mean nothing outside this report.
@@ -298,11 +363,12 @@ fn watch(reads: &mut [Read], w: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Print the report (text or JSON); the exit status is the report's.
-pub fn print(report: &Report, json: bool) -> Result<()> {
+/// Print the report (text, or JSON in the common envelope stamped when reading began); the
+/// exit status is the report's.
+pub fn print(report: &Report, json: bool, stamp: &crate::output::Stamp) -> Result<()> {
     use std::io::Write;
     let out = if json {
-        serde_json::to_string_pretty(report)? + "\n"
+        serde_json::to_string_pretty(&stamp.document(crate::output::DOCTOR, report))? + "\n"
     } else {
         report.render()
     };

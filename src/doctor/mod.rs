@@ -6,6 +6,7 @@
 //! SPI, same key by keyed hash). No I/O here.
 
 pub mod checks;
+pub mod cluster;
 pub mod cmd;
 pub mod finding;
 pub mod ipfmt;
@@ -81,18 +82,33 @@ impl KeyHasher {
 
 /// Judge every node.
 pub fn examine(nodes: &[NodeInput], keys: &KeyHasher) -> Report {
+    examine_in(nodes, keys, None)
+}
+
+/// Judge every node, knowing the cluster's nodes from Kubernetes (`cluster::nodes`).
+pub fn examine_in(
+    nodes: &[NodeInput],
+    keys: &KeyHasher,
+    kube: Option<&[cluster::KubeNode]>,
+) -> Report {
     let views: Vec<NodeView> = nodes
         .iter()
         .map(|n| NodeView::new(&n.name, n.state, n.netfilter))
         .collect();
     let mut findings = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
-        findings.extend(examine_node(&views, i, n, keys));
+        findings.extend(examine_node(&views, i, n, keys, kube));
     }
     Report::new(nodes.iter().map(|n| n.name.clone()).collect(), findings)
 }
 
-fn examine_node(views: &[NodeView], me: usize, n: &NodeInput, keys: &KeyHasher) -> Vec<Finding> {
+fn examine_node(
+    views: &[NodeView],
+    me: usize,
+    n: &NodeInput,
+    keys: &KeyHasher,
+    kube: Option<&[cluster::KubeNode]>,
+) -> Vec<Finding> {
     let v = &views[me];
     let mut out = Vec::new();
     for w in &n.state.warnings {
@@ -117,13 +133,14 @@ fn examine_node(views: &[NodeView], me: usize, n: &NodeInput, keys: &KeyHasher) 
         ));
         return out;
     }
-    let stale = checks::stale(views, me, &mut out);
+    let stale = checks::stale(views, me, kube, &mut out);
     let problems = traffic::problems(views, me, n.seen, &stale, keys);
     checks::keys(v, &mut out);
     checks::spi_in_marks(v, &mut out);
     checks::sequence(v, &mut out);
     checks::mtu(v, n.pods, &mut out);
     checks::catch_all(v, &mut out);
+    checks::table_200(v, &mut out);
     checks::mark_collisions(v, &mut out);
     out.extend(explain_counters(v, n, problems));
     if !out.iter().any(|f| f.severity >= Severity::Warn) {
@@ -300,14 +317,7 @@ fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>
             .integrity_failed
             .saturating_sub(old.stats.integrity_failed);
         if failed > 0 {
-            let mut f = Finding::new(
-                v.name,
-                Severity::Fail,
-                "in-sa-auth-failed",
-                format!("{failed} packet(s) for SA spi {:#x} to {} failed the integrity check: the sender's key differs", x.spi, x.dst),
-            )
-            .evidence(ipfmt::sa(x))
-            .object(Object::Sa(i))
+            let mut f = v.sa_finding(i, Severity::Fail, "in-sa-auth-failed", format!("{failed} packet(s) for SA spi {:#x} to {} failed the integrity check: the sender's key differs", x.spi, x.dst))
             .cause("the key for this SPI differs between sender and receiver")
             .fix("rotate the key with a new SPI so every node installs the same key (cilium-ipsec-keys); give every node's --netns to see which one differs");
             if let Some((_, d)) = rises.iter().find(|(k, _)| k == "XfrmInStateProtoError") {
@@ -316,16 +326,13 @@ fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>
             }
             out.push(f);
         }
-        let replay = x.stats.replay.saturating_sub(old.stats.replay);
+        // Duplicates (`replay`) and numbers older than the window (`replay_window`) alike.
+        let replay = (x.stats.replay.saturating_sub(old.stats.replay))
+            + x.stats
+                .replay_window
+                .saturating_sub(old.stats.replay_window);
         if replay > 0 {
-            let mut f = Finding::new(
-                v.name,
-                Severity::Warn,
-                "in-sa-replay",
-                format!("{replay} packet(s) for SA spi {:#x} to {} were outside its replay window", x.spi, x.dst),
-            )
-            .evidence(ipfmt::sa(x))
-            .object(Object::Sa(i))
+            let mut f = v.sa_finding(i, Severity::Warn, "in-sa-replay", format!("{replay} packet(s) for SA spi {:#x} to {} were outside its replay window", x.spi, x.dst))
             .cause("the sender's sequence restarted (its SA was re-created), or several senders share this SA with a replay window")
             .fix("replay-window 0 on inbound SAs shared by several senders (as Cilium does), or re-create both ends together");
             if let Some((_, d)) = rises.iter().find(|(k, _)| k == "XfrmInStateSeqError") {

@@ -216,6 +216,19 @@ impl<'a> NodeView<'a> {
         &self.st.xfrm_states[i]
     }
 
+    /// A finding about SA `i`: it is the evidence (as `ip` prints it) and the object.
+    pub fn sa_finding(
+        &self,
+        i: usize,
+        sev: super::Severity,
+        id: &'static str,
+        what: String,
+    ) -> super::Finding {
+        super::Finding::new(self.name, sev, id, what)
+            .evidence(super::ipfmt::sa(self.sa(i)))
+            .object(super::Object::Sa(i))
+    }
+
     /// A host address inside a CIDR of this family (the network address itself is in it).
     pub fn pod_addr(&self, fam: Family) -> Option<IpAddr> {
         self.pod_cidrs

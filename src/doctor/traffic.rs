@@ -347,6 +347,15 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
             });
         }
     }
+    if let Some((pn, pi)) = e.peer
+        && let Some(f) = replay_pair(views, me, (pn, pi), sa, &what_esp)
+    {
+        out.push(Problem {
+            counter: Some("XfrmInStateSeqError"),
+            finding: f,
+            conditional: false,
+        });
+    }
     // The packets inside: the policy check on in (local) or fwd (forwarded).
     let start = with_output_mark(
         arrival.known().or(x.mark.map(|m| m.value)).unwrap_or(0),
@@ -560,4 +569,54 @@ fn outbound(v: &NodeView, r: &super::node::Remote, out: &mut Vec<Problem>) {
         }
         let _ = Family::of(&src);
     }
+}
+
+/// The sender's next sequence number against the receiver's replay window (the kernel's
+/// `xfrm_replay_check`): with a window, a number at or below the highest seen less the window
+/// is dropped as too old. A sender whose SA was re-created (its oseq restarted) while the
+/// receiver kept its SA is behind until it catches up.
+fn replay_pair(
+    views: &[NodeView],
+    me: usize,
+    (pn, pi): (usize, usize),
+    sa: usize,
+    what_esp: &str,
+) -> Option<Finding> {
+    let (v, p) = (&views[me], &views[pn]);
+    let (theirs, x) = (p.sa(pi), v.sa(sa));
+    if x.replay_window == 0 || x.esn || theirs.esn {
+        return None;
+    }
+    let oldest = x.seq.checked_sub(x.replay_window)?;
+    let next = theirs.oseq.wrapping_add(1);
+    if next > oldest {
+        return None;
+    }
+    Some(
+        v.sa_finding(
+            sa,
+            Severity::Fail,
+            "pair-replay",
+            format!(
+                "{what_esp}: {}'s out SA sends sequence number {next}, but this SA has seen up to {} with a replay window of {}: every packet is dropped as too old (XfrmInStateSeqError) for the next {} packets",
+                p.name,
+                x.seq,
+                x.replay_window,
+                oldest - next + 1
+            ),
+        )
+        .evidence(format!("{}: {}", p.name, ipfmt::sa(theirs)))
+        .evidence(format!(
+            "{}: in SA seq {:#x}, replay-window {}; its replay-window counter: {}",
+            v.name, x.seq, x.replay_window, x.stats.replay_window
+        ))
+        .cause(format!(
+            "{}'s out SA was re-created (its sequence restarted at 0) while {}'s in SA kept the sequence it had seen",
+            p.name, v.name
+        ))
+        .fix(format!(
+            "re-create both ends of spi {:#x} together (restart the Cilium agents of {} and {}); Cilium's own in SAs use replay-window 0",
+            x.spi, p.name, v.name
+        )),
+    )
 }

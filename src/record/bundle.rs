@@ -245,9 +245,10 @@ pub fn run(args: &BundleArgs, targets: Vec<Target>, kube: &crate::kube::KubeArgs
         json: true,
         window: None,
         no_kube: true,
+        from: None,
     };
-    match crate::doctor::cmd::run(&doctor, &targets) {
-        Ok(report) => {
+    match crate::doctor::cmd::run(&doctor, &targets, &[], Default::default) {
+        Ok((report, _)) => {
             files.push(("doctor.json".into(), serde_json::to_vec_pretty(&report)?));
             files.push(("doctor.txt".into(), report.render().into_bytes()));
         }

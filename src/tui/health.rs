@@ -1,13 +1,17 @@
 //! The Health pane: the doctor's findings on the node shown (`crate::doctor::examine`),
 //! re-judged as its state and counters change, with the counters' rise over the last few
-//! samples as the window. Also what the header and the tabs show of it (fail/warn counts,
+//! samples as the window. A judgement of a big node takes tens of milliseconds, so it runs
+//! on a thread of its own that keeps its own copy of the node from the same events (a
+//! bounded queue: an event that finds it full is counted and the copy rebuilt whole); the
+//! loop only asks and takes the answer when it comes. Also what the header and the tabs show of it (fail/warn counts,
 //! panes holding trouble) and where Enter on a finding leads (the object it names).
 
 use super::rows::Pane;
 use crate::doctor::{KeyHasher, NodeInput, Object, Report, Severity, examine};
 use crate::model::NodeState;
-use crate::model::event::Live;
+use crate::model::event::{Event, Live};
 use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 pub const HEADERS: [&str; 4] = ["SEV", "ID", "WHAT", "EVIDENCE"];
@@ -16,16 +20,167 @@ pub const HEADERS: [&str; 4] = ["SEV", "ID", "WHAT", "EVIDENCE"];
 const REJUDGE_EVERY: Duration = Duration::from_secs(1);
 /// How far back a counter's rise is measured.
 const WINDOW: Duration = Duration::from_secs(5);
+/// Jobs waiting for the doctor's thread: past this an event is dropped (counted) and the
+/// thread's copy is rebuilt from a whole state at the next judgement.
+const JOBS_QUEUED: usize = 4096;
+
+/// What the loop hands the doctor's thread.
+enum Job {
+    /// An event the live state took: the thread's copy takes it too.
+    Event(Box<Event>),
+    /// A whole state to start the copy from (first use, after a drop, a paused copy).
+    Reset(Box<NodeState>),
+    /// Judge the copy now, under this name, with `at` as the window's end.
+    Judge { name: String, at: Instant },
+}
+
+/// The doctor's own copy of the node, kept by the same `NodeState::apply` as the live one,
+/// and the counters of recent judgements: the window's start.
+struct Mirror {
+    state: NodeState,
+    window: VecDeque<(Instant, NodeState)>,
+    keys: KeyHasher,
+}
+
+impl Mirror {
+    fn new() -> Mirror {
+        Mirror {
+            state: NodeState::default(),
+            window: VecDeque::new(),
+            // Only one node is judged here: key hashes are never compared across nodes.
+            keys: KeyHasher::new(vec![0; 32]),
+        }
+    }
+
+    /// Take a job; a judgement returns its report.
+    fn take(&mut self, job: Job) -> Option<Report> {
+        match job {
+            Job::Event(ev) => {
+                self.state.apply(*ev);
+                None
+            }
+            Job::Reset(st) => {
+                self.state = *st;
+                None
+            }
+            Job::Judge { name, at } => Some(self.judge(name, at)),
+        }
+    }
+
+    fn judge(&mut self, name: String, now: Instant) -> Report {
+        while self.window.len() > 1
+            && self
+                .window
+                .get(1)
+                .is_some_and(|(t, _)| now.duration_since(*t) >= WINDOW)
+        {
+            self.window.pop_front();
+        }
+        let report = examine(
+            &[NodeInput {
+                name,
+                state: &self.state,
+                before: self.window.front().map(|(_, s)| s),
+                netfilter: None,
+                pods: &[],
+                seen: &[],
+            }],
+            &self.keys,
+        );
+        self.window.push_back((now, counters_of(&self.state)));
+        report
+    }
+}
+
+/// Where jobs go: the doctor's thread, or (no thread could start) the loop itself.
+enum Judge {
+    Thread {
+        jobs: SyncSender<Job>,
+        reports: Receiver<Report>,
+    },
+    Inline(Box<Mirror>, Option<Report>),
+}
+
+impl Judge {
+    fn start() -> Judge {
+        let (jobs, queue) = sync_channel::<Job>(JOBS_QUEUED);
+        let (done, reports) = sync_channel::<Report>(1);
+        let spawned = std::thread::Builder::new()
+            .name("hs-doctor".into())
+            .spawn(move || {
+                let mut m = Mirror::new();
+                while let Ok(job) = queue.recv() {
+                    if let Some(r) = m.take(job)
+                        && done.send(r).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Judge::Thread { jobs, reports },
+            Err(_) => Judge::Inline(Box::new(Mirror::new()), None),
+        }
+    }
+
+    /// Hand a job over; false when the queue is full (the job is dropped).
+    fn send(&mut self, job: Job) -> bool {
+        match self {
+            Judge::Thread { jobs, .. } => match jobs.try_send(job) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => false,
+                // The thread is gone (it panicked): judge on the loop from now on.
+                Err(TrySendError::Disconnected(job)) => {
+                    *self = Judge::Inline(Box::new(Mirror::new()), None);
+                    self.send(job)
+                }
+            },
+            Judge::Inline(m, done) => {
+                if let Some(r) = m.take(job) {
+                    *done = Some(r);
+                }
+                true
+            }
+        }
+    }
+
+    /// The report of the judgement asked for, if it is done; waits up to `wait` for it.
+    fn report(&mut self, wait: Duration) -> Option<Report> {
+        match self {
+            Judge::Thread { reports, .. } if wait.is_zero() => reports.try_recv().ok(),
+            Judge::Thread { reports, .. } => reports.recv_timeout(wait).ok(),
+            Judge::Inline(_, done) => done.take(),
+        }
+    }
+}
+
+/// A live state's place in its history: (loaded, structure generation, counter generation).
+type Gens = (bool, u64, u64);
+
+fn gens(live: &Live) -> Gens {
+    (live.loaded, live.structure_gen, live.counter_gen)
+}
 
 pub struct Health {
     pub report: Option<Report>,
     /// Bumped when the report changes (the pane's rows depend on it).
     pub generation: u64,
-    judged: Option<(u64, u64)>,
+    judged: Option<Gens>,
     judged_at: Option<Instant>,
-    /// Counters and SAs of recent samples, oldest first: the window's start.
-    window: VecDeque<(Instant, NodeState)>,
-    keys: KeyHasher,
+    /// The live state the thread's copy equals (None: it differs until a `Reset`).
+    fed: Option<Gens>,
+    /// A judgement was asked for and has not come back: no second one is asked meanwhile,
+    /// so the report that comes is always of the newest state asked for.
+    busy: bool,
+    judge: Judge,
+    /// Events the queue had no room for (each makes the next judgement copy the state).
+    pub dropped: u64,
+    /// Whole states copied on the loop for the thread (first use, drops, pause).
+    pub copies: u64,
+    /// Judgements that came back.
+    pub judgements: u64,
+    /// Counter-only changes are judged at most this often.
+    pub rejudge_every: Duration,
 }
 
 impl Default for Health {
@@ -35,9 +190,13 @@ impl Default for Health {
             generation: 0,
             judged: None,
             judged_at: None,
-            window: VecDeque::new(),
-            // Only one node is judged here: key hashes are never compared across nodes.
-            keys: KeyHasher::new(vec![0; 32]),
+            fed: Some(gens(&Live::default())),
+            busy: false,
+            judge: Judge::start(),
+            dropped: 0,
+            copies: 0,
+            judgements: 0,
+            rejudge_every: REJUDGE_EVERY,
         }
     }
 }
@@ -52,30 +211,55 @@ fn counters_of(st: &NodeState) -> NodeState {
 }
 
 impl Health {
-    /// Judge again if the node changed; true when the report did.
+    /// The loop's way to apply an event to the live state: the doctor's copy takes it too,
+    /// so a judgement never copies the whole state on the loop.
+    pub fn feed(&mut self, live: &mut Live, ev: Event, now: Instant) {
+        let in_step = self.fed == Some(gens(live)) || matches!(ev, Event::Resync(_));
+        let copy = in_step.then(|| ev.clone());
+        live.apply(ev, now);
+        self.fed = match copy.map(|c| self.judge.send(Job::Event(Box::new(c)))) {
+            Some(true) => Some(gens(live)),
+            Some(false) => {
+                self.dropped += 1;
+                None
+            }
+            None => None,
+        };
+    }
+
+    /// The node shown starts over (another netns, a restart): the copy is of nothing yet.
+    pub fn forget(&mut self) {
+        self.fed = None;
+        self.judged = None;
+    }
+
+    /// Take a finished judgement; ask for a new one if the node changed. True when the
+    /// report changed.
     pub fn update(&mut self, live: &Live, now: Instant) -> bool {
-        if !live.loaded {
-            return false;
+        let changed = self.take_report(Duration::ZERO);
+        if !live.loaded || self.busy {
+            return changed;
         }
-        let gens = (live.structure_gen, live.counter_gen);
-        if self.judged == Some(gens) {
-            return false;
+        let g = gens(live);
+        if self.judged == Some(g) {
+            return changed;
         }
-        let structure = self.judged.is_none_or(|(s, _)| s != gens.0);
+        let structure = self.judged.is_none_or(|(l, s, _)| (l, s) != (g.0, g.1));
         if !structure
             && self
                 .judged_at
-                .is_some_and(|t| now.duration_since(t) < REJUDGE_EVERY)
+                .is_some_and(|t| now.duration_since(t) < self.rejudge_every)
         {
-            return false;
+            return changed;
         }
-        while self.window.len() > 1
-            && self
-                .window
-                .get(1)
-                .is_some_and(|(t, _)| now.duration_since(*t) >= WINDOW)
-        {
-            self.window.pop_front();
+        if self.fed != Some(g) {
+            // The copy differs (a drop, a pause, a state handed in whole): copy it once.
+            if !self.judge.send(Job::Reset(Box::new(live.state.clone()))) {
+                self.dropped += 1;
+                return changed;
+            }
+            self.copies += 1;
+            self.fed = Some(g);
         }
         let name = live
             .state
@@ -84,21 +268,30 @@ impl Health {
             .name
             .clone()
             .unwrap_or_else(|| live.state.node.hostname.clone());
-        let before = self.window.front().map(|(_, s)| s);
-        let report = examine(
-            &[NodeInput {
-                name,
-                state: &live.state,
-                before,
-                netfilter: None,
-                pods: &[],
-                seen: &[],
-            }],
-            &self.keys,
-        );
-        self.window.push_back((now, counters_of(&live.state)));
-        self.judged = Some(gens);
+        if !self.judge.send(Job::Judge { name, at: now }) {
+            self.dropped += 1;
+            return changed;
+        }
+        self.busy = true;
+        self.judged = Some(g);
         self.judged_at = Some(now);
+        self.take_report(Duration::ZERO) || changed
+    }
+
+    /// Wait up to `wait` for the judgement asked for (tests, and callers that must show it).
+    pub fn settle(&mut self, wait: Duration) -> bool {
+        self.busy && self.take_report(wait)
+    }
+
+    fn take_report(&mut self, wait: Duration) -> bool {
+        if !self.busy {
+            return false;
+        }
+        let Some(report) = self.judge.report(wait) else {
+            return false;
+        };
+        self.busy = false;
+        self.judgements += 1;
         let changed = self.report.as_ref() != Some(&report);
         if changed {
             self.report = Some(report);

@@ -206,7 +206,8 @@ impl Screen {
         if !events.is_empty() {
             let now = inputs.instant();
             for ev in events {
-                self.live.apply(ev, now);
+                // The doctor's thread keeps its own copy from the same events.
+                self.app.health.feed(&mut self.live, ev, now);
             }
             // Paused: the frozen copy is shown; the live one keeps collecting.
             self.dirty |= self.frozen.is_none();
@@ -349,6 +350,7 @@ impl Screen {
         app.views[rows::Pane::Packets.index()].held = None;
         app.traced = None;
         self.live = Live::default();
+        app.health.forget();
         self.frozen = None;
         app.paused = false;
         app.target_label = inputs.label();

@@ -1,0 +1,24 @@
+#!/bin/bash
+# tests/lab/checks/record.sh HOPSCOPE — tests/lab_record.rs: `hopscope record` on the real
+# kernel, and what the kernel itself said over the same time. worker and worker2 are recorded
+# (eth0) while netshoot (10.0.1.52, worker) pings cni-worker2 (10.0.0.249) 10 times;
+# the recording is ended by SIGTERM. Kept beside it: ping's own count, `ip -s xfrm state`
+# before and after, and a live `snapshot --json` of worker afterwards.
+set -u
+. "$LAB_DIR/lib.sh"
+HOPSCOPE=$(local_bin "$1")
+R=$LAB_RESULTS
+ip -n worker -s xfrm state > "$R/xs.before"
+"$HOPSCOPE" --no-kube record -q -o "$R/lab.hsrec" --netns worker --netns worker2 -i eth0 \
+    --duration 120 --limit 4 2> "$R/record.err" &
+pid=$!
+sleep 10 # the dumps and captures start (slow under TCG: 4 s was not enough)
+ip netns exec netshoot ping -c 10 -i 0.3 -W 2 10.0.0.249 > "$R/ping.out" 2>&1
+sleep 2 # a counter sample after the last ping
+kill -TERM "$pid"
+wait "$pid"
+echo $? > "$R/record.rc"
+ip -n worker -s xfrm state > "$R/xs.after"
+"$HOPSCOPE" --no-kube snapshot --json --netns worker > "$R/live.worker.json" 2> "$R/live.err"
+ls -l "$R"
+cat "$R/record.err" "$R/ping.out"

@@ -1,0 +1,210 @@
+//! Real-kernel lab test of `hopscope record` (docs/record.md): one boot of the seed's cluster
+//! (tests/lab/checks/record.sh) records worker and worker2 while netshoot pings cni-worker2,
+//! then replays the file and holds it against what the kernel said itself: ping's own count,
+//! `ip -s xfrm state` before and after, a live snapshot afterwards.
+
+use hopscope::record::reader::Recording;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Boot once for every test here; HOPSCOPE_LAB_REUSE=1 reads the last results.
+fn results() -> &'static Path {
+    static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = CELL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("lab")
+            .join("record");
+        if std::env::var_os("HOPSCOPE_LAB_REUSE").is_some_and(|v| v == "1") {
+            return Ok(dir);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let out = Command::new(Path::new(REPO).join("tests/lab/run.sh"))
+            .args(["--timeout", "900", "--results"])
+            .arg(&dir)
+            .arg(Path::new(REPO).join("tests/lab/checks/record.sh"))
+            .arg(env!("CARGO_BIN_EXE_hopscope"))
+            .output()
+            .map_err(|e| format!("cannot start tests/lab/run.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "the record lab boot failed ({}): {}\n{}\n(results in {})",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                dir.display()
+            ));
+        }
+        Ok(dir)
+    });
+    match r {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn read(name: &str) -> String {
+    let p = results().join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn recording() -> Recording {
+    Recording::open(&results().join("lab.hsrec")).expect("the lab's recording")
+}
+
+/// The packets counter `ip -s xfrm state` gives for the SA src → dst with `spi`.
+fn kernel_packets(text: &str, src: &str, dst: &str, spi: u32) -> u64 {
+    let head = format!("src {src} dst {dst}");
+    let spi = format!("spi 0x{spi:08x}");
+    for block in text
+        .split("\nsrc ")
+        .map(|b| format!("src {}", b.trim_start_matches("src ")))
+    {
+        if !block.starts_with(&head) || !block.contains(&spi) {
+            continue;
+        }
+        let after = block
+            .split("lifetime current:")
+            .nth(1)
+            .expect("lifetime current");
+        let w = after.split_whitespace().find(|w| w.ends_with("(packets)"));
+        return w
+            .and_then(|w| w.trim_end_matches("(packets)").parse().ok())
+            .unwrap_or_else(|| panic!("no packets counter: {block}"));
+    }
+    panic!("no SA {head} {spi} in:\n{text}")
+}
+
+/// (transmitted, received) as ping said.
+fn ping_counts() -> (u64, u64) {
+    let p = read("ping.out");
+    let line = p
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("{p}"));
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+#[test]
+fn the_recording_ends_cleanly_on_sigterm() {
+    assert_eq!(read("record.rc").trim(), "143", "{}", read("record.err"));
+    let rec = recording();
+    assert!(rec.cut.is_none(), "{:?}", rec.cut);
+    let end = rec.end.as_ref().expect("an end record");
+    assert_eq!(end.reason, "stopped by SIGTERM");
+    assert_eq!(end.frames, rec.frames.len() as u64);
+    assert_eq!(rec.nodes.len(), 2);
+}
+
+/// Decrypted inner IPv4 ICMP packets of worker's eth0: (src, dst, type), as the recorder opened
+/// them with worker's keys (no key is in the file).
+fn inner_icmp(rec: &Recording) -> Vec<([u8; 4], [u8; 4], u8)> {
+    rec.frames
+        .iter()
+        .filter(|f| rec.ifaces[f.iface].node == 0 && rec.ifaces[f.iface].name == "eth0")
+        .filter_map(|f| f.opened.as_ref())
+        .map(|o| &o.payload)
+        .filter(|p| p.len() >= 21 && p[0] >> 4 == 4 && p[9] == 1)
+        .map(|p| {
+            let ihl = usize::from(p[0] & 0xf) * 4;
+            (
+                p[12..16].try_into().unwrap(),
+                p[16..20].try_into().unwrap(),
+                p[ihl],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_ping_the_kernel_sent_and_answered_is_in_the_recording_decrypted() {
+    let (sent, got) = ping_counts();
+    assert_eq!((sent, got), (10, 10), "{}", read("ping.out"));
+    let rec = recording();
+    let icmp = inner_icmp(&rec);
+    let (pod, peer) = ([10, 0, 1, 52], [10, 0, 0, 249]);
+    let requests = icmp.iter().filter(|x| **x == (pod, peer, 8)).count() as u64;
+    let replies = icmp.iter().filter(|x| **x == (peer, pod, 0)).count() as u64;
+    assert_eq!(
+        (requests, replies),
+        (sent, got),
+        "ESP on worker's eth0, opened: {icmp:?}"
+    );
+}
+
+#[test]
+fn the_recorded_sa_counters_moved_as_the_kernels() {
+    let rec = recording();
+    let worker = rec.node_index("worker").expect("worker recorded");
+    let first = rec.state_at(worker, 0);
+    let last = rec.state_at(worker, u64::MAX);
+    let (src, dst) = ("10.0.1.138", "10.0.0.40");
+    let sa = |st: &hopscope::model::NodeState| {
+        st.xfrm_states
+            .iter()
+            .find(|s| s.src == src && s.dst == dst && s.spi == 3)
+            .map(|s| s.lifetime.packets)
+            .expect("worker's SA to worker2")
+    };
+    let recorded = sa(&last) - sa(&first);
+    let before = kernel_packets(&read("xs.before"), src, dst, 3);
+    let after = kernel_packets(&read("xs.after"), src, dst, 3);
+    // The 10 echo requests at least, and no more than the kernel counted from before the
+    // recording started to after it ended.
+    assert!(recorded >= 10, "recorded +{recorded}");
+    assert!(
+        recorded <= after - before,
+        "recorded +{recorded}, kernel +{}",
+        after - before
+    );
+    // The last sample is the kernel's counter as read then: between the kernel's readings.
+    assert!(
+        (before..=after).contains(&sa(&last)),
+        "{before} ≤ {} ≤ {after}",
+        sa(&last)
+    );
+}
+
+#[test]
+fn the_replayed_node_has_the_live_nodes_sas_and_policies() {
+    let rec = recording();
+    let worker = rec.node_index("worker").unwrap();
+    let replayed = rec.state_at(worker, u64::MAX);
+    let live: Value = serde_json::from_str(&read("live.worker.json")).unwrap();
+    let live_sas: BTreeSet<(String, String, u64)> = live["xfrm_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["src"].as_str().unwrap().to_string(),
+                s["dst"].as_str().unwrap().to_string(),
+                s["spi"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let rec_sas: BTreeSet<(String, String, u64)> = replayed
+        .xfrm_states
+        .iter()
+        .map(|s| (s.src.clone(), s.dst.clone(), u64::from(s.spi)))
+        .collect();
+    assert_eq!(rec_sas, live_sas);
+    assert!(!rec_sas.is_empty());
+    assert_eq!(
+        replayed.xfrm_policies.len(),
+        live["xfrm_policies"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        replayed.routes.len(),
+        live["routes"].as_array().unwrap().len()
+    );
+}
