@@ -25,7 +25,7 @@ fn results() -> &'static Path {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let out = Command::new(Path::new(REPO).join("tests/lab/run.sh"))
-            .args(["--timeout", "900", "--results"])
+            .args(["--timeout", "1500", "--results"])
             .arg(&dir)
             .arg(Path::new(REPO).join("tests/lab/checks/doctor.sh"))
             .arg(env!("CARGO_BIN_EXE_hopscope"))
@@ -366,4 +366,27 @@ fn lab_doctor_mark_collides_with_kube_proxy() {
         .expect("mark-collision");
     assert!(f["evidence"].to_string().contains("0x4000/0x4000"), "{f}");
     assert!(f["what"].as_str().unwrap().contains("0x4e00"));
+}
+
+#[test]
+fn lab_doctor_replay_window_ahead_of_the_sender() {
+    let f = blamed(
+        "replay",
+        "pair-replay",
+        "worker2",
+        "XfrmInStateSeqError",
+        "replay-window 32",
+    );
+    assert!(
+        f["what"]
+            .as_str()
+            .unwrap()
+            .contains("out SA sends sequence number"),
+        "{f}"
+    );
+    let (sent, got) = ping_counts(&read("replay.ping"));
+    assert!(
+        sent > 0 && got == 0,
+        "every ping is dropped as too old: {sent}/{got}"
+    );
 }

@@ -5,6 +5,7 @@
 # kernel's own xfrm_stat around it, undo. Per case C, in $LAB_RESULTS:
 #   C.json / C.rc / C.err      hopscope doctor --json (exit status 0/1/2)
 #   C.stat.NODE.before/after   /proc/net/xfrm_stat of each node around the traffic
+#   C.snmp.NODE.before/after   /proc/net/snmp of each node around the traffic
 #   C.ping                     the pings' output (they run all through the window)
 set -u
 # shellcheck disable=SC1091
@@ -18,7 +19,13 @@ R=$LAB_RESULTS
 NODES="worker worker2 control-plane"
 NETNS="--netns worker --netns worker2 --netns control-plane"
 
-stats() { local n; for n in $NODES; do ip netns exec "$n" cat /proc/net/xfrm_stat > "$R/$1.stat.$n.$2"; done; }
+stats() {
+    local n
+    for n in $NODES; do
+        ip netns exec "$n" cat /proc/net/xfrm_stat > "$R/$1.stat.$n.$2"
+        ip netns exec "$n" cat /proc/net/snmp > "$R/$1.snmp.$n.$2"
+    done
+}
 
 # judge CASE static|window [PING-ARGS]: the doctor over the three nodes; with a window,
 # netshoot pings cni-worker2 all through it (from before the doctor reads the nodes until it
@@ -71,6 +78,7 @@ case_ mtu window -M do -s 1472
 TEXT=1 case_ stale static
 case_ two-masks static
 case_ kube-mark static
+case_ replay window
 # After every undo the cluster is the seed's again.
 judge healthy-after window
 phase done

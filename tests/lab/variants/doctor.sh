@@ -155,3 +155,14 @@ doc_rotation() { # doc_rotation add|delete
 }
 variant_doctor_rotation() { doc_rotation add; }
 undo_doctor_rotation() { doc_rotation delete; }
+
+# 13. worker2's inbound SA for SPI 3 has a replay window and has seen sequence numbers far
+#     ahead of what its senders' out SAs send (as when a sender's SA was re-created): every
+#     packet is too old, XfrmInStateSeqError on worker2.
+variant_doctor_replay() {
+    variant_doctor_no_in_sa
+    ip -n worker2 xfrm state add src 0.0.0.0 dst 10.0.0.40 proto esp spi 3 reqid 1 mode tunnel \
+        replay-window 32 replay-seq 0x100000 mark 0xd00 mask 0xf00 output-mark 0xd00 mask 0xf00 \
+        aead 'rfc4106(gcm(aes))' "$KEY3" 128 sel src 0.0.0.0/0 dst 0.0.0.0/0
+}
+undo_doctor_replay() { variant_doctor_no_in_sa; undo_doctor_no_in_sa; }
