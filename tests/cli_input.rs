@@ -163,3 +163,50 @@ fn two_filters_are_refused() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("two capture filters"), "{err}");
 }
+
+/// As an ordinary user whose ~/.config (or the config file in it) cannot be read: a clear
+/// error naming the file, exit 1, no panic, nothing drawn. Run as root: the child drops to
+/// nobody with setpriv, so root's permission override does not hide the refusal.
+#[test]
+fn an_unreadable_config_is_an_error_naming_the_file() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run the child as nobody");
+        return;
+    }
+    let home = std::env::temp_dir().join(format!("hs-home-{}", std::process::id()));
+    let conf = home.join(".config");
+    std::fs::create_dir_all(conf.join("hopscope")).unwrap();
+    let file = conf.join("hopscope/config.toml");
+    std::fs::write(&file, "interval = \"1s\"\n").unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&home, 0o755);
+    let run_as_nobody = || {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_hopscope"))
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("setpriv runs")
+    };
+    for (what, path, m) in [("~/.config", &conf, 0o000), ("the file", &file, 0o000)] {
+        mode(&conf, 0o755);
+        mode(&file, 0o644);
+        mode(path, m);
+        let out = run_as_nobody();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains(&format!("{}: Permission denied", file.display())),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(out.stdout.is_empty(), "{what}: nothing is drawn");
+    }
+    mode(&conf, 0o755);
+    std::fs::remove_dir_all(&home).ok();
+}

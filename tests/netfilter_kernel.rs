@@ -9,7 +9,7 @@
 mod common;
 use common::{Netns, require_root, run};
 use hopscope::source::{Target, collect, collect_netfilter};
-use hopscope::trace::path::{End, Flow, Node, trace};
+use hopscope::trace::path::{End, Flow, Node, Trace, trace};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -37,9 +37,9 @@ fn lab() -> Lab {
             &node.name,
         ],
     );
-    cli.ip_batch("addr add 10.9.1.2/24 dev c0\nlink set c0 up\nlink set lo up\nroute add default via 10.9.1.1\n");
-    node.ip_batch("addr add 10.9.1.1/24 dev c1\naddr add 10.9.2.1/24 dev s1\nlink set c1 up\nlink set s1 up\nlink set lo up\nroute add 10.9.3.0/24 via 10.9.2.2\n");
-    srv.ip_batch("addr add 10.9.2.2/24 dev s0\naddr add 10.9.2.3/24 dev s0\naddr add 10.9.2.4/24 dev s0\naddr add 10.9.3.3/24 dev s0\nlink set s0 up\nlink set lo up\nroute add default via 10.9.2.1\n");
+    cli.ip_batch("addr add 10.9.1.2/24 dev c0\naddr add fd09:1::2/64 dev c0\nlink set c0 up\nlink set lo up\nroute add default via 10.9.1.1\nroute add default via fd09:1::1\n");
+    node.ip_batch("addr add 10.9.1.1/24 dev c1\naddr add 10.9.2.1/24 dev s1\naddr add fd09:1::1/64 dev c1\naddr add fd09:2::1/64 dev s1\nlink set c1 up\nlink set s1 up\nlink set lo up\nroute add 10.9.3.0/24 via 10.9.2.2\n");
+    srv.ip_batch("addr add 10.9.2.2/24 dev s0\naddr add 10.9.2.3/24 dev s0\naddr add 10.9.2.4/24 dev s0\naddr add 10.9.3.3/24 dev s0\naddr add fd09:2::2/64 dev s0\naddr add fd09:2::3/64 dev s0\nlink set s0 up\nlink set lo up\nroute add default via 10.9.2.1\nroute add default via fd09:2::1\n");
     run(
         "ip",
         &[
@@ -49,10 +49,17 @@ fn lab() -> Lab {
             "sysctl",
             "-qw",
             "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
         ],
     );
-    // The server never answers: only the client's SYN crosses the node's rules.
+    // The server never answers: only the client's SYN crosses the node's rules. Its IPv6
+    // INPUT counts what arrives, translated, per rule.
     restore(&srv, "*filter\n-A INPUT -j DROP\nCOMMIT\n");
+    restore_with(
+        &srv,
+        "ip6tables-legacy-restore",
+        "*filter\n-A INPUT -s fd09:2::1 -d fd09:2::3 -p tcp --dport 8080 -j DROP\n-A INPUT -p tcp -j DROP\nCOMMIT\n",
+    );
     Lab {
         cli,
         node,
@@ -203,17 +210,18 @@ fn rules_text(rules: &[Rule]) -> String {
 }
 
 fn restore(ns: &Netns, text: &str) {
+    restore_with(ns, "iptables-legacy-restore", text)
+}
+
+fn restore_with(ns: &Netns, tool: &str, text: &str) {
     use std::io::Write;
     let mut c = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, "iptables-legacy-restore"])
+        .args(["netns", "exec", &ns.name, tool])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    assert!(
-        c.wait().unwrap().success(),
-        "iptables-legacy-restore:\n{text}"
-    );
+    assert!(c.wait().unwrap().success(), "{tool}:\n{text}");
 }
 
 #[test]
@@ -237,12 +245,6 @@ fn netfilter_verdict_and_translation_match_the_kernel() {
             next.set(sport);
             let text = rules_text(&rules);
             restore(&lab.node, &text);
-            let target = Target::Netns(lab.node.name.clone());
-            let nodes = vec![Node {
-                name: "node".into(),
-                state: collect(&target).unwrap(),
-                netfilter: collect_netfilter(&target).unwrap(),
-            }];
             let flow = Flow {
                 src: "10.9.1.2".parse().unwrap(),
                 dst: dst.parse().unwrap(),
@@ -253,71 +255,11 @@ fn netfilter_verdict_and_translation_match_the_kernel() {
                 iif: Some("c1".into()),
                 size: 60,
             };
-            let t = trace(&nodes, &flow);
-            let shown = hopscope::view::trace::render(&t);
-            let _ = std::process::Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &lab.cli.name,
-                    "busybox",
-                    "nc",
-                    "-w",
-                    "1",
-                    "-p",
-                    &sport.to_string(),
-                    dst,
-                    &dport.to_string(),
-                ])
-                .stdin(std::process::Stdio::null())
-                .output();
+            let (t, shown) = trace_on(&lab, &flow);
+            send(&lab, "tcp", dst, dport, Some(sport));
             // The rules the kernel's counters say the SYN hit, against the trace's decisions.
-            let counters = run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &lab.node.name,
-                    "iptables-legacy-save",
-                    "-c",
-                ],
-            );
-            let deciding = |l: &str| {
-                [
-                    "-j DNAT",
-                    "-j SNAT",
-                    "-j MASQUERADE",
-                    "-j DROP",
-                    "-j REJECT",
-                    "-j MARK",
-                    "-j ACCEPT",
-                ]
-                .iter()
-                .any(|t| l.contains(t))
-            };
-            let mut kernel: Vec<String> = counters
-                .lines()
-                .filter(|l| l.starts_with('[') && !l.starts_with("[0:") && deciding(l))
-                .filter_map(|l| l.split_once("] ").map(|(_, r)| r.to_string()))
-                .collect();
-            let mut traced: Vec<String> = t
-                .hops
-                .iter()
-                .flat_map(|h| &h.decisions)
-                .filter_map(|d| match d {
-                    hopscope::trace::decision::Decision::Netfilter(n)
-                        if !n.effect.starts_with("not taken") && deciding(&n.rule) =>
-                    {
-                        Some(n.rule.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
-            kernel.sort();
-            kernel.dedup();
-            traced.sort();
-            traced.dedup();
-            prop_assert_eq!(&kernel, &traced, "rules:\n{}\n{}", text, shown);
+            let kernel = kernel_hits(&lab.node, "iptables-legacy-save");
+            prop_assert_eq!(&kernel, &traced_rules(&t), "rules:\n{}\n{}", text, shown);
             let stopped = matches!(t.end, End::Stopped { .. });
             let dropped = kernel
                 .iter()
@@ -326,4 +268,240 @@ fn netfilter_verdict_and_translation_match_the_kernel() {
             Ok(())
         })
         .unwrap();
+}
+
+/// The node as hopscope reads it, and the trace of `flow` over it (with its text).
+fn trace_on(lab: &Lab, flow: &Flow) -> (Trace, String) {
+    let target = Target::Netns(lab.node.name.clone());
+    let nodes = vec![Node {
+        name: "node".into(),
+        state: collect(&target).unwrap(),
+        netfilter: collect_netfilter(&target).unwrap(),
+    }];
+    let t = trace(&nodes, flow);
+    let shown = hopscope::view::trace::render(&t);
+    (t, shown)
+}
+
+/// One packet from the client: a TCP SYN (busybox nc; nobody answers) or a UDP datagram
+/// (bash's /dev/udp: busybox nc has no UDP).
+fn send(lab: &Lab, proto: &str, dst: &str, dport: u16, sport: Option<u16>) {
+    let dport = dport.to_string();
+    let udp = format!("echo x > /dev/udp/{dst}/{dport}");
+    let sport = sport.map(|p| p.to_string());
+    let mut args = vec!["netns", "exec", &lab.cli.name];
+    if proto == "udp" {
+        args.extend(["bash", "-c", &udp]);
+    } else {
+        args.extend(["busybox", "nc", "-w", "1"]);
+        if let Some(p) = &sport {
+            args.extend(["-p", p]);
+        }
+        args.extend([dst, &dport]);
+    }
+    let _ = std::process::Command::new("ip")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output();
+}
+
+fn deciding(rule: &str) -> bool {
+    [
+        "-j DNAT",
+        "-j SNAT",
+        "-j MASQUERADE",
+        "-j DROP",
+        "-j REJECT",
+        "-j MARK",
+        "-j ACCEPT",
+    ]
+    .iter()
+    .any(|t| rule.contains(t))
+}
+
+/// The deciding rules whose counters moved, as `SAVE -c` (a `*-save` tool) prints them.
+fn kernel_hits(ns: &Netns, save: &str) -> Vec<String> {
+    let counters = run("ip", &["netns", "exec", &ns.name, save, "-c"]);
+    let mut hit: Vec<String> = counters
+        .lines()
+        .filter(|l| l.starts_with('[') && !l.starts_with("[0:") && deciding(l))
+        .filter_map(|l| l.split_once("] ").map(|(_, r)| r.to_string()))
+        .collect();
+    hit.sort();
+    hit.dedup();
+    hit
+}
+
+/// The deciding rules the trace says the packet hit.
+fn traced_rules(t: &Trace) -> Vec<String> {
+    let mut rules: Vec<String> = t
+        .hops
+        .iter()
+        .flat_map(|h| &h.decisions)
+        .filter_map(|d| match d {
+            hopscope::trace::decision::Decision::Netfilter(n)
+                if !n.effect.starts_with("not taken") && deciding(&n.rule) =>
+            {
+                Some(n.rule.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    rules.sort();
+    rules.dedup();
+    rules
+}
+
+fn tcp_flow(src: &str, dst: &str, dport: u16) -> Flow {
+    flow(6, src, dst, dport)
+}
+
+fn flow(proto: u8, src: &str, dst: &str, dport: u16) -> Flow {
+    Flow {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        proto,
+        sport: Some(40000), // the kernel's is random (busybox nc ignores -p): not compared
+        dport: Some(dport),
+        mark: Some(0),
+        iif: Some("c1".into()),
+        size: 60,
+    }
+}
+
+/// IPv6 flows meet ip6tables' rules (DNAT to [fd09:2::3]:8080, MASQUERADE to fd09:2::1, a
+/// FORWARD drop) and never iptables' IPv4 ones, and IPv4 flows the reverse: the rules the
+/// kernel's counters moved are the trace's, and the server's counters say the SYN arrived
+/// translated as the trace predicts.
+#[test]
+fn ip6tables_rules_decide_ipv6_flows_and_iptables_rules_ipv4_ones() {
+    require_root();
+    let lab = lab();
+    // Neighbour discovery done first: a SYN waiting for it may miss nc's 1 s.
+    for _ in 0..20 {
+        let ping = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.cli.name,
+                "ping",
+                "-c1",
+                "-W1",
+                "fd09:2::2",
+            ])
+            .output()
+            .unwrap();
+        if ping.status.success() {
+            break;
+        }
+    }
+    // Loaded afresh before each packet: a restore zeroes the counters.
+    let load = || {
+        restore_with(
+            &lab.node,
+            "ip6tables-legacy-restore",
+            "*nat\n-A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination [fd09:2::3]:8080\n\
+-A POSTROUTING -o s1 -j MASQUERADE\nCOMMIT\n*filter\n-A FORWARD -p tcp -m tcp --dport 443 -j DROP\nCOMMIT\n",
+        );
+        restore(
+            &lab.node,
+            "*nat\n-A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.9.2.4:9000\nCOMMIT\n",
+        );
+    };
+    load();
+    let (t, shown) = trace_on(&lab, &tcp_flow("fd09:1::2", "fd09:2::2", 80));
+    send(&lab, "tcp", "fd09:2::2", 80, None);
+    let kernel = kernel_hits(&lab.node, "ip6tables-legacy-save");
+    assert_eq!(kernel.len(), 2, "DNAT and MASQUERADE hit: {kernel:?}");
+    assert_eq!(kernel, traced_rules(&t), "{shown}");
+    let arrived = kernel_hits(&lab._srv, "ip6tables-legacy-save");
+    assert!(
+        arrived
+            .iter()
+            .any(|r| r.contains("-s fd09:2::1/128 -d fd09:2::3/128")),
+        "the server saw fd09:2::1 → [fd09:2::3]:8080: {arrived:?}"
+    );
+    let last = &t.hops.last().unwrap().packet;
+    assert!(
+        last.starts_with("fd09:2::1 → fd09:2::3 tcp") && last.contains("→8080"),
+        "{shown}"
+    );
+    assert!(
+        kernel_hits(&lab.node, "iptables-legacy-save").is_empty(),
+        "the IPv4 rule saw nothing"
+    );
+
+    load();
+    let (t, shown) = trace_on(&lab, &tcp_flow("fd09:1::2", "fd09:2::2", 443));
+    send(&lab, "tcp", "fd09:2::2", 443, None);
+    let kernel = kernel_hits(&lab.node, "ip6tables-legacy-save");
+    assert!(kernel.iter().any(|r| r.contains("-j DROP")), "{kernel:?}");
+    assert_eq!(kernel, traced_rules(&t), "{shown}");
+    assert!(matches!(t.end, End::Stopped { .. }), "{shown}");
+
+    load();
+    let (t, shown) = trace_on(&lab, &tcp_flow("10.9.1.2", "10.9.3.3", 80));
+    send(&lab, "tcp", "10.9.3.3", 80, None);
+    let v4 = kernel_hits(&lab.node, "iptables-legacy-save");
+    assert_eq!(v4.len(), 1, "{v4:?}");
+    assert_eq!(v4, traced_rules(&t), "{shown}");
+}
+
+/// `-m set` over ipset types beyond hash:ip, against the kernel's own lookups: bitmap:port
+/// (bare ports: TCP and UDP), hash:net with a `nomatch` hole, hash:ip with `netmask 24`,
+/// hash:ip,port (the protocol is part of the member), hash:net,iface (src = the interface in,
+/// dst = the interface out). Each set's rule counts (MARK) in mangle FORWARD; for every packet
+/// the rules the counters moved are the ones the trace says matched.
+#[test]
+fn ipset_types_match_as_the_kernel_looks_them_up() {
+    require_root();
+    let lab = lab();
+    let sets = "create P bitmap:port range 1-1000\nadd P 80\nadd P 100-200\n\
+create N hash:net family inet\nadd N 10.9.0.0/16\nadd N 10.9.3.0/24 nomatch\n\
+create M hash:ip family inet netmask 24\nadd M 10.9.2.7\n\
+create IP hash:ip,port family inet\nadd IP 10.9.3.3,udp:53\nadd IP 10.9.2.3,tcp:443\n\
+create FI hash:net,iface family inet\nadd FI 10.9.1.0/24,c1\n\
+create FO hash:net,iface family inet\nadd FO 10.9.1.0/24,s1\nadd FO 10.9.7.0/24,c1\n";
+    {
+        use std::io::Write;
+        let mut c = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.node.name, "ipset", "restore"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(sets.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success(), "ipset restore:\n{sets}");
+    }
+    let rules = "*mangle\n\
+-A FORWARD -m set --match-set P dst -j MARK --set-xmark 0x1/0x1\n\
+-A FORWARD -m set --match-set N dst -j MARK --set-xmark 0x2/0x2\n\
+-A FORWARD -m set --match-set M dst -j MARK --set-xmark 0x4/0x4\n\
+-A FORWARD -m set --match-set IP dst,dst -j MARK --set-xmark 0x8/0x8\n\
+-A FORWARD -m set --match-set FI src,src -j MARK --set-xmark 0x10/0x10\n\
+-A FORWARD -m set --match-set FO src,dst -j MARK --set-xmark 0x20/0x20\n\
+COMMIT\n";
+    let cases = [
+        ("tcp", "10.9.3.3", 80),
+        ("udp", "10.9.3.3", 53),
+        ("udp", "10.9.2.9", 150),
+        ("tcp", "10.9.2.4", 150),
+        ("tcp", "10.9.2.3", 443),
+        ("udp", "10.9.2.3", 443),
+        ("tcp", "10.9.2.2", 1001),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (proto, dst, dport) in cases {
+        restore(&lab.node, rules);
+        let f = flow(if proto == "tcp" { 6 } else { 17 }, "10.9.1.2", dst, dport);
+        let (t, shown) = trace_on(&lab, &f);
+        send(&lab, proto, dst, dport, None);
+        let kernel = kernel_hits(&lab.node, "iptables-legacy-save");
+        assert!(
+            kernel.iter().any(|r| r.contains("FI src,src")),
+            "every packet comes in on c1 ({proto} {dst}:{dport}): {kernel:?}"
+        );
+        assert_eq!(kernel, traced_rules(&t), "{proto} {dst}:{dport}\n{shown}");
+        seen.extend(kernel);
+    }
+    assert_eq!(seen.len(), 6, "each set matched some packet: {seen:?}");
 }

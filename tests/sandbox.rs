@@ -254,3 +254,106 @@ fn every_process_is_non_dumpable_and_no_sandbox_keeps_root() {
     assert_eq!(proc_owner(t.command_pid()), 0, "the TUI is dumpable");
     t.quit_cleanly();
 }
+
+/// `snapshot` locks down once the node is read, before it prints: caught while it writes a
+/// long answer into a pipe nobody reads yet, every thread is nobody with no capabilities,
+/// no_new_privs and a seccomp filter; the answer then arrives whole. `--no-sandbox` prints
+/// as root, without a filter.
+#[test]
+fn snapshot_prints_locked_down_and_whole() {
+    let ns = Netns::new("sbxs");
+    ns.ip("link set lo up");
+    ns.ip("link add hs-d0 type veth peer name hs-d1");
+    ns.ip("link set hs-d0 up");
+    // Some 3000 routes: far more text than a pipe holds, so the writer blocks mid-answer.
+    let mut batch = String::new();
+    for i in 0..3000u32 {
+        batch += &format!(
+            "route add 10.{}.{}.0/24 dev hs-d0 table 200\n",
+            100 + i / 250,
+            i % 250
+        );
+    }
+    ns.ip_batch(&batch);
+    for (extra, locked) in [(None, true), (Some("--no-sandbox"), false)] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hopscope"));
+        c.args(["snapshot", "--netns", &ns.name]);
+        if let Some(e) = extra {
+            c.arg(e);
+        }
+        let child = c.stdout(Stdio::piped()).spawn().unwrap();
+        let pid = child.id();
+        // The pipe is full while it prints: it waits in write until this test reads.
+        wait_for("snapshot blocked in its output", || {
+            std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                .is_ok_and(|w| w.contains("pipe_write"))
+        });
+        let seccomp = threads_status(pid, "Seccomp");
+        let uid = threads_status(pid, "Uid");
+        let cap = threads_status(pid, "CapEff");
+        let nnp = threads_status(pid, "NoNewPrivs");
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{extra:?}: {:?}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("10.111.249.0/24"),
+            "{extra:?}: the last route is printed"
+        );
+        assert!(!seccomp.is_empty());
+        for (i, s) in seccomp.iter().enumerate() {
+            if locked {
+                assert_eq!(s, "2", "thread {i} has a seccomp filter");
+                assert!(uid[i].starts_with("65534"), "thread {i}: {}", uid[i]);
+                assert_eq!(cap[i], "0000000000000000", "thread {i}");
+                assert_eq!(nnp[i], "1", "thread {i}");
+            } else {
+                assert_eq!(s, "0", "--no-sandbox: no filter on thread {i}");
+                assert!(
+                    uid[i].starts_with("0\t"),
+                    "--no-sandbox keeps root: {}",
+                    uid[i]
+                );
+            }
+        }
+    }
+}
+
+/// `trace` locks down after reading the node and before printing (strace sees the uid
+/// change and the filter installed), and its answer is the same as with `--no-sandbox`.
+#[test]
+fn trace_locks_down_before_printing_and_answers_the_same() {
+    let ns = Netns::new("sbxt");
+    ns.ip("link set lo up");
+    let trace = |extra: &[&str]| {
+        let out = Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=seccomp,setresuid",
+                "-o",
+                "/dev/stderr",
+            ])
+            .arg(env!("CARGO_BIN_EXE_hopscope"))
+            .args(["trace", "--netns", &ns.name, "127.0.0.1", "127.0.0.1"])
+            .args(extra)
+            .output()
+            .expect("strace runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, text, calls) = trace(&[]);
+    assert!(calls.contains("setresuid(65534, 65534, 65534)"), "{calls}");
+    assert!(calls.contains("SECCOMP_SET_MODE_FILTER"), "{calls}");
+    let (free_code, free_text, free_calls) = trace(&["--no-sandbox"]);
+    assert!(
+        !free_calls.contains("SECCOMP_SET_MODE_FILTER"),
+        "{free_calls}"
+    );
+    assert_eq!(code, free_code);
+    assert_eq!(text, free_text);
+    assert!(text.contains("127.0.0.1"), "{text}");
+}

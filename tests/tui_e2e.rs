@@ -155,6 +155,54 @@ fn live_changes_filter_detail_help_quit() {
     t.quit_cleanly();
 }
 
+/// A burst of ~1000 characters (a paste into a line) keeps the TUI answering: each line being
+/// typed shows its end, where the keys land, with its verdict, and the keys after the burst
+/// still act. (Shown from its start, a long line hid what was typed and the refusal of Enter:
+/// the TUI looked as if it took no more input.)
+#[test]
+fn a_thousand_character_burst_keeps_every_line_answering() {
+    let ns = Netns::new("tuib");
+    ns.ip("link set lo up");
+    let t = start(&ns.name, "");
+    t.wait("first frame", FIRST, |s| s.contains("1 Links 1"));
+    let burst = "a".repeat(1000);
+    let footer = |s: &str| s.lines().last().unwrap_or("").to_string();
+
+    // The row filter: an unknown column, so Enter is refused and the line stays open.
+    t.keys(&["/"]);
+    t.literal(&format!("bogus={burst}END"));
+    t.keys(&["Enter"]);
+    t.literal("Z");
+    t.wait("the filter line's end and its refusal", APPEAR, |s| {
+        let f = footer(s);
+        f.contains("ENDZ▏") && f.contains("✗ unknown column")
+    });
+    // Esc alone (Esc and a key sent together read as Alt-key), then a pane key.
+    t.keys(&["Escape"]);
+    t.wait("the line closed", APPEAR, |s| footer(s).contains("? help"));
+    t.keys(&["3"]);
+    t.wait("the Rules pane after the burst", APPEAR, |s| {
+        s.contains("PRIO") && s.contains("lookup local")
+    });
+
+    // The command line.
+    t.keys(&[":"]);
+    t.literal(&format!("netns {burst}END"));
+    t.wait("the command line's end", APPEAR, |s| {
+        footer(s).contains("END▏")
+    });
+    t.keys(&["Escape"]);
+    t.wait("the command line closed", APPEAR, |s| {
+        footer(s).contains("? help")
+    });
+    t.keys(&["2"]);
+    t.wait("the Routes pane after the burst", APPEAR, |s| {
+        s.contains("TABLE") && s.contains("127.0.0.0/8")
+    });
+
+    t.quit_cleanly();
+}
+
 #[test]
 fn terminal_is_restored_after_signals() {
     let ns = Netns::new("tuis");

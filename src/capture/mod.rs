@@ -592,7 +592,10 @@ fn reader(
     update(&mut cap, &stats);
 }
 
-/// Shared flag set by Ctrl-C (installed once per process).
+/// Shared flag set by SIGINT, SIGTERM and SIGHUP (installed once per process): each ends the
+/// run the way Ctrl-C does, so what was captured is written out and the totals are said.
+/// (Only SIGINT used to: `kill` or a closed terminal lost the `-w` file's buffered packets.)
+/// The handler only stores into the flag, so it works under the capture's seccomp filter.
 pub fn ctrl_c_flag() -> Arc<AtomicBool> {
     static FLAG: Mutex<Option<Arc<AtomicBool>>> = Mutex::new(None);
     let mut g = FLAG.lock().unwrap();
@@ -600,8 +603,13 @@ pub fn ctrl_c_flag() -> Arc<AtomicBool> {
         return f.clone();
     }
     let f = Arc::new(AtomicBool::new(false));
-    let f2 = f.clone();
-    let _ = ctrlc::set_handler(move || f2.store(true, Ordering::SeqCst));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register(sig, f.clone());
+    }
     *g = Some(f.clone());
     f
 }

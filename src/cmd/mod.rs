@@ -9,6 +9,17 @@ pub mod trace;
 
 use crate::cli::Cli;
 
+/// `snapshot` and `trace` once everything is read (the node, the names, the recording):
+/// what is left formats attacker-shaped text and writes it to stdout, so it runs locked
+/// down as `capture` does (`sandbox::lock_down`: nobody, no capabilities, no_new_privs,
+/// seccomp), unless `--no-sandbox`. Quietly: their stderr stays theirs.
+pub fn lock_down_to_print(cli: &Cli) -> anyhow::Result<()> {
+    if !cli.no_sandbox {
+        crate::sandbox::lock_down()?;
+    }
+    Ok(())
+}
+
 /// Start reading names from Kubernetes (in the background; nothing without credentials).
 pub fn start_names(cli: &Cli) -> crate::kube::names::NamesWatch {
     crate::kube::names::NamesWatch::start(&cli.kube)

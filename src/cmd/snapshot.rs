@@ -19,6 +19,7 @@ pub fn run(
         None => source::collect(&cli.target.target())?,
     };
     let names = finish_names(names);
+    super::lock_down_to_print(cli)?;
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());

@@ -299,6 +299,7 @@ pub fn command(cli: &crate::cli::Cli, args: &TraceArgs) -> anyhow::Result<u8> {
     };
     let t = run(args, &targets)?;
     let names = super::finish_names(names);
+    super::lock_down_to_print(cli)?;
     let out = if args.json {
         // The trace document, plus `names`: address → name for the addresses in it.
         let mut v = serde_json::to_value(&t)?;

@@ -529,6 +529,9 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let mut backoff = BACKOFF_MIN;
+    // Lists that failed in a row: when the API answers again, that is said too (the
+    // failure's notice alone would read as if names were still missing).
+    let mut failed = 0u32;
     loop {
         let listed: Result<ObjectList<K>, String> =
             match tokio::time::timeout(LIST_TIMEOUT, api.list(&ListParams::default())).await {
@@ -553,11 +556,19 @@ where
                     kind.plural()
                 ));
                 sh.settle(kind);
+                failed += 1;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
+        if failed > 0 {
+            sh.notice(format!(
+                "kubernetes: {} listed again after {failed} failed attempt(s); their names are current",
+                kind.plural()
+            ));
+            failed = 0;
+        }
         let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
         sh.update(|o| {
             let fresh: BTreeMap<String, &K> = list.items.iter().map(|i| (key_of(i), i)).collect();

@@ -22,7 +22,7 @@ pub use link::{Link, LinkAddress, LinkRef, LinkStats, Peer, Tunnel};
 pub use names::Names;
 pub use netfilter::{
     Conntrack, IpSet, IpvsReal, IpvsService, Netfilter, NfCond, NfMatch, NfPolicy, NfRule,
-    NfTarget, NftChain, NftRule, NftSet, NftTable, RecentList, Side,
+    NfTarget, NftChain, NftRule, NftSet, NftTable, RecentList, Side, backend_is_ipv6,
 };
 pub use node::{NetnsInfo, NodeInfo, NodeState};
 pub use route::{NextHop, Route, TableRef};

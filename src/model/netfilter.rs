@@ -36,6 +36,12 @@ pub struct Netfilter {
     pub index: ChainIndex,
 }
 
+/// Whether rules read by `backend` (a save tool's name) apply to IPv6 packets: ip6tables has
+/// rule sets of its own, iptables' see IPv4 only.
+pub fn backend_is_ipv6(backend: &str) -> bool {
+    backend.starts_with("ip6tables")
+}
+
 /// `rules` by backend, table and chain, built on first use: a trace walks chains many times
 /// and a kube-proxy node has ~100k rules. Built once; rules added afterwards are not seen.
 #[derive(Debug, Default)]
@@ -290,12 +296,20 @@ pub struct RecentList {
     pub addrs: Vec<IpAddr>,
 }
 
-/// An ipset (`ipset save`): its type (`hash:ip`, `hash:net,port`...) and members as written.
+/// An ipset (`ipset save`): its type (`hash:ip`, `hash:net,port`, `bitmap:port`...) and
+/// members as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpSet {
     pub name: String,
     pub kind: String,
     pub members: Vec<String>,
+    /// `create ... netmask N` (hash:ip, bitmap:ip): addresses are looked up masked to /N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netmask: Option<u8>,
+    /// Members added with `nomatch` (net types): a packet whose most specific matching member
+    /// is one of these is not in the set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nomatch: Vec<String>,
 }
 
 /// An IPVS virtual service (/proc/net/ip_vs) with its real servers.

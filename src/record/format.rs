@@ -297,14 +297,14 @@ impl<R: Read> Reader<R> {
         if len > MAX_RECORD {
             return self.stop(format!("damaged record (length {len})"));
         }
-        self.buf.resize(len as usize + 1, 0);
-        match read_full(&mut self.r, &mut self.buf) {
-            Ok(n) if n == self.buf.len() => {}
+        // The buffer grows with the bytes that really come: a damaged length near the limit
+        // in a 12-byte file must not allocate (and zero) 256 MiB first.
+        let want = u64::from(len) + 1;
+        self.buf.clear();
+        match (&mut self.r).take(want).read_to_end(&mut self.buf) {
+            Ok(n) if n as u64 == want => {}
             Ok(n) => {
-                return self.stop(format!(
-                    "cut off inside a record ({n} of {} bytes)",
-                    self.buf.len()
-                ));
+                return self.stop(format!("cut off inside a record ({n} of {want} bytes)"));
             }
             Err(e) => return self.stop(format!("read error: {e}")),
         }
@@ -432,4 +432,34 @@ fn decode(b: &[u8]) -> anyhow::Result<Record> {
         // A newer hopscope's record kind: skip it rather than refuse the file.
         k => Record::Unknown(k),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record header claiming the largest length, in a file that ends right after it:
+    /// reading says it is cut off, and holds no more memory than the bytes that came
+    /// (it used to allocate and zero the whole claimed 256 MiB first).
+    #[test]
+    fn a_huge_claimed_length_allocates_only_what_comes() {
+        let mut file = MAGIC.to_vec();
+        file.extend(format!("{VERSION}\n").bytes());
+        file.extend(MAX_RECORD.to_le_bytes());
+        file.extend(0u32.to_le_bytes());
+        file.extend([kind::META, b'{']);
+        let mut r = Reader::new(file.as_slice()).expect("the header is valid");
+        assert!(r.next_record().is_none());
+        let cut = r.cut.as_ref().expect("a cut is reported");
+        assert!(
+            cut.why.contains("cut off inside a record (2 of"),
+            "{}",
+            cut.why
+        );
+        assert!(
+            r.buf.capacity() < 1 << 20,
+            "{} bytes held",
+            r.buf.capacity()
+        );
+    }
 }

@@ -20,7 +20,7 @@ use super::netlink::NlSocket;
 use super::{Target, caps, netns, procfs, rt_tables, rtnl, xfrm};
 use crate::model::XfrmState;
 use crate::model::event::{Event, SaKey, Sample};
-use netlink_packet_core::{NLM_F_REPLACE, NetlinkDeserializable, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NLM_F_REPLACE, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_xfrm::policy::ModifyMessage as PolicyMsg;
 use netlink_packet_xfrm::state::GetDumpMessage;
@@ -439,7 +439,7 @@ fn dump_sa_counters(
 
 /// Decode one recv()'s worth of multicast messages. A message that does not decode is
 /// reported (the view may now be stale), never silently dropped.
-pub fn decode<M: NetlinkDeserializable + std::fmt::Debug>(
+pub fn decode<M: super::netlink::Family>(
     buf: &[u8],
     mut convert: impl FnMut(M, u16) -> Option<Event>,
 ) -> Vec<Event> {
@@ -457,7 +457,7 @@ pub fn decode<M: NetlinkDeserializable + std::fmt::Debug>(
         let bytes = &buf[off..off + len];
         off += (len + 3) & !3;
         let flags = u16::from_ne_bytes(bytes[6..8].try_into().unwrap());
-        match NetlinkMessage::<M>::deserialize(bytes) {
+        match super::netlink::deserialize::<M>(bytes) {
             Ok(m) => {
                 if let NetlinkPayload::InnerMessage(inner) = m.payload
                     && let Some(ev) = convert(inner, flags)
@@ -467,7 +467,7 @@ pub fn decode<M: NetlinkDeserializable + std::fmt::Debug>(
             }
             Err(e) => {
                 bad += 1;
-                first_err.get_or_insert_with(|| e.to_string());
+                first_err.get_or_insert(e);
             }
         }
     }
@@ -590,4 +590,23 @@ pub fn xfrm_event(m: XfrmMessage, ctx: &Context) -> Option<Event> {
         },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn a_short_xfrm_notification_is_reported_not_a_panic() {
+        let ctx = Context::new(Default::default());
+        let events = decode::<XfrmMessage>(
+            crate::source::netlink::tests::SHORT_EXPIRE_NOTIFICATIONS,
+            |m, _| xfrm_event(m, &ctx),
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::SourceError(t) if t.contains("shorter than"))),
+            "{events:?}"
+        );
+    }
 }

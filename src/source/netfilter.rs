@@ -10,6 +10,8 @@ use crate::model::{
 use std::process::{Command, Output};
 
 const SAVE_TOOLS: [&str; 2] = ["iptables-legacy-save", "iptables-nft-save"];
+/// IPv6 has its own rule sets (the kernel's ip6_tables), read with their own tools.
+const SAVE6_TOOLS: [&str; 2] = ["ip6tables-legacy-save", "ip6tables-nft-save"];
 
 /// Run a read-only dump tool: from PATH, else from the node's root filesystem (a hostPID pod
 /// in a scratch image: /proc/1/root is the node's `/`). Err says why neither worked.
@@ -67,29 +69,8 @@ pub fn run_tool(tool: &str, args: &[&str]) -> Result<Output, String> {
 /// Read everything netfilter of the calling thread's netns that a trace needs.
 pub fn read() -> Netfilter {
     let mut nf = Netfilter::default();
-    let mut failures = Vec::new();
-    for tool in SAVE_TOOLS {
-        match run_tool(tool, &[]) {
-            Ok(out) if out.status.success() => {
-                let (rules, policies) = parse_save(tool, &String::from_utf8_lossy(&out.stdout));
-                if !rules.is_empty() || policies.iter().any(|p| p.policy != "ACCEPT") {
-                    nf.backends.push(tool.to_string());
-                    nf.rules.extend(rules);
-                    nf.policies.extend(policies);
-                }
-            }
-            Ok(out) => failures.push(format!(
-                "{tool} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(e) => failures.push(e),
-        }
-    }
-    if failures.len() == SAVE_TOOLS.len() {
-        nf.warnings.push(format!(
-            "iptables rules could not be read (NAT and filter rules unknown): {}",
-            failures.join("; ")
-        ));
+    for (tools, what) in [(SAVE_TOOLS, "iptables"), (SAVE6_TOOLS, "ip6tables")] {
+        read_save_tools(&mut nf, &tools, what);
     }
     match super::nftables::read() {
         Ok(tables) => {
@@ -125,6 +106,35 @@ pub fn read() -> Netfilter {
         )),
     }
     nf
+}
+
+/// One family's save tools (legacy and nft backends) into `nf`; a warning when none ran.
+fn read_save_tools(nf: &mut Netfilter, tools: &[&str], what: &str) {
+    let mut failures = Vec::new();
+    for tool in tools {
+        match run_tool(tool, &[]) {
+            Ok(out) if out.status.success() => {
+                let (rules, policies) = parse_save(tool, &String::from_utf8_lossy(&out.stdout));
+                if !rules.is_empty() || policies.iter().any(|p| p.policy != "ACCEPT") {
+                    nf.backends.push(tool.to_string());
+                    nf.rules.extend(rules);
+                    nf.policies.extend(policies);
+                }
+            }
+            Ok(out) => failures.push(format!(
+                "{tool} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => failures.push(e),
+        }
+    }
+    if failures.len() == tools.len() {
+        nf.warnings.push(format!(
+            "{what} rules could not be read ({} NAT and filter rules unknown): {}",
+            if what == "ip6tables" { "IPv6" } else { "IPv4" },
+            failures.join("; ")
+        ));
+    }
 }
 
 fn uses_sets(nf: &Netfilter) -> bool {
@@ -174,20 +184,27 @@ pub fn parse_recent(text: &str) -> Vec<std::net::IpAddr> {
         .collect()
 }
 
-/// `create NAME TYPE ...` and `add NAME MEMBER` lines of `ipset save`.
+/// `create NAME TYPE [netmask N] ...` and `add NAME MEMBER [nomatch] ...` lines of `ipset save`.
 pub fn parse_ipset_save(text: &str) -> Vec<IpSet> {
     let mut sets: Vec<IpSet> = Vec::new();
     for line in text.lines() {
-        let mut w = line.split_whitespace();
-        match (w.next(), w.next(), w.next()) {
-            (Some("create"), Some(name), Some(kind)) => sets.push(IpSet {
-                name: name.into(),
-                kind: kind.into(),
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let option = |name: &str| w.iter().position(|x| *x == name).and_then(|i| w.get(i + 1));
+        match w.as_slice() {
+            ["create", name, kind, ..] => sets.push(IpSet {
+                name: name.to_string(),
+                kind: kind.to_string(),
                 members: vec![],
+                netmask: option("netmask").and_then(|n| n.parse().ok()),
+                nomatch: vec![],
             }),
-            (Some("add"), Some(name), Some(member)) => {
-                if let Some(s) = sets.iter_mut().find(|s| s.name == name) {
-                    s.members.push(member.into());
+            ["add", name, member, rest @ ..] => {
+                if let Some(s) = sets.iter_mut().find(|s| s.name == *name) {
+                    if rest.contains(&"nomatch") {
+                        s.nomatch.push(member.to_string());
+                    } else {
+                        s.members.push(member.to_string());
+                    }
                 }
             }
             _ => {}

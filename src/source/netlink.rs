@@ -84,7 +84,7 @@ impl NlSocket {
     /// Send `req` as a dump request and hand every answer to `on_msg`.
     pub fn dump<M>(&mut self, req: M, on_msg: impl FnMut(M)) -> Result<DumpReport, NlError>
     where
-        M: NetlinkSerializable + NetlinkDeserializable + Debug,
+        M: NetlinkSerializable + Family,
     {
         self.request(req, NLM_F_REQUEST | NLM_F_DUMP, on_msg)
     }
@@ -92,7 +92,7 @@ impl NlSocket {
     /// Send `req` as a single GET (no dump) and hand the answer(s) to `on_msg`.
     pub fn get<M>(&mut self, req: M, on_msg: impl FnMut(M)) -> Result<DumpReport, NlError>
     where
-        M: NetlinkSerializable + NetlinkDeserializable + Debug,
+        M: NetlinkSerializable + Family,
     {
         self.request(req, NLM_F_REQUEST, on_msg)
     }
@@ -104,7 +104,7 @@ impl NlSocket {
         mut on_msg: impl FnMut(M),
     ) -> Result<DumpReport, NlError>
     where
-        M: NetlinkSerializable + NetlinkDeserializable + Debug,
+        M: NetlinkSerializable + Family,
     {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
@@ -136,6 +136,59 @@ impl NlSocket {
     }
 }
 
+/// A netlink family's messages, with the fixed header each message type starts with.
+/// netlink-packet-xfrm 0.5 slices that header without checking its length (a short message
+/// panics: found by the fuzzer), so a message shorter than the kernel's own minimum for its
+/// type (`xfrm_msg_min` in net/xfrm/xfrm_user.c) is refused before it is parsed, as the
+/// kernel refuses it.
+pub trait Family: NetlinkDeserializable + Debug {
+    /// The least payload a message of `kind` carries (0: no fixed header, or checked by the
+    /// parser itself).
+    fn min_payload(_kind: u16) -> usize {
+        0
+    }
+}
+
+impl Family for netlink_packet_route::RouteNetlinkMessage {}
+
+impl Family for netlink_packet_xfrm::XfrmMessage {
+    fn min_payload(kind: u16) -> usize {
+        use netlink_packet_xfrm::constants::*;
+        match kind {
+            XFRM_MSG_NEWSA | XFRM_MSG_UPDSA => 224, // xfrm_usersa_info
+            XFRM_MSG_DELSA | XFRM_MSG_GETSA => 24,  // xfrm_usersa_id
+            XFRM_MSG_NEWPOLICY | XFRM_MSG_UPDPOLICY => 168, // xfrm_userpolicy_info
+            XFRM_MSG_DELPOLICY | XFRM_MSG_GETPOLICY => 64, // xfrm_userpolicy_id
+            XFRM_MSG_MIGRATE => 64,                 // xfrm_userpolicy_id
+            XFRM_MSG_ALLOCSPI => 232,               // xfrm_userspi_info
+            XFRM_MSG_ACQUIRE => 280,                // xfrm_user_acquire
+            XFRM_MSG_EXPIRE => 232,                 // xfrm_user_expire
+            XFRM_MSG_POLEXPIRE => 176,              // xfrm_user_polexpire
+            XFRM_MSG_FLUSHSA => 1,                  // xfrm_usersa_flush
+            XFRM_MSG_NEWAE | XFRM_MSG_GETAE => 48,  // xfrm_aevent_id
+            XFRM_MSG_REPORT => 60,                  // xfrm_user_report
+            XFRM_MSG_MAPPING => 64,                 // xfrm_user_mapping
+            XFRM_MSG_NEWSADINFO | XFRM_MSG_GETSADINFO => 4, // u32 flags
+            XFRM_MSG_NEWSPDINFO | XFRM_MSG_GETSPDINFO => 4, // u32 flags
+            XFRM_MSG_SETDEFAULT | XFRM_MSG_GETDEFAULT => 3, // xfrm_userpolicy_default
+            _ => 0,
+        }
+    }
+}
+
+/// One whole netlink message (header included), or why it cannot be read.
+pub fn deserialize<M: Family>(bytes: &[u8]) -> Result<NetlinkMessage<M>, String> {
+    let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
+    let min = M::min_payload(kind);
+    if bytes.len() < 16 + min {
+        return Err(format!(
+            "message type {kind} of {} bytes, shorter than its {min}-byte header",
+            bytes.len()
+        ));
+    }
+    NetlinkMessage::<M>::deserialize(bytes).map_err(|e| e.to_string())
+}
+
 /// Decode one recv()'s worth of netlink messages answering request `seq`.
 /// Returns true when the answer is complete (DONE, an ACK, or a single reply).
 /// Messages that do not decode are counted in `report`, never silently dropped.
@@ -147,7 +200,7 @@ pub fn read_batch<M>(
     on_msg: &mut impl FnMut(M),
 ) -> Result<bool, NlError>
 where
-    M: NetlinkDeserializable + Debug,
+    M: Family,
 {
     let mut off = 0;
     while off + 16 <= buf.len() {
@@ -167,7 +220,7 @@ where
         if u16::from_ne_bytes(bytes[6..8].try_into().unwrap()) & NLM_F_DUMP_INTR != 0 {
             report.interrupted = true;
         }
-        match NetlinkMessage::<M>::deserialize(bytes) {
+        match deserialize::<M>(bytes) {
             Ok(m) => match m.payload {
                 NetlinkPayload::Done(_) => return Ok(true),
                 NetlinkPayload::Error(e) => {
@@ -188,9 +241,7 @@ where
             },
             Err(e) => {
                 report.undecodable += 1;
-                report
-                    .first_decode_error
-                    .get_or_insert_with(|| e.to_string());
+                report.first_decode_error.get_or_insert(e);
                 // A DONE we could not decode still ends the dump.
                 if u16::from_ne_bytes(bytes[4..6].try_into().unwrap())
                     == netlink_packet_core::NLMSG_DONE
@@ -204,7 +255,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use netlink_packet_core::{DoneMessage, ErrorMessage, NLM_F_MULTIPART, NLMSG_ERROR};
     use netlink_packet_route::RouteNetlinkMessage;
@@ -299,5 +350,66 @@ mod tests {
             u16::from_ne_bytes(buf[4..6].try_into().unwrap()),
             NLMSG_ERROR
         );
+    }
+
+    /// The fuzzers' inputs: an XFRM_MSG_DELPOLICY of 60 payload bytes in a dump answer, and an
+    /// XFRM_MSG_EXPIRE of 48 in a notification batch (netlink-packet-xfrm sliced past their
+    /// end and panicked).
+    const SHORT_DELPOLICY_BATCH: &[u8] = &[
+        0x4c, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x07, 0x00, 0x00, 0x00, 0xe5, 0x16, 0x00,
+        0x00, 0x02, 0x08, 0x80, 0xfe, 0x01, 0x00, 0x00, 0x00, 0x08, 0x00, 0x01, 0x00, 0x7f, 0x40,
+        0x00, 0x01, 0x08, 0x00, 0x02, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x07, 0x00, 0x03, 0x00, 0x6c,
+        0x6f, 0x00, 0x00, 0x08, 0x00, 0x08, 0x00, 0x80, 0x00, 0x00, 0x00, 0x04, 0x00, 0x06, 0x00,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x22, 0x28, 0x15, 0x00, 0x22, 0x28, 0x15,
+        0x00, 0x50, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x07, 0x00, 0x00, 0xe5, 0x16, 0x00,
+        0x00, 0x02, 0x18, 0x80, 0x00, 0x03, 0x00, 0x00, 0x00, 0x08, 0x00, 0x01, 0x00, 0x0a, 0x00,
+        0x01, 0x01, 0x00, 0x08, 0x00, 0x80, 0x00, 0x00, 0x00, 0x05, 0x00, 0x0b, 0x00, 0x01, 0x00,
+        0x00, 0x00, 0x48, 0x57, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x07, 0x00, 0x00, 0x00, 0xe5,
+        0x16, 0x00, 0x00, 0x0a, 0x40, 0xc0, 0x00, 0x03, 0x00, 0x00, 0x00, 0x14, 0x00, 0x01, 0x00,
+        0xfd, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x01, 0x0f, 0x00, 0x06, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x25, 0x28,
+        0x15, 0x00, 0x25, 0x28, 0x15, 0x00, 0x08, 0x00, 0x08, 0x00, 0xc0, 0x00, 0x00, 0x00,
+    ];
+    pub(crate) const SHORT_EXPIRE_NOTIFICATIONS: &[u8] = &[
+        0x40, 0x00, 0x00, 0x00, 0x18, 0x00, 0x02, 0x00, 0x07, 0x00, 0xff, 0xff, 0x00, 0x00, 0xe5,
+        0x16, 0x00, 0x02, 0x02, 0x10, 0x00, 0x00, 0xc8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x18, 0x00,
+        0x02, 0x00, 0x07, 0x00, 0x2d, 0x2d, 0x2d, 0x2d, 0x2d, 0x2d, 0xff, 0xff, 0x00, 0x00, 0xe5,
+        0x00, 0x3c, 0x00, 0x00, 0x00, 0x18, 0x00, 0x02, 0x00, 0x07, 0x00, 0x00, 0x00, 0xe5, 0x16,
+        0x00, 0x00, 0x02, 0x10, 0x00, 0x00, 0xfe, 0x03, 0x00, 0x01, 0x10, 0x00, 0x01, 0x00, 0x0a,
+        0x09, 0x00, 0x00, 0x08, 0x00, 0x05, 0x00, 0x0a, 0x5e, 0x5e, 0x5e, 0x0a, 0x08, 0x00, 0x00,
+        0x0c, 0x00, 0x08, 0x00, 0x08, 0x00, 0x02, 0x00, 0x78, 0x05, 0x00, 0x01, 0x2b, 0x00, 0x00,
+        0x08, 0x00, 0x04, 0x00, 0x03, 0x00, 0x80, 0x02, 0x08, 0x00, 0x04, 0x00, 0x03, 0x00, 0x00,
+        0x00, 0x00,
+    ];
+
+    #[test]
+    fn xfrm_messages_shorter_than_their_header_are_counted_not_parsed() {
+        use netlink_packet_xfrm::XfrmMessage;
+        let mut report = DumpReport::default();
+        let _ = read_batch::<XfrmMessage>(SHORT_DELPOLICY_BATCH, 7, true, &mut report, &mut |_| {});
+        assert!(report.undecodable >= 1, "{report:?}");
+        assert!(
+            report
+                .first_decode_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("shorter than"),
+            "{report:?}"
+        );
+        // Every message type the crate knows, one byte short of the kernel's minimum, and
+        // empty: refused, never a panic.
+        for kind in 0x10u16..=0x28 {
+            let min = XfrmMessage::min_payload(kind);
+            for payload in [0, min.saturating_sub(1)] {
+                let mut m = vec![0u8; 16 + payload];
+                m[0..4].copy_from_slice(&((16 + payload) as u32).to_ne_bytes());
+                m[4..6].copy_from_slice(&kind.to_ne_bytes());
+                let mut report = DumpReport::default();
+                let _ = read_batch::<XfrmMessage>(&m, 0, true, &mut report, &mut |_| {});
+                if min > 0 {
+                    assert_eq!(report.undecodable, 1, "type {kind:#x}, {payload} bytes");
+                }
+            }
+        }
     }
 }

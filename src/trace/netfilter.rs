@@ -219,9 +219,14 @@ pub fn addr_type(st: &NodeState, ip: &IpAddr) -> String {
 
 /// The source address MASQUERADE picks, as the kernel's inet_select_addr does: a primary
 /// address of scope global on `dev` (one sharing a subnet with the next hop first), else the
-/// first such address of any device in the netns.
-pub fn masquerade_addr(st: &NodeState, dev: &str, nexthop: Option<IpAddr>) -> Option<IpAddr> {
-    let v4 = nexthop.is_none_or(|n| n.is_ipv4());
+/// first such address of any device in the netns; of the packet's family (`v6`).
+pub fn masquerade_addr(
+    st: &NodeState,
+    dev: &str,
+    nexthop: Option<IpAddr>,
+    v6: bool,
+) -> Option<IpAddr> {
+    let v4 = !v6;
     let global = |l: &crate::model::Link| -> Vec<(IpAddr, crate::model::Prefix)> {
         l.addresses
             .iter()
@@ -333,7 +338,8 @@ pub fn run_hook(node: &Node, hook: Hook, p: &mut NfPacket) -> HookResult {
     let nf = node.nf;
     let mut bases: Vec<(i32, Base)> = Vec::new();
     for backend in &nf.backends {
-        if backend == "nft" {
+        // ip6tables rules see IPv6 packets only, iptables rules IPv4 ones.
+        if backend == "nft" || crate::model::backend_is_ipv6(backend) != p.dst.is_ipv6() {
             continue;
         }
         for (table, prio) in ipt_tables(hook) {
@@ -629,33 +635,50 @@ fn set_member(nf: &Netfilter, name: &str, flags: &[Side], p: &NfPacket, depth: u
         }
         return unknown.map_or(Cond::No, Cond::Unknown);
     }
-    let field_ok = |kind: &str, val: &str, side: Side| -> Option<bool> {
-        Some(match kind {
+    // Per field: None = not understood, Some(None) = no match, Some(Some(len)) = a match
+    // (len: the member's prefix length for net fields, which the kernel tries most specific first).
+    let field = |kind: &str, val: &str, side: Side| -> Option<Option<u8>> {
+        let hit = |x: bool, len: u8| Some(x.then_some(len));
+        match kind {
             "ip" | "net" => match crate::source::netfilter::prefix(val) {
-                Some(pfx) => pfx.contains(&addr(side)),
-                None => match val.split_once('-') {
-                    Some((a, z)) => {
-                        let (a, z): (IpAddr, IpAddr) = (a.parse().ok()?, z.parse().ok()?);
-                        (a..=z).contains(&addr(side))
-                    }
-                    None => return None,
-                },
+                Some(pfx) => {
+                    let pfx = match set.netmask {
+                        Some(n) if kind == "ip" => crate::model::Prefix::new(pfx.addr, n),
+                        _ => pfx,
+                    };
+                    hit(pfx.contains(&addr(side)), pfx.len)
+                }
+                None => {
+                    let (a, z) = val.split_once('-')?;
+                    let (a, z): (IpAddr, IpAddr) = (a.parse().ok()?, z.parse().ok()?);
+                    hit((a..=z).contains(&addr(side)), 0)
+                }
             },
             "port" => {
-                let (pr, pt) = val.split_once(':').unwrap_or(("tcp", val));
+                // hash types say the protocol (`tcp:80`); bitmap:port holds bare ports, which
+                // the kernel matches for TCP and UDP only.
+                let (pr, pt) = match val.split_once(':') {
+                    Some((pr, pt)) => (Some(pr), pt),
+                    None => (None, val),
+                };
+                let proto_ok = match pr {
+                    Some(pr) => pr == proto,
+                    None => proto == "tcp" || proto == "udp",
+                };
+                if !proto_ok {
+                    return Some(None);
+                }
                 let (lo, hi) = pt.split_once('-').unwrap_or((pt, pt));
-                pr == proto
-                    && port(side).is_some_and(|x| {
-                        lo.parse::<u16>().is_ok_and(|lo| x >= lo)
-                            && hi.parse::<u16>().is_ok_and(|hi| x <= hi)
-                    })
+                let (lo, hi): (u16, u16) = (lo.parse().ok()?, hi.parse().ok()?);
+                hit(port(side).is_some_and(|x| (lo..=hi).contains(&x)), 0)
             }
-            "iface" => p
-                .iif
-                .as_deref()
-                .is_some_and(|i| NfCond::iface_matches(val, i)),
-            _ => return None,
-        })
+            // src is the interface the packet came in on, dst the one it leaves by.
+            "iface" if !val.starts_with("physdev:") => {
+                let dev = if side == Side::Src { &p.iif } else { &p.oif };
+                hit(NfCond::iface_matches(val, dev.as_deref()?), 0)
+            }
+            _ => None,
+        }
     };
     if parts
         .iter()
@@ -664,27 +687,33 @@ fn set_member(nf: &Netfilter, name: &str, flags: &[Side], p: &NfPacket, depth: u
     {
         return Cond::Unknown(format!("ipset type {} is not evaluated", set.kind));
     }
-    for m in &set.members {
-        let vals: Vec<&str> = m.split(',').collect();
-        if vals.len() != parts.len() {
-            continue;
-        }
-        let mut all = true;
-        for ((k, v), side) in parts.iter().zip(&vals).zip(flags) {
-            match field_ok(k, v, *side) {
-                Some(true) => {}
-                Some(false) => {
-                    all = false;
-                    break;
+    // The most specific member the packet matches, as the prefix lengths of its fields.
+    let best = |members: &[String]| -> Result<Option<Vec<u8>>, String> {
+        let mut best: Option<Vec<u8>> = None;
+        for m in members {
+            let vals: Vec<&str> = m.split(',').collect();
+            if vals.len() != parts.len() {
+                return Err(format!("ipset {name}: member {m} not understood"));
+            }
+            let mut lens = Vec::new();
+            for ((k, v), side) in parts.iter().zip(&vals).zip(flags) {
+                match field(k, v, *side) {
+                    Some(Some(len)) => lens.push(len),
+                    Some(None) => break,
+                    None => return Err(format!("ipset {name}: member {m} not understood")),
                 }
-                None => return Cond::Unknown(format!("ipset {name}: member {m} not understood")),
+            }
+            if lens.len() == parts.len() && best.as_ref().is_none_or(|b| lens > *b) {
+                best = Some(lens);
             }
         }
-        if all {
-            return Cond::Yes;
-        }
+        Ok(best)
+    };
+    match (best(&set.members), best(&set.nomatch)) {
+        (Err(e), _) | (_, Err(e)) => Cond::Unknown(e),
+        (Ok(Some(hit)), Ok(except)) => b(except.is_none_or(|x| hit > x)),
+        (Ok(None), _) => Cond::No,
     }
-    Cond::No
 }
 
 fn cond(node: &Node, hook: Hook, c: &NfCond, p: &NfPacket) -> Cond {
@@ -1236,7 +1265,7 @@ impl IptWalk<'_, '_> {
             }
             NfTarget::Masquerade { to_ports } => {
                 let dev = p.oif.clone().unwrap_or_default();
-                match masquerade_addr(self.node.state, &dev, p.nexthop) {
+                match masquerade_addr(self.node.state, &dev, p.nexthop, p.dst.is_ipv6()) {
                     Some(a) => {
                         let was = p.src;
                         p.src = a;
@@ -1273,7 +1302,9 @@ impl IptWalk<'_, '_> {
             NfTarget::Redirect { to_ports } => {
                 let was = (p.dst, p.dport);
                 let local = match (hook, &p.iif) {
-                    (Hook::Prerouting, Some(i)) => masquerade_addr(self.node.state, i, None),
+                    (Hook::Prerouting, Some(i)) => {
+                        masquerade_addr(self.node.state, i, None, p.dst.is_ipv6())
+                    }
                     _ => Some(if p.dst.is_ipv4() {
                         IpAddr::from([127, 0, 0, 1])
                     } else {

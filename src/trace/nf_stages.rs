@@ -213,7 +213,17 @@ fn nf_hook(
     let r = run_hook(&node.nf_node(), hook, &mut p);
     // What could not be read is said where it matters: on the first hook of the node.
     let warn: Vec<String> = if matches!(hook, Hook::Prerouting | Hook::Output) {
-        nf.warnings.clone()
+        // The other family's unreadable rules do not concern this packet.
+        let other = if pkt.dst.is_ipv6() {
+            "iptables "
+        } else {
+            "ip6tables "
+        };
+        nf.warnings
+            .iter()
+            .filter(|w| !w.starts_with(other))
+            .cloned()
+            .collect()
     } else {
         vec![]
     };

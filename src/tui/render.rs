@@ -651,7 +651,7 @@ fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         Mode::Filter => {
             let mut parts = vec![
                 ("/".to_string(), theme.style(Item::Key)),
-                (format!("{}▏", app.input), theme.style(Item::Base)),
+                (typed(app, area), theme.style(Item::Base)),
             ];
             match &app.input_error {
                 Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
@@ -672,12 +672,7 @@ fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         Mode::Bpf => {
             let mut parts = vec![
                 ("capture filter (BPF): ".to_string(), theme.style(Item::Key)),
-                // A long filter shows its end, where the typing is (half the line at most:
-                // the verdict must stay visible).
-                (
-                    format!("{}▏", tail(&app.input, usize::from(area.width) / 2)),
-                    theme.style(Item::Base),
-                ),
+                (typed(app, area), theme.style(Item::Base)),
             ];
             match &app.input_error {
                 Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
@@ -699,7 +694,7 @@ fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         Mode::Command => {
             let mut parts = vec![
                 (":".to_string(), theme.style(Item::Key)),
-                (format!("{}▏", app.input), theme.style(Item::Base)),
+                (typed(app, area), theme.style(Item::Base)),
             ];
             if !app.completions.is_empty() {
                 parts.push((
@@ -858,6 +853,14 @@ fn stream_head(buf: &mut Buffer, body: Rect, app: &App, theme: &Theme) -> Rect {
         buf.set_stringn(body.x, body.y + i as u16, text, body.width as usize, *style);
     }
     Rect::new(body.x, body.y + n, body.width, body.height - n)
+}
+
+/// The line being typed (filter, capture filter, command) with its cursor. A long line shows
+/// its end, where the typing is, in half the footer at most: the verdict beside it must stay
+/// visible. (Shown from its start, a line longer than the terminal hid the keys typed and the
+/// refusal of Enter, and the TUI looked as if it took no more input.)
+fn typed(app: &App, area: Rect) -> String {
+    format!("{}▏", tail(&app.input, usize::from(area.width) / 2))
 }
 
 /// The last `max` characters of `text`, marked with "…" when cut.

@@ -45,6 +45,9 @@ pub enum Mode {
     Fail500,
     /// Accept, read the request, never answer.
     Hang,
+    /// Gone (a restarting API server, a dropped network): every connection is closed at once,
+    /// without an answer, and the watches open are cut off mid-stream.
+    Down,
 }
 
 /// What the attach (websocket upgrade) request gets.
@@ -365,6 +368,7 @@ fn serve(mut c: TcpStream, st: &Arc<Mutex<State>>, stop: &AtomicBool) -> std::io
         Mode::Fail500 => {
             return json_reply(&mut c, 500, &fixture("status-500.json"));
         }
+        Mode::Down => return Ok(()),
         Mode::Normal => {}
     }
     let refused = st
@@ -619,12 +623,13 @@ fn watch(
         .min(60);
     let end = Instant::now() + Duration::from_secs(secs);
     while !stop.load(Ordering::SeqCst) && Instant::now() < end {
-        let ev = st
-            .lock()
-            .unwrap()
-            .watch_queue
-            .get_mut(path)
-            .and_then(|q| q.pop_front());
+        let mut s = st.lock().unwrap();
+        if s.mode == Mode::Down {
+            // Cut off: no end chunk.
+            return Ok(());
+        }
+        let ev = s.watch_queue.get_mut(path).and_then(|q| q.pop_front());
+        drop(s);
         match ev {
             Some(ev) => {
                 let line = ev.to_string() + "\n";
