@@ -46,9 +46,11 @@ hs_cap_stop() {
 # follow NAME PINGNS PINGDST TRACE-ARGS...: hopscope trace --follow while PINGNS pings.
 follow() {
     local name=$1 ns=$2 dst=$3 pid i; shift 3
-    trace "$name" "$@" --json --follow 8 &
+    # Under a loaded emulated CPU the trace can take many seconds before it follows: wait up
+    # to 30 s for it, and follow long enough for the pings after the 2 s settle.
+    trace "$name" "$@" --json --follow 12 &
     pid=$!
-    for i in $(seq 100); do
+    for i in $(seq 300); do
         grep -q '^following' "$R/$name.err" 2>/dev/null && break
         sleep 0.1
     done
