@@ -275,7 +275,7 @@ type SeenKey = (
 /// Capture ESP on each node's interfaces towards its peers for `w`, then read the nodes again.
 fn watch(reads: &mut [Read], w: Duration) -> Result<()> {
     use crate::capture::{Options, Session, ctrl_c_flag};
-    use crate::decode::packet::{Transport, decode};
+    use crate::decode::packet::decode;
     let stop = ctrl_c_flag();
     let mut sessions = Vec::new();
     for (i, r) in reads.iter().enumerate() {
@@ -319,15 +319,9 @@ fn watch(reads: &mut [Read], w: Duration) -> Result<()> {
                 let h = &s.handles[f.handle];
                 let d = decode(h.link, &f.data);
                 let Some(ip) = &d.ip else { continue };
-                let udp = matches!(
-                    d.transport,
-                    Some(Transport::Udp { dport: 4500, .. })
-                        | Some(Transport::Udp { sport: 4500, .. })
-                );
-                let spi = d.esp().map(|e| e.spi);
-                if spi.is_none() && !udp {
+                let Some((spi, udp)) = esp_seen(&d) else {
                     continue;
-                }
+                };
                 let inbound = reads[*i].state.links.iter().any(|l| {
                     l.addresses.iter().any(|a| {
                         a.address
@@ -375,5 +369,56 @@ pub fn print(report: &Report, json: bool, stamp: &crate::output::Stamp) -> Resul
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(Into::into),
+    }
+}
+
+/// What the doctor's window notes of a captured packet: its SPI (None for the non-ESP traffic
+/// of port 4500: IKE, keepalives) and whether it came in UDP. ESP in UDP is decoded as ESP
+/// (its transport is ESP, not UDP), so the encapsulation is read from the ESP header itself.
+fn esp_seen(d: &crate::decode::packet::Decoded) -> Option<(Option<u32>, bool)> {
+    use crate::decode::packet::Transport;
+    if let Some(e) = d.esp() {
+        return Some((Some(e.spi), e.udp_encap.is_some()));
+    }
+    matches!(
+        d.transport,
+        Some(Transport::Udp { dport: 4500, .. }) | Some(Transport::Udp { sport: 4500, .. })
+    )
+    .then_some((None, true))
+}
+
+#[cfg(test)]
+mod esp_seen_tests {
+    use super::esp_seen;
+    use crate::decode::packet::decode_ip;
+
+    fn udp4(sport: u16, dport: u16, body: &[u8]) -> Vec<u8> {
+        let total = (28 + body.len()) as u16;
+        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend([192, 168, 64, 2, 192, 168, 63, 1]);
+        p.extend(sport.to_be_bytes());
+        p.extend(dport.to_be_bytes());
+        p.extend((8 + body.len() as u16).to_be_bytes());
+        p.extend([0, 0]);
+        p.extend(body);
+        p
+    }
+
+    /// The healthy NAT-T layout's ESP (spi 0x6002 in UDP 4500) is noted as encapsulated; it
+    /// was noted as plain ESP, so the doctor called a healthy site's SA mismatched.
+    #[test]
+    fn esp_in_udp_is_seen_encapsulated() {
+        let mut esp = 0x6002u32.to_be_bytes().to_vec();
+        esp.extend(7u32.to_be_bytes());
+        esp.extend([0xaa; 40]);
+        let d = decode_ip(&udp4(4500, 4500, &esp));
+        assert_eq!(esp_seen(&d), Some((Some(0x6002), true)));
+        // IKE on 4500 (the zero non-ESP marker): no SPI, still UDP.
+        let d = decode_ip(&udp4(4500, 4500, &[0u8; 40]));
+        assert_eq!(esp_seen(&d), Some((None, true)));
+        // Plain UDP elsewhere: nothing to note.
+        let d = decode_ip(&udp4(5000, 53, &[1u8; 40]));
+        assert_eq!(esp_seen(&d), None);
     }
 }
