@@ -245,9 +245,26 @@ fn stop_gives_the_terminal_back_and_continue_takes_it_again() {
         t.wait("normal screen while stopped", APPEAR, |s| {
             !s.contains("1 Links")
         });
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let state = stat.rsplit(')').next().unwrap().split_whitespace().next();
-        assert_eq!(state, Some("T"), "round {round}: stopped: {stat}");
+        // The screen is given back just before the process stops itself: under load the
+        // stop can lag the screen by a moment, so the state is polled (never assumed).
+        let read_stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let state_of = |stat: &str| {
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string)
+        };
+        let since = std::time::Instant::now();
+        let mut stat = read_stat();
+        while state_of(&stat).as_deref() != Some("T") && since.elapsed() < APPEAR {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            stat = read_stat();
+        }
+        assert_eq!(
+            state_of(&stat).as_deref(),
+            Some("T"),
+            "round {round}: stopped: {stat}"
+        );
         assert_sane(&t.stty_now());
         kill("CONT", pid);
         t.wait("the TUI again", APPEAR, |s| {

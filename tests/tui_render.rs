@@ -125,6 +125,10 @@ fn big_live(routes: usize, policies: usize) -> Live {
 }
 
 fn draw(app: &mut App, live: &Live, w: u16, h: u16) -> Terminal<TestBackend> {
+    // The Health pane is judged on the doctor's thread: the frame is drawn once its answer is
+    // in, as the loop draws it a moment later.
+    app.refresh(live);
+    app.health.settle(std::time::Duration::from_secs(10));
     app.refresh(live);
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     let theme = Theme::builtin("dark");
