@@ -7,42 +7,16 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+#[path = "lab/boot.rs"]
+mod boot;
 
+/// Boot once for every test here (tests/lab/boot.rs); HOPSCOPE_LAB_REUSE=1 reads the last
+/// results.
 fn results() -> &'static Path {
     static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = CELL.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab/netfilter");
-        if std::env::var_os("HOPSCOPE_LAB_REUSE").is_some_and(|v| v == "1") {
-            return Ok(dir);
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let out = Command::new(Path::new(REPO).join("tests/lab/run.sh"))
-            .args(["--variant", "nodeport", "--timeout", "900", "--results"])
-            .arg(&dir)
-            .arg(Path::new(REPO).join("tests/lab/checks/netfilter.sh"))
-            .arg(env!("CARGO_BIN_EXE_hopscope"))
-            .output()
-            .map_err(|e| {
-                format!(
-                    "tests/lab/run.sh: {e} (the lab needs root and the packages in docs/lab.md)"
-                )
-            })?;
-        if !out.status.success() {
-            return Err(format!(
-                "lab boot failed ({}):\n{}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(dir)
-    });
-    match r {
+    match CELL.get_or_init(|| boot::boot("netfilter", &["nodeport"])) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     }

@@ -69,17 +69,28 @@ static BOOT_LOCK: Mutex<()> = Mutex::new(());
 /// results dir. Never panics (so a OnceLock keeps the error instead of booting again).
 #[allow(dead_code)] // tests/lab_layouts.rs boots bare
 pub fn boot(group: &str, variants: &[&str]) -> Result<PathBuf, String> {
-    boot_with(group, variants, true)
+    boot_with(group, variants, true, 900)
+}
+
+/// `boot` with a guest timeout of `secs` for a group that runs many cases in one boot.
+#[allow(dead_code)] // not every test file that includes boot.rs uses it
+pub fn boot_timed(group: &str, variants: &[&str], secs: u32) -> Result<PathBuf, String> {
+    boot_with(group, variants, true, secs)
 }
 
 /// Boot without the seed cluster (modules loaded, nothing else): for a group whose check
 /// script builds its own netns, which saves the cluster's build time.
 #[allow(dead_code)] // not every test file that includes boot.rs uses it
 pub fn boot_bare(group: &str) -> Result<PathBuf, String> {
-    boot_with(group, &[], false)
+    boot_with(group, &[], false, 900)
 }
 
-fn boot_with(group: &str, variants: &[&str], cluster: bool) -> Result<PathBuf, String> {
+fn boot_with(
+    group: &str,
+    variants: &[&str],
+    cluster: bool,
+    timeout_secs: u32,
+) -> Result<PathBuf, String> {
     let results = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("lab")
         .join(group);
@@ -107,7 +118,7 @@ fn boot_with(group: &str, variants: &[&str], cluster: bool) -> Result<PathBuf, S
         cmd.arg("--no-cluster");
     }
     // Each boot runs hopscope a dozen times under TCG (snapshots, traces, captures).
-    cmd.args(["--timeout", "900"])
+    cmd.args(["--timeout", &timeout_secs.to_string()])
         .arg("--results")
         .arg(&results)
         .arg(Path::new(REPO).join(format!("tests/lab/checks/{group}.sh")))
