@@ -320,12 +320,11 @@ impl Session {
 
     /// The next frame in capture-time order, if it may go now (it leaves the queue's count).
     fn pop(&mut self) -> Option<Frame> {
-        let live: Vec<bool> = (0..self.handles.len())
-            .map(|i| !self.handles[i].removed() && !self.gone.contains_key(&i))
-            .collect();
+        let (handles, gone) = (&self.handles, &self.gone);
+        let live = |i: usize| !handles[i].removed() && !gone.contains_key(&i);
         let f = self
             .pending
-            .pop(Instant::now(), &live, self.queue.limit / 2)?;
+            .pop(Instant::now(), handles.len(), live, self.queue.limit / 2)?;
         self.queue.queued.fetch_sub(1, Ordering::Relaxed);
         Some(f)
     }

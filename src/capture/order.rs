@@ -50,16 +50,21 @@ impl Order {
             .map(|(_, h)| h)
     }
 
-    /// The next frame in time order, if it may go now. `live[h]`: handle h can still deliver.
-    /// `pressure`: this many waiting frames release the oldest at once.
-    pub fn pop(&mut self, now: Instant, live: &[bool], pressure: usize) -> Option<Frame> {
+    /// The next frame in time order, if it may go now. `live(h)` for each of the session's
+    /// `handles`: handle h can still deliver. `pressure`: this many waiting frames release
+    /// the oldest at once. (A predicate, not a list: this runs once per frame.)
+    pub fn pop(
+        &mut self,
+        now: Instant,
+        handles: usize,
+        live: impl Fn(usize) -> bool,
+        pressure: usize,
+    ) -> Option<Frame> {
         let h = self.oldest()?;
         let arrived = self.queues[h].front()?.0;
-        let others_have_frames = live
-            .iter()
-            .enumerate()
-            .filter(|&(i, &l)| l && i != h)
-            .all(|(i, _)| self.queues.get(i).is_some_and(|q| !q.is_empty()));
+        let others_have_frames = (0..handles)
+            .filter(|&i| i != h && live(i))
+            .all(|i| self.queues.get(i).is_some_and(|q| !q.is_empty()));
         let go = others_have_frames
             || now.saturating_duration_since(arrived) >= HOLD
             || self.waiting >= pressure.max(1);
@@ -122,15 +127,15 @@ mod tests {
         for m in [10, 14] {
             o.push(frame(1, m), t0);
         }
-        let live = [true, true];
-        let got: Vec<u32> = std::iter::from_fn(|| o.pop(t0, &live, 1000))
+        let live = |_: usize| true;
+        let got: Vec<u32> = std::iter::from_fn(|| o.pop(t0, 2, live, 1000))
             .map(|f| ms(&f))
             .collect();
         // 14 stays: eth0 has nothing waiting and could still deliver something older.
         assert_eq!(got, [10, 12, 13]);
         assert_eq!(o.len(), 1);
         assert_eq!(o.next_release(t0), Some(HOLD));
-        assert_eq!(o.pop(t0 + HOLD, &live, 1000).map(|f| ms(&f)), Some(14));
+        assert_eq!(o.pop(t0 + HOLD, 2, live, 1000).map(|f| ms(&f)), Some(14));
         assert!(o.is_empty());
     }
 
@@ -139,8 +144,8 @@ mod tests {
         let t0 = Instant::now();
         let mut o = Order::default();
         o.push(frame(1, 5), t0);
-        assert_eq!(o.pop(t0, &[true, true], 1000).map(|f| ms(&f)), None);
-        assert_eq!(o.pop(t0, &[false, true], 1000).map(|f| ms(&f)), Some(5));
+        assert_eq!(o.pop(t0, 2, |_| true, 1000).map(|f| ms(&f)), None);
+        assert_eq!(o.pop(t0, 2, |h| h == 1, 1000).map(|f| ms(&f)), Some(5));
     }
 
     #[test]
@@ -150,8 +155,8 @@ mod tests {
         for m in [3, 1, 2] {
             o.push(frame(m as usize, m), t0);
         }
-        assert_eq!(o.pop(t0, &[true; 4], 3).map(|f| ms(&f)), Some(1));
-        assert_eq!(o.pop(t0, &[true; 4], 3).map(|f| ms(&f)), None);
+        assert_eq!(o.pop(t0, 4, |_| true, 3).map(|f| ms(&f)), Some(1));
+        assert_eq!(o.pop(t0, 4, |_| true, 3).map(|f| ms(&f)), None);
         let rest: Vec<u32> = o.drain().iter().map(ms).collect();
         assert_eq!(rest, [2, 3]);
         assert!(o.is_empty());
