@@ -376,13 +376,13 @@ pub fn print(report: &Report, json: bool, stamp: &crate::output::Stamp) -> Resul
 /// of port 4500: IKE, keepalives) and whether it came in UDP. ESP in UDP is decoded as ESP
 /// (its transport is ESP, not UDP), so the encapsulation is read from the ESP header itself.
 fn esp_seen(d: &crate::decode::packet::Decoded) -> Option<(Option<u32>, bool)> {
-    use crate::decode::packet::Transport;
+    use crate::decode::packet::{NAT_T_PORT, Transport};
     if let Some(e) = d.esp() {
         return Some((Some(e.spi), e.udp_encap.is_some()));
     }
     matches!(
         d.transport,
-        Some(Transport::Udp { dport: 4500, .. }) | Some(Transport::Udp { sport: 4500, .. })
+        Some(Transport::Udp { sport, dport, .. }) if sport == NAT_T_PORT || dport == NAT_T_PORT
     )
     .then_some((None, true))
 }
