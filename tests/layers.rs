@@ -33,12 +33,12 @@ const KNOWN: &[(&str, &str, &str)] = &[
     (
         "keys/offline.rs",
         "view",
-        "key files print SAs with the view's formatting",
+        "`capture -r` (a command) lives in keys/offline.rs and prints packet lines",
     ),
     (
         "keys/offline.rs",
         "cli",
-        "reads its arguments from the command line's structs",
+        "same: it takes the capture command's arguments; it belongs in src/cmd/",
     ),
     (
         "trace/netfilter.rs",
