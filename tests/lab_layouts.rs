@@ -1053,3 +1053,65 @@ fn natt_port_mismatch_named_by_trace_and_doctor() {
         "{f:#?}"
     );
 }
+
+/// ly-ca's own SAs name its node IDs (no Kubernetes in the lab: by the peer address their out
+/// SAs go to) and count them per remote node against the layout; then the lab deletes one
+/// per-source inbound SA (ly-cb's v4, key 4) from the kernel, and the snapshot calls that
+/// node's count wrong and the doctor names it.
+#[test]
+fn cilium_node_ids_named_and_sas_counted_per_remote_node() {
+    let rc = |f: &str| text(&format!("{f}.rc")).trim().to_string();
+    assert_eq!(
+        rc("cilium-ly-ca.txt"),
+        "0",
+        "{}",
+        text("cilium-ly-ca.txt.err")
+    );
+    let t = text("cilium-ly-ca.txt");
+    for m in [
+        "mark 0x23e00/0xffffff00 (encrypt, key 3, node 0x2 (192.168.61.2))",
+        "mark 0x24e00/0xffffff00 (encrypt, key 4, node 0x2 (192.168.61.2))",
+        "mark 0x20d00/0xffff0f00 (decrypt, node 0x2 (192.168.61.2))",
+    ] {
+        assert!(t.contains(m), "{m}: {t}");
+    }
+    let row = |t: &str, peer: &str| -> String {
+        t.lines()
+            .find(|l| l.starts_with("0x2 ") && l.contains(&format!(" {peer} ")))
+            .unwrap_or_else(|| panic!("no row for node 0x2 {peer}: {t}"))
+            .to_string()
+    };
+    assert!(
+        t.contains("layout: Cilium with inbound SAs per source node"),
+        "{t}"
+    );
+    for peer in ["192.168.61.2", "fd61::2"] {
+        let r = row(&t, peer);
+        assert!(r.contains("0x3,0x4  2/2  2/2  ok"), "{r}");
+    }
+    assert_eq!(text("sa-count.delete").trim(), "", "ip xfrm state delete");
+    let broken = text("sa-count-ly-ca.txt");
+    let r = row(&broken, "192.168.61.2");
+    assert!(r.contains("2/2  1/2  WRONG"), "{r}");
+    assert!(row(&broken, "fd61::2").contains("2/2  2/2  ok"));
+    // 1 (warn) or 2 (fail: the lookups may also find ESP with key 4 from ly-cb without an SA)
+    assert_ne!(
+        rc("sa-count-doctor"),
+        "0",
+        "{}",
+        text("sa-count-doctor.err")
+    );
+    let d: Value = serde_json::from_str(&text("sa-count-doctor.json")).unwrap();
+    let f: Vec<Value> = findings(&d)
+        .into_iter()
+        .filter(|f| f["id"] == "sa-count")
+        .collect();
+    assert_eq!(f.len(), 1, "{f:#?}");
+    let what = f[0]["what"].as_str().unwrap();
+    assert!(
+        what.starts_with(
+            "node 0x2 (192.168.61.2) (inet): 2 out and 1 inbound SA(s) for spi 0x3, 0x4"
+        ),
+        "{what}"
+    );
+}

@@ -8,6 +8,7 @@ use clap::Args;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct TraceArgs {
@@ -172,7 +173,13 @@ impl TraceArgs {
     }
 }
 
-pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
+/// Read the nodes, then trace with the names `names` gives once they are read (marks name the
+/// node IDs with them), and follow if asked. Returns the trace and those names.
+pub fn run(
+    args: &TraceArgs,
+    targets: &[Target],
+    names: impl FnOnce() -> Arc<crate::model::Names>,
+) -> Result<(Trace, Arc<crate::model::Names>)> {
     let flow = args.flow()?;
     let recording = match &args.from {
         Some(path) => Some(crate::record::reader::Recording::open(path)?),
@@ -197,7 +204,8 @@ pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
             names.join(", ")
         );
     }
-    let mut t = trace(&nodes, &flow);
+    let names = names();
+    let mut t = crate::model::names::with_names(names.clone(), || trace(&nodes, &flow));
     // Recorded --state files have no iptables rules; a recording has what it recorded.
     let from_states = if recording.is_some() {
         0
@@ -215,7 +223,7 @@ pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
         }
         t.follow = Some(follow(&t, &nodes[..targets.len()], targets, dur)?);
     }
-    Ok(t)
+    Ok((t, names))
 }
 
 /// Capture on each live node's path devices for `dur`, then compare with the prediction.
@@ -297,8 +305,8 @@ pub fn command(cli: &crate::cli::Cli, args: &TraceArgs) -> anyhow::Result<u8> {
     } else {
         cli.target.targets()
     };
-    let t = run(args, &targets)?;
-    let names = super::finish_names(names);
+    // The names are waited for while the nodes are read, then used by the trace.
+    let (t, names) = run(args, &targets, || super::finish_names(names))?;
     super::lock_down_to_print(cli)?;
     let out = if args.json {
         // The trace document, plus `names`: address → name for the addresses in it.
