@@ -747,6 +747,75 @@ fn traces_run_on_every_layout() {
 // ---------------------------------------------------------------------------------------------
 // the trace through each layout's devices, --follow, the ESP lengths, the doctor
 
+/// The paths of the layouts without a tunnel device: the sender's SA, its encapsulation, the
+/// NAT on the way, decryption and delivery on the receiver; the catch-all stops on the sender.
+#[test]
+fn traces_predict_each_layouts_path() {
+    for (name, sa, esp, rx) in [
+        (
+            "cilium4",
+            "spi 0x3",
+            "ESP tunnel 192.168.61.1 → 192.168.61.2",
+            "ly-cb",
+        ),
+        (
+            "cilium6",
+            "spi 0x3",
+            "ESP tunnel fd61::1 → fd61::2",
+            "ly-cb",
+        ),
+        (
+            "natt",
+            "spi 0x6001",
+            "ESP in UDP 4500→4500 (NAT-T) tunnel",
+            "ly-nb",
+        ),
+        (
+            "transport",
+            "spi 0x7012",
+            "ESP transport 192.168.66.1 → 192.168.66.2",
+            "ly-tb",
+        ),
+    ] {
+        let t = json(&format!("{name}-trace.json"));
+        let tx = t["hops"][0]["node"].as_str().unwrap().to_string();
+        assert!(has_hop(&t, &tx, "xfrm_state", "", sa), "{name}: {t:#}");
+        assert!(has_hop(&t, &tx, "encrypt", "", esp), "{name}: {t:#}");
+        assert!(
+            has_hop(&t, rx, "decrypt", "eth0", "decrypted"),
+            "{name}: {t:#}"
+        );
+        assert!(
+            has_hop(&t, rx, "policy_check", "eth0", "passed"),
+            "{name}: {t:#}"
+        );
+        delivered_on(&t, rx);
+    }
+    let t = json("natt-trace.json");
+    assert!(
+        has_hop(
+            &t,
+            "ly-nat",
+            "nat",
+            "inside",
+            "SNAT 192.168.63.1:4500 → 192.168.64.254:4500"
+        ),
+        "{t:#}"
+    );
+    let t = json("catchall-trace.json");
+    assert_eq!(
+        (&t["end"]["end"], &t["end"]["node"], &t["end"]["counter"]),
+        (
+            &"stopped".into(),
+            &"ly-ca".into(),
+            &"XfrmOutPolBlock".into()
+        ),
+        "{t:#}"
+    );
+    let why = t["end"]["reason"].as_str().unwrap();
+    assert!(why.contains("blocked by policy out 0.0.0.0/0"), "{why}");
+}
+
 /// The hops of a trace as (node, step, dev, what).
 fn hops(t: &Value) -> Vec<(String, String, String, String)> {
     t["hops"]
