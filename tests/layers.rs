@@ -41,11 +41,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "same: it takes the capture command's arguments; it belongs in src/cmd/",
     ),
     (
-        "trace/netfilter.rs",
-        "source",
-        "reads an ipset member with source's prefix parser",
-    ),
-    (
         "trace/nftables.rs",
         "source",
         "nft expressions are printed by source's reader",

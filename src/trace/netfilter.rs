@@ -641,7 +641,7 @@ fn set_member(nf: &Netfilter, name: &str, flags: &[Side], p: &NfPacket, depth: u
     let field = |kind: &str, val: &str, side: Side| -> Option<Option<u8>> {
         let hit = |x: bool, len: u8| Some(x.then_some(len));
         match kind {
-            "ip" | "net" => match crate::source::netfilter::prefix(val) {
+            "ip" | "net" => match crate::model::Prefix::from_iptables(val) {
                 Some(pfx) => {
                     let pfx = match set.netmask {
                         Some(n) if kind == "ip" => crate::model::Prefix::new(pfx.addr, n),
