@@ -12,6 +12,9 @@ pub fn run(
     show_keys: bool,
     from: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
+    if told_to_wait(cli) && !wait_until_told()? {
+        return Ok(());
+    }
     let stamp = crate::output::Stamp::now();
     let names = start_names(cli);
     let state = match from {
@@ -23,17 +26,30 @@ pub fn run(
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let written = if json {
-        view::json::write(&state, &stamp, show_keys, tty, &mut out)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        let text = crate::model::names::with_names(names, || view::text::render(&state, show_keys));
-        // Interface names and labels are the kernel's bytes: escape control characters.
-        write!(crate::output::Escaped::new(&mut out), "{text}")
-    };
+    let written = crate::model::names::with_names(names, || {
+        if json {
+            view::json::write(&state, &stamp, show_keys, tty, &mut out)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
+        } else {
+            let text = view::text::render(&state, show_keys);
+            // Interface names and labels are the kernel's bytes: escape control characters.
+            write!(crate::output::Escaped::new(&mut out), "{text}")
+        }
+    });
     // The process ends next: freeing 100k routes one by one would only cost time.
     std::mem::forget(state);
     // A closed pipe (| head) is not an error worth a message.
     crate::output::ok_if_closed(written.and_then(|()| out.flush())).map_err(Into::into)
+}
+
+/// `snapshot --when-told` (the helper of src/cmd/reread.rs).
+fn told_to_wait(cli: &Cli) -> bool {
+    matches!(&cli.command, Some(crate::cli::Command::Snapshot(a)) if a.when_told)
+}
+
+/// Block until a line arrives on stdin: true, read now; false, the asker is gone.
+fn wait_until_told() -> anyhow::Result<bool> {
+    let mut line = String::new();
+    Ok(std::io::stdin().read_line(&mut line)? > 0)
 }

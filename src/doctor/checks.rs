@@ -8,7 +8,8 @@ use super::cluster::{self, KubeNode};
 use super::finding::{Finding, Object, Severity};
 use super::ipfmt;
 use super::node::{NodeView, dir, ip, is_block};
-use crate::model::{Mark, NfCond, NfTarget, Prefix, XfrmState};
+use crate::model::RouteKind;
+use crate::model::{Family, Mark, NfCond, NfTarget, Prefix, XfrmState};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -73,6 +74,65 @@ pub fn keys(v: &NodeView, out: &mut Vec<Finding>) {
                 .fix("let the Cilium agent clean up (it removes old keys after the rotation delay); restart it if they stay"),
             ),
         }
+    }
+}
+
+/// The SAs per remote node and family against what the node's Cilium layout expects for the
+/// keys it uses with that node (`explain::cilium::node_layout`): one out SA per key, and on
+/// the per-source layout one inbound SA per key too. Part of the key judgement above: the
+/// layout says how many SAs each key wants.
+pub fn sa_counts(v: &NodeView, out: &mut Vec<Finding>) {
+    let names = crate::model::names::current().unwrap_or_default();
+    let Some(l) = crate::explain::cilium::node_layout(&v.st.xfrm_states, &names) else {
+        return;
+    };
+    for p in l.miscounted() {
+        let sas: Vec<usize> =
+            v.st.xfrm_states
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| {
+                    p.spis.contains(&x.spi)
+                        && (ip(&x.dst) == Some(p.peer) || ip(&x.src) == Some(p.peer))
+                })
+                .map(|(i, _)| i)
+                .collect();
+        let missing = p.out < p.expected_out || p.inbound < p.expected_in;
+        let mut f = Finding::new(
+            v.name,
+            Severity::Warn,
+            "sa-count",
+            format!(
+                "{} ({}): {} out and {} inbound SA(s) for spi {}, where {} expects {} and {}",
+                p.label(),
+                p.family.name(),
+                p.out,
+                p.inbound,
+                p.spis
+                    .iter()
+                    .map(|s| format!("{s:#x}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                l.layout,
+                p.expected_out,
+                p.expected_in
+            ),
+        )
+        .evidence(format!("layout: {} ({})", l.layout, l.why))
+        .evidence(format!("expects: {}", l.expectation()));
+        for &i in &sas {
+            f = f.evidence(ipfmt::sa(v.sa(i)));
+        }
+        if let Some(&i) = sas.first() {
+            f = f.object(Object::Sa(i));
+        }
+        out.push(if missing {
+            f.cause("the agent did not (yet) install every SA for that node: traffic with the missing key or direction is dropped (XfrmOutNoStates / XfrmInNoStates)")
+                .fix("check the Cilium agent's log for that node; restarting the agent re-installs its states")
+        } else {
+            f.cause("SAs for that node were left behind (an agent restart or upgrade that did not clean up)")
+                .fix("let the Cilium agent clean up; restart it if they stay (ip -s xfrm state shows which one traffic uses)")
+        });
     }
 }
 
@@ -213,7 +273,7 @@ pub fn mtu(v: &NodeView, pods: &[PodState], out: &mut Vec<Finding>) {
                 r,
                 format!(
                     "{dev} mtu {mtu} leaves {r} bytes for the packet inside ESP ({}, {} mode)",
-                    crate::view::columns::sa_alg(x),
+                    x.algorithms(),
                     x.mode
                 ),
                 i,
@@ -352,7 +412,7 @@ pub fn stale(
         }
     }
     for (i, r) in v.st.routes.iter().enumerate() {
-        if r.table.id != 200 || r.kind != "unicast" {
+        if r.table.id != 200 || r.kind != RouteKind::Unicast {
             continue;
         }
         let Some(d) = r.dst else { continue };
@@ -501,27 +561,38 @@ pub fn mark_collisions(v: &NodeView, out: &mut Vec<Finding>) {
 /// other peers, lets it fall through to the main table (another device and MTU than Cilium
 /// set up).
 pub fn table_200(v: &NodeView, out: &mut Vec<Finding>) {
-    let Some(rule) = v.st.rules.iter().position(|r| {
-        r.table.as_ref().is_some_and(|t| t.id == 200)
-            && r.fwmark
-                .is_some_and(|m| m.mask & 0x0f00 == 0x0f00 && m.value & 0x0f00 == 0x0e00)
-    }) else {
-        return;
+    // Rules and routes are per family: an IPv4 rule into table 200 says nothing of IPv6
+    // traffic (a node may encrypt IPv6 without routing it through the table).
+    let rule_of = |fam: Family| {
+        v.st.rules.iter().position(|r| {
+            r.family == fam
+                && r.table.as_ref().is_some_and(|t| t.id == 200)
+                && r.fwmark
+                    .is_some_and(|m| m.mask & 0x0f00 == 0x0f00 && m.value & 0x0f00 == 0x0e00)
+        })
     };
     let routes: Vec<usize> = (0..v.st.routes.len())
         .filter(|&i| v.st.routes[i].table.id == 200)
         .collect();
-    let unicast_peers = routes
-        .iter()
-        .filter(|&&i| {
-            let r = &v.st.routes[i];
-            r.kind == "unicast" && r.dst.is_some_and(|d| !v.pod_cidrs.contains(&d))
-        })
-        .count();
+    let unicast_peers = |fam: Family| {
+        routes
+            .iter()
+            .filter(|&&i| {
+                let r = &v.st.routes[i];
+                r.family == fam
+                    && r.kind == RouteKind::Unicast
+                    && r.dst.is_some_and(|d| !v.pod_cidrs.contains(&d))
+            })
+            .count()
+    };
     for remote in &v.remotes {
         let super::node::Source::Policy(p) = remote.from else {
             continue;
         };
+        let Some(rule) = rule_of(remote.cidr.family()) else {
+            continue;
+        };
+        let unicast_peers = unicast_peers(remote.cidr.family());
         let best = routes
             .iter()
             .copied()
@@ -535,7 +606,7 @@ pub fn table_200(v: &NodeView, out: &mut Vec<Finding>) {
         let policy = ipfmt::policy(&v.st.xfrm_policies[p]);
         let rule_text = ipfmt::rule(&v.st.rules[rule]);
         match best {
-            Some(i) if matches!(v.st.routes[i].kind.as_str(), "unreachable" | "blackhole" | "prohibit") => {
+            Some(i) if v.st.routes[i].kind.refuses() => {
                 let r = &v.st.routes[i];
                 out.push(
                     Finding::new(
@@ -548,7 +619,7 @@ pub fn table_200(v: &NodeView, out: &mut Vec<Finding>) {
                     .evidence(format!("ip rule {rule_text}"))
                     .evidence(format!("out policy {policy}"))
                     .object(Object::Route(i))
-                    .cause(format!("a {} route in Cilium's IPsec table for a remote pod CIDR (the pod gets ICMP {}; no xfrm_stat counter moves)", r.kind, if r.kind == "unreachable" { "host unreachable" } else if r.kind == "prohibit" { "administratively prohibited" } else { "nothing back" }))
+                    .cause(format!("an `{}` route in Cilium's IPsec table for a remote pod CIDR (the pod gets ICMP {}; no xfrm_stat counter moves)", r.kind, match r.kind { RouteKind::Unreachable => "host unreachable", RouteKind::Prohibit => "administratively prohibited", _ => "nothing back" }))
                     .fix(format!("ip route replace {} dev cilium_host table 200 (restarting the Cilium agent re-installs its routes)", remote.cidr)),
                 );
             }
