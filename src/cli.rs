@@ -163,6 +163,10 @@ pub struct SnapshotArgs {
     /// --netns NAME picks the recorded node.
     #[arg(long, value_name = "FILE")]
     pub from: Option<std::path::PathBuf>,
+    /// Internal (trace --follow's re-read, src/cmd/reread.rs): read the node only once a line
+    /// arrives on stdin; at the end of stdin without one, exit without reading.
+    #[arg(long, hide = true)]
+    pub when_told: bool,
 }
 
 #[derive(Debug, Args)]

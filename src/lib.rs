@@ -1,7 +1,21 @@
 //! hopscope: one live, read-only picture of a Kubernetes node's network state.
 //!
-//! Facts flow one way: `source` (kernel, procfs) → `model::NodeState` → `view` (text, JSON).
-//! `explain` names what Cilium's marks and tables mean; it is read by views only.
+//! Facts flow one way: `source` (kernel, procfs) → `model::NodeState` → `view` (text, JSON);
+//! the layers and their import rules are in docs/architecture.md (held by `tests/layers.rs`).
+//!
+//! The library exists for the binary, the tests, the benches and the fuzz targets; nothing
+//! here is a stable API for anyone else. What they use:
+//! - the binary: `cli`, `cmd`, `output`, `sandbox`, and the commands that still live in their
+//!   area (`tui::run_cli`, `record::cmd`, `doctor::cmd`, `kube::attach`, `kube::resolve`);
+//! - tests and benches: `model` (and `model::fixtures`, the reference cluster, with the
+//!   `fixtures` feature), `source` (dumps and the monitor in a test netns), `trace`, `doctor`,
+//!   `decode`, `capture`, `keys`, `view`, `tui` (App, render, inputs), `record`, `kube`,
+//!   `explain`;
+//! - fuzz targets: what reads untrusted bytes: `decode`, `keys::offline`, `kube::names`,
+//!   `model` (state JSON), `record::{format, reader}`, `source::{netlink, monitor, procfs,
+//!   rt_tables, context}`, `tui::{filter, keymap}` (config and filter lines).
+//!
+//! `input` and `manual` serve the command line only and are private.
 
 pub mod capture;
 pub mod cli;
@@ -9,10 +23,10 @@ pub mod cmd;
 pub mod decode;
 pub mod doctor;
 pub mod explain;
-pub mod input;
+pub(crate) mod input;
 pub mod keys;
 pub mod kube;
-pub mod manual;
+pub(crate) mod manual;
 pub mod model;
 pub mod output;
 pub mod record;

@@ -65,6 +65,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                 cli.target.target(),
                 &cli.tui,
                 &cli.kube,
+                !cli.no_sandbox,
             ))
         }
         None => {

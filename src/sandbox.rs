@@ -12,8 +12,15 @@
 //!   writing the ones it holds (stdout, stderr, the file the user named): no open, no socket,
 //!   no exec, no setns, no netlink request, no ptrace. What it refuses fails with EPERM.
 //!
-//! `--no-sandbox` skips the lock-down (non-dumpable stays). docs/security.md says what each
-//! mode keeps.
+//! - `trace --follow` locks down the same way once its captures are open; the node's re-read
+//!   after following is done by a helper process (`hopscope snapshot`) started before;
+//! - the TUI keeps reading the node for its whole run (netlink dumps, captures picked later,
+//!   `:netns`, `iptables-save` for its traces), so it cannot lock down that far: it keeps only
+//!   the capabilities those need (`limit_live`), also in its bounding set so the tools it runs
+//!   get no more, sets no_new_privs, and installs a seccomp filter refusing what none of it
+//!   ever does (modules, mounts, ptrace, bpf(), keyrings, clocks, identities, …).
+//!
+//! `--no-sandbox` skips both (non-dumpable stays). docs/security.md says what each mode keeps.
 
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -59,7 +66,19 @@ const NOBODY: libc::uid_t = 65534;
 
 /// Give up everything a run that has opened its descriptors no longer needs (see the module
 /// comment). Must be called once every handle, socket and output file is open.
+/// Calling it again (trace --follow, then trace's printing) returns what the first call did.
 pub fn lock_down() -> Result<Locked> {
+    static DONE: std::sync::Mutex<Option<Locked>> = std::sync::Mutex::new(None);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(l) = done.as_ref() {
+        return Ok(l.clone());
+    }
+    let locked = lock_down_once()?;
+    *done = Some(locked.clone());
+    Ok(locked)
+}
+
+fn lock_down_once() -> Result<Locked> {
     let identity = drop_identity()?;
     // SAFETY: constant arguments; affects only this thread (seccomp's TSYNC spreads it).
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -177,18 +196,164 @@ const ALLOWED: &[libc::c_long] = &[
 ];
 
 fn read_write_only() -> Result<seccompiler::BpfProgram> {
+    let eperm = seccompiler::SeccompAction::Errno(libc::EPERM as u32);
+    filter(ALLOWED, eperm, seccompiler::SeccompAction::Allow)
+}
+
+/// A filter whose `listed` syscalls get `on_listed`, every other one `otherwise`.
+fn filter(
+    listed: &[libc::c_long],
+    otherwise: seccompiler::SeccompAction,
+    on_listed: seccompiler::SeccompAction,
+) -> Result<seccompiler::BpfProgram> {
     let arch: seccompiler::TargetArch = std::env::consts::ARCH
         .try_into()
         .map_err(|e| anyhow::anyhow!("seccomp on {}: {e:?}", std::env::consts::ARCH))?;
     let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        ALLOWED.iter().map(|&s| (s, vec![])).collect();
-    let filter = seccompiler::SeccompFilter::new(
-        rules,
-        seccompiler::SeccompAction::Errno(libc::EPERM as u32),
-        seccompiler::SeccompAction::Allow,
-        arch,
-    )?;
+        listed.iter().map(|&s| (s, vec![])).collect();
+    let filter = seccompiler::SeccompFilter::new(rules, otherwise, on_listed, arch)?;
     Ok(filter.try_into()?)
+}
+
+/// What the TUI keeps for its whole run: CAP_NET_ADMIN (XFRM dumps, iptables-save),
+/// CAP_NET_RAW (captures picked later), CAP_SYS_ADMIN (`setns` into the watched netns, for
+/// the monitor, captures and `:netns`), CAP_SYS_PTRACE (opening another process's
+/// /proc/PID/ns/net for `--pid`), CAP_SYS_CHROOT (the node's own iptables-save through
+/// /proc/1/root in a pod) and CAP_DAC_READ_SEARCH (the kubeconfig and node files it re-reads
+/// may belong to another user). Every other capability goes, from the bounding set too.
+const LIVE_KEEPS: &[caps::Capability] = &[
+    caps::Capability::CAP_NET_ADMIN,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_SYS_ADMIN,
+    caps::Capability::CAP_SYS_PTRACE,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_DAC_READ_SEARCH,
+];
+
+/// Syscalls neither the TUI nor the tools it runs (iptables-save, nft, ipset) ever make; each
+/// fails with EPERM once `limit_live` ran. CAP_SYS_ADMIN is kept for setns, and these are
+/// most of what else it would allow.
+const LIVE_NEVER: &[libc::c_long] = &[
+    // other processes' memory
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_kcmp,
+    // the kernel itself: modules, kexec, reboot, raw I/O, BPF programs, perf, keyrings
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_reboot,
+    libc::SYS_iopl,
+    libc::SYS_ioperm,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_syslog,
+    libc::SYS_userfaultfd,
+    libc::SYS_io_uring_setup,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    // mounts and new namespaces (setns into existing ones stays allowed)
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_move_mount,
+    libc::SYS_open_tree,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    libc::SYS_unshare,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_mknod,
+    libc::SYS_mknodat,
+    // the machine's clock and names
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_sethostname,
+    libc::SYS_setdomainname,
+    libc::SYS_vhangup,
+    // identities
+    libc::SYS_setuid,
+    libc::SYS_setgid,
+    libc::SYS_setreuid,
+    libc::SYS_setregid,
+    libc::SYS_setresuid,
+    libc::SYS_setresgid,
+    libc::SYS_setgroups,
+    libc::SYS_setfsuid,
+    libc::SYS_setfsgid,
+];
+
+fn never_used_live() -> Result<seccompiler::BpfProgram> {
+    let eperm = seccompiler::SeccompAction::Errno(libc::EPERM as u32);
+    filter(LIVE_NEVER, seccompiler::SeccompAction::Allow, eperm)
+}
+
+/// What `limit_live` did, for docs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    /// The capabilities kept (names), in every set that had them.
+    pub kept: Vec<String>,
+}
+
+/// Least privilege for a run that keeps reading the node (the TUI): keep only `LIVE_KEEPS`
+/// (in every capability set, the bounding set too when it may be changed), no_new_privs, and
+/// the `LIVE_NEVER` filter on every thread. Capabilities are per thread: call it before the
+/// run starts any thread, so every later thread (monitor, captures, names) inherits it.
+pub fn limit_live() -> Result<Limited> {
+    use caps::{CapSet, Capability};
+    let keep: caps::CapsHashSet = LIVE_KEEPS.iter().copied().collect();
+    let had = caps::read(None, CapSet::Permitted).context("reading the capabilities")?;
+    // The bounding set first (dropping from it needs CAP_SETPCAP, dropped just after): what
+    // this process runs (iptables-save as root) gets no more than it keeps.
+    if had.contains(&Capability::CAP_SETPCAP) {
+        for cap in caps::all().difference(&keep) {
+            if caps::has_cap(None, CapSet::Bounding, *cap).unwrap_or(false) {
+                caps::drop(None, CapSet::Bounding, *cap)
+                    .with_context(|| format!("dropping {cap} from the bounding set"))?;
+            }
+        }
+    }
+    let kept: caps::CapsHashSet = had.intersection(&keep).copied().collect();
+    // A non-root run's tools get its capabilities through the ambient set: keep what is kept
+    // there too (and in the inheritable set, which the ambient set needs).
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        let now = caps::read(None, set).with_context(|| format!("reading the {set:?} set"))?;
+        for cap in now.difference(&kept) {
+            caps::drop(None, set, *cap)
+                .with_context(|| format!("dropping {cap} from the {set:?} set"))?;
+        }
+    }
+    // SAFETY: constant arguments; affects this thread and the threads and programs it starts.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        bail!(
+            "cannot set no_new_privs: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let filter = never_used_live().context("building the seccomp filter")?;
+    seccompiler::apply_filter_all_threads(&filter)
+        .context("installing the seccomp filter (--no-sandbox runs without it)")?;
+    let mut kept: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
+    kept.sort();
+    Ok(Limited { kept })
 }
 
 #[cfg(test)]
@@ -234,6 +399,68 @@ mod tests {
                 libc::WEXITSTATUS(status),
                 0,
                 "bits: 1 open, 2 socket, 4 exec, 8 write"
+            );
+        }
+    }
+
+    /// The TUI's filter, in a child: mount, unshare, ptrace and init_module fail with EPERM
+    /// (as root, without the filter, they work or fail with ENOENT/EFAULT); what the TUI does
+    /// (open, a netlink socket, fork and exec of a tool) still works.
+    #[test]
+    fn the_live_filter_refuses_what_the_tui_never_does_and_allows_the_rest() {
+        let filter = never_used_live().unwrap();
+        // SAFETY: the child only makes raw syscalls and exits; the parent waits for it.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                let mut code = 0;
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || seccompiler::apply_filter(&filter).is_err()
+                {
+                    libc::_exit(100);
+                }
+                let denied = |rc: i64| rc < 0 && *libc::__errno_location() == libc::EPERM;
+                let null = std::ptr::null::<libc::c_char>();
+                // A target that does not exist: ENOENT without the filter, never a mount.
+                let nowhere = c"/nonexistent-hopscope-test".as_ptr();
+                if !denied(libc::mount(null, nowhere, null, 0, std::ptr::null()) as i64) {
+                    code |= 1;
+                }
+                if !denied(libc::unshare(libc::CLONE_NEWNS) as i64) {
+                    code |= 2;
+                }
+                if !denied(libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0)) {
+                    code |= 4;
+                }
+                if !denied(libc::syscall(libc::SYS_init_module, null, 0, null)) {
+                    code |= 8;
+                }
+                let fd = libc::open(c"/proc/self/status".as_ptr(), libc::O_RDONLY);
+                let nl = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0);
+                if fd < 0 || nl < 0 {
+                    code |= 16;
+                }
+                let child = libc::fork();
+                if child == 0 {
+                    let argv = [c"/bin/true".as_ptr(), null];
+                    libc::execv(c"/bin/true".as_ptr(), argv.as_ptr());
+                    libc::_exit(1);
+                }
+                let mut st = 0;
+                libc::waitpid(child, &mut st, 0);
+                if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
+                    code |= 32;
+                }
+                libc::_exit(code);
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            assert!(libc::WIFEXITED(status), "child died: {status}");
+            assert_eq!(
+                libc::WEXITSTATUS(status),
+                0,
+                "bits: 1 mount, 2 unshare, 4 ptrace, 8 init_module, 16 open/socket, 32 exec"
             );
         }
     }

@@ -73,18 +73,7 @@ fn snap(dir: &Path, name: &str) -> Value {
     let err = std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default();
     let v: Value = serde_json::from_str(&text(dir, name))
         .unwrap_or_else(|e| panic!("{name} is not JSON ({e}); stderr: {err}"));
-    let want = if v["schema"] != "trace" {
-        0
-    } else if v["end"]["end"] == "stopped" {
-        3
-    } else if v["follow"]["hops"]
-        .as_array()
-        .is_some_and(|h| h.iter().any(|h| h["seen"] == 0))
-    {
-        4
-    } else {
-        0
-    };
+    let want = schema_support::expected_exit(&v);
     assert_eq!(rc.trim(), want.to_string(), "hopscope for {name}: {err}");
     schema_support::validate(name, &v);
     v

@@ -12,6 +12,8 @@
 
 #[path = "lab/boot.rs"]
 mod boot;
+#[path = "schema_support/mod.rs"]
+mod schema_support;
 
 use hopscope::decode::esp::{EspCipher, open};
 use hopscope::decode::packet::{LinkType, decode};
@@ -47,30 +49,20 @@ fn text(name: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// A hopscope JSON output whose exit status was 0, or for a trace the one its end calls for
-/// (docs/exit-codes.md: 3 stops, 4 not seen by --follow).
+/// A hopscope JSON output, valid against its schema (docs/schema/), whose exit status was the
+/// one the document calls for (docs/exit-codes.md).
 fn json(name: &str) -> Value {
     let rc = std::fs::read_to_string(lab().join(format!("{name}.rc"))).unwrap_or("0".into());
     let err = std::fs::read_to_string(lab().join(format!("{name}.err"))).unwrap_or_default();
     let v: Value =
         serde_json::from_str(&text(name)).unwrap_or_else(|e| panic!("{name}: {e}; stderr: {err}"));
-    let want = if v["schema"] != "trace" {
-        0
-    } else if v["end"]["end"] == "stopped" {
-        3
-    } else if v["follow"]["hops"]
-        .as_array()
-        .is_some_and(|h| h.iter().any(|h| h["seen"] == 0))
-    {
-        4
-    } else {
-        0
-    };
+    let want = schema_support::expected_exit(&v);
     assert_eq!(
         rc.trim(),
         want.to_string(),
         "hopscope for {name} failed: {err}"
     );
+    schema_support::validate(name, &v);
     v
 }
 

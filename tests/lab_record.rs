@@ -182,3 +182,24 @@ fn the_replayed_node_has_the_live_nodes_sas_and_policies() {
         live["routes"].as_array().unwrap().len()
     );
 }
+
+#[test]
+fn a_recording_with_the_capture_filter_esp_holds_the_esp_and_nothing_else() {
+    assert_eq!(
+        read("record-esp.rc").trim(),
+        "143",
+        "{}",
+        read("record-esp.err")
+    );
+    let rec = Recording::open(&results().join("esp.hsrec")).expect("the filtered recording");
+    assert_eq!(rec.meta.filter.as_deref(), Some("esp"));
+    // Ethernet frames whose IPv4 protocol is ESP (50), as `tcpdump esp` takes them.
+    let is_esp = |d: &[u8]| d.len() > 23 && d[12..14] == [0x08, 0x00] && d[23] == 50;
+    let (esp, other): (Vec<_>, Vec<_>) = rec.frames.iter().partition(|f| is_esp(&f.data));
+    assert!(other.is_empty(), "{} frames are not ESP", other.len());
+    // The 10 echo requests and their 10 replies cross worker's eth0 as ESP.
+    assert!(esp.len() >= 20, "{} ESP frames", esp.len());
+    // And they are opened with worker's keys, as in the unfiltered recording.
+    let icmp = inner_icmp(&rec);
+    assert!(icmp.len() >= 20, "decrypted: {icmp:?}");
+}

@@ -14,13 +14,23 @@ fn tmp(name: &str) -> std::path::PathBuf {
 /// Record lo for a while with pings going, end it with `signal`; the recording read back.
 fn record_until(signal: i32, name: &str) -> (Option<i32>, Recording, String) {
     let out = tmp(name);
-    let child = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hopscope"))
         .args(["--no-kube", "record", "-q", "-i", "lo", "-f", "icmp", "-o"])
         .arg(&out)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // Frames from before the "capturing on" line are not recorded: wait for it, then ping.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = String::new();
+    while !stderr.contains("hopscope: capturing on") {
+        let n = std::io::BufRead::read_line(&mut err, &mut stderr).unwrap();
+        assert!(n > 0, "record ended before capturing: {stderr}");
+    }
+    assert!(
+        stderr.contains("capturing on lo (") && stderr.contains("filter \"icmp\""),
+        "{stderr}"
+    );
     let ping = Command::new("ping")
         .args(["-c", "10", "-i", "0.2", "127.0.0.1"])
         .stdout(Stdio::null())
@@ -29,10 +39,10 @@ fn record_until(signal: i32, name: &str) -> (Option<i32>, Recording, String) {
     assert!(ping.success());
     std::thread::sleep(Duration::from_millis(1500));
     unsafe { libc::kill(child.id() as i32, signal) };
-    let done = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    let done = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
-    let code = done.status.code().or(done.status.signal().map(|s| 128 + s));
+    let code = done.code().or(done.signal().map(|s| 128 + s));
     (code, Recording::open(&out).unwrap(), stderr)
 }
 

@@ -357,3 +357,170 @@ fn trace_locks_down_before_printing_and_answers_the_same() {
     assert_eq!(text, free_text);
     assert!(text.contains("127.0.0.1"), "{text}");
 }
+
+/// `trace --follow` locks down once its captures are open, for the whole following (every
+/// thread nobody, no capabilities, no_new_privs, seccomp), re-reads the node's counters
+/// through the helper started before, and still sees every ping; `--no-sandbox` follows as
+/// root without a filter.
+#[test]
+fn trace_follow_locks_down_while_it_follows_and_still_sees_every_ping() {
+    let (ns, _peer) = veth_netns("sbxf");
+    let err = std::env::temp_dir().join(format!("hs-sbxf-{}.err", std::process::id()));
+    for (extra, locked) in [(None, true), (Some("--no-sandbox"), false)] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hopscope"));
+        c.args(["trace", "192.0.2.1", "192.0.2.2", "--netns", &ns.name]);
+        c.args(["--follow", "8", "--json", "--no-kube"]).args(extra);
+        let child = c
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let said = |what: &str| {
+            std::fs::read_to_string(&err)
+                .unwrap_or_default()
+                .contains(what)
+        };
+        wait_for("following said", || said("following for"));
+        if locked {
+            wait_for("sandboxed said", || {
+                said("sandboxed: uid 65534 (nobody), no capabilities, no_new_privs, seccomp")
+            });
+        }
+        let status: Vec<(&str, Vec<String>)> = ["Uid", "CapEff", "NoNewPrivs", "Seccomp"]
+            .into_iter()
+            .map(|k| (k, threads_status(pid, k)))
+            .collect();
+        let ping = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "1",
+            ])
+            .arg("192.0.2.2")
+            .output()
+            .unwrap();
+        assert!(ping.status.success(), "the path works");
+        let out = child.wait_with_output().unwrap();
+        let said_all = std::fs::read_to_string(&err).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "{extra:?}: {:?} {said_all}",
+            out.status
+        );
+        let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let hops = t["follow"]["hops"].as_array().unwrap();
+        let on_s0: Vec<u64> = hops
+            .iter()
+            .filter(|h| h["dev"] == "hs-s0")
+            .map(|h| h["seen"].as_u64().unwrap())
+            .collect();
+        assert_eq!(on_s0, [3], "{extra:?}: every ping seen on hs-s0: {t:#}");
+        for (key, values) in status {
+            assert!(values.len() >= 2, "{key}: {values:?} (capture threads)");
+            let want = match (locked, key) {
+                (true, "Uid") => "65534\t65534\t65534\t65534",
+                (true, "CapEff") => "0000000000000000",
+                (true, _) => "1",
+                (false, "Uid") => "0\t0\t0\t0",
+                (false, "Seccomp") => "0",
+                (false, _) => continue,
+            };
+            let want = if key == "Seccomp" && locked {
+                "2"
+            } else {
+                want
+            };
+            assert!(
+                values.iter().all(|v| v == want),
+                "{extra:?} {key}: {values:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&err);
+}
+
+/// The TUI keeps only the capabilities it uses for its whole run (CAP_DAC_READ_SEARCH,
+/// NET_ADMIN, NET_RAW, SYS_CHROOT, SYS_PTRACE, SYS_ADMIN: 0x2c3004) in every thread and in
+/// its bounding set, sets no_new_privs and a seccomp filter. What it runs inherits that: a
+/// stand-in `iptables-legacy-save` (run for a `:trace`) finds itself with those
+/// capabilities at most and is refused a syscall the TUI never makes (unshare). With
+/// `--no-sandbox` the TUI and the tool keep everything and unshare works.
+#[test]
+fn the_tui_keeps_only_what_it_uses_and_what_it_runs_inherits_it() {
+    let ns = Netns::new("sbxu");
+    ns.ip("link set lo up");
+    let dir = std::env::temp_dir().join(format!("hs-sbxu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let probe = dir.join("probe");
+    let tool = dir.join("iptables-legacy-save");
+    std::fs::write(
+        &tool,
+        format!(
+            "#!/bin/sh\n{{ grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
+             if unshare -m true 2>/dev/null; then echo unshare=allowed; else echo unshare=refused; fi; }} > {}\n",
+            probe.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hs = env!("CARGO_BIN_EXE_hopscope");
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    for (extra, locked) in [("", true), (" --no-sandbox", false)] {
+        let _ = std::fs::remove_file(&probe);
+        let t = Tmux::start(&format!(
+            "PATH={path} {hs} --no-kube --netns {}{extra}",
+            ns.name
+        ));
+        t.wait("first frame", Duration::from_secs(30), |s| {
+            s.contains("1 Links")
+        });
+        let pid = t.command_pid();
+        let status: Vec<(&str, Vec<String>)> = ["CapEff", "CapBnd", "NoNewPrivs", "Seccomp"]
+            .into_iter()
+            .map(|k| (k, threads_status(pid, k)))
+            .collect();
+        t.keys(&[":"]);
+        t.literal("trace 127.0.0.1 127.0.0.2");
+        t.keys(&["Enter"]);
+        wait_for("the :trace ran iptables-legacy-save", || {
+            std::fs::read_to_string(&probe).is_ok_and(|p| p.contains("unshare="))
+        });
+        let seen = std::fs::read_to_string(&probe).unwrap();
+        t.quit_cleanly();
+        let field = |k: &str| {
+            seen.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}:")))
+                .unwrap_or_else(|| panic!("{k} in {seen}"))
+                .trim()
+                .to_string()
+        };
+        for (key, values) in status {
+            assert!(values.len() >= 2, "{key}: {values:?} (the TUI's threads)");
+            let want = match (locked, key) {
+                (true, "CapEff" | "CapBnd") => "00000000002c3004",
+                (true, "NoNewPrivs") => "1",
+                (true, _) => "2",
+                (false, "Seccomp" | "NoNewPrivs") => "0",
+                (false, _) => continue,
+            };
+            assert!(
+                values.iter().all(|v| v == want),
+                "{extra:?} {key}: {values:?}"
+            );
+        }
+        if locked {
+            assert_eq!(
+                field("CapBnd"),
+                "00000000002c3004",
+                "the tool's bounding set"
+            );
+            assert_eq!(field("CapEff"), "00000000002c3004", "the tool runs as root");
+            assert_eq!(field("Seccomp"), "2", "the tool inherits the filter");
+            assert!(seen.contains("unshare=refused"), "{seen}");
+        } else {
+            assert_eq!(field("Seccomp"), "0", "{seen}");
+            assert!(seen.contains("unshare=allowed"), "{seen}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -128,7 +128,7 @@ pub fn resolve_ifaces(state: &NodeState, opts: &Options) -> Result<Vec<String>> 
     let mut out: Vec<String> = vec![];
     if opts.all {
         for l in &state.links {
-            if l.flags.iter().any(|f| f == "UP") {
+            if l.is_up() {
                 out.push(l.name.clone());
             }
         }

@@ -4,6 +4,7 @@
 //! explain, model, decode) and prints it through `view`. See docs/architecture.md.
 
 pub mod capture;
+pub mod reread;
 pub mod snapshot;
 pub mod trace;
 

@@ -12,6 +12,9 @@ pub fn run(
     show_keys: bool,
     from: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
+    if told_to_wait(cli) && !wait_until_told()? {
+        return Ok(());
+    }
     let stamp = crate::output::Stamp::now();
     let names = start_names(cli);
     let state = match from {
@@ -36,4 +39,15 @@ pub fn run(
     std::mem::forget(state);
     // A closed pipe (| head) is not an error worth a message.
     crate::output::ok_if_closed(written.and_then(|()| out.flush())).map_err(Into::into)
+}
+
+/// `snapshot --when-told` (the helper of src/cmd/reread.rs).
+fn told_to_wait(cli: &Cli) -> bool {
+    matches!(&cli.command, Some(crate::cli::Command::Snapshot(a)) if a.when_told)
+}
+
+/// Block until a line arrives on stdin: true, read now; false, the asker is gone.
+fn wait_until_told() -> anyhow::Result<bool> {
+    let mut line = String::new();
+    Ok(std::io::stdin().read_line(&mut line)? > 0)
 }

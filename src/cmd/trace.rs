@@ -111,16 +111,15 @@ pub fn load_nodes(targets: &[Target], states: &[PathBuf]) -> Result<Vec<Node>> {
 fn read_state(f: &std::path::Path) -> Result<NodeState> {
     let text = crate::input::read_text(f, crate::input::limit::STATE)
         .with_context(|| format!("reading {}", f.display()))?;
-    let not_snapshot = || {
-        format!(
-            "{} is not a `hopscope snapshot --json` document",
-            f.display()
-        )
-    };
-    let doc: serde_json::Value = serde_json::from_str(&text).with_context(not_snapshot)?;
-    crate::output::check_version(&doc, crate::output::SNAPSHOT)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-    serde_json::from_value(doc).with_context(not_snapshot)
+    parse_state(&text).with_context(|| f.display().to_string())
+}
+
+/// A `hopscope snapshot --json` document as the state it describes.
+pub fn parse_state(text: &str) -> Result<NodeState> {
+    let not_snapshot = "not a `hopscope snapshot --json` document";
+    let doc: serde_json::Value = serde_json::from_str(text).context(not_snapshot)?;
+    crate::output::check_version(&doc, crate::output::SNAPSHOT).map_err(anyhow::Error::msg)?;
+    serde_json::from_value(doc).context(not_snapshot)
 }
 
 /// What each node's state lacked, said beside any answer computed from it.
@@ -172,7 +171,8 @@ impl TraceArgs {
     }
 }
 
-pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
+/// `sandbox`: `--follow` locks down once its captures are open (not with --no-sandbox).
+pub fn run(args: &TraceArgs, targets: &[Target], sandbox: bool) -> Result<Trace> {
     let flow = args.flow()?;
     let recording = match &args.from {
         Some(path) => Some(crate::record::reader::Recording::open(path)?),
@@ -213,17 +213,20 @@ pub fn run(args: &TraceArgs, targets: &[Target]) -> Result<Trace> {
                 "--follow captures live: give the nodes with --netns (recorded --state files cannot be followed)"
             );
         }
-        t.follow = Some(follow(&t, &nodes[..targets.len()], targets, dur)?);
+        t.follow = Some(follow(&t, &nodes[..targets.len()], targets, dur, sandbox)?);
     }
     Ok(t)
 }
 
 /// Capture on each live node's path devices for `dur`, then compare with the prediction.
+/// With `sandbox`, the run locks down once the captures are open (as `capture` does), and
+/// the counters are re-read by helpers started before (`reread`).
 fn follow(
     t: &Trace,
     nodes: &[Node],
     targets: &[Target],
     dur: std::time::Duration,
+    sandbox: bool,
 ) -> Result<crate::trace::live::Followed> {
     use crate::capture::{Options, Session, ctrl_c_flag};
     use crate::decode::packet::decode;
@@ -231,6 +234,13 @@ fn follow(
     use std::time::{Duration, Instant};
 
     let stop = ctrl_c_flag();
+    let rereads = if sandbox {
+        let started = nodes.iter().zip(targets);
+        let r = started.map(|(n, t)| super::reread::Reread::start(t, &n.name));
+        Some(r.collect::<Result<Vec<_>>>()?)
+    } else {
+        None
+    };
     let mut sessions = Vec::new();
     for (node, target) in nodes.iter().zip(targets) {
         let mut devs: Vec<String> = t
@@ -258,6 +268,11 @@ fn follow(
         dur.as_secs_f64(),
         sessions.len()
     );
+    // What it follows are anyone's packets: decode them with nothing left to misuse.
+    if sandbox {
+        let locked = crate::sandbox::lock_down()?;
+        eprintln!("hopscope: {locked}");
+    }
     let end = Instant::now() + dur;
     let mut obs = Vec::new();
     while Instant::now() < end && !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -273,7 +288,10 @@ fn follow(
         s.stop();
     }
     let before: Vec<NodeState> = nodes.iter().map(|n| n.state.clone()).collect();
-    let after: Vec<NodeState> = targets.iter().map(source::collect).collect::<Result<_>>()?;
+    let after: Vec<NodeState> = match rereads {
+        Some(r) => r.into_iter().map(|r| r.finish()).collect::<Result<_>>()?,
+        None => targets.iter().map(source::collect).collect::<Result<_>>()?,
+    };
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     Ok(crate::trace::live::follow(
         t,
@@ -297,8 +315,15 @@ pub fn command(cli: &crate::cli::Cli, args: &TraceArgs) -> anyhow::Result<u8> {
     } else {
         cli.target.targets()
     };
-    let t = run(args, &targets)?;
-    let names = super::finish_names(names);
+    let sandbox = !cli.no_sandbox;
+    // A live --follow locks down while it follows: the names are read before, while it can.
+    let (t, names) = if args.follow.is_some() && !targets.is_empty() {
+        let names = super::finish_names(names);
+        (run(args, &targets, sandbox)?, names)
+    } else {
+        let t = run(args, &targets, sandbox)?;
+        (t, super::finish_names(names))
+    };
     super::lock_down_to_print(cli)?;
     let out = if args.json {
         // The trace document, plus `names`: address → name for the addresses in it.

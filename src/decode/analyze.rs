@@ -5,6 +5,7 @@
 
 use crate::decode::esp::{Opened, Outcome, SaTable};
 use crate::decode::packet::{self, Decoded, Direction, LinkType, Mac, Transport};
+use crate::model::RouteKind;
 use crate::model::{
     NodeState, PolicyAction, PolicyDir, Prefix, Selector, SelectorDev, SelectorKey, TemplateLevel,
     XfrmPolicy, XfrmProto,
@@ -217,7 +218,7 @@ impl Analyzer {
         let mut routes: Vec<(Prefix, String)> = state
             .routes
             .iter()
-            .filter(|r| r.table.id == 254 && r.kind == "unicast")
+            .filter(|r| r.table.id == 254 && r.kind == RouteKind::Unicast)
             .filter_map(|r| {
                 let dev = r
                     .dev

@@ -8,6 +8,7 @@ use super::cluster::{self, KubeNode};
 use super::finding::{Finding, Object, Severity};
 use super::ipfmt;
 use super::node::{NodeView, dir, ip, is_block};
+use crate::model::RouteKind;
 use crate::model::{Mark, NfCond, NfTarget, Prefix, XfrmState};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -213,7 +214,7 @@ pub fn mtu(v: &NodeView, pods: &[PodState], out: &mut Vec<Finding>) {
                 r,
                 format!(
                     "{dev} mtu {mtu} leaves {r} bytes for the packet inside ESP ({}, {} mode)",
-                    crate::view::columns::sa_alg(x),
+                    x.algorithms(),
                     x.mode
                 ),
                 i,
@@ -352,7 +353,7 @@ pub fn stale(
         }
     }
     for (i, r) in v.st.routes.iter().enumerate() {
-        if r.table.id != 200 || r.kind != "unicast" {
+        if r.table.id != 200 || r.kind != RouteKind::Unicast {
             continue;
         }
         let Some(d) = r.dst else { continue };
@@ -515,7 +516,7 @@ pub fn table_200(v: &NodeView, out: &mut Vec<Finding>) {
         .iter()
         .filter(|&&i| {
             let r = &v.st.routes[i];
-            r.kind == "unicast" && r.dst.is_some_and(|d| !v.pod_cidrs.contains(&d))
+            r.kind == RouteKind::Unicast && r.dst.is_some_and(|d| !v.pod_cidrs.contains(&d))
         })
         .count();
     for remote in &v.remotes {
@@ -535,7 +536,7 @@ pub fn table_200(v: &NodeView, out: &mut Vec<Finding>) {
         let policy = ipfmt::policy(&v.st.xfrm_policies[p]);
         let rule_text = ipfmt::rule(&v.st.rules[rule]);
         match best {
-            Some(i) if matches!(v.st.routes[i].kind.as_str(), "unreachable" | "blackhole" | "prohibit") => {
+            Some(i) if v.st.routes[i].kind.refuses() => {
                 let r = &v.st.routes[i];
                 out.push(
                     Finding::new(
@@ -548,7 +549,7 @@ pub fn table_200(v: &NodeView, out: &mut Vec<Finding>) {
                     .evidence(format!("ip rule {rule_text}"))
                     .evidence(format!("out policy {policy}"))
                     .object(Object::Route(i))
-                    .cause(format!("a {} route in Cilium's IPsec table for a remote pod CIDR (the pod gets ICMP {}; no xfrm_stat counter moves)", r.kind, if r.kind == "unreachable" { "host unreachable" } else if r.kind == "prohibit" { "administratively prohibited" } else { "nothing back" }))
+                    .cause(format!("a {} route in Cilium's IPsec table for a remote pod CIDR (the pod gets ICMP {}; no xfrm_stat counter moves)", r.kind, match r.kind { RouteKind::Unreachable => "host unreachable", RouteKind::Prohibit => "administratively prohibited", _ => "nothing back" }))
                     .fix(format!("ip route replace {} dev cilium_host table 200 (restarting the Cilium agent re-installs its routes)", remote.cidr)),
                 );
             }

@@ -5,6 +5,7 @@
 use crate::model::{
     Mark, PolicyAction, Route, Rule, Selector, TemplateLevel, XfrmPolicy, XfrmState,
 };
+use crate::model::{RouteKind, RouteProtocol, Scope};
 use std::fmt::Write;
 
 fn mark(m: &Mark) -> String {
@@ -17,7 +18,7 @@ fn mark(m: &Mark) -> String {
 pub fn selector(s: &Selector) -> String {
     let mut out = format!("src {} dst {}", s.src, s.dst);
     if let Some(p) = s.proto {
-        let _ = write!(out, " proto {}", crate::source::names::ip_proto(p));
+        let _ = write!(out, " proto {}", crate::model::kernel_names::ip_proto(p));
     }
     if let Some(p) = s.sport {
         let _ = write!(out, " sport {p}");
@@ -90,7 +91,7 @@ pub fn policy(p: &XfrmPolicy) -> String {
 /// `10.0.0.0/24 dev cilium_host table 200 scope global mtu 1500`
 pub fn route(r: &Route) -> String {
     let mut out = String::new();
-    if r.kind != "unicast" {
+    if r.kind != RouteKind::Unicast {
         let _ = write!(out, "{} ", r.kind);
     }
     out.push_str(&r.dst.map_or("default".into(), |d| d.to_string()));
@@ -103,10 +104,10 @@ pub fn route(r: &Route) -> String {
     if r.table.id != 254 {
         let _ = write!(out, " table {}", r.table.id);
     }
-    if r.protocol != "boot" && !r.protocol.is_empty() {
+    if r.protocol != RouteProtocol::Boot {
         let _ = write!(out, " proto {}", r.protocol);
     }
-    if r.scope != "global" {
+    if r.scope != Scope::Global {
         let _ = write!(out, " scope {}", r.scope);
     }
     if let Some(s) = &r.prefsrc {

@@ -2,6 +2,7 @@
 //! its peers' pod CIDRs, the marks its traffic carries — worked out once from the NodeState
 //! (and the iptables rules, when read), so every check and every re-run lookup shares it.
 
+use crate::model::RouteKind;
 use crate::model::{
     Family, Mark, Netfilter, NodeState, PolicyAction, Prefix, XfrmPolicy, XfrmState,
 };
@@ -197,7 +198,7 @@ impl<'a> NodeView<'a> {
         }
         for (i, r) in self.st.routes.iter().enumerate() {
             if r.table.id == 200
-                && r.kind == "unicast"
+                && r.kind == RouteKind::Unicast
                 && let Some(d) = r.dst
                 && !d.is_any()
                 && !self.is_own_pod(&d)
@@ -312,7 +313,7 @@ impl<'a> NodeView<'a> {
         self.st
             .routes
             .iter()
-            .filter(|r| r.table.id == 254 && r.kind == "unicast")
+            .filter(|r| r.table.id == 254 && r.kind == RouteKind::Unicast)
             .filter(|r| r.dst.is_none_or(|d| d.contains(a)) && r.family == Family::of(a))
             .max_by_key(|r| r.dst.map_or(0, |d| d.len))
             .and_then(|r| r.dev.as_ref()?.name.as_deref())

@@ -40,10 +40,8 @@ pub fn meaning(name: &str) -> Option<&'static str> {
     })
 }
 
-/// Every xfrm_stat counter counts a failure: any rise is worth a look.
-pub fn rise_is_trouble(name: &str) -> bool {
-    name.starts_with("Xfrm")
-}
+/// Which rises are trouble is a fact of the counters, kept with them in the model.
+pub use crate::model::rise_is_trouble;
 
 #[cfg(test)]
 mod tests {

@@ -37,6 +37,22 @@ impl Prefix {
     pub fn new(addr: IpAddr, len: u8) -> Self {
         Prefix { addr, len }
     }
+    /// A prefix as iptables-save and ipset print it: a bare address (a host), `addr/len`, or
+    /// the dotted netmask of old iptables (`10.0.0.0/255.255.255.0`).
+    pub fn from_iptables(s: &str) -> Option<Prefix> {
+        let (a, l) = s.split_once('/').unwrap_or((s, ""));
+        let addr: std::net::IpAddr = a.parse().ok()?;
+        let len = if l.is_empty() {
+            if addr.is_ipv4() { 32 } else { 128 }
+        } else if let Ok(n) = l.parse() {
+            n
+        } else {
+            // A dotted netmask (old iptables).
+            let m: std::net::Ipv4Addr = l.parse().ok()?;
+            u32::from(m).count_ones() as u8
+        };
+        Some(Prefix::new(addr, len))
+    }
     pub fn family(&self) -> Family {
         Family::of(&self.addr)
     }

@@ -173,223 +173,270 @@ impl NodeState {
     /// Fold one event into the state. Pure: no I/O, time comes with the event.
     pub fn apply(&mut self, ev: Event) -> Applied {
         match ev {
-            Event::LinkNew(mut link) => {
-                let index = link.index;
-                let up = link.flags.iter().any(|f| f == "UP");
-                let mut was_up = false;
-                match self.links.iter().position(|l| l.index == index) {
-                    Some(i) => {
-                        // RTM_NEWLINK carries no addresses: keep the ones we know.
-                        link.addresses = std::mem::take(&mut self.links[i].addresses);
-                        was_up = self.links[i].flags.iter().any(|f| f == "UP");
-                        self.links[i] = link;
-                    }
-                    None => {
-                        let at = self.links.partition_point(|l| l.index < index);
-                        self.links.insert(at, link);
-                    }
-                }
-                // IPv4 flushes the routes of a link taken down without telling anyone.
-                if was_up && !up {
-                    self.drop_routes_of(index);
-                }
-                self.resolve_names();
-                Applied::structure(true)
-            }
-            Event::LinkDel { index } => {
-                let before = self.links.len();
-                self.links.retain(|l| l.index != index);
-                // Its routes die with it; IPv4 sends no RTM_DELROUTE for them.
-                self.drop_routes_of(index);
-                self.resolve_names();
-                Applied::structure(before != self.links.len())
-            }
-            Event::AddrNew { index, addr } => {
-                match self.links.iter_mut().find(|l| l.index == index) {
-                    Some(l) => {
-                        let same = |a: &LinkAddress| {
-                            a.address == addr.address && a.prefix_len == addr.prefix_len
-                        };
-                        match l.addresses.iter().position(same) {
-                            Some(i) => l.addresses[i] = addr,
-                            None => l.addresses.push(addr),
-                        }
-                        Applied::structure(true)
-                    }
-                    None => Applied::default(),
-                }
-            }
-            Event::AddrDel { index, addr } => {
-                match self.links.iter_mut().find(|l| l.index == index) {
-                    Some(l) => {
-                        let before = l.addresses.len();
-                        l.addresses.retain(|a| {
-                            !(a.address == addr.address && a.prefix_len == addr.prefix_len)
-                        });
-                        Applied::structure(before != l.addresses.len())
-                    }
-                    None => Applied::default(),
-                }
-            }
-            Event::RouteNew { mut route, replace } => {
-                self.name_route(&mut route);
-                if replace {
-                    if let Some(i) = self.routes.iter().position(|r| same_route_key(r, &route)) {
-                        self.routes[i] = route;
-                        return Applied::structure(true);
-                    }
-                } else if let Some(i) = self.routes.iter().position(|r| same_route(r, &route)) {
-                    // Seen in the dump already (events race the first dump).
-                    self.routes[i] = route;
-                    return Applied::structure(true);
-                }
-                self.routes.push(route);
-                Applied::structure(true)
-            }
-            Event::RouteDel(route) => {
-                let pos = self
-                    .routes
-                    .iter()
-                    .position(|r| same_route(r, &route))
-                    .or_else(|| self.routes.iter().position(|r| same_route_key(r, &route)));
-                match pos {
-                    Some(i) => {
-                        self.routes.remove(i);
-                        Applied::structure(true)
-                    }
-                    None => Applied::default(),
-                }
-            }
-            Event::RuleNew(rule) => {
-                if self.rules.iter().any(|r| same_rule_key(r, &rule)) {
-                    return Applied::default();
-                }
-                // Keep the kernel's order: per family by priority, a new rule after its equals.
-                let at = match self
-                    .rules
-                    .iter()
-                    .rposition(|r| r.family == rule.family && r.priority <= rule.priority)
-                {
-                    Some(i) => i + 1,
-                    None => self
-                        .rules
-                        .iter()
-                        .position(|r| r.family == rule.family)
-                        .unwrap_or(self.rules.len()),
-                };
-                self.rules.insert(at, rule);
-                Applied::structure(true)
-            }
-            Event::RuleDel(rule) => match self.rules.iter().position(|r| same_rule_key(r, &rule)) {
-                Some(i) => {
-                    self.rules.remove(i);
-                    Applied::structure(true)
-                }
-                None => Applied::default(),
-            },
-            Event::SaNew(sa) => {
-                let sa = *sa;
-                let key = SaKey::of(&sa);
-                match self.xfrm_states.iter().position(|s| SaKey::of(s) == key) {
-                    Some(i) => self.xfrm_states[i] = sa,
-                    None => self.xfrm_states.push(sa),
-                }
-                Applied::structure(true)
-            }
-            Event::SaDel(key) => {
-                let before = self.xfrm_states.len();
-                if let Some(i) = self.xfrm_states.iter().position(|s| key.selects(s)) {
-                    self.xfrm_states.remove(i);
-                }
-                Applied::structure(before != self.xfrm_states.len())
-            }
-            Event::SaExpire { key, hard } => {
-                let what = format!("SA {} spi {:#x}", key.dst, key.spi);
-                if hard {
-                    if let Some(i) = self.xfrm_states.iter().position(|s| key.selects(s)) {
-                        self.xfrm_states.remove(i);
-                    }
-                    Applied {
-                        structure: true,
-                        counters: false,
-                        notice: Some(format!("{what} hard-expired (removed by the kernel)")),
-                    }
-                } else {
-                    Applied::notice(format!("{what} soft-expired (a rekey is due)"))
-                }
-            }
-            Event::PolicyNew(p) => {
-                let pos = self.xfrm_policies.iter().position(|q| {
-                    q.dir == p.dir
-                        && q.selector == p.selector
-                        && q.mark == p.mark
-                        && q.if_id == p.if_id
-                });
-                match pos {
-                    Some(i) => self.xfrm_policies[i] = p,
-                    None => self.xfrm_policies.push(p),
-                }
-                Applied::structure(true)
-            }
+            Event::LinkNew(link) => self.link_new(link),
+            Event::LinkDel { index } => self.link_del(index),
+            Event::AddrNew { index, addr } => self.addr_new(index, addr),
+            Event::AddrDel { index, addr } => self.addr_del(index, &addr),
+            Event::RouteNew { route, replace } => self.route_new(route, replace),
+            Event::RouteDel(route) => self.route_del(&route),
+            Event::RuleNew(rule) => self.rule_new(rule),
+            Event::RuleDel(rule) => self.rule_del(&rule),
+            Event::SaNew(sa) => self.sa_new(*sa),
+            Event::SaDel(key) => self.sa_del(&key),
+            Event::SaExpire { key, hard } => self.sa_expire(&key, hard),
+            Event::PolicyNew(p) => self.policy_new(p),
             Event::PolicyDel {
                 dir,
                 index,
                 selector,
                 mark,
-            } => {
-                let before = self.xfrm_policies.len();
-                let pos = self.xfrm_policies.iter().position(|p| {
-                    p.dir == dir
-                        && match &selector {
-                            Some(sel) => &p.selector == sel && p.mark == mark,
-                            None => p.index == index,
-                        }
-                });
-                if let Some(i) = pos {
-                    self.xfrm_policies.remove(i);
-                }
-                Applied::structure(before != self.xfrm_policies.len())
-            }
-            Event::Sample(s) => {
-                if let Some(links) = s.links {
-                    for (index, stats) in links {
-                        if let Some(l) = self.links.iter_mut().find(|l| l.index == index) {
-                            l.stats = stats;
-                        }
-                    }
-                }
-                if let Some(sas) = s.sas {
-                    let by_key: HashMap<SaKey, (Lifetime, XfrmSaStats)> =
-                        sas.into_iter().map(|(k, l, st)| (k, (l, st))).collect();
-                    for sa in &mut self.xfrm_states {
-                        if let Some((l, st)) = by_key.get(&SaKey::of(sa)) {
-                            sa.lifetime = *l;
-                            sa.stats = *st;
-                        }
-                    }
-                }
-                if let Some(stat) = s.xfrm_stat {
-                    self.xfrm_stats = stat;
-                }
-                Applied {
-                    counters: true,
-                    ..Default::default()
-                }
-            }
+            } => self.policy_del(dir, index, selector.as_ref(), mark),
+            Event::Sample(s) => self.sample(s),
             Event::ResyncNeeded { reason } => Applied::notice(reason),
-            Event::Resync(new) => {
-                let node = std::mem::take(&mut self.node);
-                *self = *new;
-                if self.node == Default::default() {
-                    self.node = node;
+            Event::Resync(new) => self.resync(*new),
+            Event::SourceError(e) => Applied::notice(e),
+        }
+    }
+
+    /// RTM_NEWLINK: a link appeared or changed.
+    fn link_new(&mut self, mut link: Link) -> Applied {
+        let index = link.index;
+        let up = link.is_up();
+        let mut was_up = false;
+        match self.links.iter().position(|l| l.index == index) {
+            Some(i) => {
+                // RTM_NEWLINK carries no addresses: keep the ones we know.
+                link.addresses = std::mem::take(&mut self.links[i].addresses);
+                was_up = self.links[i].is_up();
+                self.links[i] = link;
+            }
+            None => {
+                let at = self.links.partition_point(|l| l.index < index);
+                self.links.insert(at, link);
+            }
+        }
+        // IPv4 flushes the routes of a link taken down without telling anyone.
+        if was_up && !up {
+            self.drop_routes_of(index);
+        }
+        self.resolve_names();
+        Applied::structure(true)
+    }
+
+    /// RTM_DELLINK.
+    fn link_del(&mut self, index: u32) -> Applied {
+        let before = self.links.len();
+        self.links.retain(|l| l.index != index);
+        // Its routes die with it; IPv4 sends no RTM_DELROUTE for them.
+        self.drop_routes_of(index);
+        self.resolve_names();
+        Applied::structure(before != self.links.len())
+    }
+
+    /// RTM_NEWADDR: an address added to a link or changed on it.
+    fn addr_new(&mut self, index: u32, addr: LinkAddress) -> Applied {
+        match self.links.iter_mut().find(|l| l.index == index) {
+            Some(l) => {
+                let same =
+                    |a: &LinkAddress| a.address == addr.address && a.prefix_len == addr.prefix_len;
+                match l.addresses.iter().position(same) {
+                    Some(i) => l.addresses[i] = addr,
+                    None => l.addresses.push(addr),
                 }
-                Applied {
-                    structure: true,
-                    counters: true,
-                    notice: None,
+                Applied::structure(true)
+            }
+            None => Applied::default(),
+        }
+    }
+
+    /// RTM_DELADDR.
+    fn addr_del(&mut self, index: u32, addr: &LinkAddress) -> Applied {
+        match self.links.iter_mut().find(|l| l.index == index) {
+            Some(l) => {
+                let before = l.addresses.len();
+                l.addresses
+                    .retain(|a| !(a.address == addr.address && a.prefix_len == addr.prefix_len));
+                Applied::structure(before != l.addresses.len())
+            }
+            None => Applied::default(),
+        }
+    }
+
+    /// RTM_NEWROUTE, replacing the route of the same key when the kernel says so.
+    fn route_new(&mut self, mut route: Route, replace: bool) -> Applied {
+        self.name_route(&mut route);
+        if replace {
+            if let Some(i) = self.routes.iter().position(|r| same_route_key(r, &route)) {
+                self.routes[i] = route;
+                return Applied::structure(true);
+            }
+        } else if let Some(i) = self.routes.iter().position(|r| same_route(r, &route)) {
+            // Seen in the dump already (events race the first dump).
+            self.routes[i] = route;
+            return Applied::structure(true);
+        }
+        self.routes.push(route);
+        Applied::structure(true)
+    }
+
+    /// RTM_DELROUTE: the same route, or failing that the route of the same key.
+    fn route_del(&mut self, route: &Route) -> Applied {
+        let pos = self
+            .routes
+            .iter()
+            .position(|r| same_route(r, route))
+            .or_else(|| self.routes.iter().position(|r| same_route_key(r, route)));
+        match pos {
+            Some(i) => {
+                self.routes.remove(i);
+                Applied::structure(true)
+            }
+            None => Applied::default(),
+        }
+    }
+
+    /// FRA_NEWRULE, placed where the kernel keeps it.
+    fn rule_new(&mut self, rule: Rule) -> Applied {
+        if self.rules.iter().any(|r| same_rule_key(r, &rule)) {
+            return Applied::default();
+        }
+        // Keep the kernel's order: per family by priority, a new rule after its equals.
+        let at = match self
+            .rules
+            .iter()
+            .rposition(|r| r.family == rule.family && r.priority <= rule.priority)
+        {
+            Some(i) => i + 1,
+            None => self
+                .rules
+                .iter()
+                .position(|r| r.family == rule.family)
+                .unwrap_or(self.rules.len()),
+        };
+        self.rules.insert(at, rule);
+        Applied::structure(true)
+    }
+
+    /// FRA_DELRULE.
+    fn rule_del(&mut self, rule: &Rule) -> Applied {
+        match self.rules.iter().position(|r| same_rule_key(r, rule)) {
+            Some(i) => {
+                self.rules.remove(i);
+                Applied::structure(true)
+            }
+            None => Applied::default(),
+        }
+    }
+
+    /// XFRM_MSG_NEWSA / UPDSA.
+    fn sa_new(&mut self, sa: XfrmState) -> Applied {
+        let key = SaKey::of(&sa);
+        match self.xfrm_states.iter().position(|s| SaKey::of(s) == key) {
+            Some(i) => self.xfrm_states[i] = sa,
+            None => self.xfrm_states.push(sa),
+        }
+        Applied::structure(true)
+    }
+
+    /// XFRM_MSG_DELSA.
+    fn sa_del(&mut self, key: &SaKey) -> Applied {
+        let before = self.xfrm_states.len();
+        if let Some(i) = self.xfrm_states.iter().position(|s| key.selects(s)) {
+            self.xfrm_states.remove(i);
+        }
+        Applied::structure(before != self.xfrm_states.len())
+    }
+
+    /// XFRM_MSG_EXPIRE.
+    fn sa_expire(&mut self, key: &SaKey, hard: bool) -> Applied {
+        let what = format!("SA {} spi {:#x}", key.dst, key.spi);
+        if hard {
+            if let Some(i) = self.xfrm_states.iter().position(|s| key.selects(s)) {
+                self.xfrm_states.remove(i);
+            }
+            Applied {
+                structure: true,
+                counters: false,
+                notice: Some(format!("{what} hard-expired (removed by the kernel)")),
+            }
+        } else {
+            Applied::notice(format!("{what} soft-expired (a rekey is due)"))
+        }
+    }
+
+    /// XFRM_MSG_NEWPOLICY / UPDPOLICY: the policy of the same key is replaced.
+    fn policy_new(&mut self, p: XfrmPolicy) -> Applied {
+        let pos = self.xfrm_policies.iter().position(|q| {
+            q.dir == p.dir && q.selector == p.selector && q.mark == p.mark && q.if_id == p.if_id
+        });
+        match pos {
+            Some(i) => self.xfrm_policies[i] = p,
+            None => self.xfrm_policies.push(p),
+        }
+        Applied::structure(true)
+    }
+
+    /// XFRM_MSG_DELPOLICY.
+    fn policy_del(
+        &mut self,
+        dir: PolicyDir,
+        index: u32,
+        selector: Option<&Selector>,
+        mark: Option<Mark>,
+    ) -> Applied {
+        let before = self.xfrm_policies.len();
+        let pos = self.xfrm_policies.iter().position(|p| {
+            p.dir == dir
+                && match selector {
+                    Some(sel) => &p.selector == sel && p.mark == mark,
+                    None => p.index == index,
+                }
+        });
+        if let Some(i) = pos {
+            self.xfrm_policies.remove(i);
+        }
+        Applied::structure(before != self.xfrm_policies.len())
+    }
+
+    /// New counter values (links, SAs, xfrm_stat).
+    fn sample(&mut self, s: Sample) -> Applied {
+        if let Some(links) = s.links {
+            for (index, stats) in links {
+                if let Some(l) = self.links.iter_mut().find(|l| l.index == index) {
+                    l.stats = stats;
                 }
             }
-            Event::SourceError(e) => Applied::notice(e),
+        }
+        if let Some(sas) = s.sas {
+            let by_key: HashMap<SaKey, (Lifetime, XfrmSaStats)> =
+                sas.into_iter().map(|(k, l, st)| (k, (l, st))).collect();
+            for sa in &mut self.xfrm_states {
+                if let Some((l, st)) = by_key.get(&SaKey::of(sa)) {
+                    sa.lifetime = *l;
+                    sa.stats = *st;
+                }
+            }
+        }
+        if let Some(stat) = s.xfrm_stat {
+            self.xfrm_stats = stat;
+        }
+        Applied {
+            counters: true,
+            ..Default::default()
+        }
+    }
+
+    /// A full state read again: it replaces this one, keeping what the node is.
+    fn resync(&mut self, new: NodeState) -> Applied {
+        let node = std::mem::take(&mut self.node);
+        *self = new;
+        if self.node == Default::default() {
+            self.node = node;
+        }
+        Applied {
+            structure: true,
+            counters: true,
+            notice: None,
         }
     }
 
@@ -672,10 +719,7 @@ impl Live {
             .state
             .xfrm_stats
             .iter()
-            .filter(|(n, _)| {
-                crate::explain::xfrm_stat::rise_is_trouble(n)
-                    && h.rising(&CounterKey::Stat(n.clone()))
-            })
+            .filter(|(n, _)| super::rise_is_trouble(n) && h.rising(&CounterKey::Stat(n.clone())))
             .count();
         links + sas + stats
     }

@@ -51,7 +51,7 @@ fn link(
                 family: Family::of(&a.parse().expect("ip")),
                 address: a.to_string(),
                 prefix_len: *l,
-                scope: scope.to_string(),
+                scope: (*scope).into(),
                 label: None,
             })
             .collect(),

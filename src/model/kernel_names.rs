@@ -1,64 +1,17 @@
 //! The names iproute2 gives to kernel constants, so our output reads like `ip`'s.
 
+use super::LinkFlag;
+
 pub fn route_type(t: u8) -> String {
-    const NAMES: [&str; 12] = [
-        "unspec",
-        "unicast",
-        "local",
-        "broadcast",
-        "anycast",
-        "multicast",
-        "blackhole",
-        "unreachable",
-        "prohibit",
-        "throw",
-        "nat",
-        "xresolve",
-    ];
-    NAMES
-        .get(usize::from(t))
-        .map_or_else(|| t.to_string(), |s| s.to_string())
+    super::RouteKind::from_number(t).to_string()
 }
 
 pub fn scope(s: u8) -> String {
-    match s {
-        0 => "global".into(),
-        200 => "site".into(),
-        253 => "link".into(),
-        254 => "host".into(),
-        255 => "nowhere".into(),
-        n => n.to_string(),
-    }
+    super::Scope::from_number(s).to_string()
 }
 
 pub fn route_protocol(p: u8) -> String {
-    let name = match p {
-        0 => "unspec",
-        1 => "redirect",
-        2 => "kernel",
-        3 => "boot",
-        4 => "static",
-        8 => "gated",
-        9 => "ra",
-        10 => "mrt",
-        11 => "zebra",
-        12 => "bird",
-        13 => "dnrouted",
-        14 => "xorp",
-        15 => "ntk",
-        16 => "dhcp",
-        17 => "mrouted",
-        18 => "keepalived",
-        42 => "babel",
-        99 => "openr",
-        186 => "bgp",
-        187 => "isis",
-        188 => "ospf",
-        189 => "rip",
-        192 => "eigrp",
-        n => return n.to_string(),
-    };
-    name.into()
+    super::RouteProtocol::from_number(p).to_string()
 }
 
 pub fn rule_action(a: u8) -> String {
@@ -75,35 +28,35 @@ pub fn rule_action(a: u8) -> String {
 
 /// IFF_* flag names in the order `ip link` prints them (like ip, RUNNING is left out:
 /// oper_state says it).
-pub fn link_flags(flags: u32) -> Vec<String> {
-    const NAMES: [(u32, &str); 18] = [
-        (1 << 3, "LOOPBACK"),
-        (1 << 1, "BROADCAST"),
-        (1 << 4, "POINTOPOINT"),
-        (1 << 12, "MULTICAST"),
-        (1 << 7, "NOARP"),
-        (1 << 9, "ALLMULTI"),
-        (1 << 8, "PROMISC"),
-        (1 << 10, "MASTER"),
-        (1 << 11, "SLAVE"),
-        (1 << 2, "DEBUG"),
-        (1 << 15, "DYNAMIC"),
-        (1 << 14, "AUTOMEDIA"),
-        (1 << 13, "PORTSEL"),
-        (1 << 5, "NOTRAILERS"),
-        (1 << 0, "UP"),
-        (1 << 16, "LOWER_UP"),
-        (1 << 17, "DORMANT"),
-        (1 << 18, "ECHO"),
+pub fn link_flags(flags: u32) -> Vec<LinkFlag> {
+    const NAMES: [(u32, LinkFlag); 18] = [
+        (1 << 3, LinkFlag::Loopback),
+        (1 << 1, LinkFlag::Broadcast),
+        (1 << 4, LinkFlag::PointToPoint),
+        (1 << 12, LinkFlag::Multicast),
+        (1 << 7, LinkFlag::NoArp),
+        (1 << 9, LinkFlag::AllMulti),
+        (1 << 8, LinkFlag::Promisc),
+        (1 << 10, LinkFlag::Master),
+        (1 << 11, LinkFlag::Slave),
+        (1 << 2, LinkFlag::Debug),
+        (1 << 15, LinkFlag::Dynamic),
+        (1 << 14, LinkFlag::AutoMedia),
+        (1 << 13, LinkFlag::PortSel),
+        (1 << 5, LinkFlag::NoTrailers),
+        (1 << 0, LinkFlag::Up),
+        (1 << 16, LinkFlag::LowerUp),
+        (1 << 17, LinkFlag::Dormant),
+        (1 << 18, LinkFlag::Echo),
     ];
-    let mut names: Vec<String> = NAMES
+    let mut names: Vec<LinkFlag> = NAMES
         .iter()
         .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, n)| n.to_string())
+        .map(|(_, f)| *f)
         .collect();
     // Up but no carrier: ip leads with NO-CARRIER, the first thing a reader should see.
     if flags & 1 != 0 && flags & (1 << 16) == 0 {
-        names.insert(0, "NO-CARRIER".into());
+        names.insert(0, LinkFlag::NoCarrier);
     }
     names
 }

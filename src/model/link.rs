@@ -1,5 +1,32 @@
 use super::{Family, Prefix};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+kernel_enum!(
+    /// An interface flag (IFF_*) as `ip link` prints it.
+    LinkFlag {
+        /// Up without carrier (IFF_UP without IFF_LOWER_UP): ip prints it first.
+        NoCarrier = "NO-CARRIER",
+        Loopback = "LOOPBACK",
+        Broadcast = "BROADCAST",
+        PointToPoint = "POINTOPOINT",
+        Multicast = "MULTICAST",
+        NoArp = "NOARP",
+        AllMulti = "ALLMULTI",
+        Promisc = "PROMISC",
+        Master = "MASTER",
+        Slave = "SLAVE",
+        Debug = "DEBUG",
+        Dynamic = "DYNAMIC",
+        AutoMedia = "AUTOMEDIA",
+        PortSel = "PORTSEL",
+        NoTrailers = "NOTRAILERS",
+        Up = "UP",
+        LowerUp = "LOWER_UP",
+        Dormant = "DORMANT",
+        Echo = "ECHO",
+    }
+);
 
 /// An interface named by both name and index, as the JSON schema wants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,7 +41,7 @@ pub struct Link {
     pub name: String,
     /// IFLA_INFO_KIND: veth, bridge, vxlan, ... (None for physical/loopback devices).
     pub kind: Option<String>,
-    pub flags: Vec<String>,
+    pub flags: Vec<LinkFlag>,
     pub mtu: Option<u32>,
     pub mac: Option<String>,
     pub master: Option<LinkRef>,
@@ -28,6 +55,13 @@ pub struct Link {
     /// encapsulation and XFRM steps read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Tunnel>,
+}
+
+impl Link {
+    /// Administratively up (IFF_UP).
+    pub fn is_up(&self) -> bool {
+        self.flags.contains(&LinkFlag::Up)
+    }
 }
 
 /// The IFLA_INFO_DATA of the tunnel devices an IPsec path crosses.
@@ -67,7 +101,7 @@ pub struct LinkAddress {
     pub family: Family,
     pub address: String,
     pub prefix_len: u8,
-    pub scope: String,
+    pub scope: super::Scope,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
 }

@@ -7,6 +7,8 @@ pub mod event;
 /// Test support (the `fixtures` feature, on only for tests and benches).
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+#[macro_use]
+mod kernel_enum;
 pub mod kernel_names;
 mod link;
 pub mod names;
@@ -18,18 +20,18 @@ mod secret;
 mod xfrm;
 
 pub use addr::{Family, Mark, Prefix};
-pub use link::{Link, LinkAddress, LinkRef, LinkStats, Peer, Tunnel};
+pub use link::{Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer, Tunnel};
 pub use names::Names;
 pub use netfilter::{
     Conntrack, IpSet, IpvsReal, IpvsService, Netfilter, NfCond, NfMatch, NfPolicy, NfRule,
     NfTarget, NftChain, NftRule, NftSet, NftTable, RecentList, Side, backend_is_ipv6,
 };
 pub use node::{NetnsInfo, NodeInfo, NodeState};
-pub use route::{NextHop, Route, TableRef};
+pub use route::{NextHop, Route, RouteKind, RouteProtocol, Scope, TableRef};
 pub use rule::Rule;
 pub use secret::{Secret, reveal_secrets};
 pub use xfrm::{
     AlgInfo, Encap, Lifetime, PolicyAction, PolicyDir, Selector, SelectorDev, SelectorKey,
     Template, TemplateLevel, XfrmCounts, XfrmMode, XfrmPolicy, XfrmProto, XfrmSaStats, XfrmState,
-    XfrmStats,
+    XfrmStats, rise_is_trouble,
 };

@@ -8,68 +8,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-/// A kernel enumeration with names for the values we know and the number for the rest (a newer
-/// kernel may send one): serialised as the name `ip xfrm` prints, or that number.
-macro_rules! kernel_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $var:ident = $text:literal),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
-            $($(#[$vdoc])* $var,)*
-            /// A value this build has no name for, as the kernel's number.
-            Other(u8),
-        }
-        impl $name {
-            /// The name `ip xfrm` prints; None for `Other`.
-            pub fn name(self) -> Option<&'static str> {
-                match self {
-                    $($name::$var => Some($text),)*
-                    $name::Other(_) => None,
-                }
-            }
-        }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match (self.name(), self) {
-                    (Some(n), _) => f.write_str(n),
-                    (None, $name::Other(n)) => write!(f, "{n}"),
-                    (None, _) => unreachable!("every named variant has a name"),
-                }
-            }
-        }
-        impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<$name, String> {
-                match s {
-                    $($text => Ok($name::$var),)*
-                    n => n.parse().map($name::Other).map_err(|_| {
-                        format!(concat!("unknown ", stringify!($name), " {:?}"), n)
-                    }),
-                }
-            }
-        }
-        /// Compares with the name `ip xfrm` prints, as tests written against its output do.
-        impl PartialEq<&str> for $name {
-            fn eq(&self, other: &&str) -> bool {
-                match self {
-                    $name::Other(n) => other.parse() == Ok(*n),
-                    named => named.name() == Some(*other),
-                }
-            }
-        }
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
-                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
 kernel_enum!(
     /// Which packets a policy applies to (XFRM_POLICY_IN/OUT/FWD).
     PolicyDir {
@@ -172,6 +110,29 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// `10.0.1.0/24 → 10.0.2.0/24 proto tcp dport 80 dev eth0`, each address printed by `addr`
+    /// (a view adds Kubernetes names there; `Display` prints them as they are).
+    pub fn text(&self, addr: impl Fn(&str) -> String) -> String {
+        let mut out = format!(
+            "{} → {}",
+            addr(&self.src.to_string()),
+            addr(&self.dst.to_string())
+        );
+        if let Some(p) = self.proto {
+            out.push_str(&format!(" proto {}", super::kernel_names::ip_proto(p)));
+        }
+        if let Some(p) = self.sport {
+            out.push_str(&format!(" sport {p}"));
+        }
+        if let Some(p) = self.dport {
+            out.push_str(&format!(" dport {p}"));
+        }
+        if let Some(d) = &self.dev {
+            out.push_str(&format!(" dev {d}"));
+        }
+        out
+    }
+
     /// Does this selector cover a packet (xfrm_selector_match)? Families must agree; an absent
     /// protocol or port matches any, a present one must be equal.
     pub fn matches(&self, k: &SelectorKey, dev: SelectorDev<'_>) -> bool {
@@ -277,11 +238,46 @@ pub struct XfrmPolicy {
 /// /proc/net/xfrm_stat, every counter by the kernel's own name, in the kernel's order.
 pub type XfrmStats = Vec<(String, u64)>;
 
+/// Every xfrm_stat counter counts a failure: any rise is worth a look. (A fact of the kernel's
+/// counters, like which link and SA counters add up to trouble in `model::event`.)
+pub fn rise_is_trouble(name: &str) -> bool {
+    name.starts_with("Xfrm")
+}
+
 /// SAD/SPD sizes as the kernel reports them (XFRM_MSG_GETSADINFO / GETSPDINFO).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XfrmCounts {
     pub sad: Option<u32>,
     pub spd: BTreeMap<String, u32>,
+}
+
+impl XfrmState {
+    /// `rfc4106(gcm(aes)) 160b icv 128`, `cbc(aes) 128b + hmac(sha256) 256b`: names and key
+    /// lengths, never the key.
+    pub fn algorithms(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(a) = &self.aead {
+            parts.push(format!(
+                "{} {}b icv {}",
+                a.name,
+                a.key_bits,
+                a.icv_bits.unwrap_or(0)
+            ));
+        }
+        if let Some(a) = &self.enc {
+            parts.push(format!("{} {}b", a.name, a.key_bits));
+        }
+        if let Some(a) = &self.auth {
+            parts.push(format!("{} {}b", a.name, a.key_bits));
+        }
+        parts.join(" + ")
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text(str::to_string))
+    }
 }
 
 #[cfg(test)]

@@ -173,6 +173,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
     let mut totals = Totals::default();
     let mut next_iface: u16 = 0;
     let mut last_progress = Instant::now();
+    let mut announced = plan.interfaces.is_empty();
     let cap_opts = capture::Options {
         filter: plan.filter.clone(),
         snaplen: plan.snaplen,
@@ -280,6 +281,10 @@ pub fn run(plan: &Plan) -> Result<i32> {
                     break;
                 }
             }
+        }
+        if !announced && nodes.iter().all(|n| n.session.is_some()) {
+            announced = true;
+            announce_captures(&nodes, &meta);
         }
         if names.generation() != names_gen {
             names_gen = names.generation();
@@ -428,6 +433,31 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// Once every node's captures are open, say on what (as tcpdump's "listening on", also with
+/// -q): frames before this line are not in the file, so a script waits for it.
+fn announce_captures(nodes: &[Node], meta: &Meta) {
+    let on: Vec<String> = nodes
+        .iter()
+        .zip(&meta.nodes)
+        .flat_map(|(n, label)| {
+            let handles = n.session.iter().flat_map(|s| s.handles.iter());
+            handles.map(move |h| format!("{} ({label})", h.name))
+        })
+        .collect();
+    eprintln!(
+        "hopscope: capturing on {}{}",
+        if on.is_empty() {
+            "no interface (none of -i exists on these nodes)".to_string()
+        } else {
+            on.join(", ")
+        },
+        meta.filter
+            .as_ref()
+            .map(|f| format!(", filter {f:?}"))
+            .unwrap_or_default()
+    );
 }
 
 fn dropped(nodes: &[Node]) -> u64 {

@@ -262,19 +262,9 @@ fn words(line: &str) -> Vec<(String, bool)> {
     out
 }
 
-pub fn prefix(s: &str) -> Option<Prefix> {
-    let (a, l) = s.split_once('/').unwrap_or((s, ""));
-    let addr: std::net::IpAddr = a.parse().ok()?;
-    let len = if l.is_empty() {
-        if addr.is_ipv4() { 32 } else { 128 }
-    } else if let Ok(n) = l.parse() {
-        n
-    } else {
-        // A dotted netmask (old iptables).
-        let m: std::net::Ipv4Addr = l.parse().ok()?;
-        u32::from(m).count_ones() as u8
-    };
-    Some(Prefix::new(addr, len))
+/// `Prefix::from_iptables`, under the name this reader's rules use.
+fn prefix(s: &str) -> Option<Prefix> {
+    Prefix::from_iptables(s)
 }
 
 fn ports(s: &str) -> Option<(u16, u16)> {

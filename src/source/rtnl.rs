@@ -5,11 +5,11 @@ use super::context::Context;
 use super::names;
 use super::netlink::{DumpReport, NlError, NlSocket};
 use super::rt_tables::TableNames;
-use crate::model::NextHop;
 use crate::model::{
     Family, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix, Route, Rule, TableRef,
     Tunnel,
 };
+use crate::model::{NextHop, RouteKind, RouteProtocol, Scope};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVti, InfoVxlan, InfoXfrm, LinkAttribute, LinkInfo, LinkMessage,
@@ -270,7 +270,7 @@ pub fn address(a: &AddressMessage) -> Option<LinkAddress> {
         family,
         address: ip.to_string(),
         prefix_len: a.header.prefix_len,
-        scope: names::scope(a.header.scope.into()),
+        scope: Scope::from_number(a.header.scope.into()),
         label,
     })
 }
@@ -348,14 +348,14 @@ pub fn route(m: &RouteMessage, ctx: &Context) -> Option<Route> {
     Some(Route {
         family,
         table: table_ref(table, ctx.tables()),
-        kind: names::route_type(m.header.kind.into()),
+        kind: RouteKind::from_number(m.header.kind.into()),
         dst,
         src,
         gateway,
         dev,
         prefsrc,
-        protocol: names::route_protocol(m.header.protocol.into()),
-        scope: names::scope(m.header.scope.into()),
+        protocol: RouteProtocol::from_number(m.header.protocol.into()),
+        scope: Scope::from_number(m.header.scope.into()),
         metric,
         mtu,
         mtu_locked,

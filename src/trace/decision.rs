@@ -29,7 +29,7 @@ pub enum Decision {
         table: u32,
         table_name: Option<String>,
         #[serde(rename = "type")]
-        kind: String,
+        kind: crate::model::RouteKind,
         dst: String,
         gateway: Option<String>,
         dev: Option<String>,
@@ -99,7 +99,7 @@ impl Decision {
         Decision::Route {
             table: r.table.id,
             table_name: r.table.name.clone(),
-            kind: r.kind.to_string(),
+            kind: r.kind,
             dst: r
                 .dst
                 .map_or_else(|| "default".to_string(), |d| d.to_string()),

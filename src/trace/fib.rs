@@ -2,7 +2,7 @@
 //! policy rules in priority order (fib_rules), then longest-prefix match in the chosen table
 //! (fib_table_lookup). Checked against `ip route get` by a property test on a real kernel.
 
-use crate::model::{Family, NodeState, Route, Rule};
+use crate::model::{Family, NodeState, Route, RouteKind, Rule};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -45,7 +45,7 @@ pub enum FibOutcome {
     Route {
         table: u32,
         route_index: usize,
-        kind: String,
+        kind: RouteKind,
     },
     /// Stopped: blackhole / unreachable / prohibit (rule action or route type).
     Refused { what: String, table: Option<u32> },
@@ -119,10 +119,9 @@ pub fn table_lookup(state: &NodeState, table: u32, k: &FibKey) -> Option<usize> 
 }
 
 pub fn describe_rule(r: &Rule) -> String {
-    crate::view::columns::rule_row(r)[2..]
-        .iter()
+    crate::explain::labels::rule_cells(r)
+        .into_iter()
         .filter(|s| !s.is_empty())
-        .cloned()
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -152,21 +151,21 @@ pub fn lookup(state: &NodeState, k: &FibKey) -> FibResult {
                 let table_name = r
                     .table
                     .as_ref()
-                    .map_or("main".to_string(), crate::view::columns::table);
+                    .map_or("main".to_string(), crate::explain::labels::table);
                 match table_lookup(state, table, k) {
                     Some(idx) => {
                         let route = &state.routes[idx];
-                        match route.kind.as_str() {
-                            "throw" => {
+                        match &route.kind {
+                            RouteKind::Throw => {
                                 steps.last_mut().unwrap().note =
                                     Some(format!("table {table_name}: throw route, next rule"));
                             }
-                            "blackhole" | "unreachable" | "prohibit" => {
+                            kind if kind.refuses() => {
                                 return FibResult {
                                     rules: steps,
                                     rule_priority: Some(r.priority),
                                     outcome: FibOutcome::Refused {
-                                        what: route.kind.clone(),
+                                        what: kind.to_string(),
                                         table: Some(table),
                                     },
                                 };
@@ -178,7 +177,7 @@ pub fn lookup(state: &NodeState, k: &FibKey) -> FibResult {
                                     outcome: FibOutcome::Route {
                                         table,
                                         route_index: idx,
-                                        kind: kind.into(),
+                                        kind: *kind,
                                     },
                                 };
                             }

@@ -6,6 +6,7 @@
 //! (`uncertain`), never silently taken as "no match".
 
 use super::nftables;
+use crate::model::Scope;
 use crate::model::{Conntrack, Netfilter, NfCond, NfRule, NfTarget, NodeState, Side};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -226,7 +227,7 @@ pub fn addr_type(st: &NodeState, ip: &IpAddr) -> String {
         .filter_map(|r| Some((r.dst?, r)))
         .filter(|(d, _)| d.contains(ip))
         .max_by_key(|(d, _)| d.len)
-        .map(|(_, r)| r.kind.to_uppercase())
+        .map(|(_, r)| r.kind.to_string().to_uppercase())
         .unwrap_or_else(|| "UNICAST".into())
 }
 
@@ -247,7 +248,7 @@ pub fn masquerade_addr(
     let global = |l: &crate::model::Link| -> Vec<(IpAddr, crate::model::Prefix)> {
         l.addresses
             .iter()
-            .filter(|a| a.scope == "global" || a.scope == "universe")
+            .filter(|a| a.scope == Scope::Global)
             .filter_map(|a| Some((a.address.parse::<IpAddr>().ok()?, a.prefix()?)))
             .filter(|(ip, _)| ip.is_ipv4() == v4)
             .collect()
@@ -684,7 +685,7 @@ fn set_member(nf: &Netfilter, name: &str, flags: &[Side], p: &NfPacket, depth: u
     let field = |kind: &str, val: &str, side: Side| -> Option<Option<u8>> {
         let hit = |x: bool, len: u8| Some(x.then_some(len));
         match kind {
-            "ip" | "net" => match crate::source::netfilter::prefix(val) {
+            "ip" | "net" => match crate::model::Prefix::from_iptables(val) {
                 Some(pfx) => {
                     let pfx = match set.netmask {
                         Some(n) if kind == "ip" => crate::model::Prefix::new(pfx.addr, n),

@@ -125,7 +125,11 @@ pub(super) fn output(w: &mut Walk, at: &mut At) -> Go {
 /// INPUT before local delivery (or decryption); then IPVS, whose virtual services are local
 /// addresses it sends on to a real server.
 pub(super) fn input(w: &mut Walk, at: &mut At) -> Go {
-    if at.routed.as_ref().is_none_or(|r| r.kind != "local") {
+    if at
+        .routed
+        .as_ref()
+        .is_none_or(|r| r.kind != crate::model::RouteKind::Local)
+    {
         return Go::On;
     }
     if let Some(end) = nf_hook(
@@ -159,7 +163,7 @@ pub(super) fn forward(w: &mut Walk, at: &mut At) -> Go {
     let Some(oif) = at
         .routed
         .as_ref()
-        .filter(|r| r.kind != "local")
+        .filter(|r| r.kind != crate::model::RouteKind::Local)
         .and_then(|r| r.dev.clone())
     else {
         return Go::On;

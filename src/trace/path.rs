@@ -386,7 +386,7 @@ pub(crate) struct Routed {
     /// Index into the node's routes.
     pub route: usize,
     /// The route's type: unicast, local, ...
-    pub kind: String,
+    pub kind: crate::model::RouteKind,
     pub dev: Option<String>,
     pub table_name: String,
     /// `table main: 10.0.0.0/24 via 10.0.1.1 dev eth0`.

@@ -18,6 +18,7 @@ use super::xfrm::{
     find_sa, resolve_template, sa_mismatch,
 };
 use crate::explain::cilium;
+use crate::model::RouteKind;
 use crate::model::{
     NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmMode, XfrmPolicy, XfrmProto,
 };
@@ -81,7 +82,7 @@ fn route_lookup(w: &mut Walk, at: &mut At) -> Go {
     let (route_idx, kind) = match &res.outcome {
         FibOutcome::Route {
             route_index, kind, ..
-        } => (*route_index, kind.clone()),
+        } => (*route_index, *kind),
         other => {
             let err = other.kernel_error().unwrap_or("no route");
             let reason = match other {
@@ -101,21 +102,17 @@ fn route_lookup(w: &mut Walk, at: &mut At) -> Go {
     };
     let route = &st.routes[route_idx];
     let dev = route.dev.as_ref().and_then(|d| d.name.clone());
-    let table_name = crate::view::columns::table(&route.table);
-    let text = format!(
-        "table {table_name}: {} {}",
-        crate::view::columns::route_dst(route),
-        {
-            let mut s = String::new();
-            if let Some(g) = &route.gateway {
-                s += &format!("via {g} ");
-            }
-            if let Some(d) = &dev {
-                s += &format!("dev {d}");
-            }
-            s.trim().to_string()
+    let table_name = crate::explain::labels::table(&route.table);
+    let text = format!("table {table_name}: {} {}", route.dst_text(), {
+        let mut s = String::new();
+        if let Some(g) = &route.gateway {
+            s += &format!("via {g} ");
         }
-    );
+        if let Some(d) = &dev {
+            s += &format!("dev {d}");
+        }
+        s.trim().to_string()
+    });
     w.hop(
         (ni, Step::Route, dev.as_deref()),
         pkt,
@@ -140,7 +137,7 @@ fn local_input(w: &mut Walk, at: &mut At) -> Go {
     let Some((dev, table_name)) = at
         .routed
         .as_ref()
-        .filter(|r| r.kind == "local")
+        .filter(|r| r.kind == RouteKind::Local)
         .map(|r| (r.dev.clone(), r.table_name.clone()))
     else {
         return Go::On;
@@ -255,7 +252,7 @@ fn decrypt(w: &mut Walk, at: &mut At) -> Go {
         format!(
             "decrypted (output mark {}){onto}",
             sa.output_mark
-                .map(|m| crate::view::columns::mark(&m))
+                .map(|m| crate::explain::labels::mark(&m))
                 .unwrap_or("none".into())
         ),
         describe_sa(sa),
@@ -552,7 +549,7 @@ pub(super) fn xfrm_transform(
         format!(
             "SA output mark {}",
             sa.output_mark
-                .map(|m| crate::view::columns::mark(&m))
+                .map(|m| crate::explain::labels::mark(&m))
                 .unwrap_or("none".into())
         ),
         vec![],

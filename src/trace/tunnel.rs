@@ -8,6 +8,7 @@ use super::decision::Decision;
 use super::path::{At, Go, Packet, Step, Walk, ip_header_len, is_local, link};
 use super::stages::xfrm_transform;
 use super::xfrm::{XfrmKey, describe_sa};
+use crate::model::Scope;
 use crate::model::{NodeState, Tunnel};
 use std::net::IpAddr;
 
@@ -262,7 +263,7 @@ pub(super) fn vti_receiving(st: &NodeState, pkt: &Packet) -> Option<VtiRx> {
     }
     // Only devices that are up (ip_tunnel_lookup): loading ip_vti leaves a down fallback
     // device `ip_vti0` with no endpoints in every netns.
-    let up = |l: &&crate::model::Link| l.flags.iter().any(|f| f == "UP");
+    let up = |l: &&crate::model::Link| l.is_up();
     let vtis = st.links.iter().filter(up).filter_map(|l| match &l.tunnel {
         Some(Tunnel::Vti {
             ikey,
@@ -310,10 +311,11 @@ fn owner_address(w: &Walk, from: usize, ip: &IpAddr) -> Option<IpAddr> {
             let on_link = here.links.iter().any(|m| {
                 m.tunnel.is_none()
                     && m.addresses.iter().any(|x| {
-                        x.scope == "global" && x.prefix().is_some_and(|p| p.contains(&addr))
+                        x.scope == Scope::Global && x.prefix().is_some_and(|p| p.contains(&addr))
                     })
             });
-            (a.scope == "global" && l.tunnel.is_none() && on_link && &addr != ip).then_some(addr)
+            (a.scope == Scope::Global && l.tunnel.is_none() && on_link && &addr != ip)
+                .then_some(addr)
         })
     })
 }
@@ -326,7 +328,7 @@ fn address_towards(st: &NodeState, remote: &IpAddr, tunnel_dev: &str) -> Option<
             .iter()
             .filter(|l| l.name != tunnel_dev && l.name != "lo")
             .flat_map(|l| l.addresses.iter())
-            .filter(|a| a.scope == "global")
+            .filter(|a| a.scope == Scope::Global)
     };
     addrs()
         .find(|a| a.prefix().is_some_and(|p| p.contains(remote)))

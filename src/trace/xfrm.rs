@@ -177,21 +177,18 @@ pub fn apply_output_mark(mark: u32, out: Option<Mark>) -> u32 {
 pub fn describe_policy(p: &XfrmPolicy) -> String {
     let mark = p
         .mark
-        .map(|m| format!(" mark {}", crate::view::columns::mark(&m)))
+        .map(|m| format!(" mark {}", crate::explain::labels::mark(&m)))
         .unwrap_or_default();
     format!(
         "policy {} {} priority {}{mark} (index {})",
-        p.dir,
-        crate::view::columns::selector(&p.selector),
-        p.priority,
-        p.index
+        p.dir, p.selector, p.priority, p.index
     )
 }
 
 pub fn describe_sa(s: &XfrmState) -> String {
     let mark = s
         .mark
-        .map(|m| format!(" mark {}", crate::view::columns::mark(&m)))
+        .map(|m| format!(" mark {}", crate::explain::labels::mark(&m)))
         .unwrap_or_default();
     format!(
         "SA {} → {} {} spi {:#010x} reqid {}{mark}",

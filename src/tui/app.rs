@@ -883,112 +883,10 @@ impl App {
             "q" | "quit" | "q!" => return Effect::Quit,
             "help" | "h" | "?" => self.mode = Mode::Help,
             "pause" => return self.apply(Action::Pause, live),
-            "table" => {
-                let arg = rest.first().copied().unwrap_or("all");
-                let id = match arg {
-                    "all" => None,
-                    a => match a.parse::<u32>() {
-                        Ok(n) => Some(n),
-                        Err(_) => {
-                            let by_name = live
-                                .state
-                                .routes
-                                .iter()
-                                .find(|r| r.table.name.as_deref() == Some(a))
-                                .map(|r| r.table.id)
-                                .or(match a {
-                                    "main" => Some(254),
-                                    "local" => Some(255),
-                                    "default" => Some(253),
-                                    _ => None,
-                                });
-                            match by_name {
-                                Some(n) => Some(n),
-                                None => {
-                                    self.say(format!("unknown table {a:?}: a number, a name from rt_tables, or all"), true);
-                                    return Effect::None;
-                                }
-                            }
-                        }
-                    },
-                };
-                self.table = id;
-                self.switch(Pane::Routes, live);
-                let v = self.view_mut();
-                v.selected = 0;
-                let n = v.rows.len();
-                match id {
-                    Some(t) => self.say(format!("table {t}: {n} route(s)"), false),
-                    None => self.say("all tables", false),
-                }
-            }
-            "netns" => match rest.first() {
-                Some(name) => return Effect::Netns(name.to_string()),
-                None => {
-                    let known = if self.netns_names.is_empty() {
-                        format!("none in {}", crate::source::netns::run_dir())
-                    } else {
-                        self.netns_names.join(", ")
-                    };
-                    self.say(format!(":netns NAME|PATH (known: {known})"), true);
-                }
-            },
-            "sort" => match rest.first() {
-                None => {
-                    self.view_mut().sort = None;
-                    self.refresh(live);
-                }
-                Some(c) => {
-                    let headers = self.pane.headers();
-                    match headers.iter().position(|h| h.eq_ignore_ascii_case(c)) {
-                        Some(i) => {
-                            let desc = rest.get(1).is_some_and(|d| d.starts_with("desc"));
-                            self.view_mut().sort = Some((i, desc));
-                            self.refresh(live);
-                        }
-                        None => self.say(
-                            format!(
-                                "no column {c:?} here; columns: {}",
-                                headers.join(" ").to_lowercase()
-                            ),
-                            true,
-                        ),
-                    }
-                }
-            },
-            "capture" | "stop" => {
-                let on = cmd == "capture";
-                let ifaces: Vec<String> = if rest == ["all"] && !on {
-                    self.packets.active()
-                } else {
-                    rest.iter().map(|s| s.to_string()).collect()
-                };
-                if ifaces.is_empty() {
-                    self.say(
-                        format!(
-                            ":{cmd} IF [IF…]{}; interfaces: {}",
-                            if on { "" } else { " (or all)" },
-                            link_names(live).join(", ")
-                        ),
-                        true,
-                    );
-                    return Effect::None;
-                }
-                if let Some(bad) = ifaces
-                    .iter()
-                    .find(|i| live.state.link_by_name(i).is_none() && i.as_str() != "any")
-                {
-                    self.say(
-                        format!(
-                            "no interface {bad:?} here; interfaces: {}",
-                            link_names(live).join(", ")
-                        ),
-                        true,
-                    );
-                    return Effect::None;
-                }
-                return Effect::Capture { ifaces, on };
-            }
+            "table" => return self.table_command(&rest, live),
+            "netns" => return self.netns_command(&rest),
+            "sort" => return self.sort_command(&rest, live),
+            "capture" | "stop" => return self.capture_command(cmd, &rest, live),
             "bpf" => {
                 // Compiled where it is applied, off the loop; a refusal is said from there.
                 let f = rest.join(" ");
@@ -1024,6 +922,129 @@ impl App {
             ),
         }
         Effect::None
+    }
+
+    /// `:table`: show one routing table (by number or name) or all of them.
+    fn table_command(&mut self, rest: &[&str], live: &Live) -> Effect {
+        let arg = rest.first().copied().unwrap_or("all");
+        let id = match arg {
+            "all" => None,
+            a => {
+                match a.parse::<u32>() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        let by_name = live
+                            .state
+                            .routes
+                            .iter()
+                            .find(|r| r.table.name.as_deref() == Some(a))
+                            .map(|r| r.table.id)
+                            .or(match a {
+                                "main" => Some(254),
+                                "local" => Some(255),
+                                "default" => Some(253),
+                                _ => None,
+                            });
+                        match by_name {
+                            Some(n) => Some(n),
+                            None => {
+                                self.say(format!("unknown table {a:?}: a number, a name from rt_tables, or all"), true);
+                                return Effect::None;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.table = id;
+        self.switch(Pane::Routes, live);
+        let v = self.view_mut();
+        v.selected = 0;
+        let n = v.rows.len();
+        match id {
+            Some(t) => self.say(format!("table {t}: {n} route(s)"), false),
+            None => self.say("all tables", false),
+        }
+        Effect::None
+    }
+
+    /// `:netns`: switch to another netns, or say which ones there are.
+    fn netns_command(&mut self, rest: &[&str]) -> Effect {
+        match rest.first() {
+            Some(name) => Effect::Netns(name.to_string()),
+            None => {
+                let known = if self.netns_names.is_empty() {
+                    format!("none in {}", crate::source::netns::run_dir())
+                } else {
+                    self.netns_names.join(", ")
+                };
+                self.say(format!(":netns NAME|PATH (known: {known})"), true);
+                Effect::None
+            }
+        }
+    }
+
+    /// `:sort`: sort the pane by a column (descending with `desc`), or stop sorting.
+    fn sort_command(&mut self, rest: &[&str], live: &Live) -> Effect {
+        match rest.first() {
+            None => {
+                self.view_mut().sort = None;
+                self.refresh(live);
+            }
+            Some(c) => {
+                let headers = self.pane.headers();
+                match headers.iter().position(|h| h.eq_ignore_ascii_case(c)) {
+                    Some(i) => {
+                        let desc = rest.get(1).is_some_and(|d| d.starts_with("desc"));
+                        self.view_mut().sort = Some((i, desc));
+                        self.refresh(live);
+                    }
+                    None => self.say(
+                        format!(
+                            "no column {c:?} here; columns: {}",
+                            headers.join(" ").to_lowercase()
+                        ),
+                        true,
+                    ),
+                }
+            }
+        }
+        Effect::None
+    }
+
+    /// `:capture`/`:stop`: start or stop capturing on interfaces that exist here.
+    fn capture_command(&mut self, cmd: &str, rest: &[&str], live: &Live) -> Effect {
+        let on = cmd == "capture";
+        let ifaces: Vec<String> = if rest == ["all"] && !on {
+            self.packets.active()
+        } else {
+            rest.iter().map(|s| s.to_string()).collect()
+        };
+        if ifaces.is_empty() {
+            self.say(
+                format!(
+                    ":{cmd} IF [IF…]{}; interfaces: {}",
+                    if on { "" } else { " (or all)" },
+                    link_names(live).join(", ")
+                ),
+                true,
+            );
+            return Effect::None;
+        }
+        if let Some(bad) = ifaces
+            .iter()
+            .find(|i| live.state.link_by_name(i).is_none() && i.as_str() != "any")
+        {
+            self.say(
+                format!(
+                    "no interface {bad:?} here; interfaces: {}",
+                    link_names(live).join(", ")
+                ),
+                true,
+            );
+            return Effect::None;
+        }
+        Effect::Capture { ifaces, on }
     }
 
     /// Show `pane` with its row `index` selected (cleared of a filter that hides it).

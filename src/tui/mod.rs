@@ -432,14 +432,21 @@ pub fn options(target: Target, args: &crate::cli::TuiArgs) -> Result<Options> {
     })
 }
 
-/// `hopscope` with no subcommand.
+/// `hopscope` with no subcommand. Unless `--no-sandbox`, the capabilities and syscalls it
+/// will never need go once the config is read, before any thread starts
+/// (`sandbox::limit_live`).
 pub fn run_cli(
     target: Target,
     args: &crate::cli::TuiArgs,
     kube: &crate::kube::KubeArgs,
+    sandbox: bool,
 ) -> Result<i32> {
+    let opts = options(target, args)?;
+    if sandbox {
+        crate::sandbox::limit_live()?;
+    }
     run(Options {
         kube: kube.clone(),
-        ..options(target, args)?
+        ..opts
     })
 }

@@ -1,9 +1,8 @@
 //! One definition of how each kind of object is shown as a row of cells: headers and cell
 //! text shared by the text output and the TUI tables, named the way `ip` names things.
 
-use crate::explain::cilium;
 use crate::model::{
-    Link, Mark, NodeState, Route, Rule, Selector, TableRef, TemplateLevel, XfrmPolicy, XfrmState,
+    Link, Mark, NodeState, Route, Rule, Selector, TemplateLevel, XfrmPolicy, XfrmState,
 };
 
 pub const LINK_HEADERS: [&str; 10] = [
@@ -47,7 +46,11 @@ pub fn link_row(l: &Link) -> Vec<String> {
         link_name(l),
         l.kind.clone().unwrap_or_default(),
         l.oper_state.clone(),
-        l.flags.join(","),
+        l.flags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         l.mtu.map(|m| m.to_string()).unwrap_or_default(),
         l.mac.clone().unwrap_or_default(),
         l.master
@@ -60,29 +63,14 @@ pub fn link_row(l: &Link) -> Vec<String> {
 }
 
 /// `0xe00/0xf00 (encrypt)`: the mark, with Cilium's meaning where recognised.
-pub fn mark(m: &Mark) -> String {
-    match cilium::mark_meaning(m) {
-        Some(meaning) => format!("{m} ({meaning})"),
-        None => m.to_string(),
-    }
-}
-
-/// `200 (cilium ipsec)`, `main`, `local`.
-pub fn table(t: &TableRef) -> String {
-    match (&t.name, cilium::table_meaning(t.id)) {
-        (Some(name), _) => name.clone(),
-        (None, Some(meaning)) => format!("{} ({meaning})", t.id),
-        (None, None) => t.id.to_string(),
-    }
-}
+pub use crate::explain::labels::{mark, table};
 
 pub const ROUTE_HEADERS: [&str; 10] = [
     "TABLE", "TYPE", "DST", "GATEWAY", "DEV", "PREFSRC", "PROTO", "SCOPE", "METRIC", "MTU",
 ];
 
 pub fn route_dst(r: &Route) -> String {
-    r.dst
-        .map_or_else(|| "default".to_string(), |d| d.to_string())
+    r.dst_text()
 }
 
 pub fn route_row(r: &Route) -> Vec<String> {
@@ -97,7 +85,7 @@ pub fn route_row(r: &Route) -> Vec<String> {
     };
     vec![
         table(&r.table),
-        r.kind.clone(),
+        r.kind.to_string(),
         addr(&route_dst(r)),
         gw,
         r.dev
@@ -105,8 +93,8 @@ pub fn route_row(r: &Route) -> Vec<String> {
             .and_then(|d| d.name.clone())
             .unwrap_or_default(),
         r.prefsrc.as_deref().map(addr).unwrap_or_default(),
-        r.protocol.clone(),
-        r.scope.clone(),
+        r.protocol.to_string(),
+        r.scope.to_string(),
         r.metric.map(|m| m.to_string()).unwrap_or_default(),
         r.mtu
             .map(|m| {
@@ -123,60 +111,13 @@ pub fn route_row(r: &Route) -> Vec<String> {
 pub const RULE_HEADERS: [&str; 6] = ["PRIO", "FAMILY", "FROM", "TO", "MATCH", "ACTION"];
 
 pub fn rule_row(r: &Rule) -> Vec<String> {
-    let mut matches = Vec::new();
-    if let Some(i) = &r.iif {
-        matches.push(format!("iif {i}"));
-    }
-    if let Some(o) = &r.oif {
-        matches.push(format!("oif {o}"));
-    }
-    if let Some(m) = &r.fwmark {
-        matches.push(format!("fwmark {}", mark(m)));
-    }
-    if r.tos != 0 {
-        matches.push(format!("tos {:#x}", r.tos));
-    }
-    let action = match (&r.table, r.goto) {
-        (Some(t), _) => format!("lookup {}", table(t)),
-        (None, Some(g)) => format!("goto {g}"),
-        (None, None) => r.action.clone(),
-    };
-    vec![
-        r.priority.to_string(),
-        r.family.name().to_string(),
-        format!(
-            "{}{}",
-            if r.invert { "not " } else { "" },
-            r.src.map_or("all".into(), |p| p.to_string())
-        ),
-        r.dst.map(|p| p.to_string()).unwrap_or_default(),
-        matches.join(" "),
-        action,
-    ]
+    let mut row = vec![r.priority.to_string(), r.family.name().to_string()];
+    row.extend(crate::explain::labels::rule_cells(r));
+    row
 }
 
 pub fn selector(s: &Selector) -> String {
-    let mut out = format!(
-        "{} → {}",
-        addr(&s.src.to_string()),
-        addr(&s.dst.to_string())
-    );
-    if let Some(p) = s.proto {
-        out.push_str(&format!(
-            " proto {}",
-            crate::model::kernel_names::ip_proto(p)
-        ));
-    }
-    if let Some(p) = s.sport {
-        out.push_str(&format!(" sport {p}"));
-    }
-    if let Some(p) = s.dport {
-        out.push_str(&format!(" dport {p}"));
-    }
-    if let Some(d) = &s.dev {
-        out.push_str(&format!(" dev {d}"));
-    }
-    out
+    s.text(addr)
 }
 
 pub const SA_HEADERS: [&str; 11] = [
@@ -194,22 +135,7 @@ pub const SA_HEADERS: [&str; 11] = [
 ];
 
 pub fn sa_alg(s: &XfrmState) -> String {
-    let mut parts = Vec::new();
-    if let Some(a) = &s.aead {
-        parts.push(format!(
-            "{} {}b icv {}",
-            a.name,
-            a.key_bits,
-            a.icv_bits.unwrap_or(0)
-        ));
-    }
-    if let Some(a) = &s.enc {
-        parts.push(format!("{} {}b", a.name, a.key_bits));
-    }
-    if let Some(a) = &s.auth {
-        parts.push(format!("{} {}b", a.name, a.key_bits));
-    }
-    parts.join(" + ")
+    s.algorithms()
 }
 
 pub fn opt_mark(m: &Option<Mark>) -> String {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod screen;
+pub mod state_diff;
 pub mod tmux;
 
 use std::process::{Command, Output};
@@ -16,6 +17,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
+        remove_orphans();
         let name = format!(
             "hs-{tag}-{}-{}",
             std::process::id(),
@@ -65,6 +67,30 @@ impl Netns {
             .unwrap();
         assert!(child.wait().unwrap().success(), "ip -batch failed");
     }
+}
+
+/// Drop does not run when a test binary is killed (a timeout, SIGKILL): the netns it made
+/// (`hs-TAG-PID-SEQ`) would stay on the machine. Any whose PID is gone is removed here, once
+/// per process; a live PID (another test binary running now) is left alone.
+fn remove_orphans() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(dir) = std::fs::read_dir("/run/netns") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mut parts = name.rsplitn(3, '-');
+            let (seq, pid, rest) = (parts.next(), parts.next(), parts.next());
+            let ours = rest.is_some_and(|r| r.starts_with("hs-"))
+                && seq.is_some_and(|s| s.parse::<u32>().is_ok());
+            if let (true, Some(pid)) = (ours, pid.and_then(|p| p.parse::<u32>().ok()))
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            }
+        }
+    });
 }
 
 impl Drop for Netns {

@@ -69,20 +69,27 @@ static BOOT_LOCK: Mutex<()> = Mutex::new(());
 /// results dir. Never panics (so a OnceLock keeps the error instead of booting again).
 #[allow(dead_code)] // tests/lab_layouts.rs boots bare
 pub fn boot(group: &str, variants: &[&str]) -> Result<PathBuf, String> {
-    boot_with(group, variants, true, 900)
+    boot_with(group, variants, true, 900, &[])
 }
 
 /// `boot` with a guest timeout of `secs` for a group that runs many cases in one boot.
 #[allow(dead_code)] // not every test file that includes boot.rs uses it
 pub fn boot_timed(group: &str, variants: &[&str], secs: u32) -> Result<PathBuf, String> {
-    boot_with(group, variants, true, secs)
+    boot_with(group, variants, true, secs, &[])
 }
 
 /// Boot without the seed cluster (modules loaded, nothing else): for a group whose check
 /// script builds its own netns, which saves the cluster's build time.
 #[allow(dead_code)] // not every test file that includes boot.rs uses it
 pub fn boot_bare(group: &str) -> Result<PathBuf, String> {
-    boot_with(group, &[], false, 900)
+    boot_with(group, &[], false, 900, &[])
+}
+
+/// `boot_bare` whose check script gets `args` after the hopscope path (a group that runs a
+/// test binary's guest half passes that binary).
+#[allow(dead_code)] // not every test file that includes boot.rs uses it
+pub fn boot_bare_args(group: &str, args: &[&str]) -> Result<PathBuf, String> {
+    boot_with(group, &[], false, 900, args)
 }
 
 fn boot_with(
@@ -90,6 +97,7 @@ fn boot_with(
     variants: &[&str],
     cluster: bool,
     timeout_secs: u32,
+    args: &[&str],
 ) -> Result<PathBuf, String> {
     let results = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("lab")
@@ -122,7 +130,8 @@ fn boot_with(
         .arg("--results")
         .arg(&results)
         .arg(Path::new(REPO).join(format!("tests/lab/checks/{group}.sh")))
-        .arg(HOPSCOPE);
+        .arg(HOPSCOPE)
+        .args(args);
     let start = Instant::now();
     let out = cmd
         .output()

@@ -37,3 +37,21 @@ pub fn validate(what: &str, doc: &Value) {
         errors.join("\n")
     );
 }
+
+/// The exit status hopscope must have given with `doc` on stdout (docs/exit-codes.md): 0, or
+/// for a trace the one its end calls for — 3 when it stops, 4 when `--follow` saw a hop get
+/// nothing.
+pub fn expected_exit(doc: &Value) -> i32 {
+    if doc["schema"] != "trace" {
+        0
+    } else if doc["end"]["end"] == "stopped" {
+        3
+    } else if doc["follow"]["hops"]
+        .as_array()
+        .is_some_and(|h| h.iter().any(|h| h["seen"] == 0))
+    {
+        4
+    } else {
+        0
+    }
+}

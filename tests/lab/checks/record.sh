@@ -2,7 +2,8 @@
 # tests/lab/checks/record.sh HOPSCOPE — tests/lab_record.rs: `hopscope record` on the real
 # kernel, and what the kernel itself said over the same time. worker and worker2 are recorded
 # (eth0) while netshoot (10.0.1.52, worker) pings cni-worker2 (10.0.0.249) 10 times;
-# the recording is ended by SIGTERM. Kept beside it: ping's own count, `ip -s xfrm state`
+# the recording is ended by SIGTERM. A second recorder of worker's eth0 with the capture filter
+# `esp` runs over the same pings (esp.hsrec). Kept beside it: ping's own count, `ip -s xfrm state`
 # before and after, and a live `snapshot --json` of worker afterwards.
 set -u
 . "$LAB_DIR/lib.sh"
@@ -12,13 +13,24 @@ ip -n worker -s xfrm state > "$R/xs.before"
 "$HOPSCOPE" --no-kube record -q -o "$R/lab.hsrec" --netns worker --netns worker2 -i eth0 \
     --duration 120 --limit 4 2> "$R/record.err" &
 pid=$!
-sleep 10 # the dumps and captures start (slow under TCG: 4 s was not enough)
+"$HOPSCOPE" --no-kube record -q -o "$R/esp.hsrec" --netns worker -i eth0 -f esp \
+    --duration 120 --limit 4 2> "$R/record-esp.err" &
+esp_pid=$!
+# Frames before a recorder's "capturing on" line are not in its file: wait for both.
+for err in record.err record-esp.err; do
+    for _ in $(seq 600); do
+        grep -q 'capturing on' "$R/$err" 2>/dev/null && break
+        sleep 0.1
+    done
+done
 ip netns exec netshoot ping -c 10 -i 0.3 -W 2 10.0.0.249 > "$R/ping.out" 2>&1
 sleep 2 # a counter sample after the last ping
-kill -TERM "$pid"
+kill -TERM "$pid" "$esp_pid"
 wait "$pid"
 echo $? > "$R/record.rc"
+wait "$esp_pid"
+echo $? > "$R/record-esp.rc"
 ip -n worker -s xfrm state > "$R/xs.after"
 "$HOPSCOPE" --no-kube snapshot --json --netns worker > "$R/live.worker.json" 2> "$R/live.err"
 ls -l "$R"
-cat "$R/record.err" "$R/ping.out"
+cat "$R/record.err" "$R/record-esp.err" "$R/ping.out"
