@@ -73,19 +73,17 @@ fn control_characters_in_names_are_escaped_everywhere() {
         .unwrap();
     no_raw_controls("an error", &out.stderr);
     // Capture: the header (stderr) and the packet lines (stdout).
-    let cap = in_netns(&ns, &["capture", "-i", EVIL, "-c", "1", "icmp"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let (cap, err) = capturing(
+        in_netns(&ns, &["capture", "-i", EVIL, "-c", "1", "icmp"]),
+        "evil",
+    );
     let _ = Command::new("ip")
         .args(["netns", "exec", &ns.name, "ping", "-c", "3", "-i", "0.2"])
         .args(["-W", "1", "10.77.0.2"])
         .output();
     let out = cap.wait_with_output().unwrap();
     no_raw_controls("capture lines", &out.stdout);
-    no_raw_controls("capture's header", &out.stderr);
+    no_raw_controls("capture's header", &said(&err));
     // JSON keeps the name exactly, escaped the JSON way.
     let out = in_netns(&ns, &["snapshot", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -96,6 +94,34 @@ fn control_characters_in_names_are_escaped_everywhere() {
             .iter()
             .any(|l| l["name"] == EVIL)
     );
+}
+
+/// Spawn a capture with stdout piped and stderr to a file; return once it says it captures
+/// (a fixed delay missed the first packets on a slow, busy machine), with that file.
+fn capturing(mut c: Command, tag: &str) -> (std::process::Child, std::path::PathBuf) {
+    let err = std::env::temp_dir().join(format!("hs-cli-{}-{tag}.err", std::process::id()));
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&err).is_ok_and(|e| e.contains("capturing on")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{tag}: the capture never started: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, err)
+}
+
+/// What a capture started by `capturing` said on stderr (the file is removed).
+fn said(err: &std::path::Path) -> Vec<u8> {
+    let bytes = std::fs::read(err).unwrap_or_default();
+    let _ = std::fs::remove_file(err);
+    bytes
 }
 
 /// Start `args` with stdout piped, read `lines` lines, close the pipe: the command must end
@@ -160,26 +186,22 @@ fn a_closed_pipe_ends_every_command_quietly() {
     // `capture | head -1` on an idle interface: ends without waiting for another packet.
     let mut c = in_netns(&ns, &["capture", "-i", "p0", "icmp"]);
     c.stdin(Stdio::null());
+    // A ping every 0.3 s until it ends: however long the capture takes to start, one comes.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pinger = std::thread::spawn({
-        let name = ns.name.clone();
+        let (name, done) = (ns.name.clone(), done.clone());
         move || {
-            std::thread::sleep(Duration::from_millis(700));
-            let _ = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &name,
-                    "ping",
-                    "-c",
-                    "1",
-                    "-W",
-                    "1",
-                    "10.77.0.2",
-                ])
-                .output();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = Command::new("ip")
+                    .args(["netns", "exec", &name, "ping", "-c", "1", "-W", "1"])
+                    .arg("10.77.0.2")
+                    .output();
+                std::thread::sleep(Duration::from_millis(300));
+            }
         }
     });
-    let s = reads_then_closes(c, 1, Duration::from_secs(3));
+    let s = reads_then_closes(c, 1, Duration::from_secs(30));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(s.success(), "capture | head -1: {s}");
     pinger.join().unwrap();
 }
@@ -193,12 +215,8 @@ fn piped_capture_lines_arrive_as_they_happen() {
         if json {
             args.push("--json");
         }
-        let mut child = in_netns(&ns, &args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        let (mut child, err) = capturing(in_netns(&ns, &args), "piped");
+        let _ = std::fs::remove_file(err);
         // One ping now, the next two 3 s later: the first line must not wait for them.
         let ping = |n: &str| {
             Command::new("ip")
@@ -247,12 +265,10 @@ fn piped_capture_lines_arrive_as_they_happen() {
 fn write_to_a_full_disk_names_the_file() {
     require_root();
     let ns = evil_node();
-    let child = in_netns(&ns, &["capture", "-i", "p0", "-c", "2", "-w", "/dev/full"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let (child, err_file) = capturing(
+        in_netns(&ns, &["capture", "-i", "p0", "-c", "2", "-w", "/dev/full"]),
+        "full",
+    );
     let _ = Command::new("ip")
         .args([
             "netns", "exec", &ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "1",
@@ -260,7 +276,8 @@ fn write_to_a_full_disk_names_the_file() {
         .arg("10.77.0.2")
         .output();
     let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = said(&err_file);
+    let err = String::from_utf8_lossy(&err);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("writing /dev/full"), "{err}");
     // As tcpdump -w: the packets went to the file, not to stdout.
@@ -276,17 +293,15 @@ fn tcpdump_habits_work() {
     require_root();
     let ns = evil_node();
     // -nn, the filter as trailing words, -c.
-    let child = in_netns(
-        &ns,
-        &[
-            "capture", "-nn", "-i", "p0", "-c", "1", "icmp", "and", "not", "tcp",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let (child, err_file) = capturing(
+        in_netns(
+            &ns,
+            &[
+                "capture", "-nn", "-i", "p0", "-c", "1", "icmp", "and", "not", "tcp",
+            ],
+        ),
+        "habits",
+    );
     let _ = Command::new("ip")
         .args([
             "netns", "exec", &ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "1",
@@ -294,7 +309,8 @@ fn tcpdump_habits_work() {
         .arg("10.77.0.2")
         .output();
     let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = said(&err_file);
+    let err = String::from_utf8_lossy(&err);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("filter \"icmp and not tcp\""), "{err}");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -111,16 +111,25 @@ fn capture_lines_match_the_schema() {
     require_root();
     let ns = Netns::new("schemacap");
     ns.ip("link set lo up");
+    let err = std::env::temp_dir().join(format!("hs-schemacap-{}.err", std::process::id()));
     let child = Command::new("ip")
         .args([
             "netns", "exec", &ns.name, BIN, "capture", "-i", "lo", "--json",
         ])
-        .args(["--stats", "0.2", "--duration", "1.5", "icmp"])
+        .args(["--stats", "0.2", "--duration", "5", "icmp"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Ping once it captures (a fixed delay could ping before, on a slow machine).
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(&err).is_ok_and(|e| e.contains("capturing on")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the capture never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     common::run(
         "ip",
         &[
@@ -136,6 +145,7 @@ fn capture_lines_match_the_schema() {
         ],
     );
     let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&err);
     let text = String::from_utf8(out.stdout).unwrap();
     let mut kinds = std::collections::BTreeSet::new();
     for line in text.lines() {

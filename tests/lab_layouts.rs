@@ -747,6 +747,75 @@ fn traces_run_on_every_layout() {
 // ---------------------------------------------------------------------------------------------
 // the trace through each layout's devices, --follow, the ESP lengths, the doctor
 
+/// The paths of the layouts without a tunnel device: the sender's SA, its encapsulation, the
+/// NAT on the way, decryption and delivery on the receiver; the catch-all stops on the sender.
+#[test]
+fn traces_predict_each_layouts_path() {
+    for (name, sa, esp, rx) in [
+        (
+            "cilium4",
+            "spi 0x3",
+            "ESP tunnel 192.168.61.1 → 192.168.61.2",
+            "ly-cb",
+        ),
+        (
+            "cilium6",
+            "spi 0x3",
+            "ESP tunnel fd61::1 → fd61::2",
+            "ly-cb",
+        ),
+        (
+            "natt",
+            "spi 0x6001",
+            "ESP in UDP 4500→4500 (NAT-T) tunnel",
+            "ly-nb",
+        ),
+        (
+            "transport",
+            "spi 0x7012",
+            "ESP transport 192.168.66.1 → 192.168.66.2",
+            "ly-tb",
+        ),
+    ] {
+        let t = json(&format!("{name}-trace.json"));
+        let tx = t["hops"][0]["node"].as_str().unwrap().to_string();
+        assert!(has_hop(&t, &tx, "xfrm_state", "", sa), "{name}: {t:#}");
+        assert!(has_hop(&t, &tx, "encrypt", "", esp), "{name}: {t:#}");
+        assert!(
+            has_hop(&t, rx, "decrypt", "eth0", "decrypted"),
+            "{name}: {t:#}"
+        );
+        assert!(
+            has_hop(&t, rx, "policy_check", "eth0", "passed"),
+            "{name}: {t:#}"
+        );
+        delivered_on(&t, rx);
+    }
+    let t = json("natt-trace.json");
+    assert!(
+        has_hop(
+            &t,
+            "ly-nat",
+            "nat",
+            "inside",
+            "SNAT 192.168.63.1:4500 → 192.168.64.254:4500"
+        ),
+        "{t:#}"
+    );
+    let t = json("catchall-trace.json");
+    assert_eq!(
+        (&t["end"]["end"], &t["end"]["node"], &t["end"]["counter"]),
+        (
+            &"stopped".into(),
+            &"ly-ca".into(),
+            &"XfrmOutPolBlock".into()
+        ),
+        "{t:#}"
+    );
+    let why = t["end"]["reason"].as_str().unwrap();
+    assert!(why.contains("blocked by policy out 0.0.0.0/0"), "{why}");
+}
+
 /// The hops of a trace as (node, step, dev, what).
 fn hops(t: &Value) -> Vec<(String, String, String, String)> {
     t["hops"]
@@ -1043,5 +1112,67 @@ fn natt_port_mismatch_named_by_trace_and_doctor() {
         f.iter()
             .any(|f| f["id"] == "in-sa-encap-port" && f["node"] == "ly-mb"),
         "{f:#?}"
+    );
+}
+
+/// ly-ca's own SAs name its node IDs (no Kubernetes in the lab: by the peer address their out
+/// SAs go to) and count them per remote node against the layout; then the lab deletes one
+/// per-source inbound SA (ly-cb's v4, key 4) from the kernel, and the snapshot calls that
+/// node's count wrong and the doctor names it.
+#[test]
+fn cilium_node_ids_named_and_sas_counted_per_remote_node() {
+    let rc = |f: &str| text(&format!("{f}.rc")).trim().to_string();
+    assert_eq!(
+        rc("cilium-ly-ca.txt"),
+        "0",
+        "{}",
+        text("cilium-ly-ca.txt.err")
+    );
+    let t = text("cilium-ly-ca.txt");
+    for m in [
+        "mark 0x23e00/0xffffff00 (encrypt, key 3, node 0x2 (192.168.61.2))",
+        "mark 0x24e00/0xffffff00 (encrypt, key 4, node 0x2 (192.168.61.2))",
+        "mark 0x20d00/0xffff0f00 (decrypt, node 0x2 (192.168.61.2))",
+    ] {
+        assert!(t.contains(m), "{m}: {t}");
+    }
+    let row = |t: &str, peer: &str| -> String {
+        t.lines()
+            .find(|l| l.starts_with("0x2 ") && l.contains(&format!(" {peer} ")))
+            .unwrap_or_else(|| panic!("no row for node 0x2 {peer}: {t}"))
+            .to_string()
+    };
+    assert!(
+        t.contains("layout: Cilium with inbound SAs per source node"),
+        "{t}"
+    );
+    for peer in ["192.168.61.2", "fd61::2"] {
+        let r = row(&t, peer);
+        assert!(r.contains("0x3,0x4  2/2  2/2  ok"), "{r}");
+    }
+    assert_eq!(text("sa-count.delete").trim(), "", "ip xfrm state delete");
+    let broken = text("sa-count-ly-ca.txt");
+    let r = row(&broken, "192.168.61.2");
+    assert!(r.contains("2/2  1/2  WRONG"), "{r}");
+    assert!(row(&broken, "fd61::2").contains("2/2  2/2  ok"));
+    // 1 (warn) or 2 (fail: the lookups may also find ESP with key 4 from ly-cb without an SA)
+    assert_ne!(
+        rc("sa-count-doctor"),
+        "0",
+        "{}",
+        text("sa-count-doctor.err")
+    );
+    let d: Value = serde_json::from_str(&text("sa-count-doctor.json")).unwrap();
+    let f: Vec<Value> = findings(&d)
+        .into_iter()
+        .filter(|f| f["id"] == "sa-count")
+        .collect();
+    assert_eq!(f.len(), 1, "{f:#?}");
+    let what = f[0]["what"].as_str().unwrap();
+    assert!(
+        what.starts_with(
+            "node 0x2 (192.168.61.2) (inet): 2 out and 1 inbound SA(s) for spi 0x3, 0x4"
+        ),
+        "{what}"
     );
 }

@@ -152,6 +152,7 @@ fn follows_a_flow_across_two_live_nodes_to_a_pod() {
 fn follow_sees_the_pings_at_every_hop() {
     require_root();
     let (a, b, _pod) = two_nodes_and_a_pod("tf", "172.31.0");
+    let err_file = std::env::temp_dir().join(format!("hs-tf-{}.err", std::process::id()));
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_hopscope"))
         .args([
             "trace",
@@ -162,14 +163,22 @@ fn follow_sees_the_pings_at_every_hop() {
             "--netns",
             &b.name,
             "--follow",
-            "4",
+            "8",
             "--json",
         ])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&err_file).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Ping once it follows (its captures are open), not after a guessed delay.
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(&err_file).is_ok_and(|e| e.contains("following for")) {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "trace --follow never started following"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let ping = std::process::Command::new("ip")
         .args([
             "netns", "exec", &a.name, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.9.0.5",
@@ -182,11 +191,9 @@ fn follow_sees_the_pings_at_every_hop() {
         String::from_utf8_lossy(&ping.stdout)
     );
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&err_file);
+    assert!(out.status.success(), "{err}");
     let t: Value = serde_json::from_slice(&out.stdout).unwrap();
     let f = &t["follow"];
     let seen: Vec<(String, String, u64)> = f["hops"]

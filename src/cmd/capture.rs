@@ -14,6 +14,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// The `-w` output: its name for errors, and the writer.
+type PcapOut = (String, PcapngWriter<BufWriter<Box<dyn Write>>>);
+
 #[derive(Debug, Clone, Default)]
 pub struct RunArgs {
     pub opts: Options,
@@ -39,6 +42,116 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
     let mut an = Analyzer::new(&state, a.opts.decrypt);
     let mut err = Escaped::new(std::io::stderr().lock());
 
+    announce(&mut err, target, &session, &state, a)?;
+
+    // `-w -`: the pcapng stream is the output (as tcpdump -w -); packets are not printed.
+    let to_stdout = a.write.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let mut pcapng = open_pcapng(a, &session, to_stdout)?;
+
+    // Everything this run reads from and writes to is open: give up the rest.
+    if a.sandbox {
+        writeln!(err, "hopscope: {}", crate::sandbox::lock_down()?)?;
+    }
+    let stdout = std::io::stdout();
+    let stamp = crate::output::Stamp::now();
+    // Interface names are the kernel's bytes: control characters are escaped in text lines.
+    let mut out = Escaped::new(BufWriter::with_capacity(1 << 16, stdout.lock()));
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    let mut last_stats = Instant::now();
+    let mut broken_pipe = false;
+    let mut reported_gone = 0;
+
+    let mut handle_frame = |f: crate::capture::Frame,
+                            an: &mut Analyzer,
+                            out: &mut Escaped<BufWriter<std::io::StdoutLock<'_>>>,
+                            session: &Session|
+     -> Result<bool> {
+        let h = &session.handles[f.handle];
+        let rec = an.analyze(&h.name, h.link, f.ts, f.len, &f.data);
+        if let Some(w) = pcapng.as_mut()
+            && !to_pcapng(w, &f, rec.dir, to_stdout)?
+        {
+            return Ok(false);
+        }
+        if !a.quiet && !to_stdout {
+            let r = if a.json {
+                let body = JsonPacket {
+                    kind: "packet",
+                    rec: &rec,
+                };
+                let line = stamp.document(crate::output::CAPTURE, &body);
+                serde_json::to_writer(out.get_mut(), &line)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out))
+            } else {
+                writeln!(out, "{}", pv::line(&rec))
+            };
+            // Line-buffered whenever the readers are caught up; batched under load.
+            let caught_up = session.waiting() == 0;
+            if let Err(e) = r.and_then(|()| if caught_up { out.flush() } else { Ok(()) }) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(false);
+                }
+                return Err(e.into());
+            }
+        }
+        Ok(true)
+    };
+
+    loop {
+        if stop.load(Ordering::SeqCst) || enough(a, n, start) || session.all_gone() {
+            break;
+        }
+        // `capture | head -1`: the reader is gone; do not wait for a packet to find out.
+        if !a.quiet && crate::output::stdout_closed() {
+            broken_pipe = true;
+            break;
+        }
+        if let Some(f) = session.next(Duration::from_millis(100)) {
+            n += 1;
+            if !handle_frame(f, &mut an, &mut out, &session)? {
+                broken_pipe = true;
+                break;
+            }
+        }
+        report_gone(&mut err, &session, &mut reported_gone)?;
+        if let Some(every) = a.stats_every
+            && last_stats.elapsed() >= every
+        {
+            last_stats = Instant::now();
+            print_rates(&mut err, &mut out, &mut an, &stamp, a.json && !to_stdout)?;
+        }
+    }
+    let rest = session.stop();
+    if !broken_pipe {
+        for f in rest {
+            if a.opts.count.is_some_and(|c| n >= c) {
+                break;
+            }
+            n += 1;
+            if !handle_frame(f, &mut an, &mut out, &session)? {
+                break;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let totals = session.totals(&mut an, Ts::now(), secs);
+    if let Some(w) = pcapng.take() {
+        close_pcapng(w, to_stdout)?;
+    }
+    let json_summary = a.json && !broken_pipe && !to_stdout;
+    print_summary(&mut err, &mut out, &stamp, &totals, secs, json_summary)
+}
+
+/// The "capturing on …" line (and, decrypting, which SAs' keys are used) on stderr.
+fn announce(
+    err: &mut impl Write,
+    target: &Target,
+    session: &Session,
+    state: &crate::model::NodeState,
+    a: &RunArgs,
+) -> Result<()> {
     let names: Vec<String> = session
         .handles
         .iter()
@@ -101,10 +214,12 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
 
-    // `-w -`: the pcapng stream is the output (as tcpdump -w -); packets are not printed.
-    let to_stdout = a.write.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    let mut pcapng = match &a.write {
+/// The `-w` file (or stdout for `-w -`) with one pcapng interface per capture handle.
+fn open_pcapng(a: &RunArgs, session: &Session, to_stdout: bool) -> Result<Option<PcapOut>> {
+    Ok(match &a.write {
         Some(p) => {
             let sink: Box<dyn Write> = if to_stdout {
                 Box::new(std::io::stdout())
@@ -124,147 +239,93 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
             Some((p.display().to_string(), w))
         }
         None => None,
+    })
+}
+
+/// Say once of each interface that disappeared while capturing.
+fn report_gone(err: &mut impl Write, session: &Session, reported: &mut usize) -> Result<()> {
+    if session.gone().len() > *reported {
+        for (i, why) in session.gone().iter().skip(*reported) {
+            writeln!(
+                err,
+                "hopscope: {} gone ({why}); the other interfaces go on",
+                session.handles[*i].name
+            )?;
+        }
+        *reported = session.gone().len();
+    }
+    Ok(())
+}
+
+/// Per-interface ESP and plaintext rates: a JSON record on stdout, or a line on stderr.
+fn print_rates<W: Write>(
+    err: &mut impl Write,
+    out: &mut Escaped<W>,
+    an: &mut Analyzer,
+    stamp: &crate::output::Stamp,
+    json: bool,
+) -> Result<()> {
+    let rates: Vec<_> = an.rates_at(Ts::now()).into_iter().collect();
+    if json {
+        let body = serde_json::json!({"type": "rates", "ts": Ts::now(), "interfaces": rates.iter().map(|(i, r)| serde_json::json!({"iface": i, "esp_pps": r.esp_pps, "plaintext_pps": r.plaintext_pps})).collect::<Vec<_>>()});
+        let _ = serde_json::to_writer(
+            out.get_mut(),
+            &stamp.document(crate::output::CAPTURE, &body),
+        );
+        let _ = writeln!(out);
+        let _ = out.flush();
+    } else {
+        writeln!(err, "rates: {}", pv::rates_text(&rates))?;
+    }
+    Ok(())
+}
+
+/// One frame into the pcapng output; false when the reader of `-w -` went away.
+fn to_pcapng(
+    (path, w): &mut PcapOut,
+    f: &crate::capture::Frame,
+    dir: Direction,
+    to_stdout: bool,
+) -> Result<bool> {
+    let dir = match dir {
+        Direction::In => EpbDir::In,
+        Direction::Out => EpbDir::Out,
+        Direction::Unknown => EpbDir::Unknown,
     };
+    let ns = (f.ts.sec as u64) * 1_000_000_000 + u64::from(f.ts.nsec);
+    match w.packet(f.handle as u32, ns, f.len, &f.data, dir) {
+        Err(e) if to_stdout && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        r => r.with_context(|| format!("writing {path}")).map(|()| true),
+    }
+}
 
-    // Everything this run reads from and writes to is open: give up the rest.
-    if a.sandbox {
-        let locked = crate::sandbox::lock_down()?;
-        writeln!(err, "hopscope: {locked}")?;
-    }
-    let stdout = std::io::stdout();
-    let stamp = crate::output::Stamp::now();
-    // Interface names are the kernel's bytes: control characters are escaped in text lines.
-    let mut out = Escaped::new(BufWriter::with_capacity(1 << 16, stdout.lock()));
-    let start = Instant::now();
-    let mut n: u64 = 0;
-    let mut last_stats = Instant::now();
-    let mut broken_pipe = false;
-    let mut reported_gone = 0;
+/// `-c` packets seen or `--duration` over.
+fn enough(a: &RunArgs, n: u64, start: Instant) -> bool {
+    a.opts.count.is_some_and(|c| n >= c) || a.opts.duration.is_some_and(|d| start.elapsed() >= d)
+}
 
-    let mut handle_frame = |f: crate::capture::Frame,
-                            an: &mut Analyzer,
-                            out: &mut Escaped<BufWriter<std::io::StdoutLock<'_>>>,
-                            session: &Session|
-     -> Result<bool> {
-        let h = &session.handles[f.handle];
-        let rec = an.analyze(&h.name, h.link, f.ts, f.len, &f.data);
-        if let Some(w) = pcapng.as_mut() {
-            let dir = match rec.dir {
-                Direction::In => EpbDir::In,
-                Direction::Out => EpbDir::Out,
-                Direction::Unknown => EpbDir::Unknown,
-            };
-            let ns = (f.ts.sec as u64) * 1_000_000_000 + u64::from(f.ts.nsec);
-            let (path, w) = w;
-            match w.packet(f.handle as u32, ns, f.len, &f.data, dir) {
-                Err(e) if to_stdout && e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    return Ok(false);
-                }
-                r => r.with_context(|| format!("writing {path}"))?,
-            }
-        }
-        if !a.quiet && !to_stdout {
-            let r = if a.json {
-                let body = JsonPacket {
-                    kind: "packet",
-                    rec: &rec,
-                };
-                let line = stamp.document(crate::output::CAPTURE, &body);
-                serde_json::to_writer(out.get_mut(), &line)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| writeln!(out))
-            } else {
-                writeln!(out, "{}", pv::line(&rec))
-            };
-            // Line-buffered whenever the readers are caught up; batched under load.
-            let caught_up = session.waiting() == 0;
-            if let Err(e) = r.and_then(|()| if caught_up { out.flush() } else { Ok(()) }) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(false);
-                }
-                return Err(e.into());
-            }
-        }
-        Ok(true)
-    };
+/// Flush the pcapng output; a reader of `-w -` that went away is not an error.
+fn close_pcapng((path, mut w): PcapOut, to_stdout: bool) -> Result<()> {
+    let r = w.flush();
+    if !(to_stdout
+        && r.as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+    {
+        r.with_context(|| format!("writing {path}"))?;
+    }
+    Ok(())
+}
 
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        if a.opts.count.is_some_and(|c| n >= c) {
-            break;
-        }
-        if a.opts.duration.is_some_and(|d| start.elapsed() >= d) {
-            break;
-        }
-        if session.all_gone() {
-            break;
-        }
-        // `capture | head -1`: the reader is gone; do not wait for a packet to find out.
-        if !a.quiet && crate::output::stdout_closed() {
-            broken_pipe = true;
-            break;
-        }
-        if let Some(f) = session.next(Duration::from_millis(100)) {
-            n += 1;
-            if !handle_frame(f, &mut an, &mut out, &session)? {
-                broken_pipe = true;
-                break;
-            }
-        }
-        if session.gone().len() > reported_gone {
-            for (i, why) in session.gone().iter().skip(reported_gone) {
-                writeln!(
-                    err,
-                    "hopscope: {} gone ({why}); the other interfaces go on",
-                    session.handles[*i].name
-                )?;
-            }
-            reported_gone = session.gone().len();
-        }
-        if let Some(every) = a.stats_every
-            && last_stats.elapsed() >= every
-        {
-            last_stats = Instant::now();
-            let rates: Vec<_> = an.rates_at(Ts::now()).into_iter().collect();
-            if a.json && !to_stdout {
-                let body = serde_json::json!({"type": "rates", "ts": Ts::now(), "interfaces": rates.iter().map(|(i, r)| serde_json::json!({"iface": i, "esp_pps": r.esp_pps, "plaintext_pps": r.plaintext_pps})).collect::<Vec<_>>()});
-                let _ = serde_json::to_writer(
-                    out.get_mut(),
-                    &stamp.document(crate::output::CAPTURE, &body),
-                );
-                let _ = writeln!(out);
-                let _ = out.flush();
-            } else {
-                writeln!(err, "rates: {}", pv::rates_text(&rates))?;
-            }
-        }
-    }
-    let rest = session.stop();
-    if !broken_pipe {
-        for f in rest {
-            if a.opts.count.is_some_and(|c| n >= c) {
-                break;
-            }
-            n += 1;
-            if !handle_frame(f, &mut an, &mut out, &session)? {
-                break;
-            }
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let totals = session.totals(&mut an, Ts::now(), secs);
-    if let Some((path, mut w)) = pcapng.take() {
-        let r = w.flush();
-        if !(to_stdout
-            && r.as_ref()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
-        {
-            r.with_context(|| format!("writing {path}"))?;
-        }
-    }
-    if a.json && !broken_pipe && !to_stdout {
+/// Per-interface totals on stderr, and as a JSON summary record when asked.
+fn print_summary<W: Write>(
+    err: &mut impl Write,
+    out: &mut Escaped<W>,
+    stamp: &crate::output::Stamp,
+    totals: &[crate::decode::analyze::IfaceTotals],
+    secs: f64,
+    json: bool,
+) -> Result<()> {
+    if json {
         let body = serde_json::json!({"type": "summary", "duration_s": secs, "interfaces": totals});
         let _ = serde_json::to_writer(
             out.get_mut(),
@@ -274,7 +335,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
     }
     let _ = out.flush();
     writeln!(err)?;
-    for t in &totals {
+    for t in totals {
         writeln!(err, "{}", pv::totals_text(t))?;
     }
     Ok(())

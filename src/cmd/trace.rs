@@ -8,6 +8,7 @@ use clap::Args;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct TraceArgs {
@@ -171,8 +172,15 @@ impl TraceArgs {
     }
 }
 
+/// Read the nodes, then trace with the names `names` gives once they are read (marks name the
+/// node IDs with them), and follow if asked. Returns the trace and those names.
 /// `sandbox`: `--follow` locks down once its captures are open (not with --no-sandbox).
-pub fn run(args: &TraceArgs, targets: &[Target], sandbox: bool) -> Result<Trace> {
+pub fn run(
+    args: &TraceArgs,
+    targets: &[Target],
+    sandbox: bool,
+    names: impl FnOnce() -> Arc<crate::model::Names>,
+) -> Result<(Trace, Arc<crate::model::Names>)> {
     let flow = args.flow()?;
     let recording = match &args.from {
         Some(path) => Some(crate::record::reader::Recording::open(path)?),
@@ -197,7 +205,8 @@ pub fn run(args: &TraceArgs, targets: &[Target], sandbox: bool) -> Result<Trace>
             names.join(", ")
         );
     }
-    let mut t = trace(&nodes, &flow);
+    let names = names();
+    let mut t = crate::model::names::with_names(names.clone(), || trace(&nodes, &flow));
     // Recorded --state files have no iptables rules; a recording has what it recorded.
     let from_states = if recording.is_some() {
         0
@@ -215,7 +224,7 @@ pub fn run(args: &TraceArgs, targets: &[Target], sandbox: bool) -> Result<Trace>
         }
         t.follow = Some(follow(&t, &nodes[..targets.len()], targets, dur, sandbox)?);
     }
-    Ok(t)
+    Ok((t, names))
 }
 
 /// Capture on each live node's path devices for `dur`, then compare with the prediction.
@@ -316,14 +325,9 @@ pub fn command(cli: &crate::cli::Cli, args: &TraceArgs) -> anyhow::Result<u8> {
         cli.target.targets()
     };
     let sandbox = !cli.no_sandbox;
-    // A live --follow locks down while it follows: the names are read before, while it can.
-    let (t, names) = if args.follow.is_some() && !targets.is_empty() {
-        let names = super::finish_names(names);
-        (run(args, &targets, sandbox)?, names)
-    } else {
-        let t = run(args, &targets, sandbox)?;
-        (t, super::finish_names(names))
-    };
+    // The names are waited for while the nodes are read, then used by the trace; so they are
+    // read before a live --follow locks down.
+    let (t, names) = run(args, &targets, sandbox, || super::finish_names(names))?;
     super::lock_down_to_print(cli)?;
     let out = if args.json {
         // The trace document, plus `names`: address → name for the addresses in it.

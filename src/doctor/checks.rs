@@ -77,6 +77,65 @@ pub fn keys(v: &NodeView, out: &mut Vec<Finding>) {
     }
 }
 
+/// The SAs per remote node and family against what the node's Cilium layout expects for the
+/// keys it uses with that node (`explain::cilium::node_layout`): one out SA per key, and on
+/// the per-source layout one inbound SA per key too. Part of the key judgement above: the
+/// layout says how many SAs each key wants.
+pub fn sa_counts(v: &NodeView, out: &mut Vec<Finding>) {
+    let names = crate::model::names::current().unwrap_or_default();
+    let Some(l) = crate::explain::cilium::node_layout(&v.st.xfrm_states, &names) else {
+        return;
+    };
+    for p in l.miscounted() {
+        let sas: Vec<usize> =
+            v.st.xfrm_states
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| {
+                    p.spis.contains(&x.spi)
+                        && (ip(&x.dst) == Some(p.peer) || ip(&x.src) == Some(p.peer))
+                })
+                .map(|(i, _)| i)
+                .collect();
+        let missing = p.out < p.expected_out || p.inbound < p.expected_in;
+        let mut f = Finding::new(
+            v.name,
+            Severity::Warn,
+            "sa-count",
+            format!(
+                "{} ({}): {} out and {} inbound SA(s) for spi {}, where {} expects {} and {}",
+                p.label(),
+                p.family.name(),
+                p.out,
+                p.inbound,
+                p.spis
+                    .iter()
+                    .map(|s| format!("{s:#x}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                l.layout,
+                p.expected_out,
+                p.expected_in
+            ),
+        )
+        .evidence(format!("layout: {} ({})", l.layout, l.why))
+        .evidence(format!("expects: {}", l.expectation()));
+        for &i in &sas {
+            f = f.evidence(ipfmt::sa(v.sa(i)));
+        }
+        if let Some(&i) = sas.first() {
+            f = f.object(Object::Sa(i));
+        }
+        out.push(if missing {
+            f.cause("the agent did not (yet) install every SA for that node: traffic with the missing key or direction is dropped (XfrmOutNoStates / XfrmInNoStates)")
+                .fix("check the Cilium agent's log for that node; restarting the agent re-installs its states")
+        } else {
+            f.cause("SAs for that node were left behind (an agent restart or upgrade that did not clean up)")
+                .fix("let the Cilium agent clean up; restart it if they stay (ip -s xfrm state shows which one traffic uses)")
+        });
+    }
+}
+
 /// Cilium's key id in bits 12–15 of encrypt/decrypt marks must be the SA's or template's SPI.
 pub fn spi_in_marks(v: &NodeView, out: &mut Vec<Finding>) {
     let key_of = |m: &Mark| {

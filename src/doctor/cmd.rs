@@ -78,7 +78,9 @@ pub fn run(
     let live = names();
     let names = recorded_names.map(Arc::new).unwrap_or(live);
     let kube = super::cluster::nodes(&names);
-    Ok((judge(&reads, kube.as_deref()), names))
+    // In scope for the judgement: evidence names node IDs by their nodes.
+    let report = crate::model::names::with_names(names.clone(), || judge(&reads, kube.as_deref()));
+    Ok((report, names))
 }
 
 /// The nodes of a recording: each as it was at the end, the start as the window's start

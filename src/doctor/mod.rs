@@ -97,7 +97,11 @@ pub fn examine_in(
         .collect();
     let mut findings = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
-        findings.extend(examine_node(&views, i, n, keys, kube));
+        // Evidence names node IDs in marks as this node knows them (node IDs are node-local).
+        let ids = crate::explain::cilium::node_id_labels(&n.state.xfrm_states);
+        findings.extend(crate::explain::cilium::with_node_ids(ids, || {
+            examine_node(&views, i, n, keys, kube)
+        }));
     }
     Report::new(nodes.iter().map(|n| n.name.clone()).collect(), findings)
 }
@@ -136,6 +140,7 @@ fn examine_node(
     let stale = checks::stale(views, me, kube, &mut out);
     let problems = traffic::problems(views, me, n.seen, &stale, keys);
     checks::keys(v, &mut out);
+    checks::sa_counts(v, &mut out);
     checks::spi_in_marks(v, &mut out);
     checks::sequence(v, &mut out);
     checks::mtu(v, n.pods, &mut out);

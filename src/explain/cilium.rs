@@ -18,11 +18,14 @@
 //! [`node_layout`] says which layout a node's SAs follow (and why), names its node IDs and counts
 //! its SAs per remote node and family against what that layout expects.
 
+use crate::model::names::NameKind;
 use crate::model::{Family, Mark, Names, XfrmProto, XfrmState};
 use serde::Serialize;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The "magic" in bits 8–11 of skb->mark.
 const MAGIC_MASK: u32 = 0x0f00;
@@ -58,9 +61,31 @@ pub fn mark_meaning(m: &Mark) -> Option<String> {
         parts.push(format!("key {}", (m.value & KEY_MASK) >> 12));
     }
     if ipsec && m.mask & NODE_ID_MASK == NODE_ID_MASK && m.value & NODE_ID_MASK != 0 {
-        parts.push(format!("node {:#x}", m.value >> 16));
+        parts.push(node_id_text((m.value >> 16) as u16));
     }
     Some(parts.join(", "))
+}
+
+/// This node's names for the node IDs in its marks, as [`NodeLayout::id_labels`] gives them.
+pub type NodeIdLabels = BTreeMap<u16, String>;
+
+thread_local! {
+    static NODE_IDS: RefCell<Option<Arc<NodeIdLabels>>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with `ids` as the node-ID names [`mark_meaning`] prints (node IDs are node-local:
+/// one node's table per rendering), the way `model::names::with_names` scopes addresses.
+pub fn with_node_ids<T>(ids: Arc<NodeIdLabels>, f: impl FnOnce() -> T) -> T {
+    crate::model::names::scoped(&NODE_IDS, ids, f)
+}
+
+/// `node 0x2 (worker2)` with a name in scope, `node 0x2 (172.18.0.4)` with only the SA's peer,
+/// `node 0x2` without a table.
+fn node_id_text(id: u16) -> String {
+    NODE_IDS.with(|t| match t.borrow().as_ref().and_then(|t| t.get(&id)) {
+        Some(label) => format!("node {id:#x} ({label})"),
+        None => format!("node {id:#x}"),
+    })
 }
 
 /// Meaning of a plain skb mark value (no mask), e.g. one given with `trace --mark`.
@@ -243,8 +268,10 @@ pub struct PeerSas {
     pub family: Family,
     /// This node's ID for the remote node, from the marks (None on the key-only layout).
     pub node_id: Option<u16>,
-    /// The peer's name (Kubernetes node / CiliumNode), when names are known.
+    /// The peer's node name (Kubernetes Node / CiliumNode), when names are known.
     pub name: Option<String>,
+    /// Where the name came from: `10.0.0.40 is the CiliumInternalIP of ciliumnode worker2`.
+    pub name_from: Option<String>,
     /// SPIs (key ids) in use towards / from that node.
     pub spis: Vec<u32>,
     pub out: u32,
@@ -257,10 +284,10 @@ impl PeerSas {
     pub fn ok(&self) -> bool {
         self.out == self.expected_out && self.inbound == self.expected_in
     }
-    /// `worker2 (node 0x2)`, `node 0x2 (172.18.0.4)`, `172.18.0.4`.
+    /// `node 0x2 (worker2)`, `node 0x2 (172.18.0.4)`, `worker2`, `172.18.0.4`: as marks say it.
     pub fn label(&self) -> String {
         match (&self.name, self.node_id) {
-            (Some(n), Some(id)) => format!("{n} (node {id:#x})"),
+            (Some(n), Some(id)) => format!("node {id:#x} ({n})"),
             (Some(n), None) => n.clone(),
             (None, Some(id)) => format!("node {id:#x} ({})", self.peer),
             (None, None) => self.peer.to_string(),
@@ -293,6 +320,76 @@ impl NodeLayout {
             .find(|p| p.node_id == Some(id))
             .map(PeerSas::label)
     }
+
+    /// Node ID → what marks print beside it: the node's name where one family's peer address
+    /// has one, else the address (the v4 one first).
+    pub fn id_labels(&self) -> NodeIdLabels {
+        let mut out = NodeIdLabels::new();
+        for p in &self.peers {
+            let Some(id) = p.node_id else { continue };
+            match (&p.name, out.contains_key(&id)) {
+                (Some(n), _) => {
+                    out.insert(id, n.clone());
+                }
+                (None, false) => {
+                    out.insert(id, p.peer.to_string());
+                }
+                (None, true) => {}
+            }
+        }
+        out
+    }
+
+    /// The peers whose SA count is not what the layout expects for their keys.
+    pub fn miscounted(&self) -> impl Iterator<Item = &PeerSas> {
+        self.peers.iter().filter(|p| !p.ok())
+    }
+
+    /// `1 out SA per remote node and family per key (2 during a key rotation), plus 1 inbound
+    /// SA per remote node per key` — what this layout expects, in words.
+    pub fn expectation(&self) -> String {
+        let shared = match self.layout {
+            IpsecLayout::NodeIdPerSource => "plus 1 inbound SA per remote node per key",
+            _ => "plus 1 inbound SA per family per key shared by all peers",
+        };
+        format!(
+            "1 out SA per remote node and family per key (2 during a key rotation), {shared}; keys in use: {}",
+            self.keys
+        )
+    }
+}
+
+/// The node an address names, and where that came from: a Node's own address, or one of the
+/// Cilium addresses a CiliumNode announces (its router `cilium_host`, health, ingress).
+fn node_of(names: &Names, addr: &IpAddr) -> Option<(String, String)> {
+    let n = names.get(addr)?;
+    let what = match n.kind {
+        NameKind::Node => "a node address (InternalIP/ExternalIP)",
+        NameKind::CiliumRouter => "the CiliumInternalIP (cilium_host)",
+        NameKind::CiliumHealth => "the health address",
+        NameKind::CiliumIngress => "the ingress address",
+        NameKind::Pod | NameKind::Service => return None,
+    };
+    let label = match n.kind {
+        NameKind::Node => n.label.clone(),
+        _ => names
+            .cilium_nodes
+            .iter()
+            .find(|c| n.object == format!("ciliumnode {}", c.node))
+            .map_or_else(|| n.label.clone(), |c| c.label.clone()),
+    };
+    Some((label, format!("{addr} is {what} of {}", n.object)))
+}
+
+/// The node-ID names for one node's SAs, named from the names table in scope
+/// (`model::names::with_names`) where there is one, else by the SAs' peer addresses.
+pub fn node_id_labels(states: &[XfrmState]) -> Arc<NodeIdLabels> {
+    let names = crate::model::names::current().unwrap_or_default();
+    Arc::new(
+        node_layout(states, &names)
+            .map(|l| l.id_labels())
+            .unwrap_or_default(),
+    )
 }
 
 fn ip(s: &str) -> Option<IpAddr> {
@@ -382,6 +479,7 @@ pub fn node_layout(states: &[XfrmState], names: &Names) -> Option<NodeLayout> {
             family,
             node_id: r.node_id,
             name: None,
+            name_from: None,
             spis: vec![],
             out: 0,
             inbound: 0,
@@ -401,7 +499,25 @@ pub fn node_layout(states: &[XfrmState], names: &Names) -> Option<NodeLayout> {
     }
     let mut peers: Vec<PeerSas> = peers.into_values().collect();
     for p in &mut peers {
-        p.name = names.addresses.get(&p.peer).map(|n| n.label.clone());
+        // Each key (SPI) towards a node wants its own SAs: a peer that has not (yet) got the
+        // rotation's second key is judged by the keys it has.
+        let own = layout.expected((p.spis.len() as u32).clamp(1, 2));
+        (p.expected_out, p.expected_in) = (own.out_per_remote, own.in_per_remote);
+        if let Some((label, from)) = node_of(names, &p.peer) {
+            let via = match (p.node_id, p.out > 0) {
+                (Some(id), true) => format!(
+                    "node ID {id:#x} is in the out SA marks towards {}; ",
+                    p.peer
+                ),
+                (Some(id), false) => format!(
+                    "node ID {id:#x} is in the inbound SA marks from {}; ",
+                    p.peer
+                ),
+                (None, _) => String::new(),
+            };
+            p.name = Some(label);
+            p.name_from = Some(format!("{via}{from} (Kubernetes)"));
+        }
     }
     Some(NodeLayout {
         layout,
@@ -553,7 +669,7 @@ mod tests {
         assert_eq!(l.peers.len(), 2);
         let p2 = l.peers.iter().find(|p| p.node_id == Some(2)).unwrap();
         assert!(p2.ok());
-        assert_eq!(p2.label(), "worker2 cilium_host (node 0x2)");
+        assert_eq!(p2.label(), "node 0x2 (worker2 cilium_host)");
         let p3 = l.peers.iter().find(|p| p.node_id == Some(3)).unwrap();
         assert_eq!((p3.out, p3.inbound, p3.expected_in), (1, 0, 1));
         assert!(!p3.ok());

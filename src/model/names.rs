@@ -158,14 +158,30 @@ thread_local! {
 /// Run `f` with `names` as the table row functions (`view::columns::addr`) print names from,
 /// on this thread; the previous table is restored afterwards, even if `f` panics.
 pub fn with_names<T>(names: Arc<Names>, f: impl FnOnce() -> T) -> T {
-    struct Restore(Option<Arc<Names>>);
-    impl Drop for Restore {
+    scoped(&CURRENT, names, f)
+}
+
+/// Run `f` with `value` in the thread-local `slot`; the previous value is put back afterwards,
+/// even if `f` panics. One rendering's context for row functions that take no such argument.
+pub fn scoped<V: 'static, T>(
+    slot: &'static std::thread::LocalKey<RefCell<Option<V>>>,
+    value: V,
+    f: impl FnOnce() -> T,
+) -> T {
+    struct Restore<V: 'static> {
+        slot: &'static std::thread::LocalKey<RefCell<Option<V>>>,
+        prev: Option<V>,
+    }
+    impl<V: 'static> Drop for Restore<V> {
         fn drop(&mut self) {
-            let prev = self.0.take();
-            CURRENT.with(|c| *c.borrow_mut() = prev);
+            let prev = self.prev.take();
+            self.slot.with(|c| *c.borrow_mut() = prev);
         }
     }
-    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(names)));
+    let _restore = Restore {
+        slot,
+        prev: slot.with(|c| c.borrow_mut().replace(value)),
+    };
     f()
 }
 

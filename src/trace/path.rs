@@ -288,6 +288,8 @@ fn locate(nodes: &[Node], flow: &Flow) -> Option<(usize, Option<String>, String)
 pub(crate) struct Walk<'a> {
     pub nodes: &'a [Node],
     pub hops: Vec<Hop>,
+    /// Per node, its names for the node IDs in its marks (node IDs are node-local).
+    pub node_ids: Vec<std::sync::Arc<cilium::NodeIdLabels>>,
 }
 
 impl Walk<'_> {
@@ -413,6 +415,10 @@ pub fn trace(nodes: &[Node], flow: &Flow) -> Trace {
     let mut w = Walk {
         nodes,
         hops: Vec::new(),
+        node_ids: nodes
+            .iter()
+            .map(|n| cilium::node_id_labels(&n.state.xfrm_states))
+            .collect(),
     };
     let end = walk(&mut w, flow);
     Trace {
@@ -476,7 +482,9 @@ fn walk(w: &mut Walk, flow: &Flow) -> End {
 fn pass(w: &mut Walk, at: &mut At) -> Option<End> {
     at.routed = None;
     for stage in STAGES {
-        match stage(w, at) {
+        // A stage may cross to the next node: it names marks as the node it starts on.
+        let ids = w.node_ids[at.node].clone();
+        match cilium::with_node_ids(ids, || stage(w, at)) {
             Go::On => {}
             Go::Again => return None,
             Go::End(end) => return Some(end),
@@ -512,13 +520,15 @@ fn enter(w: &mut Walk, flow: &Flow) -> Result<At, End> {
         Some(d) => format!("enters {} on {d}", w.nodes[node].name),
         None => format!("sent by {} itself", w.nodes[node].name),
     };
-    w.hop(
-        (node, Step::Ingress, iif.as_deref()),
-        &pkt,
-        what,
-        how,
-        vec![],
-    );
+    cilium::with_node_ids(w.node_ids[node].clone(), || {
+        w.hop(
+            (node, Step::Ingress, iif.as_deref()),
+            &pkt,
+            what,
+            how,
+            vec![],
+        )
+    });
     Ok(At {
         node,
         iif,

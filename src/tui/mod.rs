@@ -20,6 +20,7 @@ pub mod rows;
 pub mod term;
 pub mod theme;
 
+use crate::explain::cilium;
 use crate::model::NetnsInfo;
 use crate::model::event::Live;
 use crate::source::Target;
@@ -30,6 +31,7 @@ use ratatui::Terminal;
 use ratatui::backend::{Backend, CrosstermBackend};
 use ratatui::crossterm::event as cev;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Options {
@@ -119,6 +121,7 @@ where
         dirty: true,
         last_draw: Instant::now(),
         names_gen: u64::MAX,
+        node_ids: (None, Arc::default()),
         bpf: bpf_check::Checker::default(),
     };
     loop {
@@ -178,6 +181,8 @@ struct Screen {
     dirty: bool,
     last_draw: Instant,
     names_gen: u64,
+    /// The shown state's node-ID names, for the (structure, names) generations they are of.
+    node_ids: (Option<(u64, u64)>, Arc<cilium::NodeIdLabels>),
     /// Checks the capture filter line off the loop.
     bpf: bpf_check::Checker,
 }
@@ -246,10 +251,19 @@ impl Screen {
     {
         let shown = self.frozen.as_ref().unwrap_or(&self.live);
         let app = &mut self.app;
+        let (names_gen, node_ids) = (self.names_gen, &mut self.node_ids);
         crate::model::names::with_names(inputs.names().1, || -> Result<()> {
-            app.refresh(shown);
-            terminal.draw(|f| render::draw(f, app, shown, theme))?;
-            Ok(())
+            // Marks name node IDs from the node's SAs and the names: again only when either
+            // changed (the rows are formatted again then too).
+            let key = (shown.structure_gen, names_gen);
+            if node_ids.0 != Some(key) {
+                *node_ids = (Some(key), cilium::node_id_labels(&shown.state.xfrm_states));
+            }
+            cilium::with_node_ids(node_ids.1.clone(), || {
+                app.refresh(shown);
+                terminal.draw(|f| render::draw(f, app, shown, theme))?;
+                Ok(())
+            })
         })?;
         self.dirty = false;
         // For the end-to-end test of the panic hook (tests/tui_e2e.rs).

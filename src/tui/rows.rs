@@ -356,6 +356,42 @@ fn mark_lines(out: &mut Vec<DetailLine>, what: &str, m: &Option<crate::model::Ma
     }
 }
 
+/// For an SA of one of Cilium's layouts: the layout, what it expects, and the remote node this
+/// SA is for with its SAs counted against that.
+fn layout_lines(out: &mut Vec<DetailLine>, st: &NodeState, sa: &XfrmState) {
+    use crate::explain::cilium::node_layout;
+    let names = crate::model::names::current().unwrap_or_default();
+    let Some(l) = node_layout(&st.xfrm_states, &names) else {
+        return;
+    };
+    out.push(("── cilium layout".into(), l.layout.describe().into()));
+    out.push(("because".into(), l.why.clone()));
+    out.push(("expects".into(), l.expectation()));
+    let peer = l.peers.iter().find(|p| {
+        p.spis.contains(&sa.spi) && [&sa.src, &sa.dst].iter().any(|a| **a == p.peer.to_string())
+    });
+    if let Some(p) = peer {
+        out.push(("remote node".into(), p.label()));
+        out.push((
+            "its SAs".into(),
+            format!(
+                "out {} of {}, in {} of {}: {}",
+                p.out,
+                p.expected_out,
+                p.inbound,
+                p.expected_in,
+                if p.ok() { "as expected" } else { "WRONG count" }
+            ),
+        ));
+        out.push((
+            "name from".into(),
+            p.name_from
+                .clone()
+                .unwrap_or_else(|| "no Kubernetes name for the peer address".into()),
+        ));
+    }
+}
+
 /// Every field of a row, then what it means and what it links to.
 pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailLine> {
     let st = &live.state;
@@ -410,6 +446,7 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
             let sa = &st.xfrm_states[i];
             mark_lines(&mut out, "mark", &sa.mark);
             mark_lines(&mut out, "output-mark", &sa.output_mark);
+            layout_lines(&mut out, st, sa);
             let pols = policies_of_sa(st, sa);
             out.push((
                 format!(

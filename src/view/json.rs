@@ -3,7 +3,19 @@
 
 use crate::model::{NodeState, reveal_secrets};
 use crate::output::{SNAPSHOT, Stamp};
+use serde::Serialize;
 use std::io::Write;
+
+/// The snapshot document's body: the node's state, and what hopscope reads from it that the
+/// kernel does not say — which of Cilium's IPsec layouts its SAs follow, its node IDs named,
+/// and its SAs per remote node against that layout's expectation.
+#[derive(Serialize)]
+struct Snapshot<'a> {
+    #[serde(flatten)]
+    state: &'a NodeState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cilium_ipsec: Option<crate::explain::cilium::NodeLayout>,
+}
 
 /// Stream the document, envelope first, to `w` (no intermediate String: 100k routes stay
 /// cheap). Pretty for people at a terminal, compact for pipes and files.
@@ -14,7 +26,12 @@ pub fn write(
     pretty: bool,
     w: impl Write,
 ) -> serde_json::Result<()> {
-    let doc = stamp.document(SNAPSHOT, state);
+    let names = crate::model::names::current().unwrap_or_default();
+    let body = Snapshot {
+        state,
+        cilium_ipsec: crate::explain::cilium::node_layout(&state.xfrm_states, &names),
+    };
+    let doc = stamp.document(SNAPSHOT, &body);
     reveal_secrets(show_keys, || {
         if pretty {
             serde_json::to_writer_pretty(w, &doc)

@@ -1,6 +1,7 @@
 //! Plain text: one section per kind, aligned columns, readable the way `ip` is.
 
 use super::columns as col;
+use crate::explain::cilium::{self, NodeLayout};
 use crate::model::{NodeState, reveal_secrets};
 use std::fmt::Write;
 
@@ -35,6 +36,12 @@ fn section(out: &mut String, title: &str, count: usize, body: String) {
 }
 
 pub fn render(st: &NodeState, show_keys: bool) -> String {
+    // Marks name node IDs by this node's own SAs (node IDs are node-local).
+    let ids = cilium::node_id_labels(&st.xfrm_states);
+    cilium::with_node_ids(ids, || render_node(st, show_keys))
+}
+
+fn render_node(st: &NodeState, show_keys: bool) -> String {
     let mut out = String::new();
     let ns = &st.node.netns;
     let where_ = match (&ns.name, ns.pid, &ns.path) {
@@ -77,6 +84,10 @@ pub fn render(st: &NodeState, show_keys: bool) -> String {
     let _ = writeln!(out, "\n== xfrm states ({}) ==", st.xfrm_states.len());
     for s in &st.xfrm_states {
         out.push_str(&sa_block(s, show_keys));
+    }
+    let names = crate::model::names::current().unwrap_or_default();
+    if let Some(l) = cilium::node_layout(&st.xfrm_states, &names) {
+        out.push_str(&layout_section(&l));
     }
     let rows: Vec<_> = st.xfrm_policies.iter().map(col::policy_row).collect();
     section(
@@ -163,4 +174,69 @@ fn sa_block(s: &crate::model::XfrmState, show_keys: bool) -> String {
         s.stats.integrity_failed
     );
     b
+}
+
+pub const PEER_HEADERS: [&str; 9] = [
+    "NODE ID",
+    "NODE",
+    "FAMILY",
+    "PEER",
+    "SPIS",
+    "OUT",
+    "IN",
+    "COUNT",
+    "NAME FROM",
+];
+
+/// One remote node's SAs against what the layout expects: `2/2` is 2 found of 2 expected.
+pub fn peer_row(p: &cilium::PeerSas) -> Vec<String> {
+    let spis: Vec<String> = p.spis.iter().map(|s| format!("{s:#x}")).collect();
+    vec![
+        p.node_id
+            .map(|id| format!("{id:#x}"))
+            .unwrap_or_else(|| "-".into()),
+        p.name.clone().unwrap_or_else(|| "-".into()),
+        p.family.name().into(),
+        p.peer.to_string(),
+        spis.join(","),
+        format!("{}/{}", p.out, p.expected_out),
+        format!("{}/{}", p.inbound, p.expected_in),
+        if p.ok() { "ok" } else { "WRONG" }.into(),
+        p.name_from
+            .clone()
+            .unwrap_or_else(|| "no Kubernetes name for the peer".into()),
+    ]
+}
+
+/// Which of Cilium's layouts the SAs follow, why, and the SAs per remote node and family
+/// against that layout's expectation.
+fn layout_section(l: &NodeLayout) -> String {
+    let mut b = String::new();
+    let _ = writeln!(b, "layout: {} — {}", l.layout, l.why);
+    let _ = writeln!(b, "expects: {}", l.expectation());
+    for (fam, n) in &l.shared_in {
+        let _ = writeln!(
+            b,
+            "inbound SAs shared by all peers, {}: {n} (expected {})",
+            fam.name(),
+            l.expected.in_shared
+        );
+    }
+    if l.stale > 0 {
+        let _ = writeln!(
+            b,
+            "stale: {} out SA(s) in the key-only layout beside the node-ID ones",
+            l.stale
+        );
+    }
+    let rows: Vec<_> = l.peers.iter().map(peer_row).collect();
+    b.push_str(&table(&PEER_HEADERS, &rows));
+    let mut out = String::new();
+    section(
+        &mut out,
+        "cilium ipsec: SAs per remote node",
+        l.peers.len(),
+        b,
+    );
+    out
 }

@@ -9,6 +9,8 @@
 #   stat-<ns>.before/.after      /proc/net/xfrm_stat (catch-all: XfrmOutPolBlock)
 #   snmp-<ns>.before/.after      /proc/net/snmp (NAT-T port mismatch: Udp NoPorts)
 #   P-doctor.json / .rc / .err   hopscope doctor --window over the pair while it pings
+#   cilium-ly-ca.txt             snapshot text of ly-ca (node IDs named by its SAs' peers)
+#   sa-count-*                   after ly-ca lost one per-source in SA: snapshot text, doctor
 set -u
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
@@ -150,4 +152,13 @@ pair vti ly-ib ly-ia 10.67.2.1
 state vti ly-ia ly-ib
 ip -n ly-ia -s link show vti0 > "$R/vti-ly-ia.link"
 walk vti ly-ia 10.67.1.1 10.67.2.1 ly-ia ly-ib
+
+# ---- Cilium node IDs named and SAs counted (last: it breaks layouts-cilium) --------------------
+snap cilium-ly-ca.txt --netns ly-ca --no-kube
+# ly-cb's v4 inbound SA for key 4 goes missing on ly-ca: one SA short for node 0x2
+ip -n ly-ca xfrm state delete src 192.168.61.2 dst 192.168.61.1 proto esp spi 4 mark 0x20d00 mask 0xffff0f00 \
+    > "$R/sa-count.delete" 2>&1
+snap sa-count-ly-ca.txt --netns ly-ca --no-kube
+"$HOPSCOPE" doctor --netns ly-ca --json --no-kube > "$R/sa-count-doctor.json" 2> "$R/sa-count-doctor.err"
+echo $? > "$R/sa-count-doctor.rc"
 exit 0
