@@ -1,7 +1,8 @@
 //! The doctor's judgement on a node with 1,000 peers (2,000 SAs: an out SA and a per-node in
 //! SA each; 3,000 policies: out, in and fwd per peer; 100,000 routes), against the TUI's own
 //! frame of the same node in the same run, idle and while the Health pane re-judges (on the
-//! doctor's own thread: the frames around a judgement must not slow down).
+//! doctor's own thread: the frames around a judgement must not slow down), each frame's
+//! event and drawing timed apart, and against the same frames with no doctor at all.
 //! `cargo bench --bench doctor_judge` prints medians and the ratio.
 
 use hopscope::doctor::{KeyHasher, NodeInput, examine};
@@ -192,16 +193,17 @@ fn main() {
     };
     // Frames while nothing changes: no judgement.
     let idle = median((0..FRAMES).map(|_| draw(&mut app, &live)).collect());
-    // Frames while the counters rise at every frame and a judgement is asked for at once
-    // (no once-a-second limit): the doctor's thread judges beside the loop.
-    app.health.rejudge_every = Duration::ZERO;
-    let before = app.health.judgements;
+    // Frames while the counters rise at every frame (a sample of every SA's counters and the
+    // xfrm_stat, as the sampler sends once a second), in three phases of the same loop:
+    // fed through the Health pane (its copy takes every event) with no judgement asked; the
+    // same while a judgement is asked at once after every change (no once-a-second limit), so
+    // the doctor's thread judges beside the loop; and, last (the copy then falls out of step),
+    // the events applied to the live state alone: what a frame costs with no doctor at all.
+    // Each frame is split into the event's share (fed or applied) and the drawing.
     let mut seen = 0u64;
-    let t0 = Instant::now();
-    let mut busy_frames = Vec::new();
-    while app.health.judgements - before < JUDGEMENTS {
+    let mut sample = |live: &Live| {
         seen += 1;
-        let sample = Sample {
+        Event::Sample(Sample {
             at: Instant::now(),
             links: None,
             sas: Some(
@@ -216,17 +218,56 @@ fn main() {
                     .collect(),
             ),
             xfrm_stat: Some(vec![("XfrmInNoStates".into(), seen)]),
-        };
-        let s = Instant::now();
-        app.health
-            .feed(&mut live, Event::Sample(sample), Instant::now());
-        let fed = s.elapsed();
-        busy_frames.push(fed + draw(&mut app, &live));
-        std::thread::sleep(Duration::from_millis(2));
+        })
+    };
+    #[derive(Clone, Copy, PartialEq)]
+    enum Phase {
+        Fed,
+        Judging,
+        NoDoctor,
     }
-    let span = t0.elapsed();
-    let busy = median(busy_frames.clone());
-    let worst = *busy_frames.iter().max().unwrap();
+    let mut run = |app: &mut App, live: &mut Live, phase: Phase| {
+        app.health.rejudge_every = if phase == Phase::Judging {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(3600)
+        };
+        let before = app.health.judgements;
+        let t0 = Instant::now();
+        let (mut evs, mut draws) = (Vec::new(), Vec::new());
+        while if phase == Phase::Judging {
+            app.health.judgements - before < JUDGEMENTS
+        } else {
+            evs.len() < 3 * FRAMES
+        } {
+            let ev = sample(live);
+            let s = Instant::now();
+            if phase == Phase::NoDoctor {
+                live.apply(ev, Instant::now());
+            } else {
+                app.health.feed(live, ev, Instant::now());
+            }
+            evs.push(s.elapsed());
+            draws.push(draw(app, live));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let frames: Vec<Duration> = evs.iter().zip(&draws).map(|(a, b)| *a + *b).collect();
+        let worst = *frames.iter().max().unwrap();
+        (
+            median(evs),
+            median(draws),
+            median(frames.clone()),
+            worst,
+            frames.len(),
+            app.health.judgements - before,
+            t0.elapsed(),
+        )
+    };
+    let fed = run(&mut app, &mut live, Phase::Fed);
+    let copies_before = app.health.copies;
+    let judging = run(&mut app, &mut live, Phase::Judging);
+    let (copies, dropped) = (app.health.copies - copies_before, app.health.dropped);
+    let bare = run(&mut app, &mut live, Phase::NoDoctor);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "median: doctor judgement {:.1} ms, TUI frame {:.2} ms idle; ratio judgement/frame = {:.1}",
@@ -234,15 +275,27 @@ fn main() {
         ms(idle),
         judge.as_secs_f64() / idle.as_secs_f64()
     );
+    for (what, r) in [
+        ("no doctor (events applied to the live state only)", bare),
+        ("doctor fed, not judging", fed),
+        ("doctor judging on its thread", judging),
+    ] {
+        println!(
+            "{what}: {} frames; event {:.3} ms + draw {:.3} ms = frame median {:.3} ms, worst {:.2} ms; ratio to no doctor {:.2}",
+            r.4,
+            ms(r.0),
+            ms(r.1),
+            ms(r.2),
+            ms(r.3),
+            r.2.as_secs_f64() / bare.2.as_secs_f64()
+        );
+    }
     println!(
-        "while re-judging: {} judgements on the doctor's thread in {:.2} s over {} frames; frame (sample fed + drawn) median {:.2} ms, worst {:.2} ms; ratio to idle {:.2}; whole-state copies {}, events dropped {}",
-        app.health.judgements - before,
-        span.as_secs_f64(),
-        busy_frames.len(),
-        ms(busy),
-        ms(worst),
-        busy.as_secs_f64() / idle.as_secs_f64(),
-        app.health.copies,
-        app.health.dropped
+        "the doctor's share of a frame's event: {:.3} ms (fed {:.3} − applied alone {:.3}); {} judgements in {:.2} s; whole-state copies while judging {copies}, events dropped {dropped}",
+        ms(fed.0.saturating_sub(bare.0)),
+        ms(fed.0),
+        ms(bare.0),
+        judging.5,
+        judging.6.as_secs_f64()
     );
 }

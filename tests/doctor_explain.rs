@@ -964,3 +964,84 @@ fn ipv6_states_are_judged_as_ipv4_ones() {
         }
     }
 }
+
+/// The seed's cluster with the IPv6 copy of its SAs, policies, addresses and main routes
+/// added beside the IPv4 ones, but no IPv6 rule or route of table 200: a node may encrypt
+/// IPv6 without Cilium's IPsec table (the lab's IPv6 pair does). Judged fine: the IPv4 rule
+/// into table 200 says nothing of IPv6 traffic (it was called `route-200-missing` for every
+/// IPv6 pod CIDR).
+#[test]
+fn ipv6_beside_ipv4_without_an_ipv6_table_200_is_fine() {
+    let mut c = cluster();
+    for st in c.iter_mut() {
+        let s6 = v6(st);
+        st.xfrm_states.extend(s6.xfrm_states);
+        st.xfrm_policies.extend(s6.xfrm_policies);
+        for (l, l6) in st.links.iter_mut().zip(s6.links) {
+            l.addresses.extend(l6.addresses);
+        }
+        st.routes
+            .extend(s6.routes.into_iter().filter(|r| r.table.id != 200));
+    }
+    let rep = judge(&c, None);
+    assert!(
+        rep.findings.iter().all(|f| f.severity < Severity::Warn),
+        "{}",
+        rep.render()
+    );
+    // Still judged: the IPv6 inbound SA gone is a failure, named in IPv6.
+    let w2 = node(&mut c, "worker2");
+    let i = w2.xfrm_states.iter().position(|s| s.src == "::").unwrap();
+    w2.xfrm_states.remove(i);
+    let rep = judge(&c, None);
+    let f = find(&rep, "worker2", "in-sa-missing");
+    assert!(f.what.contains("to fd00::a:0:0:28"), "{f:?}");
+}
+
+// ------------------------------------------------------------------------------ if_id
+
+fn layout(file: &str) -> NodeState {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/layouts")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn judge_pair(a: &NodeState, b: &NodeState) -> Report {
+    let inputs = [("ly-xa", a), ("ly-xb", b)].map(|(name, state)| NodeInput {
+        name: name.into(),
+        state,
+        before: None,
+        netfilter: None,
+        pods: &[],
+        seen: &[],
+    });
+    examine(&inputs, &keys())
+}
+
+/// The lab's xfrm-interface layout (SAs and policies with if_id 42, ipsec0 bound to it): what
+/// ly-xb decrypts arrives on ipsec0 and is checked against in policies with if_id 42. An in
+/// policy without the if_id matches nothing there (xfrm_policy_match compares if_id like the
+/// mark): XfrmInNoPols. The doctor ignored if_id and called it fine.
+#[test]
+fn in_policy_without_the_interfaces_if_id_matches_nothing() {
+    let (a, mut b) = (layout("ly-xa.json"), layout("ly-xb.json"));
+    let healthy = judge_pair(&a, &b);
+    assert_eq!(healthy.exit_code, 0, "{}", healthy.render());
+    for p in b
+        .xfrm_policies
+        .iter_mut()
+        .filter(|p| p.dir != PolicyDir::Out)
+    {
+        p.if_id = None;
+    }
+    let rep = judge_pair(&a, &b);
+    let f = find(&rep, "ly-xb", "in-policy-missing");
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.contains("its if_id is 0, the lookup needs 42")),
+        "{f:?}"
+    );
+    assert!(matches!(f.object, Some(Object::Policy(_))));
+}

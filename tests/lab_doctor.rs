@@ -363,3 +363,168 @@ fn lab_doctor_replay_window_ahead_of_the_sender() {
         "every ping is dropped as too old: {sent}/{got}"
     );
 }
+
+/// Moved by the kernel on `node` in the case: every xfrm_stat counter that rose.
+fn kernel_moved(case: &str, node: &str) -> Vec<String> {
+    let read_all = |when: &str| -> Vec<(String, u64)> {
+        read(&format!("{case}.stat.{node}.{when}"))
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let before = read_all("before");
+    read_all("after")
+        .into_iter()
+        .filter(|(k, v)| before.iter().any(|(b, bv)| b == k && v > bv))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// How much the kernel moved one /proc/net/snmp counter (`Icmp`, `OutDestUnreachs`) on a node.
+fn snmp_delta(case: &str, node: &str, group: &str, counter: &str) -> u64 {
+    let get = |when: &str| -> u64 {
+        let text = read(&format!("{case}.snmp.{node}.{when}"));
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{group}:")))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let col = rows[0].iter().position(|c| *c == counter).unwrap();
+        rows[1][col].parse().unwrap()
+    };
+    get("after") - get("before")
+}
+
+#[test]
+fn lab_doctor_table_200_route_drops_pod_traffic() {
+    let (v, rc) = report("route-200-drop");
+    assert_eq!(rc, 2, "{}", read("route-200-drop.txt"));
+    let f = findings(&v, &["fail"])
+        .into_iter()
+        .find(|f| f["id"] == "route-200-drop" && f["node"] == "worker")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert!(
+        f["evidence"][0] == "unreachable 10.0.0.0/24 table 200",
+        "the route, as ip prints it: {f}"
+    );
+    assert_eq!(f["object"]["kind"], "route", "{f}");
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("ip route replace 10.0.0.0/24 dev cilium_host table 200"),
+        "{f}"
+    );
+    // The kernel's side: its route lookup for netshoot's encrypt-marked packet fails as that
+    // route says, the pings come back as host unreachable (ICMP from worker), and no
+    // xfrm_stat counter moves on either node.
+    let probe = read("route-200-drop.probe");
+    assert!(probe.contains("No route to host"), "{probe}");
+    let ping = read("route-200-drop.ping");
+    assert!(
+        ping.contains("Destination Host Unreachable") && ping.contains("100% packet loss"),
+        "{ping}"
+    );
+    for n in ["worker", "worker2"] {
+        assert_eq!(
+            kernel_moved("route-200-drop", n),
+            Vec::<String>::new(),
+            "{n}"
+        );
+    }
+    // Every unreachable the pod saw is one worker sent (ICMP is rate-limited: not one per ping).
+    let told = ping.matches("Destination Host Unreachable").count() as u64;
+    assert!(told > 0);
+    assert_eq!(
+        snmp_delta("route-200-drop", "worker", "Icmp", "OutDestUnreachs"),
+        told
+    );
+    for g in findings(&v, &["fail", "warn"]) {
+        assert_eq!(g["node"], "worker", "another node blamed: {g}");
+    }
+}
+
+#[test]
+fn lab_doctor_table_200_route_missing_falls_through() {
+    let (v, rc) = report("route-200-missing");
+    assert_eq!(rc, 1, "{v:#}");
+    let f = findings(&v, &["warn"])
+        .into_iter()
+        .find(|f| f["id"] == "route-200-missing" && f["node"] == "worker")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert!(
+        f["what"].as_str().unwrap().contains("not 10.0.0.0/24"),
+        "{f}"
+    );
+    assert_eq!(f["object"]["kind"], "policy", "{f}");
+    assert!(
+        f["evidence"]
+            .to_string()
+            .contains("src 10.0.1.0/24 dst 10.0.0.0/24 dir out"),
+        "names the out policy: {f}"
+    );
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("ip route add 10.0.0.0/24 dev cilium_host table 200"),
+        "{f}"
+    );
+    // The kernel's side: with the route, the encrypt-marked packet is routed by table 200 to
+    // cilium_host; without it, by the main table straight to eth0.
+    let healthy = read("healthy-after.probe");
+    assert!(
+        healthy.contains("dev cilium_host") && healthy.contains("table 200"),
+        "{healthy}"
+    );
+    let probe = read("route-200-missing.probe");
+    assert!(
+        probe.contains("via 172.18.0.4 dev eth0") && !probe.contains("table 200"),
+        "{probe}"
+    );
+    // A warning, not a failure: the traffic still gets through (the out policy encrypts it
+    // on the main table's route too).
+    let (sent, got) = ping_counts(&read("route-200-missing.ping"));
+    assert!(sent > 0 && got == sent, "{sent}/{got}");
+    for g in findings(&v, &["fail", "warn"]) {
+        assert_eq!(g["node"], "worker", "another node blamed: {g}");
+    }
+}
+
+#[test]
+fn lab_doctor_ipv6_pair_is_fine() {
+    let v = fine("v6");
+    let (sent, got) = ping_counts(&read("v6.ping"));
+    assert!(
+        got > 0 && got + 1 >= sent,
+        "IPv6 pings answered: {sent}/{got}"
+    );
+    // No XFRM error counter moved on either end (every xfrm_stat counter is one).
+    for n in ["worker", "worker2"] {
+        assert_eq!(kernel_moved("v6", n), Vec::<String>::new(), "{n}");
+    }
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn lab_doctor_ipv6_inbound_sa_missing() {
+    let f = blamed(
+        "v6-no-in-sa",
+        "in-sa-missing",
+        "worker2",
+        "XfrmInNoStates",
+        "worker's out SA src fc18::3 dst fc18::4 proto esp spi 0x00000003",
+    );
+    assert!(
+        f["what"]
+            .as_str()
+            .unwrap()
+            .contains("ESP spi 0x3 to fc18::4"),
+        "{f}"
+    );
+    let (sent, got) = ping_counts(&read("v6-no-in-sa.ping"));
+    assert!(sent > 0 && got == 0, "no IPv6 ping answered: {sent}/{got}");
+}

@@ -9,7 +9,7 @@ use super::finding::{Finding, Object, Severity};
 use super::ipfmt;
 use super::node::{NodeView, dir, ip, is_block};
 use crate::model::RouteKind;
-use crate::model::{Mark, NfCond, NfTarget, Prefix, XfrmState};
+use crate::model::{Family, Mark, NfCond, NfTarget, Prefix, XfrmState};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -561,27 +561,38 @@ pub fn mark_collisions(v: &NodeView, out: &mut Vec<Finding>) {
 /// other peers, lets it fall through to the main table (another device and MTU than Cilium
 /// set up).
 pub fn table_200(v: &NodeView, out: &mut Vec<Finding>) {
-    let Some(rule) = v.st.rules.iter().position(|r| {
-        r.table.as_ref().is_some_and(|t| t.id == 200)
-            && r.fwmark
-                .is_some_and(|m| m.mask & 0x0f00 == 0x0f00 && m.value & 0x0f00 == 0x0e00)
-    }) else {
-        return;
+    // Rules and routes are per family: an IPv4 rule into table 200 says nothing of IPv6
+    // traffic (a node may encrypt IPv6 without routing it through the table).
+    let rule_of = |fam: Family| {
+        v.st.rules.iter().position(|r| {
+            r.family == fam
+                && r.table.as_ref().is_some_and(|t| t.id == 200)
+                && r.fwmark
+                    .is_some_and(|m| m.mask & 0x0f00 == 0x0f00 && m.value & 0x0f00 == 0x0e00)
+        })
     };
     let routes: Vec<usize> = (0..v.st.routes.len())
         .filter(|&i| v.st.routes[i].table.id == 200)
         .collect();
-    let unicast_peers = routes
-        .iter()
-        .filter(|&&i| {
-            let r = &v.st.routes[i];
-            r.kind == RouteKind::Unicast && r.dst.is_some_and(|d| !v.pod_cidrs.contains(&d))
-        })
-        .count();
+    let unicast_peers = |fam: Family| {
+        routes
+            .iter()
+            .filter(|&&i| {
+                let r = &v.st.routes[i];
+                r.family == fam
+                    && r.kind == RouteKind::Unicast
+                    && r.dst.is_some_and(|d| !v.pod_cidrs.contains(&d))
+            })
+            .count()
+    };
     for remote in &v.remotes {
         let super::node::Source::Policy(p) = remote.from else {
             continue;
         };
+        let Some(rule) = rule_of(remote.cidr.family()) else {
+            continue;
+        };
+        let unicast_peers = unicast_peers(remote.cidr.family());
         let best = routes
             .iter()
             .copied()
@@ -608,7 +619,7 @@ pub fn table_200(v: &NodeView, out: &mut Vec<Finding>) {
                     .evidence(format!("ip rule {rule_text}"))
                     .evidence(format!("out policy {policy}"))
                     .object(Object::Route(i))
-                    .cause(format!("a {} route in Cilium's IPsec table for a remote pod CIDR (the pod gets ICMP {}; no xfrm_stat counter moves)", r.kind, match r.kind { RouteKind::Unreachable => "host unreachable", RouteKind::Prohibit => "administratively prohibited", _ => "nothing back" }))
+                    .cause(format!("an `{}` route in Cilium's IPsec table for a remote pod CIDR (the pod gets ICMP {}; no xfrm_stat counter moves)", r.kind, match r.kind { RouteKind::Unreachable => "host unreachable", RouteKind::Prohibit => "administratively prohibited", _ => "nothing back" }))
                     .fix(format!("ip route replace {} dev cilium_host table 200 (restarting the Cilium agent re-installs its routes)", remote.cidr)),
                 );
             }

@@ -84,24 +84,30 @@ pub fn run(
 }
 
 /// The nodes of a recording: each as it was at the end, the start as the window's start
-/// (when the recording holds more than one reading), with its iptables rules; and the last
-/// names it holds.
+/// (when the recording holds more than one reading), with its iptables rules and the pods
+/// recorded beside it (`recorded_pods`); and the last names it holds.
 fn recorded(path: &std::path::Path, netns: &[String]) -> Result<(Vec<Read>, Option<Names>)> {
     let rec = crate::record::reader::Recording::open(path)?;
     let names = rec.names.last().map(|(_, n)| n.clone());
+    Ok((recorded_reads(&rec, netns)?, names))
+}
+
+fn recorded_reads(rec: &crate::record::reader::Recording, netns: &[String]) -> Result<Vec<Read>> {
+    let states = rec.final_states();
+    let pods = recorded_pods(&states);
     let mut picked = Vec::new();
     if netns.is_empty() {
-        picked.extend(0..rec.nodes.len());
+        picked.extend((0..rec.nodes.len()).filter(|i| !pods.iter().any(|(_, p)| p == i)));
     } else {
         for n in netns {
             picked.push(rec.node_named(Some(n.as_str()))?);
         }
     }
-    anyhow::ensure!(!picked.is_empty(), "{} holds no node", path.display());
-    let reads = picked
+    anyhow::ensure!(!picked.is_empty(), "{} holds no node", rec.name);
+    Ok(picked
         .into_iter()
         .map(|i| {
-            let state = rec.state_at(i, u64::MAX);
+            let state = states[i].clone();
             let first = rec.state_at(i, 0);
             Read {
                 name: crate::cmd::trace::node_name(&state),
@@ -111,12 +117,38 @@ fn recorded(path: &std::path::Path, netns: &[String]) -> Result<(Vec<Read>, Opti
                     .then_some(first),
                 state,
                 netfilter: Some(rec.nodes[i].netfilter.clone()).filter(|n| !n.rules.is_empty()),
-                pods: vec![],
+                pods: pods
+                    .iter()
+                    .filter(|(node, _)| *node == i)
+                    .map(|&(_, p)| PodState {
+                        name: crate::cmd::trace::node_name(&states[p]),
+                        state: states[p].clone(),
+                    })
+                    .collect(),
                 seen: vec![],
             }
         })
-        .collect();
-    Ok((reads, names))
+        .collect())
+}
+
+/// (node, pod) pairs among recorded netns: a pod is a netns whose link and a node's lxc veth
+/// name each other's ifindex as their peer (a recording keeps no nsid → netns name map, so
+/// the veth pair is what ties them; `hopscope record --netns NODE --netns POD` records both).
+fn recorded_pods(states: &[NodeState]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for (n, node) in states.iter().enumerate() {
+        for (p, pod) in states.iter().enumerate() {
+            let paired = lxcs(node).any(|(lxc, peer, _)| {
+                pod.links
+                    .iter()
+                    .any(|l| l.index == peer && l.peer.as_ref().is_some_and(|q| q.index == lxc))
+            });
+            if p != n && paired {
+                out.push((n, p));
+            }
+        }
+    }
+    out
 }
 
 fn judge(reads: &[Read], kube: Option<&[super::cluster::KubeNode]>) -> Report {
@@ -422,5 +454,90 @@ mod esp_seen_tests {
         // Plain UDP elsewhere: nothing to note.
         let d = decode_ip(&udp4(5000, 53, &[1u8; 40]));
         assert_eq!(esp_seen(&d), None);
+    }
+}
+
+#[cfg(test)]
+mod recorded_pods_tests {
+    use super::{judge, recorded_reads};
+    use crate::model::fixtures::seed_worker;
+    use crate::model::{Link, NodeState, Peer};
+    use crate::record::reader::{Item, NodeTrack, Recording};
+
+    fn track(label: &str, st: NodeState) -> NodeTrack {
+        NodeTrack {
+            label: label.into(),
+            items: vec![(0, Item::State(Box::new(st)))],
+            ..NodeTrack::default()
+        }
+    }
+
+    /// netshoot's netns as recorded beside worker: eth0 (ifindex 9) is the peer of worker's
+    /// lxc veth (ifindex 10); its default route's MTU 1500 ignores the ESP overhead.
+    fn pod(peer_of: u32) -> NodeState {
+        let w = seed_worker();
+        let mut eth0: Link = w.links.iter().find(|l| l.name == "eth0").unwrap().clone();
+        eth0.index = 9;
+        eth0.mtu = Some(1500);
+        eth0.peer = Some(Peer {
+            index: peer_of,
+            name: None,
+            netns_id: Some(0),
+        });
+        let mut st = NodeState {
+            links: vec![eth0],
+            routes: w
+                .routes
+                .iter()
+                .filter(|r| r.table.id == 254 && r.dst.is_none())
+                .cloned()
+                .collect(),
+            ..NodeState::default()
+        };
+        st.routes[0].mtu = Some(1500);
+        st.node.netns.name = Some("netshoot".into());
+        st
+    }
+
+    /// `doctor --from` checks the MTU of pods recorded beside their node, and judges them as
+    /// that node's pods, not as nodes (it said "no pod netns could be read" for every recording).
+    #[test]
+    fn recorded_pods_are_checked_with_their_node() {
+        let rec = Recording {
+            nodes: vec![
+                track("netns worker", seed_worker()),
+                track("netns netshoot", pod(10)),
+            ],
+            ..Recording::default()
+        };
+        let reads = recorded_reads(&rec, &[]).unwrap();
+        assert_eq!(reads.len(), 1, "the pod is not a node");
+        assert_eq!(reads[0].pods.len(), 1);
+        assert_eq!(reads[0].pods[0].name, "netshoot");
+        let r = judge(&reads, None);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.id == "mtu-esp-overhead")
+            .unwrap_or_else(|| panic!("{}", r.render()));
+        assert!(
+            f.what.contains("up to 1500 bytes, but only 1446 fit"),
+            "{f:?}"
+        );
+        assert!(
+            f.evidence[0].starts_with("netshoot: route default"),
+            "{f:?}"
+        );
+        // A netns whose veth is not worker's lxc's peer is no pod of it.
+        let rec = Recording {
+            nodes: vec![
+                track("netns worker", seed_worker()),
+                track("netns netshoot", pod(11)),
+            ],
+            ..Recording::default()
+        };
+        let reads = recorded_reads(&rec, &[]).unwrap();
+        assert_eq!(reads.len(), 2);
+        assert!(reads.iter().all(|r| r.pods.is_empty()));
     }
 }

@@ -109,7 +109,8 @@ pub fn inbound_sa(
 
 // ---------------------------------------------------------------------------- policy lookup
 
-/// A packet as policy lookup sees it: addresses, protocol, mark (None: not visible).
+/// A packet as policy lookup sees it: addresses, protocol, mark (None: not visible), and the
+/// if_id of the xfrm interface it is sent into or received on (0: none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     pub src: IpAddr,
@@ -117,6 +118,7 @@ pub struct Packet {
     pub proto: u8,
     pub dport: Option<u16>,
     pub mark: Option<u32>,
+    pub if_id: u32,
 }
 
 impl Packet {
@@ -128,7 +130,7 @@ impl Packet {
             sport: None,
             dport: self.dport,
             mark: self.mark.unwrap_or(0),
-            if_id: 0,
+            if_id: self.if_id,
         }
     }
 }
@@ -145,7 +147,9 @@ pub fn choose_policy(v: &NodeView, d: &str, pkt: &Packet) -> Result<usize, Optio
             continue;
         }
         let sel = selector_matches(&p.selector, &k, None);
-        let mark = mark_ok(&p.mark, pkt.mark);
+        // xfrm_policy_match: the policy's if_id must equal the lookup's, like its mark.
+        let if_id = p.if_id.unwrap_or(0) == pkt.if_id;
+        let mark = mark_ok(&p.mark, pkt.mark) && if_id;
         if sel && mark {
             if best.is_none_or(|(_, prio)| p.priority < prio) {
                 best = Some((i, p.priority));
@@ -163,7 +167,17 @@ pub fn choose_policy(v: &NodeView, d: &str, pkt: &Packet) -> Result<usize, Optio
         if near.as_ref().is_some_and(|(r, _)| *r <= rank) {
             continue;
         }
-        let cand = if sel {
+        let cand = if sel && !if_id {
+            (
+                0,
+                Near {
+                    index: i,
+                    field: "if_id",
+                    has: p.if_id.unwrap_or(0).to_string(),
+                    wants: pkt.if_id.to_string(),
+                },
+            )
+        } else if sel {
             (
                 0,
                 Near {
@@ -349,14 +363,15 @@ pub enum Out {
     },
 }
 
-/// The fields xfrm_state_find compares, in order; the first that differs.
+/// The fields xfrm_state_find compares, in order; the first that differs. The SA must carry
+/// the if_id the policy was found with (the packet's).
 fn tmpl_miss(x: &XfrmState, t: &Template, pkt: &Packet) -> Option<(&'static str, String, String)> {
     let want_src = if is_any(&t.src) {
         Some(pkt.src)
     } else {
         ip(&t.src)
     };
-    let checks: [(&'static str, bool, String, String); 8] = [
+    let checks: [(&'static str, bool, String, String); 9] = [
         (
             "proto",
             x.proto == t.proto,
@@ -400,6 +415,12 @@ fn tmpl_miss(x: &XfrmState, t: &Template, pkt: &Packet) -> Option<(&'static str,
             mark_val(pkt.mark),
         ),
         (
+            "if_id",
+            x.if_id.unwrap_or(0) == pkt.if_id,
+            x.if_id.unwrap_or(0).to_string(),
+            pkt.if_id.to_string(),
+        ),
+        (
             "sel",
             x.selector.src.family() != Family::of(&pkt.src)
                 || selector_matches(&x.selector, &pkt.key(), None),
@@ -436,7 +457,9 @@ pub fn outbound(v: &NodeView, pkt: &Packet) -> Out {
                 continue;
             }
             // Nearest: the SA with the fewest fields off… ranked by the first one that is.
-            let order = ["mark", "reqid", "spi", "mode", "sel", "src", "dst", "proto"];
+            let order = [
+                "mark", "if_id", "reqid", "spi", "mode", "sel", "src", "dst", "proto",
+            ];
             let nearest = st
                 .xfrm_states
                 .iter()

@@ -243,13 +243,9 @@ impl<'a> NodeView<'a> {
     /// cover it (Cilium marks with the policy's key), else every encrypt mark in use with the
     /// node-ID bits cleared.
     pub fn encrypt_marks(&self, src: IpAddr, dst: IpAddr) -> (Vec<u32>, Option<String>) {
-        let lxc = self
-            .st
-            .links
-            .iter()
-            .find(|l| l.name.starts_with("lxc") && l.name != "lxc_health")
-            .map(|l| l.name.as_str());
-        if let MarkSeen::Known { mark, rule } = self.mark_after_prerouting(src, dst, 1, lxc, 0) {
+        if let MarkSeen::Known { mark, rule } =
+            self.mark_after_prerouting(src, dst, 1, self.lxc(), 0)
+        {
             return (vec![mark], Some(rule));
         }
         let outs = || {
@@ -317,6 +313,64 @@ impl<'a> NodeView<'a> {
             .filter(|r| r.dst.is_none_or(|d| d.contains(a)) && r.family == Family::of(a))
             .max_by_key(|r| r.dst.map_or(0, |d| d.len))
             .and_then(|r| r.dev.as_ref()?.name.as_deref())
+    }
+
+    /// The if_id the kernel checks a packet decrypted by `x` against the in/fwd policies with:
+    /// an SA bound to an if_id hands what it decrypts to the xfrm interface of that if_id,
+    /// whose if_id the policy check uses; with no such interface the packet stays on the
+    /// device it came in on (if_id 0).
+    pub fn received_if_id(&self, x: &XfrmState) -> u32 {
+        x.if_id
+            .filter(|&id| self.xfrm_interface(id).is_some())
+            .unwrap_or(0)
+    }
+
+    /// The if_id pod traffic from `src` to `dst` with `mark` is looked up in XFRM with: that
+    /// of the xfrm interface its route leads into (0: an ordinary device).
+    pub fn sent_if_id(&self, src: IpAddr, dst: IpAddr, mark: u32) -> u32 {
+        use crate::trace::fib::{FibKey, FibOutcome, lookup};
+        // Most nodes have no xfrm interface: no route lookup for each of their peers.
+        let xfrmi =
+            |l: &crate::model::Link| matches!(l.tunnel, Some(crate::model::Tunnel::Xfrm { .. }));
+        if !self.st.links.iter().any(xfrmi) {
+            return 0;
+        }
+        let k = FibKey {
+            src: Some(src),
+            dst,
+            mark,
+            iif: self.lxc().map(str::to_string),
+            oif: None,
+            tos: 0,
+        };
+        let FibOutcome::Route { route_index, .. } = lookup(self.st, &k).outcome else {
+            return 0;
+        };
+        let dev = self.st.routes[route_index].dev.as_ref().map(|d| d.index);
+        match self.st.links.iter().find(|l| Some(l.index) == dev) {
+            Some(l) => match l.tunnel {
+                Some(crate::model::Tunnel::Xfrm { if_id }) => if_id,
+                _ => 0,
+            },
+            None => 0,
+        }
+    }
+
+    /// The xfrm interface with this if_id.
+    fn xfrm_interface(&self, if_id: u32) -> Option<&'a crate::model::Link> {
+        self.st
+            .links
+            .iter()
+            .find(|l| l.tunnel == Some(crate::model::Tunnel::Xfrm { if_id }))
+    }
+
+    /// A pod's veth on this node (pod traffic comes in on one).
+    pub fn lxc(&self) -> Option<&'a str> {
+        self.st
+            .links
+            .iter()
+            .find(|l| l.name.starts_with("lxc") && l.name != "lxc_health")
+            .map(|l| l.name.as_str())
     }
 
     /// The mark an ESP packet from `src` carries when the kernel looks its SA up.

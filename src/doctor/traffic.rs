@@ -466,6 +466,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
                 proto,
                 dport,
                 mark,
+                if_id: v.received_if_id(x),
             };
             let d = if v.is_local(&l.addr) { "in" } else { "fwd" };
             let flow = format!(
@@ -555,6 +556,7 @@ fn outbound(v: &NodeView, r: &super::node::Remote, out: &mut Vec<Problem>) {
             proto: 1,
             dport: None,
             mark: Some(mark),
+            if_id: v.sent_if_id(src, r.cidr.addr, mark),
         };
         let flow = format!(
             "pod traffic {} → {} with mark {mark:#x}{} (remote pod CIDR from {})",

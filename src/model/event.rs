@@ -41,6 +41,35 @@ impl SaKey {
     }
 }
 
+/// An `SaKey` borrowed from a key or an SA: samples are matched to SAs without copying
+/// every SA's address.
+#[derive(PartialEq, Eq, Hash)]
+struct SaKeyRef<'a> {
+    dst: &'a str,
+    spi: u32,
+    proto: XfrmProto,
+    mark: Option<Mark>,
+}
+
+impl<'a> SaKeyRef<'a> {
+    fn of(sa: &'a XfrmState) -> SaKeyRef<'a> {
+        SaKeyRef {
+            dst: &sa.dst,
+            spi: sa.spi,
+            proto: sa.proto,
+            mark: sa.mark,
+        }
+    }
+    fn of_key(k: &'a SaKey) -> SaKeyRef<'a> {
+        SaKeyRef {
+            dst: &k.dst,
+            spi: k.spi,
+            proto: k.proto,
+            mark: k.mark,
+        }
+    }
+}
+
 /// Counters read at one instant. `None` = not read this time (no right, no support).
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -191,7 +220,7 @@ impl NodeState {
                 selector,
                 mark,
             } => self.policy_del(dir, index, selector.as_ref(), mark),
-            Event::Sample(s) => self.sample(s),
+            Event::Sample(s) => self.apply_sample(&s),
             Event::ResyncNeeded { reason } => Applied::notice(reason),
             Event::Resync(new) => self.resync(*new),
             Event::SourceError(e) => Applied::notice(e),
@@ -398,34 +427,6 @@ impl NodeState {
         Applied::structure(before != self.xfrm_policies.len())
     }
 
-    /// New counter values (links, SAs, xfrm_stat).
-    fn sample(&mut self, s: Sample) -> Applied {
-        if let Some(links) = s.links {
-            for (index, stats) in links {
-                if let Some(l) = self.links.iter_mut().find(|l| l.index == index) {
-                    l.stats = stats;
-                }
-            }
-        }
-        if let Some(sas) = s.sas {
-            let by_key: HashMap<SaKey, (Lifetime, XfrmSaStats)> =
-                sas.into_iter().map(|(k, l, st)| (k, (l, st))).collect();
-            for sa in &mut self.xfrm_states {
-                if let Some((l, st)) = by_key.get(&SaKey::of(sa)) {
-                    sa.lifetime = *l;
-                    sa.stats = *st;
-                }
-            }
-        }
-        if let Some(stat) = s.xfrm_stat {
-            self.xfrm_stats = stat;
-        }
-        Applied {
-            counters: true,
-            ..Default::default()
-        }
-    }
-
     /// A full state read again: it replaces this one, keeping what the node is.
     fn resync(&mut self, new: NodeState) -> Applied {
         let node = std::mem::take(&mut self.node);
@@ -437,6 +438,38 @@ impl NodeState {
             structure: true,
             counters: true,
             notice: None,
+        }
+    }
+
+    /// Fold a counter sample into the state, read by reference: a sample can be shared
+    /// (the TUI's doctor thread keeps a copy of the state from the same samples).
+    pub fn apply_sample(&mut self, s: &Sample) -> Applied {
+        if let Some(links) = &s.links {
+            for (index, stats) in links {
+                if let Some(l) = self.links.iter_mut().find(|l| l.index == *index) {
+                    l.stats = *stats;
+                }
+            }
+        }
+        if let Some(sas) = &s.sas {
+            let by_key: HashMap<SaKeyRef, (&Lifetime, &XfrmSaStats)> = sas
+                .iter()
+                .map(|(k, l, st)| (SaKeyRef::of_key(k), (l, st)))
+                .collect();
+            for sa in &mut self.xfrm_states {
+                let hit = by_key.get(&SaKeyRef::of(sa)).map(|(l, st)| (**l, **st));
+                if let Some((l, st)) = hit {
+                    sa.lifetime = l;
+                    sa.stats = st;
+                }
+            }
+        }
+        if let Some(stat) = &s.xfrm_stat {
+            self.xfrm_stats.clone_from(stat);
+        }
+        Applied {
+            counters: true,
+            ..Default::default()
         }
     }
 
@@ -664,11 +697,11 @@ impl Live {
 
     /// Apply one event that arrived at `now` (samples carry their own time).
     pub fn apply(&mut self, ev: Event, now: Instant) {
-        let (sample_at, is_resync) = match &ev {
-            Event::Sample(s) => (Some(s.at), false),
-            Event::Resync(_) => (None, true),
-            _ => (None, false),
-        };
+        if let Event::Sample(s) = &ev {
+            self.apply_sample(s);
+            return;
+        }
+        let is_resync = matches!(ev, Event::Resync(_));
         let a = self.state.apply(ev);
         if is_resync {
             if self.loaded {
@@ -680,17 +713,21 @@ impl Live {
             self.structure_gen += 1;
             self.history.retain_present(&self.state);
         }
-        if let Some(at) = sample_at {
-            self.history.record_state(&self.state, at);
-            self.samples += 1;
-            self.last_sample = Some(at);
-        }
         if a.counters {
             self.counter_gen += 1;
         }
         if let Some(text) = a.notice {
             self.notice(now, text);
         }
+    }
+
+    /// Apply a counter sample, read by reference (it may be shared with a copy of the state).
+    pub fn apply_sample(&mut self, s: &Sample) {
+        self.state.apply_sample(s);
+        self.history.record_state(&self.state, s.at);
+        self.samples += 1;
+        self.last_sample = Some(s.at);
+        self.counter_gen += 1;
     }
 
     pub fn notice(&mut self, at: Instant, text: String) {

@@ -444,18 +444,17 @@ pub fn decode<M: super::netlink::Family>(
     mut convert: impl FnMut(M, u16) -> Option<Event>,
 ) -> Vec<Event> {
     let mut out = Vec::new();
-    let mut off = 0;
     let mut bad = 0usize;
     let mut first_err = None;
-    while off + 16 <= buf.len() {
-        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
-        if len < 16 || off + len > buf.len() {
-            bad += 1;
-            first_err.get_or_insert_with(|| format!("bad netlink length {len}"));
-            break;
-        }
-        let bytes = &buf[off..off + len];
-        off += (len + 3) & !3;
+    for frame in super::netlink::messages(buf) {
+        let bytes = match frame {
+            Ok(bytes) => bytes,
+            Err(len) => {
+                bad += 1;
+                first_err.get_or_insert_with(|| format!("bad netlink length {len}"));
+                break;
+            }
+        };
         let flags = u16::from_ne_bytes(bytes[6..8].try_into().unwrap());
         match super::netlink::deserialize::<M>(bytes) {
             Ok(m) => {

@@ -176,6 +176,27 @@ impl Family for netlink_packet_xfrm::XfrmMessage {
     }
 }
 
+/// The messages in one recv()'s worth of netlink bytes, each whole (header included), in
+/// order; a length that does not fit the buffer ends the walk as `Err(length)`. The one
+/// framing loop of dump answers (`read_batch`) and multicast events (`monitor::decode`).
+pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<&[u8], usize>> {
+    let mut off = 0;
+    let mut broken = false;
+    std::iter::from_fn(move || {
+        if broken || off + 16 > buf.len() {
+            return None;
+        }
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+        if len < 16 || off + len > buf.len() {
+            broken = true;
+            return Some(Err(len));
+        }
+        let bytes = &buf[off..off + len];
+        off += (len + 3) & !3;
+        Some(Ok(bytes))
+    })
+}
+
 /// One whole netlink message (header included), or why it cannot be read.
 pub fn deserialize<M: Family>(bytes: &[u8]) -> Result<NetlinkMessage<M>, String> {
     let kind = u16::from_ne_bytes([bytes[4], bytes[5]]);
@@ -202,18 +223,17 @@ pub fn read_batch<M>(
 where
     M: Family,
 {
-    let mut off = 0;
-    while off + 16 <= buf.len() {
-        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
-        if len < 16 || off + len > buf.len() {
-            report.undecodable += 1;
-            report
-                .first_decode_error
-                .get_or_insert_with(|| format!("bad netlink length {len}"));
-            return Ok(false);
-        }
-        let bytes = &buf[off..off + len];
-        off += (len + 3) & !3;
+    for frame in messages(buf) {
+        let bytes = match frame {
+            Ok(bytes) => bytes,
+            Err(len) => {
+                report.undecodable += 1;
+                report
+                    .first_decode_error
+                    .get_or_insert_with(|| format!("bad netlink length {len}"));
+                return Ok(false);
+            }
+        };
         if u32::from_ne_bytes(bytes[8..12].try_into().unwrap()) != seq {
             continue; // a stale answer to an earlier request
         }

@@ -1,16 +1,19 @@
 //! The Health pane: the doctor's findings on the node shown (`crate::doctor::examine`),
 //! re-judged as its state and counters change, with the counters' rise over the last few
 //! samples as the window. A judgement of a big node takes tens of milliseconds, so it runs
-//! on a thread of its own that keeps its own copy of the node from the same events (a
-//! bounded queue: an event that finds it full is counted and the copy rebuilt whole); the
-//! loop only asks and takes the answer when it comes. Also what the header and the tabs show of it (fail/warn counts,
+//! on a thread of its own, at the lowest CPU priority (frames come first), that keeps its
+//! own copy of the node from the same events (a bounded queue: an event that finds it full is
+//! counted and the copy rebuilt whole; a counter sample, the big and frequent event, is
+//! shared with the thread rather than copied); the loop only asks and takes the answer when
+//! it comes. Also what the header and the tabs show of it (fail/warn counts,
 //! panes holding trouble) and where Enter on a finding leads (the object it names).
 
 use super::rows::Pane;
 use crate::doctor::{KeyHasher, NodeInput, Object, Report, Severity, examine};
 use crate::model::NodeState;
-use crate::model::event::{Event, Live};
+use crate::model::event::{Event, Live, Sample};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -28,6 +31,8 @@ const JOBS_QUEUED: usize = 4096;
 enum Job {
     /// An event the live state took: the thread's copy takes it too.
     Event(Box<Event>),
+    /// A counter sample the live state took, shared (every SA's counters: not copied).
+    Sample(Arc<Sample>),
     /// A whole state to start the copy from (first use, after a drop, a paused copy).
     Reset(Box<NodeState>),
     /// Judge the copy now, under this name, with `at` as the window's end.
@@ -57,6 +62,10 @@ impl Mirror {
         match job {
             Job::Event(ev) => {
                 self.state.apply(*ev);
+                None
+            }
+            Job::Sample(s) => {
+                self.state.apply_sample(&s);
                 None
             }
             Job::Reset(st) => {
@@ -108,6 +117,7 @@ impl Judge {
         let spawned = std::thread::Builder::new()
             .name("hs-doctor".into())
             .spawn(move || {
+                lowest_priority();
                 let mut m = Mirror::new();
                 while let Ok(job) = queue.recv() {
                     if let Some(r) = m.take(job)
@@ -151,6 +161,16 @@ impl Judge {
             Judge::Thread { reports, .. } => reports.recv_timeout(wait).ok(),
             Judge::Inline(_, done) => done.take(),
         }
+    }
+}
+
+/// The calling thread yields the CPU to every other (nice 19; on Linux each thread has its
+/// own nice value). Where the sandbox refuses the call the thread keeps the loop's priority.
+fn lowest_priority() {
+    // SAFETY: two syscalls about the calling thread, no memory handed over.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
 }
 
@@ -215,9 +235,19 @@ impl Health {
     /// so a judgement never copies the whole state on the loop.
     pub fn feed(&mut self, live: &mut Live, ev: Event, now: Instant) {
         let in_step = self.fed == Some(gens(live)) || matches!(ev, Event::Resync(_));
-        let copy = in_step.then(|| ev.clone());
-        live.apply(ev, now);
-        self.fed = match copy.map(|c| self.judge.send(Job::Event(Box::new(c)))) {
+        let job = match ev {
+            Event::Sample(s) => {
+                let s = Arc::new(s);
+                live.apply_sample(&s);
+                in_step.then_some(Job::Sample(s))
+            }
+            ev => {
+                let copy = in_step.then(|| Job::Event(Box::new(ev.clone())));
+                live.apply(ev, now);
+                copy
+            }
+        };
+        self.fed = match job.map(|j| self.judge.send(j)) {
             Some(true) => Some(gens(live)),
             Some(false) => {
                 self.dropped += 1;

@@ -27,11 +27,18 @@ stats() {
     done
 }
 
-# judge CASE static|window [PING-ARGS]: the doctor over the three nodes; with a window,
-# netshoot pings cni-worker2 all through it (from before the doctor reads the nodes until it
-# has judged), so the window holds traffic however slow the guest is.
+# judge CASE static|ping|window [PING-ARGS]: the doctor over the three nodes; with a window,
+# netshoot pings cni-worker2 ($DST, IPv4 unless set) all through it (from before the doctor
+# reads the nodes until it has judged), so the window holds traffic however slow the guest is;
+# `ping` sends three pings first, then judges without a window (a class no counter shows).
 judge() {
     local c=$1 mode=$2 ping; shift 2
+    if [ "$mode" = ping ]; then
+        stats "$c" before
+        ip netns exec netshoot ping -c 3 -i 0.2 -W 1 "$@" "${DST:-10.0.0.249}" > "$R/$c.ping" 2>&1
+        stats "$c" after
+        mode=static
+    fi
     if [ "$mode" = static ]; then
         # shellcheck disable=SC2086
         "$HOPSCOPE" doctor $NETNS --json --no-kube > "$R/$c.json" 2> "$R/$c.err"
@@ -39,7 +46,7 @@ judge() {
         return
     fi
     stats "$c" before
-    ip netns exec netshoot ping -i 0.1 -W 1 "$@" 10.0.0.249 > "$R/$c.ping" 2>&1 &
+    ip netns exec netshoot ping -i 0.1 -W 1 "$@" "${DST:-10.0.0.249}" > "$R/$c.ping" 2>&1 &
     ping=$!
     sleep 0.5
     # shellcheck disable=SC2086
@@ -50,11 +57,13 @@ judge() {
     stats "$c" after
 }
 
-# case CLASS static|window [PING-ARGS]: apply, judge, undo (TEXT=1: the text report too, for people).
+# case CLASS static|ping|window [PING-ARGS]: apply, judge, undo (TEXT=1: the text report too,
+# for people; PROBE=NAME: probe_doctor_NAME's output, the kernel's view, in CLASS.probe).
 case_() {
     local c=$1; shift
     phase "$c"
     "variant_doctor_${c//-/_}" > "$R/$c.apply" 2>&1 || echo "apply failed: $?" >> "$R/$c.apply"
+    [ -n "${PROBE:-}" ] && "probe_doctor_$PROBE" > "$R/$c.probe" 2>&1
     judge "$c" "$@"
     # shellcheck disable=SC2086
     [ "${TEXT:-0}" = 1 ] && "$HOPSCOPE" doctor $NETNS --no-kube > "$R/$c.txt" 2>&1
@@ -79,7 +88,13 @@ TEXT=1 case_ stale static
 case_ two-masks static
 case_ kube-mark static
 case_ replay window
-# After every undo the cluster is the seed's again.
+PROBE=route TEXT=1 case_ route-200-drop ping
+PROBE=route case_ route-200-missing ping
+# After every undo the cluster is the seed's again (the kernel's route for the probe too).
+probe_doctor_route > "$R/healthy-after.probe" 2>&1
 judge healthy-after window
+# IPv6 beside the IPv4 between worker and worker2 (kept from here on): healthy, then one break.
+DST=fd10::249 case_ v6 window
+DST=fd10::249 case_ v6-no-in-sa window
 phase done
 exit 0

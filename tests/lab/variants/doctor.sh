@@ -166,3 +166,75 @@ variant_doctor_replay() {
         aead 'rfc4106(gcm(aes))' "$KEY3" 128 sel src 0.0.0.0/0 dst 0.0.0.0/0
 }
 undo_doctor_replay() { variant_doctor_no_in_sa; undo_doctor_no_in_sa; }
+
+# 14. worker's table 200 drops worker2's pod CIDR (unreachable): encrypt-marked pod traffic
+#     gets ICMP host unreachable before any XFRM lookup (no xfrm_stat counter moves).
+DOC_T200_ROUTE="10.0.0.0/24 dev cilium_host scope global mtu 1500 table 200"
+variant_doctor_route_200_drop() { ip -n worker route replace unreachable 10.0.0.0/24 table 200; }
+undo_doctor_route_200_drop() {
+    ip -n worker route del unreachable 10.0.0.0/24 table 200
+    # shellcheck disable=SC2086
+    ip -n worker route add $DOC_T200_ROUTE
+}
+
+# 15. worker's table 200 lacks worker2's pod CIDR while it routes control-plane's: the
+#     encrypt-marked traffic falls through to the main table (straight out eth0).
+# shellcheck disable=SC2086
+variant_doctor_route_200_missing() { ip -n worker route del $DOC_T200_ROUTE; }
+# shellcheck disable=SC2086
+undo_doctor_route_200_missing() { ip -n worker route add $DOC_T200_ROUTE; }
+# The kernel's own route choice for netshoot's encrypt-marked traffic to cni-worker2.
+probe_doctor_route() {
+    ip -n worker route get 10.0.0.249 from 10.0.1.52 iif lxcda1dd0af135e mark 0x3e00
+}
+
+# 16. IPv6 between worker and worker2 (the seed is IPv4-only), laid out like the seed's IPv4:
+#     underlay fc18::3/::4 on eth0; pod CIDRs fd10:1::/64 (worker; netshoot fd10:1::52) and
+#     fd10::/64 (worker2; cni-worker2 fd10::249), routed to each pod's lxc; SPI 3 out SAs
+#     (mark 0x3e00/0xff00, output-mark 0xe00), in SA from :: (0xd00/0xf00), in/fwd/out
+#     policies, ip6tables-legacy mangle marks standing in for bpf_lxc/bpf_host. Pods' routes
+#     to the node use static neighbours (no NDP through proxy_arp-style lxc). Stays up.
+doc_mac() { ip -n "$1" -br link show dev "$2" | awk '{print $3}'; }
+# doc_v6_node NODE IDX POD-CIDR POD POD-ADDR LXC PEER-IDX PEER-POD-CIDR
+doc_v6_node() {
+    local n=$1 i=$2 cidr=$3 pod=$4 addr=$5 lxc=$6 pi=$7 pc=$8
+    ip netns exec "$n" sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.conf.all.accept_dad=0
+    ip -n "$n" -batch - <<EOB || return 1
+addr add fc18::$i/64 dev eth0 nodad
+route add $addr dev $lxc
+neigh replace $addr lladdr $(doc_mac "$pod" eth0) dev $lxc nud permanent
+route add $pc via fc18::$pi dev eth0
+xfrm state add src :: dst fc18::$i proto esp spi 3 reqid 1 mode tunnel replay-window 0 mark 0xd00 mask 0xf00 output-mark 0xd00 mask 0xf00 aead rfc4106(gcm(aes)) $KEY3 128 sel src ::/0 dst ::/0
+xfrm state add src fc18::$i dst fc18::$pi proto esp spi 3 reqid 1 mode tunnel replay-window 0 mark 0x3e00 mask 0xff00 output-mark 0xe00 mask 0xf00 aead rfc4106(gcm(aes)) $KEY3 128 sel src ::/0 dst ::/0
+xfrm policy add src ::/0 dst $cidr dir in priority 0 mark 0xd00 mask 0xf00 tmpl src :: dst fc18::$i proto esp reqid 1 mode tunnel
+xfrm policy add src ::/0 dst $cidr dir fwd priority 2975 mark 0 mask 0xf00 tmpl src :: dst fc18::$i proto esp reqid 1 mode tunnel level use
+xfrm policy add src $cidr dst $pc dir out priority 0 mark 0x3e00 mask 0xff00 tmpl src fc18::$i dst fc18::$pi proto esp spi 3 reqid 1 mode tunnel
+EOB
+    ip -n "$pod" -batch - <<EOB || return 1
+addr add $addr/128 dev eth0 nodad
+neigh replace fe80::1 lladdr $(doc_mac "$n" "$lxc") dev eth0 nud permanent
+route add ::/0 via fe80::1 dev eth0 mtu 1423
+EOB
+    ip netns exec "$n" ip6tables-legacy-restore --noflush <<EOB
+*mangle
+-A PREROUTING -i eth0 -p esp -m comment --comment "hopscope-lab: IPv6 ESP to this node: decrypt mark" -j MARK --set-xmark 0xd00/0xf00
+-A PREROUTING -i eth0 ! -p esp -m mark --mark 0xd00/0xf00 -m comment --comment "hopscope-lab: decrypted IPv6 packet: route to pod via main" -j MARK --set-xmark 0x0/0xf00
+-A PREROUTING -i lxc+ -d $pc -m comment --comment "hopscope-lab: pod to remote IPv6 pod CIDR: encrypt with SPI 3" -j MARK --set-xmark 0x3e00/0xff00
+COMMIT
+EOB
+}
+variant_doctor_v6() {
+    lab-modprobe -a esp6 ip6table_mangle || return 1
+    doc_v6_node worker 3 fd10:1::/64 netshoot fd10:1::52 lxcda1dd0af135e 4 fd10::/64 || return 1
+    doc_v6_node worker2 4 fd10::/64 cni-worker2 fd10::249 lxc92161d5a7c99 3 fd10:1::/64
+}
+undo_doctor_v6() { :; }
+
+# 17. worker2 has no IPv6 inbound SA for SPI 3 (the IPv4 one stays): XfrmInNoStates on worker2
+#     for the IPv6 ESP only.
+variant_doctor_v6_no_in_sa() { ip -n worker2 xfrm state delete src :: dst fc18::4 proto esp spi 3 mark 0xd00 mask 0xf00; }
+undo_doctor_v6_no_in_sa() {
+    ip -n worker2 xfrm state add src :: dst fc18::4 proto esp spi 3 reqid 1 mode tunnel \
+        replay-window 0 mark 0xd00 mask 0xf00 output-mark 0xd00 mask 0xf00 \
+        aead 'rfc4106(gcm(aes))' "$KEY3" 128 sel src ::/0 dst ::/0
+}
