@@ -360,47 +360,61 @@ pub fn limit_live() -> Result<Limited> {
 mod tests {
     use super::*;
 
-    /// In a child (the filter stays there): open, socket and execve fail with EPERM; writing
-    /// to a descriptor already open still works.
-    #[test]
-    fn the_filter_refuses_opening_anything_new() {
-        let filter = read_write_only().unwrap();
+    /// Runs `checks` in a forked child under no_new_privs and `filter` (so the filter stays
+    /// there) and returns the child's exit code: the bits of the checks that failed.
+    fn bits_failed_in_filtered_child(
+        filter: &seccompiler::BpfProgram,
+        checks: impl FnOnce() -> i32,
+    ) -> i32 {
         // SAFETY: the child only makes raw syscalls and exits; the parent waits for it.
         unsafe {
             let pid = libc::fork();
             assert!(pid >= 0);
             if pid == 0 {
-                let mut code = 0;
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                    || seccompiler::apply_filter(&filter).is_err()
+                    || seccompiler::apply_filter(filter).is_err()
                 {
-                    libc::_exit(10);
+                    libc::_exit(100);
                 }
-                let denied = |rc: i64| rc < 0 && *libc::__errno_location() == libc::EPERM;
-                if !denied(libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) as i64) {
-                    code |= 1;
-                }
-                if !denied(libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) as i64) {
-                    code |= 2;
-                }
-                let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
-                if !denied(libc::execv(c"/bin/true".as_ptr(), argv.as_ptr()) as i64) {
-                    code |= 4;
-                }
-                if libc::write(2, c"".as_ptr().cast(), 0) != 0 {
-                    code |= 8;
-                }
-                libc::_exit(code);
+                libc::_exit(checks());
             }
             let mut status = 0;
             libc::waitpid(pid, &mut status, 0);
             assert!(libc::WIFEXITED(status), "child died: {status}");
-            assert_eq!(
-                libc::WEXITSTATUS(status),
-                0,
-                "bits: 1 open, 2 socket, 4 exec, 8 write"
-            );
+            libc::WEXITSTATUS(status)
         }
+    }
+
+    /// A raw syscall's return refused with EPERM (by the filter).
+    fn denied(rc: i64) -> bool {
+        // SAFETY: errno of this thread, read right after the call.
+        rc < 0 && unsafe { *libc::__errno_location() } == libc::EPERM
+    }
+
+    /// In a child: open, socket and execve fail with EPERM; writing to a descriptor already
+    /// open still works.
+    #[test]
+    fn the_filter_refuses_opening_anything_new() {
+        let filter = read_write_only().unwrap();
+        // SAFETY (in the child): raw syscalls on constant C strings.
+        let bits = bits_failed_in_filtered_child(&filter, || unsafe {
+            let mut code = 0;
+            if !denied(libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) as i64) {
+                code |= 1;
+            }
+            if !denied(libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) as i64) {
+                code |= 2;
+            }
+            let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
+            if !denied(libc::execv(c"/bin/true".as_ptr(), argv.as_ptr()) as i64) {
+                code |= 4;
+            }
+            if libc::write(2, c"".as_ptr().cast(), 0) != 0 {
+                code |= 8;
+            }
+            code
+        });
+        assert_eq!(bits, 0, "bits: 1 open, 2 socket, 4 exec, 8 write");
     }
 
     /// The TUI's filter, in a child: mount, unshare, ptrace and init_module fail with EPERM
@@ -409,59 +423,45 @@ mod tests {
     #[test]
     fn the_live_filter_refuses_what_the_tui_never_does_and_allows_the_rest() {
         let filter = never_used_live().unwrap();
-        // SAFETY: the child only makes raw syscalls and exits; the parent waits for it.
-        unsafe {
-            let pid = libc::fork();
-            assert!(pid >= 0);
-            if pid == 0 {
-                let mut code = 0;
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                    || seccompiler::apply_filter(&filter).is_err()
-                {
-                    libc::_exit(100);
-                }
-                let denied = |rc: i64| rc < 0 && *libc::__errno_location() == libc::EPERM;
-                let null = std::ptr::null::<libc::c_char>();
-                // A target that does not exist: ENOENT without the filter, never a mount.
-                let nowhere = c"/nonexistent-hopscope-test".as_ptr();
-                if !denied(libc::mount(null, nowhere, null, 0, std::ptr::null()) as i64) {
-                    code |= 1;
-                }
-                if !denied(libc::unshare(libc::CLONE_NEWNS) as i64) {
-                    code |= 2;
-                }
-                if !denied(libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0)) {
-                    code |= 4;
-                }
-                if !denied(libc::syscall(libc::SYS_init_module, null, 0, null)) {
-                    code |= 8;
-                }
-                let fd = libc::open(c"/proc/self/status".as_ptr(), libc::O_RDONLY);
-                let nl = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0);
-                if fd < 0 || nl < 0 {
-                    code |= 16;
-                }
-                let child = libc::fork();
-                if child == 0 {
-                    let argv = [c"/bin/true".as_ptr(), null];
-                    libc::execv(c"/bin/true".as_ptr(), argv.as_ptr());
-                    libc::_exit(1);
-                }
-                let mut st = 0;
-                libc::waitpid(child, &mut st, 0);
-                if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
-                    code |= 32;
-                }
-                libc::_exit(code);
+        // SAFETY (in the child): raw syscalls on constant C strings; the grandchild only execs.
+        let bits = bits_failed_in_filtered_child(&filter, || unsafe {
+            let mut code = 0;
+            let null = std::ptr::null::<libc::c_char>();
+            // A target that does not exist: ENOENT without the filter, never a mount.
+            let nowhere = c"/nonexistent-hopscope-test".as_ptr();
+            if !denied(libc::mount(null, nowhere, null, 0, std::ptr::null()) as i64) {
+                code |= 1;
             }
-            let mut status = 0;
-            libc::waitpid(pid, &mut status, 0);
-            assert!(libc::WIFEXITED(status), "child died: {status}");
-            assert_eq!(
-                libc::WEXITSTATUS(status),
-                0,
-                "bits: 1 mount, 2 unshare, 4 ptrace, 8 init_module, 16 open/socket, 32 exec"
-            );
-        }
+            if !denied(libc::unshare(libc::CLONE_NEWNS) as i64) {
+                code |= 2;
+            }
+            if !denied(libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0)) {
+                code |= 4;
+            }
+            if !denied(libc::syscall(libc::SYS_init_module, null, 0, null)) {
+                code |= 8;
+            }
+            let fd = libc::open(c"/proc/self/status".as_ptr(), libc::O_RDONLY);
+            let nl = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0);
+            if fd < 0 || nl < 0 {
+                code |= 16;
+            }
+            let child = libc::fork();
+            if child == 0 {
+                let argv = [c"/bin/true".as_ptr(), null];
+                libc::execv(c"/bin/true".as_ptr(), argv.as_ptr());
+                libc::_exit(1);
+            }
+            let mut st = 0;
+            libc::waitpid(child, &mut st, 0);
+            if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
+                code |= 32;
+            }
+            code
+        });
+        assert_eq!(
+            bits, 0,
+            "bits: 1 mount, 2 unshare, 4 ptrace, 8 init_module, 16 open/socket, 32 exec"
+        );
     }
 }
