@@ -155,4 +155,19 @@ attr += b"\0" * (-len(attr) % 4)
 msg = struct.pack("<IHHII", 16 + len(info) + len(attr), 16, 2, 7, 0) + info + attr
 out("netlink_batch", "xfrm-sa", bytes([7 << 2 | 3]) + msg + struct.pack("<IHHIIi", 20, 3, 2, 7, 0, 0))
 out("monitor", "xfrm-sa", b"\x01" + msg)
+# IPVS over generic netlink (family id 0x22 here; the kernel assigns it): a virtual service
+# tcp 10.96.0.50:80 rr, a real server 10.0.1.103:80 Masq weight 1, then DONE. Selector: bit 7
+# (generic), seq 7 (<<2), multipart (1), IPVS (bit 1 clear).
+def nla(kind, v):
+    b = struct.pack("<HH", 4 + len(v), kind) + v
+    return b + b"\0" * (-len(b) % 4)
+def genl(cmd, attrs):
+    return struct.pack("<IHHII", 20 + len(attrs), 0x22, 2, 7, 0) + bytes([cmd, 1, 0, 0]) + attrs
+v4 = lambda a: socket.inet_aton(a) + b"\0" * 12
+svc = genl(1, nla(1, nla(1, struct.pack("<H", 2)) + nla(2, struct.pack("<H", 6)) + nla(3, v4("10.96.0.50"))
+                   + nla(4, struct.pack(">H", 80)) + nla(6, b"rr\0")))
+dst = genl(5, nla(2, nla(1, v4("10.0.1.103")) + nla(2, struct.pack(">H", 80)) + nla(3, struct.pack("<I", 0))
+                   + nla(4, struct.pack("<I", 1)) + nla(7, struct.pack("<I", 0)) + nla(8, struct.pack("<I", 2))))
+done = struct.pack("<IHHIIi", 20, 3, 2, 7, 0, 0)
+out("netlink_batch", "ipvs-service-dest", bytes([0x80 | 7 << 2 | 1]) + svc + dst + done)
 print("seeds written", file=sys.stderr)

@@ -2,8 +2,12 @@
 //! flow — netshoot (10.0.1.52 on worker) to worker's own 172.18.0.3:32000, kube-proxy's rules
 //! (variant `nodeport`, tests/lab/variants/netfilter.sh) DNAT it to cni-worker2 10.0.0.249:80
 //! and masquerade it to worker's address — is traced and followed, and the conntrack entry on
-//! the trace's hop is the one `conntrack -L` prints. One boot of its own, with no other variant
-//! (guest side: tests/lab/checks/netfilter.sh). HOPSCOPE_LAB_REUSE=1 re-reads the last results.
+//! the trace's hop is the one `conntrack -L` prints. In the same boot, kube-proxy's IPVS mode
+//! (variant `ipvs`): netshoot's connection to ClusterIP 10.96.0.50:80 is sent by worker's
+//! IPVS to cni-worker, and the trace, reading IPVS over generic netlink (GET dumps only, as
+//! strace shows), names the virtual service, both real servers and the one taken. One boot of
+//! its own (guest side: tests/lab/checks/netfilter.sh). HOPSCOPE_LAB_REUSE=1 re-reads the
+//! last results.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -11,12 +15,14 @@ use std::sync::OnceLock;
 
 #[path = "lab/boot.rs"]
 mod boot;
+#[path = "common/readonly_log.rs"]
+mod readonly_log;
 
 /// Boot once for every test here (tests/lab/boot.rs); HOPSCOPE_LAB_REUSE=1 reads the last
 /// results.
 fn results() -> &'static Path {
     static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match CELL.get_or_init(|| boot::boot("netfilter", &["nodeport"])) {
+    match CELL.get_or_init(|| boot::boot("netfilter", &["nodeport", "ipvs"])) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     }
@@ -129,22 +135,9 @@ fn lab_nodeport_trace_names_the_rules_the_dnat_the_masquerade_and_reaches_the_po
     assert_eq!(t["end"]["what"], "pod 10.0.0.249", "{shown}");
 }
 
-#[test]
-fn lab_nodeport_conntrack_entry_on_the_hop_is_conntrack_l() {
-    let t = json("trace-nodeport.json");
-    let dnat = hops(&t, "worker", "nat")[0];
-    let entry = dnat["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["kind"] == "conntrack")
-        .expect("a conntrack decision on the DNAT hop");
+/// `entry` (a conntrack decision of the trace) is `conntrack -L`'s `line`, field by field.
+fn assert_entry_is_listed(entry: &Value, line: &str) {
     // conntrack -L: `tcp 6 117 TIME_WAIT src=… dst=… sport=… dport=… src=… dst=… sport=… dport=… [ASSURED] mark=0 use=1`
-    let listed = text("conntrack.txt");
-    let line = listed
-        .lines()
-        .find(|l| l.starts_with("tcp"))
-        .expect(&listed);
     let kv: Vec<(&str, &str)> = line
         .split_whitespace()
         .filter_map(|w| w.split_once('='))
@@ -171,10 +164,151 @@ fn lab_nodeport_conntrack_entry_on_the_hop_is_conntrack_l() {
     assert_eq!(s("reply_sport"), get("sport", 1));
     assert_eq!(s("reply_dport"), get("dport", 1));
     assert_eq!(s("mark"), get("mark", 0));
+}
+
+fn first_tcp_line(listed: &str) -> &str {
+    listed
+        .lines()
+        .find(|l| l.starts_with("tcp"))
+        .unwrap_or_else(|| panic!("no tcp entry listed:\n{listed}"))
+}
+
+fn conntrack_decision(h: &Value) -> &Value {
+    h["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "conntrack")
+        .unwrap_or_else(|| panic!("no conntrack decision on {h:#}"))
+}
+
+#[test]
+fn lab_nodeport_conntrack_entry_on_the_hop_is_conntrack_l() {
+    let t = json("trace-nodeport.json");
+    let dnat = hops(&t, "worker", "nat")[0];
+    let entry = conntrack_decision(dnat);
+    let listed = text("conntrack.txt");
+    assert_entry_is_listed(entry, first_tcp_line(&listed));
     assert_eq!(entry["reply_src"], "10.0.0.249");
     assert_eq!(
         entry["reply_dst"], "172.18.0.3",
         "masqueraded to worker's address"
+    );
+}
+
+#[test]
+fn lab_ipvs_connection_reached_the_real_server() {
+    assert!(
+        text("ipvs.txt").contains("hello-from-cni-worker"),
+        "{}",
+        text("ipvs.txt")
+    );
+    let listed = text("ipvsadm.txt");
+    assert!(
+        listed.contains("10.96.0.50:80 rr")
+            && listed.contains("10.0.1.103:80")
+            && listed.contains("10.0.0.249:80"),
+        "{listed}"
+    );
+}
+
+/// The IPVS hop of a trace: the only nat hop on worker (the entry of an IPVS connection is
+/// not a nat-table DNAT in PREROUTING), its ipvs decision, and the trace's text.
+fn ipvs_hop(name: &str) -> (Value, String) {
+    let t = json(name);
+    let nat = hops(&t, "worker", "nat");
+    assert_eq!(nat.len(), 1, "one DNAT, by IPVS: {t:#}");
+    let hop = nat[0].clone();
+    assert!(
+        hop["decided_by"]
+            .as_str()
+            .unwrap()
+            .contains("ipvs virtual service tcp 10.96.0.50:80 rr"),
+        "{hop:#}"
+    );
+    assert_eq!(t["end"]["end"], "delivered", "{t:#}");
+    assert_eq!(t["end"]["node"], "worker", "{t:#}");
+    assert_eq!(t["end"]["what"], "pod 10.0.1.103", "{t:#}");
+    (hop, t.to_string())
+}
+
+fn ipvs_decision(hop: &Value) -> &Value {
+    hop["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "netfilter" && d["backend"] == "ipvs")
+        .unwrap_or_else(|| panic!("no ipvs decision: {hop:#}"))
+}
+
+#[test]
+fn lab_ipvs_trace_follows_the_connection_to_its_real_server() {
+    let (hop, t) = ipvs_hop("trace-ipvs.json");
+    let what = hop["what"].as_str().unwrap();
+    assert!(
+        what.contains("IPVS 10.96.0.50:80 → 10.0.1.103:80")
+            && what.contains("conntrack entry took"),
+        "{t}"
+    );
+    let d = ipvs_decision(&hop);
+    let reals: Vec<&str> = d["alternatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(reals.len(), 2, "both real servers listed: {reals:?}");
+    assert!(
+        reals
+            .iter()
+            .any(|r| r.starts_with("10.0.1.103:80 Masq weight 1")),
+        "{reals:?}"
+    );
+    assert!(
+        reals
+            .iter()
+            .any(|r| r.starts_with("10.0.0.249:80 Masq weight 0")),
+        "{reals:?}"
+    );
+    let listed = text("ipvs-conntrack.txt");
+    assert_entry_is_listed(conntrack_decision(&hop), first_tcp_line(&listed));
+    assert_eq!(conntrack_decision(&hop)["reply_src"], "10.0.1.103");
+}
+
+#[test]
+fn lab_ipvs_new_connection_skips_the_quiesced_real_server() {
+    let (hop, t) = ipvs_hop("trace-ipvs-new.json");
+    let what = hop["what"].as_str().unwrap();
+    assert!(
+        what.contains("IPVS 10.96.0.50:80 → 10.0.1.103:80") && what.contains("weight > 0"),
+        "weight 0 gets no new connection: {t}"
+    );
+}
+
+#[test]
+fn lab_ipvs_is_read_over_netlink_with_get_dumps_only() {
+    let log = text("ipvs.strace");
+    let bad = readonly_log::violations(&log, env!("CARGO_BIN_EXE_hopscope"));
+    assert!(bad.is_empty(), "{bad:#?}");
+    // The observer saw the IPVS dumps themselves: GET_SERVICE (4) and GET_DEST (8) on the
+    // generic netlink socket, to a family other than nlctrl (strace names IPVS's dynamic id
+    // or prints it as a number), as dumps (NLM_F_DUMP: 0x300).
+    let cmds: Vec<u8> = readonly_log::netlink_requests(&log)
+        .iter()
+        .filter(|r| {
+            r.protocol == "NETLINK_GENERIC" && !["nlctrl", "0x10"].contains(&r.kind.as_str())
+        })
+        .filter(|r| r.line.contains("NLM_F_DUMP") || r.line.contains("|0x300"))
+        .filter_map(|r| r.genl_cmd)
+        .collect();
+    assert!(
+        cmds.contains(&4) && cmds.contains(&8),
+        "IPVS dumps not seen ({cmds:?}):\n{log}"
+    );
+    assert!(
+        text("trace-ipvs.txt").contains("IPVS 10.96.0.50:80 → 10.0.1.103:80"),
+        "{}",
+        text("trace-ipvs.txt")
     );
 }
 

@@ -369,14 +369,19 @@ fn flow(proto: u8, src: &str, dst: &str, dport: u16) -> Flow {
     }
 }
 
-/// IPv6 flows meet ip6tables' rules (DNAT to [fd09:2::3]:8080, MASQUERADE to fd09:2::1, a
-/// FORWARD drop) and never iptables' IPv4 ones, and IPv4 flows the reverse: the rules the
+/// IPv6 flows meet ip6tables' rules (DNAT to [fd09:2::3]:8080, MASQUERADE to fd09:2::1 of
+/// s1's two addresses, a FORWARD drop) and never iptables' IPv4 ones, and IPv4 flows the
+/// reverse: the rules the
 /// kernel's counters moved are the trace's, and the server's counters say the SYN arrived
 /// translated as the trace predicts.
 #[test]
 fn ip6tables_rules_decide_ipv6_flows_and_iptables_rules_ipv4_ones() {
     require_root();
     let lab = lab();
+    // A second global address on s1, added last, so listed first: the kernel masquerades to
+    // the address sharing the longest prefix with the destination (fd09:2::1 for fd09:2::3),
+    // not to the first one listed.
+    lab.node.ip("addr add fd09:5::1/64 dev s1 nodad");
     // Neighbour discovery done first: a SYN waiting for it may miss nc's 1 s.
     for _ in 0..20 {
         let ping = std::process::Command::new("ip")
@@ -504,4 +509,67 @@ COMMIT\n";
         seen.extend(kernel);
     }
     assert_eq!(seen.len(), 6, "each set matched some packet: {seen:?}");
+}
+
+/// `-m physdev` as br_netfilter records the port: c1 becomes a port of bridge br0 (which now
+/// holds 10.9.1.1), so the client's packets are received by br0 and routed out s1. With
+/// bridge-nf-call-iptables 1 the port they came in by (c1) is known to iptables and they have
+/// no port out (routed, not bridged), so even `! --physdev-out` fails; with 0 the bridge hands
+/// iptables no port at all, and only the negated match holds. Each
+/// physdev rule counts (MARK) in mangle FORWARD and the filter table drops UDP port 9 by the
+/// port in; for every packet the rules the kernel's counters moved are the trace's, with no
+/// physdev match left uncertain, and the drop is the trace's stop.
+#[test]
+fn physdev_matches_as_br_netfilter_records_the_port() {
+    require_root();
+    let lab = lab();
+    lab.node.ip_batch(
+        "link add br0 type bridge\naddr del 10.9.1.1/24 dev c1\nlink set c1 master br0\n\
+addr add 10.9.1.1/24 dev br0\nlink set br0 up\n",
+    );
+    let rules = "*mangle\n\
+-A FORWARD -m physdev --physdev-in c1 -j MARK --set-xmark 0x1/0x1\n\
+-A FORWARD -m physdev --physdev-in c9 -j MARK --set-xmark 0x2/0x2\n\
+-A FORWARD -m physdev --physdev-is-in -j MARK --set-xmark 0x4/0x4\n\
+-A FORWARD -m physdev --physdev-is-out -j MARK --set-xmark 0x8/0x8\n\
+-A FORWARD -m physdev --physdev-is-bridged -j MARK --set-xmark 0x10/0x10\n\
+-A FORWARD -m physdev --physdev-out c1 -j MARK --set-xmark 0x20/0x20\n\
+-A FORWARD -m physdev ! --physdev-out c1 -j MARK --set-xmark 0x40/0x40\n\
+COMMIT\n*filter\n-A FORWARD -p udp -m udp --dport 9 -m physdev --physdev-in c1 -j DROP\nCOMMIT\n";
+    for on in ["1", "0"] {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &lab.node.name,
+                "sysctl",
+                "-qw",
+                &format!("net.bridge.bridge-nf-call-iptables={on}"),
+            ],
+        );
+        for (proto, dport) in [("tcp", 80), ("udp", 9)] {
+            restore(&lab.node, rules);
+            let f = flow(
+                if proto == "tcp" { 6 } else { 17 },
+                "10.9.1.2",
+                "10.9.2.2",
+                dport,
+            );
+            let (t, shown) = trace_on(&lab, &f);
+            send(&lab, proto, "10.9.2.2", dport, None);
+            let kernel = kernel_hits(&lab.node, "iptables-legacy-save");
+            let case = format!("bridge-nf-call-iptables={on} {proto} {dport}");
+            assert_eq!(kernel, traced_rules(&t), "{case}\n{shown}");
+            assert!(!shown.contains("uncertain"), "{case}\n{shown}");
+            let by_port = kernel.iter().any(|r| r.contains("--physdev-in c1 -j MARK"));
+            assert_eq!(by_port, on == "1", "{case}: {kernel:?}");
+            // xt_physdev's `!` is no plain "not": with the port in known and no port out,
+            // `! --physdev-out c1` fails too; without bridge information it matches.
+            let negated_out = kernel.iter().any(|r| r.contains("! --physdev-out c1"));
+            assert_eq!(negated_out, on == "0", "{case}: {kernel:?}");
+            let dropped = matches!(t.end, End::Stopped { .. });
+            assert_eq!(dropped, on == "1" && dport == 9, "{case}\n{shown}");
+        }
+    }
 }

@@ -5,10 +5,12 @@
 //! run other than a rules *lister* (iptables-save and friends).
 
 mod common;
+#[path = "common/readonly_log.rs"]
+mod readonly_log;
 
 use common::Netns;
 use common::tmux::Tmux;
-use std::collections::HashMap;
+use readonly_log::{generic_is_read, genl_cmd, is_read, violations};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -29,88 +31,6 @@ fn strace_cmd(out: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A netlink message type that only reads, for the socket's protocol.
-fn is_read(protocol: &str, t: u32) -> bool {
-    match protocol {
-        // RTM_NEW*/DEL*/GET*/SET* come in fours from 16: GET is base + 2.
-        "NETLINK_ROUTE" => t >= 16 && t % 4 == 2,
-        // XFRM_MSG_GETSA, GETPOLICY, GETAE, GETSADINFO, GETSPDINFO, GETDEFAULT.
-        "NETLINK_XFRM" => matches!(t, 0x12 | 0x15 | 0x1f | 0x23 | 0x25 | 0x28),
-        // subsystem << 8 | message: ctnetlink's GET, GET_STATS(_CPU), GET_DYING/UNCONFIRMED
-        // (not GET_CTRZERO); nftables' GET* messages.
-        "NETLINK_NETFILTER" => match (t >> 8, t & 0xff) {
-            (1, m) => matches!(m, 1 | 4 | 5 | 6 | 7),
-            (10, m) => matches!(m, 1 | 4 | 7 | 10 | 13 | 16 | 19 | 23),
-            _ => false,
-        },
-        "NETLINK_SOCK_DIAG" => t == 20,
-        "NETLINK_GENERIC" => t == 16,
-        _ => false,
-    }
-}
-
-/// What in an strace log changed (or could have changed) the node.
-fn violations(log: &str) -> Vec<String> {
-    let mut protocol: HashMap<String, String> = HashMap::new();
-    let mut bad = Vec::new();
-    for line in log.lines() {
-        let call = line.split_once(' ').map_or(line, |(_, c)| c.trim_start());
-        if call.starts_with("socket(AF_NETLINK") {
-            // socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE) = 4
-            let proto = call.split(", ").nth(2).and_then(|p| p.split(')').next());
-            let fd = call.rsplit("= ").next().map(str::trim);
-            if let (Some(p), Some(fd)) = (proto, fd) {
-                protocol.insert(fd.to_string(), p.to_string());
-            }
-        } else if call.starts_with("sendto(") || call.starts_with("sendmsg(") {
-            let fd = call
-                .split_once('(')
-                .and_then(|(_, r)| r.split([',', '<']).next())
-                .unwrap_or("");
-            let Some(p) = protocol.get(fd) else {
-                continue; // not a netlink socket of ours (e.g. the names watch's TLS)
-            };
-            for ty in call.split("nlmsg_type=").skip(1) {
-                let tok = ty.split([',', ' ']).next().unwrap_or("");
-                let t = tok
-                    .strip_prefix("0x")
-                    .and_then(|h| u32::from_str_radix(h, 16).ok())
-                    .or_else(|| tok.parse().ok());
-                match t {
-                    Some(t) if is_read(p, t) => {}
-                    _ => bad.push(format!("{p} request type {tok}: {line}")),
-                }
-            }
-        } else if call.starts_with("open") {
-            let writes = ["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC"]
-                .iter()
-                .any(|f| call.contains(f));
-            if writes && (call.contains("\"/proc/") || call.contains("\"/sys/")) {
-                bad.push(format!("write-open of a kernel setting: {line}"));
-            }
-        } else if call.starts_with("setsockopt(") {
-            if ["_SO_SET_REPLACE", "_SO_SET_ADD_COUNTERS", "EBT_SO_SET"]
-                .iter()
-                .any(|o| call.contains(o))
-            {
-                bad.push(format!("netfilter change: {line}"));
-            }
-        } else if call.starts_with("execve(\"") && !call.contains("= -1") {
-            let prog = call["execve(\"".len()..].split('"').next().unwrap_or("");
-            let name = prog.rsplit('/').next().unwrap_or(prog);
-            let argv: Vec<&str> = call
-                .split_once(", [")
-                .and_then(|(_, rest)| rest.split_once(']'))
-                .map(|(a, _)| a.split(", ").map(|w| w.trim_matches('"')).collect())
-                .unwrap_or_default();
-            if prog != HS && !name.ends_with("-save") && !is_lister(name, &argv) {
-                bad.push(format!("ran {prog}: {line}"));
-            }
-        }
-    }
-    bad
-}
-
 /// Run hopscope ARGS under strace; its log must show no change to the node.
 fn assert_read_only(tag: &str, args: &[&str]) -> String {
     let out = trace_file(tag);
@@ -128,7 +48,7 @@ fn assert_read_only(tag: &str, args: &[&str]) -> String {
         "hopscope {args:?}: {}",
         String::from_utf8_lossy(&r.stderr)
     );
-    let bad = violations(&log);
+    let bad = violations(&log, HS);
     assert!(
         bad.is_empty(),
         "hopscope {args:?} changed the node:\n{bad:#?}"
@@ -185,7 +105,7 @@ fn the_observer_catches_a_change() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let bad = violations(&std::fs::read_to_string(&out).unwrap());
+    let bad = violations(&std::fs::read_to_string(&out).unwrap(), HS);
     let _ = std::fs::remove_file(&out);
     assert!(
         bad.iter()
@@ -193,6 +113,23 @@ fn the_observer_catches_a_change() {
         "RTM_NEWROUTE not caught: {bad:#?}"
     );
     assert!(!is_read("NETLINK_XFRM", 0x10), "XFRM_MSG_NEWSA is a write");
+    // Generic netlink by family and command, as strace prints ipvsadm's family lookup.
+    let lookup = r#"sendmsg(3, {msg_iov=[{iov_base=[{nlmsg_len=32, nlmsg_type=nlctrl, nlmsg_flags=NLM_F_REQUEST|NLM_F_ACK, nlmsg_seq=1, nlmsg_pid=0}, "\x03\x01\x00\x00\x09\x00"]}]}, 0) = 32"#;
+    assert_eq!(
+        genl_cmd(lookup.split_once("nlmsg_type=").unwrap().1),
+        Some(3)
+    );
+    assert!(generic_is_read("nlctrl", 3), "CTRL_CMD_GETFAMILY reads");
+    assert!(!generic_is_read("nlctrl", 1), "CTRL_CMD_NEWFAMILY");
+    assert!(
+        !generic_is_read("IPVS", 1),
+        "IPVS_CMD_NEW_SERVICE adds a service"
+    );
+    assert!(!generic_is_read("0x22", 17), "IPVS_CMD_FLUSH");
+    assert!(
+        !generic_is_read("ethtool", 4),
+        "a family hopscope does not read"
+    );
     assert!(
         !is_read("NETLINK_NETFILTER", 0x0103),
         "CT_GET_CTRZERO zeroes counters"
@@ -255,26 +192,7 @@ fn the_tui_only_reads() {
     t.quit_cleanly();
     let log = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
-    let bad = violations(&log);
+    let bad = violations(&log, HS);
     assert!(bad.is_empty(), "the TUI changed the node:\n{bad:#?}");
     assert!(log.contains("nlmsg_type="), "no netlink request seen");
-}
-
-/// A rules or state *lister* other than `*-save`: `nft list …`, `ipset save|list`,
-/// `conntrack -L`. Any verb that changes something (add, delete, flush, -f FILE…) is not one.
-fn is_lister(name: &str, argv: &[&str]) -> bool {
-    let args = argv.get(1..).unwrap_or(&[]);
-    let writes = [
-        "add", "create", "delete", "destroy", "flush", "insert", "replace", "reset", "rename",
-        "-f", "--file", "-D", "-F", "-U", "-I",
-    ];
-    if args.iter().any(|a| writes.contains(a)) {
-        return false;
-    }
-    match name {
-        "nft" => args.contains(&"list"),
-        "ipset" => args.first().is_some_and(|a| *a == "save" || *a == "list"),
-        "conntrack" => args.iter().any(|a| *a == "-L" || *a == "--dump"),
-        _ => false,
-    }
 }

@@ -28,6 +28,11 @@ pub struct Netfilter {
     /// Connection tracking entries (/proc/net/nf_conntrack), when readable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conntrack: Vec<Conntrack>,
+    /// net.bridge.bridge-nf-call-iptables and -ip6tables of the netns (None: br_netfilter is
+    /// not loaded): whether a packet entering by a bridge port meets iptables with that port
+    /// known to `-m physdev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_nf_call: Option<[bool; 2]>,
     /// What could not be read (a missing tool, no rights, no conntrack): the trace repeats it
     /// on the hops it affects instead of tracing as if there were no rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -312,14 +317,35 @@ pub struct IpSet {
     pub nomatch: Vec<String>,
 }
 
-/// An IPVS virtual service (/proc/net/ip_vs) with its real servers.
+/// An IPVS virtual service (read over netlink) with its real servers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpvsService {
+    /// `tcp`, `udp`, `sctp`; `fwmark` for a service matched by the packet's mark.
     pub proto: String,
+    /// Unspecified (0.0.0.0 or ::) for a fwmark service: only its family counts.
     pub addr: IpAddr,
     pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
     pub scheduler: String,
     pub reals: Vec<IpvsReal>,
+}
+
+impl IpvsService {
+    /// `tcp 10.96.0.10:53` or `fwmark 0x10 (IPv4)`, as ipvsadm names a service.
+    pub fn name(&self) -> String {
+        match self.fwmark {
+            Some(m) => format!(
+                "fwmark {m:#x} ({})",
+                if self.addr.is_ipv6() { "IPv6" } else { "IPv4" }
+            ),
+            None => format!(
+                "{} {}",
+                self.proto,
+                std::net::SocketAddr::new(self.addr, self.port)
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

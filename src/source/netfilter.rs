@@ -1,8 +1,8 @@
 //! Netfilter state of the calling thread's netns, read-only: iptables rules with the `*-save`
 //! tools of both backends (from the node's own filesystem through /proc/1/root when our image
 //! has none), native nftables (`nft -j list ruleset`), ipsets (`ipset save`), `-m recent`
-//! lists, IPVS and conntrack (/proc). What cannot be read becomes a warning, never an empty
-//! rule set passed off as "no rules".
+//! lists and conntrack (/proc), IPVS (generic netlink). What cannot be read becomes a
+//! warning, never an empty rule set passed off as "no rules".
 
 use crate::model::{
     IpSet, Mark, Netfilter, NfCond, NfMatch, NfPolicy, NfRule, NfTarget, Prefix, RecentList, Side,
@@ -98,7 +98,17 @@ pub fn read() -> Netfilter {
         }
     }
     nf.recent = read_recent(&nf);
-    nf.ipvs = super::ipvs::read().unwrap_or_default();
+    nf.bridge_nf_call = read_bridge_nf_call();
+    match super::ipvs::read() {
+        Ok(Some(ipvs)) => {
+            nf.ipvs = ipvs.services;
+            nf.warnings.extend(ipvs.warnings);
+        }
+        Ok(None) => {} // no IPVS in this kernel: nothing of it to trace
+        Err(e) => nf.warnings.push(format!(
+            "IPVS virtual services could not be read ({e}): a kube-proxy IPVS DNAT is not traced"
+        )),
+    }
     match super::conntrack::read() {
         Ok(ct) => nf.conntrack = ct,
         Err(e) => nf.warnings.push(format!(
@@ -106,6 +116,16 @@ pub fn read() -> Netfilter {
         )),
     }
     nf
+}
+
+/// br_netfilter's switches for IPv4 and IPv6 (per netns); None when it is not loaded.
+fn read_bridge_nf_call() -> Option<[bool; 2]> {
+    let on = |f: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{f}"))
+            .ok()
+            .map(|v| v.trim() == "1")
+    };
+    Some([on("iptables")?, on("ip6tables")?])
 }
 
 /// One family's save tools (legacy and nft backends) into `nf`; a warning when none ran.

@@ -98,6 +98,9 @@ pub struct NfPacket {
     pub oif: Option<String>,
     /// Next hop on `oif` (MASQUERADE picks the source address for it).
     pub nexthop: Option<IpAddr>,
+    /// The bridge port the packet entered by, when `iif` is a bridge and the trace knows it
+    /// (br_netfilter's physindev).
+    pub physdev_in: Option<String>,
     pub ct: CtView,
 }
 
@@ -114,7 +117,17 @@ impl NfPacket {
             iif: None,
             oif: None,
             nexthop: None,
+            physdev_in: None,
             ct: CtView::default(),
+        }
+    }
+
+    /// What MASQUERADE picks its source address toward: for IPv4 the next hop
+    /// (rt_nexthop: the gateway, else the destination), for IPv6 the destination itself.
+    pub fn toward(&self) -> Option<IpAddr> {
+        match self.dst {
+            IpAddr::V4(_) => self.nexthop.or(Some(self.dst)),
+            IpAddr::V6(_) => Some(self.dst),
         }
     }
 }
@@ -218,13 +231,17 @@ pub fn addr_type(st: &NodeState, ip: &IpAddr) -> String {
         .unwrap_or_else(|| "UNICAST".into())
 }
 
-/// The source address MASQUERADE picks, as the kernel's inet_select_addr does: a primary
-/// address of scope global on `dev` (one sharing a subnet with the next hop first), else the
-/// first such address of any device in the netns; of the packet's family (`v6`).
+/// The source address MASQUERADE picks, of the packet's family (`v6`). IPv4 as the kernel's
+/// inet_select_addr: a primary address of scope global on `dev`, the one whose subnet holds
+/// `toward` (the next hop: the gateway, else the destination) first, else the first such
+/// address of any device. IPv6 as ipv6_dev_get_saddr for a global destination `toward`: a
+/// global address, those of `dev` before other devices' (its rule 5), then the longest
+/// prefix shared with the destination, capped at the address's own prefix length (rule 8).
+/// Deprecated and tentative addresses (rule 3) are not in the snapshot: not avoided.
 pub fn masquerade_addr(
     st: &NodeState,
     dev: &str,
-    nexthop: Option<IpAddr>,
+    toward: Option<IpAddr>,
     v6: bool,
 ) -> Option<IpAddr> {
     let v4 = !v6;
@@ -236,18 +253,34 @@ pub fn masquerade_addr(
             .filter(|(ip, _)| ip.is_ipv4() == v4)
             .collect()
     };
+    let mut links: Vec<&crate::model::Link> = st.links.iter().collect();
+    links.sort_by_key(|l| (l.name != dev, l.index));
+    if v6 {
+        let shared = |ip: &IpAddr, p: &crate::model::Prefix| match (ip, toward) {
+            (IpAddr::V6(a), Some(IpAddr::V6(d))) => {
+                ((u128::from(*a) ^ u128::from(d)).leading_zeros() as u8).min(p.len)
+            }
+            _ => 0,
+        };
+        // max_by_key keeps the last of equals: reversed, the first address wins a tie.
+        return links.iter().find_map(|l| {
+            global(l)
+                .iter()
+                .rev()
+                .max_by_key(|(ip, p)| shared(ip, p))
+                .map(|(ip, _)| *ip)
+        });
+    }
     if let Some(l) = st.link_by_name(dev) {
         let addrs = global(l);
         if let Some((ip, _)) = addrs
             .iter()
-            .find(|(_, p)| nexthop.is_some_and(|n| p.contains(&n)))
+            .find(|(_, p)| toward.is_some_and(|n| p.contains(&n)))
             .or(addrs.first())
         {
             return Some(*ip);
         }
     }
-    let mut links: Vec<&crate::model::Link> = st.links.iter().collect();
-    links.sort_by_key(|l| l.index);
     links
         .iter()
         .find_map(|l| global(l).first().map(|(ip, _)| *ip))
@@ -432,7 +465,10 @@ pub fn run_hook(node: &Node, hook: Hook, p: &mut NfPacket) -> HookResult {
         hook,
         Hook::Prerouting | Hook::Output | Hook::Postrouting | Hook::Input
     );
-    if nat_here && let Some((i, reply)) = p.ct.entry {
+    if nat_here
+        && let Some((i, reply)) = p.ct.entry
+        && !(hook.dst_nat() && !reply && ipvs_owns(nf, &nf.conntrack[i]))
+    {
         let c = &nf.conntrack[i];
         if let Some(effect) = apply_entry(c, reply, hook.dst_nat(), p) {
             out.push(NfDecision {
@@ -459,6 +495,14 @@ pub fn run_hook(node: &Node, hook: Hook, p: &mut NfPacket) -> HookResult {
         verdict: Verdict::Accept,
         after,
     }
+}
+
+/// An entry of a connection to an IPVS virtual service: IPVS rewrites it (at INPUT), not
+/// the nat table — the entry carries no NAT binding for PREROUTING to apply.
+fn ipvs_owns(nf: &Netfilter, c: &Conntrack) -> bool {
+    nf.ipvs.iter().any(|s| {
+        s.fwmark.is_none() && s.addr == c.dst && Some(s.port) == c.dport && s.proto == c.proto
+    })
 }
 
 fn family_applies(family: &str, dst: &IpAddr) -> bool {
@@ -787,28 +831,8 @@ fn cond(node: &Node, hook: Hook, c: &NfCond, p: &NfPacket) -> Cond {
             let t = addr_type(st, &ip);
             b(types.iter().any(|x| x.eq_ignore_ascii_case(&t)))
         }
-        NfCond::PhysdevIn(dev) | NfCond::PhysdevOut(dev) => {
-            let (port, _) = physdev(st, p);
-            let which = if matches!(c, NfCond::PhysdevIn(_)) {
-                port.0
-            } else {
-                port.1
-            };
-            match which {
-                Some(Some(d)) => b(NfCond::iface_matches(dev, &d)),
-                Some(None) => Cond::Unknown(format!(
-                    "the bridge port the packet uses (for --physdev {dev}) is not known"
-                )),
-                None => Cond::No,
-            }
-        }
-        NfCond::PhysdevIs(what) => {
-            let (port, bridged) = physdev(st, p);
-            b(match what.as_str() {
-                "in" => port.0.is_some(),
-                "out" => port.1.is_some(),
-                _ => bridged,
-            })
+        NfCond::PhysdevIn(_) | NfCond::PhysdevOut(_) | NfCond::PhysdevIs(_) => {
+            physdev(node, c, false, p)
         }
         NfCond::Set { name, flags } => set_member(node.nf, name, flags, p, 0),
         NfCond::TcpFlags(mask, comp) => {
@@ -874,23 +898,51 @@ fn cond(node: &Node, hook: Hook, c: &NfCond, p: &NfPacket) -> Cond {
     }
 }
 
-/// ((physdev-in, physdev-out), is bridged): Some(None) = through a bridge, port unknown.
-#[allow(clippy::type_complexity)]
-fn physdev(
-    st: &NodeState,
-    p: &NfPacket,
-) -> ((Option<Option<String>>, Option<Option<String>>), bool) {
-    let port_of = |dev: &Option<String>| -> Option<Option<String>> {
-        let d = dev.as_deref()?;
-        let l = st.link_by_name(d)?;
-        if l.kind.as_deref() == Some("bridge") {
-            return Some(None);
+/// What `-m physdev` knows of the port a packet entered by.
+enum Phys {
+    /// br_netfilter recorded this port (physindev).
+    Port(String),
+    /// It entered a bridge, by a port the trace does not know.
+    Unknown(String),
+    /// No bridge port: not received by a bridge, or br_netfilter does not hand the bridge's
+    /// packets to iptables (bridge-nf-call-iptables 0, or not loaded).
+    NotBridged,
+}
+
+/// `-m physdev` as xt_physdev decides it, its `!` included: that is no plain "not" (with
+/// bridge information and no port out, `--physdev-out` fails negated or not; without bridge
+/// information only a negated option matches). The trace routes every packet, and a routed
+/// packet has no port out (physoutdev is set only for frames the bridge forwards itself,
+/// which are not traced).
+fn physdev(node: &Node, c: &NfCond, negated: bool, p: &NfPacket) -> Cond {
+    let want = |m: bool| if m != negated { Cond::Yes } else { Cond::No };
+    match (c, physdev_in(node, p)) {
+        (_, Phys::NotBridged) => want(false),
+        (NfCond::PhysdevIn(dev), Phys::Port(port)) => want(NfCond::iface_matches(dev, &port)),
+        (NfCond::PhysdevIn(dev), Phys::Unknown(why)) => {
+            Cond::Unknown(format!("--physdev-in {dev}: {why}"))
         }
-        None
-    };
-    let (i, o) = (port_of(&p.iif), port_of(&p.oif));
-    let bridged = i.is_some() && o.is_some() && p.iif == p.oif;
-    ((i, o), bridged)
+        (NfCond::PhysdevIs(w), _) if w == "in" => want(true),
+        (NfCond::PhysdevOut(_), _) => Cond::No,
+        _ => want(false), // --physdev-is-out, --physdev-is-bridged: no port out
+    }
+}
+
+fn physdev_in(node: &Node, p: &NfPacket) -> Phys {
+    let on = node
+        .nf
+        .bridge_nf_call
+        .is_some_and(|c| c[usize::from(p.dst.is_ipv6())]);
+    let iif = p.iif.as_deref().and_then(|d| node.state.link_by_name(d));
+    match (on, &p.physdev_in, iif) {
+        (false, ..) => Phys::NotBridged,
+        (true, Some(port), _) => Phys::Port(port.clone()),
+        (true, None, Some(l)) if l.kind.as_deref() == Some("bridge") => Phys::Unknown(format!(
+            "the port of {} it came in by is not known (it arrived from outside the trace)",
+            l.name
+        )),
+        _ => Phys::NotBridged,
+    }
 }
 
 /// What the kernel would translate to, for picking among random alternatives.
@@ -966,20 +1018,22 @@ pub(super) fn pick(
     alts: &[Option<(IpAddr, Option<u16>)>],
     entry: Option<&Conntrack>,
 ) -> (usize, &'static str) {
-    if let Some(c) = entry {
-        for (i, a) in alts.iter().enumerate() {
-            if let Some((ip, port)) = a
-                && *ip == c.reply_src
-                && (port.is_none() || *port == c.reply_sport)
-            {
-                return (i, "the one the flow's conntrack entry took");
-            }
-        }
-    }
-    (
+    taken_by_entry(alts, entry).unwrap_or((
         0,
         "the first; the kernel picks at random per new connection",
-    )
+    ))
+}
+
+/// The alternative whose translation the conntrack entry records (its reply comes from it).
+pub(super) fn taken_by_entry(
+    alts: &[Option<(IpAddr, Option<u16>)>],
+    entry: Option<&Conntrack>,
+) -> Option<(usize, &'static str)> {
+    let c = entry?;
+    let i = alts.iter().position(|a| {
+        a.is_some_and(|(ip, port)| ip == c.reply_src && (port.is_none() || port == c.reply_sport))
+    })?;
+    Some((i, "the one the flow's conntrack entry took"))
 }
 
 impl IptWalk<'_, '_> {
@@ -1001,12 +1055,18 @@ impl IptWalk<'_, '_> {
         let mut unknown = Vec::new();
         let mut assumed = Vec::new();
         for m in &r.matches {
-            match cond(self.node, self.hook, &m.what, p) {
-                Cond::Yes if m.negated => return (false, vec![], vec![]),
-                Cond::No if !m.negated => return (false, vec![], vec![]),
+            let (c, negated) = match &m.what {
+                w @ (NfCond::PhysdevIn(_) | NfCond::PhysdevOut(_) | NfCond::PhysdevIs(_)) => {
+                    (physdev(self.node, w, m.negated, p), false)
+                }
+                w => (cond(self.node, self.hook, w, p), m.negated),
+            };
+            match c {
+                Cond::Yes if negated => return (false, vec![], vec![]),
+                Cond::No if !negated => return (false, vec![], vec![]),
                 Cond::Yes | Cond::No => {}
                 Cond::Unknown(why) => unknown.push(why),
-                Cond::Assumed(why) if m.negated => unknown.push(why),
+                Cond::Assumed(why) if negated => unknown.push(why),
                 Cond::Assumed(why) => assumed.push(why),
             }
         }
@@ -1266,7 +1326,7 @@ impl IptWalk<'_, '_> {
             }
             NfTarget::Masquerade { to_ports } => {
                 let dev = p.oif.clone().unwrap_or_default();
-                match masquerade_addr(self.node.state, &dev, p.nexthop, p.dst.is_ipv6()) {
+                match masquerade_addr(self.node.state, &dev, p.toward(), p.dst.is_ipv6()) {
                     Some(a) => {
                         let was = p.src;
                         p.src = a;

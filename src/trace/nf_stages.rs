@@ -37,6 +37,7 @@ pub(super) fn prerouting(w: &mut Walk, at: &mut At) -> Go {
         return Go::On;
     };
     let ni = at.node;
+    let dev = enter_bridge(w, at, dev);
     at.ct = CtView::default();
     let before = at.pkt.clone();
     let first_hop = w.hops.len();
@@ -44,7 +45,7 @@ pub(super) fn prerouting(w: &mut Walk, at: &mut At) -> Go {
         w,
         ni,
         Hook::Prerouting,
-        Some(&dev),
+        (Some(&dev), at.bridge_port.as_deref()),
         None,
         None,
         &mut at.pkt,
@@ -66,6 +67,33 @@ pub(super) fn prerouting(w: &mut Walk, at: &mut At) -> Go {
     Go::On
 }
 
+/// A packet arriving on a bridge port is received by the bridge: IP sees the bridge as its
+/// device, and br_netfilter keeps the port (physindev) for `-m physdev`. Returns the device
+/// IP sees.
+fn enter_bridge(w: &mut Walk, at: &mut At, dev: String) -> String {
+    let st = &w.nodes[at.node].state;
+    let bridge = st
+        .link_by_name(&dev)
+        .and_then(|l| l.master.as_ref()?.name.clone())
+        .filter(|m| {
+            st.link_by_name(m)
+                .is_some_and(|l| l.kind.as_deref() == Some("bridge"))
+        });
+    let Some(bridge) = bridge else {
+        return dev;
+    };
+    w.hop(
+        (at.node, Step::Ingress, Some(&bridge)),
+        &at.pkt,
+        format!("received by bridge {bridge} on its port {dev}"),
+        format!("{dev} master {bridge}"),
+        vec![],
+    );
+    at.bridge_port = Some(dev);
+    at.iif = Some(bridge.clone());
+    bridge
+}
+
 /// OUTPUT for a packet the node itself sends, once: a DNAT there routes it again.
 pub(super) fn output(w: &mut Walk, at: &mut At) -> Go {
     if at.iif.is_some() || at.generated_by_xfrm || at.output_done {
@@ -79,7 +107,7 @@ pub(super) fn output(w: &mut Walk, at: &mut At) -> Go {
         w,
         at.node,
         Hook::Output,
-        None,
+        (None, None),
         oif.as_deref(),
         gw,
         &mut at.pkt,
@@ -108,7 +136,7 @@ pub(super) fn input(w: &mut Walk, at: &mut At) -> Go {
         w,
         at.node,
         Hook::Input,
-        at.iif.as_deref(),
+        (at.iif.as_deref(), at.bridge_port.as_deref()),
         None,
         None,
         &mut at.pkt,
@@ -116,12 +144,18 @@ pub(super) fn input(w: &mut Walk, at: &mut At) -> Go {
     ) {
         return Go::End(end);
     }
-    if at.pkt.esp.is_none() && ipvs_dnat(w, at.node, &mut at.pkt, &at.ct) {
-        at.output_done = true;
-        at.iif = None;
-        return Go::Again; // routed as the node's own packet, to the real server
+    if at.pkt.esp.is_some() {
+        return Go::On;
     }
-    Go::On
+    match ipvs_dnat(w, at.node, &mut at.pkt, &at.ct) {
+        Ipvs::NotAService => Go::On,
+        Ipvs::Sent => {
+            at.output_done = true;
+            at.iif = None;
+            Go::Again // routed as the node's own packet, to the real server
+        }
+        Ipvs::Dropped(end) => Go::End(end),
+    }
 }
 
 /// FORWARD for a packet passing through the node.
@@ -142,7 +176,7 @@ pub(super) fn forward(w: &mut Walk, at: &mut At) -> Go {
         w,
         at.node,
         Hook::Forward,
-        at.iif.clone().as_deref(),
+        (at.iif.clone().as_deref(), at.bridge_port.as_deref()),
         Some(&oif),
         gw,
         &mut at.pkt,
@@ -158,17 +192,17 @@ pub(super) fn postrouting(w: &mut Walk, at: &mut At) -> Go {
     let Some(oif) = at.routed.as_ref().and_then(|r| r.dev.clone()) else {
         return Go::On;
     };
-    let from = if at.generated_by_xfrm || at.output_done {
-        None
+    let (from, port) = if at.generated_by_xfrm || at.output_done {
+        (None, None)
     } else {
-        at.iif.clone()
+        (at.iif.clone(), at.bridge_port.clone())
     };
     let gw = routed_gateway(w, at);
     let end = nf_hook(
         w,
         at.node,
         Hook::Postrouting,
-        from.as_deref(),
+        (from.as_deref(), port.as_deref()),
         Some(&oif),
         gw,
         &mut at.pkt,
@@ -181,7 +215,8 @@ pub(super) fn postrouting(w: &mut Walk, at: &mut At) -> Go {
     }
 }
 
-/// Run one netfilter hook of node `ni` on `pkt` and turn what decided something into hops:
+/// Run one netfilter hook of node `ni` on `pkt` (arrived on `iif`, by the bridge port
+/// `physdev_in`) and turn what decided something into hops:
 /// one per table that changed, accepted, dropped or could not evaluate something. Some(end)
 /// when a rule dropped the packet.
 #[allow(clippy::too_many_arguments)]
@@ -189,7 +224,7 @@ fn nf_hook(
     w: &mut Walk,
     ni: usize,
     hook: Hook,
-    iif: Option<&str>,
+    (iif, physdev_in): (Option<&str>, Option<&str>),
     oif: Option<&str>,
     nexthop: Option<IpAddr>,
     pkt: &mut Packet,
@@ -212,6 +247,7 @@ fn nf_hook(
         iif: iif.map(str::to_string),
         oif: oif.map(str::to_string),
         nexthop,
+        physdev_in: physdev_in.map(str::to_string),
         ct: ct.clone(),
     };
     let r = run_hook(&node.nf_node(), hook, &mut p);
@@ -231,7 +267,12 @@ fn nf_hook(
     } else {
         vec![]
     };
-    let dev = iif.or(oif).map(str::to_string);
+    // The hop is where the packet is: about to leave by oif at POSTROUTING, else on iif.
+    let dev = match hook {
+        Hook::Postrouting => oif.or(iif),
+        _ => iif.or(oif),
+    }
+    .map(str::to_string);
     let mut groups: Vec<(String, Vec<NfDecision>)> = Vec::new();
     for d in r.decisions.iter().cloned() {
         // An established flow's translation joins the rules a new connection would take.
@@ -359,45 +400,89 @@ fn nf_hook(
     None
 }
 
-/// kube-proxy's IPVS mode: a packet to a virtual service is sent on to one of its real
-/// servers (the one its conntrack entry names, else the first), as a DNAT hop.
-fn ipvs_dnat(w: &mut Walk, ni: usize, pkt: &mut Packet, ct: &CtView) -> bool {
+/// What IPVS did with a locally delivered packet.
+enum Ipvs {
+    NotAService,
+    /// DNATed to a real server, sent on.
+    Sent,
+    /// A virtual service with no real server to schedule.
+    Dropped(End),
+}
+
+/// kube-proxy's IPVS mode: a packet to a virtual service (by address, port and protocol, or
+/// by its mark for a fwmark service) is sent on to one of its real servers, as a DNAT hop:
+/// the one its conntrack entry names, else the first the scheduler may take (weight > 0:
+/// a weight-0 server is quiesced and gets no new connection).
+fn ipvs_dnat(w: &mut Walk, ni: usize, pkt: &mut Packet, ct: &CtView) -> Ipvs {
     let node = &w.nodes[ni];
     let proto = crate::model::kernel_names::ip_proto(pkt.proto);
-    let svc = node
-        .netfilter
-        .ipvs
-        .iter()
-        .find(|s| s.addr == pkt.dst && Some(s.port) == pkt.dport && s.proto == proto);
-    let Some(svc) = svc.filter(|s| !s.reals.is_empty()) else {
-        return false;
+    let svc = node.netfilter.ipvs.iter().find(|s| match s.fwmark {
+        Some(m) => m == pkt.mark && s.addr.is_ipv6() == pkt.dst.is_ipv6(),
+        None => s.addr == pkt.dst && Some(s.port) == pkt.dport && s.proto == proto,
+    });
+    let Some(svc) = svc else {
+        return Ipvs::NotAService;
     };
     let entry = ct.entry.map(|(i, _)| &node.netfilter.conntrack[i]);
-    let dests: Vec<_> = svc
-        .reals
-        .iter()
-        .map(|r| Some((r.addr, Some(r.port))))
-        .collect();
-    let (i, why) = super::netfilter::pick(&dests, entry);
-    let real = &svc.reals[i];
+    let service = format!("{} {}", svc.name(), svc.scheduler);
     let alternatives: Vec<String> = svc
         .reals
         .iter()
         .map(|r| {
             format!(
-                "{}:{} {} weight {} (active {}, inactive {})",
-                r.addr, r.port, r.forward, r.weight, r.active, r.inactive
+                "{} {} weight {} (active {}, inactive {})",
+                std::net::SocketAddr::new(r.addr, r.port),
+                r.forward,
+                r.weight,
+                r.active,
+                r.inactive
             )
         })
         .collect();
-    let service = format!("{} {}:{} {}", svc.proto, svc.addr, svc.port, svc.scheduler);
+    let details: Vec<String> = alternatives
+        .iter()
+        .map(|a| format!("real server {a}"))
+        .collect();
+    // The kernel keeps a real server's port 0 as "the packet's own port".
+    let port_of = |r: &crate::model::IpvsReal| match r.port {
+        0 => pkt.dport,
+        p => Some(p),
+    };
+    let dests: Vec<_> = svc
+        .reals
+        .iter()
+        .map(|r| Some((r.addr, port_of(r))))
+        .collect();
+    let chosen = super::netfilter::taken_by_entry(&dests, entry).or_else(|| {
+        svc.reals.iter().position(|r| r.weight > 0).map(|i| {
+            (
+                i,
+                "the first the scheduler may take (weight > 0); it picks per new connection",
+            )
+        })
+    });
+    let Some((i, why)) = chosen else {
+        let reason = format!(
+            "dropped by IPVS: virtual service {service} has no real server to schedule ({} listed, none with weight > 0); the kernel answers ICMP port unreachable",
+            svc.reals.len()
+        );
+        let by = format!("ipvs virtual service {service}");
+        let end = w.stop(ni, pkt, reason, None);
+        if let Some(h) = w.hops.last_mut() {
+            h.decided_by = by;
+            h.details = details;
+        }
+        return Ipvs::Dropped(end);
+    };
+    let real = svc.reals[i].clone();
+    let to = std::net::SocketAddr::new(real.addr, port_of(&real).unwrap_or(0));
     let before = format!("{}:{}", pkt.dst, pkt.dport.unwrap_or(0));
     pkt.dst = real.addr;
-    pkt.dport = Some(real.port);
+    pkt.dport = port_of(&real);
     let effect = format!(
-        "IPVS {before} → {}:{} ({} real servers; following {}, {why})",
-        real.addr,
-        real.port,
+        "IPVS {before} → {to} ({} {}, {} real servers; following {}, {why})",
+        real.forward,
+        svc.scheduler,
         svc.reals.len(),
         real.addr
     );
@@ -406,10 +491,7 @@ fn ipvs_dnat(w: &mut Walk, ni: usize, pkt: &mut Packet, ct: &CtView) -> bool {
         pkt,
         effect.clone(),
         format!("ipvs virtual service {service}"),
-        alternatives
-            .iter()
-            .map(|a| format!("real server {a}"))
-            .collect(),
+        details,
     );
     w.decided(as_decisions(&[NfDecision {
         hook: Hook::Input,
@@ -424,5 +506,5 @@ fn ipvs_dnat(w: &mut Walk, ni: usize, pkt: &mut Packet, ct: &CtView) -> bool {
         conntrack: entry.cloned(),
         new_connections_only: false,
     }]));
-    true
+    Ipvs::Sent
 }

@@ -589,7 +589,7 @@ impl Walk<'_, '_> {
             }
             "masquerade" => {
                 let dev = p.oif.clone().unwrap_or_default();
-                match masquerade_addr(self.node.state, &dev, p.nexthop, p.dst.is_ipv6()) {
+                match masquerade_addr(self.node.state, &dev, p.toward(), p.dst.is_ipv6()) {
                     Some(a) => {
                         let was = p.src;
                         p.src = a;

@@ -379,6 +379,8 @@ pub(crate) struct At {
     /// The if_id XFRM lookups run with: an xfrm interface's (sent into it, or received by an
     /// SA bound to it); 0 otherwise.
     pub if_id: u32,
+    /// The bridge port the packet entered by, once the bridge (`iif`) received it.
+    pub bridge_port: Option<String>,
 }
 
 /// What the route lookup chose, for the steps after it.
@@ -538,5 +540,6 @@ fn enter(w: &mut Walk, flow: &Flow) -> Result<At, End> {
         ct: Default::default(),
         routed: None,
         if_id: 0,
+        bridge_port: None,
     })
 }

@@ -650,6 +650,7 @@ fn hand_off(w: &mut Walk, at: &mut At) -> Go {
             vec![],
         );
         at.iif = Some(peer);
+        at.bridge_port = None;
         return Go::Again;
     }
     // A device leading to another netns: a pod (lxc) or the wire (eth0).
@@ -717,6 +718,7 @@ fn hand_off(w: &mut Walk, at: &mut At) -> Go {
     at.node = nj;
     at.iif = in_dev;
     at.if_id = 0;
+    at.bridge_port = None;
     // skb->mark does not cross into another netns (skb_scrub_packet): the next node's own
     // rules (or Cilium's programs) mark the packet again, whatever --mark said for the first.
     at.pkt.mark = 0;

@@ -8,6 +8,12 @@
 #   ipt-worker.txt                 iptables-legacy-save of worker
 #   trace-nodeport.json/.txt       hopscope trace of it (worker, worker2)
 #   follow-nodeport.json           the same with --follow while more connections are made
+# and, with --variant ipvs, netshoot's request to ClusterIP 10.96.0.50:80 through worker's IPVS:
+#   ipvs.txt, ipvs-conntrack.txt   cni-worker's answer; `conntrack -L` of that connection
+#   ipvsadm.txt                    `ipvsadm -Ln` on worker
+#   trace-ipvs.json/.txt           hopscope trace of that connection (established: its entry)
+#   trace-ipvs-new.json            the same flow from a source port with no entry (new)
+#   ipvs.strace                    the sendto/sendmsg calls of the text trace (read-only proof)
 set -u
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
@@ -48,4 +54,20 @@ for i in $(seq 8); do
 done
 wait "$pid"
 kill "$server" 2>/dev/null
+
+ip netns exec cni-worker sh -c 'while true; do busybox nc -l -p 80 -e echo hello-from-cni-worker; done' &
+ipvs_server=$!
+for i in $(seq 100); do
+    ip netns exec cni-worker ss -ltn 2>/dev/null | grep -q ':80 ' && break
+    sleep 0.1
+done
+ip netns exec netshoot busybox nc -w 2 10.96.0.50 80 > "$R/ipvs.txt" 2>&1 </dev/null
+ip netns exec worker conntrack -L -p tcp --orig-dst 10.96.0.50 > "$R/ipvs-conntrack.txt" 2>/dev/null
+ipvs_sport=$(head -1 "$R/ipvs-conntrack.txt" | grep -o 'sport=[0-9]*' | head -1 | cut -d= -f2)
+ip netns exec worker ipvsadm -Ln > "$R/ipvsadm.txt" 2>&1
+trace trace-ipvs.json 10.0.1.52 10.96.0.50 --proto tcp --sport "${ipvs_sport:-1}" --dport 80 --netns worker --json
+trace trace-ipvs-new.json 10.0.1.52 10.96.0.50 --proto tcp --sport 1 --dport 80 --netns worker --json
+strace -f -qq -e trace=socket,sendto,sendmsg -o "$R/ipvs.strace" \
+    "$HOPSCOPE" trace 10.0.1.52 10.96.0.50 --proto tcp --sport "${ipvs_sport:-1}" --dport 80 --netns worker > "$R/trace-ipvs.txt" 2>&1
+kill "$ipvs_server" 2>/dev/null
 exit 0

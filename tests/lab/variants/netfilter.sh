@@ -8,6 +8,12 @@
 #              (KUBE-MARK-MASQ) → KUBE-SEP-… DNAT; KUBE-POSTROUTING MASQUERADE on mark
 #              0x4000/0x4000; KUBE-FIREWALL drops mark 0x8000/0x8000. No server listens until a
 #              check starts one.
+#   ipvs       kube-proxy's IPVS mode on worker: ClusterIP 10.96.0.50 on the dummy kube-ipvs0
+#              (down, as kube-proxy leaves it: its addresses are still local), virtual service
+#              tcp 10.96.0.50:80 rr with real servers cni-worker 10.0.1.103:80 (weight 1) and
+#              cni-worker2 10.0.0.249:80 (weight 0: quiesced, so every new connection lands on
+#              cni-worker and the check knows where); net.ipv4.vs.conntrack=1 as kube-proxy
+#              sets it. Set up with ipvsadm (Debian package ipvsadm, from the host's /).
 variant_nodeport() {
     ip netns exec worker iptables-legacy-restore --noflush <<'EOT'
 *nat
@@ -49,4 +55,15 @@ COMMIT
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 COMMIT
 EOT
+}
+
+variant_ipvs() {
+    command -v ipvsadm >/dev/null || { echo "ipvs: ipvsadm is missing (Debian package ipvsadm)" >&2; return 1; }
+    lab-modprobe -a dummy ip_vs ip_vs_rr || { echo "ipvs: modprobe dummy ip_vs ip_vs_rr failed" >&2; return 1; }
+    ip -n worker link add kube-ipvs0 type dummy
+    ip -n worker addr add 10.96.0.50/32 dev kube-ipvs0
+    ip netns exec worker sysctl -qw net.ipv4.vs.conntrack=1
+    ip netns exec worker ipvsadm -A -t 10.96.0.50:80 -s rr
+    ip netns exec worker ipvsadm -a -t 10.96.0.50:80 -r 10.0.1.103:80 -m -w 1
+    ip netns exec worker ipvsadm -a -t 10.96.0.50:80 -r 10.0.0.249:80 -m -w 0
 }
