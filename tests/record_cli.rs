@@ -51,6 +51,8 @@ fn sigterm_ends_the_recording_cleanly_and_it_replays_to_the_cut() {
     let (code, rec, stderr) = record_until(libc::SIGTERM, "term.hsrec");
     assert_eq!(code, Some(128 + libc::SIGTERM), "{stderr}");
     assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    // Nothing silent: the end line counts what could not be kept (none here).
+    assert!(stderr.contains(" decrypted, 0 dropped)"), "{stderr}");
     let end = rec.end.as_ref().expect("an end record after SIGTERM");
     assert_eq!(end.reason, "stopped by SIGTERM");
     assert!(rec.cut.is_none());

@@ -318,6 +318,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         dropped: dropped(&nodes),
         bytes: w.written,
     };
+    let lost = end.dropped;
     let ended = w.write(&Record::End(end)).and_then(|_| w.flush());
     if plan.progress {
         progress(&w, &mut totals, dropped(&nodes), start.elapsed(), limit_mib);
@@ -327,7 +328,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
     }
     match ended {
         Ok(()) => eprintln!(
-            "hopscope: {reason}; {} written to {} ({} changes, {} samples, {} frames, {} decrypted)",
+            "hopscope: {reason}; {} written to {} ({} changes, {} samples, {} frames, {} decrypted, {lost} dropped)",
             human_bytes(w.written),
             plan.out.display(),
             totals.changes,
