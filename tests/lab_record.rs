@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 
 #[path = "lab/boot.rs"]
 mod boot;
+mod common;
+use common::replay::{Play, replay_screen};
 
 /// Boot once for every test here (tests/lab/boot.rs); HOPSCOPE_LAB_REUSE=1 reads the last
 /// results.
@@ -202,4 +204,38 @@ fn a_recording_with_the_capture_filter_esp_holds_the_esp_and_nothing_else() {
     // And they are opened with worker's keys, as in the unfiltered recording.
     let icmp = inner_icmp(&rec);
     assert!(icmp.len() >= 20, "decrypted: {icmp:?}");
+}
+
+/// A screen's table: its header row down to the last row above the key line, trailing blanks
+/// cut. The lines above it (clock, live/replay, tab counts) differ by design.
+fn table(screen: &str) -> Vec<String> {
+    let lines: Vec<String> = screen.lines().map(|l| l.trim_end().to_string()).collect();
+    let body = &lines[3..lines.len().saturating_sub(1)];
+    let last = body
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(0, |i| i + 1);
+    body[..last].to_vec()
+}
+
+#[test]
+fn the_recording_replays_to_the_screens_the_live_tui_showed() {
+    let rec = recording();
+    let worker = rec.node_index("worker").unwrap();
+    for (key, name) in [("2", "routes"), ("3", "rules"), ("5", "policies")] {
+        let live = read(&format!("live-{name}.screen"));
+        let replayed = replay_screen(
+            rec.clone(),
+            Play {
+                node: worker,
+                at: rec.duration(),
+                filter: None,
+                typed: key,
+                size: (160, 30),
+            },
+        );
+        let (live, replayed) = (table(&live), table(&replayed));
+        assert!(live.len() > 2, "the live {name} pane has rows: {live:#?}");
+        assert_eq!(replayed, live, "{name}: replayed vs live");
+    }
 }

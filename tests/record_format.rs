@@ -3,24 +3,14 @@
 //! panes the recorded node had (the TUI loop fed from the file).
 
 mod common;
-use common::screen::screen;
+use common::replay::Play;
 
 use hopscope::model::event::{Event, SaKey};
 use hopscope::model::fixtures::{SEED_KEY, seed_node};
 use hopscope::record::format::{End, FrameRec, Iface, Record};
 use hopscope::record::reader::{Item, Recording};
-use hopscope::record::replay::ReplayInputs;
 use hopscope::record::writer::Writer;
 use hopscope::record::{Meta, RecSample};
-use hopscope::tui::app::App;
-use hopscope::tui::inputs::Inputs;
-use hopscope::tui::keymap::Keymap;
-use hopscope::tui::theme::Theme;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
-use std::sync::Arc;
-use std::time::Duration;
 
 const SECOND: u64 = 1_000_000_000;
 const STARTED: u64 = 1_720_000_000 * SECOND;
@@ -214,24 +204,19 @@ fn a_file_cut_anywhere_reads_up_to_its_last_whole_record() {
     assert!(Recording::read(&b"{\"links\": []}"[..]).is_err());
 }
 
-fn key(c: char) -> TermEvent {
-    TermEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
-}
-
-/// The replayed screen: the recording played to `at`, paused, then `keys`.
-fn replay_screen(rec: Recording, node: usize, at: u64, keys: &str) -> String {
-    let mut inputs =
-        ReplayInputs::new(Arc::new(rec), node, 1.0, true).scripted(keys.chars().map(key).collect());
-    inputs.seek(at);
-    let app = App::new(
-        Keymap::default(),
-        Duration::from_secs(1),
-        inputs.label(),
-        inputs.since(),
-    );
-    let mut term = Terminal::new(TestBackend::new(160, 30)).unwrap();
-    hopscope::tui::run_loop(&mut term, &mut inputs, app, &Theme::builtin("mono")).unwrap();
-    screen(&term)
+/// The replayed screen: the recording played to `at`, paused, then `typed`.
+fn replay_screen(rec: Recording, node: usize, at: u64, typed: &str) -> String {
+    let (filter, size) = (None, (160, 30));
+    common::replay::replay_screen(
+        rec,
+        Play {
+            node,
+            at,
+            filter,
+            typed,
+            size,
+        },
+    )
 }
 
 #[test]

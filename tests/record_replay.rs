@@ -3,51 +3,27 @@
 //! `b` in the TUI) shows only the recorded packets it accepts.
 
 mod common;
-use common::screen::screen;
+use common::replay::Play;
 
 use hopscope::record::cmd::demo_recording;
 use hopscope::record::reader::Recording;
-use hopscope::record::replay::ReplayInputs;
-use hopscope::tui::app::App;
-use hopscope::tui::inputs::Inputs;
-use hopscope::tui::keymap::Keymap;
-use hopscope::tui::theme::Theme;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
-use std::sync::Arc;
-use std::time::Duration;
-
-fn keys(s: &str) -> Vec<TermEvent> {
-    s.chars()
-        .map(|c| {
-            let code = if c == '\n' {
-                KeyCode::Enter
-            } else {
-                KeyCode::Char(c)
-            };
-            TermEvent::Key(KeyEvent::new(code, KeyModifiers::NONE))
-        })
-        .collect()
-}
 
 /// `rec`'s node `node` played (paused) to `at` seconds, with `filter` as `replay -f`, then
 /// `typed`: the screen at the end.
 fn replay_screen(rec: Recording, node: &str, at: f64, filter: Option<&str>, typed: &str) -> String {
     let node = rec.node_index(node).expect("a recorded node");
-    let mut inputs = ReplayInputs::new(Arc::new(rec), node, 1.0, true)
-        .scripted(keys(typed).into_iter().collect());
-    inputs.set_capture_filter(filter).unwrap();
-    inputs.seek((at * 1e9) as u64);
-    let app = App::new(
-        Keymap::default(),
-        Duration::from_secs(1),
-        inputs.label(),
-        inputs.since(),
-    );
-    let mut term = Terminal::new(TestBackend::new(200, 40)).unwrap();
-    hopscope::tui::run_loop(&mut term, &mut inputs, app, &Theme::builtin("mono")).unwrap();
-    screen(&term)
+    let at = (at * 1e9) as u64;
+    let size = (200, 40);
+    common::replay::replay_screen(
+        rec,
+        Play {
+            node,
+            at,
+            filter,
+            typed,
+            size,
+        },
+    )
 }
 
 #[test]

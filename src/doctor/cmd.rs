@@ -134,10 +134,15 @@ fn recorded_reads(rec: &crate::record::reader::Recording, netns: &[String]) -> R
 /// (node, pod) pairs among recorded netns: a pod is a netns whose link and a node's lxc veth
 /// name each other's ifindex as their peer (a recording keeps no nsid → netns name map, so
 /// the veth pair is what ties them; `hopscope record --netns NODE --netns POD` records both).
+/// Ifindexes repeat across namespaces, so a netns that is itself a node (`is_node_like`)
+/// is never taken for a pod however its indexes happen to pair.
 fn recorded_pods(states: &[NodeState]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     for (n, node) in states.iter().enumerate() {
         for (p, pod) in states.iter().enumerate() {
+            if is_node_like(pod) {
+                continue;
+            }
             let paired = lxcs(node).any(|(lxc, peer, _)| {
                 pod.links
                     .iter()
@@ -282,6 +287,14 @@ fn nsids(target: &Target, files: &[(String, std::fs::File)]) -> Result<BTreeMap<
         }
         Ok(out)
     })?
+}
+
+/// A netns with XFRM state, lxc veths or cilium_host of its own is a node, not a pod.
+fn is_node_like(st: &NodeState) -> bool {
+    !st.xfrm_states.is_empty()
+        || !st.xfrm_policies.is_empty()
+        || st.links.iter().any(|l| l.name == "cilium_host")
+        || lxcs(st).next().is_some()
 }
 
 /// (lxc ifindex, its peer's ifindex, the nsid of the pod's netns).
@@ -538,6 +551,25 @@ mod recorded_pods_tests {
         };
         let reads = recorded_reads(&rec, &[]).unwrap();
         assert_eq!(reads.len(), 2);
+        assert!(reads.iter().all(|r| r.pods.is_empty()));
+    }
+
+    /// Ifindexes repeat across namespaces: a second node whose eth0 happens to pair with
+    /// worker's lxc by index (as worker2's does in the demo recording) is a node, not a pod.
+    #[test]
+    fn a_node_whose_indexes_pair_by_chance_is_no_pod() {
+        let mut other = pod(10);
+        other.xfrm_states = seed_worker().xfrm_states;
+        other.node.netns.name = Some("worker2".into());
+        let rec = Recording {
+            nodes: vec![
+                track("netns worker", seed_worker()),
+                track("netns worker2", other),
+            ],
+            ..Recording::default()
+        };
+        let reads = recorded_reads(&rec, &[]).unwrap();
+        assert_eq!(reads.len(), 2, "both are nodes");
         assert!(reads.iter().all(|r| r.pods.is_empty()));
     }
 }

@@ -1,6 +1,7 @@
 //! Shared helpers for tests that need a throwaway network namespace on the host kernel (root).
 #![allow(dead_code)]
 
+pub mod replay;
 pub mod screen;
 pub mod state_diff;
 pub mod tmux;
