@@ -797,7 +797,7 @@ fn traces_predict_each_layouts_path() {
             &t,
             "ly-nat",
             "nat",
-            "inside",
+            "outside",
             "SNAT 192.168.63.1:4500 → 192.168.64.254:4500"
         ),
         "{t:#}"
