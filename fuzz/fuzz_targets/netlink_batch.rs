@@ -2,11 +2,10 @@
 //! send it: the batch reader never panics, whether rtnetlink, XFRM or generic netlink (the
 //! IPVS family's services and real servers, nlctrl's family lookup) messages are expected.
 #![no_main]
-use hopscope::source::ipvs::IpvsMsg;
+use hopscope::source::ipvs::{FamilyLookup, IpvsMsg};
 use hopscope::source::netlink::{DumpReport, read_batch};
 use libfuzzer_sys::fuzz_target;
 use netlink_packet_generic::GenlMessage;
-use netlink_packet_generic::ctrl::GenlCtrl;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_xfrm::XfrmMessage;
 
@@ -32,6 +31,12 @@ fuzz_target!(|data: &[u8]| {
     if sel & 2 == 0 {
         let _ = read_batch::<GenlMessage<IpvsMsg>>(buf, seq, multipart, &mut report, &mut |_| {});
     } else {
-        let _ = read_batch::<GenlMessage<GenlCtrl>>(buf, seq, multipart, &mut report, &mut |_| {});
+        let _ = read_batch::<GenlMessage<FamilyLookup>>(
+            buf,
+            seq,
+            multipart,
+            &mut report,
+            &mut |_| {},
+        );
     }
 });

@@ -11,8 +11,10 @@ use crate::model::{IpvsReal, IpvsService};
 use netlink_packet_core::{
     DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, ParseableParametrized,
 };
-use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
-use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
+use netlink_packet_generic::constants::{
+    CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, CTRL_CMD_GETFAMILY, CTRL_CMD_NEWFAMILY,
+    GENL_ID_CTRL,
+};
 use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -157,7 +159,71 @@ impl Family for GenlMessage<IpvsMsg> {
     }
 }
 
-impl Family for GenlMessage<GenlCtrl> {
+/// nlctrl's family lookup, asked and answered here: netlink-packet-generic's parser of
+/// nlctrl answers panics on a truncated policy attribute (found by fuzzing `netlink_batch`),
+/// and only the family id is needed, which `attrs` reads with its bounds checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FamilyLookup {
+    /// CTRL_CMD_GETFAMILY for this family name.
+    Ask(&'static str),
+    /// The answer's family id, or why it could not be read.
+    Answer(Result<u16, String>),
+}
+
+impl GenlFamily for FamilyLookup {
+    fn family_name() -> &'static str {
+        "nlctrl"
+    }
+    fn family_id(&self) -> u16 {
+        GENL_ID_CTRL
+    }
+    fn command(&self) -> u8 {
+        match self {
+            FamilyLookup::Ask(_) => CTRL_CMD_GETFAMILY,
+            FamilyLookup::Answer(_) => CTRL_CMD_NEWFAMILY,
+        }
+    }
+    fn version(&self) -> u8 {
+        2
+    }
+}
+
+impl FamilyLookup {
+    fn attrs(&self) -> Vec<DefaultNla> {
+        match self {
+            FamilyLookup::Ask(name) => {
+                let mut v = name.as_bytes().to_vec();
+                v.push(0); // a C string
+                vec![DefaultNla::new(CTRL_ATTR_FAMILY_NAME, v)]
+            }
+            FamilyLookup::Answer(_) => vec![],
+        }
+    }
+}
+
+impl Emitable for FamilyLookup {
+    fn buffer_len(&self) -> usize {
+        self.attrs().as_slice().buffer_len()
+    }
+    fn emit(&self, buffer: &mut [u8]) {
+        self.attrs().as_slice().emit(buffer)
+    }
+}
+
+impl ParseableParametrized<[u8], GenlHeader> for FamilyLookup {
+    fn parse_with_param(buf: &[u8], _header: GenlHeader) -> Result<Self, DecodeError> {
+        let id = attrs(buf).and_then(|a| {
+            let (_, v) = a
+                .into_iter()
+                .find(|(k, _)| *k == CTRL_ATTR_FAMILY_ID)
+                .ok_or("no family id")?;
+            u16_ne(v, "family id")
+        });
+        Ok(FamilyLookup::Answer(id))
+    }
+}
+
+impl Family for GenlMessage<FamilyLookup> {
     fn min_payload(_kind: u16) -> usize {
         4
     }
@@ -329,24 +395,24 @@ fn request(msg: IpvsMsg, family: u16) -> GenlMessage<IpvsMsg> {
 pub fn read() -> Result<Option<Read>, String> {
     let mut sock = NlSocket::open(netlink_sys::protocols::NETLINK_GENERIC)
         .map_err(|e| format!("generic netlink socket: {e}"))?;
-    let ask = GenlMessage::from_payload(GenlCtrl {
-        cmd: GenlCtrlCmd::GetFamily,
-        nlas: vec![GenlCtrlAttrs::FamilyName(IpvsMsg::family_name().into())],
-    });
+    let ask = GenlMessage::from_payload(FamilyLookup::Ask(IpvsMsg::family_name()));
     let mut family = None;
-    let found = sock.get(ask, |m: GenlMessage<GenlCtrl>| {
-        family = family.or(m.payload.nlas.iter().find_map(|a| match a {
-            GenlCtrlAttrs::FamilyId(id) => Some(*id),
-            _ => None,
-        }));
+    let mut unread = Vec::new();
+    let found = sock.get(ask, |m: GenlMessage<FamilyLookup>| match m.payload {
+        FamilyLookup::Answer(Ok(id)) => family = family.or(Some(id)),
+        FamilyLookup::Answer(Err(e)) => unread.push(e),
+        FamilyLookup::Ask(_) => {}
     });
     match found {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(format!("looking up the IPVS netlink family: {e}")),
         Ok(report) if family.is_none() => {
+            let mut why = report.warnings("nlctrl");
+            why.extend(unread);
+            let sep = if why.is_empty() { "" } else { ": " };
             return Err(format!(
-                "the IPVS netlink family's id was not in the answer{}",
-                report.warnings("nlctrl").join("; ")
+                "the IPVS netlink family's id was not in the answer{sep}{}",
+                why.join("; ")
             ));
         }
         Ok(_) => {}
@@ -446,6 +512,55 @@ mod tests {
             NetlinkPayload::InnerMessage(g) => g.payload,
             other => panic!("{other:?}"),
         })
+    }
+
+    /// The `netlink_batch` fuzzer's input that made netlink-packet-generic's nlctrl parser
+    /// panic (a policy attribute shorter than its header): read as a family lookup, it is an
+    /// answer without a readable id or a malformed message, never a panic.
+    #[test]
+    fn a_truncated_nlctrl_answer_does_not_panic() {
+        let bytes: &[u8] = &[
+            76, 0, 0, 0, 34, 0, 2, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 7, 0, 8, 0, 0, 127, 3, 0,
+            0, 0, 1, 2, 0, 1, 128, 2, 0, 0, 0, 6, 0, 0, 41, 180, 179, 75, 119, 147, 0, 3, 0, 10,
+            96, 0, 50, 255, 255, 255, 255, 255, 255, 255, 0, 43, 96, 0, 0, 6, 0, 4, 0, 0, 80, 0, 0,
+            7, 0, 6, 0, 114, 114, 0, 0, 84, 0, 0, 0, 34, 0, 2, 0, 7, 0, 0, 0, 0, 1, 8, 0, 241, 255,
+            2, 16, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+            255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+            255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+            255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 63, 0,
+        ];
+        let mut report = super::super::netlink::DumpReport::default();
+        let mut ids = vec![];
+        let _ = super::super::netlink::read_batch::<GenlMessage<FamilyLookup>>(
+            bytes,
+            7,
+            true,
+            &mut report,
+            &mut |m| ids.push(m.payload),
+        );
+        assert!(
+            ids.iter()
+                .all(|m| !matches!(m, FamilyLookup::Answer(Ok(_)))),
+            "{ids:?}"
+        );
+    }
+
+    /// nlctrl's answer to the lookup, as the kernel sends it: the family id is read.
+    #[test]
+    fn the_family_lookup_answer_gives_the_id() {
+        let attrs = [
+            nla(CTRL_ATTR_FAMILY_ID, &0x22u16.to_ne_bytes()),
+            nla(CTRL_ATTR_FAMILY_NAME, b"IPVS\0"),
+        ]
+        .concat();
+        let mut b = wire(CTRL_CMD_NEWFAMILY, &attrs);
+        b[4..6].copy_from_slice(&GENL_ID_CTRL.to_ne_bytes());
+        b[17] = 2; // nlctrl's version
+        let m = super::super::netlink::deserialize::<GenlMessage<FamilyLookup>>(&b).unwrap();
+        let NetlinkPayload::InnerMessage(g) = m.payload else {
+            panic!("{m:?}")
+        };
+        assert_eq!(g.payload, FamilyLookup::Answer(Ok(0x22)));
     }
 
     #[test]
