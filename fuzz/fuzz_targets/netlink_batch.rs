@@ -31,12 +31,7 @@ fuzz_target!(|data: &[u8]| {
     if sel & 2 == 0 {
         let _ = read_batch::<GenlMessage<IpvsMsg>>(buf, seq, multipart, &mut report, &mut |_| {});
     } else {
-        let _ = read_batch::<GenlMessage<FamilyLookup>>(
-            buf,
-            seq,
-            multipart,
-            &mut report,
-            &mut |_| {},
-        );
+        let _ =
+            read_batch::<GenlMessage<FamilyLookup>>(buf, seq, multipart, &mut report, &mut |_| {});
     }
 });

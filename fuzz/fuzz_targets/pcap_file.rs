@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 
 fn scratch() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| std::env::temp_dir().join(format!("hopscope-fuzz-pcap-{}", std::process::id())))
+    PATH.get_or_init(|| {
+        std::env::temp_dir().join(format!("hopscope-fuzz-pcap-{}", std::process::id()))
+    })
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -31,7 +31,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    let file = if sel & 1 == 0 { framed(rest) } else { rest.to_vec() };
+    let file = if sel & 1 == 0 {
+        framed(rest)
+    } else {
+        rest.to_vec()
+    };
     let Ok(rec) = Recording::read(file.as_slice()) else {
         return;
     };
