@@ -245,9 +245,11 @@ where
                 NetlinkPayload::Done(_) => return Ok(true),
                 NetlinkPayload::Error(e) => {
                     return match e.code {
-                        Some(code) => {
-                            Err(NlError::Kernel(io::Error::from_raw_os_error(-code.get())))
-                        }
+                        // The kernel sends -errno; anything may be on the socket, and
+                        // i32::MIN has no negation.
+                        Some(code) => Err(NlError::Kernel(io::Error::from_raw_os_error(
+                            code.get().saturating_neg(),
+                        ))),
                         None => Ok(true), // an ACK
                     };
                 }
@@ -290,6 +292,25 @@ pub(crate) mod tests {
         let mut b = vec![0; m.buffer_len()];
         m.serialize(&mut b);
         b
+    }
+
+    /// The `netlink_batch` fuzzer's input: an error message whose code is i32::MIN (no
+    /// negation) is a kernel error like any other, not an overflow panic.
+    #[test]
+    fn an_error_code_without_a_negation_is_an_error_not_a_panic() {
+        let bytes = [
+            20, 0, 0, 0, 2, 0, 3, 0, 7, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 128, 239, 0, 0, 0, 0, 0, 5,
+            0, 67, 29, 76, 175, 0, 0, 20, 0, 0,
+        ];
+        let mut report = DumpReport::default();
+        let got = read_batch::<netlink_packet_xfrm::XfrmMessage>(
+            &bytes,
+            7,
+            true,
+            &mut report,
+            &mut |_| {},
+        );
+        assert!(matches!(got, Err(NlError::Kernel(_))), "{got:?}");
     }
 
     fn rule(prio: u32) -> NetlinkPayload<RouteNetlinkMessage> {
