@@ -212,13 +212,7 @@ impl Emitable for FamilyLookup {
 
 impl ParseableParametrized<[u8], GenlHeader> for FamilyLookup {
     fn parse_with_param(buf: &[u8], _header: GenlHeader) -> Result<Self, DecodeError> {
-        let id = attrs(buf).and_then(|a| {
-            let (_, v) = a
-                .into_iter()
-                .find(|(k, _)| *k == CTRL_ATTR_FAMILY_ID)
-                .ok_or("no family id")?;
-            u16_ne(v, "family id")
-        });
+        let id = nested(buf, CTRL_ATTR_FAMILY_ID).and_then(|v| u16_ne(v, "family id"));
         Ok(FamilyLookup::Answer(id))
     }
 }
@@ -243,7 +237,7 @@ fn attrs(buf: &[u8]) -> Result<Vec<(u16, &[u8])>, String> {
         .collect()
 }
 
-/// The value of the nested attribute `kind` of a message.
+/// The value of the (first) attribute `kind` of a message.
 fn nested(buf: &[u8], kind: u16) -> Result<&[u8], String> {
     attrs(buf)?
         .into_iter()
