@@ -3,7 +3,11 @@
 //! captures and reads Kubernetes, then hands plain data to the pure layers below (trace,
 //! explain, model, decode) and prints it through `view`. See docs/architecture.md.
 
+pub mod attach;
 pub mod capture;
+pub mod capture_file;
+pub mod doctor;
+pub mod record;
 pub mod reread;
 pub mod snapshot;
 pub mod trace;
