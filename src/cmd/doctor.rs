@@ -327,17 +327,14 @@ fn watch(reads: &mut [Read], w: Duration) -> Result<()> {
     let mut sessions = Vec::new();
     for (i, r) in reads.iter().enumerate() {
         let view = doctor::node::NodeView::new(&r.name, &r.state, None);
-        let mut devs: Vec<String> = view
-            .out_sas
-            .iter()
-            .filter_map(|&s| doctor::node::ip(&view.sa(s).dst))
-            .filter_map(|d| view.dev_towards(&d).map(str::to_string))
-            .collect();
-        devs.sort();
-        devs.dedup();
-        if devs.is_empty() {
+        let Some(devs) = super::devices(
+            view.out_sas
+                .iter()
+                .filter_map(|&s| doctor::node::ip(&view.sa(s).dst))
+                .filter_map(|d| view.dev_towards(&d).map(str::to_string)),
+        ) else {
             continue;
-        }
+        };
         let opts = Options {
             ifaces: devs,
             filter: Some("esp or udp port 4500".into()),

@@ -39,3 +39,11 @@ pub fn finish_names(w: crate::kube::names::NamesWatch) -> std::sync::Arc<crate::
     }
     names
 }
+
+/// The interfaces a command captures on, each once and sorted; None when there are none.
+fn devices(names: impl Iterator<Item = String>) -> Option<Vec<String>> {
+    let mut devs: Vec<String> = names.collect();
+    devs.sort();
+    devs.dedup();
+    (!devs.is_empty()).then_some(devs)
+}
