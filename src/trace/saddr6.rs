@@ -196,53 +196,72 @@ mod tests {
         select(st, Some(oif), dst.parse().unwrap()).map(|c| c.addr.to_string())
     }
 
+    /// The choice among `addrs`, all on eth0, the outgoing device.
+    fn on_eth0(addrs: Vec<LinkAddress>, dst: &str) -> Chosen {
+        select(
+            &node(vec![("eth0", addrs)]),
+            Some("eth0"),
+            dst.parse().unwrap(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn tentative_addresses_are_skipped_unless_optimistic() {
-        let st = node(vec![(
-            "eth0",
-            vec![
-                addr("2001:db8::1", 64, &[AddrFlag::Tentative]),
-                addr("2001:db8::2", 64, &[]),
-            ],
-        )]);
-        assert_eq!(
-            pick(&st, "eth0", "2001:db8::9").as_deref(),
-            Some("2001:db8::2")
+        let tentative = addr("2001:db8::1", 64, &[AddrFlag::Tentative]);
+        let c = on_eth0(vec![tentative, addr("2001:db8::2", 64, &[])], "2001:db8::9");
+        assert_eq!(c.addr.to_string(), "2001:db8::2");
+        let optimistic = addr(
+            "2001:db8::1",
+            64,
+            &[AddrFlag::Tentative, AddrFlag::Optimistic],
         );
-        let st = node(vec![(
-            "eth0",
-            vec![addr(
-                "2001:db8::1",
-                64,
-                &[AddrFlag::Tentative, AddrFlag::Optimistic],
-            )],
-        )]);
         assert_eq!(
-            pick(&st, "eth0", "2001:db8::9").as_deref(),
-            Some("2001:db8::1")
+            on_eth0(vec![optimistic], "2001:db8::9").addr.to_string(),
+            "2001:db8::1"
         );
     }
 
     #[test]
     fn deprecated_loses_to_a_preferred_address_but_is_used_when_alone() {
-        let st = node(vec![(
-            "eth0",
-            vec![
-                addr("2001:db8::1", 128, &[AddrFlag::Deprecated]),
-                addr("2001:db9::2", 64, &[]),
-            ],
-        )]);
-        let c = select(&st, Some("eth0"), "2001:db8::9".parse().unwrap()).unwrap();
+        let deprecated = addr("2001:db8::1", 128, &[AddrFlag::Deprecated]);
+        let c = on_eth0(
+            vec![deprecated.clone(), addr("2001:db9::2", 64, &[])],
+            "2001:db8::9",
+        );
         assert_eq!(c.addr.to_string(), "2001:db9::2");
         assert!(c.why.contains("rule 3"), "{c:?}");
-        let st = node(vec![(
-            "eth0",
-            vec![addr("2001:db8::1", 64, &[AddrFlag::Deprecated])],
-        )]);
         assert_eq!(
-            pick(&st, "eth0", "2001:db8::9").as_deref(),
-            Some("2001:db8::1")
+            on_eth0(vec![deprecated], "2001:db8::9").addr.to_string(),
+            "2001:db8::1"
         );
+    }
+
+    #[test]
+    fn matching_label_comes_before_the_longest_prefix() {
+        // 2001::/32 (Teredo) has a label of its own: 3000::1 shares fewer bits with
+        // 2001:db8::9 but its label (::/0's) is the destination's.
+        let c = on_eth0(
+            vec![addr("2001::1", 64, &[]), addr("3000::1", 64, &[])],
+            "2001:db8::9",
+        );
+        assert_eq!(c.addr.to_string(), "3000::1");
+        assert!(c.why.contains("rule 6"), "{c:?}");
+    }
+
+    #[test]
+    fn longest_prefix_is_capped_at_the_address_prefix_length() {
+        // The first shares 125 bits with the destination but counts only its /48; the second
+        // shares 63.
+        let c = on_eth0(
+            vec![
+                addr("2001:db8:0:3::1", 48, &[]),
+                addr("2001:db8:0:2::1", 64, &[]),
+            ],
+            "2001:db8:0:3::9",
+        );
+        assert_eq!(c.addr.to_string(), "2001:db8:0:2::1");
+        assert!(c.why.contains("rule 8"), "{c:?}");
     }
 
     #[test]
@@ -271,34 +290,5 @@ mod tests {
             Some("2001:db8:1::1")
         );
         assert_eq!(pick(&st, "eth0", "fe80::9").as_deref(), Some("fe80::1"));
-    }
-
-    #[test]
-    fn matching_label_comes_before_the_longest_prefix() {
-        // 2001::/32 (Teredo) has a label of its own: 3000::1 shares fewer bits with
-        // 2001:db8::9 but its label (::/0's) is the destination's.
-        let st = node(vec![(
-            "eth0",
-            vec![addr("2001::1", 64, &[]), addr("3000::1", 64, &[])],
-        )]);
-        let c = select(&st, Some("eth0"), "2001:db8::9".parse().unwrap()).unwrap();
-        assert_eq!(c.addr.to_string(), "3000::1");
-        assert!(c.why.contains("rule 6"), "{c:?}");
-    }
-
-    #[test]
-    fn longest_prefix_is_capped_at_the_address_prefix_length() {
-        let st = node(vec![(
-            "eth0",
-            vec![
-                addr("2001:db8:0:3::1", 48, &[]),
-                addr("2001:db8:0:2::1", 64, &[]),
-            ],
-        )]);
-        // The first shares 125 bits with the destination but counts only its /48; the second
-        // shares 63.
-        let c = select(&st, Some("eth0"), "2001:db8:0:3::9".parse().unwrap()).unwrap();
-        assert_eq!(c.addr.to_string(), "2001:db8:0:2::1");
-        assert!(c.why.contains("rule 8"), "{c:?}");
     }
 }
