@@ -58,6 +58,28 @@ pub fn behind(nodes: &[(&Target, &NodeState)]) -> Vec<Result<Vec<String>>> {
         .collect()
 }
 
+/// The nodes given, then the pods behind their lxc veths (as the live doctor finds
+/// them) that are not given already, and how many those are: `doctor --from` checks
+/// the pods' MTU without the user naming their netns.
+pub fn with_pods(mut targets: Vec<Target>) -> (Vec<Target>, usize) {
+    let states: Vec<Option<NodeState>> = targets.iter().map(|t| super::collect(t).ok()).collect();
+    let read: Vec<_> = targets
+        .iter()
+        .zip(&states)
+        .filter_map(|(t, s)| Some((t, s.as_ref()?)))
+        .collect();
+    let mut pods: Vec<Target> = Vec::new();
+    for name in behind(&read).into_iter().flatten().flatten() {
+        let t = Target::Netns(name);
+        if !targets.contains(&t) && !pods.contains(&t) {
+            pods.push(t);
+        }
+    }
+    let n = pods.len();
+    targets.extend(pods);
+    (targets, n)
+}
+
 /// nsid (as the target netns numbers them) → netns name, for the named netns given.
 fn nsids(target: &Target, files: &[(String, std::fs::File)]) -> Result<BTreeMap<i32, String>> {
     use netlink_packet_route::RouteNetlinkMessage;
