@@ -6,8 +6,8 @@ use super::netfilter::{
     Flow, Hook, NfDecision, NfPacket, Node, Verdict, addr_type, decision, masquerade_addr,
     parse_nat_to, pick,
 };
+use crate::model::nft_text::{expr as text, verdict_text};
 use crate::model::{NftChain, NftTable};
-use crate::source::nftables::{expr as text, verdict_text};
 use serde_json::Value;
 use std::net::IpAddr;
 
