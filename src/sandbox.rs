@@ -102,11 +102,15 @@ fn lock_down_once() -> Result<Locked> {
 }
 
 /// Root becomes nobody: the kernel clears every capability of every thread (glibc and musl
-/// apply set*id to all threads). Without root, this thread's capabilities are dropped.
+/// apply set*id to all threads). Without root, or as a root that may not change its ids (the
+/// attach pod drops CAP_SETUID and CAP_SETGID), this thread's capabilities are dropped.
 fn drop_identity() -> Result<String> {
+    let may_change_ids = [caps::Capability::CAP_SETUID, caps::Capability::CAP_SETGID]
+        .iter()
+        .all(|c| caps::has_cap(None, caps::CapSet::Effective, *c).unwrap_or(false));
     // SAFETY: plain syscalls without pointers (setgroups gets an empty list).
     unsafe {
-        if libc::geteuid() == 0 {
+        if libc::geteuid() == 0 && may_change_ids {
             if libc::setgroups(0, std::ptr::null()) != 0
                 || libc::setresgid(NOBODY, NOBODY, NOBODY) != 0
                 || libc::setresuid(NOBODY, NOBODY, NOBODY) != 0
