@@ -61,6 +61,7 @@ fn link(
             ..Default::default()
         },
         tunnel: None,
+        xfrm_conf: Default::default(),
     }
 }
 
