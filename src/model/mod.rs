@@ -13,6 +13,7 @@ pub mod kernel_names;
 mod link;
 pub mod names;
 mod netfilter;
+pub mod nft_text;
 mod node;
 mod route;
 mod rule;
@@ -21,8 +22,8 @@ mod xfrm;
 
 pub use addr::{Family, Mark, Prefix};
 pub use link::{
-    Ipv4XfrmConf, Ipv6XfrmConf, Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer, Tunnel,
-    XfrmDevConf,
+    AddrFlag, Ipv4XfrmConf, Ipv6XfrmConf, Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer,
+    Tunnel, XfrmDevConf,
 };
 pub use names::Names;
 pub use netfilter::{

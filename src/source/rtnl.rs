@@ -5,11 +5,11 @@ use super::context::Context;
 use super::names;
 use super::netlink::{DumpReport, NlError, NlSocket};
 use super::rt_tables::TableNames;
+use crate::model::{AddrFlag, NextHop, RouteKind, RouteProtocol, Scope};
 use crate::model::{
     Family, Ipv4XfrmConf, Ipv6XfrmConf, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix,
     Route, Rule, TableRef, Tunnel, XfrmDevConf,
 };
-use crate::model::{NextHop, RouteKind, RouteProtocol, Scope};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoData, InfoKind, InfoVti, InfoVxlan, InfoXfrm,
@@ -287,11 +287,14 @@ pub fn address(a: &AddressMessage) -> Option<LinkAddress> {
     let mut local = None;
     let mut address = None;
     let mut label = None;
+    // IFA_FLAGS holds all 32 bits; the header only the low 8 (older kernels send just those).
+    let mut flags = u32::from(a.header.flags.bits());
     for attr in &a.attributes {
         match attr {
             AddressAttribute::Local(ip) => local = Some(*ip),
             AddressAttribute::Address(ip) => address = Some(*ip),
             AddressAttribute::Label(s) => label = Some(s.clone()),
+            AddressAttribute::Flags(f) => flags = f.bits(),
             _ => {}
         }
     }
@@ -303,6 +306,7 @@ pub fn address(a: &AddressMessage) -> Option<LinkAddress> {
         prefix_len: a.header.prefix_len,
         scope: Scope::from_number(a.header.scope.into()),
         label,
+        flags: AddrFlag::from_bits(flags),
     })
 }
 
