@@ -490,7 +490,7 @@ mod tests {
         let l = round_trip(vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(
             vec![AfSpecInet::DevConf(v4)],
         )])]);
-        assert_eq!(l.xfrm_conf.disable_xfrm(), true);
+        assert!(l.xfrm_conf.disable_xfrm());
         assert_eq!(l.xfrm_conf.disable_policy(Family::V4), Some(false));
         assert_eq!(l.xfrm_conf.disable_policy(Family::V6), None);
         // no devconf at all: unknown, and left out of the JSON
