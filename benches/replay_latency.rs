@@ -6,10 +6,10 @@
 //! handing it until the loop asks for the next one (it has answered it, taken events and
 //! packets, and drawn). `cargo bench --bench replay_latency`; the claim is < 50 ms (#17).
 
+use hopscope::cmd::record::demo_recording;
 use hopscope::model::event::{Event, Live};
 use hopscope::model::{Names, Netfilter};
 use hopscope::record::Meta;
-use hopscope::record::cmd::demo_recording;
 use hopscope::record::format::{End, FrameRec, Iface, Record};
 use hopscope::record::reader::Recording;
 use hopscope::record::replay::ReplayInputs;

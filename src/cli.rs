@@ -54,23 +54,23 @@ pub enum Command {
     /// into it, the terminal attached, the pod deleted afterwards (docs/kube.md). As a kubectl
     /// plugin: `kubectl hopscope node/NAME`.
     #[command(after_help = crate::manual::after_help("attach"))]
-    Attach(crate::kube::attach::AttachArgs),
+    Attach(crate::cmd::attach::AttachArgs),
     /// Say what is broken on an IPsec node, which object is wrong and how to fix it: the
     /// kernel's XFRM lookups re-run over each node's state, rising counters explained; exit
     /// 0 fine, 1 warnings, 2 failures (docs/doctor.md). --netns once per node.
     #[command(after_help = crate::manual::after_help("doctor"))]
-    Doctor(crate::doctor::cmd::DoctorArgs),
+    Doctor(crate::cmd::doctor::DoctorArgs),
     /// Record the nodes (--netns, repeatable) into a file: states, every change, counters,
     /// frames (-i), names; keys only with --show-keys (docs/record.md).
     #[command(after_help = crate::manual::after_help("record"))]
-    Record(crate::record::cmd::RecordArgs),
+    Record(crate::cmd::record::RecordArgs),
     /// Play a recording in the TUI: 1×, N×, pause, step, seek (docs/record.md).
     #[command(after_help = crate::manual::after_help("replay"))]
-    Replay(crate::record::cmd::ReplayArgs),
+    Replay(crate::cmd::record::ReplayArgs),
     /// The TUI on a recording of a real IPsec lab cluster, shipped inside hopscope: no root,
     /// no cluster needed.
     #[command(after_help = crate::manual::after_help("demo"))]
-    Demo(crate::record::cmd::DemoArgs),
+    Demo(crate::cmd::record::DemoArgs),
     /// A .tar.gz for a ticket: each node's state (keys redacted, a keyed hash of each), the
     /// doctor's findings, iptables rules and a short recording (docs/record.md).
     #[command(after_help = crate::manual::after_help("bundle"))]

@@ -5,13 +5,13 @@
 //!
 //! The library exists for the binary, the tests, the benches and the fuzz targets; nothing
 //! here is a stable API for anyone else. What they use:
-//! - the binary: `cli`, `cmd`, `output`, `sandbox`, and the commands that still live in their
-//!   area (`tui::run_cli`, `record::cmd`, `doctor::cmd`, `kube::attach`, `kube::resolve`);
+//! - the binary: `cli`, `cmd` (every command), `output`, `sandbox`, `tui::run_cli` (the TUI's
+//!   start-up) and `kube::resolve` (`trace pod/…` arguments);
 //! - tests and benches: `model` (and `model::fixtures`, the reference cluster, with the
 //!   `fixtures` feature), `source` (dumps and the monitor in a test netns), `trace`, `doctor`,
 //!   `decode`, `capture`, `keys`, `view`, `tui` (App, render, inputs), `record`, `kube`,
 //!   `explain`;
-//! - fuzz targets: what reads untrusted bytes: `decode`, `keys::offline`, `kube::names`,
+//! - fuzz targets: what reads untrusted bytes: `decode`, `cmd::capture_file`, `kube::names`,
 //!   `model` (state JSON), `record::{format, reader}`, `source::{netlink, monitor, procfs,
 //!   rt_tables, context}`, `tui::{filter, keymap}` (config and filter lines).
 //!

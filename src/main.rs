@@ -44,20 +44,18 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             )
         }
         Some(Command::Doctor(args)) => Ok(doctor(cli, args)),
-        Some(Command::Record(a)) => exit_on_signal(hopscope::record::cmd::record(
-            a,
-            cli.target.targets(),
-            &cli.kube,
-        )),
-        Some(Command::Replay(a)) => exit_on_signal(hopscope::record::cmd::replay(a, &cli.tui)),
-        Some(Command::Demo(a)) => exit_on_signal(hopscope::record::cmd::demo(a, &cli.tui)),
+        Some(Command::Record(a)) => {
+            exit_on_signal(cmd::record::record(a, cli.target.targets(), &cli.kube))
+        }
+        Some(Command::Replay(a)) => exit_on_signal(cmd::record::replay(a, &cli.tui)),
+        Some(Command::Demo(a)) => exit_on_signal(cmd::record::demo(a, &cli.tui)),
         Some(Command::Bundle(a)) => exit_on_signal(hopscope::record::bundle::run(
             a,
             cli.target.targets(),
             &cli.kube,
         )),
         Some(Command::Attach(args)) => {
-            hopscope::kube::attach::run(&cli.kube, args).map(|code| code.clamp(0, 255) as u8)
+            cmd::attach::run(&cli.kube, args).map(|code| code.clamp(0, 255) as u8)
         }
         // The live TUI; without a terminal (piped, cron) the text snapshot instead.
         None if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
@@ -146,17 +144,15 @@ fn resolve_endpoints(
 }
 
 /// `hopscope doctor`: the report, and its exit status (0 fine, 1 warn, 2 fail).
-fn doctor(cli: &Cli, args: &hopscope::doctor::cmd::DoctorArgs) -> u8 {
+fn doctor(cli: &Cli, args: &cmd::doctor::DoctorArgs) -> u8 {
     let stamp = output::Stamp::now();
     let names = (!args.no_kube).then(|| cmd::start_names(cli));
-    let run = hopscope::doctor::cmd::run(args, &cli.target.targets(), &cli.target.netns, || {
+    let run = cmd::doctor::run(args, &cli.target.targets(), &cli.target.netns, || {
         names.map(cmd::finish_names).unwrap_or_default()
     });
     let printed = run.and_then(|(r, names)| {
-        hopscope::model::names::with_names(names, || {
-            hopscope::doctor::cmd::print(&r, args.json, &stamp)
-        })
-        .map(|()| r.exit_code)
+        hopscope::model::names::with_names(names, || cmd::doctor::print(&r, args.json, &stamp))
+            .map(|()| r.exit_code)
     });
     match printed {
         Ok(code) => code,

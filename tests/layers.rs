@@ -9,43 +9,7 @@ use std::path::Path;
 /// Crossings still in the code: (file under `src/`, module it imports from above, why).
 /// Fix one, delete its line: the test fails while a listed crossing is gone, so the list
 /// cannot go stale.
-const KNOWN: &[(&str, &str, &str)] = &[
-    (
-        "doctor/cmd.rs",
-        "cmd",
-        "the doctor command still lives beside the judgement; it belongs in src/cmd/",
-    ),
-    (
-        "doctor/cmd.rs",
-        "source",
-        "same: the command reads the node",
-    ),
-    (
-        "doctor/cmd.rs",
-        "capture",
-        "same: the command captures a window",
-    ),
-    (
-        "doctor/cmd.rs",
-        "record",
-        "same: `doctor --from` reads a recording",
-    ),
-    (
-        "keys/offline.rs",
-        "view",
-        "`capture -r` (a command) lives in keys/offline.rs and prints packet lines",
-    ),
-    (
-        "keys/offline.rs",
-        "cli",
-        "same: it takes the capture command's arguments; it belongs in src/cmd/",
-    ),
-    (
-        "trace/nftables.rs",
-        "source",
-        "nft expressions are printed by source's reader",
-    ),
-];
+const KNOWN: &[(&str, &str, &str)] = &[];
 
 /// The layers from the bottom, as docs/architecture.md's `layers` block names them.
 fn layer_order(doc: &str) -> BTreeMap<String, usize> {

@@ -79,7 +79,7 @@ fn every_esp_packet_decrypts_offline_to_the_bytes_the_live_node_gave() {
     let sas = hopscope::keys::from_tcpdump(&tcpdump_spec()).unwrap();
     // The same analyzer as live: decrypt each ESP frame and compare the inner packet.
     let mut out = Vec::new();
-    let t = hopscope::keys::offline::run(&pcap, &sas, None, true, &mut out).unwrap();
+    let t = hopscope::cmd::capture_file::run(&pcap, &sas, None, true, &mut out).unwrap();
     assert_eq!(t.decrypted as usize, opened.len(), "{t:?}");
     assert_eq!(t.esp, t.decrypted, "every ESP packet decrypted: {t:?}");
     let text = String::from_utf8(out).unwrap();

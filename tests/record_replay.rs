@@ -5,7 +5,7 @@
 mod common;
 use common::replay::Play;
 
-use hopscope::record::cmd::demo_recording;
+use hopscope::cmd::record::demo_recording;
 use hopscope::record::reader::Recording;
 
 /// `rec`'s node `node` played (paused) to `at` seconds, with `filter` as `replay -f`, then

@@ -2,7 +2,7 @@
 //! live capture uses): any bytes are refused with an error or read up to their damage, never a
 //! panic. libpcap reads from a path, so each input is written to a private file first.
 #![no_main]
-use hopscope::keys::offline::run;
+use hopscope::cmd::capture_file::run;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;

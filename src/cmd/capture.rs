@@ -357,7 +357,7 @@ pub fn one_filter(flag: &Option<String>, words: &[String]) -> anyhow::Result<Opt
 pub fn command(cli: &crate::cli::Cli, a: &crate::cli::CaptureArgs) -> anyhow::Result<()> {
     let filter = one_filter(&a.filter, &a.expression)?;
     if let Some(path) = &a.read {
-        return crate::keys::offline::run_cli(a, path, filter.as_deref());
+        return super::capture_file::run_cli(a, path, filter.as_deref());
     }
     let to_stdout = a.write.as_deref().is_some_and(|p| p.as_os_str() == "-");
     if to_stdout && a.print {

@@ -3,7 +3,11 @@
 //! captures and reads Kubernetes, then hands plain data to the pure layers below (trace,
 //! explain, model, decode) and prints it through `view`. See docs/architecture.md.
 
+pub mod attach;
 pub mod capture;
+pub mod capture_file;
+pub mod doctor;
+pub mod record;
 pub mod reread;
 pub mod snapshot;
 pub mod trace;
@@ -34,4 +38,12 @@ pub fn finish_names(w: crate::kube::names::NamesWatch) -> std::sync::Arc<crate::
         eprintln!("hopscope: {n}");
     }
     names
+}
+
+/// The interfaces a command captures on, each once and sorted; None when there are none.
+fn devices(names: impl Iterator<Item = String>) -> Option<Vec<String>> {
+    let mut devs: Vec<String> = names.collect();
+    devs.sort();
+    devs.dedup();
+    (!devs.is_empty()).then_some(devs)
 }

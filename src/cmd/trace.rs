@@ -252,17 +252,14 @@ fn follow(
     };
     let mut sessions = Vec::new();
     for (node, target) in nodes.iter().zip(targets) {
-        let mut devs: Vec<String> = t
-            .hops
-            .iter()
-            .filter(|h| h.node == node.name && h.expect.is_some())
-            .filter_map(|h| h.dev.clone())
-            .collect();
-        devs.sort();
-        devs.dedup();
-        if devs.is_empty() {
+        let Some(devs) = super::devices(
+            t.hops
+                .iter()
+                .filter(|h| h.node == node.name && h.expect.is_some())
+                .filter_map(|h| h.dev.clone()),
+        ) else {
             continue;
-        }
+        };
         let opts = Options {
             ifaces: devs,
             ..Options::default()

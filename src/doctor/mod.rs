@@ -7,7 +7,6 @@
 
 pub mod checks;
 pub mod cluster;
-pub mod cmd;
 pub mod finding;
 pub mod ipfmt;
 pub mod lookup;

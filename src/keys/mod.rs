@@ -3,8 +3,6 @@
 //! Wireshark's `esp_sa` table; and Wireshark's `esp_sa` lines written from any of them. Every
 //! form becomes the SAs the live decryption uses (`XfrmState`), so both decode the same.
 
-pub mod offline;
-
 use crate::model::{NodeState, XfrmState};
 use anyhow::{Context, Result, bail};
 use std::net::IpAddr;

@@ -1,5 +1,6 @@
-//! `hopscope attach node/NAME`: run hopscope on a node in a debug pod, attach the terminal to
-//! it, and delete the pod afterwards.
+//! The pod behind `hopscope attach node/NAME` (the command itself, its arguments and
+//! `--dry-run`, is `cmd::attach`): the debug pod's manifest, and its lifecycle — create it,
+//! attach the terminal to hopscope in it, and delete it afterwards.
 //!
 //! The pod runs a stock image (busybox by default) and hopscope's own static binary is sent
 //! into it over the exec stream (`upload`), so no image has to be published; `--image` names
@@ -9,10 +10,9 @@
 //! deletes it again — when the session ends, on Ctrl-C/SIGINT, SIGTERM, SIGHUP (terminal gone)
 //! or a dropped connection — unless `--keep`.
 
-use super::upload::{self, BIN_DIR, BIN_PATH, DEFAULT_BASE_IMAGE, Payload};
+use super::upload::{self, BIN_DIR, BIN_PATH, Payload};
 use super::{Connect, KubeArgs, describe_error, status_code};
 use anyhow::{Result, anyhow, bail};
-use clap::Args;
 use k8s_openapi::api::core::v1::{
     AppArmorProfile, Capabilities, Container, EmptyDirVolumeSource, EnvVar, Event, Node, Pod,
     PodSpec, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
@@ -25,13 +25,6 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// An image with hopscope in it from $HOPSCOPE_IMAGE, as if given with `--image`.
-fn image_from_env() -> Option<String> {
-    std::env::var("HOPSCOPE_IMAGE")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
 
 /// The capabilities of the default (not `--privileged`) pod, each for one thing hopscope does
 /// on the node (docs/kube.md says which); every other one is dropped.
@@ -55,43 +48,6 @@ pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Deleting on the way out may take this long before we give up and say how to do it.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(500);
-
-#[derive(Debug, Args, Clone)]
-pub struct AttachArgs {
-    /// The node: node/NAME or NAME (a unique short name such as `worker2` works too).
-    #[arg(value_name = "node/NAME")]
-    pub node: String,
-    /// An image that already has hopscope on its PATH: run that, send nothing [default: none,
-    /// or $HOPSCOPE_IMAGE].
-    #[arg(long, value_name = "IMG")]
-    pub image: Option<String>,
-    /// The stock image this hopscope's own binary is sent into; it needs sh, head and
-    /// sha256sum [default: docker.io/library/busybox:1.37].
-    #[arg(long, value_name = "IMG", conflicts_with = "image")]
-    pub base_image: Option<String>,
-    /// The static hopscope executable to send [default: this one, when it is static; else
-    /// build one with packaging/build-static.sh].
-    #[arg(long, value_name = "PATH", conflicts_with = "image")]
-    pub binary: Option<PathBuf>,
-    /// Run privileged instead of adding only the capabilities hopscope needs (docs/kube.md).
-    #[arg(long)]
-    pub privileged: bool,
-    /// Keep the pod when the session ends (default: delete it).
-    #[arg(long)]
-    pub keep: bool,
-    /// Print the pod manifest (YAML) and exit; contacts nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Namespace for the pod [default: the context's namespace, else `default`].
-    #[arg(short = 'n', long, value_name = "NS")]
-    pub namespace: Option<String>,
-    /// Seconds to wait for the pod to run.
-    #[arg(long, value_name = "S", default_value_t = 120)]
-    pub timeout: u64,
-    /// Arguments for hopscope in the pod, after `--` (e.g. `-- capture -i eth0 --json`).
-    #[arg(last = true, value_name = "ARGS")]
-    pub args: Vec<String>,
-}
 
 /// How hopscope gets into the pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +269,7 @@ pub fn manifest_yaml(p: &PodPlan) -> Result<String> {
 }
 
 /// The namespace the kubeconfig's context names, read without contacting anything.
-fn context_namespace(kube: &KubeArgs) -> Option<String> {
+pub fn context_namespace(kube: &KubeArgs) -> Option<String> {
     use kube::config::Kubeconfig;
     let kc = match &kube.kubeconfig {
         Some(p) => Kubeconfig::read_from(p).ok()?,
@@ -327,28 +283,42 @@ fn context_namespace(kube: &KubeArgs) -> Option<String> {
         .and_then(|c| c.namespace.clone())
 }
 
-fn plan(a: &AttachArgs, node: String, namespace: String) -> PodPlan {
-    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let (image, launch) = match a.image.clone().or_else(image_from_env) {
-        Some(img) if a.base_image.is_none() && a.binary.is_none() => (img, Launch::InImage),
-        _ => (
-            a.base_image
-                .clone()
-                .unwrap_or_else(|| DEFAULT_BASE_IMAGE.into()),
-            Launch::Upload,
-        ),
-    };
-    PodPlan {
-        // Named after the node as it was typed (`worker2`), which is usually the short name.
-        name: pod_name(node_arg(&a.node).unwrap_or(&node), &random_suffix()),
-        namespace,
-        node,
-        image,
-        launch,
-        privileged: a.privileged,
-        args: a.args.clone(),
-        tty,
-        term: std::env::var("TERM").ok(),
+/// What the user asked for, settled from the arguments and the environment before anything is
+/// contacted (`cmd::attach` fills it in).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The node as it was typed (`worker2`); found in the cluster by `find_node`.
+    pub node: String,
+    /// None: the context's namespace.
+    pub namespace: Option<String>,
+    pub image: String,
+    pub launch: Launch,
+    /// The static binary to send with `Launch::Upload` (None: this one).
+    pub binary: Option<PathBuf>,
+    pub privileged: bool,
+    pub args: Vec<String>,
+    pub keep: bool,
+    /// How long the pod may take to run.
+    pub timeout: Duration,
+    pub tty: bool,
+    pub term: Option<String>,
+}
+
+impl Request {
+    /// The pod for the node's full name, in `namespace`.
+    pub fn plan(&self, node: String, namespace: String) -> PodPlan {
+        PodPlan {
+            // Named after the node as it was typed (`worker2`), which is usually the short name.
+            name: pod_name(&self.node, &random_suffix()),
+            namespace,
+            node,
+            image: self.image.clone(),
+            launch: self.launch,
+            privileged: self.privileged,
+            args: self.args.clone(),
+            tty: self.tty,
+            term: self.term.clone(),
+        }
     }
 }
 
@@ -361,32 +331,11 @@ pub enum Ended {
     Signal(i32),
 }
 
-/// `hopscope attach`: the whole lifecycle. Returns the exit code to leave with.
-pub fn run(kube: &KubeArgs, a: &AttachArgs) -> Result<i32> {
-    let node = node_arg(&a.node)?.to_string();
-    if a.dry_run {
-        let ns = a
-            .namespace
-            .clone()
-            .or_else(|| context_namespace(kube))
-            .unwrap_or_else(|| "default".into());
-        let plan = plan(a, node, ns);
-        print!("{}", manifest_yaml(&plan)?);
-        if plan.launch == Launch::Upload {
-            // Not part of the manifest: what attach does in the pod once it runs.
-            let argv: Vec<&str> = std::iter::once(BIN_PATH)
-                .chain(plan.args.iter().map(String::as_str))
-                .collect();
-            println!(
-                "# then: hopscope's static binary is sent into {BIN_DIR} over pods/exec, its \
-                 sha256 checked in the pod, and run: {}",
-                argv.join(" ")
-            );
-        }
-        return Ok(0);
-    }
+/// The pod's whole lifecycle: create, wait, send, attach, delete. Returns the exit code to
+/// leave with.
+pub fn run(kube: &KubeArgs, want: &Request) -> Result<i32> {
     let rt = super::runtime()?;
-    let r = rt.block_on(lifecycle(kube, a, node));
+    let r = rt.block_on(lifecycle(kube, want));
     // Reading the local stdin happens on a blocking thread that may sit in read(2): do not
     // wait for it.
     rt.shutdown_background();
@@ -413,7 +362,7 @@ async fn signalled(
     }
 }
 
-async fn lifecycle(kube: &KubeArgs, a: &AttachArgs, node: String) -> Result<Ended> {
+async fn lifecycle(kube: &KubeArgs, a: &Request) -> Result<Ended> {
     use tokio::signal::unix::{SignalKind, signal};
     let conn = match super::connect(kube, true).await? {
         Connect::Ready(c) => c,
@@ -427,8 +376,8 @@ async fn lifecycle(kube: &KubeArgs, a: &AttachArgs, node: String) -> Result<Ende
         .namespace
         .clone()
         .unwrap_or_else(|| conn.default_namespace.clone());
-    let (node, arch) = find_node(&conn.client, &node).await?;
-    let plan = plan(a, node, ns.clone());
+    let (node, arch) = find_node(&conn.client, &a.node).await?;
+    let plan = a.plan(node, ns.clone());
     // What to send is settled before anything is created: a binary that cannot run there
     // is an error with no pod left behind.
     let payload = match plan.launch {
@@ -668,10 +617,10 @@ async fn session(
     client: &kube::Client,
     pods: &Api<Pod>,
     plan: &PodPlan,
-    a: &AttachArgs,
+    a: &Request,
     payload: Option<&Payload>,
 ) -> Result<Ended> {
-    wait_running(client, pods, plan, Duration::from_secs(a.timeout)).await?;
+    wait_running(client, pods, plan, a.timeout).await?;
     if let Some(p) = payload {
         upload::upload(pods, &plan.name, CONTAINER, &plan.image, p).await?;
     }

@@ -13,6 +13,7 @@ pub mod kernel_names;
 mod link;
 pub mod names;
 mod netfilter;
+pub mod nft_text;
 mod node;
 mod route;
 mod rule;
@@ -20,7 +21,7 @@ mod secret;
 mod xfrm;
 
 pub use addr::{Family, Mark, Prefix};
-pub use link::{Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer, Tunnel};
+pub use link::{AddrFlag, Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer, Tunnel};
 pub use names::Names;
 pub use netfilter::{
     Conntrack, IpSet, IpvsReal, IpvsService, Netfilter, NfCond, NfMatch, NfPolicy, NfRule,

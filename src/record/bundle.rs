@@ -241,13 +241,13 @@ pub fn run(args: &BundleArgs, targets: Vec<Target>, kube: &crate::kube::KubeArgs
         dirs.push(dir);
     }
     // The doctor as `hopscope doctor --no-kube` runs it (its key hashes are its own).
-    let doctor = crate::doctor::cmd::DoctorArgs {
+    let doctor = crate::cmd::doctor::DoctorArgs {
         json: true,
         window: None,
         no_kube: true,
         from: None,
     };
-    match crate::doctor::cmd::run(&doctor, &targets, &[], Default::default) {
+    match crate::cmd::doctor::run(&doctor, &targets, &[], Default::default) {
         Ok((report, _)) => {
             files.push(("doctor.json".into(), serde_json::to_vec_pretty(&report)?));
             files.push(("doctor.txt".into(), report.render().into_bytes()));

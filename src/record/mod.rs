@@ -6,7 +6,6 @@
 //! state, findings and a short recording for a ticket.
 
 pub mod bundle;
-pub mod cmd;
 pub mod format;
 pub mod reader;
 pub mod replay;

@@ -2,7 +2,7 @@
 //! `--window` — a second reading and the ESP seen in between), hands them to the pure
 //! judgement (`examine`) and prints the report. The only I/O of the doctor is here.
 
-use super::{KeyHasher, NodeInput, PodState, Report, Seen};
+use crate::doctor::{self, KeyHasher, NodeInput, PodState, Report, Seen};
 use crate::model::{Names, Netfilter, NodeState};
 use crate::source::{self, Target};
 use anyhow::{Context, Result};
@@ -77,7 +77,7 @@ pub fn run(
     };
     let live = names();
     let names = recorded_names.map(Arc::new).unwrap_or(live);
-    let kube = super::cluster::nodes(&names);
+    let kube = doctor::cluster::nodes(&names);
     // In scope for the judgement: evidence names node IDs by their nodes.
     let report = crate::model::names::with_names(names.clone(), || judge(&reads, kube.as_deref()));
     Ok((report, names))
@@ -156,7 +156,7 @@ fn recorded_pods(states: &[NodeState]) -> Vec<(usize, usize)> {
     out
 }
 
-fn judge(reads: &[Read], kube: Option<&[super::cluster::KubeNode]>) -> Report {
+fn judge(reads: &[Read], kube: Option<&[doctor::cluster::KubeNode]>) -> Report {
     let inputs: Vec<NodeInput> = reads
         .iter()
         .map(|r| NodeInput {
@@ -168,7 +168,7 @@ fn judge(reads: &[Read], kube: Option<&[super::cluster::KubeNode]>) -> Report {
             seen: &r.seen,
         })
         .collect();
-    super::examine_in(&inputs, &KeyHasher::new(random_secret()), kube)
+    doctor::examine_in(&inputs, &KeyHasher::new(random_secret()), kube)
 }
 
 fn read_live(args: &DoctorArgs, targets: &[Target]) -> Result<Vec<Read>> {
@@ -326,18 +326,15 @@ fn watch(reads: &mut [Read], w: Duration) -> Result<()> {
     let stop = ctrl_c_flag();
     let mut sessions = Vec::new();
     for (i, r) in reads.iter().enumerate() {
-        let view = super::node::NodeView::new(&r.name, &r.state, None);
-        let mut devs: Vec<String> = view
-            .out_sas
-            .iter()
-            .filter_map(|&s| super::node::ip(&view.sa(s).dst))
-            .filter_map(|d| view.dev_towards(&d).map(str::to_string))
-            .collect();
-        devs.sort();
-        devs.dedup();
-        if devs.is_empty() {
+        let view = doctor::node::NodeView::new(&r.name, &r.state, None);
+        let Some(devs) = super::devices(
+            view.out_sas
+                .iter()
+                .filter_map(|&s| doctor::node::ip(&view.sa(s).dst))
+                .filter_map(|d| view.dev_towards(&d).map(str::to_string)),
+        ) else {
             continue;
-        }
+        };
         let opts = Options {
             ifaces: devs,
             filter: Some("esp or udp port 4500".into()),

@@ -4,6 +4,7 @@
 
 use crate::capture::analyze::{Analyzer, Ts};
 use crate::capture::{JsonPacket, LinkType};
+use crate::keys;
 use crate::model::{NodeState, XfrmState};
 use crate::view::packet as pv;
 use anyhow::{Context, Result};
@@ -95,21 +96,20 @@ pub fn run(
 pub fn run_cli(a: &crate::cli::CaptureArgs, path: &Path, filter: Option<&str>) -> Result<()> {
     let mut sas = Vec::new();
     if let Some(k) = &a.keys {
-        sas.extend(super::from_snapshot(k)?);
+        sas.extend(keys::from_snapshot(k)?);
     }
     for e in &a.esp_secrets {
-        sas.extend(super::from_tcpdump(e)?);
+        sas.extend(keys::from_tcpdump(e)?);
     }
     if let Some(f) = &a.esp_sa {
-        sas.extend(super::from_esp_sa(f)?);
+        sas.extend(keys::from_esp_sa(f)?);
     }
     if let Some(out) = &a.wireshark_keys {
         anyhow::ensure!(
             !sas.is_empty(),
             "--wireshark-keys: no keys given (--keys, -E, --esp-sa)"
         );
-        std::fs::write(out, super::to_esp_sa(&sas))
-            .with_context(|| format!("{}", out.display()))?;
+        std::fs::write(out, keys::to_esp_sa(&sas)).with_context(|| format!("{}", out.display()))?;
         eprintln!(
             "hopscope: {} SA keys written to {} (Wireshark: Preferences › Protocols › ESP › ESP SAs; a secret: mind where it goes)",
             sas.len(),

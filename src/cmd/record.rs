@@ -1,9 +1,9 @@
 //! The commands around recordings: `record` (a live node into a file), `replay` (a file into
 //! the TUI), `demo` (the recording shipped inside hopscope into the TUI).
 
-use super::reader::Recording;
-use super::replay::ReplayInputs;
-use super::writer::{self, Plan};
+use crate::record::reader::Recording;
+use crate::record::replay::ReplayInputs;
+use crate::record::writer::{self, Plan};
 use crate::source::Target;
 use anyhow::{Context, Result};
 use clap::Args;
