@@ -424,6 +424,9 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
                 };
                 out.push(("peer".into(), where_));
             }
+            for m in crate::explain::xfrm_dev::meaning(l) {
+                out.push(("IPsec".into(), m));
+            }
         }
         Pane::Routes => {
             let r = &st.routes[i];
