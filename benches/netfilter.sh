@@ -78,8 +78,21 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int(
 o=$(median "${ours[@]}"); t=$(median "${theirs[@]}")
 echo "runs (ms): hopscope ${ours[*]}; iptables-save ${theirs[*]}"
 awk -v o="$o" -v t="$t" 'BEGIN { printf "median: hopscope trace %d ms, iptables-legacy-save %d ms, ratio hopscope/iptables-save = %.2f (bar: trace under 2000 ms)\n", o, t, o / t }'
-# Peak memory of each (GNU time's maximum resident set size, KiB: the largest process of the
-# command's tree, so hopscope's counts the save tools it runs too).
-peak() { local f; f=$(mktemp); /usr/bin/time -f '%M' -o "$f" "$@" >/dev/null 2>&1; tail -1 "$f"; rm -f "$f"; }
-our_rss=$(peak "${OURS[@]}"); their_rss=$(peak "${SAVE[@]}")
-awk -v o="$our_rss" -v t="$their_rss" 'BEGIN { printf "peak RSS: hopscope trace %.1f MiB, iptables-legacy-save %.1f MiB, ratio %.2f\n", o / 1024, t / 1024, o / t }'
+# Peak memory. hopscope's own: its VmHWM (/proc/PID/status), sampled every few ms until it
+# exits (a zombie has no VmHWM line), so the save tools it runs as children are not counted;
+# the high-water mark only grows, so the last sample misses at most the final few ms. The
+# command tree's largest process (GNU time's maximum resident set size: a save tool it ran,
+# if bigger) is printed too. iptables-legacy-save's by GNU time (it runs no child).
+own_hwm() {
+  local pid kb last=0
+  "$@" >/dev/null 2>&1 & pid=$!
+  while kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) && [ -n "$kb" ]; do
+    last=$kb; sleep 0.005
+  done
+  wait "$pid" || true
+  echo "$last"
+}
+peak() { local f; f=$(mktemp); /usr/bin/time -f '%M' -o "$f" "$@" >/dev/null 2>&1 || true; tail -1 "$f"; rm -f "$f"; }
+own=$(own_hwm "${OURS[@]}"); tree=$(peak "${OURS[@]}"); their_rss=$(peak "${SAVE[@]}")
+[ "$own" -gt 0 ] || { echo "could not sample hopscope's VmHWM" >&2; exit 1; }
+awk -v o="$own" -v g="$tree" -v t="$their_rss" 'BEGIN { printf "peak RSS: hopscope trace itself %.1f MiB, iptables-legacy-save %.1f MiB, ratio hopscope/iptables-save = %.2f (largest process of the trace'"'"'s tree, a save tool it ran included: %.1f MiB)\n", o / 1024, t / 1024, o / t, g / 1024 }'

@@ -573,3 +573,111 @@ COMMIT\n*filter\n-A FORWARD -p udp -m udp --dport 9 -m physdev --physdev-in c1 -
         }
     }
 }
+
+/// One address of a random IPv6 address set: (prefix of the pool, host byte, prefix length,
+/// deprecated, nodad).
+type Addr6 = (usize, u8, u8, bool, bool);
+const POOL6: [&str; 9] = [
+    "2001:db8:1::",
+    "2001:db8:1:1::",
+    "2001:db8:2::",
+    "fd00:1::",
+    "fd00:2::",
+    "2001:0:5::",
+    "2002:1::",
+    "fec0::",
+    "3000::",
+];
+const DSTS6: [&str; 11] = [
+    "2001:db8:1::ff",
+    "2001:db8:1:1::ff",
+    "2001:db8:2:5::ff",
+    "fd00:1::ff",
+    "fd00:3::ff",
+    "2001:0:5::ff",
+    "2002:1::ff",
+    "2002:9::ff",
+    "fec0::ff",
+    "3000::ff",
+    "fe80::ff",
+];
+const DEVS6: [&str; 3] = ["m0", "m1", "v0"];
+
+/// MASQUERADE's IPv6 source address is the kernel's (ipv6_dev_get_saddr, RFC 6724's rules):
+/// random address sets over two veths with carrier and one without (whose addresses stay
+/// tentative unless nodad), some deprecated (preferred_lft 0), in the pool's scopes and labels
+/// (global, unique local, Teredo, 6to4, site-local, plus the link-locals the kernel adds);
+/// for every destination and device the address saddr6 picks is the `src` of `ip -6 route
+/// get DST oif DEV`, whose answer comes from the same kernel function.
+#[test]
+fn ipv6_masquerade_source_is_the_kernels_choice() {
+    require_root();
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let addr = (
+        0..POOL6.len(),
+        1..4u8,
+        prop::sample::select(vec![16u8, 48, 64, 96, 128]),
+        prop::bool::weighted(0.3),
+        any::<bool>(),
+    );
+    let strategy = prop::collection::vec(prop::collection::vec(addr, 0..4), 3);
+    let tentative_seen = std::cell::Cell::new(0);
+    let deprecated_seen = std::cell::Cell::new(0);
+    runner
+        .run(&strategy, |sets: Vec<Vec<Addr6>>| {
+            let ns = Netns::new("sa6");
+            ns.ip_batch("link add m0 type veth peer name m0p\nlink add m1 type veth peer name m1p\nlink add v0 type veth peer name v0p\n");
+            // v0 runs DAD (set before its addresses are added) but has no carrier (v0p stays
+            // down): its addresses stay tentative unless nodad.
+            run("ip", &["netns", "exec", &ns.name, "sysctl", "-qw", "net.ipv6.conf.v0.accept_dad=1"]);
+            let mut setup = String::new();
+            let mut taken = std::collections::HashSet::new();
+            for (dev, set) in DEVS6.iter().zip(&sets) {
+                for &(pool, host, len, deprecated, nodad) in set {
+                    if !taken.insert((pool, host)) {
+                        continue; // an address is assigned once
+                    }
+                    setup += &format!(
+                        "addr add {}{host}/{len} dev {dev}{}{}\n",
+                        POOL6[pool],
+                        if deprecated { " preferred_lft 0" } else { "" },
+                        if nodad { " nodad" } else { "" },
+                    );
+                }
+            }
+            setup += "link set lo up\nlink set m0 up\nlink set m0p up\nlink set m1 up\nlink set m1p up\nlink set v0 up\nroute add ::/0 dev m0 metric 1\nroute add ::/0 dev m1 metric 2\nroute add ::/0 dev v0 metric 3\n";
+            ns.ip_batch(&setup);
+            // The link-local addresses come once linkwatch has seen the carrier (m0, m0p, m1,
+            // m1p): wait for them, so hopscope and the kernel look at the same set.
+            for _ in 0..200 {
+                if ns.ip("-6 addr show scope link").matches("inet6 fe80").count() == 4 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let st = collect(&Target::Netns(ns.name.clone())).unwrap();
+            let flags: Vec<_> = st.links.iter().flat_map(|l| &l.addresses).flat_map(|a| &a.flags).collect();
+            tentative_seen.set(tentative_seen.get() + flags.iter().filter(|f| ***f == hopscope::model::AddrFlag::Tentative).count());
+            deprecated_seen.set(deprecated_seen.get() + flags.iter().filter(|f| ***f == hopscope::model::AddrFlag::Deprecated).count());
+            for dst in DSTS6 {
+                for dev in DEVS6 {
+                    let got = ns.ip_json(&format!("-6 route get {dst} oif {dev}"));
+                    let kernel = got[0]["prefsrc"].as_str().map(str::to_string);
+                    let ours = hopscope::trace::saddr6::select(&st, Some(dev), dst.parse().unwrap())
+                        .map(|c| c.addr.to_string());
+                    prop_assert_eq!(&ours, &kernel, "{} oif {}\n{}\n{}", dst, dev, setup, ns.ip("-6 addr"));
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (tentative_seen, deprecated_seen) = (tentative_seen.get(), deprecated_seen.get());
+    assert!(
+        tentative_seen > 0 && deprecated_seen > 0,
+        "the sets had tentative ({tentative_seen}) and deprecated ({deprecated_seen}) addresses"
+    );
+}

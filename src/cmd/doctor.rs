@@ -4,6 +4,7 @@
 
 use crate::doctor::{self, KeyHasher, NodeInput, PodState, Report, Seen};
 use crate::model::{Names, Netfilter, NodeState};
+use crate::source::pods::lxcs;
 use crate::source::{self, Target};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -211,28 +212,14 @@ fn random_secret() -> Vec<u8> {
     b
 }
 
-/// Pods' netns: each node's lxc veth names its peer's netns by an nsid of the node's; the node
-/// is asked (RTM_GETNSID) which nsid each named netns has. Each pod netns is read once.
+/// Pods' netns, found behind each node's lxc veths (`source::pods`), each read once.
 fn read_pods(reads: &mut [Read]) {
-    if !reads.iter().any(|r| lxcs(&r.state).next().is_some()) {
-        return;
-    }
-    let node_names: Vec<String> = reads
-        .iter()
-        .filter_map(|r| r.state.node.netns.name.clone())
-        .collect();
-    let files: Vec<(String, std::fs::File)> = source::netns::list_named()
-        .into_iter()
-        .filter(|n| !node_names.contains(n))
-        .filter_map(|n| {
-            let f = std::fs::File::open(format!("{}/{n}", source::netns::NETNS_RUN_DIR)).ok()?;
-            Some((n, f))
-        })
-        .collect();
+    let nodes: Vec<(&Target, &NodeState)> = reads.iter().map(|r| (&r.target, &r.state)).collect();
+    let found = source::pods::behind(&nodes);
     let mut cache: BTreeMap<String, Option<NodeState>> = BTreeMap::new();
-    for r in reads.iter_mut() {
-        let ids = match nsids(&r.target, &files) {
-            Ok(ids) => ids,
+    for (r, names) in reads.iter_mut().zip(found) {
+        let names = match names {
+            Ok(names) => names,
             Err(e) => {
                 r.state.warnings.push(format!(
                     "pods' netns not found ({e:#}): their MTU is not checked"
@@ -240,52 +227,18 @@ fn read_pods(reads: &mut [Read]) {
                 continue;
             }
         };
-        let mut pods = Vec::new();
-        for nsid in lxcs(&r.state).map(|(_, _, id)| id) {
-            let Some(name) = ids.get(&nsid) else { continue };
+        for name in names {
             let st = cache
                 .entry(name.clone())
                 .or_insert_with(|| source::collect(&Target::Netns(name.clone())).ok());
             if let Some(st) = st {
-                pods.push(PodState {
-                    name: name.clone(),
+                r.pods.push(PodState {
+                    name,
                     state: st.clone(),
                 });
             }
         }
-        r.pods = pods;
     }
-}
-
-/// nsid (as the target netns numbers them) → netns name, for the named netns given.
-fn nsids(target: &Target, files: &[(String, std::fs::File)]) -> Result<BTreeMap<i32, String>> {
-    use netlink_packet_route::RouteNetlinkMessage;
-    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
-    use std::os::fd::AsRawFd;
-    let opened = source::netns::open(target)?;
-    source::netns::run_in(opened.file.as_ref(), || -> Result<BTreeMap<i32, String>> {
-        let mut sock = source::netlink::NlSocket::open(netlink_sys::protocols::NETLINK_ROUTE)
-            .map_err(|e| anyhow::anyhow!("netlink: {e:?}"))?;
-        let mut out = BTreeMap::new();
-        for (name, f) in files {
-            let mut req = NsidMessage::default();
-            req.attributes.push(NsidAttribute::Fd(f.as_raw_fd() as u32));
-            let mut id = None;
-            let _ = sock.get(RouteNetlinkMessage::GetNsId(req), |m| {
-                if let RouteNetlinkMessage::NewNsId(m) = m {
-                    for a in m.attributes {
-                        if let NsidAttribute::Id(i) = a {
-                            id = Some(i);
-                        }
-                    }
-                }
-            });
-            if let Some(i) = id.filter(|i| *i >= 0) {
-                out.insert(i, name.clone());
-            }
-        }
-        Ok(out)
-    })?
 }
 
 /// A netns with XFRM state, lxc veths or cilium_host of its own is a node, not a pod.
@@ -294,17 +247,6 @@ fn is_node_like(st: &NodeState) -> bool {
         || !st.xfrm_policies.is_empty()
         || st.links.iter().any(|l| l.name == "cilium_host")
         || lxcs(st).next().is_some()
-}
-
-/// (lxc ifindex, its peer's ifindex, the nsid of the pod's netns).
-fn lxcs(st: &NodeState) -> impl Iterator<Item = (u32, u32, i32)> + '_ {
-    st.links
-        .iter()
-        .filter(|l| l.name.starts_with("lxc") && l.name != "lxc_health")
-        .filter_map(|l| {
-            let p = l.peer.as_ref()?;
-            p.netns_id.map(|id| (l.index, p.index, id))
-        })
 }
 
 /// ESP seen: (node, interface, inbound, src, dst, SPI, in UDP).

@@ -99,9 +99,11 @@ pub fn record(
     if let Some(f) = &args.filter {
         crate::capture::check_filter(f, crate::capture::LinkType::Ethernet)?;
     }
+    let (targets, pods) = with_pods(targets);
     writer::run(&Plan {
         out: args.out.clone(),
         targets,
+        pods,
         interfaces: args.interfaces.clone(),
         filter: args.filter.clone(),
         duration: args.duration.map(std::time::Duration::from_secs_f64),
@@ -113,6 +115,35 @@ pub fn record(
         progress: !args.quiet,
         kube: kube.clone(),
     })
+}
+
+/// The nodes given, then the pods behind their lxc veths (`source::pods`, as the live doctor
+/// finds them) that are not given already, and how many those are: `doctor --from` checks
+/// the pods' MTU without the user naming their netns.
+fn with_pods(mut targets: Vec<Target>) -> (Vec<Target>, usize) {
+    let states: Vec<Option<crate::model::NodeState>> = targets
+        .iter()
+        .map(|t| crate::source::collect(t).ok())
+        .collect();
+    let read: Vec<_> = targets
+        .iter()
+        .zip(&states)
+        .filter_map(|(t, s)| Some((t, s.as_ref()?)))
+        .collect();
+    let mut pods: Vec<Target> = Vec::new();
+    for name in crate::source::pods::behind(&read)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let t = Target::Netns(name);
+        if !targets.contains(&t) && !pods.contains(&t) {
+            pods.push(t);
+        }
+    }
+    let n = pods.len();
+    targets.extend(pods);
+    (targets, n)
 }
 
 /// How to play a recording.

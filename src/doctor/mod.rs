@@ -18,6 +18,7 @@ pub use finding::{CounterRise, Finding, Object, Report, Severity};
 use crate::model::{Names, Netfilter, NodeState, XfrmState};
 use node::NodeView;
 use std::net::IpAddr;
+use traffic::Certainty;
 
 /// A pod's network namespace, read through its lxc veth on the node.
 #[derive(Debug, Clone)]
@@ -228,8 +229,14 @@ fn same_sa(a: &XfrmState, b: &XfrmState) -> bool {
 fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some(before) = n.before else {
-        for p in problems.into_iter().filter(|p| !p.conditional) {
-            let mut f = p.finding;
+        for p in problems
+            .into_iter()
+            .filter(|p| p.certainty != Certainty::IfCounterRises)
+        {
+            let mut f = match p.certainty {
+                Certainty::IfSent => unconfirmed(p.finding, p.counter),
+                _ => p.finding,
+            };
             if let Some(c) = p.counter {
                 let since_boot = n
                     .state
@@ -276,7 +283,9 @@ fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>
         .filter(|s| s.inbound)
         .filter_map(|s| Some((s.dst, s.spi?)))
         .collect();
-    let (firm, conditional): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| !p.conditional);
+    let (firm, conditional): (Vec<_>, Vec<_>) = problems
+        .into_iter()
+        .partition(|p| p.certainty == Certainty::Firm);
     for p in firm {
         let mut f = p.finding;
         if let Some(c) = p.counter
@@ -289,22 +298,22 @@ fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>
     }
     for p in conditional {
         let Some(c) = p.counter else { continue };
-        let Some((_, d)) = rises.iter().find(|(k, _)| k == c) else {
-            continue;
-        };
-        if explained.contains(c) {
-            continue;
-        }
-        if !seen_in.is_empty()
-            && let Some(Object::Sa(i)) = p.finding.object
-            && !seen_in.contains(&(
+        // An inbound miss that rests on a mark must be about an SPI that arrived, when ESP
+        // was seen at all.
+        let spi_arrived = |f: &Finding| match f.object {
+            Some(Object::Sa(i)) if !seen_in.is_empty() => seen_in.contains(&(
                 node::ip(&n.state.xfrm_states[i].dst).unwrap_or(IpAddr::from([0, 0, 0, 0])),
                 n.state.xfrm_states[i].spi,
-            ))
-        {
-            continue;
+            )),
+            _ => true,
+        };
+        match rises.iter().find(|(k, _)| k == c) {
+            Some((_, d)) if !explained.contains(c) && spi_arrived(&p.finding) => {
+                out.push(p.finding.counter(c, *d))
+            }
+            _ if p.certainty == Certainty::IfSent => out.push(unconfirmed(p.finding, p.counter)),
+            _ => {}
         }
-        out.push(p.finding.counter(c, *d));
     }
     explained.extend(
         out.iter()
@@ -356,6 +365,19 @@ fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>
 
 /// A counter rose and no lookup over this node's state fails that way: say what was re-run
 /// and what may be behind it, never "fine".
+/// A failing lookup on traffic that may never be sent, while its counter does not rise: an
+/// info, saying what would confirm it.
+fn unconfirmed(f: Finding, counter: Option<&str>) -> Finding {
+    let c = counter.unwrap_or("its counter");
+    Finding {
+        severity: Severity::Info,
+        ..f
+    }
+    .evidence(format!(
+        "whether any such traffic is sent is not known: a failure once {c} rises while it is (--window)"
+    ))
+}
+
 fn unexplained(v: &NodeView, c: &str, d: u64) -> Finding {
     let meaning =
         crate::explain::xfrm_stat::meaning(c).unwrap_or("(a counter this build does not know)");

@@ -53,6 +53,7 @@ fn link(
                 prefix_len: *l,
                 scope: (*scope).into(),
                 label: None,
+                flags: vec![],
             })
             .collect(),
         stats: LinkStats {

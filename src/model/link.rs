@@ -96,6 +96,37 @@ pub struct Peer {
     pub netns_id: Option<i32>,
 }
 
+numbered_kernel_enum!(
+    /// An address flag (IFA_F_*, by its bit number) as `ip addr` prints it: IPv6 source
+    /// address selection skips tentative addresses and avoids deprecated and optimistic ones.
+    AddrFlag {
+        /// IPv4: a secondary address; IPv6: a temporary (privacy) address (`ip` prints
+        /// "temporary").
+        Secondary = 0 "secondary",
+        NoDad = 1 "nodad",
+        Optimistic = 2 "optimistic",
+        DadFailed = 3 "dadfailed",
+        Home = 4 "home",
+        Deprecated = 5 "deprecated",
+        Tentative = 6 "tentative",
+        Permanent = 7 "permanent",
+        ManageTempAddr = 8 "mngtmpaddr",
+        NoPrefixRoute = 9 "noprefixroute",
+        AutoJoin = 10 "autojoin",
+        StablePrivacy = 11 "stable-privacy",
+    }
+);
+
+impl AddrFlag {
+    /// The flags set in the kernel's IFA_F_* bits, lowest bit first.
+    pub fn from_bits(bits: u32) -> Vec<AddrFlag> {
+        (0..32u8)
+            .filter(|b| bits & (1 << b) != 0)
+            .map(AddrFlag::from_number)
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkAddress {
     pub family: Family,
@@ -104,11 +135,17 @@ pub struct LinkAddress {
     pub scope: super::Scope,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// IFA_FLAGS (tentative, deprecated, ...); recordings made before they were read have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<AddrFlag>,
 }
 
 impl LinkAddress {
     pub fn prefix(&self) -> Option<Prefix> {
         Some(Prefix::new(self.address.parse().ok()?, self.prefix_len))
+    }
+    pub fn has(&self, f: AddrFlag) -> bool {
+        self.flags.contains(&f)
     }
 }
 

@@ -21,7 +21,7 @@ mod secret;
 mod xfrm;
 
 pub use addr::{Family, Mark, Prefix};
-pub use link::{Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer, Tunnel};
+pub use link::{AddrFlag, Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer, Tunnel};
 pub use names::Names;
 pub use netfilter::{
     Conntrack, IpSet, IpvsReal, IpvsService, Netfilter, NfCond, NfMatch, NfPolicy, NfRule,

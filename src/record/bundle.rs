@@ -267,6 +267,7 @@ pub fn run(args: &BundleArgs, targets: Vec<Target>, kube: &crate::kube::KubeArgs
         signal = writer::run(&Plan {
             out: rec.clone(),
             targets: targets.clone(),
+            pods: 0,
             interfaces: args.interfaces.clone(),
             filter: args.filter.clone(),
             duration: Some(Duration::from_secs_f64(args.duration)),

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 pub struct Plan {
     pub out: PathBuf,
     pub targets: Vec<Target>,
+    /// How many of `targets`, at their end, are pods found behind the nodes' lxc veths:
+    /// recorded for their state (the doctor's pod-MTU check), not captured on, no iptables.
+    pub pods: usize,
     pub interfaces: Vec<String>,
     pub filter: Option<String>,
     pub duration: Option<Duration>,
@@ -101,6 +104,8 @@ struct Node {
     session: Option<Session>,
     /// Recording interface id per session handle.
     iface_ids: Vec<u16>,
+    /// A pod's netns beside its node: no capture.
+    pod: bool,
 }
 
 /// Counts for the progress line and the end record.
@@ -128,7 +133,8 @@ pub fn run(plan: &Plan) -> Result<i32> {
         ..Default::default()
     };
     let mut nodes = Vec::new();
-    for t in &plan.targets {
+    let first_pod = plan.targets.len().saturating_sub(plan.pods);
+    for (i, t) in plan.targets.iter().enumerate() {
         let monitor = Monitor::start(t, &mon_opts)?;
         nodes.push(Node {
             monitor,
@@ -136,6 +142,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
             analyzer: None,
             session: None,
             iface_ids: vec![],
+            pod: i >= first_pod,
         });
     }
     let meta = Meta {
@@ -159,7 +166,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
     let mut w = Writer::create(&plan.out, &meta)?;
     let start = Instant::now();
     let stamp = || start.elapsed().as_nanos() as Stamp;
-    for (i, t) in plan.targets.iter().enumerate() {
+    for (i, t) in plan.targets.iter().enumerate().take(first_pod) {
         // Without iptables tools the recording still goes on (a trace says what it assumed).
         let netfilter = crate::source::collect_netfilter(t).unwrap_or_default();
         w.write(&Record::Netfilter {
@@ -282,7 +289,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
                 }
             }
         }
-        if !announced && nodes.iter().all(|n| n.session.is_some()) {
+        if !announced && nodes.iter().all(|n| n.pod || n.session.is_some()) {
             announced = true;
             announce_captures(&nodes, &meta);
         }
@@ -403,7 +410,7 @@ impl Node {
         } else {
             self.analyzer = Some(Analyzer::new(&self.state, true));
         }
-        if first && !plan.interfaces.is_empty() {
+        if first && !plan.interfaces.is_empty() && !self.pod {
             let mut s = Session::empty(&self.monitor.target, cap_opts, stop.clone())
                 .map_err(|e| format!("capture: {e:#}"))?;
             for name in &plan.interfaces {

@@ -5,11 +5,11 @@ use super::context::Context;
 use super::names;
 use super::netlink::{DumpReport, NlError, NlSocket};
 use super::rt_tables::TableNames;
+use crate::model::{AddrFlag, NextHop, RouteKind, RouteProtocol, Scope};
 use crate::model::{
     Family, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix, Route, Rule, TableRef,
     Tunnel,
 };
-use crate::model::{NextHop, RouteKind, RouteProtocol, Scope};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVti, InfoVxlan, InfoXfrm, LinkAttribute, LinkInfo, LinkMessage,
@@ -256,11 +256,14 @@ pub fn address(a: &AddressMessage) -> Option<LinkAddress> {
     let mut local = None;
     let mut address = None;
     let mut label = None;
+    // IFA_FLAGS holds all 32 bits; the header only the low 8 (older kernels send just those).
+    let mut flags = u32::from(a.header.flags.bits());
     for attr in &a.attributes {
         match attr {
             AddressAttribute::Local(ip) => local = Some(*ip),
             AddressAttribute::Address(ip) => address = Some(*ip),
             AddressAttribute::Label(s) => label = Some(s.clone()),
+            AddressAttribute::Flags(f) => flags = f.bits(),
             _ => {}
         }
     }
@@ -272,6 +275,7 @@ pub fn address(a: &AddressMessage) -> Option<LinkAddress> {
         prefix_len: a.header.prefix_len,
         scope: Scope::from_number(a.header.scope.into()),
         label,
+        flags: AddrFlag::from_bits(flags),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod netfilter;
 mod nf_stages;
 pub mod nftables;
 pub mod path;
+pub mod saddr6;
 mod stages;
 mod tunnel;
 pub mod xfrm;

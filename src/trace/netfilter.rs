@@ -231,59 +231,64 @@ pub fn addr_type(st: &NodeState, ip: &IpAddr) -> String {
         .unwrap_or_else(|| "UNICAST".into())
 }
 
-/// The source address MASQUERADE picks, of the packet's family (`v6`). IPv4 as the kernel's
-/// inet_select_addr: a primary address of scope global on `dev`, the one whose subnet holds
-/// `toward` (the next hop: the gateway, else the destination) first, else the first such
-/// address of any device. IPv6 as ipv6_dev_get_saddr for a global destination `toward`: a
-/// global address, those of `dev` before other devices' (its rule 5), then the longest
-/// prefix shared with the destination, capped at the address's own prefix length (rule 8).
-/// Deprecated and tentative addresses (rule 3) are not in the snapshot: not avoided.
+/// The source address MASQUERADE picks, of the packet's family (`v6`), and how it was
+/// chosen. IPv4 as the kernel's inet_select_addr: a primary address of scope global on
+/// `dev`, the one whose subnet holds `toward` (the next hop: the gateway, else the
+/// destination) first, else the first such address of any device. IPv6 as
+/// ipv6_dev_get_saddr towards the destination `toward` (saddr6.rs: tentative addresses
+/// skipped, deprecated ones avoided, RFC 6724's rules in the kernel's order).
 pub fn masquerade_addr(
     st: &NodeState,
     dev: &str,
     toward: Option<IpAddr>,
     v6: bool,
-) -> Option<IpAddr> {
-    let v4 = !v6;
-    let global = |l: &crate::model::Link| -> Vec<(IpAddr, crate::model::Prefix)> {
-        l.addresses
-            .iter()
-            .filter(|a| a.scope == Scope::Global)
-            .filter_map(|a| Some((a.address.parse::<IpAddr>().ok()?, a.prefix()?)))
-            .filter(|(ip, _)| ip.is_ipv4() == v4)
-            .collect()
-    };
-    let mut links: Vec<&crate::model::Link> = st.links.iter().collect();
-    links.sort_by_key(|l| (l.name != dev, l.index));
+) -> Option<(IpAddr, String)> {
     if v6 {
-        let shared = |ip: &IpAddr, p: &crate::model::Prefix| match (ip, toward) {
-            (IpAddr::V6(a), Some(IpAddr::V6(d))) => {
-                ((u128::from(*a) ^ u128::from(d)).leading_zeros() as u8).min(p.len)
-            }
-            _ => 0,
+        let Some(IpAddr::V6(dst)) = toward else {
+            return first_global(st, dev, true).map(|a| (a, String::new()));
         };
-        // max_by_key keeps the last of equals: reversed, the first address wins a tie.
-        return links.iter().find_map(|l| {
-            global(l)
-                .iter()
-                .rev()
-                .max_by_key(|(ip, p)| shared(ip, p))
-                .map(|(ip, _)| *ip)
-        });
+        return super::saddr6::select(st, Some(dev), dst).map(|c| (IpAddr::V6(c.addr), c.why));
     }
     if let Some(l) = st.link_by_name(dev) {
-        let addrs = global(l);
+        let addrs = global_addrs(l, false);
         if let Some((ip, _)) = addrs
             .iter()
             .find(|(_, p)| toward.is_some_and(|n| p.contains(&n)))
             .or(addrs.first())
         {
-            return Some(*ip);
+            return Some((*ip, String::new()));
         }
     }
+    first_global(st, "", false).map(|a| (a, String::new()))
+}
+
+/// `; chosen by …` after a masquerade's address, when the choice had rules to say.
+pub(super) fn chosen_how(how: &str) -> String {
+    if how.is_empty() {
+        String::new()
+    } else {
+        format!("; {how}")
+    }
+}
+
+/// A link's addresses of scope global of one family, in dump order.
+fn global_addrs(l: &crate::model::Link, v6: bool) -> Vec<(IpAddr, crate::model::Prefix)> {
+    l.addresses
+        .iter()
+        .filter(|a| a.scope == Scope::Global)
+        .filter_map(|a| Some((a.address.parse::<IpAddr>().ok()?, a.prefix()?)))
+        .filter(|(ip, _)| ip.is_ipv6() == v6)
+        .collect()
+}
+
+/// The first global address of `dev`, else of any device (by index): REDIRECT's local
+/// address, and MASQUERADE's when the destination is unknown.
+fn first_global(st: &NodeState, dev: &str, v6: bool) -> Option<IpAddr> {
+    let mut links: Vec<&crate::model::Link> = st.links.iter().collect();
+    links.sort_by_key(|l| (l.name != dev, l.index));
     links
         .iter()
-        .find_map(|l| global(l).first().map(|(ip, _)| *ip))
+        .find_map(|l| global_addrs(l, v6).first().map(|(ip, _)| *ip))
 }
 
 /// `the address of eth0`, for saying where a masquerade address came from.
@@ -1327,7 +1332,7 @@ impl IptWalk<'_, '_> {
             NfTarget::Masquerade { to_ports } => {
                 let dev = p.oif.clone().unwrap_or_default();
                 match masquerade_addr(self.node.state, &dev, p.toward(), p.dst.is_ipv6()) {
-                    Some(a) => {
+                    Some((a, how)) => {
                         let was = p.src;
                         p.src = a;
                         let whose = addr_owner(self.node.state, &a);
@@ -1348,7 +1353,8 @@ impl IptWalk<'_, '_> {
                         say(
                             self,
                             format!(
-                                "MASQUERADE {was} → {a} ({whose}, leaving by {dev}{port_note})"
+                                "MASQUERADE {was} → {a} ({whose}, leaving by {dev}{port_note}{})",
+                                chosen_how(&how)
                             ),
                         );
                     }
@@ -1364,7 +1370,7 @@ impl IptWalk<'_, '_> {
                 let was = (p.dst, p.dport);
                 let local = match (hook, &p.iif) {
                     (Hook::Prerouting, Some(i)) => {
-                        masquerade_addr(self.node.state, i, None, p.dst.is_ipv6())
+                        first_global(self.node.state, i, p.dst.is_ipv6())
                     }
                     _ => Some(if p.dst.is_ipv4() {
                         IpAddr::from([127, 0, 0, 1])

@@ -590,11 +590,12 @@ impl Walk<'_, '_> {
             "masquerade" => {
                 let dev = p.oif.clone().unwrap_or_default();
                 match masquerade_addr(self.node.state, &dev, p.toward(), p.dst.is_ipv6()) {
-                    Some(a) => {
+                    Some((a, how)) => {
                         let was = p.src;
                         p.src = a;
                         let whose = super::netfilter::addr_owner(self.node.state, &a);
-                        self.push(c, rule, "masquerade", format!("MASQUERADE {was} → {a} ({whose}, leaving by {dev}; source port chosen by the kernel)"));
+                        let how = super::netfilter::chosen_how(&how);
+                        self.push(c, rule, "masquerade", format!("MASQUERADE {was} → {a} ({whose}, leaving by {dev}; source port chosen by the kernel{how})"));
                     }
                     None => {
                         let d = self.push(
