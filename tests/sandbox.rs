@@ -73,6 +73,17 @@ fn threads_status(pid: u32, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// Three pings from `ns` to its peer (192.0.2.2).
+fn ping3(ns: &Netns) -> std::process::Output {
+    Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "1",
+        ])
+        .arg("192.0.2.2")
+        .output()
+        .unwrap()
+}
+
 /// The child processes of `pid`, with their names.
 fn children(pid: u32) -> Vec<(u32, String)> {
     let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
@@ -138,7 +149,7 @@ fn capture_locks_down_every_thread_and_still_counts_every_packet() {
         .stdout(Stdio::null())
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // No wait: the capture reads what the kernel queued before it stops.
     // SAFETY: a signal to our own child.
     unsafe { libc_kill(pid as i32, 2) };
     let mut cap = cap;
@@ -403,13 +414,7 @@ fn trace_follow_locks_down_while_it_follows_and_still_sees_every_ping() {
             .into_iter()
             .map(|k| (k, threads_status(pid, k)))
             .collect();
-        let ping = Command::new("ip")
-            .args([
-                "netns", "exec", &ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "1",
-            ])
-            .arg("192.0.2.2")
-            .output()
-            .unwrap();
+        let ping = ping3(&ns);
         assert!(ping.status.success(), "the path works");
         let out = child.wait_with_output().unwrap();
         let said_all = std::fs::read_to_string(&err).unwrap_or_default();
@@ -608,22 +613,7 @@ fn the_tui_under_its_allow_list_still_names_switches_captures_and_traces() {
     t.literal("capture hs-s0");
     t.keys(&["Enter"]);
     t.wait("capturing", long, |s| s.contains("capture 1 if"));
-    let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "ping",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            "192.0.2.2",
-        ])
-        .output()
-        .unwrap();
+    let ping = ping3(&ns);
     assert!(ping.status.success(), "{ping:?}");
     t.keys(&["7"]);
     // 3 echo requests and 3 replies (an ARP exchange may add more).

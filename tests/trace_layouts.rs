@@ -245,3 +245,141 @@ fn doctor_names_the_nat_t_port_mismatch() {
         loud(&r)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// disable_policy / disable_xfrm on the VTI pair (what the lab's kernel does with each: see
+// docs/layouts/route-based.md; tests/lab_layouts.rs checks them on the live kernel)
+
+/// ly-ia/ly-ib with ly-ib's vti0 devconf set, and optionally an unmarked in policy on ly-ib
+/// for the site's traffic (a copy of its VTI in policy without the mark).
+fn vti_pair(disable_policy: bool, unmarked_in: bool, disable_xfrm_on_ia: bool) -> Vec<Node> {
+    use hopscope::model::{Ipv4XfrmConf, Tunnel};
+    let mut nodes = vec![node("ly-ia.json"), node("ly-ib.json")];
+    for (i, n) in nodes.iter_mut().enumerate() {
+        for l in &mut n.state.links {
+            if matches!(l.tunnel, Some(Tunnel::Vti { .. })) && l.name == "vti0" {
+                l.xfrm_conf.ipv4 = Some(Ipv4XfrmConf {
+                    disable_policy: i == 0 || disable_policy,
+                    disable_xfrm: i == 0 && disable_xfrm_on_ia,
+                });
+            }
+        }
+    }
+    if unmarked_in {
+        let st = &mut nodes[1].state;
+        let mut p = st
+            .xfrm_policies
+            .iter()
+            .find(|p| p.dir == hopscope::model::PolicyDir::In && p.mark.is_some())
+            .expect("ly-ib's VTI in policy")
+            .clone();
+        p.mark = None;
+        st.xfrm_policies.push(p);
+    }
+    nodes
+}
+
+fn vti_ping(nodes: &[Node]) -> Trace {
+    let flow = ping("10.67.1.1", "10.67.2.1", &["ly-ia", "ly-ib"]).flow;
+    trace(nodes, &flow)
+}
+
+#[test]
+fn vti_decrypted_packet_meets_its_policy_check_again_without_disable_policy() {
+    // the fixture's dump had no devconf: assumed on, and said so
+    let t = ping("10.67.1.1", "10.67.2.1", &["ly-ia", "ly-ib"]);
+    assert!(
+        has(
+            &t,
+            "ly-ib",
+            Step::PolicyCheck,
+            Some("vti0"),
+            "disable_policy assumed on on VTI vti0"
+        ),
+        "{}",
+        show(&t)
+    );
+    // on: no second check, even with an unmarked policy that would drop it
+    let t = vti_ping(&vti_pair(true, true, false));
+    let s = show(&t);
+    assert!(
+        has(
+            &t,
+            "ly-ib",
+            Step::PolicyCheck,
+            Some("vti0"),
+            "no in policy check: disable_policy is on on vti0"
+        ),
+        "{s}"
+    );
+    assert!(delivered(&t, "ly-ib"), "{s}");
+    // off: checked again with mark 0; the VTI's marked policy does not match, so it passes
+    let t = vti_ping(&vti_pair(false, false, false));
+    let s = show(&t);
+    assert!(
+        has(
+            &t,
+            "ly-ib",
+            Step::PolicyCheck,
+            Some("vti0"),
+            "no in policy matches (mark 0x0): allowed (the VTI left no transform on record)"
+        ),
+        "{s}"
+    );
+    assert!(delivered(&t, "ly-ib"), "{s}");
+    // off, and an unmarked policy that requires ESP: dropped
+    let t = vti_ping(&vti_pair(false, true, false));
+    let s = show(&t);
+    assert!(
+        matches!(&t.end, End::Stopped { node, counter: Some(c), reason }
+            if node == "ly-ib" && c == "XfrmInTmplMismatch" && reason.contains("disable_policy is off")),
+        "{s}"
+    );
+}
+
+#[test]
+fn vti_with_disable_xfrm_drops_what_it_sends() {
+    let t = vti_ping(&vti_pair(true, false, true));
+    assert!(
+        matches!(&t.end, End::Stopped { node, counter: Some(c), .. }
+            if node == "ly-ia" && c == "vti0 tx_carrier_errors"),
+        "{}",
+        show(&t)
+    );
+}
+
+#[test]
+fn doctor_names_the_vti_policy_check_and_disable_xfrm() {
+    use hopscope::doctor::{KeyHasher, NodeInput, examine};
+    let ids = |nodes: &[Node]| -> Vec<(String, String)> {
+        let inputs: Vec<NodeInput> = nodes
+            .iter()
+            .map(|n| NodeInput {
+                name: n.name.clone(),
+                state: &n.state,
+                before: None,
+                netfilter: None,
+                pods: &[],
+                seen: &[],
+            })
+            .collect();
+        let r = examine(&inputs, &KeyHasher::new(b"test".to_vec()));
+        loud(&r)
+            .iter()
+            .map(|f| {
+                let mut w = f.split(' ');
+                (w.next().unwrap().to_string(), w.next().unwrap().to_string())
+            })
+            .collect()
+    };
+    assert_eq!(ids(&vti_pair(false, false, false)), vec![]);
+    assert_eq!(ids(&vti_pair(true, true, false)), vec![]);
+    assert_eq!(
+        ids(&vti_pair(false, true, false)),
+        vec![("ly-ib".to_string(), "vti-policy-check".to_string())]
+    );
+    assert_eq!(
+        ids(&vti_pair(true, false, true)),
+        vec![("ly-ia".to_string(), "vti-disable-xfrm".to_string())]
+    );
+}

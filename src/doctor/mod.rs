@@ -12,6 +12,7 @@ pub mod ipfmt;
 pub mod lookup;
 pub mod node;
 pub mod traffic;
+mod vti;
 
 pub use finding::{CounterRise, Finding, Object, Report, Severity};
 
@@ -146,6 +147,7 @@ fn examine_node(
     checks::catch_all(v, &mut out);
     checks::table_200(v, &mut out);
     checks::mark_collisions(v, &mut out);
+    vti::vti_policy_checks(v, &mut out);
     out.extend(explain_counters(v, n, problems));
     if !out.iter().any(|f| f.severity >= Severity::Warn) {
         out.push(Finding::new(

@@ -290,12 +290,17 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
         InSa::Found(i) => i,
         InSa::Missing { nearest } => {
             // Per-direction SPIs (IKE daemons): an SA from that peer by another SPI is fine.
-            if e.inferred
-                && st
-                    .xfrm_states
+            // Not when the SPIs are shared (Cilium's cluster-wide keys: an in SA from the peer
+            // has an SPI this node also sends to it with): then the missing one is missing.
+            let from_peer =
+                |x: &&crate::model::XfrmState| ip(&x.dst) == Some(e.dst) && ip(&x.src) == e.src;
+            let sent_with = |spi: u32| {
+                v.out_sas
                     .iter()
-                    .any(|x| ip(&x.dst) == Some(e.dst) && ip(&x.src) == e.src)
-            {
+                    .any(|&i| v.sa(i).spi == spi && ip(&v.sa(i).dst) == e.src)
+            };
+            let mut from = st.xfrm_states.iter().filter(from_peer).peekable();
+            if e.inferred && from.peek().is_some() && !from.any(|x| sent_with(x.spi)) {
                 return;
             }
             let mut f = Finding::new(

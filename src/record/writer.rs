@@ -7,7 +7,7 @@
 use super::format::{self, End, FrameRec, Iface, OpenedRec, Record};
 use super::{Meta, RecSample, Stamp};
 use crate::capture::analyze::Analyzer;
-use crate::capture::{self, Session};
+use crate::capture::{self, Frame, Handle, Session};
 use crate::model::NodeState;
 use crate::model::event::Event;
 use crate::source::Target;
@@ -258,30 +258,10 @@ pub fn run(plan: &Plan) -> Result<i32> {
             while let Some(f) = session.try_next() {
                 busy = true;
                 let h = &session.handles[f.handle];
-                let r = Record::Frame(FrameRec {
-                    iface: n.iface_ids[f.handle],
-                    sec: f.ts.sec,
-                    nsec: f.ts.nsec,
-                    len: f.len,
-                    data: f.data,
-                });
-                if let Some(why) = write_checked(&mut w, &r)? {
+                if let Some(why) =
+                    write_frame(&mut n.analyzer, &n.iface_ids, h, f, &mut w, &mut totals)?
+                {
                     break 'rec why;
-                }
-                totals.frames += 1;
-                let Record::Frame(fr) = r else { unreachable!() };
-                if let Some(an) = n.analyzer.as_mut() {
-                    an.analyze(&h.name, h.link, f.ts, fr.len, &fr.data);
-                    if let Some(o) = an.take_opened() {
-                        let r = Record::Opened(OpenedRec {
-                            next_header: o.next_header,
-                            payload: o.payload,
-                        });
-                        if let Some(why) = write_checked(&mut w, &r)? {
-                            break 'rec why;
-                        }
-                        totals.decrypted += 1;
-                    }
                 }
                 taken += 1;
                 if taken == 4096 {
@@ -318,6 +298,22 @@ pub fn run(plan: &Plan) -> Result<i32> {
         }
     };
     stop_capture.store(true, Ordering::SeqCst);
+    // Ended by a signal or the duration: the frames the kernel and the queues already hold are
+    // written before the end record (as capture does), unless writing is what failed.
+    if reason.starts_with("stopped by") || reason == "duration reached" {
+        'drain: for n in nodes.iter_mut() {
+            let Some(session) = n.session.as_mut() else {
+                continue;
+            };
+            for f in session.stop() {
+                let h = &session.handles[f.handle];
+                if write_frame(&mut n.analyzer, &n.iface_ids, h, f, &mut w, &mut totals)?.is_some()
+                {
+                    break 'drain;
+                }
+            }
+        }
+    }
     let end = End {
         at: stamp(),
         reason: reason.clone(),
@@ -354,6 +350,44 @@ pub fn run(plan: &Plan) -> Result<i32> {
 }
 
 /// Write a record; `Some(reason)` when the recording must end (limit reached, disk full).
+/// One captured frame into the recording (and, decrypting, what it opened to); `Some(why)`
+/// when the recording must end.
+fn write_frame(
+    analyzer: &mut Option<Analyzer>,
+    iface_ids: &[u16],
+    h: &Handle,
+    f: Frame,
+    w: &mut Writer,
+    totals: &mut Totals,
+) -> Result<Option<String>> {
+    let r = Record::Frame(FrameRec {
+        iface: iface_ids[f.handle],
+        sec: f.ts.sec,
+        nsec: f.ts.nsec,
+        len: f.len,
+        data: f.data,
+    });
+    if let Some(why) = write_checked(w, &r)? {
+        return Ok(Some(why));
+    }
+    totals.frames += 1;
+    let Record::Frame(fr) = r else { unreachable!() };
+    if let Some(an) = analyzer.as_mut() {
+        an.analyze(&h.name, h.link, f.ts, fr.len, &fr.data);
+        if let Some(o) = an.take_opened() {
+            let r = Record::Opened(OpenedRec {
+                next_header: o.next_header,
+                payload: o.payload,
+            });
+            if let Some(why) = write_checked(w, &r)? {
+                return Ok(Some(why));
+            }
+            totals.decrypted += 1;
+        }
+    }
+    Ok(None)
+}
+
 fn write_checked(w: &mut Writer, r: &Record) -> Result<Option<String>> {
     match w.write(r) {
         Ok(Wrote::Ok) => Ok(None),

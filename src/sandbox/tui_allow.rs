@@ -12,20 +12,10 @@ use anyhow::Result;
 use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use std::collections::BTreeMap;
 
-/// Allowed whatever their arguments: descriptors already open, memory, threads' own
-/// bookkeeping, time, signals to itself, reading names of files and the process.
+/// Allowed whatever their arguments, besides what a locked-down run may do (`ALLOWED`):
+/// directory and path reads, socket calls on sockets it holds (the families it may open are
+/// narrowed below), its own ids.
 const ANY_ARGS: &[libc::c_long] = &[
-    libc::SYS_read,
-    libc::SYS_readv,
-    libc::SYS_pread64,
-    libc::SYS_write,
-    libc::SYS_writev,
-    libc::SYS_pwrite64,
-    libc::SYS_lseek,
-    libc::SYS_close,
-    libc::SYS_fstat,
-    libc::SYS_newfstatat,
-    libc::SYS_statx,
     libc::SYS_statfs,
     libc::SYS_fstatfs,
     libc::SYS_getdents64,
@@ -35,73 +25,28 @@ const ANY_ARGS: &[libc::c_long] = &[
     libc::SYS_faccessat,
     libc::SYS_faccessat2,
     libc::SYS_getcwd,
-    libc::SYS_fcntl,
-    libc::SYS_dup,
     libc::SYS_dup3,
-    libc::SYS_poll,
-    libc::SYS_ppoll,
-    libc::SYS_select,
-    libc::SYS_pselect6,
     libc::SYS_epoll_create1,
-    libc::SYS_epoll_ctl,
-    libc::SYS_epoll_wait,
-    libc::SYS_epoll_pwait,
     libc::SYS_epoll_pwait2,
-    libc::SYS_eventfd2,
-    libc::SYS_pipe2,
-    // sockets it holds (the families it may open are narrowed below)
     libc::SYS_bind,
     libc::SYS_connect,
     libc::SYS_getsockname,
     libc::SYS_getpeername,
-    libc::SYS_getsockopt,
-    libc::SYS_setsockopt,
     libc::SYS_sendto,
     libc::SYS_sendmsg,
     libc::SYS_sendmmsg,
-    libc::SYS_recvfrom,
-    libc::SYS_recvmsg,
     libc::SYS_recvmmsg,
-    libc::SYS_shutdown,
-    // memory
-    libc::SYS_mmap,
-    libc::SYS_munmap,
-    libc::SYS_mremap,
-    libc::SYS_mprotect,
-    libc::SYS_madvise,
-    libc::SYS_brk,
-    // threads, time, signals
-    libc::SYS_futex,
-    libc::SYS_set_robust_list,
-    libc::SYS_rseq,
     libc::SYS_set_tid_address,
-    libc::SYS_sched_yield,
-    libc::SYS_sched_getaffinity,
-    libc::SYS_nanosleep,
-    libc::SYS_clock_nanosleep,
-    libc::SYS_clock_gettime,
-    libc::SYS_clock_getres,
-    libc::SYS_gettimeofday,
     libc::SYS_getrusage,
     libc::SYS_sysinfo,
     libc::SYS_uname,
-    libc::SYS_getrandom,
-    libc::SYS_rt_sigaction,
-    libc::SYS_rt_sigprocmask,
-    libc::SYS_rt_sigreturn,
     libc::SYS_rt_sigtimedwait,
-    libc::SYS_sigaltstack,
-    libc::SYS_getpid,
-    libc::SYS_gettid,
     libc::SYS_getppid,
     libc::SYS_getuid,
     libc::SYS_geteuid,
     libc::SYS_getgid,
     libc::SYS_getegid,
     libc::SYS_capget,
-    libc::SYS_exit,
-    libc::SYS_exit_group,
-    libc::SYS_restart_syscall,
 ];
 
 /// The netlink protocols it reads: rtnetlink, XFRM, nfnetlink (conntrack), generic (IPVS).
@@ -218,9 +163,14 @@ fn narrowed(me: libc::pid_t) -> Vec<(libc::c_long, Vec<SeccompRule>)> {
 /// and on ENOSYS the C library makes its threads with clone, which the list narrows. (EPERM
 /// from the list would fail every new thread instead; of two filters the newest answers.)
 pub fn filters(me: libc::pid_t) -> Result<Vec<seccompiler::BpfProgram>> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        ANY_ARGS.iter().map(|&s| (s, vec![])).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = super::ALLOWED
+        .iter()
+        .chain(ANY_ARGS)
+        .map(|&s| (s, vec![]))
+        .collect();
+    // Narrowed rules replace the locked-down list's unconditional ones (clone, ioctl, prctl).
     rules.extend(narrowed(me));
+    rules.remove(&libc::SYS_clone3);
     let eperm = SeccompAction::Errno(libc::EPERM as u32);
     let allow_list = filter_with_rules(rules, eperm, SeccompAction::Allow)?;
     let no_clone3 = filter_with_rules(

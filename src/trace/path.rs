@@ -370,6 +370,9 @@ pub(crate) struct At {
     pub mark_given: bool,
     /// The SA that just decrypted the packet: its forward policy check comes next.
     pub decrypted_by: Option<usize>,
+    /// A VTI scrubbed the decrypted packet (vti_rcv_cb's skb_scrub_packet): its own policy
+    /// check finds no transform on record.
+    pub secpath_scrubbed: bool,
     /// The node's own packet went through OUTPUT (IPVS's packets count as the node's own).
     pub output_done: bool,
     /// The packet's connection as conntrack sees it on this node, once looked up.
@@ -541,6 +544,7 @@ fn enter(w: &mut Walk, flow: &Flow) -> Result<At, End> {
         generated_by_xfrm: false,
         mark_given: flow.mark.is_some(),
         decrypted_by: None,
+        secpath_scrubbed: false,
         output_done: false,
         ct: Default::default(),
         routed: None,

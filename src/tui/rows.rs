@@ -431,6 +431,9 @@ pub fn detail(
                 };
                 out.push(("peer".into(), where_));
             }
+            for m in crate::explain::xfrm_dev::meaning(l) {
+                out.push(("IPsec".into(), m));
+            }
         }
         Pane::Routes => {
             let r = &st.routes[i];

@@ -2,7 +2,8 @@
 //! text shared by the text output and the TUI tables, named the way `ip` names things.
 
 use crate::model::{
-    Link, Mark, Names, NodeState, Route, Rule, Selector, TemplateLevel, XfrmPolicy, XfrmState,
+    Link, Mark, Names, NodeState, Route, Rule, Selector, TemplateLevel, Tunnel, XfrmPolicy,
+    XfrmState,
 };
 
 pub const LINK_HEADERS: [&str; 10] = [
@@ -56,6 +57,41 @@ pub fn link_row(l: &Link, names: &Names) -> Vec<String> {
         addrs.join(" "),
         format!("{}/{}", l.stats.rx_packets, l.stats.tx_packets),
     ]
+}
+
+pub const XFRM_CONF_HEADERS: [&str; 5] = [
+    "DEV",
+    "TUNNEL",
+    "DISABLE_POLICY v4",
+    "DISABLE_POLICY v6",
+    "DISABLE_XFRM v4",
+];
+
+/// A device's disable_policy / disable_xfrm, for tunnel devices (where they decide whether
+/// the decrypted packets meet a policy check) and any device with one switched on.
+pub fn xfrm_conf_row(l: &Link) -> Option<Vec<String>> {
+    let c = &l.xfrm_conf;
+    if l.tunnel.is_none() && c.describe().is_none() {
+        return None;
+    }
+    let tunnel = match &l.tunnel {
+        Some(Tunnel::Vti { ikey, okey, .. }) => format!("vti ikey {ikey:#x} okey {okey:#x}"),
+        Some(Tunnel::Xfrm { if_id }) => format!("xfrm if_id {if_id}"),
+        Some(Tunnel::Vxlan { .. }) => "vxlan".into(),
+        None => String::new(),
+    };
+    let on = |b: Option<bool>| match b {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "-",
+    };
+    Some(vec![
+        l.name.clone(),
+        tunnel,
+        on(c.disable_policy(crate::model::Family::V4)).into(),
+        on(c.disable_policy(crate::model::Family::V6)).into(),
+        on(c.ipv4.map(|v| v.disable_xfrm)).into(),
+    ])
 }
 
 /// `0xe00/0xf00 (encrypt)`: the mark, with Cilium's meaning where recognised.

@@ -67,6 +67,15 @@ fn render_node(st: &NodeState, show_keys: bool, names: &Names) -> String {
         rows.len(),
         table(&col::LINK_HEADERS, &rows),
     );
+    let rows: Vec<_> = st.links.iter().filter_map(col::xfrm_conf_row).collect();
+    if !rows.is_empty() {
+        section(
+            &mut out,
+            "links: IPsec switches (tunnel devices, and any device with one on)",
+            rows.len(),
+            table(&col::XFRM_CONF_HEADERS, &rows),
+        );
+    }
     let rows: Vec<_> = st.routes.iter().map(|r| col::route_row(r, names)).collect();
     section(
         &mut out,
