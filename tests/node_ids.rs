@@ -12,7 +12,6 @@ mod kube_support;
 use hopscope::doctor::{KeyHasher, NodeInput, examine};
 use hopscope::kube::KubeArgs;
 use hopscope::kube::names::NamesWatch;
-use hopscope::model::names::with_names;
 use hopscope::model::{Names, NodeState};
 use kube_support::FakeApi;
 use serde_json::{Value, json};
@@ -77,7 +76,7 @@ fn snapshot_names_node_ids_from_kubernetes_and_says_where_from() {
     let fake = api();
     let names = names(&fake);
     let st = state("ly-ca");
-    let text = with_names(names.clone(), || hopscope::view::text::render(&st, false));
+    let text = hopscope::view::text::render(&st, false, &names);
     // The out SA's mark: node 0x2 is cni-worker2 (ly-ca's ID for ly-cb).
     assert!(
         text.contains("mark 0x23e00/0xffffff00 (encrypt, key 3, node 0x2 (worker2))"),
@@ -112,9 +111,14 @@ fn snapshot_names_node_ids_from_kubernetes_and_says_where_from() {
     }
     // The JSON says the same.
     let mut out = Vec::new();
-    with_names(names, || {
-        hopscope::view::json::write(&st, &hopscope::output::Stamp::now(), false, false, &mut out)
-    })
+    hopscope::view::json::write(
+        &st,
+        &hopscope::output::Stamp::now(),
+        false,
+        false,
+        &names,
+        &mut out,
+    )
     .unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();
     let c = &v["cilium_ipsec"];
@@ -140,14 +144,14 @@ fn snapshot_names_node_ids_from_kubernetes_and_says_where_from() {
 #[test]
 fn without_kubernetes_a_node_id_is_shown_with_its_sas_peer() {
     let st = state("ly-ca");
-    let text = hopscope::view::text::render(&st, false);
+    let text = hopscope::view::text::render(&st, false, &Default::default());
     assert!(
         text.contains("(encrypt, key 3, node 0x2 (192.168.61.2))"),
         "{text}"
     );
     assert!(text.contains("no Kubernetes name for the peer"), "{text}");
     // The other node's own SAs: there the same peer pair is node 0x1.
-    let text = hopscope::view::text::render(&state("ly-cb"), false);
+    let text = hopscope::view::text::render(&state("ly-cb"), false, &Default::default());
     assert!(
         text.contains("(encrypt, key 3, node 0x1 (192.168.61.1))"),
         "{text}"

@@ -78,9 +78,8 @@ pub fn run(
     };
     let live = names();
     let names = recorded_names.map(Arc::new).unwrap_or(live);
-    let kube = doctor::cluster::nodes(&names);
-    // In scope for the judgement: evidence names node IDs by their nodes.
-    let report = crate::model::names::with_names(names.clone(), || judge(&reads, kube.as_deref()));
+    // Evidence names node IDs by their nodes.
+    let report = judge(&reads, &names);
     Ok((report, names))
 }
 
@@ -157,7 +156,7 @@ fn recorded_pods(states: &[NodeState]) -> Vec<(usize, usize)> {
     out
 }
 
-fn judge(reads: &[Read], kube: Option<&[doctor::cluster::KubeNode]>) -> Report {
+fn judge(reads: &[Read], names: &Names) -> Report {
     let inputs: Vec<NodeInput> = reads
         .iter()
         .map(|r| NodeInput {
@@ -169,7 +168,7 @@ fn judge(reads: &[Read], kube: Option<&[doctor::cluster::KubeNode]>) -> Report {
             seen: &r.seen,
         })
         .collect();
-    doctor::examine_in(&inputs, &KeyHasher::new(random_secret()), kube)
+    doctor::examine_in(&inputs, &KeyHasher::new(random_secret()), names)
 }
 
 fn read_live(args: &DoctorArgs, targets: &[Target]) -> Result<Vec<Read>> {
@@ -466,7 +465,7 @@ mod recorded_pods_tests {
         assert_eq!(reads.len(), 1, "the pod is not a node");
         assert_eq!(reads[0].pods.len(), 1);
         assert_eq!(reads[0].pods[0].name, "netshoot");
-        let r = judge(&reads, None);
+        let r = judge(&reads, &crate::model::Names::default());
         let f = r
             .findings
             .iter()

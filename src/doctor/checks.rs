@@ -81,9 +81,8 @@ pub fn keys(v: &NodeView, out: &mut Vec<Finding>) {
 /// keys it uses with that node (`explain::cilium::node_layout`): one out SA per key, and on
 /// the per-source layout one inbound SA per key too. Part of the key judgement above: the
 /// layout says how many SAs each key wants.
-pub fn sa_counts(v: &NodeView, out: &mut Vec<Finding>) {
-    let names = crate::model::names::current().unwrap_or_default();
-    let Some(l) = crate::explain::cilium::node_layout(&v.st.xfrm_states, &names) else {
+pub fn sa_counts(v: &NodeView, names: &crate::model::Names, out: &mut Vec<Finding>) {
+    let Some(l) = crate::explain::cilium::node_layout(&v.st.xfrm_states, names) else {
         return;
     };
     for p in l.miscounted() {

@@ -16,7 +16,7 @@ mod vti;
 
 pub use finding::{CounterRise, Finding, Object, Report, Severity};
 
-use crate::model::{Netfilter, NodeState, XfrmState};
+use crate::model::{Names, Netfilter, NodeState, XfrmState};
 use node::NodeView;
 use std::net::IpAddr;
 use traffic::Certainty;
@@ -83,15 +83,13 @@ impl KeyHasher {
 
 /// Judge every node.
 pub fn examine(nodes: &[NodeInput], keys: &KeyHasher) -> Report {
-    examine_in(nodes, keys, None)
+    examine_in(nodes, keys, &Names::default())
 }
 
-/// Judge every node, knowing the cluster's nodes from Kubernetes (`cluster::nodes`).
-pub fn examine_in(
-    nodes: &[NodeInput],
-    keys: &KeyHasher,
-    kube: Option<&[cluster::KubeNode]>,
-) -> Report {
+/// Judge every node, knowing the cluster from Kubernetes' names: its nodes (`cluster::nodes`)
+/// and the nodes that the node IDs in marks stand for.
+pub fn examine_in(nodes: &[NodeInput], keys: &KeyHasher, names: &Names) -> Report {
+    let kube = cluster::nodes(names);
     let views: Vec<NodeView> = nodes
         .iter()
         .map(|n| NodeView::new(&n.name, n.state, n.netfilter))
@@ -99,9 +97,9 @@ pub fn examine_in(
     let mut findings = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         // Evidence names node IDs in marks as this node knows them (node IDs are node-local).
-        let ids = crate::explain::cilium::node_id_labels(&n.state.xfrm_states);
+        let ids = crate::explain::cilium::node_id_labels(&n.state.xfrm_states, names);
         findings.extend(crate::explain::cilium::with_node_ids(ids, || {
-            examine_node(&views, i, n, keys, kube)
+            examine_node(&views, i, n, keys, kube.as_deref(), names)
         }));
     }
     Report::new(nodes.iter().map(|n| n.name.clone()).collect(), findings)
@@ -113,6 +111,7 @@ fn examine_node(
     n: &NodeInput,
     keys: &KeyHasher,
     kube: Option<&[cluster::KubeNode]>,
+    names: &Names,
 ) -> Vec<Finding> {
     let v = &views[me];
     let mut out = Vec::new();
@@ -141,7 +140,7 @@ fn examine_node(
     let stale = checks::stale(views, me, kube, &mut out);
     let problems = traffic::problems(views, me, n.seen, &stale, keys);
     checks::keys(v, &mut out);
-    checks::sa_counts(v, &mut out);
+    checks::sa_counts(v, names, &mut out);
     checks::spi_in_marks(v, &mut out);
     checks::sequence(v, &mut out);
     checks::mtu(v, n.pods, &mut out);

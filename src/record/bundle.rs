@@ -83,13 +83,13 @@ pub fn node_files(
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let stamp = crate::output::Stamp::now();
     let mut json = Vec::new();
-    crate::view::json::write(st, &stamp, show_keys, true, &mut json)?;
+    crate::view::json::write(st, &stamp, show_keys, true, &Default::default(), &mut json)?;
     json.push(b'\n');
     let mut files = vec![
         (format!("{dir}/snapshot.json"), json),
         (
             format!("{dir}/snapshot.txt"),
-            crate::view::text::render(st, show_keys).into_bytes(),
+            crate::view::text::render(st, show_keys, &Default::default()).into_bytes(),
         ),
         (
             format!("{dir}/key-hashes.json"),

@@ -413,14 +413,19 @@ pub(crate) enum Go {
 pub(crate) type StepFn = fn(&mut Walk, &mut At) -> Go;
 
 /// Follow `flow` through `nodes` (one per network namespace; more nodes continue the path
-/// across the wire).
+/// across the wire). Node IDs in marks are named by the SAs' peer addresses.
 pub fn trace(nodes: &[Node], flow: &Flow) -> Trace {
+    trace_named(nodes, flow, &crate::model::Names::default())
+}
+
+/// [`trace`], with node IDs in marks named by the nodes Kubernetes names (`names`).
+pub fn trace_named(nodes: &[Node], flow: &Flow, names: &crate::model::Names) -> Trace {
     let mut w = Walk {
         nodes,
         hops: Vec::new(),
         node_ids: nodes
             .iter()
-            .map(|n| cilium::node_id_labels(&n.state.xfrm_states))
+            .map(|n| cilium::node_id_labels(&n.state.xfrm_states, names))
             .collect(),
     };
     let end = walk(&mut w, flow);
