@@ -340,7 +340,7 @@ pub struct Limited {
 /// `BROKER_ONLY` and installs its allow-list (`tui_allow`). Capabilities and filters are per
 /// thread and fork copies one: call it before the run starts any thread, so every later
 /// thread (monitor, captures, names) inherits it.
-pub fn limit_live() -> Result<Limited> {
+pub fn limit_live(tools: broker::Tools) -> Result<Limited> {
     use caps::{CapSet, Capability};
     let keep: caps::CapsHashSet = LIVE_KEEPS.iter().copied().collect();
     let had = caps::read(None, CapSet::Permitted).context("reading the capabilities")?;
@@ -377,7 +377,7 @@ pub fn limit_live() -> Result<Limited> {
         );
     }
     let broker_filter = never_used_live().context("building the broker's seccomp filter")?;
-    let broker = broker::start(&broker_filter)?;
+    let broker = broker::start(&broker_filter, tools)?;
     let mut kept = kept;
     for cap in BROKER_ONLY {
         kept.remove(cap);

@@ -25,10 +25,20 @@ const MAX_REQUEST: usize = 64 << 10;
 /// answer.
 const MAX_ANSWER: usize = 256 << 20;
 
+/// What the broker may run and how, handed in by the TUI's start-up (the I/O layer's read-only
+/// netfilter tools), so this mechanism itself knows no tool.
+#[derive(Clone, Copy)]
+pub struct Tools {
+    /// Whether `tool args` is one of the read-only dumps.
+    pub allowed: fn(&str, &[&str]) -> bool,
+    /// Run it inside the netns `ns` (a descriptor the broker opened itself).
+    pub run_in: fn(&std::fs::File, &str, &[&str]) -> Result<Output, String>,
+}
+
 /// Fork the broker. Call before the process starts any thread (fork copies only the caller)
 /// and before the TUI drops what the tools need. The broker keeps this process's capabilities
 /// and gets the `broker_filter` seccomp filter; it exits when the TUI does.
-pub fn start(broker_filter: &seccompiler::BpfProgram) -> Result<u32> {
+pub fn start(broker_filter: &seccompiler::BpfProgram, tools: Tools) -> Result<u32> {
     let (tui, broker) = UnixStream::pair().context("the broker's socketpair")?;
     // SAFETY: no other thread exists (see above), so the child may run ordinary code.
     let pid = unsafe { libc::fork() };
@@ -36,7 +46,7 @@ pub fn start(broker_filter: &seccompiler::BpfProgram) -> Result<u32> {
         -1 => Err(std::io::Error::last_os_error()).context("forking the broker"),
         0 => {
             drop(tui);
-            let code = match serve(broker, broker_filter) {
+            let code = match serve(broker, broker_filter, tools) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("hopscope: broker: {e:#}");
@@ -80,7 +90,7 @@ pub fn run_tool(tool: &str, args: &[&str]) -> Option<Result<Output, String>> {
 }
 
 /// The broker's loop: one request, one answer, until the TUI closes its end.
-fn serve(mut stream: UnixStream, filter: &seccompiler::BpfProgram) -> Result<()> {
+fn serve(mut stream: UnixStream, filter: &seccompiler::BpfProgram, tools: Tools) -> Result<()> {
     // SAFETY: constant arguments; a broker outliving the TUI would be an orphan root process.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
@@ -95,7 +105,7 @@ fn serve(mut stream: UnixStream, filter: &seccompiler::BpfProgram) -> Result<()>
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e).context("reading a request"),
         };
-        let answer = match answer(tui, &fields) {
+        let answer = match answer(tui, &fields, tools) {
             Ok(out) => vec![
                 b"ok".to_vec(),
                 out.status.into_raw().to_le_bytes().to_vec(),
@@ -109,7 +119,7 @@ fn serve(mut stream: UnixStream, filter: &seccompiler::BpfProgram) -> Result<()>
 }
 
 /// Check a request and run it: [tid, tool, args…] from the TUI process `tui`.
-fn answer(tui: libc::pid_t, fields: &[Vec<u8>]) -> Result<Output, String> {
+fn answer(tui: libc::pid_t, fields: &[Vec<u8>], tools: Tools) -> Result<Output, String> {
     let text: Vec<&str> = fields
         .iter()
         .map(|f| std::str::from_utf8(f))
@@ -121,17 +131,14 @@ fn answer(tui: libc::pid_t, fields: &[Vec<u8>]) -> Result<Output, String> {
     let tid: u32 = tid
         .parse()
         .map_err(|_| format!("refused: {tid:?} is not a thread id"))?;
-    if !crate::source::netfilter::is_read_tool(tool, args) {
+    if !(tools.allowed)(tool, args) {
         return Err(format!(
             "refused: {tool} {} is not one of the read-only tools the privileged helper runs",
             args.join(" ")
         ));
     }
     let ns = netns_of(tui, tid).map_err(|e| format!("{tool}: {e:#}"))?;
-    crate::source::netns::run_in(Some(&ns), || {
-        crate::source::netfilter::run_tool_here(tool, args)
-    })
-    .map_err(|e| format!("{tool}: {e:#}"))?
+    (tools.run_in)(&ns, tool, args)
 }
 
 /// The netns of thread `tid` of the TUI (and only of the TUI: its task directory).
@@ -176,17 +183,20 @@ fn read_fields(r: &mut impl Read, max: usize) -> std::io::Result<Vec<Vec<u8>>> {
     Ok(fields)
 }
 
-/// Refuses a request the way `answer` does, for tests without a broker process.
-#[cfg(test)]
-fn check(fields: &[&str]) -> Result<Output, String> {
-    let fields: Vec<Vec<u8>> = fields.iter().map(|f| f.as_bytes().to_vec()).collect();
-    // SAFETY: getpid has no arguments.
-    answer(unsafe { libc::getpid() }, &fields)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Refuses a request the way `answer` does, for tests without a broker process.
+    fn check(fields: &[&str]) -> Result<Output, String> {
+        let fields: Vec<Vec<u8>> = fields.iter().map(|f| f.as_bytes().to_vec()).collect();
+        // SAFETY: getpid has no arguments.
+        answer(
+            unsafe { libc::getpid() },
+            &fields,
+            crate::source::netfilter::BROKER_TOOLS,
+        )
+    }
 
     #[test]
     fn a_message_reads_back_and_an_oversized_one_is_refused() {

@@ -30,6 +30,17 @@ pub fn run_tool(tool: &str, args: &[&str]) -> Result<Output, String> {
     crate::sandbox::broker::run_tool(tool, args).unwrap_or_else(|| run_tool_here(tool, args))
 }
 
+/// The tools the TUI's privileged helper runs, and how it runs them in a netns it opened.
+pub const BROKER_TOOLS: crate::sandbox::broker::Tools = crate::sandbox::broker::Tools {
+    allowed: is_read_tool,
+    run_in: run_tool_in,
+};
+
+fn run_tool_in(ns: &std::fs::File, tool: &str, args: &[&str]) -> Result<Output, String> {
+    crate::source::netns::run_in(Some(ns), || run_tool_here(tool, args))
+        .map_err(|e| format!("{tool}: {e:#}"))?
+}
+
 /// Run a read-only dump tool: from PATH, else from the node's root filesystem (a hostPID pod
 /// in a scratch image: /proc/1/root is the node's `/`). Err says why neither worked.
 pub fn run_tool_here(tool: &str, args: &[&str]) -> Result<Output, String> {

@@ -452,7 +452,7 @@ pub fn run_cli(
 ) -> Result<i32> {
     let opts = options(target, args)?;
     if sandbox {
-        crate::sandbox::limit_live()?;
+        crate::sandbox::limit_live(crate::source::netfilter::BROKER_TOOLS)?;
     }
     run(Options {
         kube: kube.clone(),
