@@ -200,8 +200,13 @@ fn nat_t_to_a_port_without_the_ike_socket_stops_there() {
 // the doctor over the same real states
 
 fn doctor(names: &[&str]) -> hopscope::doctor::Report {
-    use hopscope::doctor::{KeyHasher, NodeInput, examine};
     let states: Vec<Node> = names.iter().map(|n| node(&format!("{n}.json"))).collect();
+    doctor_of(&states)
+}
+
+/// The doctor over these nodes' states alone (no counters, netfilter, pods or packets).
+fn doctor_of(states: &[Node]) -> hopscope::doctor::Report {
+    use hopscope::doctor::{KeyHasher, NodeInput, examine};
     let inputs: Vec<NodeInput> = states
         .iter()
         .map(|n| NodeInput {
@@ -299,34 +304,28 @@ fn vti_decrypted_packet_meets_its_policy_check_again_without_disable_policy() {
         "{}",
         show(&t)
     );
-    // on: no second check, even with an unmarked policy that would drop it
-    let t = vti_ping(&vti_pair(true, true, false));
-    let s = show(&t);
-    assert!(
-        has(
-            &t,
-            "ly-ib",
-            Step::PolicyCheck,
-            Some("vti0"),
-            "no in policy check: disable_policy is on on vti0"
+    // on: no second check, even with an unmarked policy that would drop it; off: checked
+    // again with mark 0, and the VTI's marked policy does not match, so it passes
+    for (disable_policy, unmarked_in, check) in [
+        (
+            true,
+            true,
+            "no in policy check: disable_policy is on on vti0",
         ),
-        "{s}"
-    );
-    assert!(delivered(&t, "ly-ib"), "{s}");
-    // off: checked again with mark 0; the VTI's marked policy does not match, so it passes
-    let t = vti_ping(&vti_pair(false, false, false));
-    let s = show(&t);
-    assert!(
-        has(
-            &t,
-            "ly-ib",
-            Step::PolicyCheck,
-            Some("vti0"),
-            "no in policy matches (mark 0x0): allowed (the VTI left no transform on record)"
+        (
+            false,
+            false,
+            "no in policy matches (mark 0x0): allowed (the VTI left no transform on record)",
         ),
-        "{s}"
-    );
-    assert!(delivered(&t, "ly-ib"), "{s}");
+    ] {
+        let t = vti_ping(&vti_pair(disable_policy, unmarked_in, false));
+        let s = show(&t);
+        assert!(
+            has(&t, "ly-ib", Step::PolicyCheck, Some("vti0"), check),
+            "{s}"
+        );
+        assert!(delivered(&t, "ly-ib"), "{s}");
+    }
     // off, and an unmarked policy that requires ESP: dropped
     let t = vti_ping(&vti_pair(false, true, false));
     let s = show(&t);
@@ -350,21 +349,8 @@ fn vti_with_disable_xfrm_drops_what_it_sends() {
 
 #[test]
 fn doctor_names_the_vti_policy_check_and_disable_xfrm() {
-    use hopscope::doctor::{KeyHasher, NodeInput, examine};
     let ids = |nodes: &[Node]| -> Vec<(String, String)> {
-        let inputs: Vec<NodeInput> = nodes
-            .iter()
-            .map(|n| NodeInput {
-                name: n.name.clone(),
-                state: &n.state,
-                before: None,
-                netfilter: None,
-                pods: &[],
-                seen: &[],
-            })
-            .collect();
-        let r = examine(&inputs, &KeyHasher::new(b"test".to_vec()));
-        loud(&r)
+        loud(&doctor_of(nodes))
             .iter()
             .map(|f| {
                 let mut w = f.split(' ');
