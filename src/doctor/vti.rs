@@ -6,8 +6,8 @@
 
 use super::finding::{Finding, Object, Severity};
 use super::ipfmt;
-use super::node::{NodeView, dir, is_block};
-use crate::model::{Family, Prefix, TemplateLevel, Tunnel};
+use super::node::{NodeView, is_block};
+use crate::model::{Family, PolicyDir, Prefix, TemplateLevel, Tunnel};
 
 pub fn vti_policy_checks(v: &NodeView, out: &mut Vec<Finding>) {
     let st = v.st;
@@ -42,7 +42,7 @@ pub fn vti_policy_checks(v: &NodeView, out: &mut Vec<Finding>) {
             .collect();
         let overlaps = |a: &Prefix, b: &Prefix| a.contains(&b.addr) || b.contains(&a.addr);
         for (i, p) in st.xfrm_policies.iter().enumerate() {
-            let checks_it = matches!(dir(p).as_str(), "in" | "fwd")
+            let checks_it = matches!(p.dir, PolicyDir::In | PolicyDir::Fwd)
                 && p.mark.is_none_or(|m| m.value == 0)
                 && p.if_id.unwrap_or(0) == 0
                 && sites.iter().any(|s| overlaps(s, &p.selector.src));
