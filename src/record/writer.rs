@@ -349,7 +349,6 @@ pub fn run(plan: &Plan) -> Result<i32> {
     })
 }
 
-/// Write a record; `Some(reason)` when the recording must end (limit reached, disk full).
 /// One captured frame into the recording (and, decrypting, what it opened to); `Some(why)`
 /// when the recording must end.
 fn write_frame(
@@ -388,6 +387,7 @@ fn write_frame(
     Ok(None)
 }
 
+/// Write a record; `Some(reason)` when the recording must end (limit reached, disk full).
 fn write_checked(w: &mut Writer, r: &Record) -> Result<Option<String>> {
     match w.write(r) {
         Ok(Wrote::Ok) => Ok(None),
