@@ -114,7 +114,7 @@ fn recorded_reads(rec: &crate::record::reader::Recording, netns: &[String]) -> R
             let state = states[i].clone();
             let first = rec.state_at(i, 0);
             Read {
-                name: crate::cmd::trace::node_name(&state),
+                name: state.node.name(),
                 target: Target::Current,
                 before: (first.xfrm_stats != state.xfrm_stats
                     || first.xfrm_states != state.xfrm_states)
@@ -125,7 +125,7 @@ fn recorded_reads(rec: &crate::record::reader::Recording, netns: &[String]) -> R
                     .iter()
                     .filter(|(node, _)| *node == i)
                     .map(|&(_, p)| PodState {
-                        name: crate::cmd::trace::node_name(&states[p]),
+                        name: states[p].node.name(),
                         state: states[p].clone(),
                     })
                     .collect(),
@@ -183,7 +183,7 @@ fn read_live(args: &DoctorArgs, targets: &[Target]) -> Result<Vec<Read>> {
             .ok()
             .filter(|n| !n.rules.is_empty());
         reads.push(Read {
-            name: crate::cmd::trace::node_name(&state),
+            name: state.node.name(),
             target: t.clone(),
             state,
             before: None,

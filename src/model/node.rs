@@ -8,11 +8,41 @@ pub struct NetnsInfo {
     pub pid: Option<u32>,
 }
 
+impl NetnsInfo {
+    /// How every view names the netns (the TUI's header, the snapshot's first line, a
+    /// recording's node list): `netns worker`, `netns of pid 1234`, `own netns`.
+    pub fn label(&self) -> String {
+        match (&self.name, self.pid, &self.path) {
+            (Some(n), _, _) => format!("netns {n}"),
+            (None, Some(p), _) => format!("netns of pid {p}"),
+            (None, None, Some(p)) => format!("netns {p}"),
+            _ => "own netns".into(),
+        }
+    }
+
+    /// What follows `netns ` in a label `label` made (a recording keeps labels, and is asked
+    /// for a node by its netns name).
+    pub fn name_in_label(label: &str) -> Option<&str> {
+        label.strip_prefix("netns ")
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub hostname: String,
     pub kernel: String,
     pub netns: NetnsInfo,
+}
+
+impl NodeInfo {
+    /// The node's short name, as the trace, the doctor and a bundle's directories call it:
+    /// its netns name, or the hostname in the host's own netns.
+    pub fn name(&self) -> String {
+        self.netns
+            .name
+            .clone()
+            .unwrap_or_else(|| self.hostname.clone())
+    }
 }
 
 /// Everything hopscope knows about one node (one network namespace) at one moment.
