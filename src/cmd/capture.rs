@@ -125,6 +125,10 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
             print_rates(&mut err, &mut out, &mut an, &stamp, a.json && !to_stdout)?;
         }
     }
+    // Every interface disappeared (not a signal, a count or a duration): an error once the
+    // totals are said, so a script sees the capture did not run its course.
+    let all_gone = session.all_gone();
+    report_gone(&mut err, &session, &mut reported_gone)?;
     let rest = session.stop();
     if !broken_pipe {
         for f in rest {
@@ -143,7 +147,15 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         close_pcapng(w, to_stdout)?;
     }
     let json_summary = a.json && !broken_pipe && !to_stdout;
-    print_summary(&mut err, &mut out, &stamp, &totals, secs, json_summary)
+    print_summary(&mut err, &mut out, &stamp, &totals, secs, json_summary)?;
+    if all_gone {
+        let names: Vec<&str> = session.handles.iter().map(|h| h.name.as_str()).collect();
+        anyhow::bail!(
+            "every interface captured on is gone ({}): the capture stopped after {n} packets",
+            names.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The "capturing on …" line (and, decrypting, which SAs' keys are used) on stderr.
@@ -257,11 +269,17 @@ fn open_pcapng(a: &RunArgs, session: &Session, to_stdout: bool) -> Result<Option
 /// Say once of each interface that disappeared while capturing.
 fn report_gone(err: &mut impl Write, session: &Session, reported: &mut usize) -> Result<()> {
     if session.gone().len() > *reported {
+        let left = session.handles.len() - session.gone().len();
         for (i, why) in session.gone().iter().skip(*reported) {
             writeln!(
                 err,
-                "hopscope: {} gone ({why}); the other interfaces go on",
-                session.handles[*i].name
+                "hopscope: {} gone ({why}); {}",
+                session.handles[*i].name,
+                if left == 0 {
+                    "no interface is left to capture on"
+                } else {
+                    "the other interfaces go on"
+                }
             )?;
         }
         *reported = session.gone().len();
