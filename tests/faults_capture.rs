@@ -41,6 +41,26 @@ fn ping(ns: &Netns, count: u32) {
     assert!(out.status.success(), "ping: {out:?}");
 }
 
+/// The exit status of `hs` once it exits by itself; killed, and the test fails with `why`,
+/// if it is still running after `limit`.
+fn exit_within(
+    hs: &mut std::process::Child,
+    limit: Duration,
+    why: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = hs.try_wait().unwrap() {
+            return s;
+        }
+        if t.elapsed() > limit {
+            let _ = hs.kill();
+            panic!("{}", why());
+        }
+        std::thread::sleep(Duration::from_millis(20)); // the poll interval
+    }
+}
+
 /// How many packets tcpdump reads back from `file`, and whether it complained.
 fn tcpdump_count(file: &Path) -> (usize, String) {
     let out = Command::new("tcpdump")
@@ -152,17 +172,9 @@ fn a_full_disk_while_writing_is_an_error_naming_the_file() {
                 .output();
         })
     };
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = hs.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = hs.kill();
-            panic!("capture went on writing to a full disk for a minute");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut hs, Duration::from_secs(60), || {
+        "capture went on writing to a full disk for a minute".into()
+    });
     pinger.join().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(hs.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -217,17 +229,9 @@ fn the_only_interface_deleted_mid_capture_is_an_error_after_every_packet_is_coun
         .output()
         .unwrap();
     ns.ip("link del vx");
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = hs.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(30) {
-            let _ = hs.kill();
-            panic!("capture went on with its only interface gone:\n{}", err());
-        }
-        std::thread::sleep(Duration::from_millis(20)); // the poll interval
-    };
+    let status = exit_within(&mut hs, Duration::from_secs(30), || {
+        format!("capture went on with its only interface gone:\n{}", err())
+    });
     let err = err();
     assert!(!status.success(), "exit status: {status:?}\n{err}");
     assert_ne!(status.code(), Some(101), "a panic: {err}");

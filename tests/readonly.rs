@@ -31,18 +31,24 @@ fn strace_cmd(out: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Run hopscope ARGS under strace; its log must show no change to the node.
-fn assert_read_only(tag: &str, args: &[&str]) -> String {
+/// Run the command line `cmd` under strace: what it printed and the strace log.
+fn under_strace(tag: &str, cmd: &[&str]) -> (std::process::Output, String) {
     let out = trace_file(tag);
-    let cmd = strace_cmd(&out);
-    let r = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .arg(HS)
-        .args(args)
+    let st = strace_cmd(&out);
+    let r = Command::new(&st[0])
+        .args(&st[1..])
+        .args(cmd)
         .output()
         .expect("strace (Debian package strace)");
     let log = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
+    (r, log)
+}
+
+/// Run hopscope ARGS under strace; its log must show no change to the node.
+fn assert_read_only(tag: &str, args: &[&str]) -> String {
+    let cmd: Vec<&str> = std::iter::once(HS).chain(args.iter().copied()).collect();
+    let (r, log) = under_strace(tag, &cmd);
     assert!(
         r.status.success(),
         "hopscope {args:?}: {}",
@@ -138,15 +144,7 @@ fn the_observer_catches_a_change() {
 
 /// The log of `cmd` run under the same strace as hopscope is, and what the observer flags in it.
 fn observed(tag: &str, cmd: &[&str]) -> Vec<String> {
-    let out = trace_file(tag);
-    let st = strace_cmd(&out);
-    let ran = Command::new(&st[0])
-        .args(&st[1..])
-        .args(cmd)
-        .output()
-        .expect("strace (Debian package strace)");
-    let log = std::fs::read_to_string(&out).unwrap_or_default();
-    let _ = std::fs::remove_file(&out);
+    let (ran, log) = under_strace(tag, cmd);
     assert!(
         ran.status.success(),
         "{cmd:?}: {}",
