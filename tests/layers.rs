@@ -67,7 +67,9 @@ fn split_test_code(src: &str) -> (String, String) {
             && t == "#[cfg(test)]"
             && lines.peek().is_some_and(|next| {
                 let n = next.trim_start();
-                n.trim_start_matches("pub ").trim_start_matches("pub(crate) ").starts_with("mod ")
+                n.trim_start_matches("pub ")
+                    .trim_start_matches("pub(crate) ")
+                    .starts_with("mod ")
                     && n.contains('{')
             })
         {
