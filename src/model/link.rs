@@ -144,6 +144,11 @@ impl Link {
     pub fn is_up(&self) -> bool {
         self.flags.contains(&LinkFlag::Up)
     }
+
+    /// A Cilium pod veth (`lxc…`); `lxc_health` leads to the agent's health endpoint, no pod.
+    pub fn is_pod_veth(&self) -> bool {
+        self.name.starts_with("lxc") && self.name != "lxc_health"
+    }
 }
 
 /// net.ipv4.conf.DEV.{disable_policy,disable_xfrm} and net.ipv6.conf.DEV.disable_policy, as

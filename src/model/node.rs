@@ -72,6 +72,19 @@ impl NodeState {
     pub fn link_by_name(&self, name: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.name == name)
     }
+
+    /// The node's pod veths whose peer is in a netns it knows an id of: (the veth's ifindex,
+    /// its peer's ifindex, the nsid of the pod's netns). The doctor counts them, the pod
+    /// reader opens the netns behind them.
+    pub fn pod_veths(&self) -> impl Iterator<Item = (u32, u32, i32)> + '_ {
+        self.links
+            .iter()
+            .filter(|l| l.is_pod_veth())
+            .filter_map(|l| {
+                let p = l.peer.as_ref()?;
+                p.netns_id.map(|id| (l.index, p.index, id))
+            })
+    }
 }
 
 fn ordered_map<S: Serializer>(pairs: &XfrmStats, s: S) -> Result<S::Ok, S::Error> {
