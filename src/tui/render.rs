@@ -703,49 +703,44 @@ fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
 
 /// The filter being typed, and whether it is valid (rows it keeps) or why not.
 fn filter_line(app: &App, area: Rect, theme: &Theme) -> Vec<(String, Style)> {
-    let mut parts = vec![
-        ("/".to_string(), theme.style(Item::Key)),
-        (typed(app, area), theme.style(Item::Base)),
-    ];
-    match &app.input_error {
-        Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
-        None if app.bpf_checking => parts.push((
-            "  … libpcap is checking it  (enter apply, esc cancel)".into(),
-            theme.style(Item::Dim),
-        )),
-        None => parts.push((
-            format!(
-                "  ✓ {} rows  (enter keep, esc cancel)",
-                app.view().rows.len()
-            ),
-            theme.style(Item::FilterOk),
-        )),
-    }
-    parts
+    let ok = format!(
+        "  ✓ {} rows  (enter keep, esc cancel)",
+        app.view().rows.len()
+    );
+    typed_line(app, area, theme, "/", ok)
 }
 
 /// The capture filter being typed, and what libpcap says of it.
 fn bpf_line(app: &App, area: Rect, theme: &Theme) -> Vec<(String, Style)> {
-    let mut parts = vec![
-        ("capture filter (BPF): ".to_string(), theme.style(Item::Key)),
-        (typed(app, area), theme.style(Item::Base)),
-    ];
-    match &app.input_error {
-        Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
-        None if app.bpf_checking => parts.push((
+    let ok = if app.input.trim().is_empty() {
+        "  ✓ no filter  (enter apply, esc cancel)"
+    } else {
+        "  ✓ libpcap compiles it  (enter apply, esc cancel)"
+    };
+    typed_line(app, area, theme, "capture filter (BPF): ", ok.to_string())
+}
+
+/// A line being typed after `prompt`, then its verdict: why not, still being checked, or `ok`.
+fn typed_line(
+    app: &App,
+    area: Rect,
+    theme: &Theme,
+    prompt: &str,
+    ok: String,
+) -> Vec<(String, Style)> {
+    let verdict = match &app.input_error {
+        Some(e) => (format!("  ✗ {e}"), theme.style(Item::FilterErr)),
+        None if app.bpf_checking => (
             "  … libpcap is checking it  (enter apply, esc cancel)".into(),
             theme.style(Item::Dim),
-        )),
-        None if app.input.trim().is_empty() => parts.push((
-            "  ✓ no filter  (enter apply, esc cancel)".into(),
-            theme.style(Item::FilterOk),
-        )),
-        None => parts.push((
-            "  ✓ libpcap compiles it  (enter apply, esc cancel)".into(),
-            theme.style(Item::FilterOk),
-        )),
-    }
-    parts
+        ),
+        None => (ok, theme.style(Item::FilterOk)),
+    };
+    vec![
+        (prompt.to_string(), theme.style(Item::Key)),
+        (typed(app, area), theme.style(Item::Base)),
+        verdict,
+    ]
 }
 
 /// The keys of what can be done on the pane shown.
