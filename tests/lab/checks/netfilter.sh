@@ -21,7 +21,7 @@ HOPSCOPE=$(local_bin "$1")
 R=$LAB_RESULTS
 ip netns exec cni-worker2 sh -c 'while true; do busybox nc -l -p 80 -e echo hello-from-cni-worker2; done' &
 server=$!
-wait_for "the listener on cni-worker2:80" 30 listens cni-worker2 80
+wait_for "the listener on cni-worker2:80" 120 listens cni-worker2 80
 # busybox nc ignores -p when connecting: the source port is read back from worker's conntrack
 # entry of the first connection that cni-worker2 answered (its reply source is 10.0.0.249).
 sport=
@@ -42,7 +42,7 @@ trace trace-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}"
 trace follow-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}" --dport 32000 --netns worker --netns worker2 --json --follow 10 &
 pid=$!
 # "following" is said once every capture is open: the connections can start at once.
-wait_for "the trace to follow" 30 has "$R/follow-nodeport.json.err" 'following for'
+wait_for "the trace to follow" 120 has "$R/follow-nodeport.json.err" 'following for'
 for i in $(seq 8); do
     ip netns exec netshoot busybox nc -w 1 172.18.0.3 32000 >/dev/null 2>&1 </dev/null
 done
@@ -51,7 +51,7 @@ kill "$server" 2>/dev/null
 
 ip netns exec cni-worker sh -c 'while true; do busybox nc -l -p 80 -e echo hello-from-cni-worker; done' &
 ipvs_server=$!
-wait_for "the listener on cni-worker:80" 30 listens cni-worker 80
+wait_for "the listener on cni-worker:80" 120 listens cni-worker 80
 ip netns exec netshoot busybox nc -w 2 10.96.0.50 80 > "$R/ipvs.txt" 2>&1 </dev/null
 ip netns exec worker conntrack -L -p tcp --orig-dst 10.96.0.50 > "$R/ipvs-conntrack.txt" 2>/dev/null
 ipvs_sport=$(head -1 "$R/ipvs-conntrack.txt" | grep -o 'sport=[0-9]*' | head -1 | cut -d= -f2)
