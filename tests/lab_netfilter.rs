@@ -5,7 +5,8 @@
 //! the trace's hop is the one `conntrack -L` prints. In the same boot, kube-proxy's IPVS mode
 //! (variant `ipvs`): netshoot's connection to ClusterIP 10.96.0.50:80 is sent by worker's
 //! IPVS to cni-worker, and the trace, reading IPVS over generic netlink (GET dumps only, as
-//! strace shows), names the virtual service, both real servers and the one taken. One boot of
+//! strace shows), names the virtual service, both real servers and the one taken, and the
+//! real server's reply is rewritten back to the virtual service as tcpdump sees it. One boot of
 //! its own (guest side: tests/lab/checks/netfilter.sh). HOPSCOPE_LAB_REUSE=1 re-reads the
 //! last results.
 
@@ -282,6 +283,72 @@ fn lab_ipvs_new_connection_skips_the_quiesced_real_server() {
     assert!(
         what.contains("IPVS 10.96.0.50:80 → 10.0.1.103:80") && what.contains("weight > 0"),
         "weight 0 gets no new connection: {t}"
+    );
+}
+
+/// `IP A.B.C.D.P > …` of tcpdump's one line: the source address and port.
+fn captured_source(name: &str) -> String {
+    let t = text(name);
+    let line = t.lines().find(|l| l.contains(" IP ")).unwrap_or_else(|| {
+        panic!(
+            "{name}: nothing captured:\n{t}\n{}",
+            text(&format!("{name}.err"))
+        )
+    });
+    line.split(" IP ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The real server's reply (its SYN-ACK, from 10.0.1.103:80) back through worker: the trace
+/// rewrites its source to the virtual service 10.96.0.50:80 in FORWARD by IPVS (not a
+/// nat-table or conntrack SNAT), from the connection's conntrack entry (`conntrack -L`'s), and
+/// delivers it to netshoot with that source — what tcpdump saw leave cni-worker and reach
+/// netshoot.
+#[test]
+fn lab_ipvs_reply_is_rewritten_back_to_the_virtual_service() {
+    let t = json("trace-ipvs-reply.json");
+    let sport = text("ipvs-conntrack.txt")
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sport="))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        captured_source("ipvs-reply-cni-worker.txt"),
+        "10.0.1.103.80"
+    );
+    assert_eq!(captured_source("ipvs-reply-netshoot.txt"), "10.96.0.50.80");
+    let nat = hops(&t, "worker", "nat");
+    assert_eq!(nat.len(), 1, "one rewrite, by IPVS: {t:#}");
+    let hop = nat[0];
+    let what = hop["what"].as_str().unwrap();
+    assert!(
+        what.starts_with("FORWARD IPVS reply 10.0.1.103:80 → 10.96.0.50:80"),
+        "{t:#}"
+    );
+    assert!(
+        hop["decided_by"]
+            .as_str()
+            .unwrap()
+            .contains("ipvs virtual service tcp 10.96.0.50:80 rr"),
+        "{hop:#}"
+    );
+    let d = ipvs_decision(hop);
+    assert_eq!(d["hook"], "FORWARD");
+    assert_entry_is_listed(&d["conntrack"], first_tcp_line(&text("ipvs-conntrack.txt")));
+    assert_eq!(t["end"]["end"], "delivered", "{t:#}");
+    assert_eq!(t["end"]["what"], "pod 10.0.1.52", "{t:#}");
+    let last = t["hops"].as_array().unwrap().last().unwrap();
+    assert!(
+        last["packet"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("10.96.0.50 → 10.0.1.52 tcp 80→{sport}")),
+        "netshoot gets it from the virtual service: {last:#}"
     );
 }
 

@@ -470,9 +470,11 @@ pub fn run_hook(node: &Node, hook: Hook, p: &mut NfPacket) -> HookResult {
         hook,
         Hook::Prerouting | Hook::Output | Hook::Postrouting | Hook::Input
     );
+    // An IPVS connection's destination rewrite (and its undoing on the reply's source) is
+    // IPVS's, not nf_nat's: only a SNAT binding of the entry (masquerade) is applied here.
     if nat_here
         && let Some((i, reply)) = p.ct.entry
-        && !(hook.dst_nat() && !reply && ipvs_owns(nf, &nf.conntrack[i]))
+        && !(hook.dst_nat() != reply && ipvs_owns(nf, &nf.conntrack[i]))
     {
         let c = &nf.conntrack[i];
         if let Some(effect) = apply_entry(c, reply, hook.dst_nat(), p) {
@@ -504,7 +506,7 @@ pub fn run_hook(node: &Node, hook: Hook, p: &mut NfPacket) -> HookResult {
 
 /// An entry of a connection to an IPVS virtual service: IPVS rewrites it (at INPUT), not
 /// the nat table — the entry carries no NAT binding for PREROUTING to apply.
-fn ipvs_owns(nf: &Netfilter, c: &Conntrack) -> bool {
+pub(super) fn ipvs_owns(nf: &Netfilter, c: &Conntrack) -> bool {
     nf.ipvs.iter().any(|s| {
         s.fwmark.is_none() && s.addr == c.dst && Some(s.port) == c.dport && s.proto == c.proto
     })

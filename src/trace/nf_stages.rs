@@ -147,6 +147,8 @@ pub(super) fn input(w: &mut Walk, at: &mut At) -> Go {
     if at.pkt.esp.is_some() {
         return Go::On;
     }
+    // A reply to the node's own connection: IPVS's LOCAL_IN reply hook.
+    ipvs_reply(w, at.node, Hook::Input, &mut at.pkt, &at.ct);
     match ipvs_dnat(w, at.node, &mut at.pkt, &at.ct) {
         Ipvs::NotAService => Go::On,
         Ipvs::Sent => {
@@ -172,7 +174,7 @@ pub(super) fn forward(w: &mut Walk, at: &mut At) -> Go {
         return Go::On;
     }
     let gw = routed_gateway(w, at);
-    match nf_hook(
+    if let Some(end) = nf_hook(
         w,
         at.node,
         Hook::Forward,
@@ -182,9 +184,11 @@ pub(super) fn forward(w: &mut Walk, at: &mut At) -> Go {
         &mut at.pkt,
         &mut at.ct,
     ) {
-        Some(end) => Go::End(end),
-        None => Go::On,
+        return Go::End(end);
     }
+    // After the filter table (priority 100): IPVS rewrites a real server's reply.
+    ipvs_reply(w, at.node, Hook::Forward, &mut at.pkt, &at.ct);
+    Go::On
 }
 
 /// POSTROUTING (mangle, nat: SNAT, MASQUERADE) on the packet about to leave.
@@ -398,6 +402,85 @@ fn nf_hook(
         return Some(end);
     }
     None
+}
+
+/// A real server's reply through the director in NAT (Masq) mode: IPVS (ip_vs_out, at
+/// FORWARD or LOCAL_IN after the filter table) rewrites its source back to the virtual
+/// service, as the connection's conntrack entry (reply direction) records. Without an entry,
+/// a packet from a Masq real server is said to be rewritten only if it is such a reply (IPVS's
+/// own connection table is not read).
+fn ipvs_reply(w: &mut Walk, ni: usize, hook: Hook, pkt: &mut Packet, ct: &CtView) {
+    let nf = &w.nodes[ni].netfilter;
+    let proto = crate::model::kernel_names::ip_proto(pkt.proto);
+    let is_real = |s: &&crate::model::IpvsService, addr: IpAddr, port: Option<u16>| {
+        s.fwmark.is_none()
+            && s.proto == proto
+            && s.reals.iter().any(|r| {
+                r.forward == "Masq" && r.addr == addr && (r.port == 0 || Some(r.port) == port)
+            })
+    };
+    let entry = ct
+        .entry
+        .filter(|(i, reply)| *reply && super::netfilter::ipvs_owns(nf, &nf.conntrack[*i]))
+        .map(|(i, _)| nf.conntrack[i].clone());
+    let Some(c) = entry else {
+        if let Some(svc) = nf.ipvs.iter().find(|s| is_real(s, pkt.src, pkt.sport)) {
+            let service = format!("{} {}", svc.name(), svc.scheduler);
+            w.hop(
+                (ni, Step::Nat, None),
+                pkt,
+                format!(
+                    "{} {}: if this is a reply of one of its connections IPVS rewrites its source to {}; no conntrack entry says so",
+                    hook.chain(),
+                    pkt.src,
+                    std::net::SocketAddr::new(svc.addr, svc.port)
+                ),
+                format!("ipvs virtual service {service} (real server {} Masq)", pkt.src),
+                vec!["IPVS's own connection table is not read: left as it is".into()],
+            );
+        }
+        return;
+    };
+    let Some(svc) = nf
+        .ipvs
+        .iter()
+        .find(|s| s.addr == c.dst && Some(s.port) == c.dport && s.proto == c.proto)
+        .filter(|s| is_real(s, pkt.src, pkt.sport))
+    else {
+        return; // DR and tunnel real servers answer the client themselves
+    };
+    let service = format!("{} {}", svc.name(), svc.scheduler);
+    let show = |a: IpAddr, p: Option<u16>| match p {
+        Some(p) => std::net::SocketAddr::new(a, p).to_string(),
+        None => a.to_string(),
+    };
+    let before = show(pkt.src, pkt.sport);
+    pkt.src = c.dst;
+    pkt.sport = c.dport.or(pkt.sport);
+    let effect = format!(
+        "IPVS reply {before} → {} (Masq: the real server's source back to the virtual service, by the connection's conntrack entry)",
+        show(pkt.src, pkt.sport)
+    );
+    w.hop(
+        (ni, Step::Nat, None),
+        pkt,
+        format!("{} {effect}", hook.chain()),
+        format!("ipvs virtual service {service}"),
+        vec![],
+    );
+    w.decided(as_decisions(&[NfDecision {
+        hook,
+        backend: "ipvs".into(),
+        table: "ipvs".into(),
+        chain: service.clone(),
+        rule: service,
+        target: "SNAT".into(),
+        effect,
+        uncertain: None,
+        alternatives: vec![],
+        conntrack: Some(c),
+        new_connections_only: false,
+    }]));
 }
 
 /// What IPVS did with a locally delivered packet.

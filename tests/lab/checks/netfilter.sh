@@ -13,6 +13,9 @@
 #   ipvsadm.txt                    `ipvsadm -Ln` on worker
 #   trace-ipvs.json/.txt           hopscope trace of that connection (established: its entry)
 #   trace-ipvs-new.json            the same flow from a source port with no entry (new)
+#   trace-ipvs-reply.json          the real server's reply (SYN-ACK) back through worker
+#   ipvs-reply-cni-worker.txt, ipvs-reply-netshoot.txt   tcpdump of that reply leaving
+#                                  cni-worker and arriving at netshoot
 #   ipvs.strace                    the sendto/sendmsg calls of the text trace (read-only proof)
 set -u
 # shellcheck disable=SC1091
@@ -61,12 +64,26 @@ for i in $(seq 100); do
     ip netns exec cni-worker ss -ltn 2>/dev/null | grep -q ':80 ' && break
     sleep 0.1
 done
+# The reply as the kernel sends it: leaving the real server (cni-worker) and arriving at
+# netshoot, each captured by tcpdump (the director rewrites its source in between).
+dumps=
+for ns in cni-worker netshoot; do
+    ip netns exec "$ns" timeout 8 tcpdump -n -l -i any -c 1 'tcp src port 80 and tcp[tcpflags] & tcp-syn != 0' > "$R/ipvs-reply-$ns.txt" 2> "$R/ipvs-reply-$ns.err" &
+    dumps="$dumps $!"
+done
+for i in $(seq 100); do
+    [ "$(cat "$R"/ipvs-reply-*.err 2>/dev/null | grep -c listening)" -ge 2 ] && break
+    sleep 0.1
+done
 ip netns exec netshoot busybox nc -w 2 10.96.0.50 80 > "$R/ipvs.txt" 2>&1 </dev/null
+# shellcheck disable=SC2086
+wait $dumps
 ip netns exec worker conntrack -L -p tcp --orig-dst 10.96.0.50 > "$R/ipvs-conntrack.txt" 2>/dev/null
 ipvs_sport=$(head -1 "$R/ipvs-conntrack.txt" | grep -o 'sport=[0-9]*' | head -1 | cut -d= -f2)
 ip netns exec worker ipvsadm -Ln > "$R/ipvsadm.txt" 2>&1
 trace trace-ipvs.json 10.0.1.52 10.96.0.50 --proto tcp --sport "${ipvs_sport:-1}" --dport 80 --netns worker --json
 trace trace-ipvs-new.json 10.0.1.52 10.96.0.50 --proto tcp --sport 1 --dport 80 --netns worker --json
+trace trace-ipvs-reply.json 10.0.1.103 10.0.1.52 --proto tcp --sport 80 --dport "${ipvs_sport:-1}" --netns worker --json
 strace -f -qq -e trace=socket,sendto,sendmsg -o "$R/ipvs.strace" \
     "$HOPSCOPE" trace 10.0.1.52 10.96.0.50 --proto tcp --sport "${ipvs_sport:-1}" --dport 80 --netns worker > "$R/trace-ipvs.txt" 2>&1
 kill "$ipvs_server" 2>/dev/null
