@@ -150,10 +150,8 @@ fn doctor(cli: &Cli, args: &cmd::doctor::DoctorArgs) -> u8 {
     let run = cmd::doctor::run(args, &cli.target.targets(), &cli.target.netns, || {
         names.map(cmd::finish_names).unwrap_or_default()
     });
-    let printed = run.and_then(|(r, names)| {
-        hopscope::model::names::with_names(names, || cmd::doctor::print(&r, args.json, &stamp))
-            .map(|()| r.exit_code)
-    });
+    let printed =
+        run.and_then(|(r, _names)| cmd::doctor::print(&r, args.json, &stamp).map(|()| r.exit_code));
     match printed {
         Ok(code) => code,
         Err(e) => {

@@ -15,15 +15,21 @@
 //! - `trace --follow` locks down the same way once its captures are open; the node's re-read
 //!   after following is done by a helper process (`hopscope snapshot`) started before;
 //! - the TUI keeps reading the node for its whole run (netlink dumps, captures picked later,
-//!   `:netns`, `iptables-save` for its traces), so it cannot lock down that far: it keeps only
-//!   the capabilities those need (`limit_live`), also in its bounding set so the tools it runs
-//!   get no more, sets no_new_privs, and installs a seccomp filter refusing what none of it
-//!   ever does (modules, mounts, ptrace, bpf(), keyrings, clocks, identities, …).
+//!   `:netns`, `iptables-save` for its traces), so it cannot lock down that far
+//!   (`limit_live`): the tools run in a privileged helper forked first (`broker`), which keeps
+//!   the capabilities they need and a filter refusing what none of them does (modules, mounts,
+//!   ptrace, bpf(), keyrings, clocks, identities, …); the TUI itself keeps only what its own
+//!   reads need, sets no_new_privs, and installs an allow-list of the syscalls it makes
+//!   (`tui_allow`: no exec, no fork, no writing open, setns only into a netns, sockets only of
+//!   the families and netlink protocols it reads).
 //!
 //! `--no-sandbox` skips both (non-dumpable stays). docs/security.md says what each mode keeps.
 
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
+
+pub mod broker;
+mod tui_allow;
 
 /// No core dumps, no ptrace or /proc/PID/mem by others of the same user. Never fails the run:
 /// a kernel that refuses only leaves the process as it was, and that is said.
@@ -96,11 +102,15 @@ fn lock_down_once() -> Result<Locked> {
 }
 
 /// Root becomes nobody: the kernel clears every capability of every thread (glibc and musl
-/// apply set*id to all threads). Without root, this thread's capabilities are dropped.
+/// apply set*id to all threads). Without root, or as a root that may not change its ids (the
+/// attach pod drops CAP_SETUID and CAP_SETGID), this thread's capabilities are dropped.
 fn drop_identity() -> Result<String> {
+    let may_change_ids = [caps::Capability::CAP_SETUID, caps::Capability::CAP_SETGID]
+        .iter()
+        .all(|c| caps::has_cap(None, caps::CapSet::Effective, *c).unwrap_or(false));
     // SAFETY: plain syscalls without pointers (setgroups gets an empty list).
     unsafe {
-        if libc::geteuid() == 0 {
+        if libc::geteuid() == 0 && may_change_ids {
             if libc::setgroups(0, std::ptr::null()) != 0
                 || libc::setresgid(NOBODY, NOBODY, NOBODY) != 0
                 || libc::setresuid(NOBODY, NOBODY, NOBODY) != 0
@@ -206,21 +216,32 @@ fn filter(
     otherwise: seccompiler::SeccompAction,
     on_listed: seccompiler::SeccompAction,
 ) -> Result<seccompiler::BpfProgram> {
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
+        listed.iter().map(|&s| (s, vec![])).collect();
+    filter_with_rules(rules, otherwise, on_listed)
+}
+
+/// A filter whose syscalls in `rules` get `on_listed` when one of their rules matches (or
+/// always, for an empty list of rules), every other call `otherwise`.
+fn filter_with_rules(
+    rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>>,
+    otherwise: seccompiler::SeccompAction,
+    on_listed: seccompiler::SeccompAction,
+) -> Result<seccompiler::BpfProgram> {
     let arch: seccompiler::TargetArch = std::env::consts::ARCH
         .try_into()
         .map_err(|e| anyhow::anyhow!("seccomp on {}: {e:?}", std::env::consts::ARCH))?;
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        listed.iter().map(|&s| (s, vec![])).collect();
     let filter = seccompiler::SeccompFilter::new(rules, otherwise, on_listed, arch)?;
     Ok(filter.try_into()?)
 }
 
-/// What the TUI keeps for its whole run: CAP_NET_ADMIN (XFRM dumps, iptables-save),
-/// CAP_NET_RAW (captures picked later), CAP_SYS_ADMIN (`setns` into the watched netns, for
-/// the monitor, captures and `:netns`), CAP_SYS_PTRACE (opening another process's
-/// /proc/PID/ns/net for `--pid`), CAP_SYS_CHROOT (the node's own iptables-save through
-/// /proc/1/root in a pod) and CAP_DAC_READ_SEARCH (the kubeconfig and node files it re-reads
-/// may belong to another user). Every other capability goes, from the bounding set too.
+/// What the TUI and its broker keep: CAP_NET_ADMIN (XFRM, IPVS and conntrack dumps,
+/// iptables-save), CAP_NET_RAW (captures picked later, iptables-legacy-save), CAP_SYS_ADMIN
+/// (`setns` into the watched netns, for the monitor, captures and `:netns`), CAP_SYS_PTRACE
+/// (opening another process's /proc/PID/ns/net for `--pid`, and the broker the TUI's thread
+/// netns), CAP_SYS_CHROOT (the broker: the node's own iptables-save through /proc/1/root in a
+/// pod) and CAP_DAC_READ_SEARCH (the kubeconfig and node files it re-reads may belong to
+/// another user). Every other capability goes, from the bounding set too.
 const LIVE_KEEPS: &[caps::Capability] = &[
     caps::Capability::CAP_NET_ADMIN,
     caps::Capability::CAP_NET_RAW,
@@ -301,18 +322,25 @@ fn never_used_live() -> Result<seccompiler::BpfProgram> {
     filter(LIVE_NEVER, seccompiler::SeccompAction::Allow, eperm)
 }
 
+/// What only the broker needs once it runs the tools: the TUI itself drops it.
+const BROKER_ONLY: &[caps::Capability] = &[caps::Capability::CAP_SYS_CHROOT];
+
 /// What `limit_live` did, for docs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limited {
-    /// The capabilities kept (names), in every set that had them.
+    /// The capabilities the TUI kept (names), in every set that had them.
     pub kept: Vec<String>,
+    /// The privileged helper's pid.
+    pub broker: u32,
 }
 
 /// Least privilege for a run that keeps reading the node (the TUI): keep only `LIVE_KEEPS`
-/// (in every capability set, the bounding set too when it may be changed), no_new_privs, and
-/// the `LIVE_NEVER` filter on every thread. Capabilities are per thread: call it before the
-/// run starts any thread, so every later thread (monitor, captures, names) inherits it.
-pub fn limit_live() -> Result<Limited> {
+/// (in every capability set, the bounding set too when it may be changed) and no_new_privs;
+/// fork the broker, which keeps that and gets the `LIVE_NEVER` filter; then the TUI drops
+/// `BROKER_ONLY` and installs its allow-list (`tui_allow`). Capabilities and filters are per
+/// thread and fork copies one: call it before the run starts any thread, so every later
+/// thread (monitor, captures, names) inherits it.
+pub fn limit_live(tools: broker::Tools) -> Result<Limited> {
     use caps::{CapSet, Capability};
     let keep: caps::CapsHashSet = LIVE_KEEPS.iter().copied().collect();
     let had = caps::read(None, CapSet::Permitted).context("reading the capabilities")?;
@@ -348,22 +376,40 @@ pub fn limit_live() -> Result<Limited> {
             std::io::Error::last_os_error()
         );
     }
-    let filter = never_used_live().context("building the seccomp filter")?;
-    seccompiler::apply_filter_all_threads(&filter)
-        .context("installing the seccomp filter (--no-sandbox runs without it)")?;
+    let broker_filter = never_used_live().context("building the broker's seccomp filter")?;
+    let broker = broker::start(&broker_filter, tools)?;
+    let mut kept = kept;
+    for cap in BROKER_ONLY {
+        kept.remove(cap);
+        for set in [
+            CapSet::Ambient,
+            CapSet::Inheritable,
+            CapSet::Effective,
+            CapSet::Permitted,
+        ] {
+            caps::drop(None, set, *cap)
+                .with_context(|| format!("dropping {cap} from the {set:?} set"))?;
+        }
+    }
+    // SAFETY: getpid has no arguments.
+    let me = unsafe { libc::getpid() };
+    for filter in tui_allow::filters(me).context("building the TUI's seccomp allow-list")? {
+        seccompiler::apply_filter_all_threads(&filter)
+            .context("installing the seccomp filter (--no-sandbox runs without it)")?;
+    }
     let mut kept: Vec<String> = kept.iter().map(|c| c.to_string()).collect();
     kept.sort();
-    Ok(Limited { kept })
+    Ok(Limited { kept, broker })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Runs `checks` in a forked child under no_new_privs and `filter` (so the filter stays
+    /// Runs `checks` in a forked child under no_new_privs and `filters` (so the filters stay
     /// there) and returns the child's exit code: the bits of the checks that failed.
-    fn bits_failed_in_filtered_child(
-        filter: &seccompiler::BpfProgram,
+    pub(super) fn bits_failed_in_child_under(
+        filters: &[seccompiler::BpfProgram],
         checks: impl FnOnce() -> i32,
     ) -> i32 {
         // SAFETY: the child only makes raw syscalls and exits; the parent waits for it.
@@ -372,7 +418,9 @@ mod tests {
             assert!(pid >= 0);
             if pid == 0 {
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                    || seccompiler::apply_filter(filter).is_err()
+                    || filters
+                        .iter()
+                        .any(|f| seccompiler::apply_filter(f).is_err())
                 {
                     libc::_exit(100);
                 }
@@ -386,7 +434,7 @@ mod tests {
     }
 
     /// A raw syscall's return refused with EPERM (by the filter).
-    fn denied(rc: i64) -> bool {
+    pub(super) fn denied(rc: i64) -> bool {
         // SAFETY: errno of this thread, read right after the call.
         rc < 0 && unsafe { *libc::__errno_location() } == libc::EPERM
     }
@@ -397,7 +445,7 @@ mod tests {
     fn the_filter_refuses_opening_anything_new() {
         let filter = read_write_only().unwrap();
         // SAFETY (in the child): raw syscalls on constant C strings.
-        let bits = bits_failed_in_filtered_child(&filter, || unsafe {
+        let bits = bits_failed_in_child_under(&[filter], || unsafe {
             let mut code = 0;
             if !denied(libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) as i64) {
                 code |= 1;
@@ -424,7 +472,7 @@ mod tests {
     fn the_live_filter_refuses_what_the_tui_never_does_and_allows_the_rest() {
         let filter = never_used_live().unwrap();
         // SAFETY (in the child): raw syscalls on constant C strings; the grandchild only execs.
-        let bits = bits_failed_in_filtered_child(&filter, || unsafe {
+        let bits = bits_failed_in_child_under(&[filter], || unsafe {
             let mut code = 0;
             let null = std::ptr::null::<libc::c_char>();
             // A target that does not exist: ENOENT without the filter, never a mount.

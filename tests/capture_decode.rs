@@ -268,7 +268,7 @@ fn seed_worker_esp_frame_decrypts_to_the_pods_echo() {
         nsec: 0,
     };
     let rec = an.analyze("eth0", LinkType::Ethernet, ts, 154, &frame);
-    let line = hopscope::view::packet::line(&rec);
+    let line = hopscope::view::packet::line(&rec, &Default::default());
     assert!(
         line.contains("10.0.1.138 > 10.0.0.40: ESP(spi=0x00000003,seq=0x1a), length 120"),
         "{line}"
@@ -303,7 +303,7 @@ fn seed_worker_esp_frame_decrypts_to_the_pods_echo() {
         matches!(rec.decrypt, Some(Decrypt::AuthFailed { .. })),
         "{rec:?}"
     );
-    let line = hopscope::view::packet::line(&rec);
+    let line = hopscope::view::packet::line(&rec, &Default::default());
     assert!(
         line.contains("AUTH FAILED") && !line.contains("ICMP"),
         "{line}"

@@ -91,6 +91,25 @@ fn wait_file(path: &std::path::Path, needle: &str) {
     );
 }
 
+/// Wait until `path` holds `n` lines, or fail.
+fn wait_lines(path: &std::path::Path, n: usize) {
+    let t = Instant::now();
+    while std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < n
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{} never had {n} lines: {}",
+            path.display(),
+            std::fs::read_to_string(path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn sigint(child: &Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
 }
@@ -114,22 +133,25 @@ fn ping_over_veth_matches_tcpdump() {
         .stderr(std::fs::File::create(&hs_err).unwrap())
         .spawn()
         .unwrap();
+    let td_out = tmp.join("td.out");
     let td = Command::new("ip")
         .args([
             "netns", "exec", &a.name, "tcpdump", "-l", "-nn", "-i", "va", "icmp",
         ])
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(&td_out).unwrap())
         .stderr(std::fs::File::create(&td_err).unwrap())
         .spawn()
         .unwrap();
     wait_file(&hs_err, "capturing on");
     wait_file(&td_err, "listening on");
     ping(&a, 5, "0.2", "192.0.2.2");
-    std::thread::sleep(Duration::from_millis(500));
+    // tcpdump prints a packet only once its capture block is handed over: wait for all 10.
+    wait_lines(&td_out, 10);
     sigint(&hs);
     sigint(&td);
     let hs = hs.wait_with_output().unwrap();
-    let td = td.wait_with_output().unwrap();
+    assert!(td.wait_with_output().unwrap().status.success());
+    let td_stdout = std::fs::read_to_string(&td_out).unwrap();
     let err = std::fs::read_to_string(&hs_err).unwrap();
     assert!(hs.status.success(), "hopscope: {err}");
 
@@ -160,7 +182,7 @@ fn ping_over_veth_matches_tcpdump() {
             )
         })
         .collect();
-    let theirs: Vec<String> = String::from_utf8_lossy(&td.stdout)
+    let theirs: Vec<String> = td_stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -307,7 +329,7 @@ fn interface_gone_mid_capture_others_go_on() {
     a.ip("link del vx");
     wait_file(&tmp, "vx gone");
     ping(&a, 2, "0.2", "192.0.2.2");
-    std::thread::sleep(Duration::from_millis(400));
+    // No wait: the capture reads what the kernel queued before it stops.
     sigint(&hs);
     let out = hs.wait_with_output().unwrap();
     let err = std::fs::read_to_string(&tmp).unwrap();
@@ -377,7 +399,7 @@ fn two_interfaces_come_out_in_capture_time_order() {
         .unwrap();
     wait_file(&err_file, "capturing on");
     ping(&a, 20, "0.05", "203.0.113.1");
-    std::thread::sleep(Duration::from_millis(600));
+    // No wait: the capture reads what the kernel queued before it stops.
     sigint(&hs);
     let out = hs.wait_with_output().unwrap();
     let err = std::fs::read_to_string(&err_file).unwrap_or_default();
@@ -401,4 +423,47 @@ fn two_interfaces_come_out_in_capture_time_order() {
         "{} of 79 steps go back in time: {out_of_order:?}",
         out_of_order.len()
     );
+}
+
+/// Stopped right after the last packet: what the kernel already queued on the handle (the
+/// last, not yet retired capture block) is read and counted before it closes, as tcpdump's
+/// final stats do. Without the drain the last burst was lost and "captured" fell short of
+/// "received by filter". (`--duration` and `-c` end through the same stop of the readers.)
+#[test]
+fn stop_right_after_the_last_packet_reads_what_the_kernel_queued() {
+    need("ping", "iputils-ping");
+    let (a, _b) = pair();
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let err_file =
+            std::env::temp_dir().join(format!("hs-drain-{signal}-{}", std::process::id()));
+        let hs = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+            .args(["capture", "--netns", &a.name, "-i", "va", "--json", "icmp"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err_file).unwrap())
+            .spawn()
+            .unwrap();
+        wait_file(&err_file, "capturing on");
+        ping(&a, 30, "0.002", "192.0.2.2");
+        unsafe { libc::kill(hs.id() as i32, signal) };
+        let out = hs.wait_with_output().unwrap();
+        let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&err_file);
+        assert!(out.status.success(), "signal {signal}: {err}");
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let packets = lines.iter().filter(|r| r["type"] == "packet").count();
+        let summary = lines
+            .iter()
+            .find(|r| r["type"] == "summary")
+            .expect("summary");
+        let va = &summary["interfaces"][0];
+        assert_eq!(
+            packets, 60,
+            "signal {signal}: 30 requests and 30 replies: {va} {err}"
+        );
+        assert_eq!(va["captured"], 60, "signal {signal}: {va}");
+        assert_eq!(va["received_by_filter"], 60, "signal {signal}: {va}");
+    }
 }

@@ -382,6 +382,87 @@ fn in_no_pols_when_the_fwd_policy_is_missing() {
     );
 }
 
+/// Decrypted packets are delivered (the `in` policies) when their destination is RTN_LOCAL in
+/// the node's local table, forwarded (`fwd`) otherwise: worker2's router IP on cilium_host
+/// is inside the pod CIDR its peers encrypt to, so the in policies are checked for it; no pod
+/// has to talk to it, so a miss there is an info until XfrmInNoPols rises.
+#[test]
+fn in_policy_checked_for_packets_delivered_to_the_node_itself() {
+    let mut c = cluster();
+    node(&mut c, "worker2")
+        .xfrm_policies
+        .retain(|p| p.dir != PolicyDir::In);
+    let router = |f: &&Finding| f.id == "in-policy-missing" && f.what.contains("10.0.0.40/32");
+    let r = judge(&c, None);
+    let f = r
+        .findings
+        .iter()
+        .find(router)
+        .unwrap_or_else(|| panic!("{}", r.render()));
+    assert_eq!(
+        (f.node.as_str(), f.severity),
+        ("worker2", Severity::Info),
+        "{f:?}"
+    );
+    assert!(
+        f.what
+            .starts_with("no in policy covers 10.0.1.0/24 → 10.0.0.40/32"),
+        "{}",
+        f.what
+    );
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.contains("once XfrmInNoPols rises")),
+        "{f:?}"
+    );
+    // The pods behind it are forwarded to, and their fwd policy is there: nothing above info.
+    assert_eq!(r.exit_code, 0, "{}", r.render());
+    // Traffic to the router IP in the window: the kernel's XfrmInNoPols is blamed on it.
+    let before = window(&mut c, "worker2", "XfrmInNoPols", 4);
+    let r = judge(&c, Some(&before));
+    let f = r
+        .findings
+        .iter()
+        .find(router)
+        .unwrap_or_else(|| panic!("{}", r.render()));
+    assert_eq!(f.severity, Severity::Fail, "{f:?}");
+    rose(f, "XfrmInNoPols", 4);
+    assert_eq!(r.exit_code, 2);
+    // Not RTN_LOCAL (the local table's route gone, the address kept): forwarded, so the fwd
+    // policy is checked for it, and passes.
+    let w2 = node(&mut c, "worker2");
+    w2.routes
+        .retain(|r| !(r.table.id == 255 && r.dst == Some("10.0.0.40/32".parse().unwrap())));
+    let r = judge(&c, None);
+    assert!(!r.findings.iter().any(|f| router(&f)), "{}", r.render());
+}
+
+/// The same split the other way: with the fwd policy gone, the router IP (delivered) still
+/// passes its in policy, and only the pods (forwarded) are blamed.
+#[test]
+fn fwd_policy_checked_for_packets_forwarded_to_pods_only() {
+    let mut c = cluster();
+    let w2 = node(&mut c, "worker2");
+    let p = policy(w2, "fwd", "10.0.0.0/24");
+    w2.xfrm_policies.remove(p);
+    let r = judge(&c, None);
+    let missing: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.id == "in-policy-missing")
+        .collect();
+    assert_eq!(missing.len(), 2, "one per peer: {}", r.render());
+    for f in missing {
+        assert!(
+            f.what.starts_with("no fwd policy covers 10.0.")
+                && f.what.contains("→ 10.0.0.0/24")
+                && f.severity == Severity::Fail,
+            "{f:?}"
+        );
+    }
+}
+
 #[test]
 fn in_pol_block_names_the_blocking_policy() {
     let mut c = cluster();
@@ -539,29 +620,33 @@ fn a_rise_that_no_lookup_explains_is_a_warning() {
 
 // ------------------------------------------------------------------------ static checks
 
+/// A pod's netns: an eth0 with an IPv4 address (the node's, no IPv6) and a default route
+/// of that MTU.
+fn pod(name: &str, mtu: Option<u32>) -> PodState {
+    let mut st = seed_node("worker");
+    st.links.retain(|l| l.name == "eth0");
+    st.links[0].addresses.retain(|a| !a.address.contains(':'));
+    st.routes.retain(|r| r.table.id == 254 && r.dst.is_none());
+    st.routes[0].mtu = mtu;
+    PodState {
+        name: name.into(),
+        state: st,
+    }
+}
+
 #[test]
 fn mtu_of_pods_against_the_esp_overhead() {
     let c = cluster();
-    let mut pod = seed_node("worker");
-    pod.links.retain(|l| l.name == "eth0");
-    pod.routes.retain(|r| r.table.id == 254 && r.dst.is_none());
-    pod.routes[0].mtu = Some(1423);
-    let pods = [PodState {
-        name: "netshoot".into(),
-        state: pod.clone(),
-    }];
-    let r = judge_with(&c[..1], None, &[], None, &pods);
+    let mut pod = pod("netshoot", Some(1423));
+    let r = judge_with(&c[..1], None, &[], None, std::slice::from_ref(&pod));
     assert!(
         !r.findings.iter().any(|f| f.id == "mtu-esp-overhead"),
         "{}",
         r.render()
     );
-    pod.routes[0].mtu = None;
-    pod.links[0].mtu = Some(1500);
-    let pods = [PodState {
-        name: "netshoot".into(),
-        state: pod,
-    }];
+    pod.state.routes[0].mtu = None;
+    pod.state.links[0].mtu = Some(1500);
+    let pods = [pod];
     let r = judge_with(&c[..1], None, &[], None, &pods);
     let f = find(&r, "worker", "mtu-esp-overhead");
     assert!(
@@ -821,8 +906,8 @@ fn stale_checks_measure_against_the_kubernetes_node_list() {
             router_ips: vec!["10.0.0.40".parse().unwrap()],
             ..Default::default()
         });
-    let kube = hopscope::doctor::cluster::nodes(&names).unwrap();
-    let rep = hopscope::doctor::examine_in(&one, &keys(), Some(&kube));
+    assert!(hopscope::doctor::cluster::nodes(&names).is_some());
+    let rep = hopscope::doctor::examine_in(&one, &keys(), &names);
     // control-plane is no node Kubernetes lists: its SA, policy and route are stale, named so.
     let f = find(&rep, "worker", "stale-sa");
     assert!(
@@ -843,8 +928,8 @@ fn stale_checks_measure_against_the_kubernetes_node_list() {
     all.addresses.extend(names.addresses.clone());
     all.pod_cidrs.extend(names.pod_cidrs.clone());
     all.cilium_nodes = names.cilium_nodes.clone();
-    let kube = hopscope::doctor::cluster::nodes(&all).unwrap();
-    let rep = hopscope::doctor::examine_in(&one, &keys(), Some(&kube));
+    assert!(hopscope::doctor::cluster::nodes(&all).is_some());
+    let rep = hopscope::doctor::examine_in(&one, &keys(), &all);
     assert_eq!(rep.exit_code, 0, "{}", rep.render());
     // No node list, one node: no stale check at all.
     assert!(hopscope::doctor::cluster::nodes(&hopscope::model::Names::default()).is_none());
@@ -965,6 +1050,70 @@ fn ipv6_states_are_judged_as_ipv4_ones() {
     }
 }
 
+/// A node (or pod) with the IPv6 copy of its SAs, policies, addresses and routes beside the
+/// IPv4 ones, but no IPv6 route of table 200.
+fn dual_stack(st: &mut NodeState) {
+    let s6 = v6(st);
+    st.xfrm_states.extend(s6.xfrm_states);
+    st.xfrm_policies.extend(s6.xfrm_policies);
+    for (l, l6) in st.links.iter_mut().zip(s6.links) {
+        l.addresses.extend(l6.addresses);
+    }
+    st.routes
+        .extend(s6.routes.into_iter().filter(|r| r.table.id != 200));
+}
+
+/// Pods' MTU per family: an IPv4 route against the IPv4 SAs' room (outer header 20 bytes:
+/// 1446 on 1500), an IPv6 one against the IPv6 SAs' (40: 1426); a pod of one family is judged
+/// for it alone, and a node without IPv6 SAs does not judge IPv6 routes.
+#[test]
+fn pod_mtu_is_judged_per_family() {
+    let mut node = seed_node("worker");
+    dual_stack(&mut node);
+    let fails = |n: &NodeState, pods: &[PodState]| -> Vec<String> {
+        judge_with(std::slice::from_ref(n), None, &[], None, pods)
+            .findings
+            .iter()
+            .filter(|f| f.id == "mtu-esp-overhead")
+            .map(|f| f.what.clone())
+            .collect()
+    };
+    let both = |m4, m6| {
+        let mut p = pod("dual", Some(m4));
+        p.state.links[0].mtu = Some(1500);
+        dual_stack(&mut p.state);
+        let r6 = p
+            .state
+            .routes
+            .iter()
+            .rposition(|r| r.dst.is_none())
+            .unwrap();
+        p.state.routes[r6].mtu = Some(m6);
+        p
+    };
+    let f = fails(&node, &[both(1440, 1440)]);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with("pod dual sends IPv6 packets up to 1440 bytes, but only 1426 fit"),
+        "{f:?}"
+    );
+    // 1440 fits IPv4's room (1446), 1423 IPv6's (1426): fine, though 1440 > 1426.
+    assert_eq!(fails(&node, &[both(1440, 1423)]), Vec::<String>::new());
+    // One family: an IPv4-only pod at 1440 is fine here; an IPv6-only one fails.
+    assert_eq!(fails(&node, &[pod("v4", Some(1440))]), Vec::<String>::new());
+    let only6 = PodState {
+        name: "v6".into(),
+        state: v6(&pod("v6", Some(1440)).state),
+    };
+    let f = fails(&node, std::slice::from_ref(&only6));
+    assert!(
+        f.len() == 1 && f[0].contains("IPv6 packets up to 1440 bytes, but only 1426 fit"),
+        "{f:?}"
+    );
+    // An IPv4-only node: no IPv6 SA carries the IPv6 pod's packets, nothing to judge.
+    assert_eq!(fails(&seed_node("worker"), &[only6]), Vec::<String>::new());
+}
+
 /// The seed's cluster with the IPv6 copy of its SAs, policies, addresses and main routes
 /// added beside the IPv4 ones, but no IPv6 rule or route of table 200: a node may encrypt
 /// IPv6 without Cilium's IPsec table (the lab's IPv6 pair does). Judged fine: the IPv4 rule
@@ -973,16 +1122,7 @@ fn ipv6_states_are_judged_as_ipv4_ones() {
 #[test]
 fn ipv6_beside_ipv4_without_an_ipv6_table_200_is_fine() {
     let mut c = cluster();
-    for st in c.iter_mut() {
-        let s6 = v6(st);
-        st.xfrm_states.extend(s6.xfrm_states);
-        st.xfrm_policies.extend(s6.xfrm_policies);
-        for (l, l6) in st.links.iter_mut().zip(s6.links) {
-            l.addresses.extend(l6.addresses);
-        }
-        st.routes
-            .extend(s6.routes.into_iter().filter(|r| r.table.id != 200));
-    }
+    c.iter_mut().for_each(dual_stack);
     let rep = judge(&c, None);
     assert!(
         rep.findings.iter().all(|f| f.severity < Severity::Warn),

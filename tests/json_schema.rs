@@ -60,8 +60,15 @@ fn snapshots_match_the_schema() {
     // The recorded cluster node has SAs, policies and marks, through the same writer.
     let mut out = Vec::new();
     let st = hopscope::model::fixtures::seed_worker();
-    hopscope::view::json::write(&st, &hopscope::output::Stamp::now(), false, true, &mut out)
-        .unwrap();
+    hopscope::view::json::write(
+        &st,
+        &hopscope::output::Stamp::now(),
+        false,
+        true,
+        &Default::default(),
+        &mut out,
+    )
+    .unwrap();
     validate(
         "snapshot of the seed worker",
         &serde_json::from_slice(&out).unwrap(),

@@ -70,6 +70,22 @@ fn pod_manifest() {
         assert!(y.contains("value: /proc/1/root/run/netns"), "{y}");
     }
     assert!(restricted.contains("drop:\n        - ALL"), "{restricted}");
+    // The capture pod gets what a capture of the node's interfaces uses, no more.
+    assert!(
+        restricted.contains(
+            "add:\n        - NET_ADMIN\n        - NET_RAW\n        - SYS_PTRACE\n        drop:"
+        ),
+        "{restricted}"
+    );
+    assert!(!restricted.contains("SYS_ADMIN"), "{restricted}");
+    assert!(
+        restricted.contains("allowPrivilegeEscalation: false"),
+        "{restricted}"
+    );
+    assert!(
+        !privileged.contains("allowPrivilegeEscalation"),
+        "{privileged}"
+    );
     assert!(restricted.contains("type: RuntimeDefault"), "{restricted}");
     assert!(!restricted.contains("privileged"), "{restricted}");
     // A privileged container is unconfined whatever is set: no seccomp or capability lines.

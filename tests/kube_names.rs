@@ -367,8 +367,7 @@ fn snapshot_text_names_addresses() {
     let state = hopscope::model::fixtures::seed_node("worker");
     let fake = FakeApi::start();
     let (names, _) = load(&args(&fake), Duration::from_secs(10));
-    let text =
-        hopscope::model::names::with_names(names, || hopscope::view::text::render(&state, false));
+    let text = hopscope::view::text::render(&state, false, &names);
     assert!(
         text.contains("10.0.1.138/32 (worker cilium_host)"),
         "{text}"
@@ -376,8 +375,8 @@ fn snapshot_text_names_addresses() {
     assert!(text.contains("172.18.0.3/16 (worker)"), "{text}");
     assert!(text.contains("10.0.0.0/24 (worker2 pods)"), "{text}");
     assert!(text.contains("172.18.0.4 (worker2)"), "{text}");
-    // And without a table in scope, the same view is unchanged.
-    let plain = hopscope::view::text::render(&state, false);
+    // And with an empty table, the same view is unchanged.
+    let plain = hopscope::view::text::render(&state, false, &Default::default());
     assert!(!plain.contains("(worker"));
 }
 

@@ -528,3 +528,46 @@ fn lab_doctor_ipv6_inbound_sa_missing() {
     let (sent, got) = ping_counts(&read("v6-no-in-sa.ping"));
     assert!(sent > 0 && got == 0, "no IPv6 ping answered: {sent}/{got}");
 }
+
+/// Decrypted packets to a node's own address are delivered, so the kernel checks the `in`
+/// policies (the pods behind it are forwarded: `fwd`). netshoot pings worker2's router IP.
+#[test]
+fn lab_doctor_in_policy_for_packets_delivered_to_the_node() {
+    // The base lab clears the decrypt mark of every decrypted packet: no in policy takes the
+    // router IP's (mark 0), the kernel drops it, and the doctor says so.
+    let f = blamed(
+        "router-base",
+        "in-policy-missing",
+        "worker2",
+        "XfrmInNoPols",
+        "checked against the in policies with mark 0x0",
+    );
+    assert!(
+        f["what"].as_str().unwrap().contains("→ 10.0.0.40/32"),
+        "{f}"
+    );
+    let (sent, got) = ping_counts(&read("router-base.ping"));
+    assert!(sent > 0 && got == 0, "{sent}/{got}");
+    // With the mark kept for it (as Cilium does), the in policy takes it: fine, answered.
+    fine("router");
+    assert_eq!(kernel_moved("router", "worker2"), Vec::<String>::new());
+    let (sent, got) = ping_counts(&read("router.ping"));
+    assert!(got > 0 && got + 1 >= sent, "{sent}/{got}");
+    // Then only worker2's in policies gone: the kernel's XfrmInNoPols, blamed on them.
+    let f = blamed(
+        "no-in-policy",
+        "in-policy-missing",
+        "worker2",
+        "XfrmInNoPols",
+        "checked against the in policies",
+    );
+    assert!(
+        f["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("no in policy covers 10.0.1.0/24 → 10.0.0.40/32"),
+        "{f}"
+    );
+    let (sent, got) = ping_counts(&read("no-in-policy.ping"));
+    assert!(sent > 0 && got == 0, "{sent}/{got}");
+}

@@ -78,7 +78,17 @@ fn the_recording_ends_cleanly_on_sigterm() {
     let end = rec.end.as_ref().expect("an end record");
     assert_eq!(end.reason, "stopped by SIGTERM");
     assert_eq!(end.frames, rec.frames.len() as u64);
-    assert_eq!(rec.nodes.len(), 2);
+    // The two nodes given, then the pods behind their lxc veths (recorded for their state).
+    let at = |n: &str| rec.node_index(n);
+    assert_eq!((at("worker"), at("worker2")), (Some(0), Some(1)));
+    for pod in ["netshoot", "cni-worker", "cni-worker2"] {
+        assert!(at(pod).is_some_and(|i| i >= 2), "{pod}: {:?}", labels(&rec));
+    }
+    assert_eq!(rec.nodes.len(), 5, "{:?}", labels(&rec));
+}
+
+fn labels(rec: &Recording) -> Vec<&str> {
+    rec.nodes.iter().map(|n| n.label.as_str()).collect()
 }
 
 /// Decrypted inner IPv4 ICMP packets of worker's eth0: (src, dst, type), as the recorder opened

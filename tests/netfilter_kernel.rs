@@ -279,7 +279,7 @@ fn trace_on(lab: &Lab, flow: &Flow) -> (Trace, String) {
         netfilter: collect_netfilter(&target).unwrap(),
     }];
     let t = trace(&nodes, flow);
-    let shown = hopscope::view::trace::render(&t);
+    let shown = hopscope::view::trace::render(&t, &Default::default());
     (t, shown)
 }
 

@@ -92,7 +92,7 @@ fn assert_reference_nodeport(nf: Netfilter, mode: &str) {
     let mut nf = nf;
     nf.conntrack = vec![parse_line(SEED_ENTRY).unwrap()];
     let t = trace(&cluster(nf), &nodeport_flow());
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     let nat: Vec<_> = t.hops.iter().filter(|h| h.step == Step::Nat).collect();
     assert_eq!(nat.len(), 2, "{mode}: DNAT and masquerade\n{text}");
     assert!(
@@ -166,7 +166,7 @@ fn without_an_entry_the_first_endpoint_is_followed_and_said() {
     require_root();
     for file in ["iptables-nodeport.save", "nftables-nodeport.nft"] {
         let t = trace(&cluster(load(file)), &nodeport_flow());
-        let text = hopscope::view::trace::render(&t);
+        let text = hopscope::view::trace::render(&t, &Default::default());
         assert!(
             text.contains("the kernel picks at random"),
             "{file}\n{text}"
@@ -203,7 +203,7 @@ fn load_balancer_with_local_traffic_policy_keeps_the_source_and_the_local_endpoi
         ..nodeport_flow()
     };
     let t = trace(&cluster(load("iptables-lb-local.save")), &flow);
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     let nat: Vec<_> = t.hops.iter().filter(|h| h.step == Step::Nat).collect();
     assert_eq!(
         nat.len(),
@@ -239,7 +239,7 @@ fn session_affinity_follows_the_recent_list_and_says_what_it_assumes() {
         ["KUBE-SEP-STICKYAZZZZZZZZ", "KUBE-SEP-STICKYBZZZZZZZZ"]
     );
     let t = trace(&cluster(nf.clone()), &flow);
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     let nat = t.hops.iter().find(|h| h.step == Step::Nat).expect(&text);
     assert!(
         nat.what.contains("→ 10.0.1.103:80"),
@@ -248,7 +248,7 @@ fn session_affinity_follows_the_recent_list_and_says_what_it_assumes() {
     // The client was seen by endpoint B: the affinity rule sends it there, said as assumed.
     nf.recent[1].addrs.push("10.0.1.52".parse().unwrap());
     let t = trace(&cluster(nf), &flow);
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     let nat = t.hops.iter().find(|h| h.step == Step::Nat).expect(&text);
     assert!(nat.what.contains("→ 10.0.0.249:80"), "{text}");
     assert!(
@@ -270,7 +270,7 @@ fn service_without_endpoints_is_rejected_by_the_filter_table() {
     };
     for file in ["iptables-nodeport.save", "nftables-nodeport.nft"] {
         let t = trace(&cluster(load(file)), &flow);
-        let text = hopscope::view::trace::render(&t);
+        let text = hopscope::view::trace::render(&t, &Default::default());
         let End::Stopped { reason, .. } = &t.end else {
             panic!("{file}: {text}")
         };

@@ -12,7 +12,6 @@ mod kube_support;
 use hopscope::doctor::{KeyHasher, NodeInput, examine};
 use hopscope::kube::KubeArgs;
 use hopscope::kube::names::NamesWatch;
-use hopscope::model::names::with_names;
 use hopscope::model::{Names, NodeState};
 use kube_support::FakeApi;
 use serde_json::{Value, json};
@@ -77,7 +76,7 @@ fn snapshot_names_node_ids_from_kubernetes_and_says_where_from() {
     let fake = api();
     let names = names(&fake);
     let st = state("ly-ca");
-    let text = with_names(names.clone(), || hopscope::view::text::render(&st, false));
+    let text = hopscope::view::text::render(&st, false, &names);
     // The out SA's mark: node 0x2 is cni-worker2 (ly-ca's ID for ly-cb).
     assert!(
         text.contains("mark 0x23e00/0xffffff00 (encrypt, key 3, node 0x2 (worker2))"),
@@ -112,9 +111,14 @@ fn snapshot_names_node_ids_from_kubernetes_and_says_where_from() {
     }
     // The JSON says the same.
     let mut out = Vec::new();
-    with_names(names, || {
-        hopscope::view::json::write(&st, &hopscope::output::Stamp::now(), false, false, &mut out)
-    })
+    hopscope::view::json::write(
+        &st,
+        &hopscope::output::Stamp::now(),
+        false,
+        false,
+        &names,
+        &mut out,
+    )
     .unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();
     let c = &v["cilium_ipsec"];
@@ -140,14 +144,14 @@ fn snapshot_names_node_ids_from_kubernetes_and_says_where_from() {
 #[test]
 fn without_kubernetes_a_node_id_is_shown_with_its_sas_peer() {
     let st = state("ly-ca");
-    let text = hopscope::view::text::render(&st, false);
+    let text = hopscope::view::text::render(&st, false, &Default::default());
     assert!(
         text.contains("(encrypt, key 3, node 0x2 (192.168.61.2))"),
         "{text}"
     );
     assert!(text.contains("no Kubernetes name for the peer"), "{text}");
     // The other node's own SAs: there the same peer pair is node 0x1.
-    let text = hopscope::view::text::render(&state("ly-cb"), false);
+    let text = hopscope::view::text::render(&state("ly-cb"), false, &Default::default());
     assert!(
         text.contains("(encrypt, key 3, node 0x1 (192.168.61.1))"),
         "{text}"
@@ -219,4 +223,81 @@ fn doctor_counts_sas_per_remote_node_against_the_layout() {
         f[0]
     );
     assert!(f[0].contains("expects 2 and 2"), "{}", f[0]);
+}
+
+/// The calls the names watch makes, answered as a real API server answers them: the Node list
+/// (its resourceVersion), a watch from that version with bookmarks asked for, a BOOKMARK that
+/// moves the version on, the server ending the watch, the next watch from the bookmark's
+/// version refused as too old (ERROR 410 Expired: the watch cache was compacted), a list
+/// again, and the fresh list's Node names the address.
+#[test]
+fn names_follow_watch_bookmarks_and_relist_after_410_gone() {
+    let fake = api();
+    let w = NamesWatch::start(&KubeArgs {
+        kubeconfig: Some(fake.kubeconfig()),
+        ..Default::default()
+    });
+    assert!(w.wait_settled(Duration::from_secs(10)), "{:?}", w.notices());
+    let peer: std::net::IpAddr = "192.168.61.2".parse().unwrap();
+    let name_of = |w: &NamesWatch| w.names().get(&peer).map(|n| format!("{n:?}"));
+    assert!(
+        name_of(&w).unwrap().contains("cni-worker2"),
+        "{:?}",
+        name_of(&w)
+    );
+    let nodes = "/api/v1/nodes";
+    let watch_from = |rv: &str| {
+        let rv = format!("resourceVersion={rv}");
+        move |l: &str| {
+            l.starts_with(&format!("GET {nodes}?"))
+                && l.contains("watch=true")
+                && l.contains(&rv)
+                && l.contains("allowWatchBookmarks=true")
+        }
+    };
+    let t = Duration::from_secs(10);
+    assert!(fake.wait_for(t, watch_from("10")), "{:#?}", fake.log());
+    // The node is replaced (another name, same address) while the watch cache moves on.
+    fake.with(|s| {
+        s.lists.insert(
+            nodes.into(),
+            json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "30"},
+                "items": [k8s_node("cni-worker", &["192.168.61.1"]), k8s_node("ly-cb-new", &["192.168.61.2"])]}),
+        );
+        s.expired_below.insert(nodes.into(), 25);
+    });
+    fake.push_watch_event(
+        nodes,
+        "BOOKMARK",
+        json!({"kind": "Node", "apiVersion": "v1", "metadata": {"resourceVersion": "20"}}),
+    );
+    fake.push_watch_event(nodes, "END", json!({}));
+    assert!(fake.wait_for(t, watch_from("20")), "{:#?}", fake.log());
+    let lists = |f: &FakeApi| {
+        f.log()
+            .iter()
+            .filter(|l| l.starts_with(&format!("GET {nodes}")) && !l.contains("watch=true"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + t;
+    while std::time::Instant::now() < deadline
+        && !name_of(&w).is_some_and(|n| n.contains("ly-cb-new"))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        name_of(&w).is_some_and(|n| n.contains("ly-cb-new")),
+        "{:?} {:#?}",
+        name_of(&w),
+        fake.log()
+    );
+    assert_eq!(
+        lists(&fake),
+        2,
+        "listed once more after the 410: {:#?}",
+        fake.log()
+    );
+    assert!(fake.wait_for(t, watch_from("30")), "{:#?}", fake.log());
+    // 410 is the protocol, not a problem to tell the user of
+    assert_eq!(w.notices(), Vec::<String>::new());
 }

@@ -4,6 +4,7 @@
 //! non-dumpable (a same-user reader without CAP_SYS_PTRACE cannot read its /proc files).
 
 mod common;
+mod kube_support;
 
 use common::Netns;
 use common::tmux::Tmux;
@@ -72,6 +73,28 @@ fn threads_status(pid: u32, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// Three pings from `ns` to its peer (192.0.2.2).
+fn ping3(ns: &Netns) -> std::process::Output {
+    Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "1",
+        ])
+        .arg("192.0.2.2")
+        .output()
+        .unwrap()
+}
+
+/// The child processes of `pid`, with their names.
+fn children(pid: u32) -> Vec<(u32, String)> {
+    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    kids.split_whitespace()
+        .map(|k| {
+            let comm = std::fs::read_to_string(format!("/proc/{k}/comm")).unwrap();
+            (k.parse().unwrap(), comm.trim().to_string())
+        })
+        .collect()
+}
+
 fn wait_for(what: &str, cond: impl Fn() -> bool) {
     let t0 = Instant::now();
     while !cond() {
@@ -126,7 +149,7 @@ fn capture_locks_down_every_thread_and_still_counts_every_packet() {
         .stdout(Stdio::null())
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // No wait: the capture reads what the kernel queued before it stops.
     // SAFETY: a signal to our own child.
     unsafe { libc_kill(pid as i32, 2) };
     let mut cap = cap;
@@ -391,13 +414,7 @@ fn trace_follow_locks_down_while_it_follows_and_still_sees_every_ping() {
             .into_iter()
             .map(|k| (k, threads_status(pid, k)))
             .collect();
-        let ping = Command::new("ip")
-            .args([
-                "netns", "exec", &ns.name, "ping", "-c", "3", "-i", "0.2", "-W", "1",
-            ])
-            .arg("192.0.2.2")
-            .output()
-            .unwrap();
+        let ping = ping3(&ns);
         assert!(ping.status.success(), "the path works");
         let out = child.wait_with_output().unwrap();
         let said_all = std::fs::read_to_string(&err).unwrap_or_default();
@@ -438,12 +455,14 @@ fn trace_follow_locks_down_while_it_follows_and_still_sees_every_ping() {
     let _ = std::fs::remove_file(&err);
 }
 
-/// The TUI keeps only the capabilities it uses for its whole run (CAP_DAC_READ_SEARCH,
-/// NET_ADMIN, NET_RAW, SYS_CHROOT, SYS_PTRACE, SYS_ADMIN: 0x2c3004) in every thread and in
-/// its bounding set, sets no_new_privs and a seccomp filter. What it runs inherits that: a
-/// stand-in `iptables-legacy-save` (run for a `:trace`) finds itself with those
-/// capabilities at most and is refused a syscall the TUI never makes (unshare). With
-/// `--no-sandbox` the TUI and the tool keep everything and unshare works.
+/// The TUI keeps only the capabilities its own reads use (CAP_DAC_READ_SEARCH, NET_ADMIN,
+/// NET_RAW, SYS_PTRACE, SYS_ADMIN: 0x283004) in every thread, sets no_new_privs and its two
+/// seccomp filters (the allow-list and clone3's ENOSYS). The tools a `:trace` runs are run
+/// by its privileged helper (`hs-broker`, its child), which keeps CAP_SYS_CHROOT too
+/// (0x2c3004, also the bounding set of both) and one filter: a stand-in
+/// `iptables-legacy-save` finds itself the broker's child with those capabilities and is
+/// refused a syscall none of them makes (unshare). With `--no-sandbox` there is no broker,
+/// the TUI and the tool keep everything and unshare works.
 #[test]
 fn the_tui_keeps_only_what_it_uses_and_what_it_runs_inherits_it() {
     let ns = Netns::new("sbxu");
@@ -455,7 +474,7 @@ fn the_tui_keeps_only_what_it_uses_and_what_it_runs_inherits_it() {
     std::fs::write(
         &tool,
         format!(
-            "#!/bin/sh\n{{ grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
+            "#!/bin/sh\n{{ grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; echo PPid: $PPID; \
              if unshare -m true 2>/dev/null; then echo unshare=allowed; else echo unshare=refused; fi; }} > {}\n",
             probe.display()
         ),
@@ -475,10 +494,17 @@ fn the_tui_keeps_only_what_it_uses_and_what_it_runs_inherits_it() {
             s.contains("1 Links")
         });
         let pid = t.command_pid();
-        let status: Vec<(&str, Vec<String>)> = ["CapEff", "CapBnd", "NoNewPrivs", "Seccomp"]
-            .into_iter()
-            .map(|k| (k, threads_status(pid, k)))
-            .collect();
+        let status: Vec<(&str, Vec<String>)> = [
+            "CapEff",
+            "CapBnd",
+            "NoNewPrivs",
+            "Seccomp",
+            "Seccomp_filters",
+        ]
+        .into_iter()
+        .map(|k| (k, threads_status(pid, k)))
+        .collect();
+        let broker = children(pid);
         t.keys(&[":"]);
         t.literal("trace 127.0.0.1 127.0.0.2");
         t.keys(&["Enter"]);
@@ -497,9 +523,11 @@ fn the_tui_keeps_only_what_it_uses_and_what_it_runs_inherits_it() {
         for (key, values) in status {
             assert!(values.len() >= 2, "{key}: {values:?} (the TUI's threads)");
             let want = match (locked, key) {
-                (true, "CapEff" | "CapBnd") => "00000000002c3004",
+                (true, "CapEff") => "0000000000283004",
+                (true, "CapBnd") => "00000000002c3004",
                 (true, "NoNewPrivs") => "1",
                 (true, _) => "2",
+                (false, "Seccomp_filters") => "0",
                 (false, "Seccomp" | "NoNewPrivs") => "0",
                 (false, _) => continue,
             };
@@ -509,6 +537,19 @@ fn the_tui_keeps_only_what_it_uses_and_what_it_runs_inherits_it() {
             );
         }
         if locked {
+            let [(broker, comm)] = broker.as_slice() else {
+                panic!("one child, the broker: {broker:?}")
+            };
+            assert_eq!(comm, "hs-broker");
+            assert_eq!(
+                field("PPid"),
+                broker.to_string(),
+                "the broker runs the tool"
+            );
+            let broker_status = |k: &str| threads_status(*broker, k);
+            assert_eq!(broker_status("CapEff"), ["00000000002c3004"]);
+            assert_eq!(broker_status("Seccomp_filters"), ["1"]);
+            assert_eq!(broker_status("NoNewPrivs"), ["1"]);
             assert_eq!(
                 field("CapBnd"),
                 "00000000002c3004",
@@ -518,9 +559,90 @@ fn the_tui_keeps_only_what_it_uses_and_what_it_runs_inherits_it() {
             assert_eq!(field("Seccomp"), "2", "the tool inherits the filter");
             assert!(seen.contains("unshare=refused"), "{seen}");
         } else {
+            assert_eq!(broker, [], "no broker without the sandbox");
+            assert_eq!(field("PPid"), pid.to_string(), "the TUI runs the tool");
             assert_eq!(field("Seccomp"), "0", "{seen}");
             assert!(seen.contains("unshare=allowed"), "{seen}");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TUI session under its allow-list does all it did before: the kube names watch (TCP to
+/// the API) names an address, `:netns` switches to another netns and back (setns into a
+/// netns), `:capture` counts the pings, `:trace` answers, a resize redraws, and `q` exits 0
+/// with the terminal restored. Every thread holds both filters all along.
+#[test]
+fn the_tui_under_its_allow_list_still_names_switches_captures_and_traces() {
+    let fake = kube_support::FakeApi::start();
+    let (ns, peer) = veth_netns("sbxa");
+    // The seed cluster's pod default/net has this address.
+    ns.ip("addr add 10.0.1.52/32 dev hs-s0");
+    let t = Tmux::start(&format!(
+        "{} --kubeconfig {} --netns {}",
+        env!("CARGO_BIN_EXE_hopscope"),
+        fake.kubeconfig().display(),
+        ns.name
+    ));
+    let long = Duration::from_secs(30);
+    t.wait("first frame", long, |s| s.contains("1 Links"));
+    let pid = t.command_pid();
+    t.wait("the pod's name from the API", long, |s| {
+        s.contains("default/net")
+    });
+    assert!(
+        fake.log().iter().any(|l| l.starts_with("GET /api/v1/pods")),
+        "{:?}",
+        fake.log()
+    );
+
+    t.keys(&[":"]);
+    t.literal(&format!("netns {}", peer.name));
+    t.keys(&["Enter", "1"]);
+    t.wait("the peer's links", long, |s| {
+        s.contains(&format!("netns {}", peer.name)) && s.contains("hs-s1")
+    });
+    t.keys(&[":"]);
+    t.literal(&format!("netns {}", ns.name));
+    t.keys(&["Enter"]);
+    t.wait("back in the first netns", long, |s| {
+        s.contains(&format!("netns {} ", ns.name)) && s.contains("hs-s0")
+    });
+
+    t.keys(&[":"]);
+    t.literal("capture hs-s0");
+    t.keys(&["Enter"]);
+    t.wait("capturing", long, |s| s.contains("capture 1 if"));
+    let ping = ping3(&ns);
+    assert!(ping.status.success(), "{ping:?}");
+    t.keys(&["7"]);
+    // 3 echo requests and 3 replies (an ARP exchange may add more).
+    t.wait("the pings counted", long, |s| {
+        s.split('│').any(|tab| {
+            tab.trim()
+                .strip_prefix("7 Packets ")
+                .and_then(|n| n.trim().parse::<u32>().ok())
+                .is_some_and(|n| n >= 6)
+        })
+    });
+
+    t.keys(&[":"]);
+    t.literal("trace 192.0.2.1 192.0.2.2");
+    t.keys(&["Enter"]);
+    t.wait("the trace's answer", long, |s| {
+        s.contains(&format!("leaves {} on hs-s0", ns.name))
+    });
+
+    t.tmux(&["resize-window", "-x", "100", "-y", "30"]);
+    t.answers_keys();
+    t.tmux(&["resize-window", "-x", "160", "-y", "45"]);
+    t.answers_keys();
+
+    for key in ["Seccomp", "Seccomp_filters", "NoNewPrivs"] {
+        let values = threads_status(pid, key);
+        assert!(values.len() >= 4, "{key}: {values:?} (the TUI's threads)");
+        let want = if key == "NoNewPrivs" { "1" } else { "2" };
+        assert!(values.iter().all(|v| v == want), "{key}: {values:?}");
+    }
+    t.quit_cleanly();
 }

@@ -10,7 +10,7 @@ fn key_hex() -> String {
 
 #[test]
 fn text_view_of_seed_worker() {
-    let out = text::render(&seed_worker(), false);
+    let out = text::render(&seed_worker(), false, &Default::default());
     insta::assert_snapshot!(out);
 }
 
@@ -55,7 +55,7 @@ fn keys_are_redacted_unless_asked() {
     let hex = key_hex();
     let state = seed_worker();
     for out in [
-        text::render(&state, false),
+        text::render(&state, false, &Default::default()),
         json::render(&state, false),
         format!("{state:?}"),
     ] {
@@ -69,14 +69,14 @@ fn keys_are_redacted_unless_asked() {
         3,
         "every SA's key shown with --show-keys"
     );
-    assert!(text::render(&state, true).contains(&format!("0x{hex}")));
+    assert!(text::render(&state, true, &Default::default()).contains(&format!("0x{hex}")));
     // Revealing is scoped to one rendering.
     assert!(!json::render(&state, false).contains(&hex));
 }
 
 #[test]
 fn text_names_cilium_marks_and_tables() {
-    let out = text::render(&seed_worker(), false);
+    let out = text::render(&seed_worker(), false, &Default::default());
     assert!(out.contains("0xe00/0xf00 (encrypt)"), "{out}");
     assert!(out.contains("0x3e00/0xff00 (encrypt, key 3)"));
     assert!(out.contains("0xd00/0xf00 (decrypt)"));

@@ -200,8 +200,13 @@ fn nat_t_to_a_port_without_the_ike_socket_stops_there() {
 // the doctor over the same real states
 
 fn doctor(names: &[&str]) -> hopscope::doctor::Report {
-    use hopscope::doctor::{KeyHasher, NodeInput, examine};
     let states: Vec<Node> = names.iter().map(|n| node(&format!("{n}.json"))).collect();
+    doctor_of(&states)
+}
+
+/// The doctor over these nodes' states alone (no counters, netfilter, pods or packets).
+fn doctor_of(states: &[Node]) -> hopscope::doctor::Report {
+    use hopscope::doctor::{KeyHasher, NodeInput, examine};
     let inputs: Vec<NodeInput> = states
         .iter()
         .map(|n| NodeInput {
@@ -243,5 +248,124 @@ fn doctor_names_the_nat_t_port_mismatch() {
             .any(|f| f.id == "in-sa-encap-port" && f.node == "ly-mb" && f.what.contains("4501")),
         "{:#?}",
         loud(&r)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// disable_policy / disable_xfrm on the VTI pair (what the lab's kernel does with each: see
+// docs/layouts/route-based.md; tests/lab_layouts.rs checks them on the live kernel)
+
+/// ly-ia/ly-ib with ly-ib's vti0 devconf set, and optionally an unmarked in policy on ly-ib
+/// for the site's traffic (a copy of its VTI in policy without the mark).
+fn vti_pair(disable_policy: bool, unmarked_in: bool, disable_xfrm_on_ia: bool) -> Vec<Node> {
+    use hopscope::model::{Ipv4XfrmConf, Tunnel};
+    let mut nodes = vec![node("ly-ia.json"), node("ly-ib.json")];
+    for (i, n) in nodes.iter_mut().enumerate() {
+        for l in &mut n.state.links {
+            if matches!(l.tunnel, Some(Tunnel::Vti { .. })) && l.name == "vti0" {
+                l.xfrm_conf.ipv4 = Some(Ipv4XfrmConf {
+                    disable_policy: i == 0 || disable_policy,
+                    disable_xfrm: i == 0 && disable_xfrm_on_ia,
+                });
+            }
+        }
+    }
+    if unmarked_in {
+        let st = &mut nodes[1].state;
+        let mut p = st
+            .xfrm_policies
+            .iter()
+            .find(|p| p.dir == hopscope::model::PolicyDir::In && p.mark.is_some())
+            .expect("ly-ib's VTI in policy")
+            .clone();
+        p.mark = None;
+        st.xfrm_policies.push(p);
+    }
+    nodes
+}
+
+fn vti_ping(nodes: &[Node]) -> Trace {
+    let flow = ping("10.67.1.1", "10.67.2.1", &["ly-ia", "ly-ib"]).flow;
+    trace(nodes, &flow)
+}
+
+#[test]
+fn vti_decrypted_packet_meets_its_policy_check_again_without_disable_policy() {
+    // the fixture's dump had no devconf: assumed on, and said so
+    let t = ping("10.67.1.1", "10.67.2.1", &["ly-ia", "ly-ib"]);
+    assert!(
+        has(
+            &t,
+            "ly-ib",
+            Step::PolicyCheck,
+            Some("vti0"),
+            "disable_policy assumed on on VTI vti0"
+        ),
+        "{}",
+        show(&t)
+    );
+    // on: no second check, even with an unmarked policy that would drop it; off: checked
+    // again with mark 0, and the VTI's marked policy does not match, so it passes
+    for (disable_policy, unmarked_in, check) in [
+        (
+            true,
+            true,
+            "no in policy check: disable_policy is on on vti0",
+        ),
+        (
+            false,
+            false,
+            "no in policy matches (mark 0x0): allowed (the VTI left no transform on record)",
+        ),
+    ] {
+        let t = vti_ping(&vti_pair(disable_policy, unmarked_in, false));
+        let s = show(&t);
+        assert!(
+            has(&t, "ly-ib", Step::PolicyCheck, Some("vti0"), check),
+            "{s}"
+        );
+        assert!(delivered(&t, "ly-ib"), "{s}");
+    }
+    // off, and an unmarked policy that requires ESP: dropped
+    let t = vti_ping(&vti_pair(false, true, false));
+    let s = show(&t);
+    assert!(
+        matches!(&t.end, End::Stopped { node, counter: Some(c), reason }
+            if node == "ly-ib" && c == "XfrmInTmplMismatch" && reason.contains("disable_policy is off")),
+        "{s}"
+    );
+}
+
+#[test]
+fn vti_with_disable_xfrm_drops_what_it_sends() {
+    let t = vti_ping(&vti_pair(true, false, true));
+    assert!(
+        matches!(&t.end, End::Stopped { node, counter: Some(c), .. }
+            if node == "ly-ia" && c == "vti0 tx_carrier_errors"),
+        "{}",
+        show(&t)
+    );
+}
+
+#[test]
+fn doctor_names_the_vti_policy_check_and_disable_xfrm() {
+    let ids = |nodes: &[Node]| -> Vec<(String, String)> {
+        loud(&doctor_of(nodes))
+            .iter()
+            .map(|f| {
+                let mut w = f.split(' ');
+                (w.next().unwrap().to_string(), w.next().unwrap().to_string())
+            })
+            .collect()
+    };
+    assert_eq!(ids(&vti_pair(false, false, false)), vec![]);
+    assert_eq!(ids(&vti_pair(true, true, false)), vec![]);
+    assert_eq!(
+        ids(&vti_pair(false, true, false)),
+        vec![("ly-ib".to_string(), "vti-policy-check".to_string())]
+    );
+    assert_eq!(
+        ids(&vti_pair(true, false, true)),
+        vec![("ly-ia".to_string(), "vti-disable-xfrm".to_string())]
     );
 }

@@ -78,7 +78,7 @@ fn steps(t: &hopscope::trace::path::Trace) -> Vec<(String, Step)> {
 #[test]
 fn seed_flow_follows_the_seeds_hops() {
     let t = trace(&cluster(true), &ping());
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     use Step::*;
     let w = |s| ("worker".to_string(), s);
     let w2 = |s| ("worker2".to_string(), s);
@@ -176,7 +176,7 @@ fn without_iptables_cilium_conventions_are_assumed_and_said() {
     let mut flow = ping();
     flow.iif = None; // located from the pod CIDR
     let t = trace(&cluster(false), &flow);
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     assert_eq!(t.hops[0].dev.as_deref(), Some("lxc+"), "{text}");
     let assumed: Vec<_> = t
         .hops
@@ -203,7 +203,7 @@ fn missing_inbound_sa_stops_at_worker2_and_names_the_counter() {
         .xfrm_states
         .retain(|s: &XfrmState| s.src != "0.0.0.0");
     let t = trace(&nodes, &ping());
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     match &t.end {
         End::Stopped {
             node,
@@ -230,7 +230,7 @@ fn missing_out_policy_leaves_in_plaintext() {
     let mut nodes = cluster(true);
     nodes[0].state.xfrm_policies.retain(|p| p.dir != "out");
     let t = trace(&nodes, &ping());
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     assert!(!t.hops.iter().any(|h| h.step == Step::Encrypt), "{text}");
     let wire = t.hops.iter().find(|h| h.step == Step::Wire).expect(&text);
     assert!(
@@ -263,15 +263,17 @@ fn one_node_ends_at_the_wire() {
             next_hop: "172.18.0.4".into()
         }
     );
-    assert!(hopscope::view::trace::render(&t).contains("add that node's netns"));
+    assert!(
+        hopscope::view::trace::render(&t, &Default::default()).contains("add that node's netns")
+    );
 }
 
 #[test]
 fn trace_text_snapshot() {
-    insta::assert_snapshot!(hopscope::view::trace::render(&trace(
-        &cluster(true),
-        &ping()
-    )));
+    insta::assert_snapshot!(hopscope::view::trace::render(
+        &trace(&cluster(true), &ping()),
+        &Default::default()
+    ));
 }
 
 #[test]
@@ -324,7 +326,7 @@ fn cluster_ip_is_a_dnat_hop_then_the_pod_path() {
     .unwrap()];
     nodes[0].netfilter = nf;
     let t = trace(&nodes, &cluster_ip_flow());
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     let nat = t.hops.iter().find(|h| h.step == Step::Nat).expect(&text);
     assert_eq!(
         nat.what,
@@ -391,7 +393,7 @@ fn the_inner_flows_conntrack_entry_does_not_translate_the_esp_packet() {
     )
     .unwrap()];
     let t = trace(&nodes, &ping());
-    let text = hopscope::view::trace::render(&t);
+    let text = hopscope::view::trace::render(&t, &Default::default());
     assert!(
         !t.hops.iter().any(|h| h.what.contains("SNAT")),
         "no translation on the ESP packet: {text}"

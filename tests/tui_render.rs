@@ -1120,3 +1120,50 @@ fn trace_after_a_filter_takes_the_packet_shown_selected() {
     a.refresh(&live);
     assert_eq!(a.view().selected_index(), Some(21));
 }
+
+#[test]
+fn trace_pane_names_the_addresses_of_what_decided() {
+    use hopscope::model::Names;
+    use hopscope::model::fixtures::seed_node;
+    use hopscope::model::names::PodCidr;
+    use hopscope::trace::path::{Node, trace};
+    use hopscope::tui::flow::Traced;
+    let live = seed_live();
+    let node = Node {
+        name: "worker".into(),
+        state: seed_node("worker"),
+        netfilter: Default::default(),
+    };
+    // The pod's echo request, traced from its packet row as a user would (t).
+    let mut a = app();
+    a.pane = Pane::Packets;
+    a.packets.push(seed_records(1).remove(0));
+    a.refresh(&live);
+    let Effect::Trace(flow) = a.handle_key(key('t'), &live) else {
+        panic!("no trace effect: {:?}", a.message)
+    };
+    let t = trace(std::slice::from_ref(&node), &flow);
+    a.traced = Some(Traced::new("worker", t, node.state.clone()));
+    a.trace_gen += 1;
+    a.pane = Pane::Trace;
+    let policy_row = |scr: &str| {
+        scr.lines()
+            .find(|l| l.contains("xfrm_policy") && l.contains("policy out"))
+            .unwrap_or_else(|| panic!("no out policy hop: {scr}"))
+            .to_string()
+    };
+    let plain = policy_row(&render(&mut a, &live, 240, 30));
+    assert!(!plain.contains("pods)"), "{plain}");
+    // With the cluster's names, the policy's selector says whose addresses they are.
+    let mut names = Names::default();
+    for (cidr, node) in [("10.0.1.0/24", "worker"), ("10.0.0.0/24", "worker2")] {
+        names.pod_cidrs.push(PodCidr {
+            prefix: cidr.parse().unwrap(),
+            node: node.into(),
+        });
+    }
+    a.names = std::sync::Arc::new(names);
+    a.invalidate();
+    let named = policy_row(&render(&mut a, &live, 240, 30));
+    assert!(named.contains("(worker2 pods)"), "{named}");
+}

@@ -533,53 +533,65 @@ fn reader(
         }
     };
     let mut batch: Vec<Frame> = Vec::new();
-    while !stop.iter().any(|s| s.load(Ordering::Relaxed)) {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&mut pfd, 1, 100) };
-        // Drain what is there (bounded, so stop and stats stay responsive).
-        for _ in 0..4096 {
-            match cap.next_packet() {
-                Ok(p) => {
-                    if queue.queued.load(Ordering::Relaxed) + batch.len() >= queue.limit {
-                        // The analyzer is behind by a full queue: count, do not copy.
-                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
+    // Frames taken from the kernel's ring (queue drops included), for the drain on stop.
+    let mut read: u64 = 0;
+    // Ok(frames read) after one poll and drain; Err(()) when the reader must end now.
+    let round =
+        |cap: &mut Capture<Active>, batch: &mut Vec<Frame>, read: &mut u64, wait_ms: i32| {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+            let before = *read;
+            // Drain what is there (bounded, so stop and stats stay responsive).
+            for _ in 0..4096 {
+                match cap.next_packet() {
+                    Ok(p) => {
+                        *read += 1;
+                        if queue.queued.load(Ordering::Relaxed) + batch.len() >= queue.limit {
+                            // The analyzer is behind by a full queue: count, do not copy.
+                            stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        let h = p.header;
+                        let f = Frame {
+                            handle,
+                            ts: Ts {
+                                sec: h.ts.tv_sec,
+                                // Nanosecond precision was asked for: tv_usec holds nanoseconds.
+                                nsec: h.ts.tv_usec as u32,
+                            },
+                            len: h.len,
+                            data: p.data.to_vec(),
+                        };
+                        batch.push(f);
+                        if batch.len() >= BATCH && !flush(batch) {
+                            return Err(());
+                        }
                     }
-                    let h = p.header;
-                    let f = Frame {
-                        handle,
-                        ts: Ts {
-                            sec: h.ts.tv_sec,
-                            // Nanosecond precision was asked for: tv_usec holds nanoseconds.
-                            nsec: h.ts.tv_usec as u32,
-                        },
-                        len: h.len,
-                        data: p.data.to_vec(),
-                    };
-                    batch.push(f);
-                    if batch.len() >= BATCH && !flush(&mut batch) {
-                        return;
+                    Err(pcap::Error::TimeoutExpired) => break,
+                    Err(e) => {
+                        flush(batch);
+                        update(cap, &stats);
+                        let _ = tx.send(Msg::Gone {
+                            handle,
+                            why: e.to_string(),
+                        });
+                        return Err(());
                     }
-                }
-                Err(pcap::Error::TimeoutExpired) => break,
-                Err(e) => {
-                    flush(&mut batch);
-                    update(&mut cap, &stats);
-                    let _ = tx.send(Msg::Gone {
-                        handle,
-                        why: e.to_string(),
-                    });
-                    return;
                 }
             }
-        }
-        // What this wake-up drained goes to the analyzer now (latency: one poll, not a batch).
-        if !flush(&mut batch) {
+            // What this wake-up drained goes to the analyzer now (latency: one poll, not a batch).
+            if !flush(batch) {
+                return Err(());
+            }
+            Ok(*read - before)
+        };
+    while !stop.iter().any(|s| s.load(Ordering::Relaxed)) {
+        if round(&mut cap, &mut batch, &mut read, 100).is_err() {
             return;
         }
         if last_stats.elapsed() >= Duration::from_millis(500) {
@@ -587,9 +599,30 @@ fn reader(
             last_stats = Instant::now();
         }
     }
-    flush(&mut batch);
+    // Stopped (Ctrl-C, SIGTERM, -c, --duration): what the kernel already queued on this handle
+    // is read and counted before it closes, as tcpdump's final stats do. A TPACKET_V3 block is
+    // handed over only when it retires (libpcap's 100 ms timeout), so the last packets may still
+    // sit in an open one: poll until the kernel's count is read or a whole round brings nothing.
+    for _ in 0..DRAIN_ROUNDS {
+        update(&mut cap, &stats);
+        let s = &stats;
+        let kernel = s.received.load(Ordering::Relaxed);
+        if read + s.kernel_dropped.load(Ordering::Relaxed) >= kernel {
+            break;
+        }
+        match round(&mut cap, &mut batch, &mut read, DRAIN_POLL_MS) {
+            Ok(0) | Err(()) => break,
+            Ok(_) => {}
+        }
+    }
     update(&mut cap, &stats);
 }
+
+/// How long a poll of the drain waits: longer than libpcap's block timeout (100 ms,
+/// `open_here`), so a round that brings nothing means the kernel has nothing left to hand over.
+const DRAIN_POLL_MS: i32 = 150;
+/// Rounds of the drain on stop at most (a flood must not keep a stopped capture alive).
+const DRAIN_ROUNDS: usize = 8;
 
 /// Shared flag set by SIGINT, SIGTERM and SIGHUP (installed once per process): each ends the
 /// run the way Ctrl-C does, so what was captured is written out and the totals are said.

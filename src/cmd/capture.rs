@@ -29,6 +29,8 @@ pub struct RunArgs {
     pub quiet: bool,
     /// Lock down (crate::sandbox) once the handles and the output file are open.
     pub sandbox: bool,
+    /// Kubernetes names for the packet lines' addresses.
+    pub names: std::sync::Arc<crate::model::Names>,
 }
 
 pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
@@ -85,7 +87,7 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
                     .map_err(std::io::Error::from)
                     .and_then(|()| writeln!(out))
             } else {
-                writeln!(out, "{}", pv::line(&rec))
+                writeln!(out, "{}", pv::line(&rec, &a.names))
             };
             // Line-buffered whenever the readers are caught up; batched under load.
             let caught_up = session.waiting() == 0;
@@ -382,8 +384,8 @@ pub fn command(cli: &crate::cli::Cli, a: &crate::cli::CaptureArgs) -> anyhow::Re
         // As tcpdump: -w writes the packets instead of printing them, unless --print.
         quiet: a.quiet || (a.write.is_some() && !a.print),
         sandbox: !cli.no_sandbox,
+        // Kubernetes names for the packet lines (silent without credentials, bounded wait).
+        names: super::finish_names(super::start_names(cli)),
     };
-    // Kubernetes names for the packet lines (silent without credentials, bounded wait).
-    let names = super::finish_names(super::start_names(cli));
-    crate::model::names::with_names(names, || run(&cli.target.target(), &args))
+    run(&cli.target.target(), &args)
 }

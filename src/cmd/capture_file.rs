@@ -81,7 +81,7 @@ pub fn run(
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
         } else {
-            writeln!(out, "{}", pv::line(&rec))
+            writeln!(out, "{}", pv::line(&rec, &crate::model::Names::default()))
         };
         match r {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,

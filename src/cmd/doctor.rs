@@ -4,6 +4,7 @@
 
 use crate::doctor::{self, KeyHasher, NodeInput, PodState, Report, Seen};
 use crate::model::{Names, Netfilter, NodeState};
+use crate::source::pods::lxcs;
 use crate::source::{self, Target};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -77,9 +78,8 @@ pub fn run(
     };
     let live = names();
     let names = recorded_names.map(Arc::new).unwrap_or(live);
-    let kube = doctor::cluster::nodes(&names);
-    // In scope for the judgement: evidence names node IDs by their nodes.
-    let report = crate::model::names::with_names(names.clone(), || judge(&reads, kube.as_deref()));
+    // Evidence names node IDs by their nodes.
+    let report = judge(&reads, &names);
     Ok((report, names))
 }
 
@@ -156,7 +156,7 @@ fn recorded_pods(states: &[NodeState]) -> Vec<(usize, usize)> {
     out
 }
 
-fn judge(reads: &[Read], kube: Option<&[doctor::cluster::KubeNode]>) -> Report {
+fn judge(reads: &[Read], names: &Names) -> Report {
     let inputs: Vec<NodeInput> = reads
         .iter()
         .map(|r| NodeInput {
@@ -168,7 +168,7 @@ fn judge(reads: &[Read], kube: Option<&[doctor::cluster::KubeNode]>) -> Report {
             seen: &r.seen,
         })
         .collect();
-    doctor::examine_in(&inputs, &KeyHasher::new(random_secret()), kube)
+    doctor::examine_in(&inputs, &KeyHasher::new(random_secret()), names)
 }
 
 fn read_live(args: &DoctorArgs, targets: &[Target]) -> Result<Vec<Read>> {
@@ -212,28 +212,14 @@ fn random_secret() -> Vec<u8> {
     b
 }
 
-/// Pods' netns: each node's lxc veth names its peer's netns by an nsid of the node's; the node
-/// is asked (RTM_GETNSID) which nsid each named netns has. Each pod netns is read once.
+/// Pods' netns, found behind each node's lxc veths (`source::pods`), each read once.
 fn read_pods(reads: &mut [Read]) {
-    if !reads.iter().any(|r| lxcs(&r.state).next().is_some()) {
-        return;
-    }
-    let node_names: Vec<String> = reads
-        .iter()
-        .filter_map(|r| r.state.node.netns.name.clone())
-        .collect();
-    let files: Vec<(String, std::fs::File)> = source::netns::list_named()
-        .into_iter()
-        .filter(|n| !node_names.contains(n))
-        .filter_map(|n| {
-            let f = std::fs::File::open(format!("{}/{n}", source::netns::NETNS_RUN_DIR)).ok()?;
-            Some((n, f))
-        })
-        .collect();
+    let nodes: Vec<(&Target, &NodeState)> = reads.iter().map(|r| (&r.target, &r.state)).collect();
+    let found = source::pods::behind(&nodes);
     let mut cache: BTreeMap<String, Option<NodeState>> = BTreeMap::new();
-    for r in reads.iter_mut() {
-        let ids = match nsids(&r.target, &files) {
-            Ok(ids) => ids,
+    for (r, names) in reads.iter_mut().zip(found) {
+        let names = match names {
+            Ok(names) => names,
             Err(e) => {
                 r.state.warnings.push(format!(
                     "pods' netns not found ({e:#}): their MTU is not checked"
@@ -241,52 +227,18 @@ fn read_pods(reads: &mut [Read]) {
                 continue;
             }
         };
-        let mut pods = Vec::new();
-        for nsid in lxcs(&r.state).map(|(_, _, id)| id) {
-            let Some(name) = ids.get(&nsid) else { continue };
+        for name in names {
             let st = cache
                 .entry(name.clone())
                 .or_insert_with(|| source::collect(&Target::Netns(name.clone())).ok());
             if let Some(st) = st {
-                pods.push(PodState {
-                    name: name.clone(),
+                r.pods.push(PodState {
+                    name,
                     state: st.clone(),
                 });
             }
         }
-        r.pods = pods;
     }
-}
-
-/// nsid (as the target netns numbers them) → netns name, for the named netns given.
-fn nsids(target: &Target, files: &[(String, std::fs::File)]) -> Result<BTreeMap<i32, String>> {
-    use netlink_packet_route::RouteNetlinkMessage;
-    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
-    use std::os::fd::AsRawFd;
-    let opened = source::netns::open(target)?;
-    source::netns::run_in(opened.file.as_ref(), || -> Result<BTreeMap<i32, String>> {
-        let mut sock = source::netlink::NlSocket::open(netlink_sys::protocols::NETLINK_ROUTE)
-            .map_err(|e| anyhow::anyhow!("netlink: {e:?}"))?;
-        let mut out = BTreeMap::new();
-        for (name, f) in files {
-            let mut req = NsidMessage::default();
-            req.attributes.push(NsidAttribute::Fd(f.as_raw_fd() as u32));
-            let mut id = None;
-            let _ = sock.get(RouteNetlinkMessage::GetNsId(req), |m| {
-                if let RouteNetlinkMessage::NewNsId(m) = m {
-                    for a in m.attributes {
-                        if let NsidAttribute::Id(i) = a {
-                            id = Some(i);
-                        }
-                    }
-                }
-            });
-            if let Some(i) = id.filter(|i| *i >= 0) {
-                out.insert(i, name.clone());
-            }
-        }
-        Ok(out)
-    })?
 }
 
 /// A netns with XFRM state, lxc veths or cilium_host of its own is a node, not a pod.
@@ -295,17 +247,6 @@ fn is_node_like(st: &NodeState) -> bool {
         || !st.xfrm_policies.is_empty()
         || st.links.iter().any(|l| l.name == "cilium_host")
         || lxcs(st).next().is_some()
-}
-
-/// (lxc ifindex, its peer's ifindex, the nsid of the pod's netns).
-fn lxcs(st: &NodeState) -> impl Iterator<Item = (u32, u32, i32)> + '_ {
-    st.links
-        .iter()
-        .filter(|l| l.name.starts_with("lxc") && l.name != "lxc_health")
-        .filter_map(|l| {
-            let p = l.peer.as_ref()?;
-            p.netns_id.map(|id| (l.index, p.index, id))
-        })
 }
 
 /// ESP seen: (node, interface, inbound, src, dst, SPI, in UDP).
@@ -524,7 +465,7 @@ mod recorded_pods_tests {
         assert_eq!(reads.len(), 1, "the pod is not a node");
         assert_eq!(reads[0].pods.len(), 1);
         assert_eq!(reads[0].pods[0].name, "netshoot");
-        let r = judge(&reads, None);
+        let r = judge(&reads, &crate::model::Names::default());
         let f = r
             .findings
             .iter()

@@ -99,9 +99,11 @@ pub fn record(
     if let Some(f) = &args.filter {
         crate::capture::check_filter(f, crate::capture::LinkType::Ethernet)?;
     }
+    let (targets, pods) = crate::source::pods::with_pods(targets);
     writer::run(&Plan {
         out: args.out.clone(),
         targets,
+        pods,
         interfaces: args.interfaces.clone(),
         filter: args.filter.clone(),
         duration: args.duration.map(std::time::Duration::from_secs_f64),

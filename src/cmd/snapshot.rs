@@ -26,17 +26,17 @@ pub fn run(
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let written = crate::model::names::with_names(names, || {
+    let written = {
         if json {
-            view::json::write(&state, &stamp, show_keys, tty, &mut out)
+            view::json::write(&state, &stamp, show_keys, tty, &names, &mut out)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
         } else {
-            let text = view::text::render(&state, show_keys);
+            let text = view::text::render(&state, show_keys, &names);
             // Interface names and labels are the kernel's bytes: escape control characters.
             write!(crate::output::Escaped::new(&mut out), "{text}")
         }
-    });
+    };
     // The process ends next: freeing 100k routes one by one would only cost time.
     std::mem::forget(state);
     // A closed pipe (| head) is not an error worth a message.

@@ -2,7 +2,7 @@
 
 use crate::model::{Netfilter, NodeState};
 use crate::source::{self, Target};
-use crate::trace::path::{Flow, Node, Trace, trace};
+use crate::trace::path::{Flow, Node, Trace, trace_named};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::Write;
@@ -206,7 +206,7 @@ pub fn run(
         );
     }
     let names = names();
-    let mut t = crate::model::names::with_names(names.clone(), || trace(&nodes, &flow));
+    let mut t = trace_named(&nodes, &flow, &names);
     // Recorded --state files have no iptables rules; a recording has what it recorded.
     let from_states = if recording.is_some() {
         0
@@ -335,7 +335,7 @@ pub fn command(cli: &crate::cli::Cli, args: &TraceArgs) -> anyhow::Result<u8> {
         }
         serde_json::to_string_pretty(&stamp.document(output::TRACE, &v))? + "\n"
     } else {
-        let text = crate::model::names::with_names(names, || crate::view::trace::render(&t));
+        let text = crate::view::trace::render(&t, &names);
         output::escape_controls(&text).into_owned()
     };
     output::ok_if_closed(std::io::stdout().lock().write_all(out.as_bytes()))?;

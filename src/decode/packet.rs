@@ -1229,7 +1229,7 @@ mod tests {
         a[7] = 2;
         let f = eth("02:42:ac:12:00:03", "02:42:ac:12:00:01", ETH_P_ARP, &a);
         assert_eq!(
-            crate::view::packet::summary(&decode(LinkType::Ethernet, &f)),
+            crate::view::packet::summary(&decode(LinkType::Ethernet, &f), &Default::default()),
             "ARP, Reply 172.18.0.3 is-at 02:42:ac:12:00:03"
         );
     }

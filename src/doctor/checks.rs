@@ -81,9 +81,8 @@ pub fn keys(v: &NodeView, out: &mut Vec<Finding>) {
 /// keys it uses with that node (`explain::cilium::node_layout`): one out SA per key, and on
 /// the per-source layout one inbound SA per key too. Part of the key judgement above: the
 /// layout says how many SAs each key wants.
-pub fn sa_counts(v: &NodeView, out: &mut Vec<Finding>) {
-    let names = crate::model::names::current().unwrap_or_default();
-    let Some(l) = crate::explain::cilium::node_layout(&v.st.xfrm_states, &names) else {
+pub fn sa_counts(v: &NodeView, names: &crate::model::Names, out: &mut Vec<Finding>) {
+    let Some(l) = crate::explain::cilium::node_layout(&v.st.xfrm_states, names) else {
         return;
     };
     for p in l.miscounted() {
@@ -256,10 +255,44 @@ pub fn mtu(v: &NodeView, pods: &[PodState], out: &mut Vec<Finding>) {
         }
         return;
     }
-    // The smallest room any out SA leaves on its egress link.
+    for fam in [Family::V4, Family::V6] {
+        let Some((room, how, sa)) = esp_room_for(v, fam) else {
+            continue;
+        };
+        for p in pods {
+            let Some((pod_mtu, evidence)) = pod_mtu(p, fam) else {
+                continue;
+            };
+            if pod_mtu > room {
+                out.push(
+                    Finding::new(
+                        v.name,
+                        Severity::Fail,
+                        "mtu-esp-overhead",
+                        format!("pod {} sends {} packets up to {pod_mtu} bytes, but only {room} fit once encrypted: large packets are dropped (TCP stalls)", p.name, fam.label()),
+                    )
+                    .evidence(evidence)
+                    .evidence(how.clone())
+                    .evidence(ipfmt::sa(v.sa(sa)))
+                    .object(Object::Sa(sa))
+                    .cause("the pod's MTU ignores the IPsec overhead")
+                    .fix(format!("set the pod route MTU to at most {room} (Cilium sets it when encryption is enabled at startup: restart the pods after enabling IPsec; or set the `mtu` option)")),
+                );
+            }
+        }
+    }
+}
+
+/// The smallest room an out SA carrying pod traffic of `fam` (its selector's family) leaves
+/// on its egress link, with how it comes about and the SA: an IPv6 SA's outer header is 40
+/// bytes, an IPv4 one's 20.
+fn esp_room_for(v: &NodeView, fam: Family) -> Option<(u32, String, usize)> {
     let mut room: Option<(u32, String, usize)> = None;
     for &i in &v.out_sas {
         let x = v.sa(i);
+        if x.selector.src.family() != fam {
+            continue;
+        }
         let Some(peer) = ip(&x.dst) else { continue };
         let Some(dev) = v.dev_towards(&peer) else {
             continue;
@@ -272,7 +305,8 @@ pub fn mtu(v: &NodeView, pods: &[PodState], out: &mut Vec<Finding>) {
             room = Some((
                 r,
                 format!(
-                    "{dev} mtu {mtu} leaves {r} bytes for the packet inside ESP ({}, {} mode)",
+                    "{dev} mtu {mtu} leaves {r} bytes for the {} packet inside ESP ({}, {} mode)",
+                    fam.label(),
                     x.algorithms(),
                     x.mode
                 ),
@@ -280,49 +314,46 @@ pub fn mtu(v: &NodeView, pods: &[PodState], out: &mut Vec<Finding>) {
             ));
         }
     }
-    let Some((room, how, sa)) = room else { return };
-    for p in pods {
-        let eth = p.state.links.iter().find(|l| l.name == "eth0").or(p
-            .state
-            .links
-            .iter()
-            .find(|l| l.name != "lo"));
-        let default = p
-            .state
-            .routes
-            .iter()
-            .find(|r| r.table.id == 254 && r.dst.is_none());
-        let (pod_mtu, evidence) = match (default.and_then(|r| r.mtu), eth.and_then(|l| l.mtu)) {
-            (Some(m), _) => (
-                m,
-                format!("{}: route {}", p.name, ipfmt::route(default.unwrap())),
+    room
+}
+
+/// The largest packet of `fam` a pod sends: its default route's MTU of that family, else its
+/// eth0's; None when the pod has neither a default route nor an address of that family.
+fn pod_mtu(p: &PodState, fam: Family) -> Option<(u32, String)> {
+    let links = &p.state.links;
+    let eth = links
+        .iter()
+        .find(|l| l.name == "eth0")
+        .or(links.iter().find(|l| l.name != "lo"));
+    let default = p
+        .state
+        .routes
+        .iter()
+        .find(|r| r.table.id == 254 && r.dst.is_none() && r.family == fam);
+    let has_address = links.iter().filter(|l| l.name != "lo").any(|l| {
+        l.addresses.iter().any(|a| {
+            a.address.parse::<IpAddr>().is_ok_and(|a| {
+                Family::of(&a) == fam
+                    && !a.is_loopback()
+                    && !matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+            })
+        })
+    });
+    if default.is_none() && !has_address {
+        return None;
+    }
+    match (default.and_then(|r| r.mtu), eth.and_then(|l| l.mtu)) {
+        (Some(m), _) => Some((m, format!("{}: route {}", p.name, ipfmt::route(default?)))),
+        (None, Some(m)) => Some((
+            m,
+            format!(
+                "{}: {} mtu {m} (its {} default route sets none)",
+                p.name,
+                eth.map_or("eth0", |l| l.name.as_str()),
+                fam.label()
             ),
-            (None, Some(m)) => (
-                m,
-                format!(
-                    "{}: {} mtu {m} (its default route sets none)",
-                    p.name,
-                    eth.map_or("eth0", |l| l.name.as_str())
-                ),
-            ),
-            _ => continue,
-        };
-        if pod_mtu > room {
-            out.push(
-                Finding::new(
-                    v.name,
-                    Severity::Fail,
-                    "mtu-esp-overhead",
-                    format!("pod {} sends packets up to {pod_mtu} bytes, but only {room} fit once encrypted: large packets are dropped (TCP stalls)", p.name),
-                )
-                .evidence(evidence)
-                .evidence(how.clone())
-                .evidence(ipfmt::sa(v.sa(sa)))
-                .object(Object::Sa(sa))
-                .cause("the pod's MTU ignores the IPsec overhead")
-                .fix(format!("set the pod route MTU to at most {room} (Cilium sets it when encryption is enabled at startup: restart the pods after enabling IPsec; or set the `mtu` option)")),
-            );
-        }
+        )),
+        _ => None,
     }
 }
 

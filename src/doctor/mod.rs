@@ -12,12 +12,14 @@ pub mod ipfmt;
 pub mod lookup;
 pub mod node;
 pub mod traffic;
+mod vti;
 
 pub use finding::{CounterRise, Finding, Object, Report, Severity};
 
-use crate::model::{Netfilter, NodeState, XfrmState};
+use crate::model::{Names, Netfilter, NodeState, XfrmState};
 use node::NodeView;
 use std::net::IpAddr;
+use traffic::Certainty;
 
 /// A pod's network namespace, read through its lxc veth on the node.
 #[derive(Debug, Clone)]
@@ -81,15 +83,13 @@ impl KeyHasher {
 
 /// Judge every node.
 pub fn examine(nodes: &[NodeInput], keys: &KeyHasher) -> Report {
-    examine_in(nodes, keys, None)
+    examine_in(nodes, keys, &Names::default())
 }
 
-/// Judge every node, knowing the cluster's nodes from Kubernetes (`cluster::nodes`).
-pub fn examine_in(
-    nodes: &[NodeInput],
-    keys: &KeyHasher,
-    kube: Option<&[cluster::KubeNode]>,
-) -> Report {
+/// Judge every node, knowing the cluster from Kubernetes' names: its nodes (`cluster::nodes`)
+/// and the nodes that the node IDs in marks stand for.
+pub fn examine_in(nodes: &[NodeInput], keys: &KeyHasher, names: &Names) -> Report {
+    let kube = cluster::nodes(names);
     let views: Vec<NodeView> = nodes
         .iter()
         .map(|n| NodeView::new(&n.name, n.state, n.netfilter))
@@ -97,9 +97,9 @@ pub fn examine_in(
     let mut findings = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         // Evidence names node IDs in marks as this node knows them (node IDs are node-local).
-        let ids = crate::explain::cilium::node_id_labels(&n.state.xfrm_states);
+        let ids = crate::explain::cilium::node_id_labels(&n.state.xfrm_states, names);
         findings.extend(crate::explain::cilium::with_node_ids(ids, || {
-            examine_node(&views, i, n, keys, kube)
+            examine_node(&views, i, n, keys, kube.as_deref(), names)
         }));
     }
     Report::new(nodes.iter().map(|n| n.name.clone()).collect(), findings)
@@ -111,6 +111,7 @@ fn examine_node(
     n: &NodeInput,
     keys: &KeyHasher,
     kube: Option<&[cluster::KubeNode]>,
+    names: &Names,
 ) -> Vec<Finding> {
     let v = &views[me];
     let mut out = Vec::new();
@@ -139,13 +140,14 @@ fn examine_node(
     let stale = checks::stale(views, me, kube, &mut out);
     let problems = traffic::problems(views, me, n.seen, &stale, keys);
     checks::keys(v, &mut out);
-    checks::sa_counts(v, &mut out);
+    checks::sa_counts(v, names, &mut out);
     checks::spi_in_marks(v, &mut out);
     checks::sequence(v, &mut out);
     checks::mtu(v, n.pods, &mut out);
     checks::catch_all(v, &mut out);
     checks::table_200(v, &mut out);
     checks::mark_collisions(v, &mut out);
+    vti::vti_policy_checks(v, &mut out);
     out.extend(explain_counters(v, n, problems));
     if !out.iter().any(|f| f.severity >= Severity::Warn) {
         out.push(Finding::new(
@@ -229,8 +231,14 @@ fn same_sa(a: &XfrmState, b: &XfrmState) -> bool {
 fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some(before) = n.before else {
-        for p in problems.into_iter().filter(|p| !p.conditional) {
-            let mut f = p.finding;
+        for p in problems
+            .into_iter()
+            .filter(|p| p.certainty != Certainty::IfCounterRises)
+        {
+            let mut f = match p.certainty {
+                Certainty::IfSent => unconfirmed(p.finding, p.counter),
+                _ => p.finding,
+            };
             if let Some(c) = p.counter {
                 let since_boot = n
                     .state
@@ -277,7 +285,9 @@ fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>
         .filter(|s| s.inbound)
         .filter_map(|s| Some((s.dst, s.spi?)))
         .collect();
-    let (firm, conditional): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| !p.conditional);
+    let (firm, conditional): (Vec<_>, Vec<_>) = problems
+        .into_iter()
+        .partition(|p| p.certainty == Certainty::Firm);
     for p in firm {
         let mut f = p.finding;
         if let Some(c) = p.counter
@@ -290,22 +300,22 @@ fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>
     }
     for p in conditional {
         let Some(c) = p.counter else { continue };
-        let Some((_, d)) = rises.iter().find(|(k, _)| k == c) else {
-            continue;
-        };
-        if explained.contains(c) {
-            continue;
-        }
-        if !seen_in.is_empty()
-            && let Some(Object::Sa(i)) = p.finding.object
-            && !seen_in.contains(&(
+        // An inbound miss that rests on a mark must be about an SPI that arrived, when ESP
+        // was seen at all.
+        let spi_arrived = |f: &Finding| match f.object {
+            Some(Object::Sa(i)) if !seen_in.is_empty() => seen_in.contains(&(
                 node::ip(&n.state.xfrm_states[i].dst).unwrap_or(IpAddr::from([0, 0, 0, 0])),
                 n.state.xfrm_states[i].spi,
-            ))
-        {
-            continue;
+            )),
+            _ => true,
+        };
+        match rises.iter().find(|(k, _)| k == c) {
+            Some((_, d)) if !explained.contains(c) && spi_arrived(&p.finding) => {
+                out.push(p.finding.counter(c, *d))
+            }
+            _ if p.certainty == Certainty::IfSent => out.push(unconfirmed(p.finding, p.counter)),
+            _ => {}
         }
-        out.push(p.finding.counter(c, *d));
     }
     explained.extend(
         out.iter()
@@ -357,6 +367,19 @@ fn explain_counters(v: &NodeView, n: &NodeInput, problems: Vec<traffic::Problem>
 
 /// A counter rose and no lookup over this node's state fails that way: say what was re-run
 /// and what may be behind it, never "fine".
+/// A failing lookup on traffic that may never be sent, while its counter does not rise: an
+/// info, saying what would confirm it.
+fn unconfirmed(f: Finding, counter: Option<&str>) -> Finding {
+    let c = counter.unwrap_or("its counter");
+    Finding {
+        severity: Severity::Info,
+        ..f
+    }
+    .evidence(format!(
+        "whether any such traffic is sent is not known: a failure once {c} rises while it is (--window)"
+    ))
+}
+
 fn unexplained(v: &NodeView, c: &str, d: u64) -> Finding {
     let meaning =
         crate::explain::xfrm_stat::meaning(c).unwrap_or("(a counter this build does not know)");

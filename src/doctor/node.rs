@@ -175,6 +175,25 @@ impl<'a> NodeView<'a> {
         self.local.contains(a)
     }
 
+    /// Is a packet to `dst` delivered to this node (its route is RTN_LOCAL in the local
+    /// table: the kernel then checks the `in` policies) rather than forwarded (`fwd`)? A
+    /// state without a local table (hand-built) falls back to the interfaces' addresses.
+    pub fn delivered_locally(&self, dst: &IpAddr) -> bool {
+        if !self.st.routes.iter().any(|r| r.table.id == 255) {
+            return self.is_local(dst);
+        }
+        let k = crate::trace::fib::FibKey {
+            src: None,
+            dst: *dst,
+            mark: 0,
+            iif: None,
+            oif: None,
+            tos: 0,
+        };
+        crate::trace::fib::table_lookup(self.st, 255, &k)
+            .is_some_and(|i| self.st.routes[i].kind == RouteKind::Local)
+    }
+
     fn is_own_pod(&self, p: &Prefix) -> bool {
         self.pod_cidrs.iter().any(|c| c.contains(&p.addr))
     }

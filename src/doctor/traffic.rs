@@ -19,9 +19,20 @@ use std::net::IpAddr;
 pub struct Problem {
     pub counter: Option<&'static str>,
     pub finding: Finding,
+    pub certainty: Certainty,
+}
+
+/// How sure the doctor is that traffic meets a failing lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Certainty {
+    /// Traffic the node must carry meets a failure visible in its state.
+    Firm,
     /// Only the explanation left if `counter` rises (it rests on something not visible, such
     /// as a mark): reported only then.
-    pub conditional: bool,
+    IfCounterRises,
+    /// The failure is visible, the traffic is not certain (decrypted packets to the node's own
+    /// addresses: no pod has to talk to them): a failure once `counter` rises, else an info.
+    IfSent,
 }
 
 /// ESP this node should receive, and where we learnt of it.
@@ -166,19 +177,62 @@ pub fn problems(
     out
 }
 
-/// The flows an inbound SA carries, as (source, destination, protocol, destination port):
-/// the selectors of the sender's out policies whose template leads to this SA (same
-/// protocol, its endpoints or a transport template's packet addresses); without the sender's
-/// policies, ICMP between its pod CIDRs and this node's of the same family.
+/// A flow inside an inbound SA: the packets as decrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Inner {
+    src: Prefix,
+    dst: Prefix,
+    proto: u8,
+    dport: Option<u16>,
+    /// Traffic the node must carry (to a pod; or a site's own address behind an xfrm
+    /// interface), not merely traffic the selector lets through (to the node's own addresses).
+    certain: bool,
+}
+
+/// The flows an inbound SA carries: the selectors of the sender's out policies whose template
+/// leads to this SA (same protocol, its endpoints or a transport template's packet
+/// addresses); without the sender's policies, ICMP between its pod CIDRs and this node's of
+/// the same family. Each goes to a pod of this node inside the selector (Cilium's pods are
+/// forwarded to), else to one of its own addresses there (a site's address behind a VTI or
+/// xfrm interface), else to the selector; and also, as possible traffic, to every other
+/// address of this node inside it (the router IP on cilium_host, a host-network pod's).
 fn inner_flows(
     views: &[NodeView],
     me: usize,
     e: &EspIn,
     x: &crate::model::XfrmState,
-) -> Vec<(Prefix, Prefix, u8, Option<u16>)> {
+) -> Vec<Inner> {
     let v = &views[me];
+    let forwards = v.st.links.iter().any(|l| l.name == "cilium_host");
+    let own_in = |sel: &Prefix| -> Vec<Prefix> {
+        v.local
+            .iter()
+            .filter(|a| sel.contains(a))
+            .map(|a| Prefix::new(*a, if a.is_ipv4() { 32 } else { 128 }))
+            .collect()
+    };
+    let mut out: Vec<Inner> = Vec::new();
+    let mut push = |src: Prefix, sel: Prefix, primary: Option<Prefix>, proto, dport| {
+        let primary = primary.unwrap_or(sel);
+        out.push(Inner {
+            src,
+            dst: primary,
+            proto,
+            dport,
+            certain: true,
+        });
+        for o in own_in(&sel).into_iter().filter(|o| *o != primary) {
+            out.push(Inner {
+                src,
+                dst: o,
+                proto,
+                dport,
+                certain: false,
+            });
+        }
+    };
     if let Some((pn, _)) = e.peer {
-        let flows: Vec<_> = views[pn]
+        let sels: Vec<_> = views[pn]
             .st
             .xfrm_policies
             .iter()
@@ -192,41 +246,25 @@ fn inner_flows(
                 })
             })
             .filter(|p| p.selector.dst.family() == p.selector.src.family())
-            .map(|p| {
-                // a pod CIDR of this node inside the selector (Cilium's pods are forwarded to),
-                // else one of its own addresses there (a site's address behind a VTI or xfrm
-                // interface: delivered), else the selector
-                let forwards = v.st.links.iter().any(|l| l.name == "cilium_host");
-                let own =
-                    v.st.links
-                        .iter()
-                        .flat_map(|l| &l.addresses)
-                        .filter_map(|a| a.address.parse::<IpAddr>().ok())
-                        .find(|a| p.selector.dst.contains(a))
-                        .map(|a| Prefix::new(a, if a.is_ipv4() { 32 } else { 128 }));
-                let pod = v
-                    .pod_cidrs
-                    .iter()
-                    .find(|c| p.selector.dst.contains(&c.addr))
-                    .copied();
-                let dst =
-                    if forwards { pod.or(own) } else { own.or(pod) }.unwrap_or(p.selector.dst);
-                (
-                    p.selector.src,
-                    dst,
-                    p.selector.proto.unwrap_or(1),
-                    p.selector.dport,
-                )
-            })
+            .map(|p| &p.selector)
             .collect();
-        if !flows.is_empty() {
-            return flows;
+        for sel in &sels {
+            let own = own_in(&sel.dst).first().copied();
+            let pod = v
+                .pod_cidrs
+                .iter()
+                .find(|c| sel.dst.contains(&c.addr))
+                .copied();
+            let primary = if forwards { pod.or(own) } else { own.or(pod) };
+            push(sel.src, sel.dst, primary, sel.proto.unwrap_or(1), sel.dport);
+        }
+        if !sels.is_empty() {
+            return out;
         }
     }
-    let mut out = vec![];
     for r in &e.inner_src {
         for l in v.pod_cidrs.iter().filter(|l| l.family() == r.family()) {
-            out.push((*r, *l, 1, None));
+            push(*r, *l, None, 1, None);
         }
     }
     out
@@ -252,12 +290,17 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
         InSa::Found(i) => i,
         InSa::Missing { nearest } => {
             // Per-direction SPIs (IKE daemons): an SA from that peer by another SPI is fine.
-            if e.inferred
-                && st
-                    .xfrm_states
+            // Not when the SPIs are shared (Cilium's cluster-wide keys: an in SA from the peer
+            // has an SPI this node also sends to it with): then the missing one is missing.
+            let from_peer =
+                |x: &&crate::model::XfrmState| ip(&x.dst) == Some(e.dst) && ip(&x.src) == e.src;
+            let sent_with = |spi: u32| {
+                v.out_sas
                     .iter()
-                    .any(|x| ip(&x.dst) == Some(e.dst) && ip(&x.src) == e.src)
-            {
+                    .any(|&i| v.sa(i).spi == spi && ip(&v.sa(i).dst) == e.src)
+            };
+            let mut from = st.xfrm_states.iter().filter(from_peer).peekable();
+            if e.inferred && from.peek().is_some() && !from.any(|x| sent_with(x.spi)) {
                 return;
             }
             let mut f = Finding::new(
@@ -281,7 +324,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
             out.push(Problem {
                 counter: Some("XfrmInNoStates"),
                 finding: f,
-                conditional: false,
+                certainty: Certainty::Firm,
             });
             return;
         }
@@ -306,7 +349,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
             out.push(Problem {
                 counter: Some("XfrmInNoStates"),
                 finding: f,
-                conditional: false,
+                certainty: Certainty::Firm,
             });
             return;
         }
@@ -319,7 +362,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
     {
         out.push(Problem {
             counter: Some("XfrmInNoStates"),
-            conditional: true,
+            certainty: Certainty::IfCounterRises,
             finding: Finding::new(
                 v.name,
                 Severity::Fail,
@@ -358,7 +401,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
         out.push(Problem {
             counter: Some("XfrmInStateMismatch"),
             finding: f,
-            conditional: false,
+            certainty: Certainty::Firm,
         });
     }
     // ESP in UDP is taken off UDP only on the port this node's IKE socket holds (its in SA's
@@ -384,7 +427,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
         out.push(Problem {
             counter: None,
             finding: f,
-            conditional: false,
+            certainty: Certainty::Firm,
         });
     }
     if let Some((pn, pi)) = e.peer {
@@ -435,7 +478,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
             out.push(Problem {
                 counter: Some("XfrmInStateProtoError"),
                 finding: f,
-                conditional: false,
+                certainty: Certainty::Firm,
             });
         }
     }
@@ -445,7 +488,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
         out.push(Problem {
             counter: Some("XfrmInStateSeqError"),
             finding: f,
-            conditional: false,
+            certainty: Certainty::Firm,
         });
     }
     // The packets inside: the policy check on in (local) or fwd (forwarded).
@@ -453,9 +496,14 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
         arrival.known().or(x.mark.map(|m| m.value)).unwrap_or(0),
         x.output_mark,
     );
-    for (r, l, proto, dport) in inner_flows(views, me, e, x) {
+    for inner in inner_flows(views, me, e, x) {
         {
-            let (r, l) = (&r, &l);
+            let (r, l, proto, dport) = (&inner.src, &inner.dst, inner.proto, inner.dport);
+            let certainty = if inner.certain {
+                Certainty::Firm
+            } else {
+                Certainty::IfSent
+            };
             let dev = e.src.and_then(|s| v.dev_towards(&s));
             let mark = v
                 .mark_after_prerouting(r.addr, l.addr, proto, dev, start)
@@ -468,7 +516,11 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
                 mark,
                 if_id: v.received_if_id(x),
             };
-            let d = if v.is_local(&l.addr) { "in" } else { "fwd" };
+            let d = if v.delivered_locally(&l.addr) {
+                "in"
+            } else {
+                "fwd"
+            };
             let flow = format!(
                 "decrypted {} → {} (by SA spi {:#x}), checked against the {d} policies{}",
                 r,
@@ -493,7 +545,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
                         f = f.object(Object::Sa(sa));
                     }
                     out.push(Problem {
-                        conditional: false,
+                        certainty,
                     counter: Some("XfrmInNoPols"),
                         finding: f
                             .cause(format!("the {d} policy for this node's pod CIDR is missing (deleted, or not installed by the agent)"))
@@ -501,7 +553,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
                     });
                 }
                 PolCheck::Block { policy } => out.push(Problem {
-                    conditional: false,
+                    certainty,
                     counter: Some("XfrmInPolBlock"),
                     finding: Finding::new(
                         v.name,
@@ -522,7 +574,7 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
                         |n| format!("the SA's {} is {}, the template wants {}", n.field, n.has, n.wants),
                     );
                     out.push(Problem {
-                        conditional: false,
+                        certainty,
                     counter: Some("XfrmInTmplMismatch"),
                         finding: Finding::new(
                             v.name,
@@ -585,7 +637,7 @@ fn outbound(v: &NodeView, r: &super::node::Remote, out: &mut Vec<Problem>) {
                     f = f.evidence(near_text(st, n, "policy")).object(Object::Policy(n.index));
                 }
                 out.push(Problem {
-                    conditional: false,
+                    certainty: Certainty::Firm,
                     counter: None,
                     finding: f
                         .cause("the out policy towards this node is missing, or the encrypt mark differs from the policies' (no catch-all block to fail closed)")
@@ -593,7 +645,7 @@ fn outbound(v: &NodeView, r: &super::node::Remote, out: &mut Vec<Problem>) {
                 });
             }
             Out::Block { policy } => out.push(Problem {
-                conditional: false,
+                certainty: Certainty::Firm,
                     counter: Some("XfrmOutPolBlock"),
                 finding: Finding::new(
                     v.name,
@@ -626,7 +678,7 @@ fn outbound(v: &NodeView, r: &super::node::Remote, out: &mut Vec<Problem>) {
                     f = f.evidence(near_text(st, n, "sa"));
                 }
                 out.push(Problem {
-                    conditional: false,
+                    certainty: Certainty::Firm,
                     counter: Some("XfrmOutNoStates"),
                     finding: f
                         .cause("the out SA was removed or installed with other fields than the policy's template (reqid, SPI, mark, addresses)")
@@ -634,7 +686,7 @@ fn outbound(v: &NodeView, r: &super::node::Remote, out: &mut Vec<Problem>) {
                 });
             }
             Out::SeqExhausted { policy, sa } => out.push(Problem {
-                conditional: false,
+                certainty: Certainty::Firm,
                     counter: Some("XfrmOutStateSeqError"),
                 finding: Finding::new(
                     v.name,
@@ -649,7 +701,7 @@ fn outbound(v: &NodeView, r: &super::node::Remote, out: &mut Vec<Problem>) {
                 .fix("rotate the IPsec key now (new SPI in the cilium-ipsec-keys secret); rotate regularly, before 2^32 packets"),
             }),
             Out::ModeError { policy, sa } => out.push(Problem {
-                conditional: false,
+                certainty: Certainty::Firm,
                     counter: Some("XfrmOutStateModeError"),
                 finding: Finding::new(
                     v.name,

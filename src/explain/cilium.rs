@@ -381,12 +381,11 @@ fn node_of(names: &Names, addr: &IpAddr) -> Option<(String, String)> {
     Some((label, format!("{addr} is {what} of {}", n.object)))
 }
 
-/// The node-ID names for one node's SAs, named from the names table in scope
-/// (`model::names::with_names`) where there is one, else by the SAs' peer addresses.
-pub fn node_id_labels(states: &[XfrmState]) -> Arc<NodeIdLabels> {
-    let names = crate::model::names::current().unwrap_or_default();
+/// The node-ID names for one node's SAs, named from `names` where it has them, else by the
+/// SAs' peer addresses.
+pub fn node_id_labels(states: &[XfrmState], names: &Names) -> Arc<NodeIdLabels> {
     Arc::new(
-        node_layout(states, &names)
+        node_layout(states, names)
             .map(|l| l.id_labels())
             .unwrap_or_default(),
     )

@@ -2,4 +2,5 @@
 
 pub mod cilium;
 pub mod labels;
+pub mod xfrm_dev;
 pub mod xfrm_stat;

@@ -26,8 +26,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The capabilities of the default (not `--privileged`) pod, each for one thing hopscope does
-/// on the node (docs/kube.md says which); every other one is dropped.
+/// The capabilities of the default (not `--privileged`) pod for the TUI, the doctor and every
+/// mode not listed in `capabilities_for`, each for one thing hopscope does on the node
+/// (docs/kube.md says which); every other one is dropped.
 pub const CAPABILITIES: [&str; 5] = [
     "NET_ADMIN",
     "NET_RAW",
@@ -35,6 +36,33 @@ pub const CAPABILITIES: [&str; 5] = [
     "SYS_PTRACE",
     "SYS_CHROOT",
 ];
+
+/// The capabilities a pod running `hopscope ARGS` gets: `snapshot` reads XFRM (NET_ADMIN) and
+/// the node's netns names through /proc/1/root (SYS_PTRACE); `capture` opens packet sockets
+/// too (NET_RAW); `trace` also runs the node's iptables-save (NET_RAW for the legacy one,
+/// SYS_CHROOT for /proc/1/root); each adds SYS_ADMIN only when it enters another netns
+/// (`--netns`, `--pid`). Anything else (the TUI, `doctor`, which walk every netns) gets all
+/// of `CAPABILITIES`.
+pub fn capabilities_for(args: &[String]) -> Vec<&'static str> {
+    let mode = args
+        .iter()
+        .find(|a| ["snapshot", "capture", "trace"].contains(&a.as_str()));
+    let enters_netns = args.iter().any(|a| {
+        ["--netns", "--pid"]
+            .iter()
+            .any(|f| a == f || a.starts_with(&format!("{f}=")))
+    });
+    let mut caps = match mode.map(String::as_str) {
+        Some("snapshot") => vec!["NET_ADMIN", "SYS_PTRACE"],
+        Some("capture") => vec!["NET_ADMIN", "NET_RAW", "SYS_PTRACE"],
+        Some("trace") => vec!["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_CHROOT"],
+        _ => return CAPABILITIES.to_vec(),
+    };
+    if enters_netns {
+        caps.push("SYS_ADMIN");
+    }
+    caps
+}
 /// The node's named netns, reached through the node's root (hostPID) instead of a hostPath
 /// that not every node has; hopscope in the pod reads this from $HOPSCOPE_NETNS_DIR.
 pub const NODE_NETNS_DIR: &str = "/proc/1/root/run/netns";
@@ -147,9 +175,16 @@ pub fn manifest(p: &PodPlan) -> Pod {
     } else {
         SecurityContext {
             capabilities: Some(Capabilities {
-                add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+                add: Some(
+                    capabilities_for(&p.args)
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
+                ),
                 drop: Some(vec!["ALL".into()]),
             }),
+            // no_new_privs on every process of the container: nothing it runs gains more.
+            allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             // Capabilities of the bounding set reach root only (no ambient ones): whatever
             // USER the image names, hopscope runs as root.
@@ -892,5 +927,31 @@ mod tests {
         );
         let s = random_suffix();
         assert_eq!(s.len(), 5);
+    }
+
+    #[test]
+    fn each_mode_gets_only_the_capabilities_it_uses() {
+        let caps = |args: &str| {
+            let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+            capabilities_for(&args).join(" ")
+        };
+        assert_eq!(caps("snapshot --json"), "NET_ADMIN SYS_PTRACE");
+        assert_eq!(
+            caps("--netns=cilium snapshot"),
+            "NET_ADMIN SYS_PTRACE SYS_ADMIN"
+        );
+        assert_eq!(caps("capture -i eth0"), "NET_ADMIN NET_RAW SYS_PTRACE");
+        assert_eq!(
+            caps("capture --pid 4242 -i eth0"),
+            "NET_ADMIN NET_RAW SYS_PTRACE SYS_ADMIN"
+        );
+        assert_eq!(
+            caps("trace 10.0.0.1 10.0.1.2"),
+            "NET_ADMIN NET_RAW SYS_PTRACE SYS_CHROOT"
+        );
+        let all = CAPABILITIES.join(" ");
+        for tui_like in ["", "--netns x", "doctor", "record -o r.hsrec"] {
+            assert_eq!(caps(tui_like), all, "{tui_like:?}");
+        }
     }
 }

@@ -24,6 +24,13 @@ impl Family {
             Family::V6 => "inet6",
         }
     }
+    /// "IPv4" / "IPv6", for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
 }
 
 /// An address with a prefix length, printed the way `ip` prints it: `10.0.1.0/24`.

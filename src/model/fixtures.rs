@@ -62,6 +62,7 @@ fn link(
             ..Default::default()
         },
         tunnel: None,
+        xfrm_conf: Default::default(),
     }
 }
 

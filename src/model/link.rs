@@ -55,12 +55,78 @@ pub struct Link {
     /// encapsulation and XFRM steps read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Tunnel>,
+    /// The device's IPsec switches (IFLA_AF_SPEC's IPv4/IPv6 devconf), which decide whether
+    /// the kernel checks policies on what it receives and looks up XFRM for what it sends.
+    #[serde(default, skip_serializing_if = "XfrmDevConf::is_unknown")]
+    pub xfrm_conf: XfrmDevConf,
 }
 
 impl Link {
     /// Administratively up (IFF_UP).
     pub fn is_up(&self) -> bool {
         self.flags.contains(&LinkFlag::Up)
+    }
+}
+
+/// net.ipv4.conf.DEV.{disable_policy,disable_xfrm} and net.ipv6.conf.DEV.disable_policy, as
+/// the link dump carries them (None: the family is off on the device, or the dump had no
+/// devconf). The `all` setting is not per device and not in the dump.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XfrmDevConf {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<Ipv4XfrmConf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6XfrmConf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv4XfrmConf {
+    /// Packets received on the device skip their in/fwd policy check (IPSKB_NOPOLICY).
+    pub disable_policy: bool,
+    /// Packets routed out of the device skip the XFRM lookup (DST_NOXFRM).
+    pub disable_xfrm: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6XfrmConf {
+    /// Packets delivered to an address of the device skip their in policy check (the
+    /// address's local route gets DST_NOPOLICY); forwarded packets are still checked.
+    pub disable_policy: bool,
+}
+
+impl XfrmDevConf {
+    pub fn is_unknown(&self) -> bool {
+        self.ipv4.is_none() && self.ipv6.is_none()
+    }
+
+    /// disable_policy for a packet of `family` (None: not known for that family).
+    pub fn disable_policy(&self, family: Family) -> Option<bool> {
+        match family {
+            Family::V4 => self.ipv4.map(|c| c.disable_policy),
+            Family::V6 => self.ipv6.map(|c| c.disable_policy),
+        }
+    }
+
+    /// IPv4's disable_xfrm (IPv6 has none: its output always looks up XFRM).
+    pub fn disable_xfrm(&self) -> bool {
+        self.ipv4.is_some_and(|c| c.disable_xfrm)
+    }
+
+    /// `disable_policy (v4, v6) disable_xfrm` for what is switched on, None when nothing is.
+    pub fn describe(&self) -> Option<String> {
+        let mut on = vec![];
+        let v4p = self.ipv4.is_some_and(|c| c.disable_policy);
+        let v6p = self.ipv6.is_some_and(|c| c.disable_policy);
+        match (v4p, v6p) {
+            (true, true) => on.push("disable_policy".to_string()),
+            (true, false) => on.push("disable_policy (ipv4)".into()),
+            (false, true) => on.push("disable_policy (ipv6)".into()),
+            _ => {}
+        }
+        if self.disable_xfrm() {
+            on.push("disable_xfrm".into());
+        }
+        (!on.is_empty()).then(|| on.join(", "))
     }
 }
 

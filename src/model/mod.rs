@@ -21,7 +21,10 @@ mod secret;
 mod xfrm;
 
 pub use addr::{Family, Mark, Prefix};
-pub use link::{AddrFlag, Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer, Tunnel};
+pub use link::{
+    AddrFlag, Ipv4XfrmConf, Ipv6XfrmConf, Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer,
+    Tunnel, XfrmDevConf,
+};
 pub use names::Names;
 pub use netfilter::{
     Conntrack, IpSet, IpvsReal, IpvsService, Netfilter, NfCond, NfMatch, NfPolicy, NfRule,

@@ -2,16 +2,14 @@
 //! Kubernetes says (filled by `crate::kube`, empty without a cluster). Plain data, serde both
 //! ways, no I/O.
 //!
-//! Views print names through [`Names::annotate`] (`10.0.1.52 (default/net)`). Row functions that
-//! have no table in their arguments use the table put in scope for one rendering by
-//! [`with_names`], the way `reveal_secrets` scopes key display: without a scope, nothing changes.
+//! Views print names through [`Names::annotate`] (`10.0.1.52 (default/net)`): the table is
+//! handed to them as a value (an empty one names nothing), never read from a global.
 
 use super::Prefix;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// What kind of object an address belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -127,6 +125,38 @@ impl Names {
         }
     }
 
+    /// Free text (a trace hop's policy, SA or route) with each named address or prefix in it
+    /// followed by its name: `10.0.1.0/24 → 10.0.2.0/24` → `10.0.1.0/24 (worker pods) →
+    /// 10.0.2.0/24 (worker2 pods)`. Unnamed words, and the text without a table, are kept.
+    pub fn annotate_words(&self, text: &str) -> String {
+        if self.is_empty() {
+            return text.to_string();
+        }
+        let address_char = |c: char| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '/');
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(address_char) {
+            let len = rest[start..]
+                .find(|c: char| !address_char(c))
+                .unwrap_or(rest.len() - start);
+            // A word ends before a trailing `:` or `.` of the sentence (`via 10.0.0.1:`).
+            let word = rest[start..start + len].trim_end_matches([':', '.']);
+            let end = start + word.len();
+            out.push_str(&rest[..end]);
+            // Not the tail of a name (`if7`, `eth0`): only a word of its own is an address.
+            let alone = !rest[..start].ends_with(|c: char| c.is_alphanumeric() || c == '_');
+            if alone && let Some(label) = self.label_str(word) {
+                out.push_str(&format!(" ({label})"));
+            }
+            // Past the word, or past the punctuation when there was no word.
+            let next = if word.is_empty() { start + len } else { end };
+            out.push_str(&rest[end..next]);
+            rest = &rest[next..];
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// The named addresses that occur in `text` (any run of address characters that parses
     /// as an IP), with their labels: the `names` of a trace.
     pub fn in_text(&self, text: &str) -> BTreeMap<IpAddr, String> {
@@ -151,16 +181,6 @@ impl Names {
     }
 }
 
-thread_local! {
-    static CURRENT: RefCell<Option<Arc<Names>>> = const { RefCell::new(None) };
-}
-
-/// Run `f` with `names` as the table row functions (`view::columns::addr`) print names from,
-/// on this thread; the previous table is restored afterwards, even if `f` panics.
-pub fn with_names<T>(names: Arc<Names>, f: impl FnOnce() -> T) -> T {
-    scoped(&CURRENT, names, f)
-}
-
 /// Run `f` with `value` in the thread-local `slot`; the previous value is put back afterwards,
 /// even if `f` panics. One rendering's context for row functions that take no such argument.
 pub fn scoped<V: 'static, T>(
@@ -183,19 +203,6 @@ pub fn scoped<V: 'static, T>(
         prev: slot.with(|c| c.borrow_mut().replace(value)),
     };
     f()
-}
-
-/// The table in scope on this thread (see [`with_names`]); `None` outside any scope.
-pub fn current() -> Option<Arc<Names>> {
-    CURRENT.with(|c| c.borrow().clone())
-}
-
-/// `text` annotated from the table in scope: `10.0.1.52 (default/net)`, or `text` unchanged.
-pub fn annotate_current(text: &str) -> String {
-    CURRENT.with(|c| match &*c.borrow() {
-        Some(n) => n.annotate(text),
-        None => text.to_string(),
-    })
 }
 
 /// The short labels of a cluster's nodes: the prefix that all names share up to a `-` is
@@ -293,11 +300,20 @@ mod tests {
     }
 
     #[test]
-    fn scope_is_restored() {
-        assert_eq!(annotate_current("10.0.1.52"), "10.0.1.52");
-        let inner = with_names(Arc::new(table()), || annotate_current("10.0.1.52"));
-        assert_eq!(inner, "10.0.1.52 (default/net)");
-        assert!(current().is_none());
+    fn names_follow_the_addresses_of_free_text() {
+        let n = table();
+        assert_eq!(
+            n.annotate_words("policy out 10.0.1.0/24 → 10.0.0.0/8 dev eth0 (index 9)"),
+            "policy out 10.0.1.0/24 (worker pods) → 10.0.0.0/8 dev eth0 (index 9)"
+        );
+        assert_eq!(
+            n.annotate_words("SA 10.0.1.138 → 10.0.0.40 spi 0x00000003 reqid 1, via 10.0.1.52."),
+            "SA 10.0.1.138 (worker cilium_host) → 10.0.0.40 spi 0x00000003 reqid 1, via 10.0.1.52 (default/net)."
+        );
+        // An address glued to a name is not one; no table, no change.
+        assert_eq!(n.annotate_words("if10.0.1.52"), "if10.0.1.52");
+        let plain = "policy out 10.0.1.0/24 → 10.0.0.0/8";
+        assert_eq!(Names::default().annotate_words(plain), plain);
     }
 
     #[test]

@@ -83,13 +83,13 @@ pub fn node_files(
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let stamp = crate::output::Stamp::now();
     let mut json = Vec::new();
-    crate::view::json::write(st, &stamp, show_keys, true, &mut json)?;
+    crate::view::json::write(st, &stamp, show_keys, true, &Default::default(), &mut json)?;
     json.push(b'\n');
     let mut files = vec![
         (format!("{dir}/snapshot.json"), json),
         (
             format!("{dir}/snapshot.txt"),
-            crate::view::text::render(st, show_keys).into_bytes(),
+            crate::view::text::render(st, show_keys, &Default::default()).into_bytes(),
         ),
         (
             format!("{dir}/key-hashes.json"),
@@ -172,8 +172,9 @@ fn readme(nodes: &[String], recorded: Option<&str>, show_keys: bool, shared: boo
              \x20 (give the same --hash-secret to bundles of several nodes to compare them).\n"
         };
     }
-    s += "  Kubernetes objects beyond the names the recording learnt; pods' own network namespaces;\n\
-          \x20 frames on interfaces that were not captured (-i).\n";
+    s += "  Kubernetes objects beyond the names the recording learnt; pods' network namespaces\n\
+          \x20 beyond the state the recording holds of them; frames on interfaces that were not\n\
+          \x20 captured (-i).\n";
     s
 }
 
@@ -264,9 +265,11 @@ pub fn run(args: &BundleArgs, targets: Vec<Target>, kube: &crate::kube::KubeArgs
             "hopscope: recording {} s for the bundle (Ctrl-C ends it early)",
             args.duration
         );
+        let (targets, pods) = crate::source::pods::with_pods(targets.clone());
         signal = writer::run(&Plan {
             out: rec.clone(),
-            targets: targets.clone(),
+            targets,
+            pods,
             interfaces: args.interfaces.clone(),
             filter: args.filter.clone(),
             duration: Some(Duration::from_secs_f64(args.duration)),

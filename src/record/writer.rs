@@ -7,7 +7,7 @@
 use super::format::{self, End, FrameRec, Iface, OpenedRec, Record};
 use super::{Meta, RecSample, Stamp};
 use crate::capture::analyze::Analyzer;
-use crate::capture::{self, Session};
+use crate::capture::{self, Frame, Handle, Session};
 use crate::model::NodeState;
 use crate::model::event::Event;
 use crate::source::Target;
@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 pub struct Plan {
     pub out: PathBuf,
     pub targets: Vec<Target>,
+    /// How many of `targets`, at their end, are pods found behind the nodes' lxc veths:
+    /// recorded for their state (the doctor's pod-MTU check), not captured on, no iptables.
+    pub pods: usize,
     pub interfaces: Vec<String>,
     pub filter: Option<String>,
     pub duration: Option<Duration>,
@@ -101,6 +104,8 @@ struct Node {
     session: Option<Session>,
     /// Recording interface id per session handle.
     iface_ids: Vec<u16>,
+    /// A pod's netns beside its node: no capture.
+    pod: bool,
 }
 
 /// Counts for the progress line and the end record.
@@ -128,7 +133,8 @@ pub fn run(plan: &Plan) -> Result<i32> {
         ..Default::default()
     };
     let mut nodes = Vec::new();
-    for t in &plan.targets {
+    let first_pod = plan.targets.len().saturating_sub(plan.pods);
+    for (i, t) in plan.targets.iter().enumerate() {
         let monitor = Monitor::start(t, &mon_opts)?;
         nodes.push(Node {
             monitor,
@@ -136,6 +142,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
             analyzer: None,
             session: None,
             iface_ids: vec![],
+            pod: i >= first_pod,
         });
     }
     let meta = Meta {
@@ -159,7 +166,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
     let mut w = Writer::create(&plan.out, &meta)?;
     let start = Instant::now();
     let stamp = || start.elapsed().as_nanos() as Stamp;
-    for (i, t) in plan.targets.iter().enumerate() {
+    for (i, t) in plan.targets.iter().enumerate().take(first_pod) {
         // Without iptables tools the recording still goes on (a trace says what it assumed).
         let netfilter = crate::source::collect_netfilter(t).unwrap_or_default();
         w.write(&Record::Netfilter {
@@ -251,30 +258,10 @@ pub fn run(plan: &Plan) -> Result<i32> {
             while let Some(f) = session.try_next() {
                 busy = true;
                 let h = &session.handles[f.handle];
-                let r = Record::Frame(FrameRec {
-                    iface: n.iface_ids[f.handle],
-                    sec: f.ts.sec,
-                    nsec: f.ts.nsec,
-                    len: f.len,
-                    data: f.data,
-                });
-                if let Some(why) = write_checked(&mut w, &r)? {
+                if let Some(why) =
+                    write_frame(&mut n.analyzer, &n.iface_ids, h, f, &mut w, &mut totals)?
+                {
                     break 'rec why;
-                }
-                totals.frames += 1;
-                let Record::Frame(fr) = r else { unreachable!() };
-                if let Some(an) = n.analyzer.as_mut() {
-                    an.analyze(&h.name, h.link, f.ts, fr.len, &fr.data);
-                    if let Some(o) = an.take_opened() {
-                        let r = Record::Opened(OpenedRec {
-                            next_header: o.next_header,
-                            payload: o.payload,
-                        });
-                        if let Some(why) = write_checked(&mut w, &r)? {
-                            break 'rec why;
-                        }
-                        totals.decrypted += 1;
-                    }
                 }
                 taken += 1;
                 if taken == 4096 {
@@ -282,7 +269,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
                 }
             }
         }
-        if !announced && nodes.iter().all(|n| n.session.is_some()) {
+        if !announced && nodes.iter().all(|n| n.pod || n.session.is_some()) {
             announced = true;
             announce_captures(&nodes, &meta);
         }
@@ -311,6 +298,22 @@ pub fn run(plan: &Plan) -> Result<i32> {
         }
     };
     stop_capture.store(true, Ordering::SeqCst);
+    // Ended by a signal or the duration: the frames the kernel and the queues already hold are
+    // written before the end record (as capture does), unless writing is what failed.
+    if reason.starts_with("stopped by") || reason == "duration reached" {
+        'drain: for n in nodes.iter_mut() {
+            let Some(session) = n.session.as_mut() else {
+                continue;
+            };
+            for f in session.stop() {
+                let h = &session.handles[f.handle];
+                if write_frame(&mut n.analyzer, &n.iface_ids, h, f, &mut w, &mut totals)?.is_some()
+                {
+                    break 'drain;
+                }
+            }
+        }
+    }
     let end = End {
         at: stamp(),
         reason: reason.clone(),
@@ -344,6 +347,44 @@ pub fn run(plan: &Plan) -> Result<i32> {
         0 => 0,
         s => s as i32,
     })
+}
+
+/// One captured frame into the recording (and, decrypting, what it opened to); `Some(why)`
+/// when the recording must end.
+fn write_frame(
+    analyzer: &mut Option<Analyzer>,
+    iface_ids: &[u16],
+    h: &Handle,
+    f: Frame,
+    w: &mut Writer,
+    totals: &mut Totals,
+) -> Result<Option<String>> {
+    let r = Record::Frame(FrameRec {
+        iface: iface_ids[f.handle],
+        sec: f.ts.sec,
+        nsec: f.ts.nsec,
+        len: f.len,
+        data: f.data,
+    });
+    if let Some(why) = write_checked(w, &r)? {
+        return Ok(Some(why));
+    }
+    totals.frames += 1;
+    let Record::Frame(fr) = r else { unreachable!() };
+    if let Some(an) = analyzer.as_mut() {
+        an.analyze(&h.name, h.link, f.ts, fr.len, &fr.data);
+        if let Some(o) = an.take_opened() {
+            let r = Record::Opened(OpenedRec {
+                next_header: o.next_header,
+                payload: o.payload,
+            });
+            if let Some(why) = write_checked(w, &r)? {
+                return Ok(Some(why));
+            }
+            totals.decrypted += 1;
+        }
+    }
+    Ok(None)
 }
 
 /// Write a record; `Some(reason)` when the recording must end (limit reached, disk full).
@@ -403,7 +444,7 @@ impl Node {
         } else {
             self.analyzer = Some(Analyzer::new(&self.state, true));
         }
-        if first && !plan.interfaces.is_empty() {
+        if first && !plan.interfaces.is_empty() && !self.pod {
             let mut s = Session::empty(&self.monitor.target, cap_opts, stop.clone())
                 .map_err(|e| format!("capture: {e:#}"))?;
             for name in &plan.interfaces {

@@ -10,6 +10,7 @@ pub mod netfilter;
 pub mod netlink;
 pub mod netns;
 pub mod nftables;
+pub mod pods;
 pub mod procfs;
 pub mod rt_tables;
 pub mod rtnl;

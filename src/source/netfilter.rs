@@ -13,9 +13,37 @@ const SAVE_TOOLS: [&str; 2] = ["iptables-legacy-save", "iptables-nft-save"];
 /// IPv6 has its own rule sets (the kernel's ip6_tables), read with their own tools.
 const SAVE6_TOOLS: [&str; 2] = ["ip6tables-legacy-save", "ip6tables-nft-save"];
 
+/// Whether `tool args` is one of the read-only dumps this module runs (the TUI's privileged
+/// helper runs these and nothing else).
+pub fn is_read_tool(tool: &str, args: &[&str]) -> bool {
+    match (tool, args) {
+        (t, []) => SAVE_TOOLS.contains(&t) || SAVE6_TOOLS.contains(&t),
+        ("nft", ["-j", "list", "ruleset"]) | ("ipset", ["save"]) => true,
+        _ => false,
+    }
+}
+
+/// Run a read-only dump tool in the calling thread's netns: through the TUI's privileged
+/// helper when it has one (its sandbox allows no exec), else here.
+pub fn run_tool(tool: &str, args: &[&str]) -> Result<Output, String> {
+    debug_assert!(is_read_tool(tool, args), "{tool} {args:?}");
+    crate::sandbox::broker::run_tool(tool, args).unwrap_or_else(|| run_tool_here(tool, args))
+}
+
+/// The tools the TUI's privileged helper runs, and how it runs them in a netns it opened.
+pub const BROKER_TOOLS: crate::sandbox::broker::Tools = crate::sandbox::broker::Tools {
+    allowed: is_read_tool,
+    run_in: run_tool_in,
+};
+
+fn run_tool_in(ns: &std::fs::File, tool: &str, args: &[&str]) -> Result<Output, String> {
+    crate::source::netns::run_in(Some(ns), || run_tool_here(tool, args))
+        .map_err(|e| format!("{tool}: {e:#}"))?
+}
+
 /// Run a read-only dump tool: from PATH, else from the node's root filesystem (a hostPID pod
 /// in a scratch image: /proc/1/root is the node's `/`). Err says why neither worked.
-pub fn run_tool(tool: &str, args: &[&str]) -> Result<Output, String> {
+pub fn run_tool_here(tool: &str, args: &[&str]) -> Result<Output, String> {
     match Command::new(tool).args(args).output() {
         Ok(o) => return Ok(o),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{tool}: {e}")),

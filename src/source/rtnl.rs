@@ -7,12 +7,13 @@ use super::netlink::{DumpReport, NlError, NlSocket};
 use super::rt_tables::TableNames;
 use crate::model::{AddrFlag, NextHop, RouteKind, RouteProtocol, Scope};
 use crate::model::{
-    Family, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix, Route, Rule, TableRef,
-    Tunnel,
+    Family, Ipv4XfrmConf, Ipv6XfrmConf, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix,
+    Route, Rule, TableRef, Tunnel, XfrmDevConf,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVti, InfoVxlan, InfoXfrm, LinkAttribute, LinkInfo, LinkMessage,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoData, InfoKind, InfoVti, InfoVxlan, InfoXfrm,
+    LinkAttribute, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteMetric};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
@@ -135,6 +136,7 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
         addresses: Vec::new(),
         stats: LinkStats::default(),
         tunnel: None,
+        xfrm_conf: Default::default(),
     };
     let mut iflink = None;
     let mut link_netns = None;
@@ -162,6 +164,7 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
                     }
                 }
             }
+            LinkAttribute::AfSpecUnspec(specs) => l.xfrm_conf = xfrm_conf(specs),
             LinkAttribute::Stats64(s) => {
                 l.stats = LinkStats {
                     rx_bytes: s.rx_bytes,
@@ -191,6 +194,34 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
         });
     }
     l
+}
+
+/// The IPsec switches of the device's IPv4 and IPv6 devconf (IFLA_INET_CONF, IFLA_INET6_CONF).
+fn xfrm_conf(specs: &[AfSpecUnspec]) -> XfrmDevConf {
+    let mut c = XfrmDevConf::default();
+    for s in specs {
+        match s {
+            AfSpecUnspec::Inet(v) => {
+                c.ipv4 = v.iter().find_map(|a| match a {
+                    AfSpecInet::DevConf(d) => Some(Ipv4XfrmConf {
+                        disable_policy: d.nopolicy != 0,
+                        disable_xfrm: d.noxfrm != 0,
+                    }),
+                    _ => None,
+                })
+            }
+            AfSpecUnspec::Inet6(v) => {
+                c.ipv6 = v.iter().find_map(|a| match a {
+                    AfSpecInet6::DevConf(d) => Some(Ipv6XfrmConf {
+                        disable_policy: d.disable_policy != 0,
+                    }),
+                    _ => None,
+                })
+            }
+            _ => {}
+        }
+    }
+    c
 }
 
 /// The attributes of the tunnel devices the trace walks through (vxlan, xfrm, vti).
@@ -410,4 +441,61 @@ pub fn rule(m: &RuleMessage, tables: &TableNames) -> Option<Rule> {
         invert: m.header.flags.bits() & 0x2 != 0,
         tos: m.header.tos,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::{Emitable, Parseable};
+    use netlink_packet_route::link::{Inet6DevConf, InetDevConf};
+
+    /// A link message as the kernel sends it, through the crate's emitter and parser.
+    fn round_trip(attrs: Vec<LinkAttribute>) -> Link {
+        let mut m = LinkMessage::default();
+        m.header.index = 7;
+        m.attributes = attrs;
+        m.attributes.push(LinkAttribute::IfName("vti0".into()));
+        let mut buf = vec![0; m.buffer_len()];
+        m.emit(&mut buf);
+        let parsed = LinkMessage::parse(&buf[..]).expect("parse");
+        links(&[parsed], &[]).remove(0)
+    }
+
+    #[test]
+    fn devconf_switches_come_from_the_af_spec() {
+        let mut v4 = InetDevConf::default();
+        v4.nopolicy = 1;
+        v4.forwarding = 1;
+        let mut v6 = Inet6DevConf::default();
+        v6.disable_policy = 0;
+        v6.forwarding = 1;
+        let l = round_trip(vec![LinkAttribute::AfSpecUnspec(vec![
+            AfSpecUnspec::Inet(vec![AfSpecInet::DevConf(v4)]),
+            AfSpecUnspec::Inet6(vec![AfSpecInet6::DevConf(v6)]),
+        ])]);
+        assert_eq!(
+            l.xfrm_conf,
+            XfrmDevConf {
+                ipv4: Some(Ipv4XfrmConf {
+                    disable_policy: true,
+                    disable_xfrm: false
+                }),
+                ipv6: Some(Ipv6XfrmConf {
+                    disable_policy: false
+                }),
+            }
+        );
+        let mut v4 = InetDevConf::default();
+        v4.noxfrm = 1;
+        let l = round_trip(vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(
+            vec![AfSpecInet::DevConf(v4)],
+        )])]);
+        assert!(l.xfrm_conf.disable_xfrm());
+        assert_eq!(l.xfrm_conf.disable_policy(Family::V4), Some(false));
+        assert_eq!(l.xfrm_conf.disable_policy(Family::V6), None);
+        // no devconf at all: unknown, and left out of the JSON
+        let l = round_trip(vec![]);
+        assert!(l.xfrm_conf.is_unknown());
+        assert!(serde_json::to_value(&l).unwrap().get("xfrm_conf").is_none());
+    }
 }

@@ -370,6 +370,9 @@ pub(crate) struct At {
     pub mark_given: bool,
     /// The SA that just decrypted the packet: its forward policy check comes next.
     pub decrypted_by: Option<usize>,
+    /// A VTI scrubbed the decrypted packet (vti_rcv_cb's skb_scrub_packet): its own policy
+    /// check finds no transform on record.
+    pub secpath_scrubbed: bool,
     /// The node's own packet went through OUTPUT (IPVS's packets count as the node's own).
     pub output_done: bool,
     /// The packet's connection as conntrack sees it on this node, once looked up.
@@ -410,14 +413,19 @@ pub(crate) enum Go {
 pub(crate) type StepFn = fn(&mut Walk, &mut At) -> Go;
 
 /// Follow `flow` through `nodes` (one per network namespace; more nodes continue the path
-/// across the wire).
+/// across the wire). Node IDs in marks are named by the SAs' peer addresses.
 pub fn trace(nodes: &[Node], flow: &Flow) -> Trace {
+    trace_named(nodes, flow, &crate::model::Names::default())
+}
+
+/// [`trace`], with node IDs in marks named by the nodes Kubernetes names (`names`).
+pub fn trace_named(nodes: &[Node], flow: &Flow, names: &crate::model::Names) -> Trace {
     let mut w = Walk {
         nodes,
         hops: Vec::new(),
         node_ids: nodes
             .iter()
-            .map(|n| cilium::node_id_labels(&n.state.xfrm_states))
+            .map(|n| cilium::node_id_labels(&n.state.xfrm_states, names))
             .collect(),
     };
     let end = walk(&mut w, flow);
@@ -536,6 +544,7 @@ fn enter(w: &mut Walk, flow: &Flow) -> Result<At, End> {
         generated_by_xfrm: false,
         mark_given: flow.mark.is_some(),
         decrypted_by: None,
+        secpath_scrubbed: false,
         output_done: false,
         ct: Default::default(),
         routed: None,

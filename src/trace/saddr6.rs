@@ -187,6 +187,7 @@ mod tests {
                 addresses: a,
                 stats: Default::default(),
                 tunnel: None,
+                xfrm_conf: Default::default(),
             });
         }
         st

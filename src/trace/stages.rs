@@ -267,14 +267,13 @@ fn decrypt(w: &mut Walk, at: &mut At) -> Go {
     }
     w.decided([Decision::sa(sa)]);
     at.pkt = p;
-    at.iif = dev;
     at.if_id = sa.if_id.unwrap_or(0);
     at.decrypted_by = Some(sa_idx);
     at.generated_by_xfrm = false;
     if let Some(v) = vti {
-        // vti_rcv_cb checks the in policy with the ikey as mark; the inner packet's own check
-        // is off (disable_policy on the VTI, as strongSwan's updown sets it).
-        at.decrypted_by = None;
+        // vti_rcv_cb checks the in policy with the ikey as mark, still on the device the ESP
+        // came in on; then it scrubs the packet (no transform on record), and the packet's
+        // own check on the VTI comes with delivery or forwarding, unless disable_policy.
         let saved = at.pkt.mark;
         at.pkt.mark = v.ikey;
         let go = policy_check(w, at, PolicyDir::In, sa_idx);
@@ -282,7 +281,9 @@ fn decrypt(w: &mut Walk, at: &mut At) -> Go {
         if let Some(go) = go {
             return go;
         }
+        at.secpath_scrubbed = true;
     }
+    at.iif = dev;
     Go::Again // re-enters on the same device, or on the tunnel device
 }
 
@@ -303,6 +304,18 @@ fn policy_check(w: &mut Walk, at: &mut At, dir: PolicyDir, sa_idx: usize) -> Opt
     let st = &w.nodes[ni].state;
     let pkt = &at.pkt;
     let iif = at.iif.as_deref();
+    if let Some(why) = policy_check_off(st, at, dir) {
+        w.hop(
+            (ni, Step::PolicyCheck, iif),
+            pkt,
+            format!("no {dir} policy check: {why}"),
+            String::new(),
+            vec![],
+        );
+        return None;
+    }
+    // A VTI's scrubbed packet has no transform a template could have been met by.
+    let scrubbed = std::mem::take(&mut at.secpath_scrubbed);
     let key = XfrmKey {
         if_id: at.if_id,
         ..pkt.xfrm_key()
@@ -315,15 +328,23 @@ fn policy_check(w: &mut Walk, at: &mut At, dir: PolicyDir, sa_idx: usize) -> Opt
             return Some(stopped_by_policy(w, (ni, pkt), reason, p, "XfrmInPolBlock"));
         }
         Some(p) => {
-            let ok = p
-                .templates
-                .iter()
-                .all(|t| t.level == TemplateLevel::Use || t.reqid == 0 || t.reqid == sa.reqid);
+            let ok = p.templates.iter().all(|t| {
+                t.level == TemplateLevel::Use
+                    || (!scrubbed && (t.reqid == 0 || t.reqid == sa.reqid))
+            });
             if !ok {
-                let reason = format!(
-                    "{} requires a transform this packet did not get",
-                    describe_policy(p)
-                );
+                let reason = if scrubbed {
+                    format!(
+                        "{} requires a transform, and the VTI {} left none on record (disable_policy is off on it): the kernel drops it",
+                        describe_policy(p),
+                        iif.unwrap_or("?")
+                    )
+                } else {
+                    format!(
+                        "{} requires a transform this packet did not get",
+                        describe_policy(p)
+                    )
+                };
                 return Some(stopped_by_policy(
                     w,
                     (ni, pkt),
@@ -364,6 +385,19 @@ fn policy_check(w: &mut Walk, at: &mut At, dir: PolicyDir, sa_idx: usize) -> Opt
                     )
                 })
                 .collect();
+            if scrubbed {
+                w.hop(
+                    (ni, Step::PolicyCheck, iif),
+                    pkt,
+                    format!(
+                        "no {dir} policy matches (mark {:#x}): allowed (the VTI left no transform on record)",
+                        key.mark
+                    ),
+                    String::new(),
+                    losers,
+                );
+                return None;
+            }
             if sa.mode != XfrmMode::Transport {
                 let reason = format!(
                     "no {dir} policy matches the packet {} decrypted (mark {:#x}, if_id {}): the kernel drops it",
@@ -389,6 +423,35 @@ fn policy_check(w: &mut Walk, at: &mut At, dir: PolicyDir, sa_idx: usize) -> Opt
     None
 }
 
+/// Why the kernel skips a received packet's in/fwd policy check, if it does: IPv4 by the
+/// input device's disable_policy (IPSKB_NOPOLICY), IPv6 by that of the device holding the
+/// destination address, for delivery only (DST_NOPOLICY on the address's local route). A VTI
+/// whose setting the dump did not carry is taken to have it on, as strongSwan sets it.
+fn policy_check_off(st: &NodeState, at: &At, dir: PolicyDir) -> Option<String> {
+    let v4 = at.pkt.dst.is_ipv4();
+    let dev = if v4 {
+        at.iif.as_deref().and_then(|d| link(st, d))
+    } else if dir == PolicyDir::In {
+        st.links.iter().find(|l| {
+            l.addresses
+                .iter()
+                .any(|a| a.address.parse::<IpAddr>().ok() == Some(at.pkt.dst))
+        })
+    } else {
+        None
+    }?;
+    let family = crate::model::Family::of(&at.pkt.dst);
+    let vti = matches!(dev.tunnel, Some(crate::model::Tunnel::Vti { .. }));
+    match dev.xfrm_conf.disable_policy(family) {
+        Some(true) => Some(format!("disable_policy is on on {}", dev.name)),
+        None if vti && at.secpath_scrubbed => Some(format!(
+            "disable_policy assumed on on VTI {} (as strongSwan sets it; the link dump had no devconf)",
+            dev.name
+        )),
+        _ => None,
+    }
+}
+
 /// The walk ends at `policy`, and `counter` rises.
 fn stopped_by_policy(
     w: &mut Walk,
@@ -408,6 +471,23 @@ fn xfrm_output(w: &mut Walk, at: &mut At) -> Go {
         return Go::On;
     }
     let dev = at.routed.as_ref().and_then(|r| r.dev.clone());
+    let ni = at.node;
+    // ip_route_output / ip_route_input: DST_NOXFRM from the output device's disable_xfrm
+    // (IPv4 only) skips this lookup.
+    if at.pkt.dst.is_ipv4()
+        && let Some(l) = dev.as_deref().and_then(|d| link(&w.nodes[ni].state, d))
+        && l.xfrm_conf.disable_xfrm()
+    {
+        let what = format!("no XFRM lookup: disable_xfrm is on on {}", l.name);
+        w.hop(
+            (ni, Step::XfrmPolicy, dev.as_deref()),
+            &at.pkt,
+            what,
+            String::new(),
+            vec![],
+        );
+        return Go::On;
+    }
     let key = at.pkt.xfrm_key();
     xfrm_transform(w, at, dev.as_deref(), &key).unwrap_or(Go::On)
 }

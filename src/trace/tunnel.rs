@@ -21,7 +21,9 @@ pub(super) fn tunnel_xmit(w: &mut Walk, at: &mut At) -> Go {
         return Go::On;
     };
     let ni = at.node;
-    let Some(tun) = link(&w.nodes[ni].state, &dev).and_then(|l| l.tunnel.clone()) else {
+    let Some((tun, conf)) =
+        link(&w.nodes[ni].state, &dev).and_then(|l| Some((l.tunnel.clone()?, l.xfrm_conf)))
+    else {
         return Go::On;
     };
     at.routed = None;
@@ -60,6 +62,15 @@ pub(super) fn tunnel_xmit(w: &mut Walk, at: &mut At) -> Go {
                 format!("{dev}: vti okey {okey:#x}"),
                 vec![],
             );
+            // vti_xmit looks up on the route's dst, whose DST_NOXFRM (disable_xfrm on the VTI)
+            // skips XFRM: no SA, and vti_state_check drops the packet.
+            if conf.disable_xfrm() && at.pkt.dst.is_ipv4() {
+                let reason = format!(
+                    "disable_xfrm is on on VTI {dev}: its XFRM lookup is skipped, no SA encrypts the packet, and {dev} drops it"
+                );
+                let counter = format!("{dev} tx_carrier_errors");
+                return Go::End(w.stop(ni, &at.pkt, reason, Some(&counter)));
+            }
             let key = XfrmKey {
                 mark: okey,
                 ..at.pkt.xfrm_key()

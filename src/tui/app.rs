@@ -144,6 +144,8 @@ pub struct App {
     pub message: Option<(String, bool)>,
     /// Named netns, for `:netns` completion (the runtime refreshes it).
     pub netns_names: Vec<String>,
+    /// Kubernetes names for the addresses in rows (the runtime hands over each new table).
+    pub names: std::sync::Arc<crate::model::Names>,
     pub keymap: Keymap,
     pub interval: Duration,
     /// What is shown: `netns worker`, `own netns`, `pid 1234`.
@@ -184,6 +186,7 @@ impl App {
             help_scroll: 0,
             message: None,
             netns_names: Vec::new(),
+            names: Default::default(),
             keymap,
             interval,
             target_label,
@@ -229,16 +232,16 @@ impl App {
             Pane::Packets => self
                 .packets
                 .get(i as u64)
-                .map(packets::cells)
+                .map(|r| packets::cells(r, &self.names))
                 .unwrap_or_default(),
             Pane::Trace => self
                 .traced
                 .as_ref()
                 .filter(|t| i < t.len())
-                .map(|t| t.cells(i))
+                .map(|t| t.cells(i, &self.names))
                 .unwrap_or_default(),
             Pane::Health => self.health.cells(i),
-            p => rows::cells(p, live, i),
+            p => rows::cells(p, live, i, &self.names),
         }
     }
 
@@ -253,14 +256,17 @@ impl App {
 
     pub fn row_detail(&self, pane: Pane, live: &Live, i: usize) -> Option<Vec<(String, String)>> {
         match pane {
-            Pane::Packets => self.packets.get(i as u64).map(packets::detail),
+            Pane::Packets => self
+                .packets
+                .get(i as u64)
+                .map(|r| packets::detail(r, &self.names)),
             Pane::Trace => self
                 .traced
                 .as_ref()
                 .filter(|t| i < t.len())
-                .map(|t| t.detail(i)),
+                .map(|t| t.detail(i, &self.names)),
             Pane::Health => self.health.detail(i),
-            p => Some(rows::detail(p, live, i, self.show_keys)),
+            p => Some(rows::detail(p, live, i, self.show_keys, &self.names)),
         }
     }
 

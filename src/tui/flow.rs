@@ -4,7 +4,7 @@
 
 use crate::capture::analyze::{Decrypt, PacketRecord};
 use crate::decode::packet::{Decoded, Direction, Transport};
-use crate::model::NodeState;
+use crate::model::{Names, NodeState};
 use crate::trace::live::{self, Followed, Observation, counter_deltas};
 use crate::trace::path::{End, Flow, Trace};
 use crate::view::trace::{end_line, step_name};
@@ -86,15 +86,16 @@ impl Traced {
         self.trace.hops.is_empty()
     }
 
-    pub fn cells(&self, i: usize) -> Vec<String> {
+    /// A hop's cells; the addresses of what decided it are named from `names`.
+    pub fn cells(&self, i: usize, names: &Names) -> Vec<String> {
         let h = &self.trace.hops[i];
         let seen = self.followed.hops.iter().find(|s| s.hop == i);
         vec![
             (i + 1).to_string(),
             step_name(h.step),
             h.dev.clone().unwrap_or_default(),
-            h.what.clone(),
-            h.decided_by.clone(),
+            names.annotate_words(&h.what),
+            names.annotate_words(&h.decided_by),
             match seen {
                 Some(s) if s.seen > 0 => format!("✓ {}", s.seen),
                 Some(_) => "✗ 0".into(),
@@ -112,18 +113,21 @@ impl Traced {
         any_seen && self.followed.hops.iter().any(|s| s.hop == i && s.seen == 0)
     }
 
-    pub fn detail(&self, i: usize) -> Vec<(String, String)> {
+    pub fn detail(&self, i: usize, names: &Names) -> Vec<(String, String)> {
         let h = &self.trace.hops[i];
         let mut out = vec![
             ("node".to_string(), h.node.clone()),
             ("step".into(), step_name(h.step)),
             ("device".into(), h.dev.clone().unwrap_or_else(|| "-".into())),
-            ("what".into(), h.what.clone()),
-            ("packet".into(), h.packet.clone()),
-            ("decided by".into(), h.decided_by.clone()),
+            ("what".into(), names.annotate_words(&h.what)),
+            ("packet".into(), names.annotate_words(&h.packet)),
+            ("decided by".into(), names.annotate_words(&h.decided_by)),
         ];
         for (n, d) in h.details.iter().enumerate() {
-            out.push((if n == 0 { "details" } else { "" }.into(), d.clone()));
+            out.push((
+                if n == 0 { "details" } else { "" }.into(),
+                names.annotate_words(d),
+            ));
         }
         if let Some(e) = &h.expect {
             out.push((

@@ -143,7 +143,7 @@ where
             ui.dirty = true;
         }
         if ui.dirty {
-            ui.draw(terminal, inputs, theme)?;
+            ui.draw(terminal, theme)?;
         }
         // A filter being checked: its verdict is shown as soon as it comes.
         let poll = if inputs.capturing() || ui.app.bpf_checking {
@@ -232,38 +232,33 @@ impl Screen {
     }
 
     fn notice_names(&mut self, inputs: &dyn Inputs) {
-        let (generation, _) = inputs.names();
+        let (generation, names) = inputs.names();
         if generation != self.names_gen {
             self.names_gen = generation;
+            self.app.names = names;
             self.app.invalidate(); // rows are formatted with the names: format them again
             self.dirty = true;
         }
     }
 
-    fn draw<B: Backend>(
-        &mut self,
-        terminal: &mut Terminal<B>,
-        inputs: &dyn Inputs,
-        theme: &theme::Theme,
-    ) -> Result<()>
+    fn draw<B: Backend>(&mut self, terminal: &mut Terminal<B>, theme: &theme::Theme) -> Result<()>
     where
         B::Error: Send + Sync + 'static,
     {
         let shown = self.frozen.as_ref().unwrap_or(&self.live);
         let app = &mut self.app;
         let (names_gen, node_ids) = (self.names_gen, &mut self.node_ids);
-        crate::model::names::with_names(inputs.names().1, || -> Result<()> {
-            // Marks name node IDs from the node's SAs and the names: again only when either
-            // changed (the rows are formatted again then too).
-            let key = (shown.structure_gen, names_gen);
-            if node_ids.0 != Some(key) {
-                *node_ids = (Some(key), cilium::node_id_labels(&shown.state.xfrm_states));
-            }
-            cilium::with_node_ids(node_ids.1.clone(), || {
-                app.refresh(shown);
-                terminal.draw(|f| render::draw(f, app, shown, theme))?;
-                Ok(())
-            })
+        // Marks name node IDs from the node's SAs and the names: again only when either
+        // changed (the rows are formatted again then too).
+        let key = (shown.structure_gen, names_gen);
+        if node_ids.0 != Some(key) {
+            let ids = cilium::node_id_labels(&shown.state.xfrm_states, &app.names);
+            *node_ids = (Some(key), ids);
+        }
+        cilium::with_node_ids(node_ids.1.clone(), || -> Result<()> {
+            app.refresh(shown);
+            terminal.draw(|f| render::draw(f, app, shown, theme))?;
+            Ok(())
         })?;
         self.dirty = false;
         // For the end-to-end test of the panic hook (tests/tui_e2e.rs).
@@ -382,14 +377,14 @@ fn follow_flow(
     live: &Live,
     app: &mut App,
 ) -> Vec<String> {
-    use crate::trace::path::{Node, trace};
+    use crate::trace::path::{Node, trace_named};
     let name = crate::cmd::trace::node_name(&live.state);
     let node = Node {
         name: name.clone(),
         state: live.state.clone(),
         netfilter,
     };
-    let t = trace(std::slice::from_ref(&node), &flow);
+    let t = trace_named(std::slice::from_ref(&node), &flow, &app.names);
     // The node as traced is where the moved counters are counted from.
     let traced = flow::Traced::new(&name, t, node.state);
     let devs = traced.devices.clone();
@@ -457,7 +452,7 @@ pub fn run_cli(
 ) -> Result<i32> {
     let opts = options(target, args)?;
     if sandbox {
-        crate::sandbox::limit_live()?;
+        crate::sandbox::limit_live(crate::source::netfilter::BROKER_TOOLS)?;
     }
     run(Options {
         kube: kube.clone(),

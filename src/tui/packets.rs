@@ -4,6 +4,7 @@
 
 use crate::capture::HandleCounts;
 use crate::capture::analyze::{Decrypt, IfaceCounts, PacketRecord, Rates};
+use crate::model::Names;
 use crate::view::packet as pv;
 use std::collections::VecDeque;
 
@@ -131,13 +132,13 @@ impl PacketLog {
 }
 
 /// A record's cells, in `HEADERS` order.
-pub fn cells(r: &PacketRecord) -> Vec<String> {
+pub fn cells(r: &PacketRecord, names: &Names) -> Vec<String> {
     vec![
         pv::hms(r.ts),
         r.iface.clone(),
         r.dir.as_str().to_string(),
-        pv::summary(&r.decoded),
-        pv::annotations(r).trim_start().to_string(),
+        pv::summary(&r.decoded, names),
+        pv::annotations(r, names).trim_start().to_string(),
     ]
 }
 
@@ -183,7 +184,7 @@ pub fn stream_line(s: &Stream) -> String {
 }
 
 /// The detail view of one record: every field, the annotation spelled out.
-pub fn detail(r: &PacketRecord) -> Vec<(String, String)> {
+pub fn detail(r: &PacketRecord, names: &Names) -> Vec<(String, String)> {
     let mut out = vec![
         ("time".to_string(), pv::hms(r.ts)),
         ("interface".into(), r.iface.clone()),
@@ -192,13 +193,15 @@ pub fn detail(r: &PacketRecord) -> Vec<(String, String)> {
             "length".into(),
             format!("{} (captured {})", r.len, r.caplen),
         ),
-        ("packet".into(), pv::summary(&r.decoded)),
+        ("packet".into(), pv::summary(&r.decoded, names)),
     ];
     if let Some(sa) = &r.sa {
         out.push(("SA".into(), sa.clone()));
     }
     match &r.decrypt {
-        Some(Decrypt::Ok { inner, .. }) => out.push(("decrypted".into(), pv::summary(inner))),
+        Some(Decrypt::Ok { inner, .. }) => {
+            out.push(("decrypted".into(), pv::summary(inner, names)))
+        }
         Some(Decrypt::AuthFailed { tried }) => out.push((
             "decrypt".into(),
             format!("AUTH FAILED: the ICV did not verify with the key of {tried} SA(s)"),

@@ -3,7 +3,7 @@
 
 use crate::model::event::{CounterKey, LinkCounter, Live, SaCounter, SaKey};
 use crate::model::{
-    NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmPolicy, XfrmState, reveal_secrets,
+    Names, NodeState, PolicyAction, PolicyDir, TemplateLevel, XfrmPolicy, XfrmState, reveal_secrets,
 };
 use crate::view::columns as col;
 
@@ -199,13 +199,14 @@ pub fn policy_selects(p: &XfrmPolicy, sa: &XfrmState) -> bool {
         .any(|t| crate::trace::xfrm::sa_mismatch(sa, t, mark, p.if_id.unwrap_or(0)).is_none())
 }
 
-pub fn cells(pane: Pane, live: &Live, i: usize) -> Vec<String> {
+/// A node row's cells, addresses named from `names`.
+pub fn cells(pane: Pane, live: &Live, i: usize, names: &Names) -> Vec<String> {
     let st = &live.state;
     match pane {
         Pane::Packets | Pane::Trace | Pane::Health => vec![], // not the node's rows: App::row_cells
         Pane::Links => {
             let l = &st.links[i];
-            let mut c = col::link_row(l);
+            let mut c = col::link_row(l, names);
             let s = &l.stats;
             c.push(rate(live, &CounterKey::Link(l.index, LinkCounter::RxBytes)));
             c.push(rate(live, &CounterKey::Link(l.index, LinkCounter::TxBytes)));
@@ -216,12 +217,12 @@ pub fn cells(pane: Pane, live: &Live, i: usize) -> Vec<String> {
             ));
             c
         }
-        Pane::Routes => col::route_row(&st.routes[i]),
+        Pane::Routes => col::route_row(&st.routes[i], names),
         Pane::Rules => col::rule_row(&st.rules[i]),
         Pane::Sas => {
             let sa = &st.xfrm_states[i];
             let k = SaKey::of(sa);
-            let mut c = col::sa_row(sa);
+            let mut c = col::sa_row(sa, names);
             c.push(rate(live, &CounterKey::Sa(k.clone(), SaCounter::Packets)));
             c.push(rate(live, &CounterKey::Sa(k.clone(), SaCounter::Bytes)));
             let t = &sa.stats;
@@ -234,7 +235,7 @@ pub fn cells(pane: Pane, live: &Live, i: usize) -> Vec<String> {
         }
         Pane::Policies => {
             let p = &st.xfrm_policies[i];
-            let mut c = col::policy_row(p);
+            let mut c = col::policy_row(p, names);
             c.push(if p.templates.is_empty() {
                 String::new()
             } else {
@@ -296,7 +297,8 @@ pub fn trouble(pane: Pane, live: &Live, i: usize) -> bool {
 pub fn identity(pane: Pane, st: &NodeState, i: usize) -> String {
     match pane {
         Pane::Links => st.links[i].index.to_string(),
-        Pane::Routes => col::route_row(&st.routes[i]).join("\u{1f}"),
+        // Without names: a row is the same row whatever Kubernetes says about its addresses.
+        Pane::Routes => col::route_row(&st.routes[i], &Names::default()).join("\u{1f}"),
         Pane::Rules => col::rule_row(&st.rules[i]).join("\u{1f}"),
         Pane::Sas => format!("{:?}", SaKey::of(&st.xfrm_states[i])),
         Pane::Policies => {
@@ -358,10 +360,9 @@ fn mark_lines(out: &mut Vec<DetailLine>, what: &str, m: &Option<crate::model::Ma
 
 /// For an SA of one of Cilium's layouts: the layout, what it expects, and the remote node this
 /// SA is for with its SAs counted against that.
-fn layout_lines(out: &mut Vec<DetailLine>, st: &NodeState, sa: &XfrmState) {
+fn layout_lines(out: &mut Vec<DetailLine>, st: &NodeState, sa: &XfrmState, names: &Names) {
     use crate::explain::cilium::node_layout;
-    let names = crate::model::names::current().unwrap_or_default();
-    let Some(l) = node_layout(&st.xfrm_states, &names) else {
+    let Some(l) = node_layout(&st.xfrm_states, names) else {
         return;
     };
     out.push(("── cilium layout".into(), l.layout.describe().into()));
@@ -393,7 +394,13 @@ fn layout_lines(out: &mut Vec<DetailLine>, st: &NodeState, sa: &XfrmState) {
 }
 
 /// Every field of a row, then what it means and what it links to.
-pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailLine> {
+pub fn detail(
+    pane: Pane,
+    live: &Live,
+    i: usize,
+    show_keys: bool,
+    names: &Names,
+) -> Vec<DetailLine> {
     let st = &live.state;
     let all = match pane {
         Pane::Links => fields(&st.links[i], show_keys),
@@ -408,7 +415,7 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
         Pane::Packets | Pane::Trace | Pane::Health => return vec![], // not the node's rows: App::row_detail
     };
     let headers = pane.headers();
-    let row = cells(pane, live, i);
+    let row = cells(pane, live, i, names);
     let mut out = vec![("── as shown".to_string(), String::new())];
     for (h, c) in headers.iter().zip(&row) {
         out.push((h.to_string(), c.clone()));
@@ -423,6 +430,9 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
                     (None, None) => format!("index {}", p.index),
                 };
                 out.push(("peer".into(), where_));
+            }
+            for m in crate::explain::xfrm_dev::meaning(l) {
+                out.push(("IPsec".into(), m));
             }
         }
         Pane::Routes => {
@@ -446,7 +456,7 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
             let sa = &st.xfrm_states[i];
             mark_lines(&mut out, "mark", &sa.mark);
             mark_lines(&mut out, "output-mark", &sa.output_mark);
-            layout_lines(&mut out, st, sa);
+            layout_lines(&mut out, st, sa, names);
             let pols = policies_of_sa(st, sa);
             out.push((
                 format!(
@@ -460,7 +470,7 @@ pub fn detail(pane: Pane, live: &Live, i: usize, show_keys: bool) -> Vec<DetailL
                 let p = &st.xfrm_policies[p];
                 out.push((
                     format!("{} prio {}", p.dir, p.priority),
-                    col::selector(&p.selector),
+                    col::selector(&p.selector, names),
                 ));
             }
         }

@@ -2,7 +2,8 @@
 //! text shared by the text output and the TUI tables, named the way `ip` names things.
 
 use crate::model::{
-    Link, Mark, NodeState, Route, Rule, Selector, TemplateLevel, XfrmPolicy, XfrmState,
+    Link, Mark, Names, NodeState, Route, Rule, Selector, TemplateLevel, Tunnel, XfrmPolicy,
+    XfrmState,
 };
 
 pub const LINK_HEADERS: [&str; 10] = [
@@ -18,12 +19,6 @@ pub const LINK_HEADERS: [&str; 10] = [
     "RX/TX PKTS",
 ];
 
-/// An address (or `addr/len`) with its Kubernetes name, when a names table is in scope for
-/// this rendering (`model::names::with_names`): `10.0.1.52 (default/net)`; unchanged otherwise.
-pub fn addr(a: &str) -> String {
-    crate::model::names::annotate_current(a)
-}
-
 pub fn link_name(l: &Link) -> String {
     // `cilium_host@cilium_net` as ip prints it; `@if9` when the peer lives in another netns.
     match &l.peer {
@@ -35,11 +30,13 @@ pub fn link_name(l: &Link) -> String {
     }
 }
 
-pub fn link_row(l: &Link) -> Vec<String> {
+/// Addresses are followed by their Kubernetes names from `names` (`10.0.1.52 (default/net)`)
+/// in every row that has them; an empty table names nothing.
+pub fn link_row(l: &Link, names: &Names) -> Vec<String> {
     let addrs: Vec<String> = l
         .addresses
         .iter()
-        .map(|a| addr(&format!("{}/{}", a.address, a.prefix_len)))
+        .map(|a| names.annotate(&format!("{}/{}", a.address, a.prefix_len)))
         .collect();
     vec![
         l.index.to_string(),
@@ -62,6 +59,41 @@ pub fn link_row(l: &Link) -> Vec<String> {
     ]
 }
 
+pub const XFRM_CONF_HEADERS: [&str; 5] = [
+    "DEV",
+    "TUNNEL",
+    "DISABLE_POLICY v4",
+    "DISABLE_POLICY v6",
+    "DISABLE_XFRM v4",
+];
+
+/// A device's disable_policy / disable_xfrm, for tunnel devices (where they decide whether
+/// the decrypted packets meet a policy check) and any device with one switched on.
+pub fn xfrm_conf_row(l: &Link) -> Option<Vec<String>> {
+    let c = &l.xfrm_conf;
+    if l.tunnel.is_none() && c.describe().is_none() {
+        return None;
+    }
+    let tunnel = match &l.tunnel {
+        Some(Tunnel::Vti { ikey, okey, .. }) => format!("vti ikey {ikey:#x} okey {okey:#x}"),
+        Some(Tunnel::Xfrm { if_id }) => format!("xfrm if_id {if_id}"),
+        Some(Tunnel::Vxlan { .. }) => "vxlan".into(),
+        None => String::new(),
+    };
+    let on = |b: Option<bool>| match b {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "-",
+    };
+    Some(vec![
+        l.name.clone(),
+        tunnel,
+        on(c.disable_policy(crate::model::Family::V4)).into(),
+        on(c.disable_policy(crate::model::Family::V6)).into(),
+        on(c.ipv4.map(|v| v.disable_xfrm)).into(),
+    ])
+}
+
 /// `0xe00/0xf00 (encrypt)`: the mark, with Cilium's meaning where recognised.
 pub use crate::explain::labels::{mark, table};
 
@@ -73,26 +105,32 @@ pub fn route_dst(r: &Route) -> String {
     r.dst_text()
 }
 
-pub fn route_row(r: &Route) -> Vec<String> {
+pub fn route_row(r: &Route, names: &Names) -> Vec<String> {
     let gw = if r.nexthops.is_empty() {
-        r.gateway.as_deref().map(addr).unwrap_or_default()
+        r.gateway
+            .as_deref()
+            .map(|a| names.annotate(a))
+            .unwrap_or_default()
     } else {
         r.nexthops
             .iter()
-            .filter_map(|h| h.gateway.as_deref().map(addr))
+            .filter_map(|h| h.gateway.as_deref().map(|a| names.annotate(a)))
             .collect::<Vec<_>>()
             .join(",")
     };
     vec![
         table(&r.table),
         r.kind.to_string(),
-        addr(&route_dst(r)),
+        names.annotate(&route_dst(r)),
         gw,
         r.dev
             .as_ref()
             .and_then(|d| d.name.clone())
             .unwrap_or_default(),
-        r.prefsrc.as_deref().map(addr).unwrap_or_default(),
+        r.prefsrc
+            .as_deref()
+            .map(|a| names.annotate(a))
+            .unwrap_or_default(),
         r.protocol.to_string(),
         r.scope.to_string(),
         r.metric.map(|m| m.to_string()).unwrap_or_default(),
@@ -116,8 +154,8 @@ pub fn rule_row(r: &Rule) -> Vec<String> {
     row
 }
 
-pub fn selector(s: &Selector) -> String {
-    s.text(addr)
+pub fn selector(s: &Selector, names: &Names) -> String {
+    s.text(|a| names.annotate(a))
 }
 
 pub const SA_HEADERS: [&str; 11] = [
@@ -142,10 +180,10 @@ pub fn opt_mark(m: &Option<Mark>) -> String {
     m.as_ref().map(mark).unwrap_or_default()
 }
 
-pub fn sa_row(s: &XfrmState) -> Vec<String> {
+pub fn sa_row(s: &XfrmState, names: &Names) -> Vec<String> {
     vec![
-        addr(&s.src),
-        addr(&s.dst),
+        names.annotate(&s.src),
+        names.annotate(&s.dst),
         s.proto.to_string(),
         format!("{:#010x}", s.spi),
         s.reqid.to_string(),
@@ -168,7 +206,7 @@ pub const POLICY_HEADERS: [&str; 7] = [
     "INDEX",
 ];
 
-pub fn policy_templates(p: &XfrmPolicy) -> String {
+pub fn policy_templates(p: &XfrmPolicy, names: &Names) -> String {
     p.templates
         .iter()
         .map(|t| {
@@ -184,8 +222,8 @@ pub fn policy_templates(p: &XfrmPolicy) -> String {
             };
             format!(
                 "{} → {} {}{spi} reqid {} {}{level}",
-                addr(&t.src),
-                addr(&t.dst),
+                names.annotate(&t.src),
+                names.annotate(&t.dst),
                 t.proto,
                 t.reqid,
                 t.mode
@@ -195,14 +233,14 @@ pub fn policy_templates(p: &XfrmPolicy) -> String {
         .join("; ")
 }
 
-pub fn policy_row(p: &XfrmPolicy) -> Vec<String> {
+pub fn policy_row(p: &XfrmPolicy, names: &Names) -> Vec<String> {
     vec![
         p.dir.to_string(),
         p.priority.to_string(),
-        selector(&p.selector),
+        selector(&p.selector, names),
         opt_mark(&p.mark),
         p.action.to_string(),
-        policy_templates(p),
+        policy_templates(p, names),
         p.index.to_string(),
     ]
 }

@@ -24,12 +24,12 @@ pub fn write(
     stamp: &Stamp,
     show_keys: bool,
     pretty: bool,
+    names: &crate::model::Names,
     w: impl Write,
 ) -> serde_json::Result<()> {
-    let names = crate::model::names::current().unwrap_or_default();
     let body = Snapshot {
         state,
-        cilium_ipsec: crate::explain::cilium::node_layout(&state.xfrm_states, &names),
+        cilium_ipsec: crate::explain::cilium::node_layout(&state.xfrm_states, names),
     };
     let doc = stamp.document(SNAPSHOT, &body);
     reveal_secrets(show_keys, || {

@@ -9,6 +9,7 @@
 
 use crate::decode::analyze::{Decrypt, IfaceTotals, PacketRecord, Rates, Ts};
 use crate::decode::packet::{Decoded, Transport};
+use crate::model::Names;
 use std::fmt::Write;
 
 /// `HH:MM:SS.micro` in local time, as tcpdump prints it.
@@ -27,13 +28,10 @@ pub fn hms(ts: Ts) -> String {
 }
 
 /// The protocol part of a line: `10.0.1.52 > 10.0.0.249: ICMP echo request, id 87, seq 0, length 64`.
-/// With a Kubernetes names table in scope (`model::names::with_names`) the names of the
-/// addresses follow the tcpdump-shaped part: `… length 64  [10.0.1.52 default/net]`.
-pub fn summary(d: &Decoded) -> String {
+/// The names `names` has for the addresses follow the tcpdump-shaped part: `… length 64
+/// [10.0.1.52 default/net]`.
+pub fn summary(d: &Decoded, names: &Names) -> String {
     let line = summary_plain(d);
-    let Some(names) = crate::model::names::current() else {
-        return line;
-    };
     let ips =
         d.ip.as_ref()
             .map(|ip| format!("{} {}", ip.src, ip.dst))
@@ -203,20 +201,20 @@ fn summary_plain(d: &Decoded) -> String {
 }
 
 /// One full line for a captured packet.
-pub fn line(r: &PacketRecord) -> String {
+pub fn line(r: &PacketRecord, names: &Names) -> String {
     format!(
         "{} {} {:<3} {}{}",
         hms(r.ts),
         r.iface,
         r.dir.as_str(),
-        summary(&r.decoded),
-        annotations(r)
+        summary(&r.decoded, names),
+        annotations(r, names)
     )
 }
 
 /// What hopscope adds after tcpdump's words: the SA, the decrypted inner packet or why not,
 /// the kernel's re-injection, a leak. Empty or starting with a space.
-pub fn annotations(r: &PacketRecord) -> String {
+pub fn annotations(r: &PacketRecord, names: &Names) -> String {
     let mut s = String::new();
     if r.decoded.esp().is_some() {
         match &r.sa {
@@ -230,7 +228,7 @@ pub fn annotations(r: &PacketRecord) -> String {
         Some(Decrypt::Ok { inner, next_header }) => {
             let _ = match next_header {
                 59 => write!(s, " => dummy (TFC padding)"),
-                _ => write!(s, " => {}", summary(inner)),
+                _ => write!(s, " => {}", summary(inner, names)),
             };
         }
         Some(Decrypt::AuthFailed { tried }) => {
@@ -314,9 +312,7 @@ pub fn rates_text(rates: &[(String, Rates)]) -> String {
 #[cfg(test)]
 mod names_tests {
     use super::*;
-    use crate::model::Names;
-    use crate::model::names::{Name, NameKind, with_names};
-    use std::sync::Arc;
+    use crate::model::names::{Name, NameKind};
 
     /// An ICMP echo request 10.0.1.52 → 10.0.0.249, id 87, seq 0 (the seed's ping).
     fn echo() -> Decoded {
@@ -329,7 +325,7 @@ mod names_tests {
 
     #[test]
     fn names_follow_the_tcpdump_shaped_line_only_when_known() {
-        let plain = summary(&echo());
+        let plain = summary(&echo(), &Names::default());
         assert!(
             plain.starts_with("10.0.1.52 > 10.0.0.249: ICMP echo request"),
             "{plain}"
@@ -343,8 +339,7 @@ mod names_tests {
                 object: "pod default/net".into(),
             },
         );
-        let named = with_names(Arc::new(names), || summary(&echo()));
+        let named = summary(&echo(), &names);
         assert_eq!(named, format!("{plain}  [10.0.1.52 default/net]"));
-        assert_eq!(summary(&echo()), plain, "names only inside with_names");
     }
 }

@@ -2,7 +2,7 @@
 
 use super::columns as col;
 use crate::explain::cilium::{self, NodeLayout};
-use crate::model::{NodeState, reveal_secrets};
+use crate::model::{Names, NodeState, reveal_secrets};
 use std::fmt::Write;
 
 /// Align `rows` under `headers`; the last column is not padded.
@@ -35,13 +35,14 @@ fn section(out: &mut String, title: &str, count: usize, body: String) {
     out.push_str(&body);
 }
 
-pub fn render(st: &NodeState, show_keys: bool) -> String {
+/// The node as text, its addresses named from `names` (an empty table names nothing).
+pub fn render(st: &NodeState, show_keys: bool, names: &Names) -> String {
     // Marks name node IDs by this node's own SAs (node IDs are node-local).
-    let ids = cilium::node_id_labels(&st.xfrm_states);
-    cilium::with_node_ids(ids, || render_node(st, show_keys))
+    let ids = cilium::node_id_labels(&st.xfrm_states, names);
+    cilium::with_node_ids(ids, || render_node(st, show_keys, names))
 }
 
-fn render_node(st: &NodeState, show_keys: bool) -> String {
+fn render_node(st: &NodeState, show_keys: bool, names: &Names) -> String {
     let mut out = String::new();
     let ns = &st.node.netns;
     let where_ = match (&ns.name, ns.pid, &ns.path) {
@@ -59,14 +60,23 @@ fn render_node(st: &NodeState, show_keys: bool) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
 
-    let rows: Vec<_> = st.links.iter().map(col::link_row).collect();
+    let rows: Vec<_> = st.links.iter().map(|l| col::link_row(l, names)).collect();
     section(
         &mut out,
         "links",
         rows.len(),
         table(&col::LINK_HEADERS, &rows),
     );
-    let rows: Vec<_> = st.routes.iter().map(col::route_row).collect();
+    let rows: Vec<_> = st.links.iter().filter_map(col::xfrm_conf_row).collect();
+    if !rows.is_empty() {
+        section(
+            &mut out,
+            "links: IPsec switches (tunnel devices, and any device with one on)",
+            rows.len(),
+            table(&col::XFRM_CONF_HEADERS, &rows),
+        );
+    }
+    let rows: Vec<_> = st.routes.iter().map(|r| col::route_row(r, names)).collect();
     section(
         &mut out,
         "routes, all tables",
@@ -83,13 +93,16 @@ fn render_node(st: &NodeState, show_keys: bool) -> String {
 
     let _ = writeln!(out, "\n== xfrm states ({}) ==", st.xfrm_states.len());
     for s in &st.xfrm_states {
-        out.push_str(&sa_block(s, show_keys));
+        out.push_str(&sa_block(s, show_keys, names));
     }
-    let names = crate::model::names::current().unwrap_or_default();
-    if let Some(l) = cilium::node_layout(&st.xfrm_states, &names) {
+    if let Some(l) = cilium::node_layout(&st.xfrm_states, names) {
         out.push_str(&layout_section(&l));
     }
-    let rows: Vec<_> = st.xfrm_policies.iter().map(col::policy_row).collect();
+    let rows: Vec<_> = st
+        .xfrm_policies
+        .iter()
+        .map(|p| col::policy_row(p, names))
+        .collect();
     section(
         &mut out,
         "xfrm policies",
@@ -107,9 +120,14 @@ fn render_node(st: &NodeState, show_keys: bool) -> String {
 }
 
 /// An SA as a block like `ip -s xfrm state`, with marks named and keys redacted.
-fn sa_block(s: &crate::model::XfrmState, show_keys: bool) -> String {
+fn sa_block(s: &crate::model::XfrmState, show_keys: bool, names: &Names) -> String {
     let mut b = String::new();
-    let _ = writeln!(b, "src {} dst {}", col::addr(&s.src), col::addr(&s.dst));
+    let _ = writeln!(
+        b,
+        "src {} dst {}",
+        names.annotate(&s.src),
+        names.annotate(&s.dst)
+    );
     let _ = writeln!(
         b,
         "    proto {} spi {:#010x} reqid {} mode {}",
@@ -162,7 +180,7 @@ fn sa_block(s: &crate::model::XfrmState, show_keys: bool) -> String {
         "    seq {:#x} oseq {:#x}  sel {}",
         s.seq,
         s.oseq,
-        col::selector(&s.selector)
+        col::selector(&s.selector, names)
     );
     let _ = writeln!(
         b,

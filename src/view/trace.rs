@@ -4,14 +4,15 @@
 use crate::trace::path::{End, Step, Trace};
 use std::fmt::Write;
 
-pub fn render(t: &Trace) -> String {
+/// The trace as text; the addresses `names` has are named in a `names:` list at the end.
+pub fn render(t: &Trace, names: &crate::model::Names) -> String {
     let mut out = String::new();
     let proto = crate::model::kernel_names::ip_proto(t.flow.proto);
     let _ = writeln!(
         out,
         "trace {} → {} {proto} ({} bytes)",
-        super::columns::addr(&t.flow.src.to_string()),
-        super::columns::addr(&t.flow.dst.to_string()),
+        names.annotate(&t.flow.src.to_string()),
+        names.annotate(&t.flow.dst.to_string()),
         t.flow.size
     );
     for (i, h) in t.hops.iter().enumerate() {
@@ -65,14 +66,12 @@ pub fn render(t: &Trace) -> String {
             let _ = writeln!(out, "   - {w}");
         }
     }
-    // The Kubernetes names of the addresses above, when a names table is in scope.
-    if let Some(names) = crate::model::names::current() {
-        let found = names.in_text(&out);
-        if !found.is_empty() {
-            let _ = writeln!(out, "\nnames:");
-            for (ip, label) in found {
-                let _ = writeln!(out, "  {ip:<15}  {label}");
-            }
+    // The Kubernetes names of the addresses above.
+    let found = names.in_text(&out);
+    if !found.is_empty() {
+        let _ = writeln!(out, "\nnames:");
+        for (ip, label) in found {
+            let _ = writeln!(out, "  {ip:<15}  {label}");
         }
     }
     out

@@ -105,8 +105,13 @@ pub struct State {
     pub lists: BTreeMap<String, Value>,
     /// Collection paths that answer a plain `404 page not found` (no such API group).
     pub missing: Vec<String>,
-    /// Events a watch on that collection path sends next (`{"type","object"}`).
+    /// Events a watch on that collection path sends next (`{"type","object"}`); an event of
+    /// type `END` is not sent but ends the watch there (the server's own timeout).
     pub watch_queue: BTreeMap<String, VecDeque<Value>>,
+    /// A watch on that path from a resourceVersion below this one is too old (the watch cache
+    /// moved on after an etcd compaction): the API server answers 200 and one ERROR event with
+    /// the 410 Expired Status, and ends the stream.
+    pub expired_below: BTreeMap<String, u64>,
     /// `METHOD path?query` of every request, in order.
     pub log: Vec<String>,
     /// Pods created with POST, by name (with the status they currently show).
@@ -158,6 +163,7 @@ impl FakeApi {
             lists,
             missing: vec![],
             watch_queue: BTreeMap::new(),
+            expired_below: BTreeMap::new(),
             log: vec![],
             created: BTreeMap::new(),
             pod_statuses: vec![json!({"phase": "Running"})],
@@ -622,6 +628,19 @@ fn watch(
         .unwrap_or(60)
         .min(60);
     let end = Instant::now() + Duration::from_secs(secs);
+    let from: Option<u64> = query_param(query, "resourceVersion").and_then(|v| v.parse().ok());
+    let expired = st.lock().unwrap().expired_below.get(path).copied();
+    if let (Some(from), Some(below)) = (from, expired)
+        && from < below
+    {
+        let status = json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {from} ({below})"),
+            "reason": "Expired", "code": 410}});
+        let line = status.to_string() + "\n";
+        write!(c, "{:x}\r\n{line}\r\n0\r\n\r\n", line.len())?;
+        return c.flush();
+    }
     while !stop.load(Ordering::SeqCst) && Instant::now() < end {
         let mut s = st.lock().unwrap();
         if s.mode == Mode::Down {
@@ -631,6 +650,7 @@ fn watch(
         let ev = s.watch_queue.get_mut(path).and_then(|q| q.pop_front());
         drop(s);
         match ev {
+            Some(ev) if ev["type"] == "END" => break,
             Some(ev) => {
                 let line = ev.to_string() + "\n";
                 write!(c, "{:x}\r\n{line}\r\n", line.len())?;

@@ -96,5 +96,12 @@ judge healthy-after window
 # IPv6 beside the IPv4 between worker and worker2 (kept from here on): healthy, then one break.
 DST=fd10::249 case_ v6 window
 DST=fd10::249 case_ v6-no-in-sa window
+# Decrypted packets to worker2's router IP are delivered (the in policies), pods forwarded:
+# first as the base lab is (the decrypt mark cleared: no in policy matches), then with the
+# mark kept for it (fine), then with worker2's in policies gone.
+DST=10.0.0.40 judge router-base window
+doc_router_delivery > "$R/router.apply" 2>&1
+DST=10.0.0.40 judge router window
+DST=10.0.0.40 case_ no-in-policy window
 phase done
 exit 0

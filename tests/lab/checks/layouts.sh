@@ -21,7 +21,7 @@ N=3
 # The layouts need no seed cluster (booted with --no-cluster): build each variant here.
 # shellcheck disable=SC1091
 . "$LAB_DIR/variants/layouts.sh"
-for v in cilium xfrmi natt transport vxlan vti natt_mismatch; do
+for v in cilium xfrmi natt transport vxlan vti vti_policy natt_mismatch; do
     "variant_layouts_$v" >> "$R/variants.log" 2>&1 || { echo "variant layouts-$v failed: $(tail -5 "$R/variants.log")" >&2; exit 1; }
 done
 
@@ -152,6 +152,30 @@ pair vti ly-ib ly-ia 10.67.2.1
 state vti ly-ia ly-ib
 ip -n ly-ia -s link show vti0 > "$R/vti-ly-ia.link"
 walk vti ly-ia 10.67.1.1 10.67.2.1 ly-ia ly-ib
+
+# ---- VTI with disable_policy off: healthy, then an unmarked in policy, then disable_xfrm ------
+pair vtipol ly-jb ly-ja 10.69.2.1
+state vtipol ly-ja ly-jb
+walk vtipol ly-ja 10.69.1.1 10.69.2.1 ly-ja ly-jb
+# an in policy without mark for the site's traffic: the decrypted packet (mark 0, scrubbed by
+# the VTI) matches it and has no ESP on record
+ip -n ly-jb xfrm policy add src 10.69.1.0/24 dst 10.69.2.0/24 dir in \
+    tmpl src 192.168.69.1 dst 192.168.69.2 proto esp reqid 13 mode tunnel
+ip netns exec ly-jb cat /proc/net/xfrm_stat > "$R/stat-ly-jb.before"
+ip netns exec ly-ja ping -c "$N" -i 0.2 -W 1 10.69.2.1 > "$R/vtitmpl.ping" 2>&1
+echo "rc=$?" >> "$R/vtitmpl.ping"
+ip netns exec ly-jb cat /proc/net/xfrm_stat > "$R/stat-ly-jb.after"
+snap vtitmpl-ly-jb.txt --netns ly-jb --no-kube
+trace vtitmpl-trace.json 10.69.1.1 10.69.2.1 --netns ly-ja --netns ly-jb --json
+doctor vtitmpl ly-ja 10.69.2.1 ly-ja ly-jb
+# disable_xfrm on the sender's VTI: vti_xmit's lookup is skipped
+ip netns exec ly-ja sysctl -qw net.ipv4.conf.vti0.disable_xfrm=1
+ip -n ly-ja -s link show vti0 > "$R/vtixfrm-ly-ja.before"
+ip netns exec ly-ja ping -c "$N" -i 0.2 -W 1 10.69.2.1 > "$R/vtixfrm.ping" 2>&1
+echo "rc=$?" >> "$R/vtixfrm.ping"
+ip -n ly-ja -s link show vti0 > "$R/vtixfrm-ly-ja.after"
+snap vtixfrm-ly-ja.json --json --netns ly-ja
+trace vtixfrm-trace.json 10.69.1.1 10.69.2.1 --netns ly-ja --netns ly-jb --json
 
 # ---- Cilium node IDs named and SAs counted (last: it breaks layouts-cilium) --------------------
 snap cilium-ly-ca.txt --netns ly-ca --no-kube

@@ -238,3 +238,29 @@ undo_doctor_v6_no_in_sa() {
         replay-window 0 mark 0xd00 mask 0xf00 output-mark 0xd00 mask 0xf00 \
         aead 'rfc4106(gcm(aes))' "$KEY3" 128 sel src ::/0 dst ::/0
 }
+
+# 18. Decrypted packets to worker2's own router IP (10.0.0.40 on cilium_host, inside the pod
+#     CIDR its peers encrypt to) are delivered, not forwarded: the kernel checks the `in`
+#     policies. The base lab clears the decrypt mark of every decrypted packet (for the route to
+#     the pods), so none matches (mark 0): XfrmInNoPols. `doc_router_delivery` keeps the mark
+#     for the router IP, as Cilium's datapath does (table 200's local route delivers it);
+#     then only worker2's in policies gone make the kernel drop it (XfrmInNoPols), the pods
+#     (fwd) untouched.
+doc_router_delivery() {
+    ip netns exec worker2 iptables-legacy -t mangle -I CILIUM_PRE_mangle 2 -i eth0 -d 10.0.0.40/32 \
+        -m mark --mark 0xd00/0xf00 -m comment --comment "hopscope-lab: decrypted packet to the router IP: keep the decrypt mark" -j RETURN
+}
+DOC_IN_POLICY="src 0.0.0.0/0 dst 10.0.0.0/24 dir in"
+variant_doctor_no_in_policy() {
+    # shellcheck disable=SC2086
+    ip -n worker2 xfrm policy delete $DOC_IN_POLICY mark 0xd00 mask 0xf00 &&
+        ip -n worker2 xfrm policy delete $DOC_IN_POLICY mark 0x200 mask 0xf00
+}
+undo_doctor_no_in_policy() {
+    local m
+    for m in "0x200 level use" "0xd00"; do
+        # shellcheck disable=SC2086
+        ip -n worker2 xfrm policy add $DOC_IN_POLICY priority 0 mark ${m%% *} mask 0xf00 \
+            tmpl src 0.0.0.0 dst 10.0.0.40 proto esp reqid 1 mode tunnel ${m#0x?00}
+    done
+}

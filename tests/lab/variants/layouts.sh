@@ -28,6 +28,12 @@
 #                    vti0 with okey 0x10 from ly-ia to ly-ib and 0x20 back (A's okey = B's ikey),
 #                    SAs and policies marked with them, sites 10.67.1.1 / 10.67.2.1 on lo routed
 #                    into vti0 from table 220; disable_policy on vti0 as strongSwan sets it.
+#   layouts-vti-policy  the VTI pair again (ly-ja/ly-jb, 192.168.69.1/.2, sites 10.69.1.1 /
+#                    10.69.2.1, okey 0x30 from ly-ja, 0x40 back) with disable_policy left off on
+#                    vti0: the decrypted packets meet their policy check again, with mark 0 and
+#                    no transform on record (the VTI scrubs them). The check script later adds
+#                    an unmarked in policy on ly-jb that requires ESP (XfrmInTmplMismatch), and
+#                    disable_xfrm on ly-ja's vti0 (its lookup skipped: tx carrier errors).
 #   layouts-natt-mismatch  ESP in UDP with the port wrong on one side: ly-ma → ly-mb
 #                    (192.168.68.1/.2); ly-ma's out SA sends to UDP 4501 while ly-mb's IKE socket
 #                    (and its in SA) use 4500: the ESP reaches a closed UDP port (Udp NoPorts).
@@ -234,26 +240,37 @@ EOF
     done
 }
 
-variant_layouts_vti() {
-    ly_modules || return 1
-    ly_pair ly-ia ly-ib 67
-    local ns me peer okey ikey
-    for ns in ly-ia ly-ib; do
-        if [ $ns = ly-ia ]; then me=1 peer=2 okey=0x10 ikey=0x20; else me=2 peer=1 okey=0x20 ikey=0x10; fi
+# ly_vti_pair A B NET KEY_A KEY_B DISABLE_POLICY: a strongSwan-style VTI pair on 192.168.NET.x,
+# sites 10.NET.{1,2}.1, A's okey KEY_A (= B's ikey) and B's KEY_B.
+ly_vti_pair() {
+    local a=$1 b=$2 net=$3 ka=$4 kb=$5 nopol=$6 ns me peer okey ikey
+    ly_pair "$a" "$b" "$net"
+    for ns in "$a" "$b"; do
+        if [ "$ns" = "$a" ]; then me=1 peer=2 okey=$ka ikey=$kb; else me=2 peer=1 okey=$kb ikey=$ka; fi
         ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
         ip -n "$ns" -batch - <<EOF
-link add vti0 type vti local 192.168.67.$me remote 192.168.67.$peer ikey $ikey okey $okey
+link add vti0 type vti local 192.168.$net.$me remote 192.168.$net.$peer ikey $ikey okey $okey
 link set vti0 up
-addr add 10.67.$me.1/32 dev lo
+addr add 10.$net.$me.1/32 dev lo
 rule add pref 220 lookup 220
-route add 10.67.$peer.0/24 dev vti0 src 10.67.$me.1 table 220
-xfrm state add src 192.168.67.$me dst 192.168.67.$peer proto esp spi 0x67$me$peer reqid 13 mode tunnel mark $okey aead rfc4106(gcm(aes)) $LY_KEY_GCM 128
-xfrm state add src 192.168.67.$peer dst 192.168.67.$me proto esp spi 0x67$peer$me reqid 13 mode tunnel mark $ikey aead rfc4106(gcm(aes)) $LY_KEY_GCM 128
-xfrm policy add src 10.67.$me.0/24 dst 10.67.$peer.0/24 dir out mark $okey tmpl src 192.168.67.$me dst 192.168.67.$peer proto esp reqid 13 mode tunnel
-xfrm policy add src 10.67.$peer.0/24 dst 10.67.$me.0/24 dir in mark $ikey tmpl src 192.168.67.$peer dst 192.168.67.$me proto esp reqid 13 mode tunnel
+route add 10.$net.$peer.0/24 dev vti0 src 10.$net.$me.1 table 220
+xfrm state add src 192.168.$net.$me dst 192.168.$net.$peer proto esp spi 0x$net$me$peer reqid 13 mode tunnel mark $okey aead rfc4106(gcm(aes)) $LY_KEY_GCM 128
+xfrm state add src 192.168.$net.$peer dst 192.168.$net.$me proto esp spi 0x$net$peer$me reqid 13 mode tunnel mark $ikey aead rfc4106(gcm(aes)) $LY_KEY_GCM 128
+xfrm policy add src 10.$net.$me.0/24 dst 10.$net.$peer.0/24 dir out mark $okey tmpl src 192.168.$net.$me dst 192.168.$net.$peer proto esp reqid 13 mode tunnel
+xfrm policy add src 10.$net.$peer.0/24 dst 10.$net.$me.0/24 dir in mark $ikey tmpl src 192.168.$net.$peer dst 192.168.$net.$me proto esp reqid 13 mode tunnel
 EOF
-        ip netns exec "$ns" sysctl -qw net.ipv4.conf.vti0.disable_policy=1
+        ip netns exec "$ns" sysctl -qw "net.ipv4.conf.vti0.disable_policy=$nopol"
     done
+}
+
+variant_layouts_vti() {
+    ly_modules || return 1
+    ly_vti_pair ly-ia ly-ib 67 0x10 0x20 1
+}
+
+variant_layouts_vti_policy() {
+    ly_modules || return 1
+    ly_vti_pair ly-ja ly-jb 69 0x30 0x40 0
 }
 
 variant_layouts_natt_mismatch() {
