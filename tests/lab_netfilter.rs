@@ -286,21 +286,20 @@ fn lab_ipvs_new_connection_skips_the_quiesced_real_server() {
     );
 }
 
-/// `IP A.B.C.D.P > …` of tcpdump's one line: the source address and port.
+/// The source (`A.B.C.D.P`) of the SYN-ACK tcpdump -e captured: the first word after
+/// `length N: ` on its `Flags [S.]` line.
 fn captured_source(name: &str) -> String {
-    let t = text(name);
-    let line = t.lines().find(|l| l.contains(" IP ")).unwrap_or_else(|| {
-        panic!(
-            "{name}: nothing captured:\n{t}\n{}",
-            text(&format!("{name}.err"))
-        )
-    });
-    line.split(" IP ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
+    let t = text(&format!("{name}.txt"));
+    t.lines()
+        .find(|l| l.contains("Flags [S.]"))
+        .and_then(|l| l.split_once("length ")?.1.split_once(": "))
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name}: no SYN-ACK captured:\n{t}\n{}",
+                text(&format!("{name}.err"))
+            )
+        })
         .to_string()
 }
 
@@ -317,11 +316,8 @@ fn lab_ipvs_reply_is_rewritten_back_to_the_virtual_service() {
         .find_map(|w| w.strip_prefix("sport="))
         .unwrap()
         .to_string();
-    assert_eq!(
-        captured_source("ipvs-reply-cni-worker.txt"),
-        "10.0.1.103.80"
-    );
-    assert_eq!(captured_source("ipvs-reply-netshoot.txt"), "10.96.0.50.80");
+    assert_eq!(captured_source("ipvs-reply-cni-worker"), "10.0.1.103.80");
+    assert_eq!(captured_source("ipvs-reply-netshoot"), "10.96.0.50.80");
     let nat = hops(&t, "worker", "nat");
     assert_eq!(nat.len(), 1, "one rewrite, by IPVS: {t:#}");
     let hop = nat[0];
@@ -392,4 +388,25 @@ fn lab_nodeport_follow_sees_the_path() {
         "the masqueraded packet leaves worker: {f:#}"
     );
     assert!(seen("worker2", "eth0"), "and enters worker2: {f:#}");
+}
+
+/// The trace reads conntrack as `conntrack -L` does, with a ctnetlink dump
+/// (IPCTNL_MSG_CT_GET, NLM_F_DUMP), and never /proc/net/nf_conntrack, whose walk restarts at
+/// each read() from a count of entries and can skip one when the table changes in between
+/// (the suspected cause of the lab's flake: an established flow traced as new while
+/// `conntrack -L` listed its entry).
+#[test]
+fn lab_conntrack_is_a_ctnetlink_dump_not_proc() {
+    let log = text("ipvs.strace");
+    let dumps = readonly_log::netlink_requests(&log)
+        .into_iter()
+        .filter(|r| r.protocol == "NETLINK_NETFILTER" && r.kind == "0x101")
+        .filter(|r| r.line.contains("NLM_F_DUMP") || r.line.contains("|0x300"))
+        .count();
+    assert!(dumps >= 1, "no ctnetlink dump:\n{log}");
+    let proc_reads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("openat(") && l.contains("nf_conntrack\""))
+        .collect();
+    assert!(proc_reads.is_empty(), "{proc_reads:#?}");
 }

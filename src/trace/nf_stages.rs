@@ -257,15 +257,7 @@ fn nf_hook(
     let r = run_hook(&node.nf_node(), hook, &mut p);
     // What could not be read is said where it matters: on the first hook of the node.
     let warn: Vec<String> = if matches!(hook, Hook::Prerouting | Hook::Output) {
-        // The other family's unreadable rules do not concern this packet.
-        let other = if pkt.dst.is_ipv6() {
-            "iptables "
-        } else {
-            "ip6tables "
-        };
-        nf.warnings
-            .iter()
-            .filter(|w| !w.starts_with(other))
+        super::netfilter::warnings_for(nf, pkt.dst.is_ipv6())
             .cloned()
             .collect()
     } else {
@@ -277,17 +269,7 @@ fn nf_hook(
         _ => iif.or(oif),
     }
     .map(str::to_string);
-    let mut groups: Vec<(String, Vec<NfDecision>)> = Vec::new();
-    for d in r.decisions.iter().cloned() {
-        // An established flow's translation joins the rules a new connection would take.
-        let joins = |v: &Vec<NfDecision>| {
-            d.backend == "conntrack" && d.table == "nat" && v.iter().any(|x| x.new_connections_only)
-        };
-        match groups.last_mut() {
-            Some((t, v)) if *t == d.table || joins(v) => v.push(d),
-            _ => groups.push((d.table.clone(), vec![d])),
-        }
-    }
+    let groups = by_table(&r.decisions);
     let dropped = match &r.verdict {
         Verdict::Drop { decision, how } => Some((*decision, how.clone())),
         Verdict::Accept => None,
@@ -321,19 +303,7 @@ fn nf_hook(
         let main = by_rule
             .filter(|_| last.backend == "conntrack")
             .unwrap_or(last);
-        let step = match table.as_str() {
-            "mangle" => Step::Mark,
-            t if t == "nat"
-                || ds.iter().any(|d| {
-                    d.effect.contains("NAT ")
-                        || d.effect.starts_with("MASQUERADE")
-                        || d.effect.starts_with("REDIRECT")
-                }) =>
-            {
-                Step::Nat
-            }
-            _ => Step::Filter,
-        };
+        let step = table_step(table, ds);
         let mut p2 = pkt.clone();
         let q = r.packet_after(seen - 1).unwrap_or(&p);
         (p2.src, p2.dst, p2.sport, p2.dport, p2.mark) = (q.src, q.dst, q.sport, q.dport, q.mark);
@@ -346,22 +316,7 @@ fn nf_hook(
                 main.backend, main.table, main.chain, main.rule
             )
         };
-        let mut details: Vec<String> = ds
-            .iter()
-            .map(|d| {
-                let mut s = format!("{} {}: {} → {}", d.table, d.chain, d.rule, d.effect);
-                if d.new_connections_only {
-                    s += " [new connections only: this flow is established]";
-                }
-                if let Some(u) = &d.uncertain {
-                    s += &format!(" [uncertain: {u}]");
-                }
-                for a in &d.alternatives {
-                    s += &format!("\n           endpoint: {a}");
-                }
-                s
-            })
-            .collect();
+        let mut details: Vec<String> = ds.iter().map(detail_line).collect();
         if first == 0 {
             details.extend(warn.iter().map(|x| format!("warning: {x}")));
         }
@@ -379,29 +334,86 @@ fn nf_hook(
     }
     (pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.mark) = (p.src, p.dst, p.sport, p.dport, p.mark);
     *ct = p.ct;
-    if let Some((i, how)) = dropped {
-        let all: Vec<&NfDecision> = groups.iter().flat_map(|(_, v)| v).collect();
-        let d = all.get(i).cloned().cloned();
-        let reason = match &d {
-            Some(d) => format!(
-                "dropped in {} {} {} by `{}` ({how})",
-                hook.chain(),
-                d.table,
-                d.chain,
-                d.rule
-            ),
-            None => format!("dropped in {} ({how})", hook.chain()),
+    let (i, how) = dropped?;
+    let d = groups.iter().flat_map(|(_, v)| v).nth(i).cloned();
+    Some(stop_by_rule(w, ni, hook, pkt, d, &how))
+}
+
+/// The hook's decisions in runs of one table each; an established flow's translation joins
+/// the rules a new connection would take.
+fn by_table(decisions: &[NfDecision]) -> Vec<(String, Vec<NfDecision>)> {
+    let mut groups: Vec<(String, Vec<NfDecision>)> = Vec::new();
+    for d in decisions.iter().cloned() {
+        let joins = |v: &Vec<NfDecision>| {
+            d.backend == "conntrack" && d.table == "nat" && v.iter().any(|x| x.new_connections_only)
         };
-        let end = w.stop(ni, pkt, reason, None);
-        if let Some(d) = d {
-            if let Some(h) = w.hops.last_mut() {
-                h.decided_by = format!("{} {} {}: {}", d.backend, d.table, d.chain, d.rule);
-            }
-            w.decided(as_decisions(&[d]));
+        match groups.last_mut() {
+            Some((t, v)) if *t == d.table || joins(v) => v.push(d),
+            _ => groups.push((d.table.clone(), vec![d])),
         }
-        return Some(end);
     }
-    None
+    groups
+}
+
+/// The step a table's decisions make: marks in mangle, NAT wherever a translation happened,
+/// else filtering.
+fn table_step(table: &str, ds: &[NfDecision]) -> Step {
+    let translates = |d: &NfDecision| {
+        d.effect.contains("NAT ")
+            || d.effect.starts_with("MASQUERADE")
+            || d.effect.starts_with("REDIRECT")
+    };
+    match table {
+        "mangle" => Step::Mark,
+        "nat" => Step::Nat,
+        _ if ds.iter().any(translates) => Step::Nat,
+        _ => Step::Filter,
+    }
+}
+
+/// One decision as a line of the hop's details.
+fn detail_line(d: &NfDecision) -> String {
+    let mut s = format!("{} {}: {} → {}", d.table, d.chain, d.rule, d.effect);
+    if d.new_connections_only {
+        s += " [new connections only: this flow is established]";
+    }
+    if let Some(u) = &d.uncertain {
+        s += &format!(" [uncertain: {u}]");
+    }
+    for a in &d.alternatives {
+        s += &format!("\n           endpoint: {a}");
+    }
+    s
+}
+
+/// The packet's end in `hook`: dropped by decision `d` (the rule that dropped), or by the
+/// hook when the rule is not known.
+fn stop_by_rule(
+    w: &mut Walk,
+    ni: usize,
+    hook: Hook,
+    pkt: &Packet,
+    d: Option<NfDecision>,
+    how: &str,
+) -> End {
+    let reason = match &d {
+        Some(d) => format!(
+            "dropped in {} {} {} by `{}` ({how})",
+            hook.chain(),
+            d.table,
+            d.chain,
+            d.rule
+        ),
+        None => format!("dropped in {} ({how})", hook.chain()),
+    };
+    let end = w.stop(ni, pkt, reason, None);
+    if let Some(d) = d {
+        if let Some(h) = w.hops.last_mut() {
+            h.decided_by = format!("{} {} {}: {}", d.backend, d.table, d.chain, d.rule);
+        }
+        w.decided(as_decisions(&[d]));
+    }
+    end
 }
 
 /// A real server's reply through the director in NAT (Masq) mode: IPVS (ip_vs_out, at

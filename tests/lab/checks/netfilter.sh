@@ -16,7 +16,8 @@
 #   trace-ipvs-reply.json          the real server's reply (SYN-ACK) back through worker
 #   ipvs-reply-cni-worker.txt, ipvs-reply-netshoot.txt   tcpdump of that reply leaving
 #                                  cni-worker and arriving at netshoot
-#   ipvs.strace                    the sendto/sendmsg calls of the text trace (read-only proof)
+#   ipvs.strace                    the socket/sendto/sendmsg/openat calls of the text trace
+#                                  (read-only proof; conntrack is a ctnetlink dump, not /proc)
 set -u
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
@@ -47,7 +48,8 @@ trace trace-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}"
 # worker2, as the traced one did).
 trace follow-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}" --dport 32000 --netns worker --netns worker2 --json --follow 10 &
 pid=$!
-for i in $(seq 100); do
+# Under a loaded host the trace before the captures can take half a minute: wait up to 90 s.
+for i in $(seq 900); do
     grep -q '^following' "$R/follow-nodeport.json.err" 2>/dev/null && break
     sleep 0.1
 done
@@ -65,26 +67,23 @@ for i in $(seq 100); do
     sleep 0.1
 done
 # The reply as the kernel sends it: leaving the real server (cni-worker) and arriving at
-# netshoot, each captured by tcpdump (the director rewrites its source in between).
-dumps=
-for ns in cni-worker netshoot; do
-    ip netns exec "$ns" timeout 8 tcpdump -n -l -i any -c 1 'tcp src port 80 and tcp[tcpflags] & tcp-syn != 0' > "$R/ipvs-reply-$ns.txt" 2> "$R/ipvs-reply-$ns.err" &
-    dumps="$dumps $!"
-done
-for i in $(seq 100); do
-    [ "$(cat "$R"/ipvs-reply-*.err 2>/dev/null | grep -c listening)" -ge 2 ] && break
-    sleep 0.1
-done
+# netshoot, each captured by tcpdump on the pod's eth0 (the director rewrites its source in
+# between). What the test means is the connection's SYN-ACK: from port 80, SYN and ACK set.
+# capture_start returns once tcpdump listens (slow under TCG); -c 1 ends it at that packet.
+synack='tcp src port 80 and tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)'
+capture_start cni-worker eth0 ipvs-reply-cni-worker -c 1 "$synack"
+capture_start netshoot eth0 ipvs-reply-netshoot -c 1 "$synack"
 ip netns exec netshoot busybox nc -w 2 10.96.0.50 80 > "$R/ipvs.txt" 2>&1 </dev/null
-# shellcheck disable=SC2086
-wait $dumps
+capture_stop ipvs-reply-cni-worker
+capture_stop ipvs-reply-netshoot
 ip netns exec worker conntrack -L -p tcp --orig-dst 10.96.0.50 > "$R/ipvs-conntrack.txt" 2>/dev/null
 ipvs_sport=$(head -1 "$R/ipvs-conntrack.txt" | grep -o 'sport=[0-9]*' | head -1 | cut -d= -f2)
 ip netns exec worker ipvsadm -Ln > "$R/ipvsadm.txt" 2>&1
 trace trace-ipvs.json 10.0.1.52 10.96.0.50 --proto tcp --sport "${ipvs_sport:-1}" --dport 80 --netns worker --json
 trace trace-ipvs-new.json 10.0.1.52 10.96.0.50 --proto tcp --sport 1 --dport 80 --netns worker --json
 trace trace-ipvs-reply.json 10.0.1.103 10.0.1.52 --proto tcp --sport 80 --dport "${ipvs_sport:-1}" --netns worker --json
-strace -f -qq -e trace=socket,sendto,sendmsg -o "$R/ipvs.strace" \
+strace -f -qq -e trace=socket,sendto,sendmsg,openat -o "$R/ipvs.strace" \
     "$HOPSCOPE" trace 10.0.1.52 10.96.0.50 --proto tcp --sport "${ipvs_sport:-1}" --dport 80 --netns worker > "$R/trace-ipvs.txt" 2>&1
 kill "$ipvs_server" 2>/dev/null
+
 exit 0
