@@ -1185,3 +1185,84 @@ fn in_policy_without_the_interfaces_if_id_matches_nothing() {
     );
     assert!(matches!(f.object, Some(Object::Policy(_))));
 }
+
+/// Two of the seed's three nodes, judged as the nodes of a recording.
+fn judge_recording(c: &[NodeState]) -> Report {
+    let inputs: Vec<NodeInput> = c
+        .iter()
+        .map(|st| NodeInput {
+            name: st.node.netns.name.clone().unwrap(),
+            state: st,
+            before: None,
+            netfilter: None,
+            pods: &[],
+            seen: &[],
+        })
+        .collect();
+    hopscope::doctor::examine_given(
+        &inputs,
+        &keys(),
+        &hopscope::model::Names::default(),
+        hopscope::doctor::Given::Recording,
+    )
+}
+
+#[test]
+fn a_peer_the_recording_does_not_hold_is_unknown_not_stale() {
+    let c = cluster();
+    let two = &c[..2];
+    // Read live with several --netns, control-plane's objects are stale ("if every node was
+    // given"); in a recording of worker and worker2 they are towards a node not recorded.
+    let read = judge(two, None);
+    assert_eq!(read.exit_code, 1, "{}", read.render());
+    find(&read, "worker", "stale-sa");
+    let rec = judge_recording(two);
+    assert_eq!(rec.exit_code, 0, "{}", rec.render());
+    assert!(
+        !rec.findings.iter().any(|f| f.id.starts_with("stale-")),
+        "{}",
+        rec.render()
+    );
+    for n in ["worker", "worker2"] {
+        let f = find(&rec, n, "peer-not-recorded");
+        assert_eq!(f.severity, Severity::Info);
+        assert!(
+            f.what.starts_with("10.0.2.52 is not in the recording")
+                && f.what.contains(
+                    "out SA spi 0x3, out policy to 10.0.2.0/24 and table-200 route to 10.0.2.0/24"
+                ),
+            "{}",
+            f.what
+        );
+    }
+    // An out policy towards a recorded node (worker2's router) for a CIDR that is none of its
+    // pods' stays stale: its peer is known, and the CIDR is no longer its.
+    let mut c = c;
+    let p = policy(&c[0], "out", "10.0.0.0/24");
+    let mut old = c[0].xfrm_policies[p].clone();
+    old.selector.dst = "10.0.9.0/24".parse().unwrap();
+    c[0].xfrm_policies.push(old);
+    let rec = judge_recording(&c[..2]);
+    let f = find(&rec, "worker", "stale-policy");
+    assert!(f.what.contains("10.0.9.0/24"), "{}", f.what);
+    assert!(!f.what.contains("10.0.2.0/24"), "{}", f.what);
+}
+
+#[test]
+fn doctor_from_the_demo_recording_is_healthy_and_names_the_unrecorded_peer() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args(["--no-kube", "doctor", "--json", "--from"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/demo/seed.hsrec"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    let findings = v["findings"].as_array().unwrap();
+    let ids: Vec<&str> = findings.iter().filter_map(|f| f["id"].as_str()).collect();
+    assert!(!ids.iter().any(|i| i.starts_with("stale-")), "{ids:?}");
+    assert_eq!(
+        ids.iter().filter(|i| **i == "peer-not-recorded").count(),
+        2,
+        "{ids:?}"
+    );
+}

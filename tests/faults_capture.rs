@@ -1,7 +1,9 @@
 //! Faults around `capture -w` (root, tmux, tcpdump): a signal mid-capture (SIGTERM, SIGHUP,
 //! SIGINT) writes out everything captured and says the totals — the file reads back whole
 //! with the very count hopscope said, and the terminal it ran on is sane; a disk that fills
-//! up while writing is a clear error naming the file, with a non-zero exit, not a silent loss.
+//! up while writing is a clear error naming the file, with a non-zero exit, not a silent loss;
+//! the only interface deleted mid-capture is said, every packet before it is counted and
+//! written, and the exit status is an error.
 
 mod common;
 
@@ -39,6 +41,26 @@ fn ping(ns: &Netns, count: u32) {
     assert!(out.status.success(), "ping: {out:?}");
 }
 
+/// The exit status of `hs` once it exits by itself; killed, and the test fails with `why`,
+/// if it is still running after `limit`.
+fn exit_within(
+    hs: &mut std::process::Child,
+    limit: Duration,
+    why: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = hs.try_wait().unwrap() {
+            return s;
+        }
+        if t.elapsed() > limit {
+            let _ = hs.kill();
+            panic!("{}", why());
+        }
+        std::thread::sleep(Duration::from_millis(20)); // the poll interval
+    }
+}
+
 /// How many packets tcpdump reads back from `file`, and whether it complained.
 fn tcpdump_count(file: &Path) -> (usize, String) {
     let out = Command::new("tcpdump")
@@ -50,12 +72,12 @@ fn tcpdump_count(file: &Path) -> (usize, String) {
     (String::from_utf8_lossy(&out.stdout).lines().count(), err)
 }
 
-/// The `lo: N packets` count of hopscope's totals line.
-fn said_count(err: &str) -> usize {
+/// The `IFACE: N packets` count of hopscope's totals line.
+fn said_count(err: &str, iface: &str) -> usize {
     let line = err
         .lines()
-        .find(|l| l.trim_start().starts_with("lo:") && l.contains("captured"))
-        .unwrap_or_else(|| panic!("no totals line for lo in:\n{err}"));
+        .find(|l| l.trim_start().starts_with(&format!("{iface}:")) && l.contains("captured"))
+        .unwrap_or_else(|| panic!("no totals line for {iface} in:\n{err}"));
     line.split_whitespace()
         .find_map(|w| w.parse().ok())
         .unwrap_or_else(|| panic!("no count in {line:?}"))
@@ -91,7 +113,7 @@ fn a_signal_mid_capture_writes_out_every_packet_and_leaves_the_terminal_sane() {
         let said = said();
         assert_eq!(code, 0, "SIG{sig}: {said}");
         assert_sane(&stty);
-        let n = said_count(&said);
+        let n = said_count(&said, "lo");
         assert_eq!(
             n, 40,
             "SIG{sig}: 20 echo requests and 20 replies on lo: {said}"
@@ -150,17 +172,9 @@ fn a_full_disk_while_writing_is_an_error_naming_the_file() {
                 .output();
         })
     };
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = hs.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = hs.kill();
-            panic!("capture went on writing to a full disk for a minute");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut hs, Duration::from_secs(60), || {
+        "capture went on writing to a full disk for a minute".into()
+    });
     pinger.join().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(hs.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -176,4 +190,61 @@ fn a_full_disk_while_writing_is_an_error_naming_the_file() {
         read > 0,
         "what was written before the disk filled is readable"
     );
+}
+
+/// The only interface captured on is deleted mid-capture: hopscope says it is gone and that
+/// none is left, counts and writes every packet it saw before, and exits non-zero (a script
+/// must not take the capture as having run its course).
+#[test]
+fn the_only_interface_deleted_mid_capture_is_an_error_after_every_packet_is_counted() {
+    require_root();
+    let ns = Netns::new("fgone");
+    ns.ip("link add vx type veth peer name vy");
+    ns.ip("link set vx up");
+    ns.ip("link set vy up");
+    ns.ip("addr add 192.0.2.1/24 dev vx");
+    // A neighbour entry: the echo requests leave vx at once, with no ARP before them.
+    ns.ip("neigh add 192.0.2.2 lladdr 02:00:00:00:00:02 dev vx");
+    let dir = scratch("gone");
+    let file = dir.join("gone.pcapng");
+    let err_file = dir.join("gone.err");
+    let mut hs = Command::new(BIN)
+        .args([
+            "capture", "--netns", &ns.name, "-i", "vx", "-f", "icmp", "-w",
+        ])
+        .arg(&file)
+        .stderr(std::fs::File::create(&err_file).unwrap())
+        .spawn()
+        .unwrap();
+    let err = || std::fs::read_to_string(&err_file).unwrap_or_default();
+    wait_for("capturing on vx", Duration::from_secs(30), || {
+        err().contains("capturing on")
+    });
+    // Unanswered (no one has 192.0.2.2): ping's own status is not the point.
+    let _ = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "ping", "-q", "-c", "5", "-i", "0.05",
+        ])
+        .args(["-W", "0.1", "192.0.2.2"])
+        .output()
+        .unwrap();
+    ns.ip("link del vx");
+    let status = exit_within(&mut hs, Duration::from_secs(30), || {
+        format!("capture went on with its only interface gone:\n{}", err())
+    });
+    let err = err();
+    assert!(!status.success(), "exit status: {status:?}\n{err}");
+    assert_ne!(status.code(), Some(101), "a panic: {err}");
+    assert!(
+        err.contains("vx gone") && err.contains("no interface is left to capture on"),
+        "{err}"
+    );
+    assert!(
+        err.contains("every interface captured on is gone (vx)"),
+        "{err}"
+    );
+    assert_eq!(said_count(&err, "vx"), 5, "every request counted: {err}");
+    let (read, complaint) = tcpdump_count(&file);
+    assert_eq!(read, 5, "every request written: {complaint}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -803,7 +803,8 @@ fn attach_sends_local_stdin_to_the_pod() {
         s.attach = AttachReply::Stream {
             stdout: "bye\n".into(),
             exit: 0,
-        }
+        };
+        s.attach_waits_for = Some(0);
     });
     let mut child = cmd(Some(&fake), &["attach", "node/worker2", "--image", IMAGE])
         .stdin(Stdio::piped())
@@ -836,7 +837,8 @@ fn attach_under_a_terminal_sends_its_size() {
         s.attach = AttachReply::Stream {
             stdout: "tui\r\n".into(),
             exit: 0,
-        }
+        };
+        s.attach_waits_for = Some(4);
     });
     let line = format!(
         "stty cols 100 rows 30; {} attach node/worker2 --image {IMAGE}",

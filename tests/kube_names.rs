@@ -440,6 +440,7 @@ fn capture_lines_name_the_addresses() {
     let fake = FakeApi::start();
     let home = std::env::temp_dir().join(format!("hopscope-kube-home-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
+    let err_file = home.join("kcap.err");
     let child = Command::new(env!("CARGO_BIN_EXE_hopscope"))
         .args([
             "capture",
@@ -457,10 +458,22 @@ fn capture_lines_name_the_addresses() {
         .env("KUBECONFIG", fake.kubeconfig())
         .env("HOME", &home)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&err_file).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Pings before "capturing on" are not captured.
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&err_file)
+        .unwrap_or_default()
+        .contains("capturing on")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "capture did not start: {}",
+            std::fs::read_to_string(&err_file).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20)); // the poll interval
+    }
     let _ = Command::new("ip")
         .args([
             "netns",
@@ -478,7 +491,8 @@ fn capture_lines_name_the_addresses() {
         .output();
     let out = child.wait_with_output().unwrap();
     let lines = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+    assert!(out.status.success(), "{err}");
     assert!(
         lines.contains("10.0.1.52 > 10.0.1.249: ICMP echo request"),
         "{lines}"
@@ -529,7 +543,13 @@ fn the_tui_names_addresses_in_its_panes() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = tmux(&["send-keys", "-t", &session, "q"]);
-    std::thread::sleep(Duration::from_millis(300));
+    // The session ends with the TUI (its only command): then nothing is left running.
+    let t0 = Instant::now();
+    while tmux(&["has-session", "-t", &session]).status.success()
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20)); // the poll interval
+    }
     let _ = tmux(&["kill-session", "-t", &session]);
     assert!(
         screen.contains("10.0.1.52/24 (default/net)"),

@@ -31,18 +31,24 @@ fn strace_cmd(out: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Run hopscope ARGS under strace; its log must show no change to the node.
-fn assert_read_only(tag: &str, args: &[&str]) -> String {
+/// Run the command line `cmd` under strace: what it printed and the strace log.
+fn under_strace(tag: &str, cmd: &[&str]) -> (std::process::Output, String) {
     let out = trace_file(tag);
-    let cmd = strace_cmd(&out);
-    let r = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .arg(HS)
-        .args(args)
+    let st = strace_cmd(&out);
+    let r = Command::new(&st[0])
+        .args(&st[1..])
+        .args(cmd)
         .output()
         .expect("strace (Debian package strace)");
     let log = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
+    (r, log)
+}
+
+/// Run hopscope ARGS under strace; its log must show no change to the node.
+fn assert_read_only(tag: &str, args: &[&str]) -> String {
+    let cmd: Vec<&str> = std::iter::once(HS).chain(args.iter().copied()).collect();
+    let (r, log) = under_strace(tag, &cmd);
     assert!(
         r.status.success(),
         "hopscope {args:?}: {}",
@@ -136,6 +142,87 @@ fn the_observer_catches_a_change() {
     );
 }
 
+/// The log of `cmd` run under the same strace as hopscope is, and what the observer flags in it.
+fn observed(tag: &str, cmd: &[&str]) -> Vec<String> {
+    let (ran, log) = under_strace(tag, cmd);
+    assert!(
+        ran.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    violations(&log, HS)
+}
+
+/// A write of every kind the observer watches for, planted in the netns: each is flagged as
+/// that kind. (An observer that flagged nothing would pass every hopscope run above.)
+#[test]
+fn the_observer_flags_every_kind_of_planted_write() {
+    let (a, _b) = node();
+    let n = a.name.as_str();
+    let planted: [(&str, Vec<&str>, &str); 4] = [
+        (
+            "a sysctl write",
+            vec![
+                "ip",
+                "netns",
+                "exec",
+                n,
+                "sysctl",
+                "-w",
+                "net.ipv4.ip_forward=1",
+            ],
+            "write-open of a kernel setting",
+        ),
+        (
+            "an iptables rule added",
+            vec![
+                "ip",
+                "netns",
+                "exec",
+                n,
+                "iptables-legacy",
+                "-A",
+                "INPUT",
+                "-j",
+                "ACCEPT",
+            ],
+            "netfilter change",
+        ),
+        (
+            "an nftables table added",
+            vec![
+                "ip", "netns", "exec", n, "nft", "add", "table", "inet", "hs",
+            ],
+            "NETLINK_NETFILTER request type 0xa00",
+        ),
+        (
+            "an XFRM policy added",
+            vec![
+                "ip",
+                "-n",
+                n,
+                "xfrm",
+                "policy",
+                "add",
+                "src",
+                "10.9.0.0/24",
+                "dst",
+                "10.9.1.0/24",
+                "dir",
+                "in",
+            ],
+            "NETLINK_XFRM request type 0x13",
+        ),
+    ];
+    for (i, (what, cmd, flag)) in planted.iter().enumerate() {
+        let bad = observed(&format!("plant{i}"), cmd);
+        assert!(
+            bad.iter().any(|b| b.contains(flag)),
+            "{what} not flagged as {flag:?}: {bad:#?}"
+        );
+    }
+}
+
 #[test]
 fn snapshot_trace_and_capture_only_read() {
     let (a, _b) = node();
@@ -172,10 +259,24 @@ fn the_tui_only_reads() {
     t.wait("first frame", Duration::from_secs(60), |s| {
         s.contains("hs-r0@")
     });
-    // Every pane, a capture, a trace (its netfilter hops run iptables-save), :netns.
-    for k in ["2", "3", "4", "5", "6", "1"] {
-        t.keys(&[k]);
-        std::thread::sleep(Duration::from_millis(300));
+    // Every pane (each waited for by its table's header, line 4, or 5 under the Health pane's
+    // verdict), a capture, a trace (its netfilter hops run iptables-save).
+    let panes = [
+        ("2", "TABLE "),
+        ("3", "PRIO "),
+        ("4", "SRC  DST  PROTO  SPI"),
+        ("5", "DIR "),
+        ("6", "COUNTER "),
+        ("7", "TIME  IFACE"),
+        ("8", "#  STEP"),
+        ("9", "SEV "),
+        ("1", "IDX "),
+    ];
+    for (key, header) in panes {
+        t.keys(&[key]);
+        t.wait(&format!("pane {key}"), Duration::from_secs(30), |s| {
+            s.lines().skip(3).take(2).any(|l| l.starts_with(header))
+        });
     }
     t.keys(&[":"]);
     t.literal("capture hs-r0");

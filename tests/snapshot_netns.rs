@@ -607,7 +607,21 @@ fn netns_by_path_and_by_pid() {
         .args(["netns", "exec", &ns.name, "sleep", "30"])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // `ip netns exec` enters the netns, then execs sleep: wait until the child is in it.
+    let in_netns = || {
+        use std::os::unix::fs::MetadataExt;
+        let want = std::fs::metadata(format!("/run/netns/{}", ns.name)).map(|m| m.ino());
+        let have = std::fs::metadata(format!("/proc/{}/ns/net", child.id())).map(|m| m.ino());
+        matches!((want, have), (Ok(w), Ok(h)) if w == h)
+    };
+    let t0 = std::time::Instant::now();
+    while !in_netns() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "ip netns exec never entered it"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10)); // the poll interval
+    }
     let out = hopscope(&["snapshot", "--json", "--pid", &child.id().to_string()]);
     child.kill().ok();
     child.wait().ok();

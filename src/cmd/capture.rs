@@ -125,6 +125,10 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
             print_rates(&mut err, &mut out, &mut an, &stamp, a.json && !to_stdout)?;
         }
     }
+    // Every interface disappeared (not a signal, a count or a duration): an error once the
+    // totals are said, so a script sees the capture did not run its course.
+    let all_gone = session.all_gone();
+    report_gone(&mut err, &session, &mut reported_gone)?;
     let rest = session.stop();
     if !broken_pipe {
         for f in rest {
@@ -143,7 +147,15 @@ pub fn run(target: &Target, a: &RunArgs) -> Result<()> {
         close_pcapng(w, to_stdout)?;
     }
     let json_summary = a.json && !broken_pipe && !to_stdout;
-    print_summary(&mut err, &mut out, &stamp, &totals, secs, json_summary)
+    print_summary(&mut err, &mut out, &stamp, &totals, secs, json_summary)?;
+    if all_gone {
+        let names: Vec<&str> = session.handles.iter().map(|h| h.name.as_str()).collect();
+        anyhow::bail!(
+            "every interface captured on is gone ({}): the capture stopped after {n} packets",
+            names.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The "capturing on …" line (and, decrypting, which SAs' keys are used) on stderr.
@@ -175,45 +187,55 @@ fn announce(
         }
     )?;
     if a.opts.decrypt {
-        let esp: Vec<_> = state
-            .xfrm_states
-            .iter()
-            .filter(|s| s.proto == crate::model::XfrmProto::Esp)
-            .collect();
-        writeln!(
-            err,
-            "hopscope: decrypting with the keys of {} ESP SA{}{}",
-            esp.len(),
-            if esp.len() == 1 { "" } else { "s" },
-            if a.show_keys {
-                ""
-            } else {
-                " (keys redacted; --show-keys prints them)"
-            }
-        )?;
-        if a.show_keys {
-            for s in &esp {
-                // Every key the SA decrypts and authenticates with: AEAD, or cipher + HMAC.
-                let keys: Vec<_> = [&s.aead, &s.enc, &s.auth].into_iter().flatten().collect();
-                let line = zeroize::Zeroizing::new(reveal_secrets(true, || {
-                    format!(
-                        "  {}->{} spi {:#x}{}: {}",
-                        s.src,
-                        s.dst,
-                        s.spi,
-                        s.mark.map(|m| format!(" mark {m}")).unwrap_or_default(),
-                        if keys.is_empty() {
-                            "? (no key)".to_string()
-                        } else {
-                            keys.iter()
-                                .map(|k| format!("{} {}", k.name, k.key))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        }
-                    )
-                }));
-                writeln!(err, "{}", *line)?;
-            }
+        announce_decryption(err, &state.xfrm_states, a.show_keys)?;
+    }
+    Ok(())
+}
+
+/// "decrypting with the keys of N ESP SAs"; with --show-keys every key each of them decrypts
+/// and authenticates with, one SA a line (AEAD, or the cipher's and the HMAC's key).
+fn announce_decryption(
+    err: &mut impl Write,
+    sas: &[crate::model::XfrmState],
+    show_keys: bool,
+) -> Result<()> {
+    let esp: Vec<_> = sas
+        .iter()
+        .filter(|s| s.proto == crate::model::XfrmProto::Esp)
+        .collect();
+    writeln!(
+        err,
+        "hopscope: decrypting with the keys of {} ESP SA{}{}",
+        esp.len(),
+        if esp.len() == 1 { "" } else { "s" },
+        if show_keys {
+            ""
+        } else {
+            " (keys redacted; --show-keys prints them)"
+        }
+    )?;
+    if show_keys {
+        for s in &esp {
+            // Every key the SA decrypts and authenticates with: AEAD, or cipher + HMAC.
+            let keys: Vec<_> = [&s.aead, &s.enc, &s.auth].into_iter().flatten().collect();
+            let line = zeroize::Zeroizing::new(reveal_secrets(true, || {
+                format!(
+                    "  {}->{} spi {:#x}{}: {}",
+                    s.src,
+                    s.dst,
+                    s.spi,
+                    s.mark.map(|m| format!(" mark {m}")).unwrap_or_default(),
+                    if keys.is_empty() {
+                        "? (no key)".to_string()
+                    } else {
+                        keys.iter()
+                            .map(|k| format!("{} {}", k.name, k.key))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    }
+                )
+            }));
+            writeln!(err, "{}", *line)?;
         }
     }
     Ok(())
@@ -247,11 +269,17 @@ fn open_pcapng(a: &RunArgs, session: &Session, to_stdout: bool) -> Result<Option
 /// Say once of each interface that disappeared while capturing.
 fn report_gone(err: &mut impl Write, session: &Session, reported: &mut usize) -> Result<()> {
     if session.gone().len() > *reported {
+        let left = session.handles.len() - session.gone().len();
         for (i, why) in session.gone().iter().skip(*reported) {
             writeln!(
                 err,
-                "hopscope: {} gone ({why}); the other interfaces go on",
-                session.handles[*i].name
+                "hopscope: {} gone ({why}); {}",
+                session.handles[*i].name,
+                if left == 0 {
+                    "no interface is left to capture on"
+                } else {
+                    "the other interfaces go on"
+                }
             )?;
         }
         *reported = session.gone().len();
@@ -388,4 +416,40 @@ pub fn command(cli: &crate::cli::Cli, a: &crate::cli::CaptureArgs) -> anyhow::Re
         names: super::finish_names(super::start_names(cli)),
     };
     run(&cli.target.target(), &args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::announce_decryption;
+
+    const ENC: &str = "00112233445566778899aabbccddeeff";
+    const AUTH: &str = "a1a2a3a4a5a6a7a8a9b0b1b2b3b4b5b6b7b8b9c0";
+
+    /// What `capture --decrypt` says on stderr about an SA with a cipher and an HMAC key.
+    fn said(show_keys: bool) -> String {
+        let spec = format!("0x10@192.0.2.2 aes128-cbc-hmac96:0x{ENC}:0x{AUTH}");
+        let sas = crate::keys::from_tcpdump(&spec).unwrap();
+        assert!(sas[0].enc.is_some() && sas[0].auth.is_some());
+        let mut err = Vec::new();
+        announce_decryption(&mut err, &sas, show_keys).unwrap();
+        String::from_utf8(err).unwrap().to_lowercase()
+    }
+
+    #[test]
+    fn show_keys_prints_the_cipher_and_the_hmac_key() {
+        let s = said(true);
+        assert!(s.contains("keys of 1 esp sa"), "{s}");
+        assert!(s.contains(ENC), "the cipher key: {s}");
+        assert!(s.contains(AUTH), "the hmac key: {s}");
+        assert!(s.contains("hmac(sha1)"), "{s}");
+    }
+
+    #[test]
+    fn without_show_keys_neither_key_is_said() {
+        let s = said(false);
+        assert!(s.contains("keys redacted; --show-keys prints them"), "{s}");
+        for k in [ENC, AUTH] {
+            assert!(!s.contains(&k[..8]), "key bytes on stderr: {s}");
+        }
+    }
 }

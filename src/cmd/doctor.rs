@@ -4,7 +4,6 @@
 
 use crate::doctor::{self, KeyHasher, NodeInput, PodState, Report, Seen};
 use crate::model::{Names, Netfilter, NodeState};
-use crate::source::pods::lxcs;
 use crate::source::{self, Target};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -79,7 +78,12 @@ pub fn run(
     let live = names();
     let names = recorded_names.map(Arc::new).unwrap_or(live);
     // Evidence names node IDs by their nodes.
-    let report = judge(&reads, &names);
+    let given = if args.from.is_some() {
+        doctor::Given::Recording
+    } else {
+        doctor::Given::Read
+    };
+    let report = judge(&reads, &names, given);
     Ok((report, names))
 }
 
@@ -110,7 +114,7 @@ fn recorded_reads(rec: &crate::record::reader::Recording, netns: &[String]) -> R
             let state = states[i].clone();
             let first = rec.state_at(i, 0);
             Read {
-                name: crate::cmd::trace::node_name(&state),
+                name: state.node.name(),
                 target: Target::Current,
                 before: (first.xfrm_stats != state.xfrm_stats
                     || first.xfrm_states != state.xfrm_states)
@@ -121,7 +125,7 @@ fn recorded_reads(rec: &crate::record::reader::Recording, netns: &[String]) -> R
                     .iter()
                     .filter(|(node, _)| *node == i)
                     .map(|&(_, p)| PodState {
-                        name: crate::cmd::trace::node_name(&states[p]),
+                        name: states[p].node.name(),
                         state: states[p].clone(),
                     })
                     .collect(),
@@ -143,7 +147,7 @@ fn recorded_pods(states: &[NodeState]) -> Vec<(usize, usize)> {
             if is_node_like(pod) {
                 continue;
             }
-            let paired = lxcs(node).any(|(lxc, peer, _)| {
+            let paired = node.pod_veths().any(|(lxc, peer, _)| {
                 pod.links
                     .iter()
                     .any(|l| l.index == peer && l.peer.as_ref().is_some_and(|q| q.index == lxc))
@@ -156,7 +160,7 @@ fn recorded_pods(states: &[NodeState]) -> Vec<(usize, usize)> {
     out
 }
 
-fn judge(reads: &[Read], names: &Names) -> Report {
+fn judge(reads: &[Read], names: &Names, given: doctor::Given) -> Report {
     let inputs: Vec<NodeInput> = reads
         .iter()
         .map(|r| NodeInput {
@@ -168,7 +172,7 @@ fn judge(reads: &[Read], names: &Names) -> Report {
             seen: &r.seen,
         })
         .collect();
-    doctor::examine_in(&inputs, &KeyHasher::new(random_secret()), names)
+    doctor::examine_given(&inputs, &KeyHasher::new(random_secret()), names, given)
 }
 
 fn read_live(args: &DoctorArgs, targets: &[Target]) -> Result<Vec<Read>> {
@@ -179,7 +183,7 @@ fn read_live(args: &DoctorArgs, targets: &[Target]) -> Result<Vec<Read>> {
             .ok()
             .filter(|n| !n.rules.is_empty());
         reads.push(Read {
-            name: crate::cmd::trace::node_name(&state),
+            name: state.node.name(),
             target: t.clone(),
             state,
             before: None,
@@ -246,7 +250,7 @@ fn is_node_like(st: &NodeState) -> bool {
     !st.xfrm_states.is_empty()
         || !st.xfrm_policies.is_empty()
         || st.links.iter().any(|l| l.name == "cilium_host")
-        || lxcs(st).next().is_some()
+        || st.pod_veths().next().is_some()
 }
 
 /// ESP seen: (node, interface, inbound, src, dst, SPI, in UDP).
@@ -465,7 +469,11 @@ mod recorded_pods_tests {
         assert_eq!(reads.len(), 1, "the pod is not a node");
         assert_eq!(reads[0].pods.len(), 1);
         assert_eq!(reads[0].pods[0].name, "netshoot");
-        let r = judge(&reads, &crate::model::Names::default());
+        let r = judge(
+            &reads,
+            &crate::model::Names::default(),
+            crate::doctor::Given::Recording,
+        );
         let f = r
             .findings
             .iter()

@@ -73,15 +73,6 @@ fn proto_number(p: &str) -> Result<u8> {
     })
 }
 
-/// What a node is called in a trace: its netns name, else its hostname.
-pub fn node_name(st: &NodeState) -> String {
-    st.node
-        .netns
-        .name
-        .clone()
-        .unwrap_or_else(|| st.node.hostname.clone())
-}
-
 /// Read every node: one per `targets` entry (live) and per recorded state file.
 pub fn load_nodes(targets: &[Target], states: &[PathBuf]) -> Result<Vec<Node>> {
     let mut nodes = Vec::new();
@@ -89,7 +80,7 @@ pub fn load_nodes(targets: &[Target], states: &[PathBuf]) -> Result<Vec<Node>> {
         let state = source::collect(t)?;
         let netfilter = source::collect_netfilter(t)?;
         nodes.push(Node {
-            name: node_name(&state),
+            name: state.node.name(),
             state,
             netfilter,
         });
@@ -97,7 +88,7 @@ pub fn load_nodes(targets: &[Target], states: &[PathBuf]) -> Result<Vec<Node>> {
     for f in states {
         let state = read_state(f)?;
         nodes.push(Node {
-            name: node_name(&state),
+            name: state.node.name(),
             state,
             netfilter: Netfilter::default(),
         });

@@ -3,13 +3,13 @@
 //! addresses of no node, conflicting SAs for one peer, the fail-closed catch-all, marks that
 //! collide with other users of the mark bits.
 
-use super::PodState;
 use super::cluster::{self, KubeNode};
 use super::finding::{Finding, Object, Severity};
 use super::ipfmt;
-use super::node::{NodeView, dir, ip, is_block};
+use super::node::{NodeView, ip, is_block};
+use super::{Given, PodState};
 use crate::model::RouteKind;
-use crate::model::{Family, Mark, NfCond, NfTarget, Prefix, XfrmState};
+use crate::model::{Family, Mark, NfCond, NfTarget, PolicyDir, Prefix, XfrmPolicy, XfrmState};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -154,7 +154,7 @@ pub fn spi_in_marks(v: &NodeView, out: &mut Vec<Finding>) {
         }
     }
     for (i, p) in v.st.xfrm_policies.iter().enumerate() {
-        if dir(p) != "out" || is_block(p) {
+        if p.dir != PolicyDir::Out || is_block(p) {
             continue;
         }
         if let Some(k) = p.mark.as_ref().and_then(key_of) {
@@ -232,13 +232,7 @@ fn esp_parts(x: &XfrmState) -> (u32, u32, u32) {
 /// Pods' MTU (their own route's, else their eth0's) against the node's egress MTU minus
 /// the overhead of the SA their traffic is encrypted with.
 pub fn mtu(v: &NodeView, pods: &[PodState], out: &mut Vec<Finding>) {
-    let lxcs =
-        v.st.links
-            .iter()
-            .filter(|l| {
-                l.name.starts_with("lxc") && l.peer.as_ref().is_some_and(|p| p.netns_id.is_some())
-            })
-            .count();
+    let lxcs = v.st.pod_veths().count();
     if v.out_sas.is_empty() {
         return;
     }
@@ -359,11 +353,14 @@ fn pod_mtu(p: &PodState, fam: Family) -> Option<(u32, String)> {
 
 /// Node addresses and pod CIDRs of every node given (and of every node Kubernetes lists, when
 /// it answered); objects towards anything else are stale. Without Kubernetes, one node given
-/// says nothing of which addresses are nodes: no check.
+/// says nothing of which addresses are nodes: no check; and a recording may hold some of a
+/// cluster's nodes, so there an object towards a peer it does not hold is unknown, not stale
+/// (`unrecorded_peers`), while one towards a recorded node that is no longer its is stale.
 pub fn stale(
     views: &[NodeView],
     me: usize,
     kube: Option<&[KubeNode]>,
+    given: Given,
     out: &mut Vec<Finding>,
 ) -> Vec<Prefix> {
     let v = &views[me];
@@ -383,6 +380,15 @@ pub fn stale(
             .any(|w| w.pod_cidrs.iter().any(|c| c.contains(&p.addr)))
             || cluster::node_of_cidr(nodes, p).is_some()
     };
+    // The peer an object is for, when the nodes judged cannot be all there are: objects
+    // towards a peer outside them are set aside as unrecorded, not judged.
+    let unknown_peer = |peer: Option<IpAddr>| {
+        (kube.is_none() && given == Given::Recording)
+            .then_some(peer)
+            .flatten()
+            .filter(|p| !p.is_unspecified() && !node_addr(p))
+    };
+    let mut unrecorded = UnrecordedPeers::default();
     let fix_if = if kube.is_some() {
         "no node has it"
     } else {
@@ -393,6 +399,10 @@ pub fn stale(
         if let Some(d) = ip(&x.dst)
             && !node_addr(&d)
         {
+            if unknown_peer(Some(d)).is_some() {
+                unrecorded.add(d, format!("out SA spi {:#x}", x.spi), Object::Sa(i));
+                continue;
+            }
             out.push(
                 v.sa_finding(
                     i,
@@ -407,7 +417,7 @@ pub fn stale(
     }
     let mut stale = Vec::new();
     for (i, p) in v.st.xfrm_policies.iter().enumerate() {
-        if dir(p) != "out" || is_block(p) || p.selector.dst.is_any() {
+        if p.dir != PolicyDir::Out || is_block(p) || p.selector.dst.is_any() {
             continue;
         }
         let to_nowhere = p
@@ -416,6 +426,11 @@ pub fn stale(
             .any(|t| ip(&t.dst).is_some_and(|d| !d.is_unspecified() && !node_addr(&d)));
         // Transport mode protects traffic to the node itself: its selector is a node address.
         if to_nowhere || !(pod_cidr(&p.selector.dst) || node_addr(&p.selector.dst.addr)) {
+            if let Some(peer) = unknown_peer(policy_peer(p)) {
+                let what = format!("out policy to {}", p.selector.dst);
+                unrecorded.add(peer, what, Object::Policy(i));
+                continue;
+            }
             stale.push(p.selector.dst);
             out.push(
                 Finding::new(
@@ -448,6 +463,17 @@ pub fn stale(
         }
         let Some(d) = r.dst else { continue };
         if !pod_cidr(&d) {
+            // The route's peer is the one its CIDR's out policy sends to.
+            let peer = v
+                .policies(PolicyDir::Out)
+                .iter()
+                .map(|&p| &v.st.xfrm_policies[p])
+                .find(|p| !is_block(p) && p.selector.dst.contains(&d.addr))
+                .and_then(policy_peer);
+            if let Some(peer) = unknown_peer(peer) {
+                unrecorded.add(peer, format!("table-200 route to {d}"), Object::Route(i));
+                continue;
+            }
             stale.push(d);
             out.push(
                 Finding::new(
@@ -463,7 +489,56 @@ pub fn stale(
             );
         }
     }
+    unrecorded.report(v.name, views, out);
     stale
+}
+
+/// The node an out policy sends to: its tunnel template's destination, else (transport mode)
+/// the address its selector protects.
+fn policy_peer(p: &XfrmPolicy) -> Option<IpAddr> {
+    p.templates
+        .iter()
+        .find_map(|t| ip(&t.dst).filter(|d| !d.is_unspecified()))
+        .or_else(|| (p.selector.dst.len == p.selector.dst.max_len()).then_some(p.selector.dst.addr))
+}
+
+/// Objects towards peers a recording does not hold, by peer, in the order found.
+#[derive(Default)]
+struct UnrecordedPeers(Vec<(IpAddr, Vec<(String, Object)>)>);
+
+impl UnrecordedPeers {
+    fn add(&mut self, peer: IpAddr, what: String, object: Object) {
+        match self.0.iter_mut().find(|(p, _)| *p == peer) {
+            Some((_, objects)) => objects.push((what, object)),
+            None => self.0.push((peer, vec![(what, object)])),
+        }
+    }
+
+    /// One info per peer: what points at it, and that it is not judged.
+    fn report(self, node: &str, views: &[NodeView], out: &mut Vec<Finding>) {
+        let held: Vec<&str> = views.iter().map(|w| w.name).collect();
+        for (peer, objects) in self.0 {
+            let mut whats: Vec<&str> = objects.iter().map(|(w, _)| w.as_str()).collect();
+            let last = whats.pop().unwrap_or_default();
+            let whats = match whats.is_empty() {
+                true => last.to_string(),
+                false => format!("{} and {last}", whats.join(", ")),
+            };
+            let are = if objects.len() > 1 { "are" } else { "is" };
+            out.push(
+                Finding::new(
+                    node,
+                    Severity::Info,
+                    "peer-not-recorded",
+                    format!(
+                        "{peer} is not in the recording (it holds {}), so its {whats} {are} not judged stale",
+                        held.join(", ")
+                    ),
+                )
+                .object(objects[0].1.clone()),
+            );
+        }
+    }
 }
 
 pub fn catch_all(v: &NodeView, out: &mut Vec<Finding>) {
@@ -471,7 +546,7 @@ pub fn catch_all(v: &NodeView, out: &mut Vec<Finding>) {
         return;
     }
     let found = v.st.xfrm_policies.iter().position(|p| {
-        dir(p) == "out"
+        p.dir == PolicyDir::Out
             && is_block(p)
             && p.selector.dst.is_any()
             && p.mark.is_some_and(|m| m.value & 0x0f00 == 0x0e00)
@@ -504,7 +579,7 @@ pub fn mark_collisions(v: &NodeView, out: &mut Vec<Finding>) {
         }
     }
     for (i, p) in v.st.xfrm_policies.iter().enumerate() {
-        if dir(p) == "out"
+        if p.dir == PolicyDir::Out
             && !is_block(p)
             && let Some(m) = p.mark
         {

@@ -10,7 +10,7 @@
 //! wants: such a lookup can only fail on fields we do see.
 
 use super::node::{NodeView, ip, is_any, is_block};
-use crate::model::{Family, Template, TemplateLevel, XfrmMode, XfrmProto, XfrmState};
+use crate::model::{Family, PolicyDir, Template, TemplateLevel, XfrmMode, XfrmProto, XfrmState};
 use crate::trace::xfrm::{XfrmKey, selector_matches};
 use std::net::IpAddr;
 
@@ -137,7 +137,7 @@ impl Packet {
 
 /// The policy the kernel picks (lowest priority among full matches, the first on a tie),
 /// or the nearest one and what differs.
-pub fn choose_policy(v: &NodeView, d: &str, pkt: &Packet) -> Result<usize, Option<Near>> {
+pub fn choose_policy(v: &NodeView, d: PolicyDir, pkt: &Packet) -> Result<usize, Option<Near>> {
     let k = pkt.key();
     let mut best: Option<(usize, u32)> = None;
     let mut near: Option<(u8, Near)> = None;
@@ -278,7 +278,7 @@ fn state_ok(t: &Template, x: &XfrmState) -> Result<(), (&'static str, String, St
 }
 
 /// __xfrm_policy_check for a packet decrypted by SA `sa` (one tunnel-mode SA in its secpath).
-pub fn policy_check(v: &NodeView, d: &str, pkt: &Packet, sa: usize) -> PolCheck {
+pub fn policy_check(v: &NodeView, d: PolicyDir, pkt: &Packet, sa: usize) -> PolCheck {
     let st = v.st;
     let policy = match choose_policy(v, d, pkt) {
         Ok(p) => p,
@@ -437,7 +437,7 @@ fn tmpl_miss(x: &XfrmState, t: &Template, pkt: &Packet) -> Option<(&'static str,
 /// xfrm_lookup for a locally sent or forwarded packet.
 pub fn outbound(v: &NodeView, pkt: &Packet) -> Out {
     let st = v.st;
-    let policy = match choose_policy(v, "out", pkt) {
+    let policy = match choose_policy(v, PolicyDir::Out, pkt) {
         Ok(p) => p,
         Err(nearest) => return Out::Plain { nearest },
     };

@@ -89,6 +89,22 @@ pub fn examine(nodes: &[NodeInput], keys: &KeyHasher) -> Report {
 /// Judge every node, knowing the cluster from Kubernetes' names: its nodes (`cluster::nodes`)
 /// and the nodes that the node IDs in marks stand for.
 pub fn examine_in(nodes: &[NodeInput], keys: &KeyHasher, names: &Names) -> Report {
+    examine_given(nodes, keys, names, Given::Read)
+}
+
+/// Where the nodes judged come from, which says what a peer outside them is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Given {
+    /// Read now, each chosen by the user: with several, a peer outside them is taken for no
+    /// node (the stale findings hedge their fix: "if every node was given").
+    Read,
+    /// The nodes a recording holds, often some of a cluster's: a peer outside them is
+    /// unknown (`peer-not-recorded`), not stale.
+    Recording,
+}
+
+/// Judge every node as `examine_in` does, with the nodes from `given`.
+pub fn examine_given(nodes: &[NodeInput], keys: &KeyHasher, names: &Names, given: Given) -> Report {
     let kube = cluster::nodes(names);
     let views: Vec<NodeView> = nodes
         .iter()
@@ -99,7 +115,7 @@ pub fn examine_in(nodes: &[NodeInput], keys: &KeyHasher, names: &Names) -> Repor
         // Evidence names node IDs in marks as this node knows them (node IDs are node-local).
         let ids = crate::explain::cilium::node_id_labels(&n.state.xfrm_states, names);
         findings.extend(crate::explain::cilium::with_node_ids(ids, || {
-            examine_node(&views, i, n, keys, kube.as_deref(), names)
+            examine_node(&views, i, n, keys, kube.as_deref(), given, names)
         }));
     }
     Report::new(nodes.iter().map(|n| n.name.clone()).collect(), findings)
@@ -111,6 +127,7 @@ fn examine_node(
     n: &NodeInput,
     keys: &KeyHasher,
     kube: Option<&[cluster::KubeNode]>,
+    given: Given,
     names: &Names,
 ) -> Vec<Finding> {
     let v = &views[me];
@@ -137,7 +154,7 @@ fn examine_node(
         ));
         return out;
     }
-    let stale = checks::stale(views, me, kube, &mut out);
+    let stale = checks::stale(views, me, kube, given, &mut out);
     let problems = traffic::problems(views, me, n.seen, &stale, keys);
     checks::keys(v, &mut out);
     checks::sa_counts(v, names, &mut out);

@@ -4,7 +4,7 @@
 
 use crate::model::RouteKind;
 use crate::model::{
-    Family, Mark, Netfilter, NodeState, PolicyAction, Prefix, XfrmPolicy, XfrmState,
+    Family, Mark, Netfilter, NodeState, PolicyAction, PolicyDir, Prefix, XfrmPolicy, XfrmState,
 };
 use crate::trace::netfilter::{Hook, NfPacket, run_hook};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -16,9 +16,6 @@ const ENCRYPT: u32 = 0x0e00;
 /// Node-ID bits of Cilium ≥ 1.14 marks.
 const NODE_ID: u32 = 0xffff_0000;
 
-pub fn dir(p: &XfrmPolicy) -> String {
-    p.dir.to_string()
-}
 pub fn is_block(p: &XfrmPolicy) -> bool {
     p.action == PolicyAction::Block
 }
@@ -91,7 +88,7 @@ pub struct NodeView<'a> {
     pub sa_dst: Vec<Option<IpAddr>>,
     /// SAs by destination address, policies by direction: the lookups' hash tables.
     pub sa_by_dst: HashMap<IpAddr, Vec<usize>>,
-    pub pol_by_dir: HashMap<String, Vec<usize>>,
+    pub pol_by_dir: HashMap<PolicyDir, Vec<usize>>,
 }
 
 impl<'a> NodeView<'a> {
@@ -117,17 +114,19 @@ impl<'a> NodeView<'a> {
                 sa_by_dst.entry(*d).or_default().push(i);
             }
         }
-        let mut pol_by_dir: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut pol_by_dir: HashMap<PolicyDir, Vec<usize>> = HashMap::new();
         for (i, p) in st.xfrm_policies.iter().enumerate() {
-            pol_by_dir.entry(dir(p)).or_default().push(i);
+            pol_by_dir.entry(p.dir).or_default().push(i);
         }
         let mut pod_cidrs: BTreeSet<Prefix> = BTreeSet::new();
         for p in &st.xfrm_policies {
-            let d = dir(p);
-            if (d == "in" || d == "fwd") && !p.selector.dst.is_any() && !p.templates.is_empty() {
+            if matches!(p.dir, PolicyDir::In | PolicyDir::Fwd)
+                && !p.selector.dst.is_any()
+                && !p.templates.is_empty()
+            {
                 pod_cidrs.insert(p.selector.dst);
             }
-            if d == "out" && !p.selector.src.is_any() && !is_block(p) {
+            if p.dir == PolicyDir::Out && !p.selector.src.is_any() && !is_block(p) {
                 pod_cidrs.insert(p.selector.src);
             }
         }
@@ -167,8 +166,8 @@ impl<'a> NodeView<'a> {
     }
 
     /// Indexes of the policies of one direction.
-    pub fn policies(&self, d: &str) -> &[usize] {
-        self.pol_by_dir.get(d).map_or(&[], |v| v.as_slice())
+    pub fn policies(&self, d: PolicyDir) -> &[usize] {
+        self.pol_by_dir.get(&d).map_or(&[], |v| v.as_slice())
     }
 
     pub fn is_local(&self, a: &IpAddr) -> bool {
@@ -202,7 +201,7 @@ impl<'a> NodeView<'a> {
     fn find_remotes(&self) -> Vec<Remote> {
         let mut out: Vec<Remote> = Vec::new();
         let mut have: HashSet<Prefix> = HashSet::new();
-        for &i in self.policies("out") {
+        for &i in self.policies(PolicyDir::Out) {
             let p = &self.st.xfrm_policies[i];
             if !is_block(p)
                 && !p.selector.dst.is_any()
@@ -268,7 +267,7 @@ impl<'a> NodeView<'a> {
             return (vec![mark], Some(rule));
         }
         let outs = || {
-            self.policies("out")
+            self.policies(PolicyDir::Out)
                 .iter()
                 .map(|&i| &self.st.xfrm_policies[i])
         };
@@ -388,7 +387,7 @@ impl<'a> NodeView<'a> {
         self.st
             .links
             .iter()
-            .find(|l| l.name.starts_with("lxc") && l.name != "lxc_health")
+            .find(|l| l.is_pod_veth())
             .map(|l| l.name.as_str())
     }
 

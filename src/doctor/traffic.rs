@@ -10,7 +10,7 @@ use super::ipfmt;
 use super::lookup::{self, InSa, Near, Out, Packet, PolCheck};
 use super::node::{MarkSeen, NodeView, ip, with_output_mark};
 use super::{KeyHasher, Seen};
-use crate::model::{Family, Prefix, XfrmProto};
+use crate::model::{Family, PolicyDir, Prefix, XfrmProto};
 use std::net::IpAddr;
 
 /// A lookup that fails, and the counter the kernel moves when traffic hits it (None: the
@@ -125,15 +125,14 @@ fn expected_esp(views: &[NodeView], me: usize, seen: &[Seen]) -> Vec<EspIn> {
         if out.iter().any(|e| e.dst == me_addr && e.spi == x.spi) {
             continue;
         }
-        let inner_src = v
-            .st
-            .xfrm_policies
-            .iter()
-            .filter(|p| {
-                super::node::dir(p) == "out" && p.templates.iter().any(|t| ip(&t.dst) == Some(peer))
-            })
-            .map(|p| p.selector.dst)
-            .collect();
+        let inner_src =
+            v.st.xfrm_policies
+                .iter()
+                .filter(|p| {
+                    p.dir == PolicyDir::Out && p.templates.iter().any(|t| ip(&t.dst) == Some(peer))
+                })
+                .map(|p| p.selector.dst)
+                .collect();
         out.push(EspIn {
             src: Some(peer),
             dst: me_addr,
@@ -236,7 +235,7 @@ fn inner_flows(
             .st
             .xfrm_policies
             .iter()
-            .filter(|p| super::node::dir(p) == "out" && !super::node::is_block(p))
+            .filter(|p| p.dir == PolicyDir::Out && !super::node::is_block(p))
             .filter(|p| {
                 p.templates.iter().any(|t| {
                     let to_sa = ip(&t.dst).is_some_and(|d| {
@@ -517,9 +516,9 @@ fn inbound(views: &[NodeView], me: usize, e: &EspIn, keys: &KeyHasher, out: &mut
                 if_id: v.received_if_id(x),
             };
             let d = if v.delivered_locally(&l.addr) {
-                "in"
+                PolicyDir::In
             } else {
-                "fwd"
+                PolicyDir::Fwd
             };
             let flow = format!(
                 "decrypted {} → {} (by SA spi {:#x}), checked against the {d} policies{}",

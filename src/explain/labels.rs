@@ -41,7 +41,7 @@ pub fn rule_cells(r: &Rule) -> [String; 4] {
     let action = match (&r.table, r.goto) {
         (Some(t), _) => format!("lookup {}", table(t)),
         (None, Some(g)) => format!("goto {g}"),
-        (None, None) => r.action.clone(),
+        (None, None) => r.action.to_string(),
     };
     [
         format!(

@@ -32,7 +32,7 @@ fn link(
     Link {
         index,
         name: name.into(),
-        kind: kind.map(str::to_string),
+        kind: kind.map(LinkKind::from),
         flags: vec![
             "BROADCAST".into(),
             "MULTICAST".into(),
@@ -43,7 +43,7 @@ fn link(
         mac: Some(format!("02:42:ac:12:00:{index:02x}")),
         master: None,
         qdisc: Some("noqueue".into()),
-        oper_state: "UP".into(),
+        oper_state: OperState::Up,
         peer,
         addresses: addrs
             .iter()

@@ -14,18 +14,6 @@ pub fn route_protocol(p: u8) -> String {
     super::RouteProtocol::from_number(p).to_string()
 }
 
-pub fn rule_action(a: u8) -> String {
-    match a {
-        1 => "lookup".into(),
-        2 => "goto".into(),
-        3 => "nop".into(),
-        6 => "blackhole".into(),
-        7 => "unreachable".into(),
-        8 => "prohibit".into(),
-        n => n.to_string(),
-    }
-}
-
 /// IFF_* flag names in the order `ip link` prints them (like ip, RUNNING is left out:
 /// oper_state says it).
 pub fn link_flags(flags: u32) -> Vec<LinkFlag> {
@@ -87,7 +75,11 @@ mod tests {
         assert_eq!(scope(253), "link");
         assert_eq!(route_protocol(2), "kernel");
         assert_eq!(route_protocol(50), "50");
-        assert_eq!(rule_action(1), "lookup");
+        assert_eq!(
+            super::super::RuleAction::from_number(1).to_string(),
+            "lookup"
+        );
+        assert_eq!(super::super::RuleAction::from_number(5).to_string(), "5");
         assert_eq!(
             link_flags(0x1_1083),
             ["BROADCAST", "MULTICAST", "NOARP", "UP", "LOWER_UP"]

@@ -28,6 +28,84 @@ kernel_enum!(
     }
 );
 
+numbered_kernel_enum!(
+    /// RFC 2863 operational state (IF_OPER_*), as `ip link` prints it.
+    OperState {
+        Unknown = 0 "UNKNOWN",
+        NotPresent = 1 "NOTPRESENT",
+        Down = 2 "DOWN",
+        LowerLayerDown = 3 "LOWERLAYERDOWN",
+        Testing = 4 "TESTING",
+        Dormant = 5 "DORMANT",
+        Up = 6 "UP",
+    }
+);
+
+/// IFLA_INFO_KIND, the driver behind a virtual device: the kernel's list is open (any module
+/// can add one), so the kinds hopscope reasons about are named and the rest kept as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LinkKind {
+    Veth,
+    Bridge,
+    Vxlan,
+    Geneve,
+    Xfrm,
+    Vti,
+    Dummy,
+    Other(String),
+}
+
+impl LinkKind {
+    const NAMED: [(LinkKind, &'static str); 7] = [
+        (LinkKind::Veth, "veth"),
+        (LinkKind::Bridge, "bridge"),
+        (LinkKind::Vxlan, "vxlan"),
+        (LinkKind::Geneve, "geneve"),
+        (LinkKind::Xfrm, "xfrm"),
+        (LinkKind::Vti, "vti"),
+        (LinkKind::Dummy, "dummy"),
+    ];
+
+    /// The kernel's name for the kind.
+    pub fn name(&self) -> &str {
+        match self {
+            LinkKind::Other(s) => s,
+            named => LinkKind::NAMED
+                .iter()
+                .find(|(k, _)| k == named)
+                .map_or("", |(_, n)| n),
+        }
+    }
+}
+
+impl From<&str> for LinkKind {
+    fn from(s: &str) -> LinkKind {
+        LinkKind::NAMED
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map_or_else(|| LinkKind::Other(s.to_string()), |(k, _)| k.clone())
+    }
+}
+
+impl fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// As the kernel's name: the JSON carried the string before it was typed.
+impl Serialize for LinkKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for LinkKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LinkKind, D::Error> {
+        Ok(LinkKind::from(String::deserialize(d)?.as_str()))
+    }
+}
+
 /// An interface named by both name and index, as the JSON schema wants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRef {
@@ -40,13 +118,13 @@ pub struct Link {
     pub index: u32,
     pub name: String,
     /// IFLA_INFO_KIND: veth, bridge, vxlan, ... (None for physical/loopback devices).
-    pub kind: Option<String>,
+    pub kind: Option<LinkKind>,
     pub flags: Vec<LinkFlag>,
     pub mtu: Option<u32>,
     pub mac: Option<String>,
     pub master: Option<LinkRef>,
     pub qdisc: Option<String>,
-    pub oper_state: String,
+    pub oper_state: OperState,
     /// The other end of a veth (IFLA_LINK), possibly in another netns (`netns_id`).
     pub peer: Option<Peer>,
     pub addresses: Vec<LinkAddress>,
@@ -65,6 +143,11 @@ impl Link {
     /// Administratively up (IFF_UP).
     pub fn is_up(&self) -> bool {
         self.flags.contains(&LinkFlag::Up)
+    }
+
+    /// A Cilium pod veth (`lxc…`); `lxc_health` leads to the agent's health endpoint, no pod.
+    pub fn is_pod_veth(&self) -> bool {
+        self.name.starts_with("lxc") && self.name != "lxc_health"
     }
 }
 

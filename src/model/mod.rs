@@ -22,8 +22,8 @@ mod xfrm;
 
 pub use addr::{Family, Mark, Prefix};
 pub use link::{
-    AddrFlag, Ipv4XfrmConf, Ipv6XfrmConf, Link, LinkAddress, LinkFlag, LinkRef, LinkStats, Peer,
-    Tunnel, XfrmDevConf,
+    AddrFlag, Ipv4XfrmConf, Ipv6XfrmConf, Link, LinkAddress, LinkFlag, LinkKind, LinkRef,
+    LinkStats, OperState, Peer, Tunnel, XfrmDevConf,
 };
 pub use names::Names;
 pub use netfilter::{
@@ -32,7 +32,7 @@ pub use netfilter::{
 };
 pub use node::{NetnsInfo, NodeInfo, NodeState};
 pub use route::{NextHop, Route, RouteKind, RouteProtocol, Scope, TableRef};
-pub use rule::Rule;
+pub use rule::{Refusal, Rule, RuleAction};
 pub use secret::{Secret, reveal_secrets};
 pub use xfrm::{
     AlgInfo, Encap, Lifetime, PolicyAction, PolicyDir, Selector, SelectorDev, SelectorKey,

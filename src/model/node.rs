@@ -8,11 +8,41 @@ pub struct NetnsInfo {
     pub pid: Option<u32>,
 }
 
+impl NetnsInfo {
+    /// How every view names the netns (the TUI's header, the snapshot's first line, a
+    /// recording's node list): `netns worker`, `netns of pid 1234`, `own netns`.
+    pub fn label(&self) -> String {
+        match (&self.name, self.pid, &self.path) {
+            (Some(n), _, _) => format!("netns {n}"),
+            (None, Some(p), _) => format!("netns of pid {p}"),
+            (None, None, Some(p)) => format!("netns {p}"),
+            _ => "own netns".into(),
+        }
+    }
+
+    /// What follows `netns ` in a label `label` made (a recording keeps labels, and is asked
+    /// for a node by its netns name).
+    pub fn name_in_label(label: &str) -> Option<&str> {
+        label.strip_prefix("netns ")
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub hostname: String,
     pub kernel: String,
     pub netns: NetnsInfo,
+}
+
+impl NodeInfo {
+    /// The node's short name, as the trace, the doctor and a bundle's directories call it:
+    /// its netns name, or the hostname in the host's own netns.
+    pub fn name(&self) -> String {
+        self.netns
+            .name
+            .clone()
+            .unwrap_or_else(|| self.hostname.clone())
+    }
 }
 
 /// Everything hopscope knows about one node (one network namespace) at one moment.
@@ -41,6 +71,19 @@ impl NodeState {
     }
     pub fn link_by_name(&self, name: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.name == name)
+    }
+
+    /// The node's pod veths whose peer is in a netns it knows an id of: (the veth's ifindex,
+    /// its peer's ifindex, the nsid of the pod's netns). The doctor counts them, the pod
+    /// reader opens the netns behind them.
+    pub fn pod_veths(&self) -> impl Iterator<Item = (u32, u32, i32)> + '_ {
+        self.links
+            .iter()
+            .filter(|l| l.is_pod_veth())
+            .filter_map(|l| {
+                let p = l.peer.as_ref()?;
+                p.netns_id.map(|id| (l.index, p.index, id))
+            })
     }
 }
 

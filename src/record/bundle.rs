@@ -111,7 +111,9 @@ pub fn node_files(
 
 /// A directory name for a node: its netns name or hostname, path characters replaced.
 fn dir_name(st: &NodeState, taken: &[String]) -> String {
-    let base: String = crate::cmd::trace::node_name(st)
+    let base: String = st
+        .node
+        .name()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {

@@ -8,7 +8,7 @@ use crate::capture::analyze::Ts;
 use crate::decode::esp::Opened;
 use crate::decode::packet::LinkType;
 use crate::model::event::Event;
-use crate::model::{Names, Netfilter, NodeState};
+use crate::model::{Names, Netfilter, NetnsInfo, NodeState};
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -170,7 +170,7 @@ impl Recording {
         };
         self.nodes.iter().position(|n| {
             n.label == name
-                || n.label.strip_prefix("netns ") == Some(name)
+                || NetnsInfo::name_in_label(&n.label) == Some(name)
                 || hostname(n).unwrap_or(false)
         })
     }
@@ -252,7 +252,7 @@ pub fn trace_nodes(rec: &Recording) -> Vec<crate::trace::path::Node> {
         .map(|i| {
             let state = rec.state_at(i, 0);
             crate::trace::path::Node {
-                name: crate::cmd::trace::node_name(&state),
+                name: state.node.name(),
                 state,
                 netfilter: rec.nodes[i].netfilter.clone(),
             }

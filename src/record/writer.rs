@@ -152,10 +152,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
             .unwrap_or_default()
             .as_nanos() as u64,
         host: crate::source::hostname(),
-        nodes: nodes
-            .iter()
-            .map(|n| crate::tui::target_label(&n.monitor.info))
-            .collect(),
+        nodes: nodes.iter().map(|n| n.monitor.info.label()).collect(),
         interfaces: plan.interfaces.clone(),
         filter: plan.filter.clone(),
         show_keys: plan.show_keys,

@@ -8,22 +8,11 @@ use crate::model::NodeState;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
-/// A node's pod veths: (lxc ifindex, its peer's ifindex, the nsid of the pod's netns).
-pub fn lxcs(st: &NodeState) -> impl Iterator<Item = (u32, u32, i32)> + '_ {
-    st.links
-        .iter()
-        .filter(|l| l.name.starts_with("lxc") && l.name != "lxc_health")
-        .filter_map(|l| {
-            let p = l.peer.as_ref()?;
-            p.netns_id.map(|id| (l.index, p.index, id))
-        })
-}
-
 /// For each node (its target and state as read), the names of the netns behind its lxc
 /// veths, in veth order, each once; a netns that is itself one of the nodes is never a pod.
 /// A node whose nsids cannot be asked gets the error (its pods stay unknown).
 pub fn behind(nodes: &[(&Target, &NodeState)]) -> Vec<Result<Vec<String>>> {
-    if !nodes.iter().any(|(_, st)| lxcs(st).next().is_some()) {
+    if !nodes.iter().any(|(_, st)| st.pod_veths().next().is_some()) {
         return nodes.iter().map(|_| Ok(vec![])).collect();
     }
     let node_names: Vec<&str> = nodes
@@ -41,12 +30,12 @@ pub fn behind(nodes: &[(&Target, &NodeState)]) -> Vec<Result<Vec<String>>> {
     nodes
         .iter()
         .map(|(t, st)| {
-            if lxcs(st).next().is_none() {
+            if st.pod_veths().next().is_none() {
                 return Ok(vec![]);
             }
             let ids = nsids(t, &files)?;
             let mut names: Vec<String> = Vec::new();
-            for nsid in lxcs(st).map(|(_, _, id)| id) {
+            for nsid in st.pod_veths().map(|(_, _, id)| id) {
                 if let Some(n) = ids.get(&nsid)
                     && !names.contains(n)
                 {

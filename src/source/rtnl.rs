@@ -5,11 +5,12 @@ use super::context::Context;
 use super::names;
 use super::netlink::{DumpReport, NlError, NlSocket};
 use super::rt_tables::TableNames;
-use crate::model::{AddrFlag, NextHop, RouteKind, RouteProtocol, Scope};
+use crate::model::{AddrFlag, LinkKind, NextHop, OperState, RouteKind, RouteProtocol};
 use crate::model::{
     Family, Ipv4XfrmConf, Ipv6XfrmConf, Link, LinkAddress, LinkRef, LinkStats, Mark, Peer, Prefix,
     Route, Rule, TableRef, Tunnel, XfrmDevConf,
 };
+use crate::model::{RuleAction, Scope};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoData, InfoKind, InfoVti, InfoVxlan, InfoXfrm,
@@ -131,7 +132,7 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
         mac: None,
         master: None,
         qdisc: None,
-        oper_state: "UNKNOWN".into(),
+        oper_state: OperState::Unknown,
         peer: None,
         addresses: Vec::new(),
         stats: LinkStats::default(),
@@ -152,7 +153,7 @@ fn link(m: &LinkMessage, names: &HashMap<u32, String>) -> Link {
                 })
             }
             LinkAttribute::Qdisc(q) => l.qdisc = Some(q.clone()),
-            LinkAttribute::OperState(s) => l.oper_state = s.to_string(),
+            LinkAttribute::OperState(s) => l.oper_state = OperState::from_number((*s).into()),
             LinkAttribute::Link(i) => iflink = Some(*i),
             LinkAttribute::LinkNetNsId(id) => link_netns = Some(*id),
             LinkAttribute::LinkInfo(infos) => {
@@ -277,9 +278,9 @@ fn tunnel(d: &InfoData) -> Option<Tunnel> {
     }
 }
 
-fn kind_name(k: &InfoKind) -> String {
+fn kind_name(k: &InfoKind) -> LinkKind {
     // InfoKind's Display gives the kernel's IFLA_INFO_KIND string (veth, bridge, ...).
-    k.to_string()
+    LinkKind::from(k.to_string().as_str())
 }
 
 pub fn address(a: &AddressMessage) -> Option<LinkAddress> {
@@ -418,7 +419,7 @@ pub fn rule(m: &RuleMessage, tables: &TableNames) -> Option<Rule> {
             _ => {}
         }
     }
-    let action_code: u8 = m.header.action.into();
+    let action = RuleAction::from_number(m.header.action.into());
     // The kernel reports a mark without mask when the mask is all ones.
     let fwmark = match (mark, mask) {
         (None, None) => None,
@@ -435,8 +436,8 @@ pub fn rule(m: &RuleMessage, tables: &TableNames) -> Option<Rule> {
         iif,
         oif,
         fwmark,
-        table: (action_code == 1).then(|| table_ref(table, tables)),
-        action: names::rule_action(action_code),
+        table: (action == RuleAction::Lookup).then(|| table_ref(table, tables)),
+        action,
         goto,
         invert: m.header.flags.bits() & 0x2 != 0,
         tos: m.header.tos,

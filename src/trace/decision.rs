@@ -1,6 +1,7 @@
 //! What decided a hop, as data beside the prose `decided_by`: scripts read `trace --json`
 //! and should not have to parse "rule 11: all fwmark 0x300/0xf00 lookup 105".
 
+use crate::model::RuleAction;
 use crate::model::{
     Conntrack, Family, Mark, NodeState, PolicyAction, PolicyDir, Route, Rule, Selector, Template,
     XfrmMode, XfrmPolicy, XfrmProto, XfrmState,
@@ -19,7 +20,7 @@ pub enum Decision {
         iif: Option<String>,
         oif: Option<String>,
         fwmark: Option<Mark>,
-        action: String,
+        action: RuleAction,
         table: Option<u32>,
         table_name: Option<String>,
         invert: bool,
@@ -79,7 +80,7 @@ impl Decision {
             iif: r.iif.clone(),
             oif: r.oif.clone(),
             fwmark: r.fwmark,
-            action: r.action.to_string(),
+            action: r.action,
             table: r.table.as_ref().map(|t| t.id),
             table_name: r.table.as_ref().and_then(|t| t.name.clone()),
             invert: r.invert,

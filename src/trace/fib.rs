@@ -2,7 +2,7 @@
 //! policy rules in priority order (fib_rules), then longest-prefix match in the chosen table
 //! (fib_table_lookup). Checked against `ip route get` by a property test on a real kernel.
 
-use crate::model::{Family, NodeState, Route, RouteKind, Rule};
+use crate::model::{Family, NodeState, Refusal, Route, RouteKind, Rule, RuleAction};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -47,8 +47,8 @@ pub enum FibOutcome {
         route_index: usize,
         kind: RouteKind,
     },
-    /// Stopped: blackhole / unreachable / prohibit (rule action or route type).
-    Refused { what: String, table: Option<u32> },
+    /// Stopped by a rule action or a route type (`table` is the route's table; None: a rule).
+    Refused { what: Refusal, table: Option<u32> },
     /// No rule led to a route: "Network is unreachable".
     NoRoute,
 }
@@ -59,13 +59,12 @@ impl FibOutcome {
         match self {
             FibOutcome::Route { .. } => None,
             FibOutcome::NoRoute => Some("Network is unreachable"),
-            FibOutcome::Refused { what, table } => Some(match (what.as_str(), table) {
-                ("blackhole", _) => "Invalid argument",
-                ("prohibit", _) => "Permission denied",
+            FibOutcome::Refused { what, table } => Some(match (what, table) {
+                (Refusal::Blackhole | Refusal::Other(_), _) => "Invalid argument",
+                (Refusal::Prohibit, _) => "Permission denied",
                 // An `unreachable` rule fails like a missing route; an unreachable route does not.
-                ("unreachable", None) => "Network is unreachable",
-                ("unreachable", Some(_)) => "No route to host",
-                _ => "Invalid argument",
+                (Refusal::Unreachable, None) => "Network is unreachable",
+                (Refusal::Unreachable, Some(_)) => "No route to host",
             }),
         }
     }
@@ -126,6 +125,15 @@ pub fn describe_rule(r: &Rule) -> String {
         .join(" ")
 }
 
+/// The lookup ended at rule `r` with `outcome`.
+fn decided(rules: Vec<RuleStep>, r: &Rule, outcome: FibOutcome) -> FibResult {
+    FibResult {
+        rules,
+        rule_priority: Some(r.priority),
+        outcome,
+    }
+}
+
 pub fn lookup(state: &NodeState, k: &FibKey) -> FibResult {
     let fam = family_of(&k.dst);
     let mut rules: Vec<&Rule> = state.rules.iter().filter(|r| r.family == fam).collect();
@@ -145,51 +153,38 @@ pub fn lookup(state: &NodeState, k: &FibKey) -> FibResult {
         if !matched {
             continue;
         }
-        match r.action.as_str() {
-            "lookup" => {
+        match r.action {
+            RuleAction::Lookup => {
                 let table = r.table.as_ref().map_or(254, |t| t.id);
                 let table_name = r
                     .table
                     .as_ref()
                     .map_or("main".to_string(), crate::explain::labels::table);
-                match table_lookup(state, table, k) {
-                    Some(idx) => {
-                        let route = &state.routes[idx];
-                        match &route.kind {
-                            RouteKind::Throw => {
-                                steps.last_mut().unwrap().note =
-                                    Some(format!("table {table_name}: throw route, next rule"));
-                            }
-                            kind if kind.refuses() => {
-                                return FibResult {
-                                    rules: steps,
-                                    rule_priority: Some(r.priority),
-                                    outcome: FibOutcome::Refused {
-                                        what: kind.to_string(),
-                                        table: Some(table),
-                                    },
-                                };
-                            }
-                            kind => {
-                                return FibResult {
-                                    rules: steps,
-                                    rule_priority: Some(r.priority),
-                                    outcome: FibOutcome::Route {
-                                        table,
-                                        route_index: idx,
-                                        kind: *kind,
-                                    },
-                                };
-                            }
-                        }
-                    }
-                    None => {
-                        steps.last_mut().unwrap().note =
-                            Some(format!("table {table_name}: no route, next rule"))
-                    }
+                let Some(idx) = table_lookup(state, table, k) else {
+                    steps.last_mut().unwrap().note =
+                        Some(format!("table {table_name}: no route, next rule"));
+                    continue;
+                };
+                let kind = state.routes[idx].kind;
+                if kind == RouteKind::Throw {
+                    steps.last_mut().unwrap().note =
+                        Some(format!("table {table_name}: throw route, next rule"));
+                    continue;
                 }
+                let outcome = match Refusal::of_route(kind) {
+                    Some(what) => FibOutcome::Refused {
+                        what,
+                        table: Some(table),
+                    },
+                    None => FibOutcome::Route {
+                        table,
+                        route_index: idx,
+                        kind,
+                    },
+                };
+                return decided(steps, r, outcome);
             }
-            "goto" => {
+            RuleAction::Goto => {
                 // The kernel resolves a goto to a rule with exactly that priority; an
                 // unresolved goto is skipped.
                 match r
@@ -202,16 +197,10 @@ pub fn lookup(state: &NodeState, k: &FibKey) -> FibResult {
                     }
                 }
             }
-            "nop" => {}
-            what => {
-                return FibResult {
-                    rules: steps,
-                    rule_priority: Some(r.priority),
-                    outcome: FibOutcome::Refused {
-                        what: what.into(),
-                        table: None,
-                    },
-                };
+            RuleAction::Nop => {}
+            action => {
+                let what = Refusal::of_rule(action).expect("lookup, goto and nop go on above");
+                return decided(steps, r, FibOutcome::Refused { what, table: None });
             }
         }
     }

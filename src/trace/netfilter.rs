@@ -6,8 +6,8 @@
 //! (`uncertain`), never silently taken as "no match".
 
 use super::nftables;
-use crate::model::Scope;
 use crate::model::{Conntrack, Netfilter, NfCond, NfRule, NfTarget, NodeState, Side};
+use crate::model::{LinkKind, Scope};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -991,7 +991,7 @@ fn physdev_in(node: &Node, p: &NfPacket) -> Phys {
     match (on, &p.physdev_in, iif) {
         (false, ..) => Phys::NotBridged,
         (true, Some(port), _) => Phys::Port(port.clone()),
-        (true, None, Some(l)) if l.kind.as_deref() == Some("bridge") => Phys::Unknown(format!(
+        (true, None, Some(l)) if l.kind == Some(LinkKind::Bridge) => Phys::Unknown(format!(
             "the port of {} it came in by is not known (it arrived from outside the trace)",
             l.name
         )),

@@ -77,7 +77,7 @@ fn enter_bridge(w: &mut Walk, at: &mut At, dev: String) -> String {
         .and_then(|l| l.master.as_ref()?.name.clone())
         .filter(|m| {
             st.link_by_name(m)
-                .is_some_and(|l| l.kind.as_deref() == Some("bridge"))
+                .is_some_and(|l| l.kind == Some(crate::model::LinkKind::Bridge))
         });
     let Some(bridge) = bridge else {
         return dev;

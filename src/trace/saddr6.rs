@@ -182,7 +182,7 @@ mod tests {
                 mac: None,
                 master: None,
                 qdisc: None,
-                oper_state: "UP".into(),
+                oper_state: crate::model::OperState::Up,
                 peer: None,
                 addresses: a,
                 stats: Default::default(),

@@ -117,7 +117,7 @@ impl LiveInputs {
 
 impl Inputs for LiveInputs {
     fn label(&self) -> String {
-        super::target_label(&self.monitor.info)
+        self.monitor.info.label()
     }
     fn events(&mut self, max: usize) -> Vec<Event> {
         if self.monitor.ended() && self.capturing.is_some() {

@@ -21,7 +21,6 @@ pub mod term;
 pub mod theme;
 
 use crate::explain::cilium;
-use crate::model::NetnsInfo;
 use crate::model::event::Live;
 use crate::source::Target;
 use anyhow::{Context, Result};
@@ -43,16 +42,6 @@ pub struct Options {
     pub pane: rows::Pane,
     /// Where to read Kubernetes names from (silent without credentials).
     pub kube: crate::kube::KubeArgs,
-}
-
-/// `netns worker`, `pid 1234`, `own netns`.
-pub fn target_label(info: &NetnsInfo) -> String {
-    match (&info.name, info.pid, &info.path) {
-        (Some(n), _, _) => format!("netns {n}"),
-        (None, Some(p), _) => format!("netns of pid {p}"),
-        (None, None, Some(p)) => format!("netns {p}"),
-        _ => "own netns".into(),
-    }
 }
 
 /// How long the loop waits for input when nothing happens (idle CPU stays near zero).
@@ -378,7 +367,7 @@ fn follow_flow(
     app: &mut App,
 ) -> Vec<String> {
     use crate::trace::path::{Node, trace_named};
-    let name = crate::cmd::trace::node_name(&live.state);
+    let name = live.state.node.name();
     let node = Node {
         name: name.clone(),
         state: live.state.clone(),

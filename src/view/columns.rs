@@ -41,8 +41,8 @@ pub fn link_row(l: &Link, names: &Names) -> Vec<String> {
     vec![
         l.index.to_string(),
         link_name(l),
-        l.kind.clone().unwrap_or_default(),
-        l.oper_state.clone(),
+        l.kind.as_ref().map(ToString::to_string).unwrap_or_default(),
+        l.oper_state.to_string(),
         l.flags
             .iter()
             .map(ToString::to_string)

@@ -44,13 +44,7 @@ pub fn render(st: &NodeState, show_keys: bool, names: &Names) -> String {
 
 fn render_node(st: &NodeState, show_keys: bool, names: &Names) -> String {
     let mut out = String::new();
-    let ns = &st.node.netns;
-    let where_ = match (&ns.name, ns.pid, &ns.path) {
-        (Some(n), _, _) => format!("netns {n}"),
-        (None, Some(p), _) => format!("netns of pid {p}"),
-        (None, None, Some(p)) => format!("netns {p}"),
-        _ => "own netns".into(),
-    };
+    let where_ = st.node.netns.label();
     let _ = writeln!(
         out,
         "node {}  kernel {}  {where_}",

@@ -125,6 +125,9 @@ pub struct State {
     pub attach: AttachReply,
     /// Websocket messages the client sent on the attach stream: (channel, payload).
     pub ws_received: Vec<(u8, Vec<u8>)>,
+    /// The attach stream answers only once the client sent a frame on this channel (stdin 0,
+    /// terminal size 4), as a process that reads it would; at most 10 s. None: at once.
+    pub attach_waits_for: Option<u8>,
     /// Subprotocols the server accepts, in its order of preference.
     pub protocols: Vec<String>,
     /// Where an exec runs; without one, exec answers 500 "container not found".
@@ -172,6 +175,7 @@ impl FakeApi {
             events: json!({"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": "1600"}, "items": []}),
             attach: AttachReply::DialError,
             ws_received: vec![],
+            attach_waits_for: None,
             protocols: vec!["v5.channel.k8s.io".into(), "v4.channel.k8s.io".into()],
             container: None,
             execs: vec![],
@@ -756,6 +760,8 @@ fn websocket(
 ) -> std::io::Result<()> {
     // Record what the client sends (stdin on 0, terminal size on 4, its close of stdin).
     let r = c.try_clone()?;
+    let waits_for = st.lock().unwrap().attach_waits_for;
+    let seen = st.clone();
     let st = st.clone();
     std::thread::spawn(move || {
         let mut r = BufReader::new(r);
@@ -771,8 +777,14 @@ fn websocket(
             }
         }
     });
-    // Give the client a moment to send stdin / its terminal size, as a running process would.
-    std::thread::sleep(Duration::from_millis(300));
+    if let Some(ch) = waits_for {
+        let t0 = std::time::Instant::now();
+        while !seen.lock().unwrap().ws_received.iter().any(|m| m.0 == ch)
+            && t0.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(10)); // the poll interval
+        }
+    }
     let mut out = vec![1u8];
     out.extend_from_slice(stdout.as_bytes());
     ws_frame(c, 0x2, &out)?;

@@ -1,6 +1,52 @@
 # tests/lab/lib.sh — helpers for scripts that run inside the lab guest (source it).
 # Everything writes into $LAB_RESULTS (the results dir on the shared fs) unless told otherwise.
 
+# wait_for WHAT SECONDS CMD...: run CMD until it succeeds (every 0.1 s), for at most SECONDS; if
+# it never does, say on stderr what was waited for and for how long, and fail. CMD failing with
+# status 2 says it never will (e.g. the process to wait for exited): fail at once. Scripts wait
+# for a condition this way, never for a fixed time: a slow or busy machine only takes longer.
+wait_for() {
+    local what=$1 end=$((SECONDS + $2)) limit=$2 rc
+    shift 2
+    while true; do
+        "$@" && return 0
+        rc=$?
+        if ((rc == 2)); then
+            echo "wait_for: $what will not happen (gave up at once)" >&2
+            return 1
+        fi
+        if ((SECONDS >= end)); then
+            echo "wait_for: gave up after ${limit} s waiting for $what" >&2
+            return 1
+        fi
+        sleep 0.1 # the poll interval
+    done
+}
+
+# has FILE TEXT: FILE holds TEXT (a fixed string; no complaint while FILE does not exist yet).
+has() { grep -qsF -- "$2" "$1" && return 0; return 1; }
+
+# lines_at_least FILE TEXT N: at least N lines of FILE hold TEXT (a fixed string).
+lines_at_least() { [ "$(grep -csF -- "$2" "$1")" -ge "$3" ] && return 0; return 1; }
+
+# started NAME: the hopscope capture whose pid is in /tmp/hs.NAME.pid and whose stderr is
+# $LAB_RESULTS/NAME.err said "capturing on"; gives up at once (fails the wait) if it exited.
+started() {
+    has "$LAB_RESULTS/$1.err" 'capturing on' && return 0
+    kill -0 "$(cat "/tmp/hs.$1.pid")" 2>/dev/null || return 2
+    return 1
+}
+
+# echoes_sent NETNS: how many ICMP echo requests NETNS has sent (/proc/net/snmp's OutEchos).
+# echoes_above NETNS N: more than N.
+echoes_sent() {
+    ip netns exec "$1" awk '/^Icmp:/ { if (!c) { for (i = 1; i <= NF; i++) if ($i == "OutEchos") c = i } else { print $c; exit } }' /proc/net/snmp
+}
+echoes_above() { [ "$(echoes_sent "$1")" -gt "$2" ]; }
+
+# listens NETNS PORT: a TCP socket listens on PORT in NETNS.
+listens() { ip netns exec "$1" ss -ltn 2>/dev/null | grep -q ":$2 "; }
+
 # dump_state NETNS FILE: the netns's configuration with no live counters, for before/after
 # comparisons (read-only checks): ip -d link/addr, routes of every table and family, rules of
 # both families, xfrm state/policy (no -s), iptables-legacy-save, tc qdisc.
@@ -27,19 +73,16 @@ capture_start() {
     local ns=$1 ifc=$2 name=$3; shift 3
     ip netns exec "$ns" tcpdump -l -pnei "$ifc" "$@" > "$LAB_RESULTS/$name.txt" 2> "$LAB_RESULTS/$name.err" &
     echo $! > "/tmp/capture.$name.pid"
-    local i
-    for i in $(seq 100); do
-        grep -q 'listening on' "$LAB_RESULTS/$name.err" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "capture_start: tcpdump on $ns/$ifc did not start" >&2
+    wait_for "tcpdump listening on $ns/$ifc" 30 has "$LAB_RESULTS/$name.err" 'listening on' && return 0
     cat "$LAB_RESULTS/$name.err" >&2
     return 1
 }
+# capture_stop NAME TEXT N: once N lines of the capture hold TEXT (tcpdump prints a packet only
+# when the kernel hands over its block, and drops what is still queued when it stops), end it.
 capture_stop() {
     local pid
     pid=$(cat "/tmp/capture.$1.pid")
-    sleep 0.3            # let the last packets reach the file
+    wait_for "$3 packets '$2' in capture $1" 10 lines_at_least "$LAB_RESULTS/$1.txt" "$2" "$3"
     kill -INT "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null || true
 }
@@ -62,17 +105,13 @@ trace() {
 # follow_pings NAME N TRACE-ARGS...: `hopscope trace --follow` over the lab's nodes while
 # netshoot pings cni-worker2 N times (pings start once the captures are up).
 follow_pings() {
-    local name=$1 n=$2 pid i; shift 2
+    local name=$1 n=$2 pid; shift 2
     trace "$name" 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns control-plane \
         --json --follow 12 "$@" &
     pid=$!
-    for i in $(seq 100); do
-        grep -q '^following' "$LAB_RESULTS/$name.err" 2>/dev/null && break
-        sleep 0.1
-    done
-    # "following" is said once the captures are asked for; under TCG the last of them can take
-    # a second or more to open, so wait well inside the 12 s before the pings start.
-    sleep 2
+    # "following" is said once every capture is open (the handles are activated before it),
+    # so the pings can start at once.
+    wait_for "the trace to follow" 30 has "$LAB_RESULTS/$name.err" 'following for'
     ip netns exec netshoot ping -c "$n" -i 0.2 -W 1 10.0.0.249 > "$LAB_RESULTS/$name.ping" 2>&1
     wait "$pid"
 }

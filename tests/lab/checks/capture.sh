@@ -21,20 +21,14 @@ hs_start() {
     local name=$1 ns=$2; shift 2
     "$HOPSCOPE" capture --netns "$ns" "$@" > "$R/$name.json" 2> "$R/$name.err" &
     echo $! > "/tmp/hs.$name.pid"
-    local i
-    for i in $(seq 300); do
-        grep -q 'capturing on' "$R/$name.err" 2>/dev/null && return 0
-        kill -0 "$(cat /tmp/hs.$name.pid)" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "hs_start: hopscope capture $name did not start" >&2
+    wait_for "hopscope capture $name to start" 30 started "$name" && return 0
     cat "$R/$name.err" >&2
     return 1
 }
 hs_stop() {
     local pid
     pid=$(cat "/tmp/hs.$1.pid")
-    sleep 0.5
+    # No wait: on SIGINT hopscope reads what the kernel still holds before it stops.
     kill -INT "$pid" 2>/dev/null
     wait "$pid"
     echo "$?" > "$R/$1.rc"
@@ -48,7 +42,7 @@ hs_start cap-worker2 worker2 -i eth0 --decrypt --json || exit 1
 capture_start worker eth0 tcpdump-worker-eth0 || exit 1
 ip netns exec netshoot ping -c "$N" -i 0.3 -W 1 10.0.0.249 > "$R/ping.txt" 2>&1
 echo "rc=$?" >> "$R/ping.txt"
-capture_stop tcpdump-worker-eth0
+capture_stop tcpdump-worker-eth0 "ESP(" $((2 * N))
 hs_stop cap-worker
 hs_stop cap-worker-nodecrypt
 hs_stop cap-worker2

@@ -46,9 +46,11 @@ judge() {
         return
     fi
     stats "$c" before
+    local sent
+    sent=$(echoes_sent netshoot)
     ip netns exec netshoot ping -i 0.1 -W 1 "$@" "${DST:-10.0.0.249}" > "$R/$c.ping" 2>&1 &
     ping=$!
-    sleep 0.5
+    wait_for "netshoot's first ping" 30 echoes_above netshoot "$sent"
     # shellcheck disable=SC2086
     "$HOPSCOPE" doctor $NETNS --json --no-kube --window 3s > "$R/$c.json" 2> "$R/$c.err"
     echo $? > "$R/$c.rc"

@@ -63,8 +63,8 @@ capture_start worker cilium_host cap-worker-cilium_host
 phase captures_started
 ip netns exec netshoot ping -c "$N" -s "$SIZE" -i 0.2 -W 3 10.0.0.249 > "$R/ping.txt" 2>&1
 echo "rc=$?" >> "$R/ping.txt"
-capture_stop cap-worker-eth0
-capture_stop cap-worker-cilium_host
+capture_stop cap-worker-eth0 "ESP(spi=" $((2 * N))   # each request out, each reply in
+capture_stop cap-worker-cilium_host "10.0.1.138 > 10.0.0.40: ESP" "$N"
 ip -n worker -s xfrm state > "$R/xs-worker.after"
 ip -n worker2 -s xfrm state > "$R/xs-worker2.after"
 snap count-worker.after.json --json --netns worker
@@ -101,19 +101,13 @@ tui_shows_kernel_counts() {
     done
 }
 wait_tui_counts() {
-    for i in $(seq 150); do
-        tui_shows_kernel_counts && return 0
-        sleep 0.2
-    done
-    echo "healthy.sh: the SAs pane never showed the kernel's counters" >&2
+    wait_for "the SAs pane to show the kernel's counters" 30 tui_shows_kernel_counts && return 0
     tmux capture-pane -p -t tui >&2
     ip -n worker -s xfrm state >&2
 }
 tmux new-session -d -s tui -x 160 -y 40 "$HOPSCOPE --netns worker --interval 1"
-for i in $(seq 150); do
-    tmux capture-pane -p -t tui 2>/dev/null | grep -q 'XFRM SAs' && break
-    sleep 0.2
-done
+tui_shows() { tmux capture-pane -p -t tui 2>/dev/null | grep -qF -- "$1"; }
+wait_for "the TUI's first frame" 30 tui_shows 'XFRM SAs'
 tmux send-keys -t tui 4
 wait_tui_counts
 tmux capture-pane -p -t tui > "$R/tui-sas.before"
@@ -121,7 +115,8 @@ ip netns exec netshoot ping -c 5 -i 0.2 -W 1 10.0.0.249 > "$R/tui-ping.txt" 2>&1
 wait_tui_counts
 tmux capture-pane -p -t tui > "$R/tui-sas.after"
 tmux send-keys -t tui q
-sleep 1
+tui_gone() { ! tmux has-session -t tui 2>/dev/null; }
+wait_for "the TUI to quit" 10 tui_gone
 tmux kill-server 2>/dev/null
 phase tui
 

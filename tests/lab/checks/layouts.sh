@@ -26,37 +26,30 @@ for v in cilium xfrmi natt transport vxlan vti vti_policy natt_mismatch; do
 done
 
 hs_cap_start() { # hs_cap_start NAME NETNS ARGS...
-    local name=$1 ns=$2 i; shift 2
+    local name=$1 ns=$2; shift 2
     "$HOPSCOPE" capture --netns "$ns" "$@" > "$R/$name.json" 2> "$R/$name.err" &
     echo $! > "/tmp/hs.$name.pid"
-    for i in $(seq 300); do
-        grep -q 'capturing on' "$R/$name.err" 2>/dev/null && return 0
-        kill -0 "$(cat "/tmp/hs.$name.pid")" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_for "hopscope capture $name to start" 30 started "$name" && return 0
     echo "hopscope capture $name did not start: $(cat "$R/$name.err")" >&2
     return 1
 }
 hs_cap_stop() {
     local pid
     pid=$(cat "/tmp/hs.$1.pid")
-    sleep 0.5
+    # No wait: on SIGINT hopscope reads what the kernel still holds before it stops.
     kill -INT "$pid" 2>/dev/null
     wait "$pid"
     echo "$?" > "$R/$1.rc"
 }
 # follow NAME PINGNS PINGDST TRACE-ARGS...: hopscope trace --follow while PINGNS pings.
 follow() {
-    local name=$1 ns=$2 dst=$3 pid i; shift 3
+    local name=$1 ns=$2 dst=$3 pid; shift 3
     # Under a loaded emulated CPU the trace can take many seconds before it follows: wait up
-    # to 30 s for it, and follow long enough for the pings after the 2 s settle.
+    # to 30 s for it.
     trace "$name" "$@" --json --follow 12 &
     pid=$!
-    for i in $(seq 300); do
-        grep -q '^following' "$R/$name.err" 2>/dev/null && break
-        sleep 0.1
-    done
-    sleep 2
+    # "following" is said once every capture is open: the pings can start at once.
+    wait_for "the trace $name to follow" 30 has "$R/$name.err" 'following for'
     ip netns exec "$ns" ping -c "$N" -i 0.2 -W 1 "$dst" > "$R/$name.ping" 2>&1
     wait "$pid"
 }
@@ -137,7 +130,7 @@ doctor mismatch ly-ma 192.168.68.2 ly-ma ly-mb
 hs_cap_start transport-cap ly-tb -i eth0 --decrypt --json --print -w "$R/transport-cap.pcapng" || exit 1
 ip netns exec ly-ta ping -c "$N" -i 0.2 -W 2 192.168.66.2 > "$R/transport.ping" 2>&1
 echo "rc=$?" >> "$R/transport.ping"
-ip netns exec ly-ta bash -c 'for i in 1 2 3; do echo hopscope > /dev/udp/192.168.66.2/9999; sleep 0.1; done'
+ip netns exec ly-ta bash -c 'for i in 1 2 3; do echo hopscope > /dev/udp/192.168.66.2/9999; sleep 0.1; done' # 0.1 s apart: three packets, not one burst
 hs_cap_stop transport-cap
 state transport ly-ta ly-tb
 walk transport ly-ta 192.168.66.1 192.168.66.2 ly-ta ly-tb

@@ -25,10 +25,7 @@ HOPSCOPE=$(local_bin "$1")
 R=$LAB_RESULTS
 ip netns exec cni-worker2 sh -c 'while true; do busybox nc -l -p 80 -e echo hello-from-cni-worker2; done' &
 server=$!
-for i in $(seq 100); do
-    ip netns exec cni-worker2 ss -ltn 2>/dev/null | grep -q ':80 ' && break
-    sleep 0.1
-done
+wait_for "the listener on cni-worker2:80" 30 listens cni-worker2 80
 # busybox nc ignores -p when connecting: the source port is read back from worker's conntrack
 # entry of the first connection that cni-worker2 answered (its reply source is 10.0.0.249).
 sport=
@@ -48,12 +45,9 @@ trace trace-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}"
 # worker2, as the traced one did).
 trace follow-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}" --dport 32000 --netns worker --netns worker2 --json --follow 10 &
 pid=$!
-# Under a loaded host the trace before the captures can take half a minute: wait up to 90 s.
-for i in $(seq 900); do
-    grep -q '^following' "$R/follow-nodeport.json.err" 2>/dev/null && break
-    sleep 0.1
-done
-sleep 0.5
+# "following" is said once every capture is open: the connections can start at once. Under
+# a loaded host the trace before the captures took 30 s: wait up to 90 s.
+wait_for "the trace to follow" 90 has "$R/follow-nodeport.json.err" 'following for'
 for i in $(seq 8); do
     ip netns exec netshoot busybox nc -w 1 172.18.0.3 32000 >/dev/null 2>&1 </dev/null
 done
@@ -62,10 +56,7 @@ kill "$server" 2>/dev/null
 
 ip netns exec cni-worker sh -c 'while true; do busybox nc -l -p 80 -e echo hello-from-cni-worker; done' &
 ipvs_server=$!
-for i in $(seq 100); do
-    ip netns exec cni-worker ss -ltn 2>/dev/null | grep -q ':80 ' && break
-    sleep 0.1
-done
+wait_for "the listener on cni-worker:80" 30 listens cni-worker 80
 # The reply as the kernel sends it: leaving the real server (cni-worker) and arriving at
 # netshoot, each captured by tcpdump on the pod's eth0 (the director rewrites its source in
 # between). What the test means is the connection's SYN-ACK: from port 80, SYN and ACK set.
@@ -74,8 +65,8 @@ synack='tcp src port 80 and tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ac
 capture_start cni-worker eth0 ipvs-reply-cni-worker -c 1 "$synack"
 capture_start netshoot eth0 ipvs-reply-netshoot -c 1 "$synack"
 ip netns exec netshoot busybox nc -w 2 10.96.0.50 80 > "$R/ipvs.txt" 2>&1 </dev/null
-capture_stop ipvs-reply-cni-worker
-capture_stop ipvs-reply-netshoot
+capture_stop ipvs-reply-cni-worker "Flags [S.]" 1
+capture_stop ipvs-reply-netshoot "Flags [S.]" 1
 ip netns exec worker conntrack -L -p tcp --orig-dst 10.96.0.50 > "$R/ipvs-conntrack.txt" 2>/dev/null
 ipvs_sport=$(head -1 "$R/ipvs-conntrack.txt" | grep -o 'sport=[0-9]*' | head -1 | cut -d= -f2)
 ip netns exec worker ipvsadm -Ln > "$R/ipvsadm.txt" 2>&1

@@ -20,7 +20,7 @@ snap count-worker.before.json --json --netns worker
 capture_start worker eth0 cap-worker-eth0
 ip netns exec netshoot ping -c "$N" -i 0.2 -W 1 10.0.0.249 > "$R/ping.txt" 2>&1
 echo "rc=$?" >> "$R/ping.txt"
-capture_stop cap-worker-eth0
+capture_stop cap-worker-eth0 "10.0.1.52 > 10.0.0.249: ICMP echo request" "$N"
 snap count-worker.after.json --json --netns worker
 trace trace-pod.json 10.0.1.52 10.0.0.249 --netns worker --netns worker2 --netns control-plane --json
 

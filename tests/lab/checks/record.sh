@@ -18,28 +18,26 @@ pid=$!
 esp_pid=$!
 # Frames before a recorder's "capturing on" line are not in its file: wait for both.
 for err in record.err record-esp.err; do
-    for _ in $(seq 600); do
-        grep -q 'capturing on' "$R/$err" 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_for "$err: capturing on" 60 has "$R/$err" 'capturing on'
 done
 ip netns exec netshoot ping -c 10 -i 0.3 -W 2 10.0.0.249 > "$R/ping.out" 2>&1
-sleep 2 # a counter sample after the last ping
+sleep 2 # the recorder samples counters every second: two samples after the last ping (not visible from outside to wait for)
 # The live TUI on worker beside the recording, as a user sees it: its Routes, Rules and
 # Policies panes (live-*.screen; tests/lab_record.rs replays the file to the same screens).
 export TERM=xterm-256color
 S=hs-record-live
 t() { tmux -L "$S" -f /dev/null "$@"; }
 t new-session -d -x 160 -y 30 "$HOPSCOPE --no-kube --netns worker; sleep 600"
+# drawn NAME HEAD: the pane's screen, saved, has HEAD's header on line 4 and a row under it.
+drawn() {
+    t capture-pane -p > "$R/live-$1.screen" 2>/dev/null
+    sed -n 4p "$R/live-$1.screen" | grep -q "^$2 " && sed -n 5p "$R/live-$1.screen" | grep -q .
+}
 for pane in 2:TABLE:routes 3:PRIO:rules 5:DIR:policies; do
     IFS=: read -r key head name <<< "$pane"
     t send-keys "$key"
     # Saved once the pane's table is drawn (polled, not slept): line 4 is its header.
-    for _ in $(seq 300); do
-        t capture-pane -p > "$R/live-$name.screen" 2>/dev/null
-        sed -n 4p "$R/live-$name.screen" | grep -q "^$head " && sed -n 5p "$R/live-$name.screen" | grep -q . && break
-        sleep 0.2
-    done
+    wait_for "the live $name pane" 60 drawn "$name" "$head"
 done
 t kill-server
 kill -TERM "$pid" "$esp_pid"

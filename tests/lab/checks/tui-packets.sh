@@ -14,21 +14,17 @@
 # Every screen is saved once what it must show is there (polled), never after a fixed sleep: a
 # slow or busy machine only takes longer.
 set -u
+# shellcheck disable=SC1091
+. "$LAB_DIR/lib.sh"
 HOPSCOPE=$1
 R=$LAB_RESULTS
 export TERM=xterm-256color
 S=hs-tui-packets
 t() { tmux -L "$S" -f /dev/null "$@"; }
 screen() { t capture-pane -p 2>/dev/null; }
-# wait_until WHAT TRIES CMD...: run CMD every 0.2 s until it succeeds.
+# wait_until WHAT SECONDS CMD...: wait_for CMD; if it never succeeds, show the screen too.
 wait_until() {
-    local what=$1 tries=$2 i
-    shift 2
-    for i in $(seq "$tries"); do
-        "$@" && return 0
-        sleep 0.2
-    done
-    echo "tui-packets.sh: no $what on screen" >&2
+    wait_for "$1 on screen" "$2" "${@:3}" && return 0
     screen >&2
     return 1
 }
@@ -75,37 +71,38 @@ pings_in() {
 }
 
 t new-session -d -x 220 -y 50 "$HOPSCOPE --netns worker --interval 1; echo EXIT=\$? > $R/exit; sleep 600"
-wait_screen 'XFRM SAs' 300 || exit 1
+wait_screen 'XFRM SAs' 120 || exit 1
 t send-keys ':'
 t send-keys -l 'capture eth0 lxcda1dd0af135e'
 t send-keys Enter
-wait_screen '● capture 2 if' 150 || exit 1
+wait_screen '● capture 2 if' 60 || exit 1
 t send-keys d
-wait_screen '· decrypt' 50 || exit 1
+wait_screen '· decrypt' 20 || exit 1
 ip netns exec netshoot ping -c 5 -i 0.3 -W 1 10.0.0.249 > "$R/ping1.txt" 2>&1
-wait_until 'the 5 pings in the Packets pane' 150 pings_in || exit 1
+wait_until 'the 5 pings in the Packets pane' 60 pings_in || exit 1
 t capture-pane -p > "$R/packets.screen"
 t capture-pane -p -e > "$R/packets.ansi"   # with colours: docs/screenshots
 t send-keys '/'
 t send-keys -l 'iface=eth0 echo request 10.0.1.52'
 t send-keys Enter
-wait_screen '/iface=eth0 echo request 10.0.1.52 ✓' 50 || exit 1
-wait_until 'the filtered requests' 50 rows_at_least 5 eth0 '10.0.1.52 > 10.0.0.249: ICMP echo request' || exit 1
+wait_screen '/iface=eth0 echo request 10.0.1.52 ✓' 20 || exit 1
+wait_until 'the filtered requests' 20 rows_at_least 5 eth0 '10.0.1.52 > 10.0.0.249: ICMP echo request' || exit 1
 t capture-pane -p > "$R/packets-filtered.screen"
 t send-keys t
-wait_screen 'flow 10.0.1.52' 150 || exit 1
+wait_screen 'flow 10.0.1.52' 60 || exit 1
 ip netns exec netshoot ping -c 5 -i 0.3 -W 1 10.0.0.249 > "$R/ping2.txt" 2>&1
-wait_until 'the 5 new requests on the eth0 hop' 150 eth0_hop_at_least 5 || exit 1
-$broken || wait_screen 'seen at every observable hop' 50 || exit 1
+wait_until 'the 5 new requests on the eth0 hop' 60 eth0_hop_at_least 5 || exit 1
+$broken || wait_screen 'seen at every observable hop' 20 || exit 1
 t capture-pane -p > "$R/trace.screen"
 t capture-pane -p -e > "$R/trace.ansi"
 t send-keys 4
-wait_screen 'PKT/s' 50 || exit 1          # the SAs pane's live column
+wait_screen 'PKT/s' 20 || exit 1          # the SAs pane's live column
 t capture-pane -p -e > "$R/sas.ansi"
 t send-keys 1
-wait_screen 'RX B/s' 50 || exit 1         # the Links pane's live column
+wait_screen 'RX B/s' 20 || exit 1         # the Links pane's live column
 t capture-pane -p -e > "$R/links.ansi"
 t send-keys q
-for i in $(seq 50); do [ -s "$R/exit" ] && break; sleep 0.2; done
+exited() { [ -s "$R/exit" ]; }
+wait_for "the TUI to exit after q" 10 exited
 t kill-server 2>/dev/null
 exit 0
