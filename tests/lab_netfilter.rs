@@ -213,13 +213,7 @@ fn lab_ipvs_connection_reached_the_real_server() {
     );
 }
 
-/// The IPVS hop of a trace: the only nat hop on worker (the entry of an IPVS connection is
-/// not a nat-table DNAT in PREROUTING), its ipvs decision, and the trace's text.
-fn ipvs_hop(name: &str) -> (Value, String) {
-    let t = json(name);
-    let nat = hops(&t, "worker", "nat");
-    assert_eq!(nat.len(), 1, "one DNAT, by IPVS: {t:#}");
-    let hop = nat[0].clone();
+fn assert_decided_by_the_virtual_service(hop: &Value) {
     assert!(
         hop["decided_by"]
             .as_str()
@@ -227,6 +221,16 @@ fn ipvs_hop(name: &str) -> (Value, String) {
             .contains("ipvs virtual service tcp 10.96.0.50:80 rr"),
         "{hop:#}"
     );
+}
+
+/// The IPVS hop of a trace: the only nat hop on worker (the entry of an IPVS connection is
+/// not a nat-table DNAT in PREROUTING), its ipvs decision, and the trace's text.
+fn ipvs_hop(name: &str) -> (Value, String) {
+    let t = json(name);
+    let nat = hops(&t, "worker", "nat");
+    assert_eq!(nat.len(), 1, "one DNAT, by IPVS: {t:#}");
+    let hop = nat[0].clone();
+    assert_decided_by_the_virtual_service(&hop);
     assert_eq!(t["end"]["end"], "delivered", "{t:#}");
     assert_eq!(t["end"]["node"], "worker", "{t:#}");
     assert_eq!(t["end"]["what"], "pod 10.0.1.103", "{t:#}");
@@ -326,13 +330,7 @@ fn lab_ipvs_reply_is_rewritten_back_to_the_virtual_service() {
         what.starts_with("FORWARD IPVS reply 10.0.1.103:80 → 10.96.0.50:80"),
         "{t:#}"
     );
-    assert!(
-        hop["decided_by"]
-            .as_str()
-            .unwrap()
-            .contains("ipvs virtual service tcp 10.96.0.50:80 rr"),
-        "{hop:#}"
-    );
+    assert_decided_by_the_virtual_service(hop);
     let d = ipvs_decision(hop);
     assert_eq!(d["hook"], "FORWARD");
     assert_entry_is_listed(&d["conntrack"], first_tcp_line(&text("ipvs-conntrack.txt")));

@@ -1160,7 +1160,7 @@ impl IptWalk<'_, '_> {
             let mut chosen = r;
             let mut note = None;
             if !unknown.is_empty() && random && only_random {
-                let (rule, next, d) = self.random_choice(chain, &idx, k, p);
+                let (rule, next, d) = self.random_choice(chain, idx, k, p);
                 chosen = &rules[rule];
                 k = next;
                 note = Some(d);
