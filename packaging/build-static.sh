@@ -104,8 +104,10 @@ fi
 
 # --- hopscope: glibc static, explicit --target so build scripts and proc macros stay dynamic --
 log "cargo build --release (static, libpcap $upver)"
-# (Under `cargo test`, cargo's own encoded flags would override RUSTFLAGS: drop them.)
-unset CARGO_ENCODED_RUSTFLAGS
+# Under `cargo test`, the test's environment would make this a different build from the same
+# build run by hand (and rebuild ring and all above it each time one follows the other):
+# cargo's encoded flags override RUSTFLAGS, and ring's build script tracks CARGO_MANIFEST_DIR.
+unset CARGO_ENCODED_RUSTFLAGS CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH
 LIBPCAP_LIBDIR=$prefix/lib LIBPCAP_VER=$upver \
   RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$build \
   "${CARGO:-cargo}" build --release --locked --target "$triple" --bin hopscope >&2

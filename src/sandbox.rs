@@ -407,7 +407,10 @@ mod tests {
     use super::*;
 
     /// Runs `checks` in a forked child under no_new_privs and `filters` (so the filters stay
-    /// there) and returns the child's exit code: the bits of the checks that failed.
+    /// there) and returns the child's exit code: the bits of the checks that failed. A panic
+    /// in the child is caught there and ends it with `_exit(99)`: unwound, the forked copy of
+    /// this test thread would go on as a second test runner (ending in `exit`, status 0 — a
+    /// pass — after running exit handlers over state copied from threads that are not there).
     pub(super) fn bits_failed_in_child_under(
         filters: &[seccompiler::BpfProgram],
         checks: impl FnOnce() -> i32,
@@ -424,7 +427,8 @@ mod tests {
                 {
                     libc::_exit(100);
                 }
-                libc::_exit(checks());
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(checks));
+                libc::_exit(code.unwrap_or(99));
             }
             let mut status = 0;
             libc::waitpid(pid, &mut status, 0);

@@ -73,7 +73,7 @@ capture_start() {
     local ns=$1 ifc=$2 name=$3; shift 3
     ip netns exec "$ns" tcpdump -l -pnei "$ifc" "$@" > "$LAB_RESULTS/$name.txt" 2> "$LAB_RESULTS/$name.err" &
     echo $! > "/tmp/capture.$name.pid"
-    wait_for "tcpdump listening on $ns/$ifc" 30 has "$LAB_RESULTS/$name.err" 'listening on' && return 0
+    wait_for "tcpdump listening on $ns/$ifc" 120 has "$LAB_RESULTS/$name.err" 'listening on' && return 0
     cat "$LAB_RESULTS/$name.err" >&2
     return 1
 }
@@ -82,7 +82,7 @@ capture_start() {
 capture_stop() {
     local pid
     pid=$(cat "/tmp/capture.$1.pid")
-    wait_for "$3 packets '$2' in capture $1" 10 lines_at_least "$LAB_RESULTS/$1.txt" "$2" "$3"
+    wait_for "$3 packets '$2' in capture $1" 60 lines_at_least "$LAB_RESULTS/$1.txt" "$2" "$3"
     kill -INT "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null || true
 }
@@ -111,7 +111,7 @@ follow_pings() {
     pid=$!
     # "following" is said once every capture is open (the handles are activated before it),
     # so the pings can start at once.
-    wait_for "the trace to follow" 30 has "$LAB_RESULTS/$name.err" 'following for'
+    wait_for "the trace to follow" 120 has "$LAB_RESULTS/$name.err" 'following for'
     ip netns exec netshoot ping -c "$n" -i 0.2 -W 1 10.0.0.249 > "$LAB_RESULTS/$name.ping" 2>&1
     wait "$pid"
 }

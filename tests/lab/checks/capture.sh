@@ -21,7 +21,7 @@ hs_start() {
     local name=$1 ns=$2; shift 2
     "$HOPSCOPE" capture --netns "$ns" "$@" > "$R/$name.json" 2> "$R/$name.err" &
     echo $! > "/tmp/hs.$name.pid"
-    wait_for "hopscope capture $name to start" 30 started "$name" && return 0
+    wait_for "hopscope capture $name to start" 120 started "$name" && return 0
     cat "$R/$name.err" >&2
     return 1
 }

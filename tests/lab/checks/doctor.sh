@@ -50,7 +50,7 @@ judge() {
     sent=$(echoes_sent netshoot)
     ip netns exec netshoot ping -i 0.1 -W 1 "$@" "${DST:-10.0.0.249}" > "$R/$c.ping" 2>&1 &
     ping=$!
-    wait_for "netshoot's first ping" 30 echoes_above netshoot "$sent"
+    wait_for "netshoot's first ping" 120 echoes_above netshoot "$sent"
     # shellcheck disable=SC2086
     "$HOPSCOPE" doctor $NETNS --json --no-kube --window 3s > "$R/$c.json" 2> "$R/$c.err"
     echo $? > "$R/$c.rc"

@@ -101,13 +101,13 @@ tui_shows_kernel_counts() {
     done
 }
 wait_tui_counts() {
-    wait_for "the SAs pane to show the kernel's counters" 30 tui_shows_kernel_counts && return 0
+    wait_for "the SAs pane to show the kernel's counters" 120 tui_shows_kernel_counts && return 0
     tmux capture-pane -p -t tui >&2
     ip -n worker -s xfrm state >&2
 }
 tmux new-session -d -s tui -x 160 -y 40 "$HOPSCOPE --netns worker --interval 1"
 tui_shows() { tmux capture-pane -p -t tui 2>/dev/null | grep -qF -- "$1"; }
-wait_for "the TUI's first frame" 30 tui_shows 'XFRM SAs'
+wait_for "the TUI's first frame" 120 tui_shows 'XFRM SAs'
 tmux send-keys -t tui 4
 wait_tui_counts
 tmux capture-pane -p -t tui > "$R/tui-sas.before"
@@ -116,7 +116,7 @@ wait_tui_counts
 tmux capture-pane -p -t tui > "$R/tui-sas.after"
 tmux send-keys -t tui q
 tui_gone() { ! tmux has-session -t tui 2>/dev/null; }
-wait_for "the TUI to quit" 10 tui_gone
+wait_for "the TUI to quit" 60 tui_gone
 tmux kill-server 2>/dev/null
 phase tui
 

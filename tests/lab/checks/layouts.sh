@@ -29,7 +29,7 @@ hs_cap_start() { # hs_cap_start NAME NETNS ARGS...
     local name=$1 ns=$2; shift 2
     "$HOPSCOPE" capture --netns "$ns" "$@" > "$R/$name.json" 2> "$R/$name.err" &
     echo $! > "/tmp/hs.$name.pid"
-    wait_for "hopscope capture $name to start" 30 started "$name" && return 0
+    wait_for "hopscope capture $name to start" 120 started "$name" && return 0
     echo "hopscope capture $name did not start: $(cat "$R/$name.err")" >&2
     return 1
 }
@@ -49,7 +49,7 @@ follow() {
     trace "$name" "$@" --json --follow 12 &
     pid=$!
     # "following" is said once every capture is open: the pings can start at once.
-    wait_for "the trace $name to follow" 30 has "$R/$name.err" 'following for'
+    wait_for "the trace $name to follow" 120 has "$R/$name.err" 'following for'
     ip netns exec "$ns" ping -c "$N" -i 0.2 -W 1 "$dst" > "$R/$name.ping" 2>&1
     wait "$pid"
 }

@@ -25,7 +25,7 @@ HOPSCOPE=$(local_bin "$1")
 R=$LAB_RESULTS
 ip netns exec cni-worker2 sh -c 'while true; do busybox nc -l -p 80 -e echo hello-from-cni-worker2; done' &
 server=$!
-wait_for "the listener on cni-worker2:80" 30 listens cni-worker2 80
+wait_for "the listener on cni-worker2:80" 120 listens cni-worker2 80
 # busybox nc ignores -p when connecting: the source port is read back from worker's conntrack
 # entry of the first connection that cni-worker2 answered (its reply source is 10.0.0.249).
 sport=
@@ -45,9 +45,8 @@ trace trace-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}"
 # worker2, as the traced one did).
 trace follow-nodeport.json 10.0.1.52 172.18.0.3 --proto tcp --sport "${sport:-1}" --dport 32000 --netns worker --netns worker2 --json --follow 10 &
 pid=$!
-# "following" is said once every capture is open: the connections can start at once. Under
-# a loaded host the trace before the captures took 30 s: wait up to 90 s.
-wait_for "the trace to follow" 90 has "$R/follow-nodeport.json.err" 'following for'
+# "following" is said once every capture is open: the connections can start at once.
+wait_for "the trace to follow" 120 has "$R/follow-nodeport.json.err" 'following for'
 for i in $(seq 8); do
     ip netns exec netshoot busybox nc -w 1 172.18.0.3 32000 >/dev/null 2>&1 </dev/null
 done
@@ -56,7 +55,7 @@ kill "$server" 2>/dev/null
 
 ip netns exec cni-worker sh -c 'while true; do busybox nc -l -p 80 -e echo hello-from-cni-worker; done' &
 ipvs_server=$!
-wait_for "the listener on cni-worker:80" 30 listens cni-worker 80
+wait_for "the listener on cni-worker:80" 120 listens cni-worker 80
 # The reply as the kernel sends it: leaving the real server (cni-worker) and arriving at
 # netshoot, each captured by tcpdump on the pod's eth0 (the director rewrites its source in
 # between). What the test means is the connection's SYN-ACK: from port 80, SYN and ACK set.

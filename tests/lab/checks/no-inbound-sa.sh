@@ -23,7 +23,7 @@ snap count-worker2.after.json --json --netns worker2
 # clusterip: a TCP connection to the ClusterIP is DNAT'ed to cni-worker2:80 (served by busybox nc)
 ip netns exec cni-worker2 busybox nc -l -p 80 -e echo hello-from-cni-worker2 &
 # Under emulation the listener can take a while: connect only once it listens.
-wait_for "the listener on cni-worker2:80" 30 listens cni-worker2 80
+wait_for "the listener on cni-worker2:80" 120 listens cni-worker2 80
 ip netns exec netshoot busybox nc -w 3 10.96.169.246 80 > "$R/clusterip.txt" 2>&1 </dev/null
 echo "rc=$?" >> "$R/clusterip.txt"
 ip netns exec worker iptables-legacy-save -t nat > "$R/ipt-worker.txt"

@@ -22,7 +22,7 @@ record() { # NAME NOTE
     "$HOPSCOPE" --no-kube record -q -o "$R/$1.hsrec" --netns worker --netns worker2 \
         "${ifaces[@]}" --duration 14 --limit 2 --note "$2" 2> "$R/$1.err" &
     local pid=$!
-    wait_for "the recorder's captures" 60 has "$R/$1.err" 'capturing on' # frames before are not recorded
+    wait_for "the recorder's captures" 120 has "$R/$1.err" 'capturing on' # frames before are not recorded
     ip netns exec netshoot ping -c 20 -i 0.5 -W 1 10.0.0.249 > "$R/$1.ping" 2>&1
     wait "$pid"
     echo "rc=$?" >> "$R/$1.err"

@@ -18,7 +18,7 @@ pid=$!
 esp_pid=$!
 # Frames before a recorder's "capturing on" line are not in its file: wait for both.
 for err in record.err record-esp.err; do
-    wait_for "$err: capturing on" 60 has "$R/$err" 'capturing on'
+    wait_for "$err: capturing on" 120 has "$R/$err" 'capturing on'
 done
 ip netns exec netshoot ping -c 10 -i 0.3 -W 2 10.0.0.249 > "$R/ping.out" 2>&1
 sleep 2 # the recorder samples counters every second: two samples after the last ping (not visible from outside to wait for)
@@ -37,7 +37,7 @@ for pane in 2:TABLE:routes 3:PRIO:rules 5:DIR:policies; do
     IFS=: read -r key head name <<< "$pane"
     t send-keys "$key"
     # Saved once the pane's table is drawn (polled, not slept): line 4 is its header.
-    wait_for "the live $name pane" 60 drawn "$name" "$head"
+    wait_for "the live $name pane" 120 drawn "$name" "$head"
 done
 t kill-server
 kill -TERM "$pid" "$esp_pid"

@@ -71,38 +71,38 @@ pings_in() {
 }
 
 t new-session -d -x 220 -y 50 "$HOPSCOPE --netns worker --interval 1; echo EXIT=\$? > $R/exit; sleep 600"
-wait_screen 'XFRM SAs' 120 || exit 1
+wait_screen 'XFRM SAs' 240 || exit 1
 t send-keys ':'
 t send-keys -l 'capture eth0 lxcda1dd0af135e'
 t send-keys Enter
-wait_screen '● capture 2 if' 60 || exit 1
+wait_screen '● capture 2 if' 120 || exit 1
 t send-keys d
-wait_screen '· decrypt' 20 || exit 1
+wait_screen '· decrypt' 60 || exit 1
 ip netns exec netshoot ping -c 5 -i 0.3 -W 1 10.0.0.249 > "$R/ping1.txt" 2>&1
-wait_until 'the 5 pings in the Packets pane' 60 pings_in || exit 1
+wait_until 'the 5 pings in the Packets pane' 120 pings_in || exit 1
 t capture-pane -p > "$R/packets.screen"
 t capture-pane -p -e > "$R/packets.ansi"   # with colours: docs/screenshots
 t send-keys '/'
 t send-keys -l 'iface=eth0 echo request 10.0.1.52'
 t send-keys Enter
-wait_screen '/iface=eth0 echo request 10.0.1.52 ✓' 20 || exit 1
-wait_until 'the filtered requests' 20 rows_at_least 5 eth0 '10.0.1.52 > 10.0.0.249: ICMP echo request' || exit 1
+wait_screen '/iface=eth0 echo request 10.0.1.52 ✓' 60 || exit 1
+wait_until 'the filtered requests' 60 rows_at_least 5 eth0 '10.0.1.52 > 10.0.0.249: ICMP echo request' || exit 1
 t capture-pane -p > "$R/packets-filtered.screen"
 t send-keys t
-wait_screen 'flow 10.0.1.52' 60 || exit 1
+wait_screen 'flow 10.0.1.52' 120 || exit 1
 ip netns exec netshoot ping -c 5 -i 0.3 -W 1 10.0.0.249 > "$R/ping2.txt" 2>&1
-wait_until 'the 5 new requests on the eth0 hop' 60 eth0_hop_at_least 5 || exit 1
-$broken || wait_screen 'seen at every observable hop' 20 || exit 1
+wait_until 'the 5 new requests on the eth0 hop' 120 eth0_hop_at_least 5 || exit 1
+$broken || wait_screen 'seen at every observable hop' 60 || exit 1
 t capture-pane -p > "$R/trace.screen"
 t capture-pane -p -e > "$R/trace.ansi"
 t send-keys 4
-wait_screen 'PKT/s' 20 || exit 1          # the SAs pane's live column
+wait_screen 'PKT/s' 60 || exit 1          # the SAs pane's live column
 t capture-pane -p -e > "$R/sas.ansi"
 t send-keys 1
-wait_screen 'RX B/s' 20 || exit 1         # the Links pane's live column
+wait_screen 'RX B/s' 60 || exit 1         # the Links pane's live column
 t capture-pane -p -e > "$R/links.ansi"
 t send-keys q
 exited() { [ -s "$R/exit" ]; }
-wait_for "the TUI to exit after q" 10 exited
+wait_for "the TUI to exit after q" 60 exited
 t kill-server 2>/dev/null
 exit 0

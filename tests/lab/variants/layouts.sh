@@ -159,7 +159,7 @@ ly_encap_socket() {
         setsockopt(S, 17, 100, pack("i", 2)) or die "UDP_ENCAP: $!";
         bind(S, pack_sockaddr_in(4500, INADDR_ANY)) or die "bind: $!";
         $| = 1; print "ready\n"; sleep 100000;' > "/tmp/ly-encap-$1" 2>&1 &
-    wait_for "the encap socket in $1" 30 has "/tmp/ly-encap-$1" ready && return 0
+    wait_for "the encap socket in $1" 120 has "/tmp/ly-encap-$1" ready && return 0
     echo "layouts: encap socket in $1 did not start: $(cat /tmp/ly-encap-$1)" >&2
     return 1
 }
