@@ -28,7 +28,7 @@
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
-pub mod broker;
+pub(crate) mod broker;
 mod tui_allow;
 
 /// No core dumps, no ptrace or /proc/PID/mem by others of the same user. Never fails the run:

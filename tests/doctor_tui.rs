@@ -140,3 +140,41 @@ fn the_doctor_thread_follows_the_node_by_its_events() {
     assert!(s.contains("in-sa-missing"), "{s}");
     assert_eq!(a.health.copies, 1);
 }
+
+/// The Health pane judges with the names the TUI has, as the CLI doctor does: Kubernetes'
+/// node list makes an SA to a node it does not list stale (named so), and names arriving after
+/// a judgement are judged with at once.
+#[test]
+fn health_judges_with_kubernetes_names() {
+    use hopscope::model::Names;
+    use hopscope::model::names::{CiliumNodeInfo, Name, NameKind, PodCidr};
+    let live = Live::new(seed_node("worker"));
+    let mut a = app();
+    a.apply(Action::Pane(Pane::Health.index()), &live);
+    let without = frame(&mut a, &live);
+    assert!(!without.contains("stale-sa"), "{without}");
+    // Kubernetes lists worker2 (and its router, 10.0.0.40), not control-plane (10.0.2.52).
+    let mut names = Names::default();
+    names.addresses.insert(
+        "172.18.0.4".parse().unwrap(),
+        Name {
+            label: "worker2".into(),
+            kind: NameKind::Node,
+            object: "node worker2".into(),
+        },
+    );
+    names.pod_cidrs.push(PodCidr {
+        prefix: "10.0.0.0/24".parse().unwrap(),
+        node: "worker2".into(),
+    });
+    names.cilium_nodes.push(CiliumNodeInfo {
+        node: "kind-worker2".into(),
+        label: "worker2".into(),
+        router_ips: vec!["10.0.0.40".parse().unwrap()],
+        ..Default::default()
+    });
+    a.names = std::sync::Arc::new(names);
+    let with = frame(&mut a, &live);
+    assert!(with.contains("stale-sa"), "{with}");
+    assert!(with.contains("1 Kubernetes node(s) (worker2)"), "{with}");
+}

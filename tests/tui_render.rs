@@ -573,6 +573,88 @@ fn jump_between_sa_and_policies() {
     assert!(a.view().filter.is_empty());
 }
 
+/// An ESP frame (SPI `spi`, sequence 1) from `src` to `dst`, as the seed worker sends to a peer.
+fn esp_frame(src: [u8; 4], dst: [u8; 4], spi: u32) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+    f.extend([0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 50, 0, 0]);
+    f.extend(src);
+    f.extend(dst);
+    f.extend(spi.to_be_bytes());
+    f.extend(1u32.to_be_bytes());
+    f.extend([0x5a; 32]);
+    f
+}
+
+#[test]
+fn x_on_a_packet_row_jumps_to_its_sa() {
+    use hopscope::capture::analyze::{Analyzer, Ts};
+    use hopscope::decode::packet::LinkType;
+    let live = seed_live();
+    let mut a = app();
+    a.pane = Pane::Packets;
+    let mut an = Analyzer::new(&seed_worker(), false);
+    let mut push = |f: Vec<u8>| {
+        let ts = Ts {
+            sec: 1_720_000_000,
+            nsec: 0,
+        };
+        let r = an.analyze("eth0", LinkType::Ethernet, ts, f.len() as u32, &f);
+        a.packets.push(r);
+    };
+    // Every SA of the seed worker has SPI 3: the destination tells them apart.
+    push(esp_frame([10, 0, 1, 138], [10, 0, 0, 40], 3));
+    push(esp_frame([10, 0, 1, 138], [10, 0, 0, 40], 0x99));
+    push(echo_frame([10, 0, 1, 52], [10, 0, 0, 249], 1));
+    a.refresh(&live);
+    // The newest (plaintext) row is selected: it has no SA, and x says so where it is.
+    a.handle_key(key('x'), &live);
+    assert_eq!(a.pane, Pane::Packets);
+    assert!(
+        a.message.as_ref().unwrap().0.contains("not an ESP packet"),
+        "{:?}",
+        a.message
+    );
+    // ESP with an SPI no SA has.
+    a.apply(Action::Up, &live);
+    a.handle_key(key('x'), &live);
+    assert_eq!(a.pane, Pane::Packets);
+    assert!(
+        a.message.as_ref().unwrap().0.contains("no SA of this node"),
+        "{:?}",
+        a.message
+    );
+    // ESP of the SA to 10.0.0.40: x selects that SA on the SAs pane.
+    a.apply(Action::Up, &live);
+    a.handle_key(key('x'), &live);
+    assert_eq!(a.pane, Pane::Sas, "{:?}", a.message);
+    let sa = &live.state.xfrm_states[a.view().selected_index().unwrap()];
+    assert_eq!(
+        (sa.src.as_str(), sa.dst.as_str(), sa.spi),
+        ("10.0.1.138", "10.0.0.40", 3)
+    );
+    // The SA pane shows it selected.
+    let scr = render(&mut a, &live, 140, 30);
+    assert!(
+        scr.contains("the packet's SA: 10.0.1.138->10.0.0.40 spi 0x3"),
+        "{scr}"
+    );
+    // An SA deleted since the packet was seen: said, not a jump to another one.
+    let mut gone = seed_live();
+    gone.state.xfrm_states.remove(1);
+    a.pane = Pane::Packets;
+    a.refresh(&gone);
+    a.handle_key(key('G'), &gone);
+    a.apply(Action::Up, &gone);
+    a.apply(Action::Up, &gone);
+    a.handle_key(key('x'), &gone);
+    assert_eq!(a.pane, Pane::Packets);
+    assert!(
+        a.message.as_ref().unwrap().0.contains("is gone"),
+        "{:?}",
+        a.message
+    );
+}
+
 #[test]
 fn pause_freezes_what_is_shown() {
     let mut live = seed_live();

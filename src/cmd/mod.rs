@@ -8,7 +8,7 @@ pub mod capture;
 pub mod capture_file;
 pub mod doctor;
 pub mod record;
-pub mod reread;
+pub(crate) mod reread;
 pub mod snapshot;
 pub mod trace;
 

@@ -4,14 +4,18 @@
 //! NodeState and frames in, records and counters out; the live capture and tests share it.
 
 use crate::decode::esp::{Opened, Outcome, SaTable};
-use crate::decode::packet::{self, Decoded, Direction, LinkType, Mac, Transport};
+use crate::decode::packet::{
+    self, Decoded, Direction, EspHeader, IpInfo, LinkType, Mac, PacketKey,
+};
 use crate::model::RouteKind;
+use crate::model::event::SaKey;
 use crate::model::{
     NodeState, PolicyAction, PolicyDir, Prefix, Selector, SelectorDev, SelectorKey, TemplateLevel,
     XfrmPolicy, XfrmProto,
 };
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
 use std::net::IpAddr;
 
 /// Capture time: seconds and nanoseconds since the epoch.
@@ -73,6 +77,42 @@ pub struct Reinjected {
     pub exact: bool,
 }
 
+/// The SA an ESP packet belongs to: its key in the node's state, which the SAs pane finds it
+/// by, and how it reads (`10.0.1.138->10.0.0.40 spi 0x3 mark 0x3e00/0xff00`), which the text
+/// and the JSON print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketSa {
+    pub key: SaKey,
+    label: String,
+}
+
+impl PacketSa {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+/// Wherever text is wanted, the SA reads as its label.
+impl std::ops::Deref for PacketSa {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.label
+    }
+}
+
+impl fmt::Display for PacketSa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+/// As its label: `capture --json` printed the label before the record held the key.
+impl Serialize for PacketSa {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label)
+    }
+}
+
 /// One captured packet, with everything hopscope knows about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PacketRecord {
@@ -84,9 +124,9 @@ pub struct PacketRecord {
     pub caplen: u32,
     #[serde(flatten)]
     pub decoded: Decoded,
-    /// The SA an ESP packet belongs to (by SPI + dst), as `src->dst spi 0x3 mark 0x3e00/0xff00`.
+    /// The SA an ESP packet belongs to (by SPI + dst).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sa: Option<String>,
+    pub sa: Option<PacketSa>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decrypt: Option<Decrypt>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -311,8 +351,13 @@ impl Analyzer {
             .map(|(_, d)| d.clone())
     }
 
-    pub fn sa_label(&self, i: usize) -> String {
-        self.sas.entries[i].label()
+    /// The SA of the table's entry `i`, as a packet record holds it.
+    fn packet_sa(&self, i: usize) -> PacketSa {
+        let e = &self.sas.entries[i];
+        PacketSa {
+            key: e.key.clone(),
+            label: e.label(),
+        }
     }
 
     pub fn rates(&self, iface: &str) -> Rates {
@@ -365,27 +410,11 @@ impl Analyzer {
         let given = self.given.take();
         self.opened = None;
         let decoded = packet::decode(link, frame);
-        // `-i any` (SLL2) names the real interface.
-        let iface = decoded
-            .link
-            .as_ref()
-            .and_then(|l| l.ifindex)
-            .and_then(|i| self.ifnames.get(&i).cloned())
-            .unwrap_or_else(|| iface.to_string());
-        let dir = match decoded.direction_hint() {
-            Direction::Unknown => match (
-                decoded.link.as_ref().and_then(|l| l.src_mac),
-                self.macs.get(&iface),
-            ) {
-                (Some(src), Some(own)) if src == *own => Direction::Out,
-                (Some(_), Some(_)) => Direction::In,
-                _ => Direction::Unknown,
-            },
-            d => d,
-        };
-        let mut rec = PacketRecord {
+        let iface = self.real_iface(&decoded, iface);
+        let dir = self.direction(&decoded, &iface);
+        let rec = PacketRecord {
             ts,
-            iface: iface.clone(),
+            iface,
             dir,
             len,
             caplen: frame.len() as u32,
@@ -396,118 +425,187 @@ impl Analyzer {
             leak: None,
             encap_mismatch: None,
         };
-        let c = self.counts.entry(iface.clone()).or_default();
-        c.packets += 1;
-        c.bytes += u64::from(len);
-        c.malformed += u64::from(rec.decoded.malformed.is_some());
-
-        let ip = rec.decoded.ip.clone();
+        self.count_frame(&rec);
         // ESP is matched by the IP header that carries it (inside VXLAN for Cilium's tunnels).
-        let esp_ip = rec.decoded.esp_ip().cloned();
-        if let (Some(esp), Some(ip)) = (rec.decoded.esp().copied(), esp_ip.as_ref()) {
-            let sa = self.sas.lookup(esp.spi, ip.src, ip.dst);
-            rec.sa = sa.map(|i| self.sa_label(i));
-            rec.encap_mismatch = sa.and_then(|i| self.sas.entries[i].encap_mismatch(esp.udp_encap));
-            let mut inner_bytes = None;
-            if self.decrypt {
-                let range = rec.decoded.esp_range.clone().unwrap_or(0..0);
-                // The ESP packet runs to the end of the IP payload, not of the frame (padding).
-                let end = range.start + esp.len as usize;
-                let bytes = frame.get(range.start..end.min(frame.len())).unwrap_or(&[]);
-                let d = if (end as u64) > frame.len() as u64 {
-                    Decrypt::Malformed {
-                        why: format!(
-                            "captured {} of {} ESP bytes (snap length)",
-                            bytes.len(),
-                            esp.len
-                        ),
-                    }
-                } else {
-                    let outcome = match given {
-                        Some(opened) => match self.sas.lookup(esp.spi, ip.src, ip.dst) {
-                            Some(sa) => Outcome::Opened { sa, opened },
-                            None => Outcome::NoSa,
-                        },
-                        None => self.sas.open(esp.spi, ip.src, ip.dst, bytes),
-                    };
-                    match outcome {
-                        Outcome::Opened { sa, opened } => {
-                            rec.sa = Some(self.sa_label(sa));
-                            let inner = match opened.next_header {
-                                4 | 41 => packet::decode_ip(&opened.payload),
-                                nh => transport_only(&rec.decoded, nh, &opened.payload),
-                            };
-                            if matches!(opened.next_header, 4 | 41) {
-                                inner_bytes = Some(opened.payload.clone());
-                            }
-                            let next_header = opened.next_header;
-                            self.opened = Some(opened);
-                            Decrypt::Ok {
-                                next_header,
-                                inner: Box::new(inner),
-                            }
-                        }
-                        Outcome::AuthFailed { sa, tried } => {
-                            rec.sa = Some(self.sa_label(sa));
-                            Decrypt::AuthFailed { tried }
-                        }
-                        Outcome::NoSa => Decrypt::NoSa,
-                        Outcome::Unsupported { why, .. } => Decrypt::Unsupported { why },
-                        Outcome::Malformed { error, .. } => Decrypt::Malformed {
-                            why: error.to_string(),
-                        },
-                    }
-                };
-                let c = self.counts.get_mut(&iface).unwrap();
-                match &d {
-                    Decrypt::Ok { .. } => c.decrypted += 1,
-                    Decrypt::AuthFailed { .. } => c.auth_failed += 1,
-                    Decrypt::NoSa => c.no_sa += 1,
-                    _ => {}
-                }
-                rec.decrypt = Some(d);
-            } else if rec.sa.is_none() {
-                self.counts.get_mut(&iface).unwrap().no_sa += 1;
-            }
-            // An inbound ESP packet for one of our inbound SAs: its decryption may come back.
-            if dir != Direction::Out {
-                let q = self.pending.entry(iface.clone()).or_default();
-                q.push_back(PendingEsp {
-                    ts,
-                    spi: esp.spi,
-                    seq: esp.seq,
-                    inner: inner_bytes,
-                });
-                if q.len() > 4096 {
-                    q.pop_front();
-                }
-            }
-            self.counts.get_mut(&iface).unwrap().esp += 1;
-            self.rates.entry(iface).or_default().add(ts, true, false);
-            return rec;
+        let esp = rec.decoded.esp().copied();
+        if let (Some(esp), Some(ip)) = (esp, rec.decoded.esp_ip().cloned()) {
+            return self.esp_packet(rec, &esp, &ip, frame, given);
         }
+        match rec.decoded.ip.clone() {
+            Some(ip) => self.plaintext_packet(rec, &ip, frame),
+            None => {
+                self.counts.get_mut(&rec.iface).unwrap().other += 1;
+                self.rates
+                    .entry(rec.iface.clone())
+                    .or_default()
+                    .add(ts, false, false);
+                rec
+            }
+        }
+    }
 
-        let Some(ip) = ip else {
-            self.counts.get_mut(&iface).unwrap().other += 1;
-            self.rates.entry(iface).or_default().add(ts, false, false);
-            return rec;
+    /// The interface the frame was seen on: `-i any` (SLL2) names the real one.
+    fn real_iface(&self, decoded: &Decoded, iface: &str) -> String {
+        decoded
+            .link
+            .as_ref()
+            .and_then(|l| l.ifindex)
+            .and_then(|i| self.ifnames.get(&i).cloned())
+            .unwrap_or_else(|| iface.to_string())
+    }
+
+    /// In or out: what the frame says, else whether it comes from the interface's own MAC.
+    fn direction(&self, decoded: &Decoded, iface: &str) -> Direction {
+        match decoded.direction_hint() {
+            Direction::Unknown => match (
+                decoded.link.as_ref().and_then(|l| l.src_mac),
+                self.macs.get(iface),
+            ) {
+                (Some(src), Some(own)) if src == *own => Direction::Out,
+                (Some(_), Some(_)) => Direction::In,
+                _ => Direction::Unknown,
+            },
+            d => d,
+        }
+    }
+
+    fn count_frame(&mut self, rec: &PacketRecord) {
+        let c = self.counts.entry(rec.iface.clone()).or_default();
+        c.packets += 1;
+        c.bytes += u64::from(rec.len);
+        c.malformed += u64::from(rec.decoded.malformed.is_some());
+    }
+
+    /// An ESP packet: its SA, its decryption when asked for, and (inbound) a place among the
+    /// packets whose decryption the kernel may hand back.
+    fn esp_packet(
+        &mut self,
+        mut rec: PacketRecord,
+        esp: &EspHeader,
+        ip: &IpInfo,
+        frame: &[u8],
+        given: Option<Opened>,
+    ) -> PacketRecord {
+        let sa = self.sas.lookup(esp.spi, ip.src, ip.dst);
+        rec.sa = sa.map(|i| self.packet_sa(i));
+        rec.encap_mismatch = sa.and_then(|i| self.sas.entries[i].encap_mismatch(esp.udp_encap));
+        let mut inner_bytes = None;
+        if self.decrypt {
+            let d;
+            (d, inner_bytes) = self.decrypt_esp(&mut rec, esp, ip, frame, given);
+            let c = self.counts.get_mut(&rec.iface).unwrap();
+            match &d {
+                Decrypt::Ok { .. } => c.decrypted += 1,
+                Decrypt::AuthFailed { .. } => c.auth_failed += 1,
+                Decrypt::NoSa => c.no_sa += 1,
+                _ => {}
+            }
+            rec.decrypt = Some(d);
+        } else if rec.sa.is_none() {
+            self.counts.get_mut(&rec.iface).unwrap().no_sa += 1;
+        }
+        // An inbound ESP packet for one of our inbound SAs: its decryption may come back.
+        if rec.dir != Direction::Out {
+            let q = self.pending.entry(rec.iface.clone()).or_default();
+            q.push_back(PendingEsp {
+                ts: rec.ts,
+                spi: esp.spi,
+                seq: esp.seq,
+                inner: inner_bytes,
+            });
+            if q.len() > 4096 {
+                q.pop_front();
+            }
+        }
+        self.counts.get_mut(&rec.iface).unwrap().esp += 1;
+        self.rates
+            .entry(rec.iface.clone())
+            .or_default()
+            .add(rec.ts, true, false);
+        rec
+    }
+
+    /// Decrypt an ESP packet (or take the decryption a recording kept): what it gave, and the
+    /// inner IP packet's bytes in tunnel mode (what the kernel's re-injection will carry).
+    fn decrypt_esp(
+        &mut self,
+        rec: &mut PacketRecord,
+        esp: &EspHeader,
+        ip: &IpInfo,
+        frame: &[u8],
+        given: Option<Opened>,
+    ) -> (Decrypt, Option<Vec<u8>>) {
+        let range = rec.decoded.esp_range.clone().unwrap_or(0..0);
+        // The ESP packet runs to the end of the IP payload, not of the frame (padding).
+        let end = range.start + esp.len as usize;
+        let bytes = frame.get(range.start..end.min(frame.len())).unwrap_or(&[]);
+        if end > frame.len() {
+            let why = format!(
+                "captured {} of {} ESP bytes (snap length)",
+                bytes.len(),
+                esp.len
+            );
+            return (Decrypt::Malformed { why }, None);
+        }
+        let outcome = match given {
+            Some(opened) => match self.sas.lookup(esp.spi, ip.src, ip.dst) {
+                Some(sa) => Outcome::Opened { sa, opened },
+                None => Outcome::NoSa,
+            },
+            None => self.sas.open(esp.spi, ip.src, ip.dst, bytes),
         };
-        // Plaintext IP: first, is it the kernel's re-injection of a decrypted ESP packet?
-        if dir != Direction::Out {
+        match outcome {
+            Outcome::Opened { sa, opened } => {
+                rec.sa = Some(self.packet_sa(sa));
+                let tunnel = matches!(opened.next_header, 4 | 41);
+                let inner = if tunnel {
+                    packet::decode_ip(&opened.payload)
+                } else {
+                    transport_only(&rec.decoded, opened.next_header, &opened.payload)
+                };
+                let inner_bytes = tunnel.then(|| opened.payload.clone());
+                let next_header = opened.next_header;
+                self.opened = Some(opened);
+                let inner = Box::new(inner);
+                (Decrypt::Ok { next_header, inner }, inner_bytes)
+            }
+            Outcome::AuthFailed { sa, tried } => {
+                rec.sa = Some(self.packet_sa(sa));
+                (Decrypt::AuthFailed { tried }, None)
+            }
+            Outcome::NoSa => (Decrypt::NoSa, None),
+            Outcome::Unsupported { why, .. } => (Decrypt::Unsupported { why }, None),
+            Outcome::Malformed { error, .. } => {
+                let why = error.to_string();
+                (Decrypt::Malformed { why }, None)
+            }
+        }
+    }
+
+    /// A plaintext IP packet: the kernel's re-injection of an ESP packet it just decrypted,
+    /// else traffic that may leak.
+    fn plaintext_packet(
+        &mut self,
+        mut rec: PacketRecord,
+        ip: &IpInfo,
+        frame: &[u8],
+    ) -> PacketRecord {
+        let (iface, ts) = (rec.iface.clone(), rec.ts);
+        if rec.dir != Direction::Out {
             let ip_bytes = rec
                 .decoded
                 .ip_range
                 .clone()
                 .and_then(|r| frame.get(r))
                 .unwrap_or(&[]);
-            if let Some(r) = self.take_pending(&iface, ts, ip_bytes, &ip) {
+            if let Some(r) = self.take_pending(&iface, ts, ip_bytes, ip) {
                 rec.kernel_decrypted = Some(r);
                 self.counts.get_mut(&iface).unwrap().kernel_decrypted += 1;
                 self.rates.entry(iface).or_default().add(ts, false, false);
                 return rec;
             }
         }
-        rec.leak = self.leak(&rec, &ip, dir);
+        rec.leak = self.leak(&rec, rec.dir);
         let c = self.counts.get_mut(&iface).unwrap();
         c.plaintext += 1;
         c.leaks += u64::from(rec.leak.is_some());
@@ -520,7 +618,7 @@ impl Analyzer {
         iface: &str,
         ts: Ts,
         ip_bytes: &[u8],
-        ip: &packet::IpInfo,
+        ip: &IpInfo,
     ) -> Option<Reinjected> {
         let q = self.pending.get_mut(iface)?;
         while q
@@ -546,7 +644,7 @@ impl Analyzer {
         let covered = self.policies.iter().any(|p| {
             matches!(p.dir, PolicyDir::In | PolicyDir::Fwd)
                 && is_esp_tmpl(p)
-                && selector_matches(&p.selector, ip, None)
+                && selector_matches(&p.selector, &PacketKey::of_ip(ip))
         });
         if !covered {
             return None;
@@ -561,14 +659,14 @@ impl Analyzer {
     }
 
     /// Plaintext where this node's XFRM policies say ESP.
-    fn leak(&self, rec: &PacketRecord, ip: &packet::IpInfo, dir: Direction) -> Option<String> {
-        let ports = ports(&rec.decoded);
+    fn leak(&self, rec: &PacketRecord, dir: Direction) -> Option<String> {
+        let key = rec.decoded.key()?;
         let iface = rec.iface.as_str();
         // 1. Leaving through the interface an out policy's ESP would leave through.
         if dir != Direction::In {
             for r in &self.out_rules {
                 let p = &self.policies[r.policy];
-                if r.egress.as_deref() == Some(iface) && selector_matches(&p.selector, ip, ports) {
+                if r.egress.as_deref() == Some(iface) && selector_matches(&p.selector, &key) {
                     return Some(format!(
                         "out policy {} -> {}{} wants ESP spi {:#x} to {}",
                         p.selector.src,
@@ -585,8 +683,8 @@ impl Analyzer {
             // 2. Arriving in plaintext from the side its source lies on, where an in/fwd policy
             //    requires ESP.
             if dir != Direction::Out
-                && self.route_dev(&ip.src).as_deref() == Some(iface)
-                && selector_matches(&p.selector, ip, ports)
+                && self.route_dev(&key.src).as_deref() == Some(iface)
+                && selector_matches(&p.selector, &key)
             {
                 return Some(format!(
                     "{} policy {} -> {}{} requires ESP, arrived in plaintext",
@@ -598,21 +696,17 @@ impl Analyzer {
             }
             // 3. Leaving in plaintext although this node requires the reverse flow encrypted,
             //    and no out policy covers it (e.g. the out policy is missing).
-            if dir != Direction::In && self.route_dev(&ip.dst).as_deref() == Some(iface) {
-                let rev = packet::IpInfo {
-                    src: ip.dst,
-                    dst: ip.src,
-                    ..ip.clone()
-                };
-                if selector_matches(&p.selector, &rev, ports.map(|(s, d)| (d, s))) {
-                    return Some(format!(
-                        "replies must arrive encrypted ({} policy {} -> {}{}), but no out policy encrypts this",
-                        p.dir,
-                        p.selector.src,
-                        p.selector.dst,
-                        mark_str(p)
-                    ));
-                }
+            if dir != Direction::In
+                && self.route_dev(&key.dst).as_deref() == Some(iface)
+                && selector_matches(&p.selector, &key.reversed())
+            {
+                return Some(format!(
+                    "replies must arrive encrypted ({} policy {} -> {}{}), but no out policy encrypts this",
+                    p.dir,
+                    p.selector.src,
+                    p.selector.dst,
+                    mark_str(p)
+                ));
             }
         }
         None
@@ -623,24 +717,15 @@ fn mark_str(p: &XfrmPolicy) -> String {
     p.mark.map(|m| format!(" mark {m}")).unwrap_or_default()
 }
 
-fn ports(d: &Decoded) -> Option<(u16, u16)> {
-    match d.transport {
-        Some(Transport::Tcp { sport, dport, .. }) | Some(Transport::Udp { sport, dport, .. }) => {
-            Some((sport, dport))
-        }
-        _ => None,
-    }
-}
-
 /// Does an XFRM selector cover this captured packet? A capture sees neither the mark nor the
 /// device of the flow lookup, so only addresses, protocol and ports are compared.
-pub fn selector_matches(sel: &Selector, ip: &packet::IpInfo, ports: Option<(u16, u16)>) -> bool {
+pub fn selector_matches(sel: &Selector, k: &PacketKey) -> bool {
     let key = SelectorKey {
-        src: ip.src,
-        dst: ip.dst,
-        proto: ip.proto,
-        sport: ports.map(|p| p.0),
-        dport: ports.map(|p| p.1),
+        src: k.src,
+        dst: k.dst,
+        proto: k.proto,
+        sport: k.ports.map(|p| p.0),
+        dport: k.ports.map(|p| p.1),
     };
     sel.matches(&key, SelectorDev::Unknown)
 }

@@ -4,6 +4,7 @@
 //!
 //! Keys live in `model::Secret` (redacted in Debug/Display/Serialize); nothing here prints them.
 
+use crate::model::event::SaKey;
 use crate::model::{Mark, Secret, XfrmProto, XfrmState};
 use aes::{Aes128, Aes192, Aes256};
 use aes_gcm::aead::consts::{U8, U12, U16};
@@ -334,6 +335,8 @@ fn cbc_decrypt<C: aes::cipher::BlockCipherDecrypt<BlockSize = U16>>(
 /// One SA hopscope can match ESP packets against: SPI + outer destination (+ mark for show).
 #[derive(Debug, Clone)]
 pub struct SaEntry {
+    /// The SA's key in the node's state (the SAs pane finds it by this).
+    pub key: SaKey,
     pub spi: u32,
     /// `None` for the kernel's wildcard source (0.0.0.0 / ::), as Cilium's inbound SAs.
     pub src: Option<IpAddr>,
@@ -407,6 +410,7 @@ impl SaTable {
                 let dst: IpAddr = s.dst.parse().ok()?;
                 let src = s.src.parse::<IpAddr>().ok().filter(|a| !a.is_unspecified());
                 Some(SaEntry {
+                    key: SaKey::of(s),
                     spi: s.spi,
                     src,
                     dst,

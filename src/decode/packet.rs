@@ -277,6 +277,44 @@ pub struct Malformed {
     pub why: String,
 }
 
+/// What identifies a packet wherever one is matched: against an XFRM selector (the leak
+/// check), against a predicted hop (following a trace), as the flow a packet row starts a trace
+/// for. One type, so the four places agree on what "the same packet" means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PacketKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// Transport protocol number.
+    pub proto: u8,
+    /// TCP/UDP (source, destination) ports.
+    pub ports: Option<(u16, u16)>,
+    /// The SPI of an ESP packet.
+    pub spi: Option<u32>,
+}
+
+impl PacketKey {
+    /// The key of an IP header alone: no ports, no SPI.
+    pub fn of_ip(ip: &IpInfo) -> PacketKey {
+        PacketKey {
+            src: ip.src,
+            dst: ip.dst,
+            proto: ip.proto,
+            ports: None,
+            spi: None,
+        }
+    }
+
+    /// The reply's key: addresses and ports swapped.
+    pub fn reversed(self) -> PacketKey {
+        PacketKey {
+            src: self.dst,
+            dst: self.src,
+            ports: self.ports.map(|(s, d)| (d, s)),
+            ..self
+        }
+    }
+}
+
 /// Everything read from one frame. Fields are filled from the outside in; `malformed` says
 /// where reading stopped. `esp` is the byte range of the ESP packet (SPI to end) within the
 /// frame, for decryption; `ip` the range of the (outermost) IP packet.
@@ -333,6 +371,23 @@ impl Decoded {
     }
     pub fn is_esp(&self) -> bool {
         self.esp().is_some()
+    }
+    /// TCP or UDP ports (source, destination) of the outermost transport header.
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match self.transport {
+            Some(Transport::Tcp { sport, dport, .. })
+            | Some(Transport::Udp { sport, dport, .. }) => Some((sport, dport)),
+            _ => None,
+        }
+    }
+    /// The packet's key, by its outermost IP header (None without one); the SPI is that of
+    /// the ESP it carries, inside VXLAN too.
+    pub fn key(&self) -> Option<PacketKey> {
+        Some(PacketKey {
+            ports: self.ports(),
+            spi: self.esp().map(|e| e.spi),
+            ..PacketKey::of_ip(self.ip.as_ref()?)
+        })
     }
     /// Direction the frame itself tells: cooked captures carry the kernel's packet type.
     pub fn direction_hint(&self) -> Direction {
@@ -542,69 +597,28 @@ fn layer_name(l: etherparse::err::Layer) -> &'static str {
     }
 }
 
+/// The IP layer and what it carries: the header, then (unless fragmented) AH, ESP, or the
+/// transport header etherparse sliced.
 fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> Decoded {
-    // etherparse reads AH as an IP extension header: it is the transport hopscope shows.
-    let ah: Option<Transport>;
-    let ah_of = |a: &etherparse::IpAuthHeaderSlice<'_>| Transport::Ah {
-        spi: a.spi(),
-        seq: a.sequence_number(),
-        next_header: a.next_header().0,
-        ah_len: a.slice().len() as u32,
+    let Some(IpLayer {
+        ip,
+        payload,
+        fragmented,
+        ah,
+    }) = ip_layer(pkt)
+    else {
+        return d;
     };
-    let (ip, payload, payload_fragmented) = match &pkt.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            let hlen = u32::from(h.ihl()) * 4;
-            let total = u32::from(h.total_len());
-            let frag = v4.is_payload_fragmented();
-            ah = v4.extensions().auth.as_ref().map(ah_of);
-            (
-                IpInfo {
-                    src: IpAddr::V4(h.source_addr()),
-                    dst: IpAddr::V4(h.destination_addr()),
-                    proto: v4.payload().ip_number.0,
-                    ttl: h.ttl(),
-                    total_len: total,
-                    payload_len: total.saturating_sub(hlen),
-                    fragment: frag,
-                },
-                v4.payload(),
-                frag,
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            let plen = u32::from(h.payload_length());
-            let ext = v6.extensions().slice().len() as u32;
-            let frag = v6.is_payload_fragmented();
-            ah = v6_auth_header(h.next_header().0, v6.extensions().slice()).map(|a| ah_of(&a));
-            (
-                IpInfo {
-                    src: IpAddr::V6(h.source_addr()),
-                    dst: IpAddr::V6(h.destination_addr()),
-                    proto: v6.payload().ip_number.0,
-                    ttl: h.hop_limit(),
-                    total_len: 40 + plen,
-                    payload_len: plen.saturating_sub(ext),
-                    fragment: frag,
-                },
-                v6.payload(),
-                frag,
-            )
-        }
-        _ => return d,
-    };
-    let ip_start = off;
-    let payload_start = offset_in(f, payload.payload).unwrap_or(f.len());
-    let ip_end = (ip_start + ip.total_len as usize)
+    let payload_start = offset_in(f, payload).unwrap_or(f.len());
+    let ip_end = (off + ip.total_len as usize)
         .min(f.len())
         .max(payload_start);
-    d.ip_range = Some(ip_start..ip_end);
+    d.ip_range = Some(off..ip_end);
     let proto = ip.proto;
     let payload_len = ip.payload_len;
     d.ip = Some(ip);
 
-    if payload_fragmented {
+    if fragmented {
         d.transport = Some(Transport::Other {
             ip_proto: Some(proto),
             ethertype: None,
@@ -615,109 +629,105 @@ fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> D
         d.transport = Some(ah);
         return d;
     }
-    if proto == IPPROTO_AH {
-        return read_ah(d, payload.payload);
+    match proto {
+        IPPROTO_AH => read_ah(d, payload),
+        IPPROTO_ESP => read_esp(d, payload, payload_len, payload_start),
+        _ => read_transport(d, pkt, f, proto, payload_len),
     }
-    // ESP is not decoded by etherparse: its clear part is 8 bytes (SPI, sequence number).
-    if proto == IPPROTO_ESP {
-        let esp = payload.payload;
-        if esp.len() < 8 {
-            return d.stop(
-                "esp",
-                format!("{} bytes captured, the ESP header needs 8", esp.len()),
-            );
+}
+
+/// An IP header as read, and what follows it.
+struct IpLayer<'a> {
+    ip: IpInfo,
+    payload: &'a [u8],
+    fragmented: bool,
+    /// AH, which etherparse reads as an IP extension header: it is the transport shown.
+    ah: Option<Transport>,
+}
+
+fn ip_layer<'a>(pkt: &LaxSlicedPacket<'a>) -> Option<IpLayer<'a>> {
+    let ah_of = |a: &etherparse::IpAuthHeaderSlice<'_>| Transport::Ah {
+        spi: a.spi(),
+        seq: a.sequence_number(),
+        next_header: a.next_header().0,
+        ah_len: a.slice().len() as u32,
+    };
+    Some(match &pkt.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            let hlen = u32::from(h.ihl()) * 4;
+            let total = u32::from(h.total_len());
+            let frag = v4.is_payload_fragmented();
+            IpLayer {
+                ip: IpInfo {
+                    src: IpAddr::V4(h.source_addr()),
+                    dst: IpAddr::V4(h.destination_addr()),
+                    proto: v4.payload().ip_number.0,
+                    ttl: h.ttl(),
+                    total_len: total,
+                    payload_len: total.saturating_sub(hlen),
+                    fragment: frag,
+                },
+                payload: v4.payload().payload,
+                fragmented: frag,
+                ah: v4.extensions().auth.as_ref().map(ah_of),
+            }
         }
-        d.transport = Some(Transport::Esp(EspHeader {
-            spi: be32(esp, 0),
-            seq: be32(esp, 4),
-            len: payload_len,
-            udp_encap: None,
-        }));
-        d.esp_range = Some(payload_start..(payload_start + esp.len()));
-        return d;
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            let plen = u32::from(h.payload_length());
+            let ext = v6.extensions().slice().len() as u32;
+            let frag = v6.is_payload_fragmented();
+            IpLayer {
+                ip: IpInfo {
+                    src: IpAddr::V6(h.source_addr()),
+                    dst: IpAddr::V6(h.destination_addr()),
+                    proto: v6.payload().ip_number.0,
+                    ttl: h.hop_limit(),
+                    total_len: 40 + plen,
+                    payload_len: plen.saturating_sub(ext),
+                    fragment: frag,
+                },
+                payload: v6.payload().payload,
+                fragmented: frag,
+                ah: v6_auth_header(h.next_header().0, v6.extensions().slice()).map(|a| ah_of(&a)),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// ESP is not decoded by etherparse: its clear part is 8 bytes (SPI, sequence number).
+fn read_esp(mut d: Decoded, esp: &[u8], payload_len: u32, start: usize) -> Decoded {
+    if esp.len() < 8 {
+        return d.stop(
+            "esp",
+            format!("{} bytes captured, the ESP header needs 8", esp.len()),
+        );
     }
-    match &pkt.transport {
-        Some(TransportSlice::Tcp(t)) => {
-            let mut flags = 0u8;
-            for (set, bit) in [
-                (t.fin(), TcpFlags::FIN),
-                (t.syn(), TcpFlags::SYN),
-                (t.rst(), TcpFlags::RST),
-                (t.psh(), TcpFlags::PSH),
-                (t.ack(), TcpFlags::ACK),
-                (t.urg(), TcpFlags::URG),
-                (t.ece(), TcpFlags::ECE),
-                (t.cwr(), TcpFlags::CWR),
-            ] {
-                if set {
-                    flags |= bit;
-                }
-            }
-            d.transport = Some(Transport::Tcp {
-                sport: t.source_port(),
-                dport: t.destination_port(),
-                flags: TcpFlags(flags),
-                seq: t.sequence_number(),
-                ack: t.acknowledgment_number(),
-                win: t.window_size(),
-                len: payload_len.saturating_sub(u32::from(t.data_offset()) * 4),
-            });
-        }
-        Some(TransportSlice::Udp(u)) => {
-            let (sport, dport) = (u.source_port(), u.destination_port());
-            let body = u.payload();
-            // RFC 3948: ESP in UDP 4500 unless the first 4 bytes are the zero non-ESP marker
-            // (IKE) or it is a 1-byte NAT keepalive.
-            if (sport == NAT_T_PORT || dport == NAT_T_PORT) && body.len() >= 8 && be32(body, 0) != 0
-            {
-                let start = offset_in(f, body).unwrap_or(f.len());
-                d.transport = Some(Transport::Esp(EspHeader {
-                    spi: be32(body, 0),
-                    seq: be32(body, 4),
-                    len: payload_len.saturating_sub(8),
-                    udp_encap: Some((sport, dport)),
-                }));
-                d.esp_range = Some(start..start + body.len());
-                return d;
-            }
-            if VXLAN_PORTS.contains(&dport) && body.len() >= 8 && body[0] & 0x08 != 0 {
-                let start = offset_in(f, body).unwrap_or(f.len());
-                return read_vxlan(d, sport, dport, body, start);
-            }
-            d.transport = Some(Transport::Udp {
-                sport,
-                dport,
-                len: payload_len.saturating_sub(8),
-            });
-        }
-        Some(TransportSlice::Icmpv4(i)) => {
-            let (id, seq) = match i.icmp_type() {
-                Icmpv4Type::EchoRequest(e) | Icmpv4Type::EchoReply(e) => (Some(e.id), Some(e.seq)),
-                _ => (None, None),
-            };
-            let raw = i.slice();
-            d.transport = Some(Transport::Icmp {
-                ty: raw[0],
-                code: raw[1],
-                id,
-                seq,
-                len: payload_len,
-            });
-        }
-        Some(TransportSlice::Icmpv6(i)) => {
-            let (id, seq) = match i.icmp_type() {
-                Icmpv6Type::EchoRequest(e) | Icmpv6Type::EchoReply(e) => (Some(e.id), Some(e.seq)),
-                _ => (None, None),
-            };
-            let raw = i.slice();
-            d.transport = Some(Transport::Icmp6 {
-                ty: raw[0],
-                code: raw[1],
-                id,
-                seq,
-                len: payload_len,
-            });
-        }
+    d.transport = Some(Transport::Esp(EspHeader {
+        spi: be32(esp, 0),
+        seq: be32(esp, 4),
+        len: payload_len,
+        udp_encap: None,
+    }));
+    d.esp_range = Some(start..(start + esp.len()));
+    d
+}
+
+/// TCP, UDP (with ESP in UDP and VXLAN inside), ICMP and ICMPv6, as etherparse sliced them.
+fn read_transport(
+    mut d: Decoded,
+    pkt: &LaxSlicedPacket<'_>,
+    f: &[u8],
+    proto: u8,
+    payload_len: u32,
+) -> Decoded {
+    let t = match &pkt.transport {
+        Some(TransportSlice::Tcp(t)) => tcp(t, payload_len),
+        Some(TransportSlice::Udp(u)) => return read_udp(d, pkt, u, f, payload_len),
+        Some(TransportSlice::Icmpv4(i)) => icmp4(i, payload_len),
+        Some(TransportSlice::Icmpv6(i)) => icmp6(i, payload_len),
         _ => {
             if let Some((err, layer)) = &pkt.stop_err {
                 return d.stop(layer_name(*layer), err.to_string());
@@ -728,11 +738,109 @@ fn read_ip(mut d: Decoded, pkt: &LaxSlicedPacket<'_>, f: &[u8], off: usize) -> D
             });
             return d;
         }
+    };
+    d.transport = Some(t);
+    stopped_early(d, pkt)
+}
+
+fn icmp4(i: &etherparse::Icmpv4Slice<'_>, payload_len: u32) -> Transport {
+    let (id, seq) = match i.icmp_type() {
+        Icmpv4Type::EchoRequest(e) | Icmpv4Type::EchoReply(e) => (Some(e.id), Some(e.seq)),
+        _ => (None, None),
+    };
+    let raw = i.slice();
+    Transport::Icmp {
+        ty: raw[0],
+        code: raw[1],
+        id,
+        seq,
+        len: payload_len,
     }
-    if let Some((err, layer)) = &pkt.stop_err {
-        return d.stop(layer_name(*layer), err.to_string());
+}
+
+fn icmp6(i: &etherparse::Icmpv6Slice<'_>, payload_len: u32) -> Transport {
+    let (id, seq) = match i.icmp_type() {
+        Icmpv6Type::EchoRequest(e) | Icmpv6Type::EchoReply(e) => (Some(e.id), Some(e.seq)),
+        _ => (None, None),
+    };
+    let raw = i.slice();
+    Transport::Icmp6 {
+        ty: raw[0],
+        code: raw[1],
+        id,
+        seq,
+        len: payload_len,
     }
-    d
+}
+
+/// Where etherparse stopped reading after the transport header, noted as malformed.
+fn stopped_early(d: Decoded, pkt: &LaxSlicedPacket<'_>) -> Decoded {
+    match &pkt.stop_err {
+        Some((err, layer)) => d.stop(layer_name(*layer), err.to_string()),
+        None => d,
+    }
+}
+
+fn tcp(t: &etherparse::TcpSlice<'_>, payload_len: u32) -> Transport {
+    let mut flags = 0u8;
+    for (set, bit) in [
+        (t.fin(), TcpFlags::FIN),
+        (t.syn(), TcpFlags::SYN),
+        (t.rst(), TcpFlags::RST),
+        (t.psh(), TcpFlags::PSH),
+        (t.ack(), TcpFlags::ACK),
+        (t.urg(), TcpFlags::URG),
+        (t.ece(), TcpFlags::ECE),
+        (t.cwr(), TcpFlags::CWR),
+    ] {
+        if set {
+            flags |= bit;
+        }
+    }
+    Transport::Tcp {
+        sport: t.source_port(),
+        dport: t.destination_port(),
+        flags: TcpFlags(flags),
+        seq: t.sequence_number(),
+        ack: t.acknowledgment_number(),
+        win: t.window_size(),
+        len: payload_len.saturating_sub(u32::from(t.data_offset()) * 4),
+    }
+}
+
+/// UDP, or what it carries: ESP on the NAT-T port, a VXLAN frame on a VXLAN port.
+fn read_udp(
+    mut d: Decoded,
+    pkt: &LaxSlicedPacket<'_>,
+    u: &etherparse::UdpSlice<'_>,
+    f: &[u8],
+    payload_len: u32,
+) -> Decoded {
+    let (sport, dport) = (u.source_port(), u.destination_port());
+    let body = u.payload();
+    // RFC 3948: ESP in UDP 4500 unless the first 4 bytes are the zero non-ESP marker
+    // (IKE) or it is a 1-byte NAT keepalive.
+    if (sport == NAT_T_PORT || dport == NAT_T_PORT) && body.len() >= 8 && be32(body, 0) != 0 {
+        let start = offset_in(f, body).unwrap_or(f.len());
+        d.transport = Some(Transport::Esp(EspHeader {
+            spi: be32(body, 0),
+            seq: be32(body, 4),
+            len: payload_len.saturating_sub(8),
+            udp_encap: Some((sport, dport)),
+        }));
+        d.esp_range = Some(start..start + body.len());
+        return d;
+    }
+    if VXLAN_PORTS.contains(&dport) && body.len() >= 8 && body[0] & 0x08 != 0 {
+        let start = offset_in(f, body).unwrap_or(f.len());
+        return read_vxlan(d, sport, dport, body, start);
+    }
+    d.transport = Some(Transport::Udp {
+        sport,
+        dport,
+        len: payload_len.saturating_sub(8),
+    });
+    stopped_early(d, pkt)
 }
 
 /// AH: next header, length in 32-bit words minus 2, reserved, SPI, sequence number, ICV.

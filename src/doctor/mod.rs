@@ -5,13 +5,13 @@
 //! lookup that fails that way, runs the static checks (`checks`) and pairs nodes' SAs (same
 //! SPI, same key by keyed hash). No I/O here.
 
-pub mod checks;
+pub(crate) mod checks;
 pub mod cluster;
-pub mod finding;
-pub mod ipfmt;
-pub mod lookup;
-pub mod node;
-pub mod traffic;
+pub(crate) mod finding;
+pub(crate) mod ipfmt;
+pub(crate) mod lookup;
+pub(crate) mod node;
+pub(crate) mod traffic;
 mod vti;
 
 pub use finding::{CounterRise, Finding, Object, Report, Severity};

@@ -83,9 +83,6 @@ pub struct NodeView<'a> {
     pub remotes: Vec<Remote>,
     /// Does this node do IPsec at all (any SA or policy with a template)?
     pub ipsec: bool,
-    /// Parsed once: every SA's source and destination address.
-    pub sa_src: Vec<Option<IpAddr>>,
-    pub sa_dst: Vec<Option<IpAddr>>,
     /// SAs by destination address, policies by direction: the lookups' hash tables.
     pub sa_by_dst: HashMap<IpAddr, Vec<usize>>,
     pub pol_by_dir: HashMap<PolicyDir, Vec<usize>>,
@@ -156,8 +153,6 @@ impl<'a> NodeView<'a> {
             pod_cidrs,
             remotes: vec![],
             ipsec,
-            sa_src,
-            sa_dst,
             sa_by_dst,
             pol_by_dir,
         };

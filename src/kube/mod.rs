@@ -11,7 +11,7 @@
 pub mod attach;
 pub mod names;
 pub mod resolve;
-pub mod upload;
+pub(crate) mod upload;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;

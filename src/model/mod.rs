@@ -13,7 +13,7 @@ pub mod kernel_names;
 mod link;
 pub mod names;
 mod netfilter;
-pub mod nft_text;
+pub(crate) mod nft_text;
 mod node;
 mod route;
 mod rule;

@@ -1,20 +1,20 @@
 //! Sources: everything that talks to the outside world. `collect` reads one complete,
 //! faithful NodeState from the kernel of a network namespace.
 
-pub mod caps;
+pub(crate) mod caps;
 pub mod conntrack;
 pub mod context;
 pub mod ipvs;
 pub mod monitor;
 pub mod netfilter;
 pub mod netlink;
-pub mod netns;
-pub mod nftables;
-pub mod pods;
+pub(crate) mod netns;
+pub(crate) mod nftables;
+pub(crate) mod pods;
 pub mod procfs;
 pub mod rt_tables;
-pub mod rtnl;
-pub mod xfrm;
+pub(crate) mod rtnl;
+pub(crate) mod xfrm;
 
 use crate::model::{NodeInfo, NodeState};
 use anyhow::{Context as _, Result};

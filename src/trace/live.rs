@@ -3,9 +3,9 @@
 //! states by the command.
 
 use super::path::{Step, Trace};
+use crate::decode::packet::PacketKey;
 use crate::model::NodeState;
 use serde::Serialize;
-use std::net::IpAddr;
 
 /// A packet captured on `iface` of `node` (decoded by the capture layer).
 #[derive(Debug, Clone, PartialEq)]
@@ -14,10 +14,7 @@ pub struct Observation {
     pub iface: String,
     /// Seconds (capture timestamps; only differences are used).
     pub ts: f64,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub proto: u8,
-    pub spi: Option<u32>,
+    pub key: PacketKey,
 }
 
 impl Observation {
@@ -28,15 +25,11 @@ impl Observation {
         ts: f64,
         d: &crate::decode::packet::Decoded,
     ) -> Option<Observation> {
-        let ip = d.ip.as_ref()?;
         Some(Observation {
             node: node.to_string(),
             iface: iface.to_string(),
             ts,
-            src: ip.src,
-            dst: ip.dst,
-            proto: ip.proto,
-            spi: d.esp().map(|e| e.spi),
+            key: d.key()?,
         })
     }
 }
@@ -81,8 +74,7 @@ pub fn match_hops(t: &Trace, obs: &[Observation]) -> Vec<HopSeen> {
         let hits: Vec<f64> = obs
             .iter()
             .filter(|o| o.node == h.node && &o.iface == dev)
-            .filter(|o| o.src == e.src && o.dst == e.dst && o.proto == e.proto)
-            .filter(|o| e.spi.is_none() || o.spi == e.spi)
+            .filter(|o| e.matches(&o.key))
             .map(|o| o.ts)
             .collect();
         let first = hits
@@ -289,10 +281,13 @@ mod tests {
                     node: h.node.clone(),
                     iface: h.dev.clone().unwrap(),
                     ts: p as f64 + k as f64 * 0.001,
-                    src: e.src,
-                    dst: e.dst,
-                    proto: e.proto,
-                    spi: e.spi,
+                    key: PacketKey {
+                        src: e.src,
+                        dst: e.dst,
+                        proto: e.proto,
+                        ports: None,
+                        spi: e.spi,
+                    },
                 });
             }
         }
@@ -301,10 +296,13 @@ mod tests {
             node: "worker".into(),
             iface: "eth0".into(),
             ts: 0.5,
-            src: "172.18.0.3".parse().unwrap(),
-            dst: "172.18.0.1".parse().unwrap(),
-            proto: 6,
-            spi: None,
+            key: PacketKey {
+                src: "172.18.0.3".parse().unwrap(),
+                dst: "172.18.0.1".parse().unwrap(),
+                proto: 6,
+                ports: None,
+                spi: None,
+            },
         });
         out
     }

@@ -2,12 +2,12 @@
 
 pub mod decision;
 pub mod fib;
-pub mod live;
+pub(crate) mod live;
 pub mod netfilter;
 mod nf_stages;
-pub mod nftables;
+pub(crate) mod nftables;
 pub mod path;
 pub mod saddr6;
 mod stages;
 mod tunnel;
-pub mod xfrm;
+pub(crate) mod xfrm;

@@ -99,6 +99,16 @@ pub struct Expect {
     pub inner: Option<(IpAddr, IpAddr)>,
 }
 
+impl Expect {
+    /// Is a captured packet with key `k` this hop's packet (the SPI too, for ESP)?
+    pub fn matches(&self, k: &crate::decode::packet::PacketKey) -> bool {
+        k.src == self.src
+            && k.dst == self.dst
+            && k.proto == self.proto
+            && (self.spi.is_none() || k.spi == self.spi)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "end", rename_all = "snake_case")]
 pub enum End {

@@ -7,7 +7,7 @@ use super::flow::{Traced, flow_of};
 use super::keymap::{Action, Keymap};
 use super::packets::{self, PacketLog};
 use super::rows::{self, PANES, Pane};
-use crate::model::event::Live;
+use crate::model::event::{Live, SaKey};
 use crate::trace::path::Flow;
 use ratatui::crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -273,7 +273,8 @@ impl App {
     /// Recompute the rows of the shown pane (and the detail's row) if anything they
     /// depend on changed. Cheap when nothing did.
     pub fn refresh(&mut self, live: &Live) {
-        self.health.update(live, std::time::Instant::now());
+        self.health
+            .update(live, &self.names, std::time::Instant::now());
         self.refresh_pane(self.pane, live);
         if let Some(d) = &mut self.detail {
             if matches!(d.pane, Pane::Packets | Pane::Trace | Pane::Health) {
@@ -470,30 +471,8 @@ impl App {
         let page = self.page.get().max(1) as isize;
         match a {
             Action::Quit => return Effect::Quit,
-            Action::Help => {
-                self.mode = if self.mode == Mode::Help {
-                    Mode::Normal
-                } else {
-                    self.help_scroll = 0;
-                    Mode::Help
-                };
-            }
-            Action::Back => match self.mode {
-                Mode::Help => self.mode = Mode::Normal,
-                Mode::Detail => {
-                    self.mode = Mode::Normal;
-                    self.detail = None;
-                }
-                _ => {
-                    self.message = None;
-                    if !self.view().filter.is_empty() {
-                        self.set_filter("", live);
-                    } else if self.pane == Pane::Routes && self.table.is_some() {
-                        self.table = None;
-                        self.refresh(live);
-                    }
-                }
-            },
+            Action::Help => self.toggle_help(),
+            Action::Back => self.back(live),
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
             Action::PageUp => self.move_by(-page),
@@ -510,31 +489,7 @@ impl App {
                     self.switch(*p, live)
                 }
             }
-            // Enter on a finding: to the object it names.
-            Action::Detail if self.pane == Pane::Health => {
-                match self
-                    .view()
-                    .selected_index()
-                    .and_then(|i| self.health.target(i, &live.state))
-                {
-                    Some((pane, row)) => self.select_row(pane, row, live),
-                    None => self.say("this finding names no object of the node", true),
-                }
-            }
-            Action::Detail => {
-                if let Some(i) = self.view().selected_index() {
-                    self.detail = Some(Detail {
-                        pane: self.pane,
-                        index: Some(i),
-                        identity: match self.pane {
-                            Pane::Packets | Pane::Trace | Pane::Health => i.to_string(),
-                            p => rows::identity(p, &live.state, i),
-                        },
-                        scroll: 0,
-                    });
-                    self.mode = Mode::Detail;
-                }
-            }
+            Action::Detail => self.open_detail(live),
             Action::Filter => {
                 self.mode = Mode::Filter;
                 self.input = self.view().filter_text.clone();
@@ -547,24 +502,7 @@ impl App {
                 self.input_error = None;
                 self.completions.clear();
             }
-            Action::SortNext => {
-                let n = self.pane.headers().len();
-                let v = self.view_mut();
-                v.sort = match v.sort {
-                    None => Some((0, false)),
-                    Some((c, _)) if c + 1 < n => Some((c + 1, false)),
-                    Some(_) => None,
-                };
-                self.refresh(live);
-            }
-            Action::SortReverse => {
-                let v = self.view_mut();
-                v.sort = Some(match v.sort {
-                    None => (0, true),
-                    Some((c, d)) => (c, !d),
-                });
-                self.refresh(live);
-            }
+            Action::SortNext | Action::SortReverse => self.sort(a == Action::SortReverse, live),
             Action::Pause => {
                 self.paused = !self.paused;
                 return Effect::Pause;
@@ -580,6 +518,74 @@ impl App {
             Action::Follow => return self.follow_selected(),
         }
         Effect::None
+    }
+
+    fn toggle_help(&mut self) {
+        self.mode = if self.mode == Mode::Help {
+            Mode::Normal
+        } else {
+            self.help_scroll = 0;
+            Mode::Help
+        };
+    }
+
+    /// Esc: close the overlay; else clear the message, then the filter, then the table shown.
+    fn back(&mut self, live: &Live) {
+        match self.mode {
+            Mode::Help => self.mode = Mode::Normal,
+            Mode::Detail => {
+                self.mode = Mode::Normal;
+                self.detail = None;
+            }
+            _ => {
+                self.message = None;
+                if !self.view().filter.is_empty() {
+                    self.set_filter("", live);
+                } else if self.pane == Pane::Routes && self.table.is_some() {
+                    self.table = None;
+                    self.refresh(live);
+                }
+            }
+        }
+    }
+
+    /// Enter: the selected row's detail; on a finding, the object it names.
+    fn open_detail(&mut self, live: &Live) {
+        let selected = self.view().selected_index();
+        if self.pane == Pane::Health {
+            match selected.and_then(|i| self.health.target(i, &live.state)) {
+                Some((pane, row)) => self.select_row(pane, row, live),
+                None => self.say("this finding names no object of the node", true),
+            }
+            return;
+        }
+        let Some(i) = selected else {
+            return;
+        };
+        self.detail = Some(Detail {
+            pane: self.pane,
+            index: Some(i),
+            identity: match self.pane {
+                Pane::Packets | Pane::Trace | Pane::Health => i.to_string(),
+                p => rows::identity(p, &live.state, i),
+            },
+            scroll: 0,
+        });
+        self.mode = Mode::Detail;
+    }
+
+    /// `s`: sort by the next column (then unsorted); `S`: reverse the order.
+    fn sort(&mut self, reverse: bool, live: &Live) {
+        let n = self.pane.headers().len();
+        let v = self.view_mut();
+        v.sort = match (reverse, v.sort) {
+            (false, None) => Some((0, false)),
+            (false, Some((c, _))) if c + 1 < n => Some((c + 1, false)),
+            (false, Some(_)) => None,
+            (true, None) => Some((0, true)),
+            (true, Some((c, d))) => Some((c, !d)),
+        };
+        self.refresh(live);
     }
 
     /// `c`: on the Links pane, capture on the selected link (or stop); on the Packets pane,
@@ -1074,12 +1080,16 @@ impl App {
         v.held = v.rows.get(pos).copied().filter(|_| pos + 1 < v.rows.len());
     }
 
-    /// From an SA to the policies whose templates select it, and back.
+    /// From an SA to the policies whose templates select it, and back; from an ESP packet
+    /// to its SA.
     fn jump(&mut self, live: &Live) {
         let st = &live.state;
         let Some(i) = self.view().selected_index() else {
             return;
         };
+        if self.pane == Pane::Packets {
+            return self.jump_to_packet_sa(i, live);
+        }
         let (to, targets, what) = match self.pane {
             Pane::Sas => (
                 Pane::Policies,
@@ -1093,7 +1103,7 @@ impl App {
             ),
             _ => {
                 self.say(
-                    "x jumps between an SA and its policies: use it on pane 4 or 5",
+                    "x jumps between an SA and its policies (pane 4 or 5), or from a packet to its SA (pane 7)",
                     true,
                 );
                 return;
@@ -1118,6 +1128,33 @@ impl App {
             ),
             false,
         );
+    }
+
+    /// `x` on a packet row: the SA it belongs to, found by the key the record holds.
+    fn jump_to_packet_sa(&mut self, row: usize, live: &Live) {
+        let Some(r) = self.packets.get(row as u64) else {
+            return;
+        };
+        let Some(sa) = r.sa.clone() else {
+            let why = if r.decoded.is_esp() {
+                "no SA of this node has this packet's SPI and destination"
+            } else {
+                "not an ESP packet: it belongs to no SA"
+            };
+            return self.say(why, true);
+        };
+        match live
+            .state
+            .xfrm_states
+            .iter()
+            .position(|s| SaKey::of(s) == sa.key)
+        {
+            Some(i) => {
+                self.select_row(Pane::Sas, i, live);
+                self.say(format!("the packet's SA: {sa}"), false);
+            }
+            None => self.say(format!("the packet's SA {sa} is gone from the node"), true),
+        }
     }
 }
 

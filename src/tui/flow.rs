@@ -3,7 +3,7 @@
 //! since the trace began (`trace::live`). Pure: fed records and states by the runtime.
 
 use crate::capture::analyze::{Decrypt, PacketRecord};
-use crate::decode::packet::{Decoded, Direction, Transport};
+use crate::decode::packet::{Decoded, Direction};
 use crate::model::{Names, NodeState};
 use crate::trace::live::{self, Followed, Observation, counter_deltas};
 use crate::trace::path::{End, Flow, Trace};
@@ -54,11 +54,11 @@ impl Traced {
         let Some(o) = Observation::of(&self.node, &r.iface, r.ts.as_secs_f64(), &r.decoded) else {
             return;
         };
-        let ours = self.trace.hops.iter().any(|h| {
-            h.expect
-                .as_ref()
-                .is_some_and(|e| e.src == o.src && e.dst == o.dst && e.proto == o.proto)
-        });
+        let ours = self
+            .trace
+            .hops
+            .iter()
+            .any(|h| h.expect.as_ref().is_some_and(|e| e.matches(&o.key)));
         if !ours {
             return;
         }
@@ -217,19 +217,16 @@ pub fn flow_of(r: &PacketRecord) -> Result<Flow, String> {
         }
         _ => &r.decoded,
     };
-    let ip = d.ip.as_ref().ok_or("not an IP packet: nothing to trace")?;
-    let (sport, dport) = match &d.transport {
-        Some(Transport::Tcp { sport, dport, .. }) | Some(Transport::Udp { sport, dport, .. }) => {
-            (Some(*sport), Some(*dport))
-        }
-        _ => (None, None),
+    let (ip, key) = (d.ip.as_ref(), d.key());
+    let (Some(ip), Some(key)) = (ip, key) else {
+        return Err("not an IP packet: nothing to trace".into());
     };
     Ok(Flow {
-        src: ip.src,
-        dst: ip.dst,
-        proto: ip.proto,
-        sport,
-        dport,
+        src: key.src,
+        dst: key.dst,
+        proto: key.proto,
+        sport: key.ports.map(|p| p.0),
+        dport: key.ports.map(|p| p.1),
         mark: None,
         // A packet that came in on an interface enters this node there.
         iif: (r.dir == Direction::In).then(|| r.iface.clone()),

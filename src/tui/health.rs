@@ -9,9 +9,9 @@
 //! panes holding trouble) and where Enter on a finding leads (the object it names).
 
 use super::rows::Pane;
-use crate::doctor::{KeyHasher, NodeInput, Object, Report, Severity, examine};
-use crate::model::NodeState;
+use crate::doctor::{KeyHasher, NodeInput, Object, Report, Severity, examine_in};
 use crate::model::event::{Event, Live, Sample};
+use crate::model::{Names, NodeState};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -35,8 +35,13 @@ enum Job {
     Sample(Arc<Sample>),
     /// A whole state to start the copy from (first use, after a drop, a paused copy).
     Reset(Box<NodeState>),
-    /// Judge the copy now, under this name, with `at` as the window's end.
-    Judge { name: String, at: Instant },
+    /// Judge the copy now, under this name, with `at` as the window's end, knowing the
+    /// cluster by `names` (the findings name pods and nodes as the CLI doctor's do).
+    Judge {
+        name: String,
+        at: Instant,
+        names: Arc<Names>,
+    },
 }
 
 /// The doctor's own copy of the node, kept by the same `NodeState::apply` as the live one,
@@ -72,11 +77,11 @@ impl Mirror {
                 self.state = *st;
                 None
             }
-            Job::Judge { name, at } => Some(self.judge(name, at)),
+            Job::Judge { name, at, names } => Some(self.judge(name, at, &names)),
         }
     }
 
-    fn judge(&mut self, name: String, now: Instant) -> Report {
+    fn judge(&mut self, name: String, now: Instant, names: &Names) -> Report {
         while self.window.len() > 1
             && self
                 .window
@@ -85,7 +90,7 @@ impl Mirror {
         {
             self.window.pop_front();
         }
-        let report = examine(
+        let report = examine_in(
             &[NodeInput {
                 name,
                 state: &self.state,
@@ -95,6 +100,7 @@ impl Mirror {
                 seen: &[],
             }],
             &self.keys,
+            names,
         );
         self.window.push_back((now, counters_of(&self.state)));
         report
@@ -187,6 +193,8 @@ pub struct Health {
     pub generation: u64,
     judged: Option<Gens>,
     judged_at: Option<Instant>,
+    /// The names the last judgement knew (new names are judged again at once).
+    judged_names: Option<Arc<Names>>,
     /// The live state the thread's copy equals (None: it differs until a `Reset`).
     fed: Option<Gens>,
     /// A judgement was asked for and has not come back: no second one is asked meanwhile,
@@ -210,6 +218,7 @@ impl Default for Health {
             generation: 0,
             judged: None,
             judged_at: None,
+            judged_names: None,
             fed: Some(gens(&Live::default())),
             busy: false,
             judge: Judge::start(),
@@ -263,18 +272,22 @@ impl Health {
         self.judged = None;
     }
 
-    /// Take a finished judgement; ask for a new one if the node changed. True when the
-    /// report changed.
-    pub fn update(&mut self, live: &Live, now: Instant) -> bool {
+    /// Take a finished judgement; ask for a new one if the node or the names changed. True
+    /// when the report changed.
+    pub fn update(&mut self, live: &Live, names: &Arc<Names>, now: Instant) -> bool {
         let changed = self.take_report(Duration::ZERO);
         if !live.loaded || self.busy {
             return changed;
         }
         let g = gens(live);
-        if self.judged == Some(g) {
+        let same_names = self
+            .judged_names
+            .as_ref()
+            .is_some_and(|n| Arc::ptr_eq(n, names));
+        if self.judged == Some(g) && same_names {
             return changed;
         }
-        let structure = self.judged.is_none_or(|(l, s, _)| (l, s) != (g.0, g.1));
+        let structure = !same_names || self.judged.is_none_or(|(l, s, _)| (l, s) != (g.0, g.1));
         if !structure
             && self
                 .judged_at
@@ -291,20 +304,19 @@ impl Health {
             self.copies += 1;
             self.fed = Some(g);
         }
-        let name = live
-            .state
-            .node
-            .netns
-            .name
-            .clone()
-            .unwrap_or_else(|| live.state.node.hostname.clone());
-        if !self.judge.send(Job::Judge { name, at: now }) {
+        let job = Job::Judge {
+            name: live.state.node.name(),
+            at: now,
+            names: names.clone(),
+        };
+        if !self.judge.send(job) {
             self.dropped += 1;
             return changed;
         }
         self.busy = true;
         self.judged = Some(g);
         self.judged_at = Some(now);
+        self.judged_names = Some(names.clone());
         self.take_report(Duration::ZERO) || changed
     }
 

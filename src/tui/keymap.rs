@@ -252,7 +252,7 @@ const DEFAULTS: &[(Action, &str, &str, &[&str])] = &[
     (
         Action::Jump,
         "jump",
-        "jump SA ↔ the policies selecting it",
+        "jump SA ↔ the policies selecting it; packet → its SA",
         &["x"],
     ),
     (

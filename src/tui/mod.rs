@@ -7,17 +7,17 @@
 
 pub mod app;
 pub mod bpf_check;
-pub mod capturing;
+pub(crate) mod capturing;
 pub mod config;
 pub mod filter;
 pub mod flow;
-pub mod health;
+pub(crate) mod health;
 pub mod inputs;
 pub mod keymap;
 pub mod packets;
 pub mod render;
 pub mod rows;
-pub mod term;
+pub(crate) mod term;
 pub mod theme;
 
 use crate::explain::cilium;

@@ -196,7 +196,7 @@ pub fn detail(r: &PacketRecord, names: &Names) -> Vec<(String, String)> {
         ("packet".into(), pv::summary(&r.decoded, names)),
     ];
     if let Some(sa) = &r.sa {
-        out.push(("SA".into(), sa.clone()));
+        out.push(("SA".into(), sa.to_string()));
     }
     match &r.decrypt {
         Some(Decrypt::Ok { inner, .. }) => {

@@ -389,26 +389,19 @@ fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
     app.hits.borrow_mut().table = area;
     let body_rows = area.height.saturating_sub(1) as usize;
     app.page.set(body_rows.max(1));
-    let v = app.view();
-    let headers = app.pane.headers();
     if !live.loaded {
+        let reading = format!("reading {} …", app.target_label);
         buf.set_stringn(
             area.x,
             area.y + 1,
-            format!("reading {} …", app.target_label),
+            reading,
             area.width as usize,
             theme.style(Item::Dim),
         );
         return;
     }
-    // Keep the selection on screen.
-    let mut off = v.offset.get().min(v.rows.len().saturating_sub(1));
-    if v.selected < off {
-        off = v.selected;
-    } else if v.selected >= off + body_rows {
-        off = v.selected + 1 - body_rows;
-    }
-    v.offset.set(off);
+    let off = scroll_to_selection(app, body_rows);
+    let v = app.view();
     let shown: Vec<(usize, Vec<String>, bool)> = v.rows[off.min(v.rows.len())..]
         .iter()
         .take(body_rows)
@@ -420,20 +413,7 @@ fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
             )
         })
         .collect();
-    let mut natural: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for (_, c, _) in &shown {
-        for (w, s) in natural.iter_mut().zip(c) {
-            *w = (*w).max(s.chars().count());
-        }
-    }
-    let empty: Vec<bool> = (0..headers.len())
-        .map(|c| {
-            shown
-                .iter()
-                .all(|(_, cells, _)| cells.get(c).is_none_or(|s| s.is_empty()))
-        })
-        .collect();
-    let widths = layout_columns(app.pane.drop_order(), &natural, &empty, area.width as usize);
+    let widths = column_widths(app, &shown, area.width as usize);
     let put_row = |buf: &mut Buffer, y: u16, cells: &[String], style: Style| {
         let mut x = area.x;
         let end = area.x + area.width;
@@ -446,7 +426,9 @@ fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
             x = x.saturating_add(*w as u16 + 2);
         }
     };
-    let hs: Vec<String> = headers
+    let hs: Vec<String> = app
+        .pane
+        .headers()
         .iter()
         .enumerate()
         .map(|(i, h)| match v.sort {
@@ -456,22 +438,7 @@ fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
         .collect();
     put_row(buf, area.y, &hs, theme.style(Item::TableHeader));
     if shown.is_empty() {
-        let why = if app.pane_len(app.pane, live) == 0 {
-            match app.pane {
-                Pane::Packets => "no packets yet: on the Links pane (1) press c on an interface, or :capture eth0 cilium_host".to_string(),
-                Pane::Trace if app.traced.is_some() => "no hop: the path stops before its first (above)".to_string(),
-                Pane::Trace => "no flow yet: t on a packet in the Packets pane (7), or :trace SRC DST [--proto tcp --dport 80]".to_string(),
-                Pane::Health => "not judged yet: waiting for the node's first reading".to_string(),
-                p @ (Pane::Sas | Pane::Policies) if live.state.hidden.iter().any(|h| h.starts_with("xfrm_")) => format!(
-                    "{} hidden: CAP_NET_ADMIN missing (the kernel shows XFRM state only to it); {}",
-                    p.title(),
-                    crate::source::caps::how_to_fix(crate::source::caps::CAP_NET_ADMIN)
-                ),
-                p => format!("no {} in this netns", p.title()),
-            }
-        } else {
-            "no row matches the filter (esc clears it)".to_string()
-        };
+        let why = why_no_rows(app, live);
         buf.set_stringn(
             area.x,
             area.y + 1,
@@ -493,6 +460,61 @@ fn table(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
             buf.set_style(Rect::new(area.x, y, area.width, 1), style);
         }
         put_row(buf, y, cells, style);
+    }
+}
+
+/// The first row shown, moved just enough to keep the selection on screen.
+fn scroll_to_selection(app: &App, body_rows: usize) -> usize {
+    let v = app.view();
+    let mut off = v.offset.get().min(v.rows.len().saturating_sub(1));
+    if v.selected < off {
+        off = v.selected;
+    } else if v.selected >= off + body_rows {
+        off = v.selected + 1 - body_rows;
+    }
+    v.offset.set(off);
+    off
+}
+
+/// Each column's width for the rows shown (None: dropped for lack of room, or empty).
+fn column_widths(
+    app: &App,
+    shown: &[(usize, Vec<String>, bool)],
+    width: usize,
+) -> Vec<Option<usize>> {
+    let headers = app.pane.headers();
+    let mut natural: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for (_, c, _) in shown {
+        for (w, s) in natural.iter_mut().zip(c) {
+            *w = (*w).max(s.chars().count());
+        }
+    }
+    let empty: Vec<bool> = (0..headers.len())
+        .map(|c| {
+            shown
+                .iter()
+                .all(|(_, cells, _)| cells.get(c).is_none_or(|s| s.is_empty()))
+        })
+        .collect();
+    layout_columns(app.pane.drop_order(), &natural, &empty, width)
+}
+
+/// What an empty table says instead: how to get rows, or that the filter hides them all.
+fn why_no_rows(app: &App, live: &Live) -> String {
+    if app.pane_len(app.pane, live) != 0 {
+        return "no row matches the filter (esc clears it)".to_string();
+    }
+    match app.pane {
+        Pane::Packets => "no packets yet: on the Links pane (1) press c on an interface, or :capture eth0 cilium_host".to_string(),
+        Pane::Trace if app.traced.is_some() => "no hop: the path stops before its first (above)".to_string(),
+        Pane::Trace => "no flow yet: t on a packet in the Packets pane (7), or :trace SRC DST [--proto tcp --dport 80]".to_string(),
+        Pane::Health => "not judged yet: waiting for the node's first reading".to_string(),
+        p @ (Pane::Sas | Pane::Policies) if live.state.hidden.iter().any(|h| h.starts_with("xfrm_")) => format!(
+            "{} hidden: CAP_NET_ADMIN missing (the kernel shows XFRM state only to it); {}",
+            p.title(),
+            crate::source::caps::how_to_fix(crate::source::caps::CAP_NET_ADMIN)
+        ),
+        p => format!("no {} in this netns", p.title()),
     }
 }
 
@@ -647,50 +669,9 @@ fn help(buf: &mut Buffer, area: Rect, app: &App, theme: &Theme) {
 }
 
 fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
-    match app.mode {
-        Mode::Filter => {
-            let mut parts = vec![
-                ("/".to_string(), theme.style(Item::Key)),
-                (typed(app, area), theme.style(Item::Base)),
-            ];
-            match &app.input_error {
-                Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
-                None if app.bpf_checking => parts.push((
-                    "  … libpcap is checking it  (enter apply, esc cancel)".into(),
-                    theme.style(Item::Dim),
-                )),
-                None => parts.push((
-                    format!(
-                        "  ✓ {} rows  (enter keep, esc cancel)",
-                        app.view().rows.len()
-                    ),
-                    theme.style(Item::FilterOk),
-                )),
-            }
-            spans(buf, area, &parts);
-        }
-        Mode::Bpf => {
-            let mut parts = vec![
-                ("capture filter (BPF): ".to_string(), theme.style(Item::Key)),
-                (typed(app, area), theme.style(Item::Base)),
-            ];
-            match &app.input_error {
-                Some(e) => parts.push((format!("  ✗ {e}"), theme.style(Item::FilterErr))),
-                None if app.bpf_checking => parts.push((
-                    "  … libpcap is checking it  (enter apply, esc cancel)".into(),
-                    theme.style(Item::Dim),
-                )),
-                None if app.input.trim().is_empty() => parts.push((
-                    "  ✓ no filter  (enter apply, esc cancel)".into(),
-                    theme.style(Item::FilterOk),
-                )),
-                None => parts.push((
-                    "  ✓ libpcap compiles it  (enter apply, esc cancel)".into(),
-                    theme.style(Item::FilterOk),
-                )),
-            }
-            spans(buf, area, &parts);
-        }
+    let parts = match app.mode {
+        Mode::Filter => filter_line(app, area, theme),
+        Mode::Bpf => bpf_line(app, area, theme),
         Mode::Command => {
             let mut parts = vec![
                 (":".to_string(), theme.style(Item::Key)),
@@ -702,70 +683,116 @@ fn footer(buf: &mut Buffer, area: Rect, app: &App, live: &Live, theme: &Theme) {
                     theme.style(Item::Dim),
                 ));
             }
-            spans(buf, area, &parts);
+            parts
         }
         _ => {
             if let Some((m, err)) = &app.message {
                 let st = if *err { Item::Error } else { Item::Notice };
-                spans(buf, area, &[(m.clone(), theme.style(st))]);
-                return;
-            }
-            if let Some(n) = live.notices.back()
+                vec![(m.clone(), theme.style(st))]
+            } else if let Some(n) = live.notices.back()
                 && n.at.elapsed() < Duration::from_secs(15)
             {
-                spans(buf, area, &[(n.text.clone(), theme.style(Item::Notice))]);
-                return;
+                vec![(n.text.clone(), theme.style(Item::Notice))]
+            } else {
+                key_hints(app, theme)
             }
-            let k = |a| app.keymap.first_key(a);
-            let mut parts = Vec::new();
-            let pause = if app.paused { "resume" } else { "pause" };
-            let hints: &[(Action, &str)] = match app.pane {
-                Pane::Links => &[
-                    (Action::Help, "help"),
-                    (Action::Filter, "filter"),
-                    (Action::Command, "cmd"),
-                    (Action::Detail, "detail"),
-                    (Action::Capture, "capture"),
-                    (Action::SortNext, "sort"),
-                    (Action::Pause, pause),
-                    (Action::Quit, "quit"),
-                ],
-                Pane::Packets => &[
-                    (Action::Help, "help"),
-                    (Action::Filter, "filter"),
-                    (Action::Bpf, "bpf"),
-                    (
-                        Action::Decrypt,
-                        if app.packets.decrypt {
-                            "decrypt off"
-                        } else {
-                            "decrypt"
-                        },
-                    ),
-                    (Action::Follow, "trace flow"),
-                    (Action::Capture, "stop if"),
-                    (Action::Detail, "detail"),
-                    (Action::Pause, pause),
-                    (Action::Quit, "quit"),
-                ],
-                _ => &[
-                    (Action::Help, "help"),
-                    (Action::Filter, "filter"),
-                    (Action::Command, "cmd"),
-                    (Action::Detail, "detail"),
-                    (Action::SortNext, "sort"),
-                    (Action::Jump, "SA↔policy"),
-                    (Action::Pause, pause),
-                    (Action::Quit, "quit"),
-                ],
-            };
-            for &(a, what) in hints {
-                parts.push((k(a), theme.style(Item::Key)));
-                parts.push((format!(" {what}  "), theme.style(Item::Dim)));
-            }
-            spans(buf, area, &parts);
         }
-    }
+    };
+    spans(buf, area, &parts);
+}
+
+/// The filter being typed, and whether it is valid (rows it keeps) or why not.
+fn filter_line(app: &App, area: Rect, theme: &Theme) -> Vec<(String, Style)> {
+    let ok = format!(
+        "  ✓ {} rows  (enter keep, esc cancel)",
+        app.view().rows.len()
+    );
+    typed_line(app, area, theme, "/", ok)
+}
+
+/// The capture filter being typed, and what libpcap says of it.
+fn bpf_line(app: &App, area: Rect, theme: &Theme) -> Vec<(String, Style)> {
+    let ok = if app.input.trim().is_empty() {
+        "  ✓ no filter  (enter apply, esc cancel)"
+    } else {
+        "  ✓ libpcap compiles it  (enter apply, esc cancel)"
+    };
+    typed_line(app, area, theme, "capture filter (BPF): ", ok.to_string())
+}
+
+/// A line being typed after `prompt`, then its verdict: why not, still being checked, or `ok`.
+fn typed_line(
+    app: &App,
+    area: Rect,
+    theme: &Theme,
+    prompt: &str,
+    ok: String,
+) -> Vec<(String, Style)> {
+    let verdict = match &app.input_error {
+        Some(e) => (format!("  ✗ {e}"), theme.style(Item::FilterErr)),
+        None if app.bpf_checking => (
+            "  … libpcap is checking it  (enter apply, esc cancel)".into(),
+            theme.style(Item::Dim),
+        ),
+        None => (ok, theme.style(Item::FilterOk)),
+    };
+    vec![
+        (prompt.to_string(), theme.style(Item::Key)),
+        (typed(app, area), theme.style(Item::Base)),
+        verdict,
+    ]
+}
+
+/// The keys of what can be done on the pane shown.
+fn key_hints(app: &App, theme: &Theme) -> Vec<(String, Style)> {
+    let pause = if app.paused { "resume" } else { "pause" };
+    let decrypt = if app.packets.decrypt {
+        "decrypt off"
+    } else {
+        "decrypt"
+    };
+    let hints: &[(Action, &str)] = match app.pane {
+        Pane::Links => &[
+            (Action::Help, "help"),
+            (Action::Filter, "filter"),
+            (Action::Command, "cmd"),
+            (Action::Detail, "detail"),
+            (Action::Capture, "capture"),
+            (Action::SortNext, "sort"),
+            (Action::Pause, pause),
+            (Action::Quit, "quit"),
+        ],
+        Pane::Packets => &[
+            (Action::Help, "help"),
+            (Action::Filter, "filter"),
+            (Action::Bpf, "bpf"),
+            (Action::Decrypt, decrypt),
+            (Action::Follow, "trace flow"),
+            (Action::Capture, "stop if"),
+            (Action::Detail, "detail"),
+            (Action::Pause, pause),
+            (Action::Quit, "quit"),
+        ],
+        _ => &[
+            (Action::Help, "help"),
+            (Action::Filter, "filter"),
+            (Action::Command, "cmd"),
+            (Action::Detail, "detail"),
+            (Action::SortNext, "sort"),
+            (Action::Jump, "SA↔policy"),
+            (Action::Pause, pause),
+            (Action::Quit, "quit"),
+        ],
+    };
+    hints
+        .iter()
+        .flat_map(|&(a, what)| {
+            [
+                (app.keymap.first_key(a), theme.style(Item::Key)),
+                (format!(" {what}  "), theme.style(Item::Dim)),
+            ]
+        })
+        .collect()
 }
 
 /// The Packets pane's streams (one line each) or the Trace pane's summary above the rows;

@@ -48,149 +48,15 @@ pub fn summary(d: &Decoded, names: &Names) -> String {
 }
 
 fn summary_plain(d: &Decoded) -> String {
-    let mut s = String::new();
     let (src, dst) = match &d.ip {
         Some(ip) => (ip.src.to_string(), ip.dst.to_string()),
         None => (String::new(), String::new()),
     };
-    let addr_port = |a: &str, p: u16| format!("{a}.{p}");
-    match &d.transport {
-        Some(Transport::Esp(e)) => {
-            let _ = write!(
-                s,
-                "{src} > {dst}: {}ESP(spi={:#010x},seq={:#x}), length {}",
-                if let Some((sp, dp)) = e.udp_encap {
-                    format!("UDP-encap {sp}>{dp} ")
-                } else {
-                    String::new()
-                },
-                e.spi,
-                e.seq,
-                e.len
-            );
-        }
-        Some(Transport::Ah {
-            spi,
-            seq,
-            next_header,
-            ah_len,
-        }) => {
-            let _ = write!(
-                s,
-                "{src} > {dst}: AH(spi={spi:#010x},seq={seq:#x}), next {next_header}, AH length {ah_len} (not verified)"
-            );
-        }
-        Some(Transport::Vxlan {
-            sport,
-            dport,
-            vni,
-            inner,
-        }) => {
-            let _ = write!(
-                s,
-                "{} > {}: VXLAN, vni {vni}: {}",
-                addr_port(&src, *sport),
-                addr_port(&dst, *dport),
-                summary_plain(inner)
-            );
-        }
-        Some(Transport::Icmp {
-            ty,
-            code,
-            id,
-            seq,
-            len,
-        }) => {
-            let what = match (ty, id, seq) {
-                (8, Some(id), Some(seq)) => format!("echo request, id {id}, seq {seq}"),
-                (0, Some(id), Some(seq)) => format!("echo reply, id {id}, seq {seq}"),
-                (3, _, _) => format!("unreachable code {code}"),
-                (11, _, _) => "time exceeded in-transit".to_string(),
-                _ => format!("type {ty} code {code}"),
-            };
-            let _ = write!(s, "{src} > {dst}: ICMP {what}, length {len}");
-        }
-        Some(Transport::Icmp6 {
-            ty,
-            code,
-            id,
-            seq,
-            len,
-        }) => {
-            let what = match (ty, id, seq) {
-                (128, Some(id), Some(seq)) => format!("echo request, id {id}, seq {seq}"),
-                (129, Some(id), Some(seq)) => format!("echo reply, id {id}, seq {seq}"),
-                (135, _, _) => "neighbor solicitation".into(),
-                (136, _, _) => "neighbor advertisement".into(),
-                (133, _, _) => "router solicitation".into(),
-                (134, _, _) => "router advertisement".into(),
-                _ => format!("type {ty} code {code}"),
-            };
-            let _ = write!(s, "{src} > {dst}: ICMP6, {what}, length {len}");
-        }
-        Some(Transport::Tcp {
-            sport,
-            dport,
-            flags,
-            seq,
-            ack,
-            win,
-            len,
-        }) => {
-            let _ = write!(
-                s,
-                "{} > {}: Flags {flags}, seq {seq}",
-                addr_port(&src, *sport),
-                addr_port(&dst, *dport)
-            );
-            if flags.0 & crate::decode::packet::TcpFlags::ACK != 0 {
-                let _ = write!(s, ", ack {ack}");
-            }
-            let _ = write!(s, ", win {win}, length {len}");
-        }
-        Some(Transport::Udp { sport, dport, len }) => {
-            let _ = write!(
-                s,
-                "{} > {}: UDP, length {len}",
-                addr_port(&src, *sport),
-                addr_port(&dst, *dport)
-            );
-        }
-        Some(Transport::Arp {
-            op,
-            sender,
-            target,
-            sender_mac,
-        }) => {
-            let ip = |a: &Option<std::net::Ipv4Addr>| a.map_or("?".to_string(), |a| a.to_string());
-            let _ = match op {
-                1 => write!(s, "ARP, Request who-has {} tell {}", ip(target), ip(sender)),
-                2 => match sender_mac {
-                    Some(m) => write!(s, "ARP, Reply {} is-at {m}", ip(sender)),
-                    None => write!(s, "ARP, Reply {} is-at ?", ip(sender)),
-                },
-                _ => write!(s, "ARP, op {op}"),
-            };
-        }
-        Some(Transport::Other {
-            ip_proto: Some(p), ..
-        }) => {
-            let _ = write!(s, "{src} > {dst}: ip-proto-{p}");
-            if let Some(ip) = &d.ip {
-                let _ = write!(s, ", length {}", ip.payload_len);
-            }
-        }
-        Some(Transport::Other {
-            ethertype: Some(e), ..
-        }) => {
-            let _ = write!(s, "ethertype {e:#06x}");
-        }
-        _ => {
-            if d.ip.is_some() {
-                let _ = write!(s, "{src} > {dst}:");
-            }
-        }
-    }
+    let mut s = match &d.transport {
+        Some(t) => transport_line(d, t, &src, &dst),
+        None if d.ip.is_some() => format!("{src} > {dst}:"),
+        None => String::new(),
+    };
     if let Some(m) = &d.malformed {
         if !s.is_empty() {
             s.push(' ');
@@ -198,6 +64,141 @@ fn summary_plain(d: &Decoded) -> String {
         let _ = write!(s, "[malformed {}: {}]", m.layer, m.why);
     }
     s
+}
+
+/// The packet in tcpdump's words, by its transport header.
+fn transport_line(d: &Decoded, t: &Transport, src: &str, dst: &str) -> String {
+    let addr_port = |a: &str, p: u16| format!("{a}.{p}");
+    match t {
+        Transport::Esp(e) => {
+            let encap = match e.udp_encap {
+                Some((sp, dp)) => format!("UDP-encap {sp}>{dp} "),
+                None => String::new(),
+            };
+            format!(
+                "{src} > {dst}: {encap}ESP(spi={:#010x},seq={:#x}), length {}",
+                e.spi, e.seq, e.len
+            )
+        }
+        Transport::Ah {
+            spi,
+            seq,
+            next_header,
+            ah_len,
+        } => format!(
+            "{src} > {dst}: AH(spi={spi:#010x},seq={seq:#x}), next {next_header}, AH length {ah_len} (not verified)"
+        ),
+        Transport::Vxlan {
+            sport,
+            dport,
+            vni,
+            inner,
+        } => format!(
+            "{} > {}: VXLAN, vni {vni}: {}",
+            addr_port(src, *sport),
+            addr_port(dst, *dport),
+            summary_plain(inner)
+        ),
+        Transport::Icmp {
+            ty,
+            code,
+            id,
+            seq,
+            len,
+        } => format!(
+            "{src} > {dst}: ICMP {}, length {len}",
+            icmp_what(*ty, *code, *id, *seq)
+        ),
+        Transport::Icmp6 {
+            ty,
+            code,
+            id,
+            seq,
+            len,
+        } => format!(
+            "{src} > {dst}: ICMP6, {}, length {len}",
+            icmp6_what(*ty, *code, *id, *seq)
+        ),
+        Transport::Tcp {
+            sport,
+            dport,
+            flags,
+            seq,
+            ack,
+            win,
+            len,
+        } => {
+            let mut s = format!(
+                "{} > {}: Flags {flags}, seq {seq}",
+                addr_port(src, *sport),
+                addr_port(dst, *dport)
+            );
+            if flags.0 & crate::decode::packet::TcpFlags::ACK != 0 {
+                let _ = write!(s, ", ack {ack}");
+            }
+            let _ = write!(s, ", win {win}, length {len}");
+            s
+        }
+        Transport::Udp { sport, dport, len } => format!(
+            "{} > {}: UDP, length {len}",
+            addr_port(src, *sport),
+            addr_port(dst, *dport)
+        ),
+        Transport::Arp {
+            op,
+            sender,
+            target,
+            sender_mac,
+        } => arp_line(*op, *sender, *target, sender_mac.as_ref()),
+        Transport::Other {
+            ip_proto: Some(p), ..
+        } => match &d.ip {
+            Some(ip) => format!("{src} > {dst}: ip-proto-{p}, length {}", ip.payload_len),
+            None => format!("{src} > {dst}: ip-proto-{p}"),
+        },
+        Transport::Other {
+            ethertype: Some(e), ..
+        } => format!("ethertype {e:#06x}"),
+        Transport::Other { .. } if d.ip.is_some() => format!("{src} > {dst}:"),
+        Transport::Other { .. } => String::new(),
+    }
+}
+
+fn icmp_what(ty: u8, code: u8, id: Option<u16>, seq: Option<u16>) -> String {
+    match (ty, id, seq) {
+        (8, Some(id), Some(seq)) => format!("echo request, id {id}, seq {seq}"),
+        (0, Some(id), Some(seq)) => format!("echo reply, id {id}, seq {seq}"),
+        (3, _, _) => format!("unreachable code {code}"),
+        (11, _, _) => "time exceeded in-transit".to_string(),
+        _ => format!("type {ty} code {code}"),
+    }
+}
+
+fn icmp6_what(ty: u8, code: u8, id: Option<u16>, seq: Option<u16>) -> String {
+    match (ty, id, seq) {
+        (128, Some(id), Some(seq)) => format!("echo request, id {id}, seq {seq}"),
+        (129, Some(id), Some(seq)) => format!("echo reply, id {id}, seq {seq}"),
+        (135, _, _) => "neighbor solicitation".into(),
+        (136, _, _) => "neighbor advertisement".into(),
+        (133, _, _) => "router solicitation".into(),
+        (134, _, _) => "router advertisement".into(),
+        _ => format!("type {ty} code {code}"),
+    }
+}
+
+fn arp_line(
+    op: u16,
+    sender: Option<std::net::Ipv4Addr>,
+    target: Option<std::net::Ipv4Addr>,
+    sender_mac: Option<&crate::decode::packet::Mac>,
+) -> String {
+    let ip = |a: Option<std::net::Ipv4Addr>| a.map_or("?".to_string(), |a| a.to_string());
+    match (op, sender_mac) {
+        (1, _) => format!("ARP, Request who-has {} tell {}", ip(target), ip(sender)),
+        (2, Some(m)) => format!("ARP, Reply {} is-at {m}", ip(sender)),
+        (2, None) => format!("ARP, Reply {} is-at ?", ip(sender)),
+        _ => format!("ARP, op {op}"),
+    }
 }
 
 /// One full line for a captured packet.
