@@ -182,7 +182,7 @@ const FILES: &[(&str, &str)] = &[
     ),
     (
         "/proc/net/xfrm_stat, /proc/net/nf_conntrack",
-        "XFRM error counters; the flow's conntrack entry (trace)",
+        "XFRM error counters; the flow's conntrack entry (trace), when ctnetlink cannot be dumped",
     ),
 ];
 

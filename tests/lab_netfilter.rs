@@ -5,7 +5,8 @@
 //! the trace's hop is the one `conntrack -L` prints. In the same boot, kube-proxy's IPVS mode
 //! (variant `ipvs`): netshoot's connection to ClusterIP 10.96.0.50:80 is sent by worker's
 //! IPVS to cni-worker, and the trace, reading IPVS over generic netlink (GET dumps only, as
-//! strace shows), names the virtual service, both real servers and the one taken. One boot of
+//! strace shows), names the virtual service, both real servers and the one taken, and the
+//! real server's reply is rewritten back to the virtual service as tcpdump sees it. One boot of
 //! its own (guest side: tests/lab/checks/netfilter.sh). HOPSCOPE_LAB_REUSE=1 re-reads the
 //! last results.
 
@@ -212,13 +213,7 @@ fn lab_ipvs_connection_reached_the_real_server() {
     );
 }
 
-/// The IPVS hop of a trace: the only nat hop on worker (the entry of an IPVS connection is
-/// not a nat-table DNAT in PREROUTING), its ipvs decision, and the trace's text.
-fn ipvs_hop(name: &str) -> (Value, String) {
-    let t = json(name);
-    let nat = hops(&t, "worker", "nat");
-    assert_eq!(nat.len(), 1, "one DNAT, by IPVS: {t:#}");
-    let hop = nat[0].clone();
+fn assert_decided_by_the_virtual_service(hop: &Value) {
     assert!(
         hop["decided_by"]
             .as_str()
@@ -226,6 +221,16 @@ fn ipvs_hop(name: &str) -> (Value, String) {
             .contains("ipvs virtual service tcp 10.96.0.50:80 rr"),
         "{hop:#}"
     );
+}
+
+/// The IPVS hop of a trace: the only nat hop on worker (the entry of an IPVS connection is
+/// not a nat-table DNAT in PREROUTING), its ipvs decision, and the trace's text.
+fn ipvs_hop(name: &str) -> (Value, String) {
+    let t = json(name);
+    let nat = hops(&t, "worker", "nat");
+    assert_eq!(nat.len(), 1, "one DNAT, by IPVS: {t:#}");
+    let hop = nat[0].clone();
+    assert_decided_by_the_virtual_service(&hop);
     assert_eq!(t["end"]["end"], "delivered", "{t:#}");
     assert_eq!(t["end"]["node"], "worker", "{t:#}");
     assert_eq!(t["end"]["what"], "pod 10.0.1.103", "{t:#}");
@@ -285,6 +290,62 @@ fn lab_ipvs_new_connection_skips_the_quiesced_real_server() {
     );
 }
 
+/// The source (`A.B.C.D.P`) of the SYN-ACK tcpdump -e captured: the first word after
+/// `length N: ` on its `Flags [S.]` line.
+fn captured_source(name: &str) -> String {
+    let t = text(&format!("{name}.txt"));
+    t.lines()
+        .find(|l| l.contains("Flags [S.]"))
+        .and_then(|l| l.split_once("length ")?.1.split_once(": "))
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name}: no SYN-ACK captured:\n{t}\n{}",
+                text(&format!("{name}.err"))
+            )
+        })
+        .to_string()
+}
+
+/// The real server's reply (its SYN-ACK, from 10.0.1.103:80) back through worker: the trace
+/// rewrites its source to the virtual service 10.96.0.50:80 in FORWARD by IPVS (not a
+/// nat-table or conntrack SNAT), from the connection's conntrack entry (`conntrack -L`'s), and
+/// delivers it to netshoot with that source — what tcpdump saw leave cni-worker and reach
+/// netshoot.
+#[test]
+fn lab_ipvs_reply_is_rewritten_back_to_the_virtual_service() {
+    let t = json("trace-ipvs-reply.json");
+    let sport = text("ipvs-conntrack.txt")
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sport="))
+        .unwrap()
+        .to_string();
+    assert_eq!(captured_source("ipvs-reply-cni-worker"), "10.0.1.103.80");
+    assert_eq!(captured_source("ipvs-reply-netshoot"), "10.96.0.50.80");
+    let nat = hops(&t, "worker", "nat");
+    assert_eq!(nat.len(), 1, "one rewrite, by IPVS: {t:#}");
+    let hop = nat[0];
+    let what = hop["what"].as_str().unwrap();
+    assert!(
+        what.starts_with("FORWARD IPVS reply 10.0.1.103:80 → 10.96.0.50:80"),
+        "{t:#}"
+    );
+    assert_decided_by_the_virtual_service(hop);
+    let d = ipvs_decision(hop);
+    assert_eq!(d["hook"], "FORWARD");
+    assert_entry_is_listed(&d["conntrack"], first_tcp_line(&text("ipvs-conntrack.txt")));
+    assert_eq!(t["end"]["end"], "delivered", "{t:#}");
+    assert_eq!(t["end"]["what"], "pod 10.0.1.52", "{t:#}");
+    let last = t["hops"].as_array().unwrap().last().unwrap();
+    assert!(
+        last["packet"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("10.96.0.50 → 10.0.1.52 tcp 80→{sport}")),
+        "netshoot gets it from the virtual service: {last:#}"
+    );
+}
+
 #[test]
 fn lab_ipvs_is_read_over_netlink_with_get_dumps_only() {
     let log = text("ipvs.strace");
@@ -325,4 +386,25 @@ fn lab_nodeport_follow_sees_the_path() {
         "the masqueraded packet leaves worker: {f:#}"
     );
     assert!(seen("worker2", "eth0"), "and enters worker2: {f:#}");
+}
+
+/// The trace reads conntrack as `conntrack -L` does, with a ctnetlink dump
+/// (IPCTNL_MSG_CT_GET, NLM_F_DUMP), and never /proc/net/nf_conntrack, whose walk restarts at
+/// each read() from a count of entries and can skip one when the table changes in between
+/// (the suspected cause of the lab's flake: an established flow traced as new while
+/// `conntrack -L` listed its entry).
+#[test]
+fn lab_conntrack_is_a_ctnetlink_dump_not_proc() {
+    let log = text("ipvs.strace");
+    let dumps = readonly_log::netlink_requests(&log)
+        .into_iter()
+        .filter(|r| r.protocol == "NETLINK_NETFILTER" && r.kind == "0x101")
+        .filter(|r| r.line.contains("NLM_F_DUMP") || r.line.contains("|0x300"))
+        .count();
+    assert!(dumps >= 1, "no ctnetlink dump:\n{log}");
+    let proc_reads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("openat(") && l.contains("nf_conntrack\""))
+        .collect();
+    assert!(proc_reads.is_empty(), "{proc_reads:#?}");
 }

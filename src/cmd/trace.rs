@@ -114,14 +114,16 @@ pub fn parse_state(text: &str) -> Result<NodeState> {
     serde_json::from_value(doc).context(not_snapshot)
 }
 
-/// What each node's state lacked, said beside any answer computed from it.
-fn incomplete(nodes: &[Node], recorded: usize) -> Vec<String> {
+/// What each node's state and netfilter read lacked (for a packet of this family), said
+/// beside any answer computed from it.
+fn incomplete(nodes: &[Node], recorded: usize, ipv6: bool) -> Vec<String> {
     let mut out: Vec<String> = nodes
         .iter()
         .flat_map(|n| {
             n.state
                 .warnings
                 .iter()
+                .chain(crate::trace::netfilter::warnings_for(&n.netfilter, ipv6))
                 .map(move |w| format!("{}: {w}", n.name))
         })
         .collect();
@@ -204,7 +206,7 @@ pub fn run(
     } else {
         args.states.len()
     };
-    t.incomplete = incomplete(&nodes, from_states);
+    t.incomplete = incomplete(&nodes, from_states, flow.dst.is_ipv6());
     if let (Some(_), Some(rec)) = (args.follow, &recording) {
         t.follow = Some(crate::record::reader::follow_recorded(&t, rec, &nodes));
     } else if let Some(dur) = args.follow {
@@ -342,5 +344,37 @@ fn status(t: &Trace) -> u8 {
     match &t.follow {
         Some(f) if f.hops.iter().any(|h| h.seen == 0) => exit::TRACE_NOT_SEEN,
         _ => exit::OK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A netfilter read that failed in part (here conntrack, and the other family's rules)
+    /// is said in the trace's `incomplete` list beside the state's own warnings, so that an
+    /// answer worked out on it says it may be wrong; the other family's does not concern it.
+    #[test]
+    fn incomplete_carries_the_netfilter_read_warnings_of_the_packets_family() {
+        let mut node = Node {
+            name: "worker".into(),
+            state: crate::model::NodeState::default(),
+            netfilter: crate::model::Netfilter::default(),
+        };
+        node.state.warnings.push("routes: dump interrupted".into());
+        node.netfilter.warnings = vec![
+            "conntrack: the kernel flagged the dump as interrupted".into(),
+            "ip6tables rules could not be read (IPv6 NAT and filter rules unknown)".into(),
+        ];
+        let v4 = incomplete(std::slice::from_ref(&node), 0, false);
+        assert_eq!(
+            v4,
+            [
+                "worker: routes: dump interrupted",
+                "worker: conntrack: the kernel flagged the dump as interrupted"
+            ]
+        );
+        let v6 = incomplete(&[node], 0, true);
+        assert_eq!(v6.len(), 3, "{v6:?}");
     }
 }

@@ -224,7 +224,7 @@ impl Family for GenlMessage<FamilyLookup> {
 }
 
 /// The attributes of a buffer as (kind, value); the first malformed one is the error.
-fn attrs(buf: &[u8]) -> Result<Vec<(u16, &[u8])>, String> {
+pub(super) fn attrs(buf: &[u8]) -> Result<Vec<(u16, &[u8])>, String> {
     NlasIterator::new(buf)
         .map(|a| {
             a.map(|a: NlaBuffer<&[u8]>| {
@@ -246,7 +246,7 @@ fn nested(buf: &[u8], kind: u16) -> Result<&[u8], String> {
         .ok_or_else(|| format!("no attribute {kind}"))
 }
 
-fn fixed<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], String> {
+pub(super) fn fixed<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], String> {
     v.try_into()
         .map_err(|_| format!("{what}: {} bytes, expected {N}", v.len()))
 }

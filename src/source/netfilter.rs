@@ -138,7 +138,10 @@ pub fn read() -> Netfilter {
         )),
     }
     match super::conntrack::read() {
-        Ok(ct) => nf.conntrack = ct,
+        Ok((ct, warnings)) => {
+            nf.conntrack = ct;
+            nf.warnings.extend(warnings);
+        }
         Err(e) => nf.warnings.push(format!(
             "conntrack table not readable ({e}: nf_conntrack not loaded, or no /proc/net/nf_conntrack): established flows are traced as new"
         )),

@@ -305,6 +305,13 @@ pub fn addr_owner(st: &NodeState, ip: &IpAddr) -> String {
         })
 }
 
+/// What of a node's netfilter state could not be read and concerns a packet of this family
+/// (the other family's unreadable rules do not).
+pub fn warnings_for(nf: &crate::model::Netfilter, ipv6: bool) -> impl Iterator<Item = &String> {
+    let other = if ipv6 { "iptables " } else { "ip6tables " };
+    nf.warnings.iter().filter(move |w| !w.starts_with(other))
+}
+
 /// The conntrack entry of the packet's flow: original direction (ports compared when the
 /// trace knows them), else the reply direction of an entry.
 pub fn find_conntrack(nf: &Netfilter, p: &NfPacket) -> Option<(usize, bool)> {
@@ -375,42 +382,7 @@ enum Base<'a> {
 /// as the rules do (marks, NAT).
 pub fn run_hook(node: &Node, hook: Hook, p: &mut NfPacket) -> HookResult {
     let nf = node.nf;
-    let mut bases: Vec<(i32, Base)> = Vec::new();
-    for backend in &nf.backends {
-        // ip6tables rules see IPv6 packets only, iptables rules IPv4 ones.
-        if backend == "nft" || crate::model::backend_is_ipv6(backend) != p.dst.is_ipv6() {
-            continue;
-        }
-        for (table, prio) in ipt_tables(hook) {
-            let has_rules = !node.nf.chain(backend, table, hook.chain()).is_empty();
-            let has_policy = nf.policies.iter().any(|x| {
-                &x.backend == backend
-                    && x.table == *table
-                    && x.chain == hook.chain()
-                    && x.policy != "ACCEPT"
-            });
-            if has_rules || has_policy {
-                bases.push((*prio, Base::Ipt { backend, table }));
-            }
-        }
-    }
-    for (ti, t) in nf.nft.iter().enumerate() {
-        if !family_applies(&t.family, &p.dst) {
-            continue;
-        }
-        for (ci, c) in t.chains.iter().enumerate() {
-            if c.hook.as_deref() == Some(hook.nft()) {
-                bases.push((
-                    c.prio,
-                    Base::Nft {
-                        table: ti,
-                        chain: ci,
-                    },
-                ));
-            }
-        }
-    }
-    bases.sort_by_key(|(prio, _)| *prio); // stable: iptables before nft at equal priority
+    let bases = base_chains(node, hook, p);
     let mut out = Vec::new();
     let mut after = Vec::new();
     let mut tracked = false;
@@ -465,35 +437,7 @@ pub fn run_hook(node: &Node, hook: Hook, p: &mut NfPacket) -> HookResult {
     if hook.tracks() && !tracked {
         lookup_conntrack(nf, hook, p, &mut out);
     }
-    // NAT of an established connection comes from its entry, at the hook's NAT point.
-    let nat_here = matches!(
-        hook,
-        Hook::Prerouting | Hook::Output | Hook::Postrouting | Hook::Input
-    );
-    if nat_here
-        && let Some((i, reply)) = p.ct.entry
-        && !(hook.dst_nat() && !reply && ipvs_owns(nf, &nf.conntrack[i]))
-    {
-        let c = &nf.conntrack[i];
-        if let Some(effect) = apply_entry(c, reply, hook.dst_nat(), p) {
-            out.push(NfDecision {
-                hook,
-                backend: "conntrack".into(),
-                table: "nat".into(),
-                chain: hook.chain().into(),
-                rule: c.line.clone(),
-                target: if hook.dst_nat() { "DNAT" } else { "SNAT" }.into(),
-                effect: format!(
-                    "{effect} (conntrack entry{})",
-                    if reply { ", reply direction" } else { "" }
-                ),
-                uncertain: None,
-                alternatives: vec![],
-                conntrack: Some(c.clone()),
-                new_connections_only: false,
-            });
-        }
-    }
+    out.extend(entry_nat(nf, hook, p));
     after.push((out.len(), p.clone()));
     HookResult {
         decisions: out,
@@ -502,9 +446,84 @@ pub fn run_hook(node: &Node, hook: Hook, p: &mut NfPacket) -> HookResult {
     }
 }
 
+/// The base chains of `hook` that apply to `p` (iptables tables with rules or a policy other
+/// than ACCEPT, nft chains of its family), in the kernel's priority order.
+fn base_chains<'a>(node: &Node<'a>, hook: Hook, p: &NfPacket) -> Vec<(i32, Base<'a>)> {
+    let nf = node.nf;
+    let mut bases: Vec<(i32, Base)> = Vec::new();
+    for backend in &nf.backends {
+        // ip6tables rules see IPv6 packets only, iptables rules IPv4 ones.
+        if backend == "nft" || crate::model::backend_is_ipv6(backend) != p.dst.is_ipv6() {
+            continue;
+        }
+        for (table, prio) in ipt_tables(hook) {
+            let has_rules = !node.nf.chain(backend, table, hook.chain()).is_empty();
+            let has_policy = nf.policies.iter().any(|x| {
+                &x.backend == backend
+                    && x.table == *table
+                    && x.chain == hook.chain()
+                    && x.policy != "ACCEPT"
+            });
+            if has_rules || has_policy {
+                bases.push((*prio, Base::Ipt { backend, table }));
+            }
+        }
+    }
+    for (ti, t) in nf.nft.iter().enumerate() {
+        if !family_applies(&t.family, &p.dst) {
+            continue;
+        }
+        for (ci, c) in t.chains.iter().enumerate() {
+            if c.hook.as_deref() == Some(hook.nft()) {
+                bases.push((
+                    c.prio,
+                    Base::Nft {
+                        table: ti,
+                        chain: ci,
+                    },
+                ));
+            }
+        }
+    }
+    bases.sort_by_key(|(prio, _)| *prio); // stable: iptables before nft at equal priority
+    bases
+}
+
+/// NAT of an established connection comes from its entry, at the hook's NAT point. An IPVS
+/// connection's destination rewrite (and its undoing on the reply's source) is IPVS's, not
+/// nf_nat's: only a SNAT binding of the entry (masquerade) is applied here.
+fn entry_nat(nf: &Netfilter, hook: Hook, p: &mut NfPacket) -> Option<NfDecision> {
+    let nat_here = matches!(
+        hook,
+        Hook::Prerouting | Hook::Output | Hook::Postrouting | Hook::Input
+    );
+    let (i, reply) = p.ct.entry.filter(|_| nat_here)?;
+    if hook.dst_nat() != reply && ipvs_owns(nf, &nf.conntrack[i]) {
+        return None;
+    }
+    let c = &nf.conntrack[i];
+    let effect = apply_entry(c, reply, hook.dst_nat(), p)?;
+    Some(NfDecision {
+        hook,
+        backend: "conntrack".into(),
+        table: "nat".into(),
+        chain: hook.chain().into(),
+        rule: c.line.clone(),
+        target: if hook.dst_nat() { "DNAT" } else { "SNAT" }.into(),
+        effect: format!(
+            "{effect} (conntrack entry{})",
+            if reply { ", reply direction" } else { "" }
+        ),
+        uncertain: None,
+        alternatives: vec![],
+        conntrack: Some(c.clone()),
+        new_connections_only: false,
+    })
+}
+
 /// An entry of a connection to an IPVS virtual service: IPVS rewrites it (at INPUT), not
 /// the nat table — the entry carries no NAT binding for PREROUTING to apply.
-fn ipvs_owns(nf: &Netfilter, c: &Conntrack) -> bool {
+pub(super) fn ipvs_owns(nf: &Netfilter, c: &Conntrack) -> bool {
     nf.ipvs.iter().any(|s| {
         s.fwmark.is_none() && s.addr == c.dst && Some(s.port) == c.dport && s.proto == c.proto
     })
@@ -530,6 +549,15 @@ fn lookup_conntrack(nf: &Netfilter, hook: Hook, p: &mut NfPacket, out: &mut Vec<
     match find_conntrack(nf, p) {
         Some((i, reply)) => {
             let c = &nf.conntrack[i];
+            // Ports the trace was not given are the entry's (its direction's tuple), so
+            // that filling them in is not taken for a translation later.
+            let (sport, dport) = if reply {
+                (c.reply_sport, c.reply_dport)
+            } else {
+                (c.sport, c.dport)
+            };
+            p.sport = p.sport.or(sport);
+            p.dport = p.dport.or(dport);
             p.ct.entry = Some((i, reply));
             p.ct.state = "ESTABLISHED".into();
             p.ct.mark = c.mark;
@@ -794,36 +822,8 @@ fn cond(node: &Node, hook: Hook, c: &NfCond, p: &NfPacket) -> Cond {
         }),
         NfCond::Mark(m) => b(m.matches(p.mark)),
         NfCond::ConnMark(m) => b(m.matches(p.ct.mark)),
-        NfCond::CtState(states) => {
-            let mut have = vec![p.ct.state.as_str()];
-            if p.ct.state == "ESTABLISHED"
-                && let Some((i, reply)) = p.ct.entry
-            {
-                let e = &node.nf.conntrack[i];
-                if e.is_dnat() && !reply {
-                    have.push("DNAT");
-                }
-                if e.is_snat() && !reply {
-                    have.push("SNAT");
-                }
-            }
-            if p.ct.state.is_empty() {
-                return Cond::Unknown("conntrack state before the lookup".into());
-            }
-            b(states.iter().any(|s| have.contains(&s.as_str())))
-        }
-        NfCond::CtStatus(st) => match p.ct.entry {
-            Some((i, _)) => {
-                let flags = &node.nf.conntrack[i].flags;
-                b(st.iter().any(|s| match s.as_str() {
-                    "ASSURED" => flags.iter().any(|f| f == "ASSURED"),
-                    "SEEN_REPLY" => !flags.iter().any(|f| f == "UNREPLIED"),
-                    "CONFIRMED" => true,
-                    _ => false,
-                }))
-            }
-            None => b(false),
-        },
+        NfCond::CtState(states) => ct_state(node, states, p),
+        NfCond::CtStatus(st) => ct_status(node, st, p),
         NfCond::AddrType {
             side,
             types,
@@ -840,32 +840,7 @@ fn cond(node: &Node, hook: Hook, c: &NfCond, p: &NfPacket) -> Cond {
             physdev(node, c, false, p)
         }
         NfCond::Set { name, flags } => set_member(node.nf, name, flags, p, 0),
-        NfCond::TcpFlags(mask, comp) => {
-            if p.proto != 6 {
-                return Cond::No;
-            }
-            // A new connection's first packet is a SYN; an established one's are ACKs.
-            let have: &[&str] = if p.ct.state == "ESTABLISHED" {
-                &["ACK"]
-            } else {
-                &["SYN"]
-            };
-            let set = |l: &[String]| -> Vec<String> {
-                if l.iter().any(|x| x == "ALL") {
-                    ["FIN", "SYN", "RST", "PSH", "ACK", "URG"]
-                        .map(String::from)
-                        .to_vec()
-                } else if l.iter().any(|x| x == "NONE") {
-                    vec![]
-                } else {
-                    l.to_vec()
-                }
-            };
-            let (mask, comp) = (set(mask), set(comp));
-            b(mask
-                .iter()
-                .all(|f| have.contains(&f.as_str()) == comp.contains(f)))
-        }
+        NfCond::TcpFlags(mask, comp) => tcp_flags(mask, comp, p),
         NfCond::IcmpType(t) => b(p.proto == 1
             && t.is_none_or(|t| t == 8 || (t == 0 && p.ct.entry.is_some_and(|(_, r)| r)))),
         NfCond::Length(a, z) => b((*a..=*z).contains(&p.size)),
@@ -883,23 +858,97 @@ fn cond(node: &Node, hook: Hook, c: &NfCond, p: &NfPacket) -> Cond {
             check,
             side,
             seconds,
-        } => {
-            if !check {
-                return Cond::Yes; // --set always matches
-            }
-            let ip = if *side == Side::Src { p.src } else { p.dst };
-            match node.nf.recent.iter().find(|r| &r.name == name) {
-                Some(r) if r.addrs.contains(&ip) => match seconds {
-                    Some(s) => Cond::Assumed(format!(
-                        "{ip} is in recent list {name} (session affinity); that it was seen in the last {s} s is assumed (ages are not read)"
-                    )),
-                    None => Cond::Yes,
-                },
-                Some(_) => Cond::No,
-                None => Cond::Unknown(format!("recent list {name} was not readable")),
-            }
-        }
+        } => recent(node, name, *check, *side, *seconds, p),
         NfCond::Unknown(what) => Cond::Unknown(format!("`{what}` is not evaluated")),
+    }
+}
+
+/// `-m conntrack --ctstate`: the state the lookup found, plus DNAT/SNAT of the entry's
+/// original direction.
+fn ct_state(node: &Node, states: &[String], p: &NfPacket) -> Cond {
+    let mut have = vec![p.ct.state.as_str()];
+    if p.ct.state == "ESTABLISHED"
+        && let Some((i, reply)) = p.ct.entry
+    {
+        let e = &node.nf.conntrack[i];
+        if e.is_dnat() && !reply {
+            have.push("DNAT");
+        }
+        if e.is_snat() && !reply {
+            have.push("SNAT");
+        }
+    }
+    if p.ct.state.is_empty() {
+        return Cond::Unknown("conntrack state before the lookup".into());
+    }
+    b(states.iter().any(|s| have.contains(&s.as_str())))
+}
+
+/// `-m conntrack --ctstatus`, from the entry's flags.
+fn ct_status(node: &Node, wanted: &[String], p: &NfPacket) -> Cond {
+    let Some((i, _)) = p.ct.entry else {
+        return b(false);
+    };
+    let flags = &node.nf.conntrack[i].flags;
+    b(wanted.iter().any(|s| match s.as_str() {
+        "ASSURED" => flags.iter().any(|f| f == "ASSURED"),
+        "SEEN_REPLY" => !flags.iter().any(|f| f == "UNREPLIED"),
+        "CONFIRMED" => true,
+        _ => false,
+    }))
+}
+
+/// `--tcp-flags MASK COMP`: a new connection's first packet is a SYN; an established one's
+/// are ACKs.
+fn tcp_flags(mask: &[String], comp: &[String], p: &NfPacket) -> Cond {
+    if p.proto != 6 {
+        return Cond::No;
+    }
+    let have: &[&str] = if p.ct.state == "ESTABLISHED" {
+        &["ACK"]
+    } else {
+        &["SYN"]
+    };
+    let set = |l: &[String]| -> Vec<String> {
+        if l.iter().any(|x| x == "ALL") {
+            ["FIN", "SYN", "RST", "PSH", "ACK", "URG"]
+                .map(String::from)
+                .to_vec()
+        } else if l.iter().any(|x| x == "NONE") {
+            vec![]
+        } else {
+            l.to_vec()
+        }
+    };
+    let (mask, comp) = (set(mask), set(comp));
+    b(mask
+        .iter()
+        .all(|f| have.contains(&f.as_str()) == comp.contains(f)))
+}
+
+/// `-m recent`: `--set` always matches; `--rcheck/--update` look the address up in the list
+/// read from /proc (its ages are not read).
+fn recent(
+    node: &Node,
+    name: &str,
+    check: bool,
+    side: Side,
+    seconds: Option<u32>,
+    p: &NfPacket,
+) -> Cond {
+    if !check {
+        return Cond::Yes;
+    }
+    let ip = if side == Side::Src { p.src } else { p.dst };
+    match node.nf.recent.iter().find(|r| r.name == name) {
+        Some(r) if r.addrs.contains(&ip) => match seconds {
+            Some(s) => Cond::Assumed(format!(
+                "{ip} is in recent list {name} (session affinity); that it was seen in the last {s} s is assumed (ages are not read)"
+            )),
+            None => Cond::Yes,
+        },
+        Some(_) => Cond::No,
+        None => Cond::Unknown(format!("recent list {name} was not readable")),
     }
 }
 
@@ -1111,70 +1160,9 @@ impl IptWalk<'_, '_> {
             let mut chosen = r;
             let mut note = None;
             if !unknown.is_empty() && random && only_random {
-                // A run of random rules (kube-proxy's endpoint choice): list all, follow one.
-                let mut run = vec![idx[k - 1]];
-                let mut j = k;
-                while j < idx.len() {
-                    let r2 = &rules[idx[j]];
-                    let (ok2, unk2, _) = self.matches(r2, p);
-                    if ok2 {
-                        run.push(idx[j]);
-                        if unk2.is_empty() {
-                            break;
-                        }
-                    }
-                    j += 1;
-                }
-                let probs: Vec<f64> = run
-                    .iter()
-                    .map(|&i| {
-                        rules[i]
-                            .matches
-                            .iter()
-                            .find_map(|m| match &m.what {
-                                NfCond::Random(p) => p.parse().ok(),
-                                NfCond::Nth(e, _) => Some(1.0 / f64::from((*e).max(1))),
-                                _ => None,
-                            })
-                            .unwrap_or(1.0)
-                    })
-                    .collect();
-                let dests: Vec<Option<(IpAddr, Option<u16>)>> = run
-                    .iter()
-                    .map(|&i| self.dest_of(&rules[i].target, 0))
-                    .collect();
-                let entry = p.ct.entry.map(|(i, _)| &self.node.nf.conntrack[i]);
-                let (pick_i, why) = pick(&dests, entry);
-                let alts = run
-                    .iter()
-                    .zip(shares(&probs))
-                    .zip(&dests)
-                    .map(|((&i, s), d)| {
-                        format!(
-                            "{} ({:.1}%){}",
-                            target_name(&rules[i].target),
-                            s * 100.0,
-                            d.map(|(a, p)| format!(" → {}", show(a, p)))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect::<Vec<_>>();
-                chosen = &rules[run[pick_i]];
-                // Continue after the chosen rule, as if the ones before it did not match.
-                k = idx
-                    .iter()
-                    .position(|&x| x == run[pick_i])
-                    .map_or(k, |x| x + 1);
-                let d = self.push(
-                    chain,
-                    chosen,
-                    format!(
-                        "random choice among {} endpoints: following {}, {why}",
-                        run.len(),
-                        target_name(&chosen.target)
-                    ),
-                );
-                self.out[d].alternatives = alts;
+                let (rule, next, d) = self.random_choice(chain, idx, k, p);
+                chosen = &rules[rule];
+                k = next;
                 note = Some(d);
             } else if !unknown.is_empty() {
                 let d = self.push(
@@ -1201,6 +1189,84 @@ impl IptWalk<'_, '_> {
             }
         }
         Flow::Continue
+    }
+
+    /// A run of random rules starting at `idx[k - 1]` (kube-proxy's endpoint choice): every
+    /// endpoint is listed with its share and one followed (the conntrack entry's, else the
+    /// first the scheduler may take). Returns the rule followed, where to go on in `idx`,
+    /// and the decision that says so.
+    fn random_choice(
+        &mut self,
+        chain: &str,
+        idx: &[usize],
+        k: usize,
+        p: &NfPacket,
+    ) -> (usize, usize, usize) {
+        let rules = &self.node.nf.rules;
+        let mut run = vec![idx[k - 1]];
+        let mut j = k;
+        while j < idx.len() {
+            let r2 = &rules[idx[j]];
+            let (ok2, unk2, _) = self.matches(r2, p);
+            if ok2 {
+                run.push(idx[j]);
+                if unk2.is_empty() {
+                    break;
+                }
+            }
+            j += 1;
+        }
+        let probs: Vec<f64> = run
+            .iter()
+            .map(|&i| {
+                rules[i]
+                    .matches
+                    .iter()
+                    .find_map(|m| match &m.what {
+                        NfCond::Random(p) => p.parse().ok(),
+                        NfCond::Nth(e, _) => Some(1.0 / f64::from((*e).max(1))),
+                        _ => None,
+                    })
+                    .unwrap_or(1.0)
+            })
+            .collect();
+        let dests: Vec<Option<(IpAddr, Option<u16>)>> = run
+            .iter()
+            .map(|&i| self.dest_of(&rules[i].target, 0))
+            .collect();
+        let entry = p.ct.entry.map(|(i, _)| &self.node.nf.conntrack[i]);
+        let (pick_i, why) = pick(&dests, entry);
+        let alts = run
+            .iter()
+            .zip(shares(&probs))
+            .zip(&dests)
+            .map(|((&i, s), d)| {
+                format!(
+                    "{} ({:.1}%){}",
+                    target_name(&rules[i].target),
+                    s * 100.0,
+                    d.map(|(a, p)| format!(" → {}", show(a, p)))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>();
+        let chosen = &rules[run[pick_i]];
+        // Continue after the chosen rule, as if the ones before it did not match.
+        let next = idx
+            .iter()
+            .position(|&x| x == run[pick_i])
+            .map_or(k, |x| x + 1);
+        let d = self.push(
+            chain,
+            chosen,
+            format!(
+                "random choice among {} endpoints: following {}, {why}",
+                run.len(),
+                target_name(&chosen.target)
+            ),
+        );
+        self.out[d].alternatives = alts;
+        (run[pick_i], next, d)
     }
 
     /// The DNAT/SNAT destination a target leads to (following jumps), for random choices.
@@ -1272,130 +1338,34 @@ impl IptWalk<'_, '_> {
                 let d = say(self, format!("rejected ({with})"));
                 Flow::Drop(d, format!("REJECT --reject-with {with}"))
             }
-            NfTarget::SetMark { value, mask } => {
-                let before = p.mark;
-                p.mark = (p.mark & !mask) ^ value;
-                say(self, format!("mark {before:#x} → {:#x}", p.mark));
-                Flow::Continue
-            }
-            NfTarget::SetConnMark { value, mask } => {
-                let before = p.ct.mark;
-                p.ct.mark = (p.ct.mark & !mask) ^ value;
-                say(
-                    self,
-                    format!("connection mark {before:#x} → {:#x}", p.ct.mark),
-                );
-                Flow::Continue
-            }
-            NfTarget::SaveMark { nfmask, ctmask } => {
-                p.ct.mark = (p.ct.mark & !ctmask) ^ (p.mark & nfmask);
-                say(self, format!("connection mark ← mark: {:#x}", p.ct.mark));
-                Flow::Continue
-            }
-            NfTarget::RestoreMark { nfmask, ctmask } => {
-                let before = p.mark;
-                p.mark = (p.mark & !nfmask) ^ (p.ct.mark & ctmask);
-                say(
-                    self,
-                    format!(
-                        "mark {before:#x} → {:#x} (from the connection mark)",
-                        p.mark
-                    ),
-                );
+            t @ (NfTarget::SetMark { .. }
+            | NfTarget::SetConnMark { .. }
+            | NfTarget::SaveMark { .. }
+            | NfTarget::RestoreMark { .. }) => {
+                let effect = set_marks(t, p);
+                say(self, effect);
                 Flow::Continue
             }
             NfTarget::Dnat { to } | NfTarget::Snat { to } => {
                 let dnat = matches!(r.target, NfTarget::Dnat { .. });
-                match parse_nat_to(to) {
-                    Some((a, port)) => {
-                        let (was, wasp) = if dnat {
-                            (p.dst, p.dport)
-                        } else {
-                            (p.src, p.sport)
-                        };
-                        let port = port.filter(|_| matches!(p.proto, 6 | 17 | 132));
-                        if dnat {
-                            (p.dst, p.dport) = (a, port.or(p.dport));
-                        } else {
-                            (p.src, p.sport) = (a, port.or(p.sport));
-                        }
-                        let what = if dnat { "DNAT" } else { "SNAT" };
-                        say(self, format!("{what} {} → {to}", show(was, wasp)));
-                    }
-                    None => {
-                        let d = say(self, format!("NAT to {to:?}"));
-                        self.out[d].uncertain = Some(format!("cannot read the NAT target {to:?}"));
-                    }
+                let (effect, uncertain) = nat_rule(dnat, to, p);
+                let d = say(self, effect);
+                if uncertain.is_some() {
+                    self.out[d].uncertain = uncertain;
                 }
                 Flow::Accept
             }
             NfTarget::Masquerade { to_ports } => {
-                let dev = p.oif.clone().unwrap_or_default();
-                match masquerade_addr(self.node.state, &dev, p.toward(), p.dst.is_ipv6()) {
-                    Some((a, how)) => {
-                        let was = p.src;
-                        p.src = a;
-                        let whose = addr_owner(self.node.state, &a);
-                        let port_note = match to_ports {
-                            Some(tp) => {
-                                p.sport = tp
-                                    .split('-')
-                                    .next()
-                                    .and_then(|x| x.parse().ok())
-                                    .or(p.sport);
-                                format!(", source port from {tp}")
-                            }
-                            None if r.line.contains("--random") => {
-                                ", source port chosen at random by the kernel".into()
-                            }
-                            None => ", source port kept unless taken".into(),
-                        };
-                        say(
-                            self,
-                            format!(
-                                "MASQUERADE {was} → {a} ({whose}, leaving by {dev}{port_note}{})",
-                                chosen_how(&how)
-                            ),
-                        );
-                    }
-                    None => {
-                        let d = say(self, format!("MASQUERADE to an address of {dev}"));
-                        self.out[d].uncertain =
-                            Some(format!("{dev} has no address to masquerade to"));
-                    }
+                let (effect, uncertain) = masquerade(self.node.state, r, to_ports.as_deref(), p);
+                let d = say(self, effect);
+                if uncertain.is_some() {
+                    self.out[d].uncertain = uncertain;
                 }
                 Flow::Accept
             }
             NfTarget::Redirect { to_ports } => {
-                let was = (p.dst, p.dport);
-                let local = match (hook, &p.iif) {
-                    (Hook::Prerouting, Some(i)) => {
-                        first_global(self.node.state, i, p.dst.is_ipv6())
-                    }
-                    _ => Some(if p.dst.is_ipv4() {
-                        IpAddr::from([127, 0, 0, 1])
-                    } else {
-                        IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
-                    }),
-                };
-                if let Some(a) = local {
-                    p.dst = a;
-                }
-                if let Some(tp) = to_ports {
-                    p.dport = tp
-                        .split('-')
-                        .next()
-                        .and_then(|x| x.parse().ok())
-                        .or(p.dport);
-                }
-                say(
-                    self,
-                    format!(
-                        "REDIRECT {} → {} (to this node)",
-                        show(was.0, was.1),
-                        show(p.dst, p.dport)
-                    ),
-                );
+                let effect = redirect(self.node.state, hook, to_ports.as_deref(), p);
+                say(self, effect);
                 Flow::Accept
             }
             NfTarget::Notrack => {
@@ -1420,6 +1390,130 @@ impl IptWalk<'_, '_> {
             }
         }
     }
+}
+
+/// MARK, CONNMARK --set-mark/--save-mark/--restore-mark on the packet (and its connection):
+/// what changed.
+fn set_marks(t: &NfTarget, p: &mut NfPacket) -> String {
+    match t {
+        NfTarget::SetMark { value, mask } => {
+            let before = p.mark;
+            p.mark = (p.mark & !mask) ^ value;
+            format!("mark {before:#x} → {:#x}", p.mark)
+        }
+        NfTarget::SetConnMark { value, mask } => {
+            let before = p.ct.mark;
+            p.ct.mark = (p.ct.mark & !mask) ^ value;
+            format!("connection mark {before:#x} → {:#x}", p.ct.mark)
+        }
+        NfTarget::SaveMark { nfmask, ctmask } => {
+            p.ct.mark = (p.ct.mark & !ctmask) ^ (p.mark & nfmask);
+            format!("connection mark ← mark: {:#x}", p.ct.mark)
+        }
+        NfTarget::RestoreMark { nfmask, ctmask } => {
+            let before = p.mark;
+            p.mark = (p.mark & !nfmask) ^ (p.ct.mark & ctmask);
+            format!(
+                "mark {before:#x} → {:#x} (from the connection mark)",
+                p.mark
+            )
+        }
+        _ => unreachable!("set_marks is called for mark targets only"),
+    }
+}
+
+/// DNAT/SNAT `--to` on the packet: what it did, and why it is uncertain when the target
+/// does not read.
+pub(super) fn nat_rule(dnat: bool, to: &str, p: &mut NfPacket) -> (String, Option<String>) {
+    let Some((a, port)) = parse_nat_to(to) else {
+        return (
+            format!("NAT to {to:?}"),
+            Some(format!("cannot read the NAT target {to:?}")),
+        );
+    };
+    let (was, wasp) = if dnat {
+        (p.dst, p.dport)
+    } else {
+        (p.src, p.sport)
+    };
+    let port = port.filter(|_| matches!(p.proto, 6 | 17 | 132));
+    if dnat {
+        (p.dst, p.dport) = (a, port.or(p.dport));
+    } else {
+        (p.src, p.sport) = (a, port.or(p.sport));
+    }
+    let what = if dnat { "DNAT" } else { "SNAT" };
+    (format!("{what} {} → {to}", show(was, wasp)), None)
+}
+
+/// MASQUERADE to the address the kernel picks on the way out: what it did, or why it could
+/// not.
+fn masquerade(
+    st: &NodeState,
+    r: &NfRule,
+    to_ports: Option<&str>,
+    p: &mut NfPacket,
+) -> (String, Option<String>) {
+    let dev = p.oif.clone().unwrap_or_default();
+    let Some((a, how)) = masquerade_addr(st, &dev, p.toward(), p.dst.is_ipv6()) else {
+        return (
+            format!("MASQUERADE to an address of {dev}"),
+            Some(format!("{dev} has no address to masquerade to")),
+        );
+    };
+    let was = p.src;
+    p.src = a;
+    let whose = addr_owner(st, &a);
+    let port_note = match to_ports {
+        Some(tp) => {
+            p.sport = tp
+                .split('-')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .or(p.sport);
+            format!(", source port from {tp}")
+        }
+        None if r.line.contains("--random") => {
+            ", source port chosen at random by the kernel".into()
+        }
+        None => ", source port kept unless taken".into(),
+    };
+    (
+        format!(
+            "MASQUERADE {was} → {a} ({whose}, leaving by {dev}{port_note}{})",
+            chosen_how(&how)
+        ),
+        None,
+    )
+}
+
+/// REDIRECT to this node: the incoming interface's first address in PREROUTING, loopback
+/// for the node's own packets.
+fn redirect(st: &NodeState, hook: Hook, to_ports: Option<&str>, p: &mut NfPacket) -> String {
+    let was = (p.dst, p.dport);
+    let local = match (hook, &p.iif) {
+        (Hook::Prerouting, Some(i)) => first_global(st, i, p.dst.is_ipv6()),
+        _ => Some(if p.dst.is_ipv4() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        }),
+    };
+    if let Some(a) = local {
+        p.dst = a;
+    }
+    if let Some(tp) = to_ports {
+        p.dport = tp
+            .split('-')
+            .next()
+            .and_then(|x| x.parse().ok())
+            .or(p.dport);
+    }
+    format!(
+        "REDIRECT {} → {} (to this node)",
+        show(was.0, was.1),
+        show(p.dst, p.dport)
+    )
 }
 
 #[cfg(test)]

@@ -147,6 +147,8 @@ pub(super) fn input(w: &mut Walk, at: &mut At) -> Go {
     if at.pkt.esp.is_some() {
         return Go::On;
     }
+    // A reply to the node's own connection: IPVS's LOCAL_IN reply hook.
+    ipvs_reply(w, at.node, Hook::Input, &mut at.pkt, &at.ct);
     match ipvs_dnat(w, at.node, &mut at.pkt, &at.ct) {
         Ipvs::NotAService => Go::On,
         Ipvs::Sent => {
@@ -172,7 +174,7 @@ pub(super) fn forward(w: &mut Walk, at: &mut At) -> Go {
         return Go::On;
     }
     let gw = routed_gateway(w, at);
-    match nf_hook(
+    if let Some(end) = nf_hook(
         w,
         at.node,
         Hook::Forward,
@@ -182,9 +184,11 @@ pub(super) fn forward(w: &mut Walk, at: &mut At) -> Go {
         &mut at.pkt,
         &mut at.ct,
     ) {
-        Some(end) => Go::End(end),
-        None => Go::On,
+        return Go::End(end);
     }
+    // After the filter table (priority 100): IPVS rewrites a real server's reply.
+    ipvs_reply(w, at.node, Hook::Forward, &mut at.pkt, &at.ct);
+    Go::On
 }
 
 /// POSTROUTING (mangle, nat: SNAT, MASQUERADE) on the packet about to leave.
@@ -253,15 +257,7 @@ fn nf_hook(
     let r = run_hook(&node.nf_node(), hook, &mut p);
     // What could not be read is said where it matters: on the first hook of the node.
     let warn: Vec<String> = if matches!(hook, Hook::Prerouting | Hook::Output) {
-        // The other family's unreadable rules do not concern this packet.
-        let other = if pkt.dst.is_ipv6() {
-            "iptables "
-        } else {
-            "ip6tables "
-        };
-        nf.warnings
-            .iter()
-            .filter(|w| !w.starts_with(other))
+        super::netfilter::warnings_for(nf, pkt.dst.is_ipv6())
             .cloned()
             .collect()
     } else {
@@ -273,17 +269,7 @@ fn nf_hook(
         _ => iif.or(oif),
     }
     .map(str::to_string);
-    let mut groups: Vec<(String, Vec<NfDecision>)> = Vec::new();
-    for d in r.decisions.iter().cloned() {
-        // An established flow's translation joins the rules a new connection would take.
-        let joins = |v: &Vec<NfDecision>| {
-            d.backend == "conntrack" && d.table == "nat" && v.iter().any(|x| x.new_connections_only)
-        };
-        match groups.last_mut() {
-            Some((t, v)) if *t == d.table || joins(v) => v.push(d),
-            _ => groups.push((d.table.clone(), vec![d])),
-        }
-    }
+    let groups = by_table(&r.decisions);
     let dropped = match &r.verdict {
         Verdict::Drop { decision, how } => Some((*decision, how.clone())),
         Verdict::Accept => None,
@@ -317,19 +303,7 @@ fn nf_hook(
         let main = by_rule
             .filter(|_| last.backend == "conntrack")
             .unwrap_or(last);
-        let step = match table.as_str() {
-            "mangle" => Step::Mark,
-            t if t == "nat"
-                || ds.iter().any(|d| {
-                    d.effect.contains("NAT ")
-                        || d.effect.starts_with("MASQUERADE")
-                        || d.effect.starts_with("REDIRECT")
-                }) =>
-            {
-                Step::Nat
-            }
-            _ => Step::Filter,
-        };
+        let step = table_step(table, ds);
         let mut p2 = pkt.clone();
         let q = r.packet_after(seen - 1).unwrap_or(&p);
         (p2.src, p2.dst, p2.sport, p2.dport, p2.mark) = (q.src, q.dst, q.sport, q.dport, q.mark);
@@ -342,22 +316,7 @@ fn nf_hook(
                 main.backend, main.table, main.chain, main.rule
             )
         };
-        let mut details: Vec<String> = ds
-            .iter()
-            .map(|d| {
-                let mut s = format!("{} {}: {} → {}", d.table, d.chain, d.rule, d.effect);
-                if d.new_connections_only {
-                    s += " [new connections only: this flow is established]";
-                }
-                if let Some(u) = &d.uncertain {
-                    s += &format!(" [uncertain: {u}]");
-                }
-                for a in &d.alternatives {
-                    s += &format!("\n           endpoint: {a}");
-                }
-                s
-            })
-            .collect();
+        let mut details: Vec<String> = ds.iter().map(detail_line).collect();
         if first == 0 {
             details.extend(warn.iter().map(|x| format!("warning: {x}")));
         }
@@ -375,29 +334,165 @@ fn nf_hook(
     }
     (pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.mark) = (p.src, p.dst, p.sport, p.dport, p.mark);
     *ct = p.ct;
-    if let Some((i, how)) = dropped {
-        let all: Vec<&NfDecision> = groups.iter().flat_map(|(_, v)| v).collect();
-        let d = all.get(i).cloned().cloned();
-        let reason = match &d {
-            Some(d) => format!(
-                "dropped in {} {} {} by `{}` ({how})",
-                hook.chain(),
-                d.table,
-                d.chain,
-                d.rule
-            ),
-            None => format!("dropped in {} ({how})", hook.chain()),
+    let (i, how) = dropped?;
+    let d = groups.iter().flat_map(|(_, v)| v).nth(i).cloned();
+    Some(stop_by_rule(w, ni, hook, pkt, d, &how))
+}
+
+/// The hook's decisions in runs of one table each; an established flow's translation joins
+/// the rules a new connection would take.
+fn by_table(decisions: &[NfDecision]) -> Vec<(String, Vec<NfDecision>)> {
+    let mut groups: Vec<(String, Vec<NfDecision>)> = Vec::new();
+    for d in decisions.iter().cloned() {
+        let joins = |v: &Vec<NfDecision>| {
+            d.backend == "conntrack" && d.table == "nat" && v.iter().any(|x| x.new_connections_only)
         };
-        let end = w.stop(ni, pkt, reason, None);
-        if let Some(d) = d {
-            if let Some(h) = w.hops.last_mut() {
-                h.decided_by = format!("{} {} {}: {}", d.backend, d.table, d.chain, d.rule);
-            }
-            w.decided(as_decisions(&[d]));
+        match groups.last_mut() {
+            Some((t, v)) if *t == d.table || joins(v) => v.push(d),
+            _ => groups.push((d.table.clone(), vec![d])),
         }
-        return Some(end);
     }
-    None
+    groups
+}
+
+/// The step a table's decisions make: marks in mangle, NAT wherever a translation happened,
+/// else filtering.
+fn table_step(table: &str, ds: &[NfDecision]) -> Step {
+    let translates = |d: &NfDecision| {
+        d.effect.contains("NAT ")
+            || d.effect.starts_with("MASQUERADE")
+            || d.effect.starts_with("REDIRECT")
+    };
+    match table {
+        "mangle" => Step::Mark,
+        "nat" => Step::Nat,
+        _ if ds.iter().any(translates) => Step::Nat,
+        _ => Step::Filter,
+    }
+}
+
+/// One decision as a line of the hop's details.
+fn detail_line(d: &NfDecision) -> String {
+    let mut s = format!("{} {}: {} → {}", d.table, d.chain, d.rule, d.effect);
+    if d.new_connections_only {
+        s += " [new connections only: this flow is established]";
+    }
+    if let Some(u) = &d.uncertain {
+        s += &format!(" [uncertain: {u}]");
+    }
+    for a in &d.alternatives {
+        s += &format!("\n           endpoint: {a}");
+    }
+    s
+}
+
+/// The packet's end in `hook`: dropped by decision `d` (the rule that dropped), or by the
+/// hook when the rule is not known.
+fn stop_by_rule(
+    w: &mut Walk,
+    ni: usize,
+    hook: Hook,
+    pkt: &Packet,
+    d: Option<NfDecision>,
+    how: &str,
+) -> End {
+    let reason = match &d {
+        Some(d) => format!(
+            "dropped in {} {} {} by `{}` ({how})",
+            hook.chain(),
+            d.table,
+            d.chain,
+            d.rule
+        ),
+        None => format!("dropped in {} ({how})", hook.chain()),
+    };
+    let end = w.stop(ni, pkt, reason, None);
+    if let Some(d) = d {
+        if let Some(h) = w.hops.last_mut() {
+            h.decided_by = format!("{} {} {}: {}", d.backend, d.table, d.chain, d.rule);
+        }
+        w.decided(as_decisions(&[d]));
+    }
+    end
+}
+
+/// A real server's reply through the director in NAT (Masq) mode: IPVS (ip_vs_out, at
+/// FORWARD or LOCAL_IN after the filter table) rewrites its source back to the virtual
+/// service, as the connection's conntrack entry (reply direction) records. Without an entry,
+/// a packet from a Masq real server is said to be rewritten only if it is such a reply (IPVS's
+/// own connection table is not read).
+fn ipvs_reply(w: &mut Walk, ni: usize, hook: Hook, pkt: &mut Packet, ct: &CtView) {
+    let nf = &w.nodes[ni].netfilter;
+    let proto = crate::model::kernel_names::ip_proto(pkt.proto);
+    let is_real = |s: &&crate::model::IpvsService, addr: IpAddr, port: Option<u16>| {
+        s.fwmark.is_none()
+            && s.proto == proto
+            && s.reals.iter().any(|r| {
+                r.forward == "Masq" && r.addr == addr && (r.port == 0 || Some(r.port) == port)
+            })
+    };
+    let entry = ct
+        .entry
+        .filter(|(i, reply)| *reply && super::netfilter::ipvs_owns(nf, &nf.conntrack[*i]))
+        .map(|(i, _)| nf.conntrack[i].clone());
+    let Some(c) = entry else {
+        if let Some(svc) = nf.ipvs.iter().find(|s| is_real(s, pkt.src, pkt.sport)) {
+            let service = format!("{} {}", svc.name(), svc.scheduler);
+            w.hop(
+                (ni, Step::Nat, None),
+                pkt,
+                format!(
+                    "{} {}: if this is a reply of one of its connections IPVS rewrites its source to {}; no conntrack entry says so",
+                    hook.chain(),
+                    pkt.src,
+                    std::net::SocketAddr::new(svc.addr, svc.port)
+                ),
+                format!("ipvs virtual service {service} (real server {} Masq)", pkt.src),
+                vec!["IPVS's own connection table is not read: left as it is".into()],
+            );
+        }
+        return;
+    };
+    let Some(svc) = nf
+        .ipvs
+        .iter()
+        .find(|s| s.addr == c.dst && Some(s.port) == c.dport && s.proto == c.proto)
+        .filter(|s| is_real(s, pkt.src, pkt.sport))
+    else {
+        return; // DR and tunnel real servers answer the client themselves
+    };
+    let service = format!("{} {}", svc.name(), svc.scheduler);
+    let show = |a: IpAddr, p: Option<u16>| match p {
+        Some(p) => std::net::SocketAddr::new(a, p).to_string(),
+        None => a.to_string(),
+    };
+    let before = show(pkt.src, pkt.sport);
+    pkt.src = c.dst;
+    pkt.sport = c.dport.or(pkt.sport);
+    let effect = format!(
+        "IPVS reply {before} → {} (Masq: the real server's source back to the virtual service, by the connection's conntrack entry)",
+        show(pkt.src, pkt.sport)
+    );
+    w.hop(
+        (ni, Step::Nat, None),
+        pkt,
+        format!("{} {effect}", hook.chain()),
+        format!("ipvs virtual service {service}"),
+        vec![],
+    );
+    w.decided(as_decisions(&[NfDecision {
+        hook,
+        backend: "ipvs".into(),
+        table: "ipvs".into(),
+        chain: service.clone(),
+        rule: service,
+        target: "SNAT".into(),
+        effect,
+        uncertain: None,
+        alternatives: vec![],
+        conntrack: Some(c),
+        new_connections_only: false,
+    }]));
 }
 
 /// What IPVS did with a locally delivered packet.

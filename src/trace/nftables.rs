@@ -508,106 +508,22 @@ impl Walk<'_, '_> {
                     (f, _) => f,
                 }
             }
-            "mangle" => {
-                let what = v["key"]
-                    .get("meta")
-                    .or(v["key"].get("ct"))
-                    .map(|m| &m["key"]);
-                let is_ct = v["key"].get("ct").is_some();
-                if what.and_then(Value::as_str) != Some("mark") {
-                    let d = self.push(c, rule, "mangle", "not modelled".into());
-                    self.out[d].uncertain = Some(format!("`{}` is not evaluated", text(&v["key"])));
-                    return Flow::Continue;
-                }
-                let new = match key(self.node, p, &v["value"])
-                    .ok()
-                    .or_else(|| num(&v["value"]).map(V::N))
-                {
-                    Some(V::N(n)) => n as u32,
-                    _ => {
-                        let d = self.push(c, rule, "mangle", "mark value not evaluated".into());
-                        self.out[d].uncertain = Some(format!("`{}`", text(&v["value"])));
-                        return Flow::Continue;
-                    }
-                };
-                if is_ct {
-                    let before = p.ct.mark;
-                    p.ct.mark = new;
-                    self.push(
-                        c,
-                        rule,
-                        "ct mark set",
-                        format!("connection mark {before:#x} → {new:#x}"),
-                    );
-                } else {
-                    let before = p.mark;
-                    p.mark = new;
-                    self.push(
-                        c,
-                        rule,
-                        "meta mark set",
-                        format!("mark {before:#x} → {new:#x}"),
-                    );
-                }
-                Flow::Continue
-            }
+            "mangle" => self.mangle(c, rule, v, p),
             "dnat" | "snat" => {
                 let addr = text(&v["addr"]);
                 let to = match v.get("port") {
                     Some(port) => format!("{addr}:{}", text(port)),
                     None => addr,
                 };
-                match parse_nat_to(&to) {
-                    Some((a, port)) => {
-                        let port = port.filter(|_| matches!(p.proto, 6 | 17 | 132));
-                        let was = if k == "dnat" {
-                            (p.dst, p.dport)
-                        } else {
-                            (p.src, p.sport)
-                        };
-                        if k == "dnat" {
-                            (p.dst, p.dport) = (a, port.or(p.dport));
-                        } else {
-                            (p.src, p.sport) = (a, port.or(p.sport));
-                        }
-                        let show = |a: IpAddr, p: Option<u16>| {
-                            format!("{a}{}", p.map(|p| format!(":{p}")).unwrap_or_default())
-                        };
-                        self.push(
-                            c,
-                            rule,
-                            k,
-                            format!("{} {} → {to}", k.to_uppercase(), show(was.0, was.1)),
-                        );
-                    }
-                    None => {
-                        let d = self.push(c, rule, k, format!("NAT to {to}"));
-                        self.out[d].uncertain = Some(format!("cannot read the NAT target {to}"));
-                    }
+                let (effect, uncertain) = super::netfilter::nat_rule(k == "dnat", &to, p);
+                let d = self.push(c, rule, k, effect);
+                if uncertain.is_some() {
+                    self.out[d].uncertain = uncertain;
                 }
                 Flow::Accept
             }
             "masquerade" => {
-                let dev = p.oif.clone().unwrap_or_default();
-                match masquerade_addr(self.node.state, &dev, p.toward(), p.dst.is_ipv6()) {
-                    Some((a, how)) => {
-                        let was = p.src;
-                        p.src = a;
-                        let whose = super::netfilter::addr_owner(self.node.state, &a);
-                        let how = super::netfilter::chosen_how(&how);
-                        self.push(c, rule, "masquerade", format!("MASQUERADE {was} → {a} ({whose}, leaving by {dev}; source port chosen by the kernel{how})"));
-                    }
-                    None => {
-                        let d = self.push(
-                            c,
-                            rule,
-                            "masquerade",
-                            format!("MASQUERADE to an address of {dev}"),
-                        );
-                        self.out[d].uncertain =
-                            Some(format!("{dev} has no address to masquerade to"));
-                    }
-                }
+                self.masquerade(c, rule, p);
                 Flow::Accept
             }
             "notrack" => {
@@ -630,6 +546,74 @@ impl Walk<'_, '_> {
                 );
                 self.out[d].uncertain = Some(format!("`{other}` is not evaluated"));
                 Flow::Continue
+            }
+        }
+    }
+
+    /// `meta mark set` / `ct mark set`: the new mark, when its value can be worked out.
+    fn mangle(&mut self, c: &NftChain, rule: &str, v: &Value, p: &mut NfPacket) -> Flow {
+        let what = v["key"]
+            .get("meta")
+            .or(v["key"].get("ct"))
+            .map(|m| &m["key"]);
+        let is_ct = v["key"].get("ct").is_some();
+        if what.and_then(Value::as_str) != Some("mark") {
+            let d = self.push(c, rule, "mangle", "not modelled".into());
+            self.out[d].uncertain = Some(format!("`{}` is not evaluated", text(&v["key"])));
+            return Flow::Continue;
+        }
+        let new = match key(self.node, p, &v["value"])
+            .ok()
+            .or_else(|| num(&v["value"]).map(V::N))
+        {
+            Some(V::N(n)) => n as u32,
+            _ => {
+                let d = self.push(c, rule, "mangle", "mark value not evaluated".into());
+                self.out[d].uncertain = Some(format!("`{}`", text(&v["value"])));
+                return Flow::Continue;
+            }
+        };
+        if is_ct {
+            let before = p.ct.mark;
+            p.ct.mark = new;
+            self.push(
+                c,
+                rule,
+                "ct mark set",
+                format!("connection mark {before:#x} → {new:#x}"),
+            );
+        } else {
+            let before = p.mark;
+            p.mark = new;
+            self.push(
+                c,
+                rule,
+                "meta mark set",
+                format!("mark {before:#x} → {new:#x}"),
+            );
+        }
+        Flow::Continue
+    }
+
+    /// `masquerade`: the source the kernel picks on the way out, or why it cannot.
+    fn masquerade(&mut self, c: &NftChain, rule: &str, p: &mut NfPacket) {
+        let dev = p.oif.clone().unwrap_or_default();
+        match masquerade_addr(self.node.state, &dev, p.toward(), p.dst.is_ipv6()) {
+            Some((a, how)) => {
+                let was = p.src;
+                p.src = a;
+                let whose = super::netfilter::addr_owner(self.node.state, &a);
+                let how = super::netfilter::chosen_how(&how);
+                self.push(c, rule, "masquerade", format!("MASQUERADE {was} → {a} ({whose}, leaving by {dev}; source port chosen by the kernel{how})"));
+            }
+            None => {
+                let d = self.push(
+                    c,
+                    rule,
+                    "masquerade",
+                    format!("MASQUERADE to an address of {dev}"),
+                );
+                self.out[d].uncertain = Some(format!("{dev} has no address to masquerade to"));
             }
         }
     }

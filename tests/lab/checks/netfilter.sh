@@ -13,7 +13,11 @@
 #   ipvsadm.txt                    `ipvsadm -Ln` on worker
 #   trace-ipvs.json/.txt           hopscope trace of that connection (established: its entry)
 #   trace-ipvs-new.json            the same flow from a source port with no entry (new)
-#   ipvs.strace                    the sendto/sendmsg calls of the text trace (read-only proof)
+#   trace-ipvs-reply.json          the real server's reply (SYN-ACK) back through worker
+#   ipvs-reply-cni-worker.txt, ipvs-reply-netshoot.txt   tcpdump of that reply leaving
+#                                  cni-worker and arriving at netshoot
+#   ipvs.strace                    the socket/sendto/sendmsg/openat calls of the text trace
+#                                  (read-only proof; conntrack is a ctnetlink dump, not /proc)
 set -u
 # shellcheck disable=SC1091
 . "$LAB_DIR/lib.sh"
@@ -52,13 +56,24 @@ kill "$server" 2>/dev/null
 ip netns exec cni-worker sh -c 'while true; do busybox nc -l -p 80 -e echo hello-from-cni-worker; done' &
 ipvs_server=$!
 wait_for "the listener on cni-worker:80" 120 listens cni-worker 80
+# The reply as the kernel sends it: leaving the real server (cni-worker) and arriving at
+# netshoot, each captured by tcpdump on the pod's eth0 (the director rewrites its source in
+# between). What the test means is the connection's SYN-ACK: from port 80, SYN and ACK set.
+# capture_start returns once tcpdump listens (slow under TCG); -c 1 ends it at that packet.
+synack='tcp src port 80 and tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)'
+capture_start cni-worker eth0 ipvs-reply-cni-worker -c 1 "$synack"
+capture_start netshoot eth0 ipvs-reply-netshoot -c 1 "$synack"
 ip netns exec netshoot busybox nc -w 2 10.96.0.50 80 > "$R/ipvs.txt" 2>&1 </dev/null
+capture_stop ipvs-reply-cni-worker "Flags [S.]" 1
+capture_stop ipvs-reply-netshoot "Flags [S.]" 1
 ip netns exec worker conntrack -L -p tcp --orig-dst 10.96.0.50 > "$R/ipvs-conntrack.txt" 2>/dev/null
 ipvs_sport=$(head -1 "$R/ipvs-conntrack.txt" | grep -o 'sport=[0-9]*' | head -1 | cut -d= -f2)
 ip netns exec worker ipvsadm -Ln > "$R/ipvsadm.txt" 2>&1
 trace trace-ipvs.json 10.0.1.52 10.96.0.50 --proto tcp --sport "${ipvs_sport:-1}" --dport 80 --netns worker --json
 trace trace-ipvs-new.json 10.0.1.52 10.96.0.50 --proto tcp --sport 1 --dport 80 --netns worker --json
-strace -f -qq -e trace=socket,sendto,sendmsg -o "$R/ipvs.strace" \
+trace trace-ipvs-reply.json 10.0.1.103 10.0.1.52 --proto tcp --sport 80 --dport "${ipvs_sport:-1}" --netns worker --json
+strace -f -qq -e trace=socket,sendto,sendmsg,openat -o "$R/ipvs.strace" \
     "$HOPSCOPE" trace 10.0.1.52 10.96.0.50 --proto tcp --sport "${ipvs_sport:-1}" --dport 80 --netns worker > "$R/trace-ipvs.txt" 2>&1
 kill "$ipvs_server" 2>/dev/null
+
 exit 0
